@@ -1,0 +1,69 @@
+package encode
+
+import (
+	"strconv"
+	"time"
+)
+
+// Batch is a columnar set of feature rows of one closed minute. Row i is
+// (Cells[i], Products[i], Features[i*NumFeatures:(i+1)*NumFeatures]).
+// Sinks receive Batches; a Batch is only valid during the call that gets it.
+type Batch struct {
+	Minute      int64 // unix minute: floor(ts/60000)
+	NumFeatures int
+	Cells       []uint64
+	Products    []byte
+	Features    []int32
+	// Names resolves product codes to UUIDs.
+	Names *Products
+}
+
+// Len is the number of rows.
+func (b *Batch) Len() int { return len(b.Cells) }
+
+// Row returns row i's feature vector (aliasing the batch).
+func (b *Batch) Row(i int) []int32 {
+	return b.Features[i*b.NumFeatures : (i+1)*b.NumFeatures]
+}
+
+// Reset empties the batch for reuse, keeping its capacity.
+func (b *Batch) Reset(minute int64, numFeatures int) {
+	b.Minute = minute
+	b.NumFeatures = numFeatures
+	b.Cells = b.Cells[:0]
+	b.Products = b.Products[:0]
+	b.Features = b.Features[:0]
+}
+
+// MinuteStart is the start of unix minute m.
+func MinuteStart(m int64) time.Time { return time.UnixMilli(m * 60000).UTC() }
+
+// AppendMinute appends the RFC 3339 UTC start of minute m, e.g.
+// 2024-06-01T10:07:00Z.
+func AppendMinute(dst []byte, m int64) []byte {
+	return MinuteStart(m).AppendFormat(dst, time.RFC3339)
+}
+
+// AppendCell appends an H3 cell as its 15-character lower-case hex string.
+func AppendCell(dst []byte, cell uint64) []byte {
+	return strconv.AppendUint(dst, cell, 16)
+}
+
+// AppendRowJSON appends row i of b as one ndjson line (with '\n'):
+// {"h3":"882a100d65fffff","product_type":"…","minute":"2024-06-01T10:07:00Z","features":[…]}
+func AppendRowJSON(dst []byte, b *Batch, i int) []byte {
+	dst = append(dst, `{"h3":"`...)
+	dst = AppendCell(dst, b.Cells[i])
+	dst = append(dst, `","product_type":"`...)
+	dst = append(dst, b.Names.Name(b.Products[i])...)
+	dst = append(dst, `","minute":"`...)
+	dst = AppendMinute(dst, b.Minute)
+	dst = append(dst, `","features":[`...)
+	for j, v := range b.Row(i) {
+		if j > 0 {
+			dst = append(dst, ',')
+		}
+		dst = strconv.AppendInt(dst, int64(v), 10)
+	}
+	return append(dst, "]}\n"...)
+}

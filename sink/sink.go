@@ -1,0 +1,80 @@
+// Package sink is where closed minutes leave the engine.
+//
+// The engine hands every closed minute to a Writer as one or more Batches
+// followed by CloseMinute. Write may block (back-pressure reaches the engine,
+// which stops reading input) and may fail (the run stops with the error).
+// Variants: ndjson.go (the contract's line format, to a file or stdout) and
+// null.go (discard, for benchmarks).
+package sink
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/demandpipe/demandpipe/encode"
+)
+
+// Writer receives the rows of closed minutes, in minute order.
+type Writer interface {
+	// Write takes some rows of the minute being closed. The batch is only
+	// valid during the call.
+	Write(ctx context.Context, b *encode.Batch) error
+	// CloseMinute says every row of minute m has been written (a minute
+	// with no rows is closed too). Durable sinks commit here.
+	CloseMinute(ctx context.Context, m int64) error
+	// Close flushes and releases the sink.
+	Close() error
+}
+
+// Stats are a sink's plain counters.
+type Stats struct {
+	Rows    int64
+	Minutes int64
+	Bytes   int64
+}
+
+// Opener builds a Writer from the part of a -sink spec after "kind:".
+type Opener func(arg string) (Writer, error)
+
+var openers = map[string]Opener{}
+
+// Register makes a sink kind available to Open. Packages that add sinks
+// (a store, Cassandra) register themselves from the command's wiring.
+func Register(kind string, o Opener) { openers[kind] = o }
+
+// Open builds a sink from a spec "kind:arg", e.g. "ndjson:-" or "null:".
+func Open(spec string) (Writer, error) {
+	kind, arg, ok := strings.Cut(spec, ":")
+	if !ok {
+		return nil, fmt.Errorf("sink %q: want KIND:ARG, e.g. ndjson:rows.ndjson, ndjson:- or null:", spec)
+	}
+	o, found := openers[kind]
+	if !found {
+		return nil, fmt.Errorf("sink %q: unknown kind %q (known: %s)", spec, kind, strings.Join(Kinds(), ", "))
+	}
+	return o(arg)
+}
+
+// Kinds lists the registered sink kinds.
+func Kinds() []string {
+	out := make([]string, 0, len(openers))
+	for k := range openers {
+		out = append(out, k)
+	}
+	sortStrings(out)
+	return out
+}
+
+func sortStrings(s []string) {
+	for i := 1; i < len(s); i++ {
+		for j := i; j > 0 && s[j] < s[j-1]; j-- {
+			s[j], s[j-1] = s[j-1], s[j]
+		}
+	}
+}
+
+func init() {
+	Register("ndjson", func(arg string) (Writer, error) { return OpenNDJSON(arg) })
+	Register("null", func(string) (Writer, error) { return &Null{}, nil })
+}
