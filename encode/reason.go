@@ -5,22 +5,22 @@ type Reason uint8
 
 // Rejection reasons, counted separately by every stage that rejects.
 const (
-	OK                Reason = iota
-	InvalidJSON              // not one valid JSON value
-	NotObject                // valid JSON, but not an object
-	MissingTS                // no top-level "ts"
-	MissingRiderID           // no top-level "rider_id"
-	MissingLat               // no top-level "lat"
-	MissingLng               // no top-level "lng"
-	MissingProduct           // no top-level "product_type"
-	BadTS                    // ts is not an integer in 0..MaxTS
-	BadRiderID               // rider_id is not a non-empty string of at most MaxRiderIDBytes
-	BadLat                   // lat is not a number in -90..90
-	BadLng                   // lng is not a number in -180..180
-	BadProduct               // product_type is not a UUID string
-	DuplicateField           // a required field appears twice at the top level
-	TooManyProducts          // a 257th distinct product type
-	LineTooLong              // longer than the source's line limit
+	OK              Reason = iota
+	InvalidJSON            // not one valid JSON value
+	NotObject              // valid JSON, but not an object
+	MissingTS              // no top-level "ts"
+	MissingRiderID         // no top-level "rider_id"
+	MissingLat             // no top-level "lat"
+	MissingLng             // no top-level "lng"
+	MissingProduct         // no top-level "product_type"
+	BadTS                  // ts is not an integer in 0..MaxTS
+	BadRiderID             // rider_id is not a non-empty string of at most MaxRiderIDBytes
+	BadLat                 // lat is not a number in -90..90
+	BadLng                 // lng is not a number in -180..180
+	BadProduct             // product_type is not a UUID string
+	DuplicateField         // a required field appears twice at the top level
+	TooManyProducts        // a 257th distinct product type
+	LineTooLong            // longer than the source's line limit
 	NumReasons
 )
 

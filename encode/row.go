@@ -3,6 +3,7 @@ package encode
 import (
 	"strconv"
 	"time"
+	"unicode/utf8"
 )
 
 // Batch is a columnar set of feature rows of one closed minute. Row i is
@@ -66,4 +67,43 @@ func AppendRowJSON(dst []byte, b *Batch, i int) []byte {
 		dst = strconv.AppendInt(dst, int64(v), 10)
 	}
 	return append(dst, "]}\n"...)
+}
+
+// AppendJSONString appends s as a JSON string literal. Control characters,
+// quotes and backslashes are escaped; invalid UTF-8 becomes U+FFFD, so the
+// output is always valid JSON whatever the input line held.
+func AppendJSONString(dst, s []byte) []byte {
+	dst = append(dst, '"')
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c >= 0x20 && c != '"' && c != '\\' && c < utf8.RuneSelf {
+			dst = append(dst, c)
+			i++
+			continue
+		}
+		if c < utf8.RuneSelf {
+			switch c {
+			case '"', '\\':
+				dst = append(dst, '\\', c)
+			case '\n':
+				dst = append(dst, '\\', 'n')
+			case '\r':
+				dst = append(dst, '\\', 'r')
+			case '\t':
+				dst = append(dst, '\\', 't')
+			default:
+				dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&15])
+			}
+			i++
+			continue
+		}
+		r, n := utf8.DecodeRune(s[i:])
+		if r == utf8.RuneError && n == 1 {
+			dst = append(dst, `\ufffd`...)
+		} else {
+			dst = append(dst, s[i:i+n]...)
+		}
+		i += n
+	}
+	return append(dst, '"')
 }

@@ -1,0 +1,261 @@
+// Package kring smooths per-cell counts over H3 k-ring disks: for every target
+// cell t and radius k in K, D[k](t) = sum of c(h) over source cells h with t in
+// GridDisk(h, k).
+//
+// Cost model (see PERFORMANCE.md): one scatter per source over its largest
+// disk, bucketed by ring so every disk member costs one add whatever |K| is:
+// 1,261 adds per source for K up to 20. Cumulating the buckets per target
+// turns them into the |K| disk sums. Disks are computed once per cell
+// (h3.GridDiskDistances, ~30 us at k=20) and cached as dense cell indices, so
+// the scatter runs over flat int32 arrays, never maps keyed by cell.
+//
+// The scatter follows the definition literally (from each source over its own
+// disk), so it stays exact next to pentagons, where disks are smaller.
+package kring
+
+import (
+	"fmt"
+	"slices"
+	"sync"
+
+	"github.com/uber/h3-go/v4"
+
+	"github.com/demandpipe/demandpipe/feature"
+	"github.com/demandpipe/demandpipe/internal/cellindex"
+)
+
+// Config tunes the smoother.
+type Config struct {
+	// MaxCachedDisks bounds the disk cache. A k=20 disk is 1,261 cells,
+	// 5 KB as uint32 indices; the default 100,000 disks (~500 MB) holds a
+	// metro at resolution 8 (~20-50k active cells) with room to spare. Past
+	// the bound, disks not used by the minute being closed are dropped and
+	// recomputed when needed.
+	MaxCachedDisks int
+	// Workers computes new disks in parallel (h3 is pure). Default 1; the
+	// engine sets it to its parallelism.
+	Workers int
+}
+
+// DefaultConfig returns the defaults.
+func DefaultConfig() Config { return Config{MaxCachedDisks: 100_000, Workers: 1} }
+
+// Validate checks the fields.
+func (c Config) Validate() error {
+	if c.MaxCachedDisks < 1 {
+		return fmt.Errorf("kring.max-cached-disks=%d: must be >= 1", c.MaxCachedDisks)
+	}
+	if c.Workers < 1 || c.Workers > 1024 {
+		return fmt.Errorf("kring workers=%d: must be in 1..1024", c.Workers)
+	}
+	return nil
+}
+
+type disk struct {
+	members  []uint32 // cell indices, grouped by bucket in bucket order
+	ends     []uint32 // ends[b]: end of bucket b in members
+	lastUsed int64
+}
+
+// Smoother computes D for sets of (source cell, count). It owns the cell
+// index shared with the windows stage.
+type Smoother struct {
+	cfg     Config
+	nK      int
+	sorted  []int // unique radii ascending
+	rank    []int // rank[ki] = position of K[ki] in sorted
+	bucket  []int // bucket[d] for distance d <= max radius
+	maxK    int
+	Cells   *cellindex.Index
+	disks   []*disk
+	cached  int
+	scratch []h3.Cell
+}
+
+// New builds a smoother for def's radii.
+func New(def feature.Definition, cfg Config) (*Smoother, error) {
+	if err := def.Validate(); err != nil {
+		return nil, err
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	s := &Smoother{cfg: cfg, nK: len(def.Rings), Cells: cellindex.New(1 << 16)}
+	s.sorted = slices.Clone(def.Rings)
+	slices.Sort(s.sorted)
+	s.rank = make([]int, len(def.Rings))
+	for i, k := range def.Rings {
+		s.rank[i] = slices.Index(s.sorted, k)
+	}
+	s.maxK = s.sorted[len(s.sorted)-1]
+	s.bucket = make([]int, s.maxK+1)
+	b := 0
+	for d := 0; d <= s.maxK; d++ {
+		for s.sorted[b] < d {
+			b++
+		}
+		s.bucket[d] = b
+	}
+	return s, nil
+}
+
+// NumRings is |K|: the number of values per target in a Sparse.
+func (s *Smoother) NumRings() int { return s.nK }
+
+// Prepare maps source cells to indices (appending to idx) and makes sure each
+// has its disk cached, computing new disks in parallel. minute stamps the
+// disks as used (for eviction).
+func (s *Smoother) Prepare(cells []uint64, minute int64, idx []uint32) ([]uint32, error) {
+	var missing []uint32
+	for _, c := range cells {
+		i := s.Cells.Insert(c)
+		idx = append(idx, i)
+		if int(i) >= len(s.disks) {
+			s.disks = append(s.disks, make([]*disk, int(i)+1-len(s.disks))...)
+		}
+		if d := s.disks[i]; d != nil {
+			d.lastUsed = minute
+		} else {
+			s.disks[i] = &disk{lastUsed: minute} // placeholder: dedups missing
+			missing = append(missing, i)
+		}
+	}
+	if len(missing) == 0 {
+		return idx, nil
+	}
+	rings := make([][][]h3.Cell, len(missing))
+	errs := make([]error, len(missing))
+	w := min(s.cfg.Workers, len(missing))
+	var wg sync.WaitGroup
+	for g := range w {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := g; j < len(missing); j += w {
+				rings[j], errs[j] = h3.GridDiskDistances(h3.Cell(s.Cells.Cell(missing[j])), s.maxK)
+			}
+		}()
+	}
+	wg.Wait()
+	for j, i := range missing {
+		if errs[j] != nil {
+			s.disks[i] = nil
+			return idx, fmt.Errorf("kring: disk of cell %x: %w", s.Cells.Cell(i), errs[j])
+		}
+		d := s.disks[i]
+		d.ends = make([]uint32, len(s.sorted))
+		n := 0
+		for _, r := range rings[j] {
+			n += len(r)
+		}
+		d.members = make([]uint32, 0, n)
+		for dist, r := range rings[j] {
+			for _, c := range r {
+				if c != 0 { // h3 leaves zeros where a disk crosses a pentagon
+					d.members = append(d.members, s.Cells.Insert(uint64(c)))
+				}
+			}
+			d.ends[s.bucket[dist]] = uint32(len(d.members))
+		}
+		// Buckets with no distance of their own (none here: every radius
+		// in sorted is a distance) would keep end 0; make ends monotone.
+		for b := 1; b < len(d.ends); b++ {
+			d.ends[b] = max(d.ends[b], d.ends[b-1])
+		}
+		s.cached++
+	}
+	if n := s.Cells.Len(); n > len(s.disks) {
+		s.disks = append(s.disks, make([]*disk, n-len(s.disks))...)
+	}
+	return idx, nil
+}
+
+// Evict drops cached disks not used at minute or later while the cache is
+// over its bound.
+func (s *Smoother) Evict(minute int64) {
+	if s.cached <= s.cfg.MaxCachedDisks {
+		return
+	}
+	for i, d := range s.disks {
+		if d != nil && d.lastUsed < minute {
+			s.disks[i] = nil
+			s.cached--
+		}
+	}
+}
+
+// CachedDisks is the number of disks in the cache.
+func (s *Smoother) CachedDisks() int { return s.cached }
+
+// Sparse is D for one minute and product: the targets with a non-zero value
+// and, per target, |K| values in the definition's K order.
+type Sparse struct {
+	Idx  []uint32
+	Vals []int32 // len(Idx)*|K|
+}
+
+// Reset empties s, keeping capacity.
+func (sp *Sparse) Reset() { sp.Idx = sp.Idx[:0]; sp.Vals = sp.Vals[:0] }
+
+// Scratch is per-goroutine working memory for Smooth.
+type Scratch struct {
+	acc     []int32 // per cell index, one slot per bucket
+	stamp   []uint32
+	epoch   uint32
+	touched []uint32
+	cum     []int32
+}
+
+// Smooth computes D of the sources (indices from Prepare, counts > 0) into
+// out. Safe to call from several goroutines with their own Scratch while
+// nobody calls Prepare.
+func (s *Smoother) Smooth(sc *Scratch, src []uint32, counts []int32, out *Sparse) {
+	out.Reset()
+	nR := len(s.sorted)
+	n := s.Cells.Len()
+	if len(sc.stamp) < n {
+		sc.stamp = make([]uint32, n+n/4)
+		sc.acc = make([]int32, len(sc.stamp)*nR)
+		sc.epoch = 0
+	}
+	sc.epoch++
+	if sc.epoch == 0 { // wrapped: stale stamps could match
+		clear(sc.stamp)
+		sc.epoch = 1
+	}
+	ep := sc.epoch
+	acc, stamp, touched := sc.acc, sc.stamp, sc.touched[:0]
+	for j, si := range src {
+		c := counts[j]
+		d := s.disks[si]
+		start := uint32(0)
+		for b, end := range d.ends {
+			for _, t := range d.members[start:end] {
+				if stamp[t] != ep {
+					stamp[t] = ep
+					touched = append(touched, t)
+				}
+				acc[int(t)*nR+b] += c
+			}
+			start = end
+		}
+	}
+	sc.touched = touched
+	if cap(sc.cum) < nR {
+		sc.cum = make([]int32, nR)
+	}
+	cum := sc.cum[:nR]
+	for _, t := range touched {
+		row := acc[int(t)*nR : int(t)*nR+nR]
+		var sum int32
+		for b, v := range row {
+			sum += v
+			cum[b] = sum
+			row[b] = 0
+		}
+		out.Idx = append(out.Idx, t)
+		for _, r := range s.rank {
+			out.Vals = append(out.Vals, cum[r])
+		}
+	}
+}

@@ -1,0 +1,311 @@
+package pipeline
+
+import (
+	"context"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/demandpipe/demandpipe/encode"
+	"github.com/demandpipe/demandpipe/feature"
+	"github.com/demandpipe/demandpipe/internal/cellindex"
+	"github.com/demandpipe/demandpipe/kring"
+	"github.com/demandpipe/demandpipe/sink"
+	"github.com/demandpipe/demandpipe/windows"
+)
+
+// minuteCounts is c(h, p, m) for one open minute: per product, a dense cell
+// numbering and a count per cell.
+type minuteCounts struct {
+	minute int64
+	cells  [encode.MaxProducts]*cellindex.Index
+	counts [encode.MaxProducts][]int32
+}
+
+// productState is a product's sliding windows plus per-close scratch.
+type productState struct {
+	code    byte
+	win     *windows.Windows
+	d       kring.Sparse
+	src     []uint32
+	targets []windows.Target
+	order   []cellSlot
+	active  bool // has counts this minute or data in its windows
+}
+
+type cellSlot struct {
+	cell uint64
+	slot int32
+}
+
+// aggregator counts located events per open minute and closes minutes:
+// smoothing, sliding windows, merged rows to the sink. Single goroutine;
+// the close fans products out to workers.
+type aggregator struct {
+	def      feature.Definition
+	products *encode.Products
+	smoother *kring.Smoother
+	sink     sink.Writer
+	stats    *Stats
+	workers  int
+	batchRow int
+
+	open     []*minuteCounts
+	free     []*minuteCounts
+	state    [encode.MaxProducts]*productState
+	scratch  []*kring.Scratch
+	next     int64 // next minute to close; noMinute before the first event
+	out      encode.Batch
+	srcCells []uint64
+}
+
+func newAggregator(cfg Config, products *encode.Products, snk sink.Writer, st *Stats) (*aggregator, error) {
+	kc := cfg.Kring
+	kc.Workers = cfg.Parallelism
+	sm, err := kring.New(cfg.Def, kc)
+	if err != nil {
+		return nil, err
+	}
+	a := &aggregator{
+		def: cfg.Def, products: products, smoother: sm, sink: snk, stats: st,
+		workers: cfg.Parallelism, batchRow: cfg.BatchRows, next: noMinute,
+	}
+	for range a.workers {
+		a.scratch = append(a.scratch, &kring.Scratch{})
+	}
+	a.out.Names = products
+	return a, nil
+}
+
+func (a *aggregator) counts(m int64) *minuteCounts {
+	for _, mc := range a.open {
+		if mc.minute == m {
+			return mc
+		}
+	}
+	var mc *minuteCounts
+	if n := len(a.free); n > 0 {
+		mc = a.free[n-1]
+		a.free = a.free[:n-1]
+	} else {
+		mc = &minuteCounts{}
+	}
+	mc.minute = m
+	a.open = append(a.open, mc)
+	if a.next == noMinute || m < a.next {
+		a.next = m
+	}
+	return mc
+}
+
+// count adds the batch's located events.
+func (a *aggregator) count(b *batch) {
+	var mc *minuteCounts
+	for j, i := range b.counted {
+		cell := b.cells[j]
+		if cell == 0 {
+			continue
+		}
+		m := b.minute[j]
+		if mc == nil || mc.minute != m {
+			mc = a.counts(m)
+		}
+		p := b.prod[i]
+		ix := mc.cells[p]
+		if ix == nil {
+			ix = cellindex.New(1024)
+			mc.cells[p] = ix
+		}
+		k := ix.Insert(cell)
+		if int(k) == len(mc.counts[p]) {
+			mc.counts[p] = append(mc.counts[p], 0)
+		}
+		mc.counts[p][k]++
+	}
+}
+
+// closeThrough closes every minute up to and including through, in order.
+func (a *aggregator) closeThrough(ctx context.Context, through int64) error {
+	if a.next == noMinute {
+		return nil
+	}
+	for a.next <= through {
+		m := a.next
+		mc := a.take(m)
+		if mc == nil && a.allEmpty() {
+			// Nothing counted and no window holds data: skip to the next
+			// minute with counts (or past through) without emitting.
+			nxt := through + 1
+			for _, o := range a.open {
+				nxt = min(nxt, o.minute)
+			}
+			a.next = nxt
+			continue
+		}
+		if err := a.closeMinute(ctx, m, mc); err != nil {
+			return err
+		}
+		if mc != nil {
+			a.release(mc)
+		}
+		a.next = m + 1
+	}
+	return nil
+}
+
+func (a *aggregator) take(m int64) *minuteCounts {
+	for i, mc := range a.open {
+		if mc.minute == m {
+			a.open = slices.Delete(a.open, i, i+1)
+			return mc
+		}
+	}
+	return nil
+}
+
+func (a *aggregator) release(mc *minuteCounts) {
+	for p := range mc.cells {
+		if mc.cells[p] != nil {
+			mc.cells[p] = nil // fresh index next time: sizes vary by minute
+			mc.counts[p] = mc.counts[p][:0]
+		}
+	}
+	a.free = append(a.free, mc)
+}
+
+func (a *aggregator) allEmpty() bool {
+	for _, ps := range a.state {
+		if ps != nil && !ps.win.Empty() {
+			return false
+		}
+	}
+	return true
+}
+
+// closeMinute computes and emits the rows of minute m.
+func (a *aggregator) closeMinute(ctx context.Context, m int64, mc *minuteCounts) error {
+	start := time.Now()
+	// 1. Sequential: map sources to cell indices, computing new disks.
+	var work []*productState
+	for p := range encode.MaxProducts {
+		ps := a.state[p]
+		hasCounts := mc != nil && mc.cells[p] != nil && mc.cells[p].Len() > 0
+		if ps == nil {
+			if !hasCounts {
+				continue
+			}
+			ps = &productState{code: byte(p), win: windows.New(a.def)}
+			a.state[p] = ps
+		}
+		ps.src = ps.src[:0]
+		if hasCounts {
+			ix := mc.cells[p]
+			a.srcCells = a.srcCells[:0]
+			for i := range ix.Len() {
+				a.srcCells = append(a.srcCells, ix.Cell(uint32(i)))
+			}
+			var err error
+			if ps.src, err = a.smoother.Prepare(a.srcCells, m, ps.src); err != nil {
+				return err
+			}
+		} else if ps.win.Empty() {
+			continue
+		}
+		work = append(work, ps)
+	}
+	// 2. Parallel per product: smooth, slide, collect and sort targets.
+	cells := a.smoother.Cells
+	var wg sync.WaitGroup
+	next := make(chan *productState, len(work))
+	for _, ps := range work {
+		next <- ps
+	}
+	close(next)
+	for w := range min(a.workers, len(work)) {
+		wg.Add(1)
+		go func(sc *kring.Scratch) {
+			defer wg.Done()
+			for ps := range next {
+				var counts []int32
+				if mc != nil && len(ps.src) > 0 {
+					counts = mc.counts[ps.code]
+				}
+				a.smoother.Smooth(sc, ps.src, counts, &ps.d)
+				ps.win.Advance(m, &ps.d)
+				ps.targets = ps.win.Collect(ps.targets[:0])
+				ps.order = ps.order[:0]
+				for _, t := range ps.targets {
+					ps.order = append(ps.order, cellSlot{cells.Cell(t.Cell), t.Slot})
+				}
+				slices.SortFunc(ps.order, func(x, y cellSlot) int {
+					if x.cell < y.cell {
+						return -1
+					}
+					if x.cell > y.cell {
+						return 1
+					}
+					return 0
+				})
+			}
+		}(a.scratch[w])
+	}
+	wg.Wait()
+	// 3. Emit in (product UUID, cell) order: a canonical order that does
+	// not depend on arrival order or on how codes were assigned.
+	slices.SortFunc(work, func(x, y *productState) int {
+		return compareUUID(a.products.UUID(x.code), a.products.UUID(y.code))
+	})
+	nF := a.def.NumFeatures()
+	a.out.Reset(m, nF)
+	var rows, targets int64
+	for _, ps := range work {
+		targets += int64(ps.win.Active())
+		for _, cs := range ps.order {
+			a.out.Cells = append(a.out.Cells, cs.cell)
+			a.out.Products = append(a.out.Products, ps.code)
+			a.out.Features = append(a.out.Features, ps.win.Row(cs.slot)...)
+			if a.out.Len() >= a.batchRow {
+				if err := a.flush(ctx, m, nF, &rows); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	if err := a.flush(ctx, m, nF, &rows); err != nil {
+		return err
+	}
+	if err := a.sink.CloseMinute(ctx, m); err != nil {
+		return err
+	}
+	a.smoother.Evict(m)
+	a.stats.Rows.Add(rows)
+	a.stats.Minutes.Add(1)
+	a.stats.Closed.Store(m)
+	a.stats.Targets.Store(targets)
+	a.stats.CloseNanos.Add(int64(time.Since(start)))
+	return nil
+}
+
+func (a *aggregator) flush(ctx context.Context, m int64, nF int, rows *int64) error {
+	if a.out.Len() == 0 {
+		return nil
+	}
+	if err := a.sink.Write(ctx, &a.out); err != nil {
+		return err
+	}
+	*rows += int64(a.out.Len())
+	a.out.Reset(m, nF)
+	return nil
+}
+
+func compareUUID(x, y encode.UUID) int {
+	for i := range x {
+		if x[i] != y[i] {
+			if x[i] < y[i] {
+				return -1
+			}
+			return 1
+		}
+	}
+	return 0
+}

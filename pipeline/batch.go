@@ -1,0 +1,145 @@
+package pipeline
+
+import (
+	"bytes"
+
+	"github.com/cespare/xxhash/v2"
+	"github.com/uber/h3-go/v4"
+
+	"github.com/demandpipe/demandpipe/dedup"
+	"github.com/demandpipe/demandpipe/encode"
+)
+
+// batch is the unit that flows through every stage: a chunk of whole input
+// lines, then its projected events (columns), then which of them count and
+// their cells. Batches are pooled, so after warm-up no stage allocates.
+type batch struct {
+	seq       uint64
+	buf       []byte // whole lines
+	firstLine int64  // 1-based number of the first line in buf
+	tooLong   []tooLong
+	idle      bool  // no input: a clock tick (wall ms in now)
+	now       int64 // wall ms, idle batches only
+	eof       bool  // last batch
+
+	// parse stage
+	ts       []int64
+	lat, lng []float64
+	prod     []byte
+	hash     []uint64
+	riderOff []uint32
+	riders   []byte
+	rejects  []reject
+	blank    int64
+	lines    int64
+
+	// sequence stage
+	counted  []int32 // indices of counted events
+	minute   []int64 // per counted event
+	frontier int64   // minutes <= frontier are closed after this batch
+	final    int64   // eof: close through this minute
+	hasFinal bool
+
+	// locate stage
+	cells []uint64 // per counted event; 0 = H3 error
+
+	parsed, located chan struct{}
+}
+
+type reject struct {
+	line       int64
+	reason     encode.Reason
+	start, end int32 // in buf; end < 0 for a too-long line (prefix kept in tooLong)
+}
+
+type tooLong struct {
+	line   int64
+	prefix []byte
+}
+
+func newBatch() *batch {
+	return &batch{parsed: make(chan struct{}, 1), located: make(chan struct{}, 1)}
+}
+
+func (b *batch) reset() {
+	b.buf = b.buf[:0]
+	b.tooLong = b.tooLong[:0]
+	b.idle, b.eof, b.hasFinal = false, false, false
+	b.ts, b.lat, b.lng, b.prod, b.hash = b.ts[:0], b.lat[:0], b.lng[:0], b.prod[:0], b.hash[:0]
+	b.riderOff, b.riders, b.rejects = b.riderOff[:0], b.riders[:0], b.rejects[:0]
+	b.blank, b.lines = 0, 0
+	b.counted, b.minute, b.cells = b.counted[:0], b.minute[:0], b.cells[:0]
+}
+
+func (b *batch) rider(i int) []byte { return b.riders[b.riderOff[i]:b.riderOff[i+1]] }
+
+// parse projects every line of the batch (parse stage; runs in parallel
+// across batches).
+func (b *batch) parse(p *encode.Projector, products *encode.Products) {
+	var ev encode.Event
+	b.riderOff = append(b.riderOff, 0)
+	buf := b.buf
+	line := b.firstLine
+	for start := 0; start < len(buf); line++ {
+		end := bytes.IndexByte(buf[start:], '\n')
+		if end < 0 {
+			end = len(buf)
+		} else {
+			end += start
+		}
+		l := buf[start:end]
+		s := start
+		start = end + 1
+		if isBlank(l) {
+			b.blank++
+			continue
+		}
+		b.lines++
+		r := p.Project(l, &ev)
+		var code byte
+		if r == encode.OK {
+			var err error
+			if code, err = products.Code(ev.Product); err != nil {
+				r = encode.TooManyProducts
+			}
+		}
+		if r != encode.OK {
+			b.rejects = append(b.rejects, reject{line: line, reason: r, start: int32(s), end: int32(end)})
+			continue
+		}
+		b.ts = append(b.ts, ev.TS)
+		b.lat = append(b.lat, ev.Lat)
+		b.lng = append(b.lng, ev.Lng)
+		b.prod = append(b.prod, code)
+		b.hash = append(b.hash, dedup.Mix(xxhash.Sum64(ev.Rider), code))
+		b.riders = append(b.riders, ev.Rider...)
+		b.riderOff = append(b.riderOff, uint32(len(b.riders)))
+	}
+	for _, t := range b.tooLong {
+		b.lines++
+		b.rejects = append(b.rejects, reject{line: t.line, reason: encode.LineTooLong, end: -1})
+	}
+}
+
+func isBlank(l []byte) bool {
+	for _, c := range l {
+		if c != ' ' && c != '\t' && c != '\r' {
+			return false
+		}
+	}
+	return true
+}
+
+// locate computes the cell of every counted event (locate stage; parallel).
+// Only counted events pay for H3.
+func (b *batch) locate(res int) (errs int64) {
+	for _, i := range b.counted {
+		c, err := h3.LatLngToCell(h3.LatLng{Lat: b.lat[i], Lng: b.lng[i]}, res)
+		if err != nil {
+			errs++
+			c = 0
+		}
+		b.cells = append(b.cells, uint64(c))
+	}
+	return errs
+}

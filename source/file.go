@@ -1,0 +1,130 @@
+package source
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync/atomic"
+
+	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/compress/zstd"
+)
+
+// File reads NDJSON from a file or stdin, decompressing gzip and zstd
+// transparently (detected from magic bytes, whatever the file is called).
+type File struct {
+	r       io.Reader
+	f       *os.File
+	size    int64
+	stopped atomic.Bool
+	zd      *zstd.Decoder
+}
+
+var (
+	gzipMagic = []byte{0x1f, 0x8b}
+	zstdMagic = []byte{0x28, 0xb5, 0x2f, 0xfd}
+)
+
+// OpenFile opens path ("-" is stdin).
+func OpenFile(path string) (*File, error) {
+	if path == "" {
+		return nil, fmt.Errorf("source file: needs a path, e.g. file:events.ndjson.zst or file:- for stdin")
+	}
+	s := &File{size: -1}
+	if path == "-" {
+		s.f = os.Stdin
+	} else {
+		f, err := os.Open(path)
+		if err != nil {
+			return nil, fmt.Errorf("source file: %w", err)
+		}
+		s.f = f
+		if st, err := f.Stat(); err == nil && st.Mode().IsRegular() {
+			s.size = st.Size()
+		}
+	}
+	if err := s.wrap(s.f); err != nil {
+		s.f.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// NewReader wraps any reader (compressed or not) as a File source.
+func NewReader(r io.Reader) (*File, error) {
+	s := &File{size: -1}
+	if err := s.wrap(r); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *File) wrap(r io.Reader) error {
+	br := bufio.NewReaderSize(r, 1<<20)
+	head, _ := br.Peek(4)
+	switch {
+	case bytes.HasPrefix(head, gzipMagic):
+		zr, err := gzip.NewReader(br)
+		if err != nil {
+			return fmt.Errorf("source file: gzip: %w", err)
+		}
+		s.r = zr
+	case bytes.HasPrefix(head, zstdMagic):
+		// Bound what one frame may make us allocate: hostile input must not
+		// claim gigabytes of window.
+		zd, err := zstd.NewReader(br, zstd.WithDecoderMaxWindow(128<<20), zstd.WithDecoderConcurrency(1))
+		if err != nil {
+			return fmt.Errorf("source file: zstd: %w", err)
+		}
+		s.zd = zd
+		s.r = zd
+	default:
+		s.r = br
+	}
+	return nil
+}
+
+func (s *File) Read(p []byte) (int, error) {
+	if s.stopped.Load() {
+		return 0, io.EOF
+	}
+	n, err := s.r.Read(p)
+	if err != nil && s.stopped.Load() {
+		return n, io.EOF // Stop closed stdin under a blocked Read
+	}
+	if err != nil && !errors.Is(err, io.EOF) {
+		err = fmt.Errorf("source file: %w", err)
+	}
+	return n, err
+}
+
+// Live: stdin and pipes may be live; regular files are not.
+func (s *File) Live() bool { return s.size < 0 }
+
+// Size is the (compressed) file size, -1 for stdin and pipes.
+func (s *File) Size() int64 { return s.size }
+
+// Stop ends the input at the next Read. For stdin it closes the descriptor
+// so that a blocked Read returns.
+func (s *File) Stop() {
+	if s.stopped.Swap(true) {
+		return
+	}
+	if s.f == os.Stdin {
+		s.f.Close()
+	}
+}
+
+// Close releases the file.
+func (s *File) Close() error {
+	if s.zd != nil {
+		s.zd.Close()
+	}
+	if s.f != nil && s.f != os.Stdin {
+		return s.f.Close()
+	}
+	return nil
+}
