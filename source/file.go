@@ -21,6 +21,19 @@ type File struct {
 	size    int64
 	stopped atomic.Bool
 	zd      *zstd.Decoder
+	raw     countingReader
+}
+
+// countingReader counts the stored bytes read, before decompression.
+type countingReader struct {
+	r io.Reader
+	n atomic.Int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n.Add(int64(n))
+	return n, err
 }
 
 var (
@@ -63,7 +76,8 @@ func NewReader(r io.Reader) (*File, error) {
 }
 
 func (s *File) wrap(r io.Reader) error {
-	br := bufio.NewReaderSize(r, 1<<20)
+	s.raw.r = r
+	br := bufio.NewReaderSize(&s.raw, 1<<20)
 	head, _ := br.Peek(4)
 	switch {
 	case bytes.HasPrefix(head, gzipMagic):
@@ -104,8 +118,8 @@ func (s *File) Read(p []byte) (int, error) {
 // Live: stdin and pipes may be live; regular files are not.
 func (s *File) Live() bool { return s.size < 0 }
 
-// Size is the (compressed) file size, -1 for stdin and pipes.
-func (s *File) Size() int64 { return s.size }
+// Position is the stored bytes read and the file size (-1 for pipes).
+func (s *File) Position() (int64, int64) { return s.raw.n.Load(), s.size }
 
 // Stop ends the input at the next Read. For stdin it closes the descriptor
 // so that a blocked Read returns.

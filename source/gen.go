@@ -144,8 +144,8 @@ func (s *Gen) Read(p []byte) (int, error) {
 	}
 }
 
-func (s *Gen) Live() bool  { return true }
-func (s *Gen) Size() int64 { return -1 }
+func (s *Gen) Live() bool               { return true }
+func (s *Gen) Position() (int64, int64) { return 0, -1 }
 
 // Stop ends the stream: the next Read returns io.EOF.
 func (s *Gen) Stop()        { s.once.Do(func() { close(s.stop) }) }

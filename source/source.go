@@ -16,8 +16,10 @@ type Source interface {
 	// Live reports whether the input arrives over time (the engine then
 	// hands over data as soon as it is read, instead of filling chunks).
 	Live() bool
-	// Size is the input's size in bytes if known (for progress), else -1.
-	Size() int64
+	// Position reports how much of the input has been consumed and its
+	// total size, both in stored (possibly compressed) bytes; total is -1
+	// when unknown. For progress.
+	Position() (read, total int64)
 	// Stop ends the input early: Read soon returns io.EOF, so the engine
 	// closes every minute it has data for. Used for graceful shutdown.
 	Stop()

@@ -1,0 +1,90 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/demandpipe/demandpipe/feature"
+	"github.com/demandpipe/demandpipe/pipeline"
+)
+
+var errUsage = errors.New("usage")
+
+// intList is a flag holding "a,b,c".
+type intList struct{ v *[]int }
+
+func (l intList) String() string {
+	if l.v == nil {
+		return ""
+	}
+	return feature.JoinInts(*l.v)
+}
+
+func (l intList) Set(s string) error {
+	v, err := feature.ParseInts(s)
+	if err != nil {
+		return err
+	}
+	*l.v = v
+	return nil
+}
+
+// engineFlags registers the pipeline's knobs on fs, dotted by package.
+func engineFlags(fs *flag.FlagSet, c *pipeline.Config) {
+	fs.IntVar(&c.Def.Resolution, "h3.resolution", c.Def.Resolution, "H3 resolution of the hexagons, 0..15 (8: ~0.74 km² cells)")
+	fs.Var(intList{&c.Def.Rings}, "kring.rings", "k-ring radii K in output order, each 0..30, at most 16")
+	fs.Var(intList{&c.Def.Windows}, "windows.minutes", "sliding-window lengths W in minutes in output order, each 1..60, at most 16")
+	fs.DurationVar(&c.Lateness, "windows.lateness", c.Lateness, "how far behind the largest ts an event may be and still count; minute m closes when largest ts - lateness >= end of m")
+	fs.DurationVar(&c.IdleTimeout, "windows.idle-timeout", c.IdleTimeout, "with no input for this long, event time advances with the clock so minutes still close")
+	fs.IntVar(&c.Parallelism, "parallelism", c.Parallelism, "parse and H3 workers (default: number of CPUs); dedup and ordering stay sequential")
+	fs.IntVar(&c.ChunkBytes, "source.chunk-bytes", c.ChunkBytes, "input bytes per unit of parallel work")
+	fs.IntVar(&c.MaxLineBytes, "source.max-line-bytes", c.MaxLineBytes, "longest accepted input line; longer lines are rejected (line_too_long)")
+	fs.IntVar(&c.BatchRows, "sink.batch-rows", c.BatchRows, "rows per write to the sink")
+	fs.IntVar(&c.Dedup.InitialKeys, "dedup.initial-keys", c.Dedup.InitialKeys, "initial size of a minute's dedup table (grows as needed)")
+	fs.IntVar(&c.Kring.MaxCachedDisks, "kring.max-cached-disks", c.Kring.MaxCachedDisks, "bound on cached k-ring disks (~5 KB each at k=20)")
+}
+
+// parse parses args, printing help that teaches on -h.
+func parse(fs *flag.FlagSet, args []string, synopsis, more string) error {
+	fs.Usage = func() {
+		out := fs.Output()
+		fmt.Fprintf(out, "%s\n\nFlags (default in parentheses):\n", synopsis)
+		fs.VisitAll(func(f *flag.Flag) {
+			def := f.DefValue
+			if def == "" {
+				def = `""`
+			}
+			fmt.Fprintf(out, "  -%s (%s)\n      %s\n", f.Name, def, strings.ReplaceAll(f.Usage, "\n", "\n      "))
+		})
+		if more != "" {
+			fmt.Fprintf(out, "\n%s\n", more)
+		}
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(0)
+		}
+		return errUsage
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(fs.Output(), "unexpected arguments: %q (flags go as -name=value)\n", fs.Args())
+		return errUsage
+	}
+	return nil
+}
+
+func isTerminal(f *os.File) bool {
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+func durationOr(d time.Duration) string {
+	if d == 0 {
+		return "until the input ends"
+	}
+	return d.String()
+}

@@ -1,0 +1,112 @@
+package main
+
+import (
+	"bufio"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/compress/zstd"
+
+	"github.com/demandpipe/demandpipe/gen"
+)
+
+func genCommand(args []string) error {
+	c := gen.DefaultConfig()
+	fs := flag.NewFlagSet("gen", flag.ContinueOnError)
+	out := fs.String("o", "events.ndjson", "output file; .gz or .zst compresses; - is stdout")
+	events := fs.Int("events", 1_000_000, "number of raw events")
+	start := fs.String("start", c.Start.Format(time.RFC3339), "event time of the first event (RFC 3339)")
+	fs.Uint64Var(&c.Seed, "seed", c.Seed, "random seed: the same flags make the same file")
+	fs.IntVar(&c.EventsPerMinute, "rate", c.EventsPerMinute, "raw events per minute of event time")
+	fs.IntVar(&c.Riders, "riders", c.Riders, "rider population")
+	fs.IntVar(&c.Products, "products", c.Products, "number of product types")
+	fs.IntVar(&c.Hotspots, "hotspots", c.Hotspots, "moving demand centres")
+	fs.Float64Var(&c.RadiusKm, "radius-km", c.RadiusKm, "city radius in km")
+	fs.Float64Var(&c.CenterLat, "lat", c.CenterLat, "city centre latitude")
+	fs.Float64Var(&c.CenterLng, "lng", c.CenterLng, "city centre longitude")
+	fs.Float64Var(&c.EventsPerSession, "events-per-session", c.EventsPerSession, "mean events per rider session (~3 a minute): drives the duplicate share")
+	fs.IntVar(&c.JitterMs, "jitter-ms", c.JitterMs, "arrival jitter: ts is up to this much older than arrival")
+	fs.Float64Var(&c.LateFraction, "late", c.LateFraction, "fraction of events arriving 2-6 minutes late")
+	fs.Float64Var(&c.MalformedFraction, "malformed", c.MalformedFraction, "fraction of broken lines (truncated, not JSON, bad lat, bad product, bad ts, missing rider_id)")
+	if err := parse(fs, args, "demandpipe gen [flags]: write a synthetic city's raw rider events as NDJSON.", ""); err != nil {
+		return err
+	}
+	t, err := time.Parse(time.RFC3339, *start)
+	if err != nil {
+		return fmt.Errorf("-start: %v", err)
+	}
+	c.Start = t
+	if *events < 0 {
+		return fmt.Errorf("-events=%d: must be >= 0", *events)
+	}
+	g, err := gen.New(c)
+	if err != nil {
+		return err
+	}
+	var w io.Writer = os.Stdout
+	var closers []io.Closer
+	if *out != "-" {
+		f, err := os.Create(*out)
+		if err != nil {
+			return err
+		}
+		closers = append(closers, f)
+		w = f
+	}
+	bw := bufio.NewWriterSize(w, 1<<20)
+	w = bw
+	switch {
+	case strings.HasSuffix(*out, ".gz"):
+		zw, _ := gzip.NewWriterLevel(bw, gzip.BestSpeed)
+		w = zw
+		closers = append([]io.Closer{zw}, closers...)
+	case strings.HasSuffix(*out, ".zst"):
+		zw, err := zstd.NewWriter(bw, zstd.WithEncoderLevel(zstd.SpeedFastest))
+		if err != nil {
+			return err
+		}
+		w = zw
+		closers = append([]io.Closer{zw}, closers...)
+	}
+	term := isTerminal(os.Stderr)
+	var buf []byte
+	var bytes int64
+	begin := time.Now()
+	for i := range *events {
+		buf = g.Append(buf)
+		if len(buf) > 256<<10 || i == *events-1 {
+			if _, err := w.Write(buf); err != nil {
+				return err
+			}
+			bytes += int64(len(buf))
+			buf = buf[:0]
+			if term && i%(1<<18) < 600 {
+				fmt.Fprintf(os.Stderr, "demandpipe gen: %d/%d events\x1b[K\r", i+1, *events)
+			}
+		}
+	}
+	for _, cl := range closers {
+		if cl == closers[len(closers)-1] {
+			if err := bw.Flush(); err != nil {
+				return err
+			}
+		}
+		if err := cl.Close(); err != nil {
+			return err
+		}
+	}
+	if len(closers) == 0 {
+		if err := bw.Flush(); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintf(os.Stderr, "demandpipe gen: wrote %d events (%.1f MB raw, %.0f bytes/event) to %s in %.1fs; event time %s .. %s\n",
+		*events, float64(bytes)/1e6, float64(bytes)/float64(max(*events, 1)), *out, time.Since(begin).Seconds(),
+		c.Start.Format(time.RFC3339), time.UnixMilli(g.NextArrival()).UTC().Format(time.RFC3339))
+	return nil
+}

@@ -1,0 +1,70 @@
+// Command demandpipe turns raw rider events into near-real-time geospatial
+// demand features. It only parses flags and wires packages; see the
+// packages for the logic, in the order data meets them: source, encode
+// (projection), dedup, kring, windows, pipeline, sink.
+package main
+
+import (
+	"fmt"
+	"os"
+)
+
+const usage = `demandpipe: raw rider events in, merged demand-feature rows out.
+
+Usage:
+  demandpipe run   [flags]   run the pipeline (default: live generator -> ndjson on stdout)
+  demandpipe gen   [flags]   write a synthetic event file (NDJSON, .gz or .zst)
+  demandpipe bench [flags]   replay generated events from memory, report throughput
+  demandpipe serve [flags]   serve features from a store over HTTP
+  demandpipe help  COMMAND   explain a command's flags
+
+Data flow: source -> projection (ts, rider_id, lat, lng, product_type) -> dedup
+(first event per rider, product and minute) -> H3 cell -> k-ring smoothing and
+sliding windows -> one row per hexagon, product and minute -> sink.
+
+Examples:
+  demandpipe run                                   # live city, rows on stdout
+  demandpipe gen -o events.ndjson.zst -events 2000000
+  demandpipe run -source=file:events.ndjson.zst -sink=ndjson:rows.ndjson
+  demandpipe bench -events 2000000
+`
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprint(os.Stderr, usage)
+		os.Exit(2)
+	}
+	cmd, args := os.Args[1], os.Args[2:]
+	var err error
+	switch cmd {
+	case "run":
+		err = runCommand(args)
+	case "gen":
+		err = genCommand(args)
+	case "bench":
+		err = benchCommand(args)
+	case "serve":
+		err = serveCommand(args)
+	case "help", "-h", "-help", "--help":
+		if len(args) > 0 {
+			switch args[0] {
+			case "run", "gen", "bench", "serve":
+				os.Args = []string{os.Args[0], args[0], "-h"}
+				main()
+				return
+			}
+		}
+		fmt.Print(usage)
+		return
+	default:
+		fmt.Fprintf(os.Stderr, "demandpipe: unknown command %q\n\n%s", cmd, usage)
+		os.Exit(2)
+	}
+	if err != nil {
+		if err == errUsage {
+			os.Exit(2)
+		}
+		fmt.Fprintf(os.Stderr, "demandpipe %s: %v\n", cmd, err)
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,82 @@
+package windows
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/demandpipe/demandpipe/feature"
+	"github.com/demandpipe/demandpipe/kring"
+)
+
+// TestMatchesNaiveSums slides random sparse minutes (with gaps) through the
+// windows and compares every row with sums over the kept history.
+func TestMatchesNaiveSums(t *testing.T) {
+	def := feature.Definition{Resolution: 8, Rings: []int{2, 0}, Windows: []int{3, 1, 5}}
+	rng := rand.New(rand.NewPCG(9, 9))
+	w := New(def)
+	hist := map[int64]map[uint32][]int32{}
+	var d kring.Sparse
+	for m := int64(100); m < 400; m++ {
+		d.Reset()
+		hist[m] = map[uint32][]int32{}
+		if rng.IntN(4) != 0 {
+			for t := range uint32(20) {
+				if rng.IntN(3) == 0 {
+					// Rings {2, 0}: the radius-2 disk holds the radius-0 one,
+					// so its sum is at least as large (as real data is).
+					v := []int32{0, int32(rng.IntN(4))}
+					v[0] = v[1] + int32(1+rng.IntN(3))
+					d.Idx = append(d.Idx, t)
+					d.Vals = append(d.Vals, v...)
+					hist[m][t] = v
+				}
+			}
+		}
+		w.Advance(m, &d)
+		got := map[uint32][]int32{}
+		for _, tg := range w.Collect(nil) {
+			got[tg.Cell] = append([]int32(nil), w.Row(tg.Slot)...)
+		}
+		for tc := range uint32(20) {
+			want := make([]int32, def.NumFeatures())
+			for wi, win := range def.Windows {
+				for i := m - int64(win) + 1; i <= m; i++ {
+					if v := hist[i][tc]; v != nil {
+						for ki := range def.Rings {
+							want[def.Index(ki, wi)] += v[ki]
+						}
+					}
+				}
+			}
+			zero := fmt.Sprint(want) == fmt.Sprint(make([]int32, len(want)))
+			if g, ok := got[tc]; ok != !zero || (ok && fmt.Sprint(g) != fmt.Sprint(want)) {
+				t.Fatalf("minute %d target %d: got %v (present %v) want %v", m, tc, g, ok, want)
+			}
+		}
+	}
+}
+
+func BenchmarkAdvance(b *testing.B) {
+	def := feature.Default()
+	for _, targets := range []int{30_000} {
+		b.Run(fmt.Sprintf("targets=%d", targets), func(b *testing.B) {
+			w := New(def)
+			var d kring.Sparse
+			for t := range uint32(targets) {
+				d.Idx = append(d.Idx, t)
+				for k := range 9 {
+					d.Vals = append(d.Vals, int32(k+1))
+				}
+			}
+			m := int64(0)
+			var tg []Target
+			b.ReportAllocs()
+			for b.Loop() {
+				w.Advance(m, &d)
+				tg = w.Collect(tg[:0])
+				m++
+			}
+		})
+	}
+}
