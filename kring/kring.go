@@ -18,10 +18,9 @@ import (
 	"slices"
 	"sync"
 
-	"github.com/uber/h3-go/v4"
-
 	"github.com/demandpipe/demandpipe/feature"
 	"github.com/demandpipe/demandpipe/internal/cellindex"
+	"github.com/demandpipe/demandpipe/internal/h3batch"
 )
 
 // Config tunes the smoother.
@@ -60,16 +59,15 @@ type disk struct {
 // Smoother computes D for sets of (source cell, count). It owns the cell
 // index shared with the windows stage.
 type Smoother struct {
-	cfg     Config
-	nK      int
-	sorted  []int // unique radii ascending
-	rank    []int // rank[ki] = position of K[ki] in sorted
-	bucket  []int // bucket[d] for distance d <= max radius
-	maxK    int
-	Cells   *cellindex.Index
-	disks   []*disk
-	cached  int
-	scratch []h3.Cell
+	cfg    Config
+	nK     int
+	sorted []int // unique radii ascending
+	rank   []int // rank[ki] = position of K[ki] in sorted
+	bucket []int // bucket[d] for distance d <= max radius
+	maxK   int
+	Cells  *cellindex.Index
+	disks  []*disk
+	cached int
 }
 
 // New builds a smoother for def's radii.
@@ -123,8 +121,12 @@ func (s *Smoother) Prepare(cells []uint64, minute int64, idx []uint32) ([]uint32
 	if len(missing) == 0 {
 		return idx, nil
 	}
-	rings := make([][][]h3.Cell, len(missing))
-	errs := make([]error, len(missing))
+	type result struct {
+		cells []uint64
+		dists []int32
+		err   error
+	}
+	res := make([]result, len(missing))
 	w := min(s.cfg.Workers, len(missing))
 	var wg sync.WaitGroup
 	for g := range w {
@@ -132,35 +134,37 @@ func (s *Smoother) Prepare(cells []uint64, minute int64, idx []uint32) ([]uint32
 		go func() {
 			defer wg.Done()
 			for j := g; j < len(missing); j += w {
-				rings[j], errs[j] = h3.GridDiskDistances(h3.Cell(s.Cells.Cell(missing[j])), s.maxK)
+				r := &res[j]
+				r.cells, r.dists, r.err = h3batch.Disk(s.Cells.Cell(missing[j]), s.maxK, nil, nil)
 			}
 		}()
 	}
 	wg.Wait()
 	for j, i := range missing {
-		if errs[j] != nil {
+		r := &res[j]
+		if r.err != nil {
 			s.disks[i] = nil
-			return idx, fmt.Errorf("kring: disk of cell %x: %w", s.Cells.Cell(i), errs[j])
+			return idx, fmt.Errorf("kring: disk of cell %x: %w", s.Cells.Cell(i), r.err)
 		}
+		// Group members by bucket, in bucket order (a counting sort on
+		// distance: h3 returns them ring by ring, but does not promise it).
 		d := s.disks[i]
 		d.ends = make([]uint32, len(s.sorted))
-		n := 0
-		for _, r := range rings[j] {
-			n += len(r)
+		for _, dist := range r.dists {
+			d.ends[s.bucket[dist]]++
 		}
-		d.members = make([]uint32, 0, n)
-		for dist, r := range rings[j] {
-			for _, c := range r {
-				if c != 0 { // h3 leaves zeros where a disk crosses a pentagon
-					d.members = append(d.members, s.Cells.Insert(uint64(c)))
-				}
-			}
-			d.ends[s.bucket[dist]] = uint32(len(d.members))
+		pos := make([]uint32, len(s.sorted))
+		var sum uint32
+		for b, n := range d.ends {
+			pos[b] = sum
+			sum += n
+			d.ends[b] = sum
 		}
-		// Buckets with no distance of their own (none here: every radius
-		// in sorted is a distance) would keep end 0; make ends monotone.
-		for b := 1; b < len(d.ends); b++ {
-			d.ends[b] = max(d.ends[b], d.ends[b-1])
+		d.members = make([]uint32, len(r.cells))
+		for k, c := range r.cells {
+			b := s.bucket[r.dists[k]]
+			d.members[pos[b]] = s.Cells.Insert(c)
+			pos[b]++
 		}
 		s.cached++
 	}

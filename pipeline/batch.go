@@ -4,10 +4,10 @@ import (
 	"bytes"
 
 	"github.com/cespare/xxhash/v2"
-	"github.com/uber/h3-go/v4"
 
 	"github.com/demandpipe/demandpipe/dedup"
 	"github.com/demandpipe/demandpipe/encode"
+	"github.com/demandpipe/demandpipe/internal/h3batch"
 )
 
 // batch is the unit that flows through every stage: a chunk of whole input
@@ -41,7 +41,8 @@ type batch struct {
 	hasFinal bool
 
 	// locate stage
-	cells []uint64 // per counted event; 0 = H3 error
+	cells      []uint64 // per counted event; 0 = H3 error
+	clat, clng []float64
 
 	parsed, located chan struct{}
 }
@@ -131,15 +132,14 @@ func isBlank(l []byte) bool {
 }
 
 // locate computes the cell of every counted event (locate stage; parallel).
-// Only counted events pay for H3.
-func (b *batch) locate(res int) (errs int64) {
+// Only counted events pay for H3, in one cgo call per batch.
+func (b *batch) locate(l *h3batch.Locator, res int) (errs int64) {
+	b.clat, b.clng = b.clat[:0], b.clng[:0]
 	for _, i := range b.counted {
-		c, err := h3.LatLngToCell(h3.LatLng{Lat: b.lat[i], Lng: b.lng[i]}, res)
-		if err != nil {
-			errs++
-			c = 0
-		}
-		b.cells = append(b.cells, uint64(c))
+		b.clat = append(b.clat, b.lat[i])
+		b.clng = append(b.clng, b.lng[i])
 	}
-	return errs
+	var n int
+	b.cells, n = l.Cells(b.clat, b.clng, res, b.cells[:0])
+	return int64(n)
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/demandpipe/demandpipe/dedup"
 	"github.com/demandpipe/demandpipe/encode"
+	"github.com/demandpipe/demandpipe/internal/h3batch"
 	"github.com/demandpipe/demandpipe/sink"
 )
 
@@ -204,8 +205,9 @@ func (e *Engine) Run(ctx context.Context, src io.Reader, snk sink.Writer) error 
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			var l h3batch.Locator
 			for b := range locQ {
-				if errs := b.locate(res); errs > 0 {
+				if errs := b.locate(&l, res); errs > 0 {
 					e.Stats.H3Errors.Add(errs)
 				}
 				b.located <- struct{}{}
