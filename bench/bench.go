@@ -56,8 +56,10 @@ func (r Result) String() string {
 		1000*float64(r.Mallocs)/float64(max(r.Events, 1)), float64(r.AllocBytes)/1e6, float64(r.PeakRSSBytes)/1e6)
 }
 
-// Replay runs data through a fresh engine into the null sink.
+// Replay runs data through a fresh engine into the null sink, with
+// GOMAXPROCS set to the parallelism, so that parallelism=1 measures one core.
 func Replay(data []byte, cfg pipeline.Config) (Result, error) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(cfg.Parallelism))
 	e, err := pipeline.New(cfg)
 	if err != nil {
 		return Result{}, err

@@ -38,9 +38,12 @@ type cellSlot struct {
 	slot int32
 }
 
-// aggregator counts located events per open minute and closes minutes:
-// smoothing, sliding windows, merged rows to the sink. Single goroutine;
-// the close fans products out to workers.
+// aggregator counts located events per open minute (the counting half, on
+// the engine's aggregate goroutine) and closes minutes (the closing half, on
+// its own goroutine: smoothing, sliding windows, merged rows to the sink).
+// The halves meet at closeRequest: the counts of the minutes to close. So
+// counting the next minute overlaps closing the last, and a slow sink
+// back-pressures the engine through the bounded request queue.
 type aggregator struct {
 	def      feature.Definition
 	products *encode.Products
@@ -50,13 +53,26 @@ type aggregator struct {
 	workers  int
 	batchRow int
 
-	open     []*minuteCounts
-	free     []*minuteCounts
+	// counting half
+	open  []*minuteCounts
+	first int64 // smallest minute counted before the first close request
+	sent  int64 // through of the last close request
+	free  chan *minuteCounts
+
+	// closing half
 	state    [encode.MaxProducts]*productState
 	scratch  []*kring.Scratch
 	next     int64 // next minute to close; noMinute before the first event
 	out      encode.Batch
 	srcCells []uint64
+}
+
+// closeRequest asks the closing half to close every minute up to through;
+// counts holds the counts of those minutes that had any.
+type closeRequest struct {
+	through int64
+	first   int64
+	counts  []*minuteCounts
 }
 
 func newAggregator(cfg Config, products *encode.Products, snk sink.Writer, st *Stats) (*aggregator, error) {
@@ -69,6 +85,7 @@ func newAggregator(cfg Config, products *encode.Products, snk sink.Writer, st *S
 	a := &aggregator{
 		def: cfg.Def, products: products, smoother: sm, sink: snk, stats: st,
 		workers: cfg.Parallelism, batchRow: cfg.BatchRows, next: noMinute,
+		first: noMinute, sent: noMinute, free: make(chan *minuteCounts, 8),
 	}
 	for range a.workers {
 		a.scratch = append(a.scratch, &kring.Scratch{})
@@ -84,16 +101,15 @@ func (a *aggregator) counts(m int64) *minuteCounts {
 		}
 	}
 	var mc *minuteCounts
-	if n := len(a.free); n > 0 {
-		mc = a.free[n-1]
-		a.free = a.free[:n-1]
-	} else {
+	select {
+	case mc = <-a.free:
+	default:
 		mc = &minuteCounts{}
 	}
 	mc.minute = m
 	a.open = append(a.open, mc)
-	if a.next == noMinute || m < a.next {
-		a.next = m
+	if a.first == noMinute || m < a.first {
+		a.first = m
 	}
 	return mc
 }
@@ -124,20 +140,54 @@ func (a *aggregator) count(b *batch) {
 	}
 }
 
-// closeThrough closes every minute up to and including through, in order.
-func (a *aggregator) closeThrough(ctx context.Context, through int64) error {
-	if a.next == noMinute {
-		return nil
+// request takes the counts of every minute up to through out of the open
+// set; ok is false when there is nothing new to close.
+func (a *aggregator) request(through int64) (closeRequest, bool) {
+	if a.first == noMinute || through <= a.sent {
+		return closeRequest{}, false
 	}
-	for a.next <= through {
+	a.sent = through
+	req := closeRequest{through: through, first: a.first}
+	keep := a.open[:0]
+	for _, mc := range a.open {
+		if mc.minute <= through {
+			req.counts = append(req.counts, mc)
+		} else {
+			keep = append(keep, mc)
+		}
+	}
+	clear(a.open[len(keep):])
+	a.open = keep
+	return req, true
+}
+
+// closeThrough (closing half) closes every minute up to req.through, in
+// order.
+func (a *aggregator) closeThrough(ctx context.Context, req closeRequest) error {
+	if a.next == noMinute {
+		a.next = req.first
+	}
+	defer func() {
+		for _, mc := range req.counts {
+			a.release(mc)
+		}
+	}()
+	for a.next <= req.through {
 		m := a.next
-		mc := a.take(m)
+		var mc *minuteCounts
+		for _, c := range req.counts {
+			if c.minute == m {
+				mc = c
+			}
+		}
 		if mc == nil && a.allEmpty() {
 			// Nothing counted and no window holds data: skip to the next
 			// minute with counts (or past through) without emitting.
-			nxt := through + 1
-			for _, o := range a.open {
-				nxt = min(nxt, o.minute)
+			nxt := req.through + 1
+			for _, c := range req.counts {
+				if c.minute > m {
+					nxt = min(nxt, c.minute)
+				}
 			}
 			a.next = nxt
 			continue
@@ -145,20 +195,7 @@ func (a *aggregator) closeThrough(ctx context.Context, through int64) error {
 		if err := a.closeMinute(ctx, m, mc); err != nil {
 			return err
 		}
-		if mc != nil {
-			a.release(mc)
-		}
 		a.next = m + 1
-	}
-	return nil
-}
-
-func (a *aggregator) take(m int64) *minuteCounts {
-	for i, mc := range a.open {
-		if mc.minute == m {
-			a.open = slices.Delete(a.open, i, i+1)
-			return mc
-		}
 	}
 	return nil
 }
@@ -170,7 +207,10 @@ func (a *aggregator) release(mc *minuteCounts) {
 			mc.counts[p] = mc.counts[p][:0]
 		}
 	}
-	a.free = append(a.free, mc)
+	select {
+	case a.free <- mc:
+	default:
+	}
 }
 
 func (a *aggregator) allEmpty() bool {

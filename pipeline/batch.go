@@ -76,7 +76,7 @@ func (b *batch) rider(i int) []byte { return b.riders[b.riderOff[i]:b.riderOff[i
 
 // parse projects every line of the batch (parse stage; runs in parallel
 // across batches).
-func (b *batch) parse(p *encode.Projector, products *encode.Products) {
+func (b *batch) parse(p *encode.Projector, products *encode.Products, maxLine int) {
 	var ev encode.Event
 	b.riderOff = append(b.riderOff, 0)
 	buf := b.buf
@@ -96,7 +96,10 @@ func (b *batch) parse(p *encode.Projector, products *encode.Products) {
 			continue
 		}
 		b.lines++
-		r := p.Project(l, &ev)
+		r := encode.LineTooLong
+		if len(l) <= maxLine {
+			r = p.Project(l, &ev)
+		}
 		var code byte
 		if r == encode.OK {
 			var err error

@@ -166,7 +166,7 @@ func (e *Engine) Run(ctx context.Context, src io.Reader, snk sink.Writer) error 
 			defer wg.Done()
 			var p encode.Projector
 			for b := range parseQ {
-				b.parse(&p, e.Products)
+				b.parse(&p, e.Products, cfg.MaxLineBytes)
 				b.parsed <- struct{}{}
 			}
 		}()
@@ -215,6 +215,29 @@ func (e *Engine) Run(ctx context.Context, src io.Reader, snk sink.Writer) error 
 		}()
 	}
 
+	// close: its own goroutine, fed by bounded requests (back-pressure).
+	closeQ := make(chan closeRequest, 1)
+	closed := make(chan struct{})
+	go func() {
+		defer close(closed)
+		for req := range closeQ {
+			if ctx.Err() != nil {
+				continue // drain
+			}
+			if err := agg.closeThrough(ctx, req); err != nil {
+				setErr(err)
+			}
+		}
+	}()
+	sendClose := func(through int64) {
+		if req, ok := agg.request(through); ok {
+			select {
+			case closeQ <- req:
+			case <-ctx.Done():
+			}
+		}
+	}
+
 	// aggregate: in order, on this goroutine.
 	var final int64
 	hasFinal := false
@@ -225,19 +248,17 @@ func (e *Engine) Run(ctx context.Context, src io.Reader, snk sink.Writer) error 
 			if b.hasFinal {
 				final, hasFinal = b.final, true
 			}
-			if err := agg.closeThrough(ctx, b.frontier); err != nil {
-				setErr(err)
-			}
+			sendClose(b.frontier)
 		}
 		b.reset()
 		free <- b
 	}
 	wg.Wait()
-	if fail == nil && ctx.Err() == nil && hasFinal {
-		if err := agg.closeThrough(ctx, final); err != nil {
-			setErr(err)
-		}
+	if ctx.Err() == nil && hasFinal {
+		sendClose(final)
 	}
+	close(closeQ)
+	<-closed
 	if rejects != nil {
 		if err := rejects.Flush(); err != nil && fail == nil {
 			fail = fmt.Errorf("rejects file: %w", err)
@@ -355,6 +376,9 @@ func writeRejects(w *bufio.Writer, b *batch) error {
 		var text []byte
 		if r.end >= 0 {
 			text = bytes.TrimRight(b.buf[r.start:r.end], "\r")
+			if r.reason == encode.LineTooLong {
+				text = text[:min(len(text), 1024)] // a prefix is enough to find it
+			}
 		} else {
 			for _, t := range b.tooLong {
 				if t.line == r.line {

@@ -40,7 +40,7 @@ func engineFlags(fs *flag.FlagSet, c *pipeline.Config) {
 	fs.Var(intList{&c.Def.Windows}, "windows.minutes", "sliding-window lengths W in minutes in output order, each 1..60, at most 16")
 	fs.DurationVar(&c.Lateness, "windows.lateness", c.Lateness, "how far behind the largest ts an event may be and still count; minute m closes when largest ts - lateness >= end of m")
 	fs.DurationVar(&c.IdleTimeout, "windows.idle-timeout", c.IdleTimeout, "with no input for this long, event time advances with the clock so minutes still close")
-	fs.IntVar(&c.Parallelism, "parallelism", c.Parallelism, "parse and H3 workers (default: number of CPUs); dedup and ordering stay sequential")
+	fs.IntVar(&c.Parallelism, "parallelism", c.Parallelism, "cores to use (GOMAXPROCS) and parse and H3 workers (default: number of CPUs); dedup and ordering stay sequential")
 	fs.IntVar(&c.ChunkBytes, "source.chunk-bytes", c.ChunkBytes, "input bytes per unit of parallel work")
 	fs.IntVar(&c.MaxLineBytes, "source.max-line-bytes", c.MaxLineBytes, "longest accepted input line; longer lines are rejected (line_too_long)")
 	fs.IntVar(&c.BatchRows, "sink.batch-rows", c.BatchRows, "rows per write to the sink")

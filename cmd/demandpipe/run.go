@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime"
 	"syscall"
 	"time"
 
@@ -46,6 +47,8 @@ func runCommand(args []string) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
+	// -parallelism is the number of cores used, not only of workers.
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(cfg.Parallelism))
 	switch *progress {
 	case "auto", "always", "never":
 	default:

@@ -1,0 +1,76 @@
+package pipeline
+
+import (
+	"context"
+	"fmt"
+	"testing"
+
+	"github.com/uber/h3-go/v4"
+
+	"github.com/demandpipe/demandpipe/encode"
+	"github.com/demandpipe/demandpipe/internal/cellindex"
+	"github.com/demandpipe/demandpipe/sink"
+)
+
+// BenchmarkCloseMinute measures a metro-scale minute close with the default
+// definition: `cells` active source cells (one product) every minute,
+// smoothing to k=20, sliding six windows, and emitting every row to the
+// null sink. Disks are warm (computed in the first minutes), as in steady
+// state.
+func BenchmarkCloseMinute(b *testing.B) {
+	for _, n := range []int{20_000, 40_000} {
+		b.Run(fmt.Sprintf("cells=%d/k=20/features=54", n), func(b *testing.B) {
+			cfg := DefaultConfig()
+			cfg.Kring.MaxCachedDisks = 1 << 20
+			products := encode.NewProducts()
+			code, _ := products.Code(encode.UUID{1})
+			var st Stats
+			a, err := newAggregator(cfg, products, &sink.Null{}, &st)
+			if err != nil {
+				b.Fatal(err)
+			}
+			center, _ := h3.LatLngToCell(h3.LatLng{Lat: 40.75, Lng: -73.98}, 8)
+			r := 1
+			for 3*r*(r+1)+1 < n*2 {
+				r++
+			}
+			disk, _ := h3.GridDisk(center, r)
+			m := int64(28_620_600)
+			fill := func() {
+				mc := a.counts(m)
+				ix := cellindex.New(n)
+				mc.cells[code] = ix
+				// Half the cells change from minute to minute, like moving demand.
+				for i := range n {
+					c := disk[(i*2+int(m%2)*(i%2))%len(disk)]
+					k := ix.Insert(uint64(c))
+					if int(k) == len(mc.counts[code]) {
+						mc.counts[code] = append(mc.counts[code], 0)
+					}
+					mc.counts[code][k] += int32(1 + i%3)
+				}
+			}
+			for range 3 { // warm the disk cache
+				fill()
+				req, _ := a.request(m)
+				if err := a.closeThrough(context.Background(), req); err != nil {
+					b.Fatal(err)
+				}
+				m++
+			}
+			rows := st.Rows.Load()
+			b.ReportAllocs()
+			for b.Loop() {
+				b.StopTimer()
+				fill()
+				b.StartTimer()
+				req, _ := a.request(m)
+				if err := a.closeThrough(context.Background(), req); err != nil {
+					b.Fatal(err)
+				}
+				m++
+			}
+			b.ReportMetric(float64(st.Rows.Load()-rows)/float64(b.N), "rows/minute")
+		})
+	}
+}

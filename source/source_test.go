@@ -1,0 +1,74 @@
+package source
+
+import (
+	"bytes"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/compress/zstd"
+)
+
+func TestFileReadsPlainGzipZstd(t *testing.T) {
+	want := strings.Repeat(`{"ts":1,"rider_id":"r","lat":1,"lng":2,"product_type":"a1b2c3d4-0000-4000-8000-000000000001"}`+"\n", 1000)
+	dir := t.TempDir()
+	var gz, zs bytes.Buffer
+	gw := gzip.NewWriter(&gz)
+	gw.Write([]byte(want))
+	gw.Close()
+	zw, _ := zstd.NewWriter(&zs)
+	zw.Write([]byte(want))
+	zw.Close()
+	// Names do not matter: the format is detected from the first bytes.
+	for name, data := range map[string][]byte{"plain.ndjson": []byte(want), "a.gz": gz.Bytes(), "b.data": zs.Bytes()} {
+		p := filepath.Join(dir, name)
+		os.WriteFile(p, data, 0o644)
+		s, err := Open("file:" + p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := io.ReadAll(s)
+		if err != nil || string(got) != want {
+			t.Fatalf("%s: %d bytes, err %v", name, len(got), err)
+		}
+		if read, total := s.Position(); total != int64(len(data)) || read != total {
+			t.Fatalf("%s: position %d/%d", name, read, total)
+		}
+		s.Close()
+	}
+}
+
+func TestOpenErrors(t *testing.T) {
+	for _, spec := range []string{"nope", "kafka:x", "file:", "file:/does/not/exist", "gen:rate=0", "gen:bogus=1", "gen:speed=-1"} {
+		if _, err := Open(spec); err == nil {
+			t.Errorf("%q accepted", spec)
+		}
+	}
+}
+
+func TestGenLiveAndStop(t *testing.T) {
+	s, err := OpenGen("rate=600000,seed=3,speed=10")
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 1<<16)
+	n, err := s.Read(buf)
+	if err != nil || n == 0 || !bytes.Contains(buf[:n], []byte(`"product_type"`)) {
+		t.Fatalf("n=%d err=%v", n, err)
+	}
+	go func() { time.Sleep(50 * time.Millisecond); s.Stop() }()
+	for {
+		if _, err := s.Read(buf); err == io.EOF {
+			break
+		} else if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if s.Count() == 0 {
+		t.Fatal("no events made")
+	}
+}
