@@ -74,3 +74,30 @@ func BenchmarkCloseMinute(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkCount measures counting located events into the open minute's
+// tables: after the first minute warms the tables up, no allocation.
+func BenchmarkCount(b *testing.B) {
+	cfg := DefaultConfig()
+	products := encode.NewProducts()
+	var st Stats
+	a, err := newAggregator(cfg, products, &sink.Null{}, &st)
+	if err != nil {
+		b.Fatal(err)
+	}
+	center, _ := h3.LatLngToCell(h3.LatLng{Lat: 40.75, Lng: -73.98}, 8)
+	disk, _ := h3.GridDisk(center, 40)
+	bt := newBatch()
+	for i := range 4096 {
+		bt.prod = append(bt.prod, byte(i%3))
+		bt.counted = append(bt.counted, int32(i))
+		bt.minute = append(bt.minute, 1)
+		bt.cells = append(bt.cells, uint64(disk[(i*7919)%len(disk)]))
+	}
+	a.count(bt) // warm: tables sized for this minute
+	b.ReportAllocs()
+	for b.Loop() {
+		a.count(bt)
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(bt.counted)), "ns/event")
+}
