@@ -1,6 +1,7 @@
 package encode
 
 import (
+	"encoding/binary"
 	"strconv"
 	"unicode/utf16"
 	"unicode/utf8"
@@ -127,19 +128,13 @@ func (p *Projector) Project(line []byte, ev *Event) Reason {
 			if r != OK && bad == OK {
 				bad = r
 			}
-			s.ws()
-			if s.i >= len(s.b) {
+			done, ok := s.sep('}')
+			if !ok {
 				return InvalidJSON
 			}
-			c := s.b[s.i]
-			s.i++
-			if c == '}' {
+			if done {
 				break
 			}
-			if c != ',' {
-				return InvalidJSON
-			}
-			s.ws()
 		}
 	}
 	s.ws()
@@ -260,6 +255,25 @@ func (s *scanner) ws() {
 	}
 }
 
+// sep reads what follows a member or element: the closing bracket (done)
+// or a comma; ok is false for anything else.
+func (s *scanner) sep(closing byte) (done, ok bool) {
+	s.ws()
+	if s.i >= len(s.b) {
+		return false, false
+	}
+	c := s.b[s.i]
+	s.i++
+	if c == closing {
+		return true, true
+	}
+	if c != ',' {
+		return false, false
+	}
+	s.ws()
+	return false, true
+}
+
 // strStop marks bytes that end the fast run inside a string: the quote, the
 // backslash and control characters (invalid unescaped in JSON).
 var strStop = func() (t [256]bool) {
@@ -271,6 +285,17 @@ var strStop = func() (t [256]bool) {
 	return t
 }()
 
+const (
+	lsb = 0x0101010101010101
+	msb = 0x8080808080808080
+)
+
+// hasZero is non-zero iff some byte of w is zero.
+func hasZero(w uint64) uint64 { return (w - lsb) & ^w & msb }
+
+// hasLess is non-zero iff some byte of w is below n (n <= 128).
+func hasLess(w, n uint64) uint64 { return (w - lsb*n) & ^w & msb }
+
 // str scans a string starting at the opening quote. It returns the raw
 // content (escapes not decoded), whether it had escapes, and validity.
 func (s *scanner) str() (raw []byte, esc bool, ok bool) {
@@ -278,6 +303,15 @@ func (s *scanner) str() (raw []byte, esc bool, ok bool) {
 	i := s.i + 1
 	start := i
 	for {
+		// Eight bytes at a time while none is a quote, a backslash or a
+		// control character (SWAR): strings are most of an event's bytes.
+		for i+8 <= len(b) {
+			w := binary.LittleEndian.Uint64(b[i:])
+			if hasZero(w^(lsb*'"'))|hasZero(w^(lsb*'\\'))|hasLess(w, 0x20) != 0 {
+				break
+			}
+			i += 8
+		}
 		for i < len(b) && !strStop[b[i]] {
 			i++
 		}
@@ -406,19 +440,9 @@ func (s *scanner) value(depth int) bool {
 			if !s.value(depth + 1) {
 				return false
 			}
-			s.ws()
-			if s.i >= len(s.b) {
-				return false
+			if done, ok := s.sep('}'); done || !ok {
+				return ok
 			}
-			c := s.b[s.i]
-			s.i++
-			if c == '}' {
-				return true
-			}
-			if c != ',' {
-				return false
-			}
-			s.ws()
 		}
 	case '[':
 		s.i++
@@ -431,19 +455,9 @@ func (s *scanner) value(depth int) bool {
 			if !s.value(depth + 1) {
 				return false
 			}
-			s.ws()
-			if s.i >= len(s.b) {
-				return false
+			if done, ok := s.sep(']'); done || !ok {
+				return ok
 			}
-			c := s.b[s.i]
-			s.i++
-			if c == ']' {
-				return true
-			}
-			if c != ',' {
-				return false
-			}
-			s.ws()
 		}
 	case 't':
 		return s.lit("true")
