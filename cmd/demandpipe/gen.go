@@ -20,6 +20,7 @@ func genCommand(args []string) error {
 	fs := flag.NewFlagSet("gen", flag.ContinueOnError)
 	out := fs.String("o", "events.ndjson", "output file; .gz or .zst compresses; - is stdout")
 	events := fs.Int("events", 1_000_000, "number of raw events")
+	fromCSV := fs.String("from-csv", "", "convert real pickups instead (the NYC TLC sample in ../shared/data: Date/Time,Lat,Lon,Base; gzip ok): rider nyc-<row>, product from Base; -events and city flags are ignored")
 	start := fs.String("start", c.Start.Format(time.RFC3339), "event time of the first event (RFC 3339)")
 	fs.Uint64Var(&c.Seed, "seed", c.Seed, "random seed: the same flags make the same file")
 	fs.IntVar(&c.EventsPerMinute, "rate", c.EventsPerMinute, "raw events per minute of event time")
@@ -43,6 +44,19 @@ func genCommand(args []string) error {
 	c.Start = t
 	if *events < 0 {
 		return fmt.Errorf("-events=%d: must be >= 0", *events)
+	}
+	var pickups []gen.Pickup
+	if *fromCSV != "" {
+		f, err := os.Open(*fromCSV)
+		if err != nil {
+			return err
+		}
+		pickups, err = gen.ReadPickups(f)
+		f.Close()
+		if err != nil {
+			return err
+		}
+		*events = len(pickups)
 	}
 	g, err := gen.New(c)
 	if err != nil {
@@ -78,7 +92,11 @@ func genCommand(args []string) error {
 	var bytes int64
 	begin := time.Now()
 	for i := range *events {
-		buf = g.Append(buf)
+		if pickups != nil {
+			buf = gen.AppendPickupEvent(buf, i, pickups[i])
+		} else {
+			buf = g.Append(buf)
+		}
 		if len(buf) > 256<<10 || i == *events-1 {
 			if _, err := w.Write(buf); err != nil {
 				return err
@@ -105,8 +123,12 @@ func genCommand(args []string) error {
 			return err
 		}
 	}
+	first, last := c.Start, time.UnixMilli(g.NextArrival()).UTC()
+	if len(pickups) > 0 {
+		first, last = time.UnixMilli(pickups[0].TS).UTC(), time.UnixMilli(pickups[len(pickups)-1].TS).UTC()
+	}
 	fmt.Fprintf(os.Stderr, "demandpipe gen: wrote %d events (%.1f MB raw, %.0f bytes/event) to %s in %.1fs; event time %s .. %s\n",
 		*events, float64(bytes)/1e6, float64(bytes)/float64(max(*events, 1)), *out, time.Since(begin).Seconds(),
-		c.Start.Format(time.RFC3339), time.UnixMilli(g.NextArrival()).UTC().Format(time.RFC3339))
+		first.Format(time.RFC3339), last.Format(time.RFC3339))
 	return nil
 }

@@ -1,0 +1,44 @@
+package pipeline
+
+import (
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/demandpipe/demandpipe/feature"
+	"github.com/demandpipe/demandpipe/gen"
+)
+
+// TestRealNYCPickups checks the engine against the reference on real
+// geography: Uber pickups in New York (April 2014, see
+// ../shared/data/README.md), default definition, 60 minutes of a busy
+// evening, riders paired so that some events are duplicates.
+func TestRealNYCPickups(t *testing.T) {
+	f, err := os.Open("../../shared/data/uber-nyc-pickups-2014-04-02-to-30.csv.gz")
+	if err != nil {
+		t.Skipf("shared NYC data not beside the repo: %v", err)
+	}
+	defer f.Close()
+	ps, err := gen.ReadPickups(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	from := time.Date(2014, 4, 4, 19, 0, 0, 0, time.UTC).UnixMilli()
+	to := from + 60*60_000
+	var lines []string
+	for i, p := range ps {
+		if p.TS >= from && p.TS < to {
+			p.TS -= int64(i % 5 * 1000) // arrival jitter of a few seconds
+			lines = append(lines, strings.TrimSpace(string(gen.AppendPickupEvent(nil, len(lines)/2, p))))
+		}
+	}
+	if len(lines) < 100 {
+		t.Fatalf("only %d pickups in the slice", len(lines))
+	}
+	def := feature.Default()
+	want := reference(t, lines, def, 30_000)
+	got, _, e := runEngine(t, lines, def, 30_000, 2, 4096)
+	diffRows(t, got, want)
+	t.Logf("%d pickups, %d counted, %d duplicates, %d rows", len(lines), e.Stats.Counted.Load(), e.Stats.Duplicates.Load(), len(got))
+}
