@@ -11,8 +11,10 @@ import (
 	"time"
 
 	"github.com/demandpipe/demandpipe/pipeline"
+	"github.com/demandpipe/demandpipe/serve"
 	"github.com/demandpipe/demandpipe/sink"
 	"github.com/demandpipe/demandpipe/source"
+	"github.com/demandpipe/demandpipe/store"
 )
 
 const runMore = `Sources:
@@ -21,8 +23,12 @@ const runMore = `Sources:
 ` + source.GenSpecHelp + `
 
 Sinks:
+  store:DIR    the embedded feature store (pebble), served by -serve and by demandpipe serve
   ndjson:PATH  one row per line: {"h3":…,"product_type":…,"minute":…,"features":[…]}; ndjson:- is stdout
   null:        discard (benchmarks)
+
+With a store sink, -serve=ADDR serves the HTTP API, the heat map page at / and
+/metrics while the engine writes (` + "`demandpipe help serve`" + ` lists the API).
 
 Each input line is one JSON object with ts (unix ms, integer), rider_id (string),
 lat, lng (numbers) and product_type (UUID). Every other field is ignored. Bad
@@ -36,7 +42,12 @@ func runCommand(args []string) error {
 	cfg := pipeline.DefaultConfig()
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	src := fs.String("source", "gen:", "where events come from: file:PATH, file:- or gen:[k=v,...]")
-	snk := fs.String("sink", "ndjson:-", "where rows go: ndjson:PATH, ndjson:- or null:")
+	snk := fs.String("sink", "store:"+store.DefaultDir, "where rows go: store:DIR, ndjson:PATH, ndjson:- or null:")
+	serveAddr := fs.String("serve", "127.0.0.1:8080", "with a store sink, serve the API, the page and /metrics on HOST:PORT while running (empty: no server)")
+	sc := store.DefaultConfig()
+	sc.RegisterFlags(fs)
+	vc := serve.DefaultConfig()
+	vc.RegisterFlags(fs)
 	rejects := fs.String("rejects", "", "if set, write every rejected line here as {\"line\":N,\"reason\":…,\"text\":…}")
 	duration := fs.Duration("duration", 0, "stop the input after this long (0: until it ends; a live generator never ends)")
 	progress := fs.String("progress", "auto", "progress line on stderr: auto (when stderr is a terminal), always or never")
@@ -55,11 +66,23 @@ func runCommand(args []string) error {
 		return fmt.Errorf("-progress=%q: want auto, always or never", *progress)
 	}
 
+	serveSet := false
+	fs.Visit(func(f *flag.Flag) { serveSet = serveSet || f.Name == "serve" })
+	if err := sc.Validate(); err != nil {
+		return err
+	}
+	if err := vc.Validate(); err != nil {
+		return err
+	}
+
 	in, err := source.Open(*src)
 	if err != nil {
 		return err
 	}
 	defer in.Close()
+	reg := newRegistry()
+	sc.Definition = cfg.Def
+	store.Register(sc, reg)
 	out, err := sink.Open(*snk)
 	if err != nil {
 		return err
@@ -68,6 +91,21 @@ func runCommand(args []string) error {
 	if err != nil {
 		out.Close()
 		return err
+	}
+	if err := e.RegisterMetrics(reg); err != nil {
+		out.Close()
+		return err
+	}
+	var srv *runningServer
+	if st, ok := out.(*store.Store); ok && *serveAddr != "" {
+		if srv, err = startServer(*serveAddr, vc, st, reg, reg); err != nil {
+			out.Close()
+			return err
+		}
+		fmt.Fprintf(os.Stderr, "demandpipe: serving features, the heat map and /metrics on http://%s/\n", srv.Addr)
+	} else if serveSet && *serveAddr != "" {
+		out.Close()
+		return fmt.Errorf("-serve=%s needs a store sink (-sink=store:DIR), not %s", *serveAddr, *snk)
 	}
 	if *rejects != "" {
 		f, err := os.Create(*rejects)
@@ -118,6 +156,12 @@ func runCommand(args []string) error {
 	start := time.Now()
 	runErr := e.Run(ctx, in, out)
 	pstop()
+	if srv != nil {
+		// Stop serving before the store closes under the readers.
+		if err := srv.Shutdown(5 * time.Second); err != nil {
+			fmt.Fprintf(os.Stderr, "demandpipe: server shutdown: %v\n", err)
+		}
+	}
 	closeErr := out.Close()
 	e.Stats.Snapshot().Write(os.Stderr, time.Since(start).Seconds())
 	if runErr != nil {

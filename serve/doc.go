@@ -1,0 +1,34 @@
+// Package serve is the HTTP JSON API over the feature store, and a page
+// that draws the latest minute as a hexagon heat map.
+//
+//	GET  /v1/features?h3=CELL&product=UUID[&minute=RFC3339][&avg=true]
+//	GET  /v1/features?lat=DEG&lng=DEG&product=UUID[&minute=…][&avg=true]
+//	POST /v1/features:batch  {"product":UUID,"minute"?,"avg"?,"cells":[CELL…],"points":[{"lat","lng"}…]}
+//	GET  /v1/minutes         closed minutes, latest first
+//	GET  /v1/products        product UUIDs the store knows
+//	GET  /v1/definition      the feature definition (resolution, rings, windows)
+//	GET  /v1/map?product=UUID[&k=K&w=W&minute=…]   one feature of every cell, with boundaries
+//	GET  /healthz, /readyz   liveness; readiness (a closed minute exists)
+//	GET  /                   the page (files embedded in the binary)
+//
+// A row answer names every feature by ring and window, so a reader never
+// depends on array positions:
+//
+//	{"h3":"882a100d65fffff","product_type":"…","minute":"2024-06-01T10:07:00Z",
+//	 "age_seconds":12.5,"found":true,"features":[{"k":0,"w":1,"value":3},…]}
+//
+// age_seconds is how long ago the minute ended. found=false says the cell
+// had no row in that closed minute, so every feature is zero. avg=true adds
+// "avg": value divided by the number of cells in the disk of radius k
+// (3k(k+1)+1, fewer near a pentagon).
+//
+// Status codes: 400 with {"error":"…"} for any malformed request (cell,
+// resolution, coordinates, unknown product, minute, unknown parameter,
+// batch too large, bad JSON); 404 for a minute that is not closed or past
+// retention; 503 before the first minute closes; 405 for a wrong method.
+//
+// Metrics (namespace demandpipe, subsystem serve):
+//
+//	demandpipe_serve_requests_total{handler,code}
+//	demandpipe_serve_request_seconds{handler}
+package serve

@@ -1,0 +1,146 @@
+package store
+
+import (
+	"errors"
+	"flag"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/demandpipe/demandpipe/encode"
+)
+
+var soakMinutes = flag.Int("store.soak-minutes", 0, "run TestRetentionSoak over this many minutes (e.g. 1000)")
+
+func TestRetention(t *testing.T) {
+	dir := t.TempDir()
+	c := testConfig(dir)
+	c.Retention = 5 * time.Minute
+	c.CompactEvery = 3
+	s := openTest(t, c)
+	names := encode.NewProducts()
+	cells := testCells(200)
+	for i := range 20 {
+		writeMinute(t, s, names, testMinute0+int64(i), 2, cells, 100)
+	}
+	s.bg.Wait()
+	mins := s.Minutes(nil)
+	if len(mins) != 5 || mins[0].Minute != testMinute0+19 || mins[4].Minute != testMinute0+15 {
+		t.Fatalf("Minutes = %+v", mins)
+	}
+	if _, err := s.Get(nil, testMinute0+14, testProduct(0), cells[0]); !errors.Is(err, ErrMinuteNotFound) {
+		t.Fatalf("Get of an expired minute: %v", err)
+	}
+	if got := testutil.ToFloat64(s.met.minutesExpired); got != 15 {
+		t.Errorf("minutes_expired_total = %v, want 15", got)
+	}
+	if got := testutil.ToFloat64(s.met.compactions); got < 1 {
+		t.Errorf("compactions_total = %v", got)
+	}
+	// Physically gone: no key of an expired minute is left (the range
+	// tombstones hide them; after a compaction they are dropped).
+	if n := countRows(t, s, 0, testMinute0+15); n != 0 {
+		t.Fatalf("%d rows of expired minutes still visible", n)
+	}
+	// A late minute (behind the cutoff) is dropped, not resurrected.
+	writeMinute(t, s, names, testMinute0+3, 1, cells, 100)
+	if _, ok := s.Minute(testMinute0 + 3); ok {
+		t.Fatal("a minute past retention was stored")
+	}
+	if got := testutil.ToFloat64(s.met.rowsDropped); got == 0 {
+		t.Error("rows_dropped_total did not count the late minute")
+	}
+	s.Close()
+
+	s = openTest(t, c)
+	defer s.Close()
+	if got := s.Minutes(nil); len(got) != 5 {
+		t.Fatalf("after reopen: %d minutes", len(got))
+	}
+	writeMinute(t, s, names, testMinute0+20, 2, cells, 100)
+	if mins := s.Minutes(nil); len(mins) != 5 || mins[4].Minute != testMinute0+16 {
+		t.Fatalf("after reopen and a minute: %+v", mins)
+	}
+	for _, mi := range s.Minutes(nil) {
+		checkMinute(t, s, mi.Minute, 2, cells)
+	}
+}
+
+func countRows(t testing.TB, s *Store, lo, hi int64) int {
+	it, err := s.db.NewIter(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer it.Close()
+	n := 0
+	for it.SeekGE(encode.AppendMinuteKey([]byte{tagRow}, lo)); it.Valid(); it.Next() {
+		k := it.Key()
+		if k[0] != tagRow {
+			break
+		}
+		rk, err := encode.ParseRowKey(k[1:])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rk.Minute >= hi {
+			break
+		}
+		n++
+	}
+	return n
+}
+
+// diskAfter writes minutes [from, to) and returns the disk usage once the
+// memtable is flushed and background compaction is done.
+func diskAfter(t testing.TB, s *Store, names *encode.Products, from, to int64, cells []uint64) uint64 {
+	for m := from; m < to; m++ {
+		writeMinute(t, s, names, testMinute0+m, 1, cells, 1000)
+	}
+	s.bg.Wait()
+	if err := s.db.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	return s.db.Metrics().DiskSpaceUsage()
+}
+
+// TestRetentionBoundsDisk: on a run much longer than the retention the
+// store's size levels off instead of growing with the run.
+func TestRetentionBoundsDisk(t *testing.T) {
+	c := testConfig(t.TempDir())
+	c.Retention = 3 * time.Minute
+	c.CompactEvery = 2
+	c.MemTableBytes = 1 << 20
+	s := openTest(t, c)
+	defer s.Close()
+	names := encode.NewProducts()
+	cells := testCells(3000)
+	early := diskAfter(t, s, names, 0, 10, cells)
+	late := diskAfter(t, s, names, 10, 40, cells)
+	t.Logf("disk after 10 minutes %d bytes, after 40 minutes %d bytes (retention 3 minutes, ~2,000 rows/minute)", early, late)
+	if late > early*3/2 {
+		t.Fatalf("store grew from %d to %d bytes over 30 more minutes", early, late)
+	}
+}
+
+// TestRetentionSoak is the endless-run check, behind -store.soak-minutes:
+// default retention and compaction, a dense minute of 20,000 cells, disk
+// size logged every 100 minutes.
+func TestRetentionSoak(t *testing.T) {
+	if *soakMinutes == 0 {
+		t.Skip("soak: run with -store.soak-minutes=N")
+	}
+	c := testConfig(t.TempDir())
+	s := openTest(t, c)
+	defer s.Close()
+	names := encode.NewProducts()
+	cells := testCells(20000)
+	var peak uint64
+	for m := 0; m < *soakMinutes; m += 100 {
+		start := time.Now()
+		d := diskAfter(t, s, names, int64(m), int64(m+100), cells)
+		peak = max(peak, d)
+		t.Logf("minutes %5d: disk %6.1f MB, %.1f ms/minute", m+100, float64(d)/1e6, float64(time.Since(start).Milliseconds())/100)
+	}
+	t.Logf("peak %.1f MB", float64(peak)/1e6)
+}

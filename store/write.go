@@ -1,0 +1,309 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/demandpipe/demandpipe/encode"
+	"github.com/demandpipe/demandpipe/sink"
+)
+
+var _ sink.Writer = (*Store)(nil)
+
+// writer is the state of the single writer goroutine.
+type writer struct {
+	s      *Store
+	batch  *pebble.Batch
+	minute int64 // minute of the open batch, -1 when none
+	rows   int
+	drop   bool // the open minute is past retention: count, don't store
+
+	// runCodes caches the store code of each run code of runNames
+	// (-1: not looked up yet), so a row costs an array load, not a map
+	// lookup of its UUID.
+	runNames *encode.Products
+	runCodes [encode.MaxProducts]int16
+	pending  []encode.UUID // products added in the open batch
+
+	latest    int64 // newest closed minute, -1 when none
+	cutoff    int64 // minutes below cutoff are deleted
+	compacted int64 // expired ranges below this were compacted
+
+	key, val []byte
+	bytes    int64 // encoded bytes of the open minute
+
+	compacting atomic.Bool
+	ctx        context.Context
+	cancel     context.CancelFunc
+
+	stats sink.Stats
+}
+
+func (w *writer) init(s *Store) {
+	w.s = s
+	w.minute = -1
+	w.latest, w.cutoff = -1, 0
+	if mins := *s.minutes.Load(); len(mins) > 0 {
+		w.latest = mins[0].Minute
+		w.cutoff = mins[len(mins)-1].Minute
+	}
+	w.compacted = w.cutoff
+	w.ctx, w.cancel = context.WithCancel(context.Background())
+}
+
+// begin opens the batch of minute m. If m was closed before (a replay after
+// a restart), the batch starts by deleting its old rows, so the new
+// commit replaces the minute whole instead of mixing two runs' rows.
+func (w *writer) begin(m int64) error {
+	if m < 0 || m > encode.MaxMinute {
+		return fmt.Errorf("store: minute %d out of range 0..%d", m, encode.MaxMinute)
+	}
+	if w.minute >= 0 {
+		return fmt.Errorf("store: minute %d written before minute %d was closed", m, w.minute)
+	}
+	if w.s.cfg.ReadOnly {
+		return fmt.Errorf("store %s: opened read-only", w.s.cfg.Dir)
+	}
+	w.minute, w.rows, w.bytes = m, 0, 0
+	w.drop = w.latest >= 0 && m < w.cutoff
+	if w.drop {
+		return nil
+	}
+	if w.batch == nil {
+		w.batch = w.s.db.NewBatch(pebble.WithMaxRetainedSizeBytes(64 << 20))
+	}
+	if w.s.isClosedMinute(m) {
+		lo := encode.AppendMinuteKey([]byte{tagRow}, m)
+		hi := encode.AppendMinuteKey([]byte{tagRow}, m+1)
+		if err := w.batch.DeleteRange(lo, hi, nil); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Write adds the rows of b to the open minute's batch.
+func (s *Store) Write(_ context.Context, b *encode.Batch) error {
+	w := &s.w
+	if b.NumFeatures != s.nf {
+		return fmt.Errorf("store: batch rows have %d features, the store's definition %q has %d", b.NumFeatures, s.def, s.nf)
+	}
+	if w.minute != b.Minute {
+		if err := w.begin(b.Minute); err != nil {
+			return err
+		}
+	}
+	n := b.Len()
+	if w.drop {
+		w.rows += n
+		return nil
+	}
+	if b.Names != w.runNames {
+		w.runNames = b.Names
+		for i := range w.runCodes {
+			w.runCodes[i] = -1
+		}
+	}
+	for i := range n {
+		rc := b.Products[i]
+		code := w.runCodes[rc]
+		if code < 0 {
+			c, err := w.productCode(b.Names.UUID(rc))
+			if err != nil {
+				return err
+			}
+			code = int16(c)
+			w.runCodes[rc] = code
+		}
+		w.key = encode.AppendRowKey(append(w.key[:0], tagRow), b.Minute, byte(code), b.Cells[i])
+		w.val = encode.AppendRowValue(w.val[:0], b.Row(i))
+		if err := w.batch.Set(w.key, w.val, nil); err != nil {
+			return fmt.Errorf("store: %w", err)
+		}
+		w.bytes += int64(len(w.key) + len(w.val))
+	}
+	w.rows += n
+	return nil
+}
+
+// productCode returns u's persistent code, adding it to the open batch when
+// new, so the code and the rows that use it commit together.
+func (w *writer) productCode(u encode.UUID) (byte, error) {
+	if c, ok := w.s.products.Load().codes[u]; ok {
+		return c, nil
+	}
+	for i, p := range w.pending {
+		if p == u {
+			return byte(len(w.s.products.Load().uuids) + i), nil
+		}
+	}
+	n := len(w.s.products.Load().uuids) + len(w.pending)
+	if n >= encode.MaxProducts {
+		return 0, fmt.Errorf("store: product %s would be the store's %dth distinct product; codes are one byte (at most %d): use a new store directory", u, n+1, encode.MaxProducts)
+	}
+	if err := w.batch.Set([]byte{tagProduct, byte(n)}, u[:], nil); err != nil {
+		return 0, err
+	}
+	w.pending = append(w.pending, u)
+	return byte(n), nil
+}
+
+// CloseMinute commits minute m: its rows, its marker, new product codes and
+// any retention range deletes, in one atomic batch, synced to the WAL when
+// Config.Sync. A minute with no rows is closed too.
+func (s *Store) CloseMinute(_ context.Context, m int64) error {
+	w := &s.w
+	if w.minute != m {
+		if err := w.begin(m); err != nil {
+			return err
+		}
+	}
+	if w.drop {
+		s.met.rowsDropped.Add(float64(w.rows))
+		w.minute, w.rows = -1, 0
+		return nil
+	}
+	start := time.Now()
+	closedMS := start.UnixMilli()
+	w.key = markerKey(w.key[:0], m)
+	w.val = appendMarker(w.val[:0], w.rows, closedMS)
+	if err := w.batch.Set(w.key, w.val, nil); err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	newLatest := max(w.latest, m)
+	newCutoff := max(w.cutoff, newLatest-s.cfg.retentionMinutes()+1)
+	expired := 0
+	if newCutoff > w.cutoff {
+		if err := w.expire(w.cutoff, newCutoff); err != nil {
+			return err
+		}
+		// Unlist the expiring minutes before their rows go: a reader checks
+		// its minute is still listed after reading (read.go), so it never
+		// returns rows of a minute deleted under it as zeros.
+		expired = s.publishMinute(nil, newCutoff)
+	}
+	if err := s.db.Apply(w.batch, s.wo); err != nil {
+		return fmt.Errorf("store: commit minute %d: %w", m, err)
+	}
+	// Reuse the batch's buffer next minute (NewBatch retains up to 64 MB;
+	// pebble's default keeps 1 MB): a dense minute's batch is ~3 MB, grown
+	// from scratch every minute otherwise. Measured per 20k-row minute:
+	// 13.7 MB allocated without reuse, 5.2 MB with (memtables, mostly).
+	w.batch.Reset()
+	s.met.commitSeconds.Observe(time.Since(start).Seconds())
+
+	// Publish to readers: products first, so a reader that sees the minute
+	// can resolve every code its rows use.
+	if len(w.pending) > 0 {
+		old := s.products.Load()
+		pt := &productTable{uuids: append(old.uuids[:len(old.uuids):len(old.uuids)], w.pending...), codes: make(map[encode.UUID]byte, len(old.codes)+len(w.pending))}
+		for u, c := range old.codes {
+			pt.codes[u] = c
+		}
+		for i, u := range w.pending {
+			pt.codes[u] = byte(len(old.uuids) + i)
+		}
+		s.products.Store(pt)
+		w.pending = w.pending[:0]
+	}
+	s.publishMinute(&MinuteInfo{Minute: m, Rows: w.rows, ClosedMS: closedMS}, newCutoff)
+
+	s.met.minutesExpired.Add(float64(expired))
+	s.met.rowsWritten.Add(float64(w.rows))
+	s.met.minutesClosed.Inc()
+	w.stats.Rows += int64(w.rows)
+	w.stats.Minutes++
+	w.stats.Bytes += w.bytes
+	s.met.bytesWritten.Add(float64(w.bytes))
+	w.latest, w.cutoff = newLatest, newCutoff
+	w.minute, w.rows = -1, 0
+	if w.cutoff-w.compacted >= int64(s.cfg.CompactEvery) && s.compact(w.compacted, w.cutoff) {
+		w.compacted = w.cutoff
+	}
+	return nil
+}
+
+// expire adds range deletes of minutes [lo, hi) (rows and markers) to the
+// open batch: two tombstones per commit that moves the cutoff, never a
+// delete per row.
+func (w *writer) expire(lo, hi int64) error {
+	for _, tag := range []byte{tagRow, tagMinute} {
+		if err := w.batch.DeleteRange(encode.AppendMinuteKey([]byte{tag}, lo), encode.AppendMinuteKey([]byte{tag}, hi), nil); err != nil {
+			return fmt.Errorf("store: %w", err)
+		}
+	}
+	return nil
+}
+
+// compact compacts expired ranges [lo, hi) in the background, one at a
+// time. It reports whether it started: if one is still running, the range
+// is retried at the next commit, widened by then.
+func (s *Store) compact(lo, hi int64) bool {
+	if !s.w.compacting.CompareAndSwap(false, true) {
+		return false
+	}
+	s.bg.Add(1)
+	go func() {
+		defer s.bg.Done()
+		defer s.w.compacting.Store(false)
+		var err error
+		for _, tag := range []byte{tagMinute, tagRow} {
+			e := s.db.Compact(s.w.ctx, encode.AppendMinuteKey([]byte{tag}, lo), encode.AppendMinuteKey([]byte{tag}, hi), false)
+			err = errors.Join(err, e)
+		}
+		if err != nil && s.w.ctx.Err() == nil {
+			quietLogger{}.Errorf("compacting expired minutes %d..%d: %v", lo, hi, err)
+			return
+		}
+		s.met.compactions.Inc()
+	}()
+	return true
+}
+
+// publishMinute adds mi (if not nil) to the readers' list of closed minutes
+// and drops those below cutoff; the list is replaced, never edited, so
+// readers need no lock. It returns how many minutes it dropped.
+func (s *Store) publishMinute(mi *MinuteInfo, cutoff int64) (dropped int) {
+	old := *s.minutes.Load()
+	out := make([]MinuteInfo, 0, len(old)+1)
+	for _, o := range old {
+		if mi != nil && mi.Minute >= o.Minute {
+			out = append(out, *mi)
+			mi = nil
+			if out[len(out)-1].Minute == o.Minute {
+				continue
+			}
+		}
+		if o.Minute >= cutoff {
+			out = append(out, o)
+		} else {
+			dropped++
+		}
+	}
+	if mi != nil {
+		out = append(out, *mi)
+	}
+	s.minutes.Store(&out)
+	return dropped
+}
+
+// discard drops an open minute at Close.
+func (w *writer) discard() {
+	if w.minute >= 0 {
+		w.s.met.rowsDropped.Add(float64(w.rows))
+		w.minute, w.rows = -1, 0
+	}
+	if w.batch != nil {
+		w.batch.Close()
+		w.batch = nil
+	}
+}
+
+// Stats reports what was committed: rows, minutes and encoded bytes.
+// Call it from the writer goroutine or after Close.
+func (s *Store) Stats() sink.Stats { return s.w.stats }
