@@ -1,6 +1,7 @@
 package serve
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -15,7 +16,10 @@ import (
 
 	"github.com/uber/h3-go/v4"
 
+	"github.com/demandpipe/demandpipe/bench"
 	"github.com/demandpipe/demandpipe/encode"
+	"github.com/demandpipe/demandpipe/gen"
+	"github.com/demandpipe/demandpipe/pipeline"
 	"github.com/demandpipe/demandpipe/store"
 )
 
@@ -26,7 +30,9 @@ import (
 // and pebble's flushes take the CPU the reads need), with writing=paced one
 // such minute every 250 ms (a replay at 240x real time; live, a minute
 // closes every 60 s). They report p50 and p99 latency of sequential
-// requests besides ns/op.
+// requests besides ns/op. writing=engine runs the real pipeline at full
+// speed into the store (generated city events replayed from memory, over
+// and over) while the reads run.
 
 type benchEnv struct {
 	url     string
@@ -81,7 +87,45 @@ func newBenchEnv(b *testing.B, writing string) *benchEnv {
 	env.url = ts.URL
 	done := make(chan struct{})
 	var wg sync.WaitGroup
-	if writing != "none" {
+	if writing == "engine" {
+		// The real pipeline replays generated city events into the store
+		// as fast as it can, over and over (rewriting the same minutes):
+		// the engine's workers and the store's flushes contend with the
+		// reads for the two cores.
+		gc := gen.DefaultConfig()
+		gc.EventsPerMinute = 50_000
+		data, err := bench.Generate(gc, 300_000)
+		if err != nil {
+			b.Fatal(err)
+		}
+		g, _ := gen.New(gc)
+		env.product = g.Products()[0].String()
+		// A first replay so that reads find the generated product.
+		replay := func(ctx context.Context) error {
+			e, err := pipeline.New(pipeline.DefaultConfig())
+			if err != nil {
+				return err
+			}
+			err = e.Run(ctx, bytes.NewReader(data), st)
+			env.minutes.Add(e.Stats.Minutes.Load())
+			return err
+		}
+		if err := replay(context.Background()); err != nil {
+			b.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil {
+				if err := replay(ctx); err != nil && ctx.Err() == nil {
+					b.Error(err)
+					return
+				}
+			}
+		}()
+		go func() { <-done; cancel() }()
+	} else if writing != "none" {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -128,7 +172,7 @@ func benchHTTP(b *testing.B, writing string, do func(hc *http.Client, i int) (*h
 	defer env.stop()
 	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4}}
 	defer hc.CloseIdleConnections()
-	benchEnvURL, benchCells = env.url, env.cells
+	benchEnvURL, benchCells, benchProduct = env.url, env.cells, env.product
 	lat := make([]time.Duration, 0, 1<<16)
 	b.ReportAllocs()
 	i := 0
@@ -154,23 +198,24 @@ func benchHTTP(b *testing.B, writing string, do func(hc *http.Client, i int) (*h
 }
 
 var (
-	benchEnvURL string
-	benchCells  []uint64
+	benchEnvURL  string
+	benchCells   []uint64
+	benchProduct string
 )
 
 func BenchmarkHTTPGet(b *testing.B) {
-	for _, writing := range []string{"none", "paced", "full"} {
+	for _, writing := range []string{"none", "paced", "full", "engine"} {
 		b.Run(fmt.Sprintf("cells=1/writing=%s", writing), func(b *testing.B) {
 			benchHTTP(b, writing, func(hc *http.Client, i int) (*http.Response, error) {
 				c := benchCells[(i*7919)%len(benchCells)]
-				return hc.Get(fmt.Sprintf("%s/v1/features?h3=%x&product=%s", benchEnvURL, c, fixProducts[0]))
+				return hc.Get(fmt.Sprintf("%s/v1/features?h3=%x&product=%s", benchEnvURL, c, benchProduct))
 			})
 		})
 	}
 }
 
 func BenchmarkHTTPBatch(b *testing.B) {
-	for _, writing := range []string{"none", "paced", "full"} {
+	for _, writing := range []string{"none", "paced", "full", "engine"} {
 		b.Run(fmt.Sprintf("cells=200/writing=%s", writing), func(b *testing.B) {
 			var bodies []string
 			benchHTTP(b, writing, func(hc *http.Client, i int) (*http.Response, error) {
@@ -178,7 +223,7 @@ func BenchmarkHTTPBatch(b *testing.B) {
 					// 8 request bodies of 200 nearby cells each, built once.
 					for k := range 8 {
 						var sb strings.Builder
-						sb.WriteString(`{"product":"` + fixProducts[0] + `","cells":[`)
+						sb.WriteString(`{"product":"` + benchProduct + `","cells":[`)
 						for j := range 200 {
 							if j > 0 {
 								sb.WriteByte(',')
