@@ -173,6 +173,9 @@ func TestProductsCodes(t *testing.T) {
 func TestAppendJSONString(t *testing.T) {
 	for _, s := range []string{"plain", "q\"b\\", "ctl\x01\n\t", "é€😀", "bad\xffutf8"} {
 		out := AppendJSONString(nil, []byte(s))
+		if fromString := AppendJSONString(nil, s); string(fromString) != string(out) {
+			t.Fatalf("%q: string and []byte forms differ: %s vs %s", s, fromString, out)
+		}
 		var back string
 		if err := json.Unmarshal(out, &back); err != nil {
 			t.Fatalf("%q -> %s: %v", s, out, err)

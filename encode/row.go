@@ -71,8 +71,9 @@ func AppendRowJSON(dst []byte, b *Batch, i int) []byte {
 
 // AppendJSONString appends s as a JSON string literal. Control characters,
 // quotes and backslashes are escaped; invalid UTF-8 becomes U+FFFD, so the
-// output is always valid JSON whatever the input line held.
-func AppendJSONString(dst, s []byte) []byte {
+// output is always valid JSON whatever the input held (a rejected line, a
+// client's bad parameter echoed in an error).
+func AppendJSONString[S ~string | ~[]byte](dst []byte, s S) []byte {
 	dst = append(dst, '"')
 	for i := 0; i < len(s); {
 		c := s[i]
@@ -97,7 +98,8 @@ func AppendJSONString(dst, s []byte) []byte {
 			i++
 			continue
 		}
-		r, n := utf8.DecodeRune(s[i:])
+		// At most 4 bytes: the conversion stays on the stack.
+		r, n := utf8.DecodeRuneInString(string(s[i:min(i+utf8.UTFMax, len(s))]))
 		if r == utf8.RuneError && n == 1 {
 			dst = append(dst, `\ufffd`...)
 		} else {

@@ -159,7 +159,7 @@ func (s *Server) writeJSON(w http.ResponseWriter, st *reqState, code int) int {
 // fail answers {"error":msg} with code.
 func (s *Server) fail(w http.ResponseWriter, st *reqState, code int, msg string) int {
 	st.out = append(st.out[:0], `{"error":`...)
-	st.out = appendJSONString(st.out, msg)
+	st.out = encode.AppendJSONString(st.out, msg)
 	st.out = append(st.out, "}\n"...)
 	return s.writeJSON(w, st, code)
 }
@@ -249,7 +249,7 @@ func (s *Server) products(w http.ResponseWriter, _ *http.Request, st *reqState) 
 
 func (s *Server) definition(w http.ResponseWriter, _ *http.Request, st *reqState) int {
 	st.out = append(st.out[:0], `{"name":`...)
-	st.out = appendJSONString(st.out, s.def.String())
+	st.out = encode.AppendJSONString(st.out, s.def.String())
 	st.out = append(st.out, `,"resolution":`...)
 	st.out = strconv.AppendInt(st.out, int64(s.def.Resolution), 10)
 	st.out = append(st.out, `,"rings":[`...)
