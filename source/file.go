@@ -22,6 +22,8 @@ type File struct {
 	stopped atomic.Bool
 	zd      *zstd.Decoder
 	raw     countingReader
+	// lineStart: the last byte handed out ended a line (or none was).
+	lineStart bool
 }
 
 // countingReader counts the stored bytes read, before decompression.
@@ -46,7 +48,7 @@ func OpenFile(path string) (*File, error) {
 	if path == "" {
 		return nil, fmt.Errorf("source file: needs a path, e.g. file:events.ndjson.zst or file:- for stdin")
 	}
-	s := &File{size: -1}
+	s := &File{size: -1, lineStart: true}
 	if path == "-" {
 		s.f = os.Stdin
 	} else {
@@ -68,7 +70,7 @@ func OpenFile(path string) (*File, error) {
 
 // NewReader wraps any reader (compressed or not) as a File source.
 func NewReader(r io.Reader) (*File, error) {
-	s := &File{size: -1}
+	s := &File{size: -1, lineStart: true}
 	if err := s.wrap(r); err != nil {
 		return nil, err
 	}
@@ -103,9 +105,12 @@ func (s *File) wrap(r io.Reader) error {
 
 func (s *File) Read(p []byte) (int, error) {
 	if s.stopped.Load() {
-		return 0, io.EOF
+		return s.readToLineEnd(p)
 	}
 	n, err := s.r.Read(p)
+	if n > 0 {
+		s.lineStart = p[n-1] == '\n'
+	}
 	if err != nil && s.stopped.Load() {
 		return n, io.EOF // Stop closed stdin under a blocked Read
 	}
@@ -113,6 +118,23 @@ func (s *File) Read(p []byte) (int, error) {
 		err = fmt.Errorf("source file: %w", err)
 	}
 	return n, err
+}
+
+// readToLineEnd finishes the line in progress after Stop, then reports the
+// end: a graceful stop never cuts an event in two.
+func (s *File) readToLineEnd(p []byte) (int, error) {
+	if s.lineStart {
+		return 0, io.EOF
+	}
+	n, err := s.r.Read(p)
+	if i := bytes.IndexByte(p[:n], '\n'); i >= 0 {
+		s.lineStart = true
+		return i + 1, nil
+	}
+	if err != nil {
+		return n, io.EOF
+	}
+	return n, nil
 }
 
 // Live: stdin and pipes may be live; regular files are not.

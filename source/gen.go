@@ -118,12 +118,14 @@ func (s *Gen) Read(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for {
-		select {
-		case <-s.stop:
-			return 0, io.EOF
-		default:
-		}
 		if len(s.pending) == 0 {
+			// Stop only between lines: a line already begun is finished
+			// first, so a graceful stop never cuts an event in two.
+			select {
+			case <-s.stop:
+				return 0, io.EOF
+			default:
+			}
 			now := s.eventNow()
 			for len(s.pending) < len(p) && s.g.NextArrival() <= now {
 				s.pending = s.g.Append(s.pending)

@@ -61,14 +61,45 @@ func TestGenLiveAndStop(t *testing.T) {
 		t.Fatalf("n=%d err=%v", n, err)
 	}
 	go func() { time.Sleep(50 * time.Millisecond); s.Stop() }()
+	small := make([]byte, 333) // lines straddle reads
+	last := byte(0)
 	for {
-		if _, err := s.Read(buf); err == io.EOF {
+		n, err := s.Read(small)
+		if n > 0 {
+			last = small[n-1]
+		}
+		if err == io.EOF {
 			break
 		} else if err != nil {
 			t.Fatal(err)
 		}
 	}
+	if last != '\n' {
+		t.Fatal("stop cut a line in two")
+	}
 	if s.Count() == 0 {
 		t.Fatal("no events made")
+	}
+}
+
+// TestFileStopEndsAtLineBoundary: after Stop the file source finishes the
+// line it is in and then reports the end.
+func TestFileStopEndsAtLineBoundary(t *testing.T) {
+	line := `{"ts":1,"rider_id":"r","lat":1,"lng":2,"product_type":"a1b2c3d4-0000-4000-8000-000000000001"}` + "\n"
+	s, err := NewReader(strings.NewReader(strings.Repeat(line, 100)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 150) // ends mid-line
+	n, _ := s.Read(buf)
+	got := append([]byte(nil), buf[:n]...)
+	s.Stop()
+	rest, err := io.ReadAll(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got = append(got, rest...)
+	if len(got) != 2*len(line) || got[len(got)-1] != '\n' {
+		t.Fatalf("read %d bytes after stop, want the first two whole lines (%d)", len(got), 2*len(line))
 	}
 }
