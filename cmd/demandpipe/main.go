@@ -12,7 +12,8 @@ import (
 const usage = `demandpipe: raw rider events in, merged demand-feature rows out.
 
 Usage:
-  demandpipe run   [flags]   run the pipeline (default: live generator -> ndjson on stdout)
+  demandpipe run   [flags]   run the pipeline (default: live generator -> feature store,
+                             served with a heat map on http://127.0.0.1:8080/)
   demandpipe gen   [flags]   write a synthetic event file (NDJSON, .gz or .zst)
   demandpipe bench [flags]   replay generated events from memory, report throughput
   demandpipe serve [flags]   serve features from a store over HTTP
@@ -23,7 +24,8 @@ Data flow: source -> projection (ts, rider_id, lat, lng, product_type) -> dedup
 sliding windows -> one row per hexagon, product and minute -> sink.
 
 Examples:
-  demandpipe run                                   # live city, rows on stdout
+  demandpipe run                                   # live city -> store -> API and page on :8080
+  demandpipe run -sink=ndjson:-                    # live city, rows on stdout
   demandpipe gen -o events.ndjson.zst -events 2000000
   demandpipe run -source=file:events.ndjson.zst -sink=ndjson:rows.ndjson
   demandpipe bench -events 2000000
