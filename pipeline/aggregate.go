@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"bytes"
 	"context"
 	"slices"
 	"sync"
@@ -293,7 +294,8 @@ func (a *aggregator) closeMinute(ctx context.Context, m int64, mc *minuteCounts)
 	// 3. Emit in (product UUID, cell) order: a canonical order that does
 	// not depend on arrival order or on how codes were assigned.
 	slices.SortFunc(work, func(x, y *productState) int {
-		return compareUUID(a.products.UUID(x.code), a.products.UUID(y.code))
+		ux, uy := a.products.UUID(x.code), a.products.UUID(y.code)
+		return bytes.Compare(ux[:], uy[:])
 	})
 	nF := a.def.NumFeatures()
 	a.out.Reset(m, nF)
@@ -336,16 +338,4 @@ func (a *aggregator) flush(ctx context.Context, m int64, nF int, rows *int64) er
 	*rows += int64(a.out.Len())
 	a.out.Reset(m, nF)
 	return nil
-}
-
-func compareUUID(x, y encode.UUID) int {
-	for i := range x {
-		if x[i] != y[i] {
-			if x[i] < y[i] {
-				return -1
-			}
-			return 1
-		}
-	}
-	return 0
 }
