@@ -31,6 +31,17 @@ func (s *Server) parseProduct(v string, ok bool) (encode.UUID, string) {
 	return u, ""
 }
 
+// parseProductMinute parses the product and minute parameters that every
+// feature read takes, in that order; msg is the first problem.
+func (s *Server) parseProductMinute(pv string, pok bool, mv string, mok bool) (encode.UUID, int64, string) {
+	product, msg := s.parseProduct(pv, pok)
+	if msg != "" {
+		return product, 0, msg
+	}
+	m, msg := parseMinute(mv, mok)
+	return product, m, msg
+}
+
 // parseMinute reads an RFC 3339 minute start; absent means latest.
 func parseMinute(v string, ok bool) (int64, string) {
 	if !ok {
@@ -108,11 +119,7 @@ func (s *Server) features(w http.ResponseWriter, r *http.Request, st *reqState) 
 	default:
 		return s.fail(w, st, http.StatusBadRequest, "give a cell: h3=CELL, or lat=DEG&lng=DEG")
 	}
-	product, msg := s.parseProduct(pv, pok)
-	if msg != "" {
-		return s.fail(w, st, http.StatusBadRequest, msg)
-	}
-	m, msg := parseMinute(mv, mok)
+	product, m, msg := s.parseProductMinute(pv, pok, mv, mok)
 	if msg != "" {
 		return s.fail(w, st, http.StatusBadRequest, msg)
 	}
@@ -305,11 +312,7 @@ func (s *Server) batch(w http.ResponseWriter, r *http.Request, st *reqState) int
 	case n > s.cfg.MaxBatchCells:
 		return s.fail(w, st, http.StatusBadRequest, fmt.Sprintf("batch too large: %d cells, at most %d", n, s.cfg.MaxBatchCells))
 	}
-	product, msg := s.parseProduct(pv, pok)
-	if msg != "" {
-		return s.fail(w, st, http.StatusBadRequest, msg)
-	}
-	m, msg := parseMinute(mv, mok)
+	product, m, msg := s.parseProductMinute(pv, pok, mv, mok)
 	if msg != "" {
 		return s.fail(w, st, http.StatusBadRequest, msg)
 	}
