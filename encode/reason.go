@@ -21,6 +21,7 @@ const (
 	DuplicateField         // a required field appears twice at the top level
 	TooManyProducts        // a 257th distinct product type
 	LineTooLong            // longer than the source's line limit
+	Future                 // too far ahead of event time, never confirmed (pipeline's future rule)
 	NumReasons
 )
 
@@ -28,7 +29,7 @@ var reasonNames = [NumReasons]string{
 	"ok", "invalid_json", "not_object",
 	"missing_ts", "missing_rider_id", "missing_lat", "missing_lng", "missing_product_type",
 	"bad_ts", "bad_rider_id", "bad_lat", "bad_lng", "bad_product_type",
-	"duplicate_field", "too_many_products", "line_too_long",
+	"duplicate_field", "too_many_products", "line_too_long", "future",
 }
 
 // String is the reason's stable snake_case name, used in summaries, metrics

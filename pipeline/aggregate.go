@@ -166,6 +166,12 @@ func (a *aggregator) request(through int64) (closeRequest, bool) {
 // order.
 func (a *aggregator) closeThrough(ctx context.Context, req closeRequest) error {
 	if a.next == noMinute {
+		if req.through < req.first {
+			// Nothing to close yet, and a later batch may still count an
+			// earlier minute (one the watermark has not closed): fixing
+			// next here would skip it.
+			return nil
+		}
 		a.next = req.first
 	}
 	defer func() {

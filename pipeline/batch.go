@@ -32,12 +32,17 @@ type batch struct {
 	rejects  []reject
 	blank    int64
 	lines    int64
+	// where each event's line is (for the rejects file: an event the
+	// sequencer rejects later, as future, is written with its text)
+	evLine         []int64
+	evStart, evEnd []int32
 
 	// sequence stage
-	counted  []int32 // indices of counted events
-	minute   []int64 // per counted event
-	frontier int64   // minutes <= frontier are closed after this batch
-	final    int64   // eof: close through this minute
+	future   []pending // events rejected as future while sequencing this batch
+	counted  []int32   // indices of counted events
+	minute   []int64   // per counted event
+	frontier int64     // minutes <= frontier are closed after this batch
+	final    int64     // eof: close through this minute
 	hasFinal bool
 
 	// locate stage
@@ -70,9 +75,28 @@ func (b *batch) reset() {
 	b.riderOff, b.riders, b.rejects = b.riderOff[:0], b.riders[:0], b.rejects[:0]
 	b.blank, b.lines = 0, 0
 	b.counted, b.minute, b.cells = b.counted[:0], b.minute[:0], b.cells[:0]
+	b.evLine, b.evStart, b.evEnd = b.evLine[:0], b.evStart[:0], b.evEnd[:0]
+	clear(b.future) // drop references to held lines
+	b.future = b.future[:0]
 }
 
 func (b *batch) rider(i int) []byte { return b.riders[b.riderOff[i]:b.riderOff[i+1]] }
+
+// appendEvent adds an event the sequencer releases from its hold, so that
+// the later stages see it like one parsed from this batch.
+func (b *batch) appendEvent(p *pending) int {
+	b.ts = append(b.ts, p.ts)
+	b.lat = append(b.lat, p.lat)
+	b.lng = append(b.lng, p.lng)
+	b.prod = append(b.prod, p.prod)
+	b.hash = append(b.hash, p.hash)
+	b.riders = append(b.riders, p.rider...)
+	b.riderOff = append(b.riderOff, uint32(len(b.riders)))
+	b.evLine = append(b.evLine, p.line)
+	b.evStart = append(b.evStart, -1)
+	b.evEnd = append(b.evEnd, -1)
+	return len(b.ts) - 1
+}
 
 // parse projects every line of the batch (parse stage; runs in parallel
 // across batches).
@@ -118,6 +142,9 @@ func (b *batch) parse(p *encode.Projector, products *encode.Products, maxLine in
 		b.hash = append(b.hash, dedup.Mix(xxhash.Sum64(ev.Rider), code))
 		b.riders = append(b.riders, ev.Rider...)
 		b.riderOff = append(b.riderOff, uint32(len(b.riders)))
+		b.evLine = append(b.evLine, line)
+		b.evStart = append(b.evStart, int32(s))
+		b.evEnd = append(b.evEnd, int32(end))
 	}
 	for _, t := range b.tooLong {
 		b.lines++

@@ -12,6 +12,7 @@ import (
 
 	"github.com/uber/h3-go/v4"
 
+	"github.com/demandpipe/demandpipe/encode"
 	"github.com/demandpipe/demandpipe/feature"
 )
 
@@ -52,6 +53,13 @@ func randomScenario(rng *rand.Rand, center h3.LatLng, def feature.Definition) sc
 		case 2: // broken
 			sc.lines = append(sc.lines, `{"ts":`+fmt.Sprint(ts)+`,"rider_id":"x"`)
 			continue
+		case 3: // a bad clock: minutes to hours ahead, or the largest ts
+			ahead := ts + int64(1+rng.IntN(180))*60_000
+			if rng.IntN(4) == 0 {
+				ahead = encode.MaxTS
+			}
+			sc.lines = append(sc.lines, eventLine(ahead, rng.IntN(riders), rng, cells))
+			continue
 		}
 		ts += int64(rng.IntN(15_000))
 		jitter := int64(rng.IntN(10_000))
@@ -82,9 +90,32 @@ func randomDef(rng *rand.Rand) feature.Definition {
 	}
 }
 
+// randomFuture picks the future rule of a scenario: off, the default, or
+// strict settings that the scenario's few riders can confirm.
+func randomFuture(rng *rand.Rand) FutureConfig {
+	switch rng.IntN(4) {
+	case 0:
+		return FutureConfig{MaxSkew: 0, ConfirmRiders: 1, MaxHeld: 1, MaxHold: time.Minute}
+	case 1:
+		return DefaultFutureConfig()
+	}
+	c := FutureConfig{
+		MaxSkew:       time.Duration(1+rng.IntN(10)) * time.Minute,
+		ConfirmRiders: 1 + rng.IntN(4),
+		MaxHold:       time.Duration(1+rng.IntN(30)) * time.Minute,
+	}
+	c.MaxHeld = c.ConfirmRiders + rng.IntN(20)
+	return c
+}
+
 func runEngine(t testing.TB, lines []string, def feature.Definition, latenessMs int64, par, chunk int) ([]row, *collect, *Engine) {
+	return runEngineFuture(t, lines, def, latenessMs, par, chunk, DefaultFutureConfig())
+}
+
+func runEngineFuture(t testing.TB, lines []string, def feature.Definition, latenessMs int64, par, chunk int, fc FutureConfig) ([]row, *collect, *Engine) {
 	t.Helper()
 	cfg := DefaultConfig()
+	cfg.Future = fc
 	cfg.Def = def
 	cfg.Lateness = time.Duration(latenessMs) * time.Millisecond
 	cfg.Parallelism = par
@@ -117,10 +148,11 @@ func TestEngineMatchesReference(t *testing.T) {
 			center, _ = h3.CellToLatLng(pents[seed%len(pents)])
 		}
 		sc := randomScenario(rng, center, def)
-		want := reference(t, sc.lines, def, sc.latenessMs)
-		t.Run(fmt.Sprintf("seed=%d/%s/late=%d", seed, def, sc.latenessMs), func(t *testing.T) {
+		fc := randomFuture(rng)
+		want := referenceRule(t, sc.lines, def, sc.latenessMs, fc.rule(false))
+		t.Run(fmt.Sprintf("seed=%d/%s/late=%d/future=%v", seed, def, sc.latenessMs, fc), func(t *testing.T) {
 			for _, par := range []int{1, 3} {
-				got, sink, _ := runEngine(t, sc.lines, def, sc.latenessMs, par, 4096)
+				got, sink, _ := runEngineFuture(t, sc.lines, def, sc.latenessMs, par, 4096, fc)
 				diffRows(t, got, want)
 				if !slices.IsSorted(sink.closed) {
 					t.Fatalf("minutes closed out of order: %v", sink.closed)

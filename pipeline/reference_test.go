@@ -29,17 +29,21 @@ func (r row) String() string {
 
 // collect is a sink that keeps everything it gets.
 type collect struct {
-	mu     sync.Mutex
-	rows   []row
-	closed []int64
-	failAt int // fail the Nth Write (1-based) when > 0
-	writes int
+	mu      sync.Mutex
+	rows    []row
+	closed  []int64
+	failAt  int // fail the Nth Write (1-based) when > 0
+	writes  int
+	onWrite func() // called at every Write, if set
 }
 
 func (c *collect) Write(_ context.Context, b *encode.Batch) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.writes++
+	if c.onWrite != nil {
+		c.onWrite()
+	}
 	if c.failAt > 0 && c.writes == c.failAt {
 		return fmt.Errorf("injected sink failure")
 	}
@@ -68,19 +72,100 @@ type refEvent struct {
 }
 
 // reference computes the contract's rows the obvious way: maps, loops and
-// h3.GridDiskDistances, straight from the numbered semantics.
+// h3.GridDiskDistances, straight from the numbered semantics, with
+// the default future rule.
 func reference(t testing.TB, lines []string, def feature.Definition, latenessMs int64) []row {
+	return referenceRule(t, lines, def, latenessMs, DefaultFutureConfig().rule(false))
+}
+
+// referenceRule is reference with the future rule of fr (README
+// "Semantics"), written out plainly: a list of held events in arrival
+// order and, on confirmation, a sort of the riders' times.
+func referenceRule(t testing.TB, lines []string, def feature.Definition, latenessMs int64, fr futureRule) []row {
 	t.Helper()
 	type key struct {
 		cell    uint64
 		product string
 		minute  int64
 	}
+	type refEv struct {
+		ts       int64
+		rider    string
+		prod     string
+		lat, lng float64
+		heldAt   int64
+	}
 	counts := map[key]int32{}
 	seen := map[string]bool{}
 	haveMax, maxTS := false, int64(0)
 	closedThrough := int64(-1 << 62)
 	first := int64(1 << 62)
+	accept := func(e refEv) {
+		m := floorDiv(e.ts, 60000)
+		if m <= closedThrough {
+			return // late
+		}
+		dk := fmt.Sprintf("%s|%s|%d", e.rider, e.prod, m)
+		if !seen[dk] {
+			seen[dk] = true
+			c, err := h3.LatLngToCell(h3.LatLng{Lat: e.lat, Lng: e.lng}, def.Resolution)
+			if err != nil {
+				t.Fatal(err)
+			}
+			counts[key{uint64(c), e.prod, m}]++
+			first = min(first, m)
+		}
+		if !haveMax || e.ts > maxTS {
+			haveMax, maxTS = true, e.ts
+		}
+		closedThrough = max(closedThrough, floorDiv(maxTS-latenessMs, 60000)-1)
+	}
+	// The future rule.
+	var held []refEv
+	streak := map[string]int64{} // rider -> largest ts held since the last accepted event
+	confirmed, haveConfirmed := int64(0), false
+	front := func() int64 {
+		if haveConfirmed && confirmed > maxTS {
+			return confirmed
+		}
+		return maxTS
+	}
+	var offer func(e refEv, arriving bool)
+	offer = func(e refEv, arriving bool) {
+		if fr.skew == 0 || !haveMax || e.ts <= front()+fr.skew {
+			streak = map[string]int64{}
+			accept(e)
+			return
+		}
+		if !arriving { // released but still ahead: back in the hold
+			held = append(held, e)
+			return
+		}
+		e.heldAt = front()
+		if len(held) == fr.maxHeld {
+			held = held[1:] // the oldest is rejected as future
+		}
+		held = append(held, e)
+		streak[e.rider] = max(streak[e.rider], e.ts)
+		if len(streak) < fr.confirm {
+			return
+		}
+		var times []int64
+		for _, v := range streak {
+			times = append(times, v)
+		}
+		slices.Sort(times)
+		slices.Reverse(times)
+		if x := times[fr.confirm-1]; !haveConfirmed || x > confirmed {
+			confirmed, haveConfirmed = x, true
+		}
+		streak = map[string]int64{}
+		release := held
+		held = nil
+		for _, h := range release {
+			offer(h, false)
+		}
+	}
 	for _, l := range lines {
 		var ev refEvent
 		if err := json.Unmarshal([]byte(l), &ev); err != nil || ev.TS == nil || ev.Rider == nil || ev.Lat == nil || ev.Lng == nil || ev.Product == nil {
@@ -93,25 +178,15 @@ func reference(t testing.TB, lines []string, def feature.Definition, latenessMs 
 		if _, ok := encode.ParseUUID([]byte(*ev.Product)); !ok {
 			continue
 		}
-		prod := strings.ToLower(*ev.Product)
-		m := floorDiv(ts, 60000)
-		if m <= closedThrough {
-			continue // late
-		}
-		dk := fmt.Sprintf("%s|%s|%d", *ev.Rider, prod, m)
-		if !seen[dk] {
-			seen[dk] = true
-			c, err := h3.LatLngToCell(h3.LatLng{Lat: *ev.Lat, Lng: *ev.Lng}, def.Resolution)
-			if err != nil {
-				t.Fatal(err)
+		offer(refEv{ts: ts, rider: *ev.Rider, prod: strings.ToLower(*ev.Product), lat: *ev.Lat, lng: *ev.Lng}, true)
+		// Held events the frontier has left maxHold behind are rejected.
+		kept := held[:0:0]
+		for _, h := range held {
+			if front()-h.heldAt <= fr.maxHold {
+				kept = append(kept, h)
 			}
-			counts[key{uint64(c), prod, m}]++
-			first = min(first, m)
 		}
-		if !haveMax || ts > maxTS {
-			haveMax, maxTS = true, ts
-		}
-		closedThrough = max(closedThrough, floorDiv(maxTS-latenessMs, 60000)-1)
+		held = kept
 	}
 	if !haveMax || first == 1<<62 {
 		return nil
@@ -156,8 +231,17 @@ func reference(t testing.TB, lines []string, def feature.Definition, latenessMs 
 			}
 		}
 	}
+	// Only minutes some window reaches can have rows (a bad clock can make
+	// first..last span millennia).
+	maxW := int64(slices.Max(def.Windows))
+	cand := map[int64]bool{}
+	for i := range d {
+		for m := i; m < i+maxW && m <= last; m++ {
+			cand[m] = true
+		}
+	}
 	var out []row
-	for m := first; m <= last; m++ {
+	for m := range cand {
 		f := map[tk][]int32{}
 		for wi, w := range def.Windows {
 			for i := m - int64(w) + 1; i <= m; i++ {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -63,7 +64,9 @@ func (e *Engine) Run(ctx context.Context, src io.Reader, snk sink.Writer) error 
 	if err != nil {
 		return err
 	}
-	seq := &sequencer{lateness: cfg.Lateness.Milliseconds(), idle: cfg.IdleTimeout.Milliseconds(), dedup: dt, frontier: noMinute}
+	l, ok := src.(interface{ Live() bool })
+	live := ok && l.Live()
+	seq := newSequencer(cfg.Lateness.Milliseconds(), cfg.IdleTimeout.Milliseconds(), dt, cfg.Future.rule(live))
 	agg, err := newAggregator(cfg, e.Products, snk, &e.Stats)
 	if err != nil {
 		return err
@@ -93,9 +96,11 @@ func (e *Engine) Run(ctx context.Context, src io.Reader, snk sink.Writer) error 
 	}
 
 	// read: one goroutine owns the reader (it may block: stdin, a socket).
-	wg.Add(1)
+	// It is not waited for after a failure: a Read blocked on a quiet pipe
+	// must not hold up the error (the goroutine ends at its next Read).
+	readDone := make(chan struct{})
 	go func() {
-		defer wg.Done()
+		defer close(readDone)
 		defer close(chunks)
 		if err := e.read(ctx, src, free, chunks); err != nil {
 			setErr(err)
@@ -120,11 +125,12 @@ func (e *Engine) Run(ctx context.Context, src io.Reader, snk sink.Writer) error 
 			case <-ctx.Done():
 				return false
 			}
-			select {
-			case parseQ <- b:
-			case <-ctx.Done():
-				return false
-			}
+			// Once the sequencer holds b it waits for b to be parsed, so
+			// b must reach a parser whatever happens: the parsers drain
+			// parseQ until it is closed, so this send cannot block for
+			// long (a select on ctx here hung the run: the sequencer
+			// waited forever for a batch that never reached a parser).
+			parseQ <- b
 			return true
 		}
 		for {
@@ -189,7 +195,8 @@ func (e *Engine) Run(ctx context.Context, src io.Reader, snk sink.Writer) error 
 			for _, r := range b.rejects {
 				e.Stats.Rejected[r.reason].Add(1)
 			}
-			if rejects != nil && len(b.rejects) > 0 {
+			e.Stats.Rejected[encode.Future].Add(int64(len(b.future)))
+			if rejects != nil && len(b.rejects)+len(b.future) > 0 {
 				if err := writeRejects(rejects, b); err != nil {
 					setErr(fmt.Errorf("rejects file: %w", err))
 				}
@@ -254,6 +261,9 @@ func (e *Engine) Run(ctx context.Context, src io.Reader, snk sink.Writer) error 
 		free <- b
 	}
 	wg.Wait()
+	if ctx.Err() == nil {
+		<-readDone // chunks is closed: the reader has returned or is returning
+	}
 	if ctx.Err() == nil && hasFinal {
 		sendClose(final)
 	}
@@ -270,15 +280,19 @@ func (e *Engine) Run(ctx context.Context, src io.Reader, snk sink.Writer) error 
 	return context.Cause(ctx)
 }
 
-// read fills batches with whole lines. A line longer than MaxLineBytes is
-// cut off: its first bytes are kept for the rejects file, the rest skipped.
+// read fills batches with whole lines. A line longer than MaxLineBytes ends
+// its batch: its first bytes are kept for the rejects file and the rest is
+// skipped as it is read, so memory stays bounded by MaxLineBytes plus a
+// chunk however long the line is, and the lines after it are untouched.
+// A UTF-8 byte-order mark at the start of the input is dropped.
 func (e *Engine) read(ctx context.Context, src io.Reader, free chan *batch, out chan<- *batch) error {
 	cfg := e.cfg
 	l, ok := src.(interface{ Live() bool })
 	live := ok && l.Live()
 	line := int64(1)
-	var carry []byte // partial line carried to the next chunk
-	skipping := false
+	var carry []byte  // partial line carried to the next chunk
+	skipping := false // inside an over-long line: drop bytes up to its end
+	bomDone := false
 	eof := false
 	for !eof {
 		var b *batch
@@ -288,62 +302,75 @@ func (e *Engine) read(ctx context.Context, src io.Reader, free chan *batch, out 
 			return nil
 		}
 		b.reset()
+		if cap(b.buf) > 4*cfg.ChunkBytes {
+			b.buf = nil // a long line grew it: give the memory back
+		}
 		b.firstLine = line
 		b.buf = append(b.buf[:0], carry...)
 		carry = carry[:0]
-		target := cfg.ChunkBytes
-		if len(b.buf) >= target { // a long line in the carry: read on
-			target = len(b.buf) + cfg.ChunkBytes
-		}
-		for len(b.buf) < target && !eof {
+		// lineStart is the offset just past the last newline in b.buf.
+		lineStart := 0
+		cut := false // an over-long line was cut: the batch ends with it
+		for !eof && (len(b.buf) < cfg.ChunkBytes || lineStart == 0) {
 			if cap(b.buf)-len(b.buf) < cfg.ChunkBytes/4 {
-				b.buf = slicesGrow(b.buf, cfg.ChunkBytes)
+				// Amortised doubling: a long line costs O(its length) in
+				// copies, not O(length^2 / chunk).
+				b.buf = slices.Grow(b.buf, max(cfg.ChunkBytes, len(b.buf)))
 			}
-			k, err := src.Read(b.buf[len(b.buf):cap(b.buf)])
+			n := len(b.buf)
+			k, err := src.Read(b.buf[n:cap(b.buf)])
 			e.Stats.Bytes.Add(int64(k))
 			if skipping && k > 0 {
-				// Drop the rest of an over-long line.
-				chunk := b.buf[len(b.buf) : len(b.buf)+k]
-				if j := bytes.IndexByte(chunk, '\n'); j >= 0 {
-					copy(b.buf[len(b.buf):], chunk[j+1:])
-					k -= j + 1
+				data := b.buf[n : n+k]
+				if j := bytes.IndexByte(data, '\n'); j >= 0 {
+					k = copy(b.buf[n:cap(b.buf)], data[j+1:])
 					skipping = false
 				} else {
 					k = 0
 				}
 			}
-			b.buf = b.buf[:len(b.buf)+k]
+			b.buf = b.buf[:n+k]
 			if errors.Is(err, io.EOF) {
 				eof = true
 			} else if err != nil {
 				return fmt.Errorf("read input: %w", err)
 			}
-			if k > 0 && live {
+			if !bomDone && (len(b.buf) >= len(utf8BOM) || eof) {
+				bomDone = true
+				if bytes.HasPrefix(b.buf, utf8BOM) {
+					b.buf = b.buf[:copy(b.buf, b.buf[len(utf8BOM):])]
+					n = 0
+				}
+			}
+			if j := bytes.LastIndexByte(b.buf[n:], '\n'); j >= 0 {
+				lineStart = n + j + 1
+			}
+			if len(b.buf)-lineStart > cfg.MaxLineBytes {
+				// The line in progress is over the limit: keep a prefix for
+				// the rejects file, drop the rest as it arrives.
+				lineNo := line + int64(bytes.Count(b.buf[:lineStart], newline))
+				b.tooLong = append(b.tooLong, tooLong{line: lineNo, prefix: append([]byte(nil), b.buf[lineStart:lineStart+1024]...)})
+				b.buf = b.buf[:lineStart]
+				skipping = !eof
+				cut = true
+				break
+			}
+			if k > 0 && live && lineStart > 0 {
 				break // hand over what we have: keeps latency low
 			}
 		}
-		// Cut at the last newline; keep the tail for the next chunk.
-		if !eof {
-			j := bytes.LastIndexByte(b.buf, '\n')
-			if j < 0 {
-				if len(b.buf) >= cfg.MaxLineBytes {
-					b.tooLong = append(b.tooLong, tooLong{line: line, prefix: append([]byte(nil), b.buf[:min(len(b.buf), 1024)]...)})
-					line++
-					b.buf = b.buf[:0]
-					skipping = true
-				} else {
-					// Incomplete line: carry it and keep reading.
-					carry = append(carry, b.buf...)
-					b.buf = b.buf[:0]
-				}
-			} else {
-				carry = append(carry, b.buf[j+1:]...)
-				b.buf = b.buf[:j+1]
+		line += int64(bytes.Count(b.buf, newline))
+		switch {
+		case cut:
+			line++ // the over-long line, whole
+		case eof:
+			if len(b.buf) > 0 && b.buf[len(b.buf)-1] != '\n' {
+				line++
 			}
-		}
-		line += int64(bytes.Count(b.buf, []byte{'\n'}))
-		if eof && len(b.buf) > 0 && b.buf[len(b.buf)-1] != '\n' {
-			line++
+		default:
+			// Cut at the last newline; keep the tail for the next chunk.
+			carry = append(carry, b.buf[lineStart:]...)
+			b.buf = b.buf[:lineStart]
 		}
 		b.eof = eof
 		if len(b.buf) == 0 && len(b.tooLong) == 0 && !eof {
@@ -359,11 +386,10 @@ func (e *Engine) read(ctx context.Context, src io.Reader, free chan *batch, out 
 	return nil
 }
 
-func slicesGrow(b []byte, n int) []byte {
-	nb := make([]byte, len(b), len(b)+n)
-	copy(nb, b)
-	return nb
-}
+var (
+	utf8BOM = []byte{0xef, 0xbb, 0xbf}
+	newline = []byte{'\n'}
+)
 
 func writeRejects(w *bufio.Writer, b *batch) error {
 	var line []byte
@@ -387,6 +413,18 @@ func writeRejects(w *bufio.Writer, b *batch) error {
 			}
 		}
 		line = encode.AppendJSONString(line, text)
+		line = append(line, "}\n"...)
+		if _, err := w.Write(line); err != nil {
+			return err
+		}
+	}
+	for _, p := range b.future {
+		line = append(line[:0], `{"line":`...)
+		line = strconv.AppendInt(line, p.line, 10)
+		line = append(line, `,"reason":"`...)
+		line = append(line, encode.Future.String()...)
+		line = append(line, `","text":`...)
+		line = encode.AppendJSONString(line, p.text)
 		line = append(line, "}\n"...)
 		if _, err := w.Write(line); err != nil {
 			return err

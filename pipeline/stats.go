@@ -26,6 +26,7 @@ type Stats struct {
 	Closed     atomic.Int64 // last closed minute (unix minute), 0 before any
 	CloseNanos atomic.Int64 // time spent closing minutes
 	Targets    atomic.Int64 // (cell, product) targets with data after the last close
+	Held       atomic.Int64 // events held by the future rule after the last batch
 }
 
 // Summary is a snapshot of Stats.

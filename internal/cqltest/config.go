@@ -1,0 +1,100 @@
+package cqltest
+
+import (
+	"fmt"
+	"net"
+	"time"
+)
+
+// Config configures a Server. The zero value of every field means its default.
+type Config struct {
+	// Addr is the TCP address to listen on. Default "127.0.0.1:0": a free port,
+	// read back with Server.Addr.
+	Addr string
+	// Latency is the service time added to every statement (QUERY, EXECUTE and
+	// BATCH) on a non-system keyspace. Requests sleep in parallel, so a client
+	// with N requests in flight sees a throughput of N/Latency. Default 0. It can
+	// be changed while running with Server.SetLatency.
+	Latency time.Duration
+	// ClusterName, DataCenter and Rack appear in system.local. Defaults
+	// "cqltest", "datacenter1", "rack1" (Cassandra's own defaults for the last two,
+	// so DC-aware policies with default settings match).
+	ClusterName string
+	DataCenter  string
+	Rack        string
+	// ReleaseVersion is system.local.release_version. Default "4.0.11": drivers
+	// then query system_schema and try system.peers_v2, as with Cassandra 4.
+	ReleaseVersion string
+	// CQLVersion is advertised in SUPPORTED and system.local. Default "3.4.5".
+	CQLVersion string
+	// MaxFrameBytes bounds a request frame body, compressed or not, and the
+	// declared size of a decompressed body. Default 256 MiB, Cassandra 3's
+	// native_transport_max_frame_size; 16 MiB (Cassandra 4's default) would also
+	// do for drivers but not for tests that send large batches on purpose.
+	MaxFrameBytes int
+	// Seed seeds the random choice of which statements fail when faults are
+	// injected with a rate. Default 1, so runs are repeatable.
+	Seed uint64
+	// Now is the clock used for TTLs. Default time.Now.
+	Now func() time.Time
+	// Logf, when set, receives one line per connection event and protocol error.
+	Logf func(format string, args ...any)
+}
+
+// Defaults for Config.
+const (
+	DefaultAddr           = "127.0.0.1:0"
+	DefaultClusterName    = "cqltest"
+	DefaultDataCenter     = "datacenter1"
+	DefaultRack           = "rack1"
+	DefaultReleaseVersion = "4.0.11"
+	DefaultCQLVersion     = "3.4.5"
+	DefaultMaxFrameBytes  = 256 << 20
+)
+
+// withDefaults returns c with zero fields set to their defaults.
+func (c Config) withDefaults() Config {
+	if c.Addr == "" {
+		c.Addr = DefaultAddr
+	}
+	if c.ClusterName == "" {
+		c.ClusterName = DefaultClusterName
+	}
+	if c.DataCenter == "" {
+		c.DataCenter = DefaultDataCenter
+	}
+	if c.Rack == "" {
+		c.Rack = DefaultRack
+	}
+	if c.ReleaseVersion == "" {
+		c.ReleaseVersion = DefaultReleaseVersion
+	}
+	if c.CQLVersion == "" {
+		c.CQLVersion = DefaultCQLVersion
+	}
+	if c.MaxFrameBytes == 0 {
+		c.MaxFrameBytes = DefaultMaxFrameBytes
+	}
+	if c.Seed == 0 {
+		c.Seed = 1
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return c
+}
+
+// Validate reports the first out-of-range field.
+func (c Config) Validate() error {
+	c = c.withDefaults()
+	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
+		return fmt.Errorf("cqltest: Config.Addr %q: want host:port: %v", c.Addr, err)
+	}
+	if c.Latency < 0 || c.Latency > time.Minute {
+		return fmt.Errorf("cqltest: Config.Latency %v: want 0..1m", c.Latency)
+	}
+	if c.MaxFrameBytes < 1<<10 || c.MaxFrameBytes > 1<<30 {
+		return fmt.Errorf("cqltest: Config.MaxFrameBytes %d: want 1 KiB..1 GiB", c.MaxFrameBytes)
+	}
+	return nil
+}

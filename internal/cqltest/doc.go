@@ -1,0 +1,107 @@
+// Package cqltest is a CQL native protocol test double: a real TCP server that
+// speaks enough of Cassandra's protocol (v3 and v4) for the Go driver
+// (github.com/apache/cassandra-gocql-driver/v2) and the DataStax Python driver
+// to connect, create a schema, write and read rows. It keeps everything in
+// memory, in one process, with no replication, no persistence and no real
+// consistency levels. It is NOT a database: use it for tests and demos where no
+// Cassandra can run, never to hold data.
+//
+// Frames are decoded and encoded with github.com/datastax/go-cassandra-native-protocol;
+// the accept loop, handshake and compression are our own (that library's
+// CqlServer advertises no compression, compares the name with upper case and
+// cannot listen on port 0).
+//
+// # Using it
+//
+// In a Go test:
+//
+//	srv, err := cqltest.Start(cqltest.Config{}) // 127.0.0.1, any free port
+//	defer srv.Close()
+//	cluster := gocql.NewCluster("127.0.0.1")
+//	cluster.Port = srv.Port()
+//	cluster.Compressor = lz4.LZ4Compressor{} // optional; snappy too
+//
+// As a process (another language's tests, a demo):
+//
+//	go run ./internal/cqltest/cmd/cqltestd -addr 127.0.0.1:9042 -latency 2ms -control 127.0.0.1:9142
+//	cqlsh-like clients and drivers then connect to 127.0.0.1:9042, e.g. in Python:
+//	Cluster(["127.0.0.1"], port=9042, protocol_version=4, compression="lz4",
+//	        schema_metadata_enabled=False, token_metadata_enabled=False)
+//	curl -XPOST '127.0.0.1:9142/fault?kind=overloaded&n=3'; curl 127.0.0.1:9142/stats
+//
+// # Supported
+//
+//   - Protocol v3 and v4. A v5 (or v1, v2, v6) request is answered with the
+//     PROTOCOL_ERROR "Invalid or unsupported protocol version" and the
+//     connection is closed, so drivers negotiate down to v4 (gocql v2 does).
+//   - OPTIONS (SUPPORTED lists CQL_VERSION, PROTOCOL_VERSIONS 3/v3 4/v4,
+//     COMPRESSION lz4 and snappy in lower case), STARTUP with or without
+//     compression (lz4: 4-byte big-endian length + LZ4 block; snappy: one Snappy
+//     block), REGISTER (READY; no events are ever pushed). No authentication.
+//   - QUERY with positional values, PREPARE (bind variable specs named like
+//     Cassandra's, partition-key indexes so drivers route by token, result
+//     columns of a SELECT), EXECUTE (Unprepared for unknown ids, so drivers
+//     re-prepare), BATCH (logged, unlogged, of queries or prepared ids).
+//     Pipelining: every request runs in its own goroutine and is answered on its
+//     stream id. Paging of SELECT results by page size.
+//   - system.local (Murmur3Partitioner, one token, release_version 4.0.11),
+//     system.peers and system.peers_v2 (empty: a single node), and the
+//     system_schema tables keyspaces, tables, columns (rebuilt on every schema
+//     change), views, types, functions, aggregates, indexes, triggers (empty).
+//   - CREATE KEYSPACE / TABLE [IF NOT EXISTS] with types ascii, bigint, blob,
+//     boolean, counter (as bigint bytes), date, decimal, double, duration, float,
+//     inet, int, smallint, text/varchar, time, timestamp, timeuuid, tinyint,
+//     uuid, varint, list<>, set<>, map<>, tuple<>, frozen<>; PRIMARY KEY
+//     ((pk1, pk2), ck1, ...), STATIC, WITH options (recorded; default_time_to_live
+//     applied; compaction, compression, ... shown in system_schema.tables),
+//     CLUSTERING ORDER BY. USE, DROP TABLE, DROP KEYSPACE, TRUNCATE.
+//   - INSERT ... VALUES (...) [IF NOT EXISTS] [USING TTL t [AND TIMESTAMP ts]];
+//     UPDATE ... SET c = v, ... WHERE <whole primary key by =>;
+//     SELECT * | cols | COUNT(*) FROM t [WHERE c = v AND c IN (v, ...) AND
+//     c IN ? AND ck < v ...] [ORDER BY ...] [LIMIT n] [ALLOW FILTERING];
+//     DELETE FROM t WHERE <whole partition key by = or IN> [AND clustering
+//     conditions]. Values are bind markers or literals (strings, numbers,
+//     booleans, null, 0x blobs, collections).
+//
+// Values are not decoded: a cell is the bytes the client sent and goes back with
+// the schema's type. Rows are keyed by the encoded partition key; within a
+// partition they are ordered by clustering key, numerically for tinyint,
+// smallint, int, bigint, counter, timestamp, time, float and double, and by
+// unsigned bytes for every other type (right for text, blob and date; NOT
+// Cassandra's order for timeuuid, uuid, varint, decimal, inet or boolean).
+// Writes are upserts: a later write to the same key overwrites the columns it
+// sets. TTLs expire whole rows (the last write's TTL applies to the row, not per
+// cell). USING TIMESTAMP is accepted and ignored: the last write to arrive wins.
+// A full scan returns partitions in key-byte order, not token order.
+//
+// # Not supported
+//
+// Protocol v5 (segments), authentication, events, tracing, named bind values,
+// secondary indexes, materialized views, user types, functions, aggregates,
+// counters arithmetic (UPDATE c = c + 1), collection updates, lightweight
+// transactions with conditions other than IF [NOT] EXISTS, conditional
+// batches, per-cell TTLs and timestamps, tokens and token() in WHERE, and any
+// consistency level semantics (all are accepted). Unsupported CQL gets a
+// SYNTAX_ERROR or INVALID error naming the problem.
+//
+// # Faults and statistics
+//
+// Server.SetLatency adds a service time to every statement on a user keyspace;
+// requests sleep in parallel, so N requests in flight complete N per service
+// time. Server.InjectFault fails the next n statements and Server.SetFaultRate
+// a fraction of them with OVERLOADED, WRITE_TIMEOUT (READ_TIMEOUT for reads),
+// UNAVAILABLE, SERVER_ERROR, or by closing the connection. DropConnections
+// closes every connection; Down stops listening and closes connections, and
+// the server comes back on the same address with its data after a delay (or
+// on Up). System-table queries are never delayed or failed, so drivers can
+// always discover the node.
+//
+// Server.Stats reports connections, the compression each negotiated, protocol
+// versions used and refused, requests by opcode, statements by kind, batches
+// and the distinct partitions each touched, rows written, errors by name,
+// injected faults, the in-flight peak, and bytes received and sent.
+//
+// A note for users of gocql v2 against this single node: SimpleRetryPolicy and
+// ExponentialBackoffRetryPolicy retry on the *next host* only, so with one node
+// they never retry; use a RetryPolicy whose GetRetryType returns gocql.Retry.
+package cqltest

@@ -1,0 +1,60 @@
+package cqltest
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/datastax/go-cassandra-native-protocol/message"
+)
+
+// errCode picks the protocol ERROR a request failure becomes.
+type errCode uint8
+
+const (
+	codeInvalid errCode = iota
+	codeConfig
+	codeAlreadyExists
+	codeUnprepared
+	codeProtocol
+	codeServer
+)
+
+// reqError is a request failure that is answered with an ERROR message; the
+// connection stays usable.
+type reqError struct {
+	code      errCode
+	msg       string
+	ks, table string // AlreadyExists
+	id        []byte // Unprepared
+}
+
+func (e *reqError) Error() string { return e.msg }
+
+func invalidf(format string, args ...any) error {
+	return &reqError{code: codeInvalid, msg: fmt.Sprintf(format, args...)}
+}
+
+// errorMessage converts an execution error to the protocol ERROR message.
+func errorMessage(err error) message.Message {
+	var se *syntaxError
+	if errors.As(err, &se) {
+		return &message.SyntaxError{ErrorMessage: se.msg}
+	}
+	var re *reqError
+	if !errors.As(err, &re) {
+		return &message.ServerError{ErrorMessage: err.Error()}
+	}
+	switch re.code {
+	case codeConfig:
+		return &message.ConfigError{ErrorMessage: re.msg}
+	case codeAlreadyExists:
+		return &message.AlreadyExists{ErrorMessage: re.msg, Keyspace: re.ks, Table: re.table}
+	case codeUnprepared:
+		return &message.Unprepared{ErrorMessage: re.msg, Id: re.id}
+	case codeProtocol:
+		return &message.ProtocolError{ErrorMessage: re.msg}
+	case codeServer:
+		return &message.ServerError{ErrorMessage: re.msg}
+	}
+	return &message.Invalid{ErrorMessage: re.msg}
+}

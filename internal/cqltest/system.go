@@ -1,0 +1,267 @@
+package cqltest
+
+import (
+	"crypto/md5"
+	"fmt"
+	"net"
+	"sort"
+	"strconv"
+)
+
+// The system keyspaces are ordinary tables of the store, declared in CQL below
+// with the columns of Cassandra 4.0, so drivers' discovery queries (SELECT * FROM
+// system.local WHERE key='local', SELECT ... FROM system_schema.columns WHERE
+// keyspace_name = ?) run through the same SELECT path as user tables. The
+// system_schema tables are rebuilt from the store after every schema change.
+
+// systemKeyspaces hold the built-in tables; statements on them are not subject to
+// injected faults or latency and are counted apart in Stats.
+var systemKeyspaces = map[string]bool{"system": true, "system_schema": true, "system_auth": true, "system_distributed": true, "system_traces": true}
+
+var systemDDL = []string{
+	`CREATE KEYSPACE system WITH replication = {'class': 'LocalStrategy'}`,
+	`CREATE KEYSPACE system_schema WITH replication = {'class': 'LocalStrategy'}`,
+	`CREATE TABLE system.local (key text PRIMARY KEY, bootstrapped text, broadcast_address inet,
+		broadcast_port int, cluster_name text, cql_version text, data_center text, gossip_generation int,
+		host_id uuid, listen_address inet, listen_port int, native_protocol_version text,
+		partitioner text, rack text, release_version text, rpc_address inet, rpc_port int,
+		schema_version uuid, tokens set<text>, truncated_at map<uuid, blob>)`,
+	`CREATE TABLE system.peers (peer inet PRIMARY KEY, data_center text, host_id uuid,
+		preferred_ip inet, rack text, release_version text, rpc_address inet, schema_version uuid,
+		tokens set<text>)`,
+	`CREATE TABLE system.peers_v2 (peer inet, peer_port int, data_center text, host_id uuid,
+		native_address inet, native_port int, preferred_ip inet, preferred_port int, rack text,
+		release_version text, schema_version uuid, tokens set<text>, PRIMARY KEY ((peer), peer_port))`,
+	`CREATE TABLE system_schema.keyspaces (keyspace_name text PRIMARY KEY, durable_writes boolean,
+		replication frozen<map<text, text>>)`,
+	`CREATE TABLE system_schema.tables (keyspace_name text, table_name text,
+		bloom_filter_fp_chance double, caching frozen<map<text, text>>, comment text,
+		compaction frozen<map<text, text>>, compression frozen<map<text, text>>,
+		crc_check_chance double, default_time_to_live int, extensions frozen<map<text, blob>>,
+		flags frozen<set<text>>, gc_grace_seconds int, id uuid, max_index_interval int,
+		memtable_flush_period_in_ms int, min_index_interval int, read_repair text,
+		speculative_retry text, PRIMARY KEY ((keyspace_name), table_name))`,
+	`CREATE TABLE system_schema.columns (keyspace_name text, table_name text, column_name text,
+		clustering_order text, column_name_bytes blob, kind text, position int, type text,
+		PRIMARY KEY ((keyspace_name), table_name, column_name))`,
+	`CREATE TABLE system_schema.views (keyspace_name text, view_name text, base_table_id uuid,
+		base_table_name text, include_all_columns boolean, where_clause text,
+		PRIMARY KEY ((keyspace_name), view_name))`,
+	`CREATE TABLE system_schema.types (keyspace_name text, type_name text,
+		field_names frozen<list<text>>, field_types frozen<list<text>>,
+		PRIMARY KEY ((keyspace_name), type_name))`,
+	`CREATE TABLE system_schema.functions (keyspace_name text, function_name text,
+		argument_types frozen<list<text>>, argument_names frozen<list<text>>, body text,
+		called_on_null_input boolean, language text, return_type text,
+		PRIMARY KEY ((keyspace_name), function_name, argument_types))`,
+	`CREATE TABLE system_schema.aggregates (keyspace_name text, aggregate_name text,
+		argument_types frozen<list<text>>, final_func text, initcond text, return_type text,
+		state_func text, state_type text, PRIMARY KEY ((keyspace_name), aggregate_name, argument_types))`,
+	`CREATE TABLE system_schema.indexes (keyspace_name text, table_name text, index_name text,
+		kind text, options frozen<map<text, text>>, PRIMARY KEY ((keyspace_name), table_name, index_name))`,
+	`CREATE TABLE system_schema.triggers (keyspace_name text, table_name text, trigger_name text,
+		options frozen<map<text, text>>, PRIMARY KEY ((keyspace_name), table_name, trigger_name))`,
+}
+
+// installSystem creates the system keyspaces. It panics on a bad built-in
+// statement, which a test catches at once.
+func (s *Server) installSystem() {
+	for _, q := range systemDDL {
+		st, err := parse(q)
+		if err != nil {
+			panic(fmt.Sprintf("cqltest: built-in %q: %v", q, err))
+		}
+		switch st.kind {
+		case stmtCreateKeyspace:
+			_, err = s.store.createKeyspace(st)
+		case stmtCreateTable:
+			_, err = s.store.createTable(st.keyspace, st)
+		}
+		if err != nil {
+			panic(fmt.Sprintf("cqltest: built-in %q: %v", q, err))
+		}
+	}
+}
+
+// hostID is a stable UUID derived from the cluster name.
+func (s *Server) hostID() []byte {
+	id := md5.Sum([]byte("cqltest-host/" + s.cfg.ClusterName))
+	id[6] = id[6]&0x0f | 0x30
+	id[8] = id[8]&0x3f | 0x80
+	return id[:]
+}
+
+// refreshSystem rewrites system.local and the system_schema tables from the
+// store. It runs at start and after each schema change, under s.schemaMu so two
+// refreshes do not interleave.
+func (s *Server) refreshSystem(ip net.IP, port int) {
+	s.schemaMu.Lock()
+	defer s.schemaMu.Unlock()
+	if ip4 := ip.To4(); ip4 != nil {
+		ip = ip4
+	}
+	schemaVersion := s.store.schemaVersion()
+	local := staging(s.store, "system", "local")
+	putRow(local, map[string][]byte{
+		"key":                     encText("local"),
+		"bootstrapped":            encText("COMPLETED"),
+		"broadcast_address":       []byte(ip),
+		"broadcast_port":          encInt(7000),
+		"cluster_name":            encText(s.cfg.ClusterName),
+		"cql_version":             encText(s.cfg.CQLVersion),
+		"data_center":             encText(s.cfg.DataCenter),
+		"gossip_generation":       encInt(1),
+		"host_id":                 s.hostID(),
+		"listen_address":          []byte(ip),
+		"listen_port":             encInt(7000),
+		"native_protocol_version": encText("4"),
+		"partitioner":             encText("org.apache.cassandra.dht.Murmur3Partitioner"),
+		"rack":                    encText(s.cfg.Rack),
+		"release_version":         encText(s.cfg.ReleaseVersion),
+		"rpc_address":             []byte(ip),
+		"rpc_port":                encInt(int32(port)),
+		"schema_version":          schemaVersion,
+		// One token: this single node owns the whole Murmur3 ring.
+		"tokens": encTextSet("0"),
+	})
+	local.commit()
+
+	kss := staging(s.store, "system_schema", "keyspaces")
+	tbls := staging(s.store, "system_schema", "tables")
+	cols := staging(s.store, "system_schema", "columns")
+	defer func() {
+		kss.commit()
+		tbls.commit()
+		cols.commit()
+	}()
+	for _, k := range s.store.snapshot() {
+		putRow(kss, map[string][]byte{
+			"keyspace_name":  encText(k.name),
+			"durable_writes": encBool(k.durableWrites),
+			"replication":    encTextMap(sortedKeys(k.replication), k.replication),
+		})
+		for _, t := range k.tables {
+			row := map[string][]byte{
+				"keyspace_name":               encText(k.name),
+				"table_name":                  encText(t.name),
+				"bloom_filter_fp_chance":      encDouble(0.01),
+				"comment":                     encText(""),
+				"crc_check_chance":            encDouble(1),
+				"default_time_to_live":        encInt(int32(t.defaultTTL)),
+				"extensions":                  encTextMap(nil, nil),
+				"flags":                       encTextSet("compound"),
+				"gc_grace_seconds":            encInt(864000),
+				"id":                          t.id[:],
+				"max_index_interval":          encInt(2048),
+				"memtable_flush_period_in_ms": encInt(0),
+				"min_index_interval":          encInt(128),
+				"read_repair":                 encText("BLOCKING"),
+				"speculative_retry":           encText("99p"),
+			}
+			for name, v := range t.options {
+				col, ok := tbls.byName[name]
+				if !ok {
+					continue // recorded on the table, not shown here
+				}
+				if b, err := optionValue(tbls.cols[col].typ, v); err == nil {
+					row[name] = b
+				}
+			}
+			putRow(tbls, row)
+			for _, c := range t.cols {
+				order := "none"
+				if c.kind == colClustering {
+					order = "asc"
+					if c.desc {
+						order = "desc"
+					}
+				}
+				putRow(cols, map[string][]byte{
+					"keyspace_name":     encText(k.name),
+					"table_name":        encText(t.name),
+					"column_name":       encText(c.name),
+					"clustering_order":  encText(order),
+					"column_name_bytes": []byte(c.name),
+					"kind":              encText(c.kind.String()),
+					"position":          encInt(int32(c.position)),
+					"type":              encText(c.typ.String()),
+				})
+			}
+		}
+	}
+}
+
+// stagedTable collects a system table's new rows; commit swaps them in at once
+// so concurrent readers see the old rows or the new ones, never none.
+type stagedTable struct {
+	*table
+	live *table
+}
+
+func staging(st *store, ks, name string) stagedTable {
+	live, err := st.lookup(ks, name)
+	if err != nil {
+		panic("cqltest: missing system table " + ks + "." + name)
+	}
+	tmp := &table{ks: live.ks, name: live.name, cols: live.cols, byName: live.byName, pk: live.pk, ck: live.ck, parts: map[string]*partition{}}
+	return stagedTable{table: tmp, live: live}
+}
+
+func (s stagedTable) commit() {
+	s.live.mu.Lock()
+	s.live.parts, s.live.rows = s.table.parts, s.table.rows
+	s.live.mu.Unlock()
+}
+
+// optionValue encodes a WITH option for system_schema.tables. Map options carry
+// text values there, so numbers in them are rendered as text.
+func optionValue(t *colType, v term) ([]byte, error) {
+	if v.kind == termMap && t.base().name == "map" {
+		m := map[string]string{}
+		keys := make([]string, 0, len(v.keys))
+		for i, k := range v.keys {
+			m[k.text] = v.elems[i].text
+			keys = append(keys, k.text)
+		}
+		sort.Strings(keys)
+		return encTextMap(keys, m), nil
+	}
+	if t.base().name == "int" && v.kind == termNumber {
+		n, err := strconv.ParseInt(v.text, 10, 32)
+		if err != nil {
+			return nil, err
+		}
+		return encInt(int32(n)), nil
+	}
+	return encodeLiteral(t, v)
+}
+
+// putRow writes a row given by column name into t.
+func putRow(st stagedTable, vals map[string][]byte) {
+	t := st.table
+	cells := make([][]byte, len(t.cols))
+	set := make([]bool, len(t.cols))
+	pk := make([][]byte, len(t.pk))
+	for name, v := range vals {
+		i, ok := t.byName[name]
+		if !ok {
+			panic("cqltest: system table " + t.name + " has no column " + name)
+		}
+		cells[i], set[i] = v, true
+	}
+	for j, i := range t.pk {
+		pk[j] = cells[i]
+	}
+	t.mu.Lock()
+	t.upsert(pk, cells, set, 0)
+	t.mu.Unlock()
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}

@@ -1,0 +1,110 @@
+package pulsartest
+
+import (
+	"fmt"
+	"net"
+)
+
+// Config configures a Server. The zero value is usable: every field has a
+// default applied by New.
+type Config struct {
+	// Addr is the TCP address to listen on. Default "127.0.0.1:0" (a free
+	// port; read it back with Server.Addr).
+	Addr string
+
+	// AdvertisedAddr is the host:port returned in LOOKUP answers, which
+	// clients then dial. Default: the listener's address, with an
+	// unspecified IP (0.0.0.0, ::) replaced by 127.0.0.1.
+	AdvertisedAddr string
+
+	// MaxMessageSize is announced in CONNECTED and bounds incoming frames
+	// (plus FramePadding for the command and metadata). Default 5 MiB, the
+	// Pulsar broker's default maxMessageSize (5 * 1024 * 1024 = 5242880).
+	// Range 1 KiB .. 64 MiB.
+	MaxMessageSize int
+
+	// MaxProtocolVersion is the highest protocol version the double
+	// claims; CONNECTED answers min(client's, this). Default 20 (v20, the
+	// newest in PulsarApi.proto as of client v0.21.0). Range 6 .. 20: below
+	// v6 there are no checksums, which the double always sends.
+	MaxProtocolVersion int32
+
+	// ServerVersion is the server_version string sent in CONNECTED.
+	// Default "pulsartest".
+	ServerVersion string
+
+	// MaxReplay bounds how many entries a Key_Shared subscription may park
+	// for later (because the consumer owning their key has no permits)
+	// before it stops reading ahead. Default 10000. Range 1 .. 1<<24.
+	MaxReplay int
+
+	// Partitions pre-creates partitioned topics: name -> partition count.
+	// Names may be short ("orders") or full
+	// ("persistent://public/default/orders"). Counts 1 .. 1024.
+	Partitions map[string]int
+
+	// Logf, if set, receives one line per connection event and protocol
+	// error. Default: silent.
+	Logf func(format string, args ...any)
+}
+
+// FramePadding is the room allowed above MaxMessageSize for the command and
+// message metadata in a frame, the same 10 KiB the Go client allows.
+const FramePadding = 10 << 10
+
+const (
+	defaultMaxMessageSize = 5 << 20
+	defaultProtocol       = 20
+	defaultMaxReplay      = 10000
+)
+
+func (c *Config) setDefaults() {
+	if c.Addr == "" {
+		c.Addr = "127.0.0.1:0"
+	}
+	if c.MaxMessageSize == 0 {
+		c.MaxMessageSize = defaultMaxMessageSize
+	}
+	if c.MaxProtocolVersion == 0 {
+		c.MaxProtocolVersion = defaultProtocol
+	}
+	if c.ServerVersion == "" {
+		c.ServerVersion = "pulsartest"
+	}
+	if c.MaxReplay == 0 {
+		c.MaxReplay = defaultMaxReplay
+	}
+}
+
+// Validate reports the first out-of-range field. New calls it after
+// applying defaults, so zero fields are valid.
+func (c *Config) Validate() error {
+	if c.Addr != "" {
+		if _, _, err := net.SplitHostPort(c.Addr); err != nil {
+			return fmt.Errorf("pulsartest: Config.Addr %q: %v", c.Addr, err)
+		}
+	}
+	if c.AdvertisedAddr != "" {
+		if _, _, err := net.SplitHostPort(c.AdvertisedAddr); err != nil {
+			return fmt.Errorf("pulsartest: Config.AdvertisedAddr %q: %v", c.AdvertisedAddr, err)
+		}
+	}
+	if c.MaxMessageSize != 0 && (c.MaxMessageSize < 1<<10 || c.MaxMessageSize > 64<<20) {
+		return fmt.Errorf("pulsartest: Config.MaxMessageSize %d out of range [1024, 67108864]", c.MaxMessageSize)
+	}
+	if c.MaxProtocolVersion != 0 && (c.MaxProtocolVersion < 6 || c.MaxProtocolVersion > 20) {
+		return fmt.Errorf("pulsartest: Config.MaxProtocolVersion %d out of range [6, 20]", c.MaxProtocolVersion)
+	}
+	if c.MaxReplay < 0 || c.MaxReplay > 1<<24 {
+		return fmt.Errorf("pulsartest: Config.MaxReplay %d out of range [1, 16777216]", c.MaxReplay)
+	}
+	for name, n := range c.Partitions {
+		if n < 1 || n > 1024 {
+			return fmt.Errorf("pulsartest: Config.Partitions[%q] = %d out of range [1, 1024]", name, n)
+		}
+		if _, err := normalizeTopic(name); err != nil {
+			return fmt.Errorf("pulsartest: Config.Partitions: %v", err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,90 @@
+// Package pulsartest is a Pulsar binary-protocol test double: an in-memory
+// broker on real TCP that the Go client (github.com/apache/pulsar-client-go)
+// and other Pulsar clients talk to as if it were a Pulsar cluster. No Go
+// Pulsar broker exists (apache/pulsar-client-go#1166) and the real one
+// needs a JVM, so tests of code that produces to or consumes from Pulsar
+// run against this.
+//
+// It is a TEST DOUBLE, NOT A BROKER FOR PRODUCTION: messages live in memory
+// only and are lost when the process exits; nothing is ever trimmed, so
+// memory grows with every message sent (StoredBytes reports it); there is no
+// authentication (any method and token are accepted) and no authorization,
+// TLS, replication, retention or admin REST API.
+//
+// # Use from Go
+//
+//	srv, err := pulsartest.Start(pulsartest.Config{}) // 127.0.0.1, a free port
+//	if err != nil { ... }
+//	defer srv.Close()
+//	srv.CreatePartitionedTopic("orders", 3)
+//	client, err := pulsar.NewClient(pulsar.ClientOptions{URL: srv.URL()})
+//
+// # Use as a process
+//
+//	go run ./internal/pulsartest/cmd/pulsartestd -addr 127.0.0.1:6650 \
+//	    -partitions orders=3 -control 127.0.0.1:8089
+//	curl -XPOST 'http://127.0.0.1:8089/stall?for=2s'   # fault injection
+//	curl http://127.0.0.1:8089/stats
+//
+// # Supported
+//
+//   - CONNECT/CONNECTED with protocol version negotiation (the lower of the
+//     client's and Config.MaxProtocolVersion, default v20), PING/PONG.
+//   - LOOKUP (always "connect here", authoritative) and PARTITIONED_METADATA.
+//     Partitioned topics are created with CreatePartitionedTopic (or
+//     Config.Partitions, or -partitions); partition i of "t" is
+//     "t-partition-i". Non-partitioned topics are created on first use.
+//   - PRODUCER/PRODUCER_SUCCESS, SEND/SEND_RECEIPT/SEND_ERROR. Batches and
+//     compression are the client's business: an entry is stored as sent
+//     (metadata + payload) and passed through to consumers; the broker reads
+//     num_messages_in_batch to count messages and charge permits.
+//   - The frame checksum (CRC32C over metadata size + metadata + payload) is
+//     verified on SEND (a mismatch answers SEND_ERROR ChecksumError) and
+//     present on every MESSAGE. Frames above MaxMessageSize + 10 KiB close
+//     the connection.
+//   - SUBSCRIBE with Exclusive, Shared (round robin over consumers with
+//     permits), Failover (active consumer by name order, partition index
+//     modulo consumers; ACTIVE_CONSUMER_CHANGE sent) and Key_Shared:
+//     AUTO_SPLIT as Pulsar's HashRangeAutoSplitStickyKeyConsumerSelector and
+//     STICKY with client-declared ranges (overlaps refused). The key hash is
+//     Murmur3_32 (seed 0, & 0x7fffffff) of the ordering key, else the
+//     partition key, else "NONE_KEY", modulo 65536, as in the Pulsar broker.
+//     Initial position Latest or Earliest; non-durable subscriptions
+//     (readers) start at start_message_id and vanish with their consumer.
+//   - FLOW permits, MESSAGE dispatch within permits (counted in messages,
+//     a batch costs its size), redelivery count on redelivered entries.
+//   - ACK individual and cumulative, with ACK_RESPONSE when the client asks
+//     (AckWithResponse); REDELIVER_UNACKNOWLEDGED_MESSAGES (all or listed);
+//     SEEK by message id and by publish time (cursor reset, then
+//     CLOSE_CONSUMER so clients resubscribe, as Pulsar does); CLOSE_PRODUCER,
+//     CLOSE_CONSUMER, UNSUBSCRIBE, GET_LAST_MESSAGE_ID,
+//     GET_TOPICS_OF_NAMESPACE.
+//   - Per topic, a ledger of entries (one ledger id per topic, entry ids
+//     from 0) kept in memory for replay and seek; per subscription a cursor
+//     (mark-delete position + individually acked entries) that survives
+//     consumer reconnects, connection drops and Restart.
+//   - Fault injection: DropConnections, DisconnectConsumer, StallDispatch,
+//     Stop/Start/Restart on the same address keeping messages and cursors;
+//     over HTTP via ControlHandler (pulsartestd -control).
+//   - Stats (messages in per topic, dispatched, redelivered, acked,
+//     connections) and Subscription state for assertions.
+//
+// # Not supported (or simplified)
+//
+//   - Acks are per entry. A batch-index ack (ack_set with messages still
+//     unacked, sent only with EnableBatchIndexAcknowledgment) is ignored: the
+//     entry stays unacked until acked whole, so its messages may be
+//     redelivered; the client's default whole-batch acks are exact.
+//   - Key_Shared does not hold back keys for newly joined consumers
+//     (Pulsar's ordering guarantee across consumer changes); per-key order
+//     holds while the consumer set is stable.
+//   - Chunked messages, transactions, schemas (GET_SCHEMA and
+//     GET_OR_CREATE_SCHEMA answer an error), producer access modes,
+//     deduplication (last_sequence_id is always -1), delayed delivery,
+//     message TTL, dead-letter handling on the broker, topic watchers,
+//     CONSUMER_STATS, non-persistent semantics (non-persistent:// topics
+//     behave like persistent ones) and broker entry metadata.
+//
+// The wire format and field numbers are those of PulsarApi.proto; messages
+// are encoded by hand with protowire (proto.go), only the fields used.
+package pulsartest

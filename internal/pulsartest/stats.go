@@ -1,0 +1,127 @@
+package pulsartest
+
+import "maps"
+
+// Stats are counters the double keeps for tests. Message counts count the
+// messages inside batches, not entries.
+type Stats struct {
+	// MessagesIn is the number of messages stored per topic (full name;
+	// partitions by their partition names).
+	MessagesIn map[string]int64
+	// EntriesIn counts SENDs stored (a batch is one entry).
+	EntriesIn int64
+	// Dispatched counts messages sent in MESSAGE frames, redeliveries
+	// included.
+	Dispatched int64
+	// Redelivered counts messages dispatched again after a consumer
+	// disconnected or asked for redelivery.
+	Redelivered int64
+	// Acked counts messages acknowledged (each entry once per
+	// subscription).
+	Acked int64
+	// Connections counts TCP connections accepted since Start.
+	Connections int64
+	// ActiveConnections is the number of connections open now.
+	ActiveConnections int
+	// Dropped counts connections closed by fault injection.
+	Dropped int64
+}
+
+// Stats returns a snapshot of the counters.
+func (s *Server) Stats() Stats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := s.stats
+	st.MessagesIn = maps.Clone(s.stats.MessagesIn)
+	st.ActiveConnections = len(s.conns)
+	return st
+}
+
+// SubscriptionState describes a subscription's cursor, for tests.
+type SubscriptionState struct {
+	Type       string // Exclusive, Shared, Failover, Key_Shared
+	MarkDelete int64  // entry id of the mark-delete position (-1: nothing acked)
+	Backlog    int64  // entries not acknowledged
+	Consumers  []ConsumerState
+}
+
+// ConsumerState describes one connected consumer.
+type ConsumerState struct {
+	Name       string
+	Permits    int64
+	Unacked    int        // entries dispatched and not acknowledged
+	HashRanges [][2]int32 // Key_Shared: inclusive slot ranges owned
+}
+
+// Subscription returns the state of topic's subscription sub, or false if
+// it does not exist.
+func (s *Server) Subscription(topicName, sub string) (SubscriptionState, bool) {
+	name, err := normalizeTopic(topicName)
+	if err != nil {
+		return SubscriptionState{}, false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t := s.topics[name]
+	if t == nil || t.subs[sub] == nil {
+		return SubscriptionState{}, false
+	}
+	sb := t.subs[sub]
+	st := SubscriptionState{Type: sb.typ.String(), MarkDelete: sb.markDelete, Backlog: sb.backlog()}
+	for _, c := range sb.consumers {
+		cs := ConsumerState{Name: c.name, Permits: c.permits, Unacked: len(c.pending)}
+		if sb.typ == subKeyShared {
+			for _, r := range c.ranges {
+				cs.HashRanges = append(cs.HashRanges, [2]int32{r.start, r.end})
+			}
+		}
+		st.Consumers = append(st.Consumers, cs)
+	}
+	return st, true
+}
+
+// TopicEntries returns the number of entries (SENDs) stored on a topic.
+func (s *Server) TopicEntries(topicName string) int {
+	name, err := normalizeTopic(topicName)
+	if err != nil {
+		return 0
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if t := s.topics[name]; t != nil {
+		return len(t.entries)
+	}
+	return 0
+}
+
+// StoredBytes is the memory held by message payloads across all topics:
+// the double never trims, so this only grows until Close.
+func (s *Server) StoredBytes() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var n int64
+	for _, t := range s.topics {
+		n += t.bytes
+	}
+	return n
+}
+
+// Producers returns the number of producers connected to a topic (full or
+// short name; a partition by its partition name).
+func (s *Server) Producers(topicName string) int {
+	name, err := normalizeTopic(topicName)
+	if err != nil {
+		return 0
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for c := range s.conns {
+		for _, p := range c.producers {
+			if p.t.name == name {
+				n++
+			}
+		}
+	}
+	return n
+}

@@ -1,0 +1,417 @@
+package pulsartest
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+)
+
+// subscription is a cursor on a topic plus its consumers. Its state is the
+// Pulsar cursor model: a mark-delete position (every entry at or before it
+// is acknowledged) and the set of entries acknowledged individually after
+// it. Everything not acknowledged is either pending (dispatched to one
+// consumer and not yet acked), parked for replay (to be dispatched before
+// new entries), or not yet read (at or after readPos).
+//
+// Durable subscriptions outlive their consumers, so a consumer that
+// reconnects resumes from the cursor; non-durable ones (readers) are
+// dropped with their last consumer.
+//
+// Acknowledgement is per entry. A batch-index ack (an ack carrying an
+// ack_set with messages still unacked) is ignored: the entry stays unacked
+// until an ack for the whole entry arrives, which is what the Go client
+// sends unless EnableBatchIndexAcknowledgment is set.
+type subscription struct {
+	t       *topic
+	name    string
+	typ     subType
+	durable bool
+
+	markDelete   int64
+	acked        map[int64]struct{}
+	readPos      int64
+	replay       map[int64]struct{}
+	owner        map[int64]*consumer
+	redeliveries map[int64]uint32
+
+	consumers []*consumer // in join order
+	rr        int         // Shared round-robin cursor
+	ks        keySelector
+	active    *consumer // Exclusive/Failover: the consumer receiving messages
+}
+
+type consumer struct {
+	id      uint64
+	name    string
+	c       *conn
+	sub     *subscription
+	permits int64
+	pending map[int64]struct{}
+	ranges  []hashRange // Key_Shared: ranges owned (sticky or auto-split)
+}
+
+var errAssign = errors.New("hash range assignment failed")
+
+func newSubscription(t *topic, name string, typ subType, durable bool) *subscription {
+	return &subscription{
+		t: t, name: name, typ: typ, durable: durable,
+		markDelete:   -1, // nothing acknowledged
+		acked:        make(map[int64]struct{}),
+		replay:       make(map[int64]struct{}),
+		owner:        make(map[int64]*consumer),
+		redeliveries: make(map[int64]uint32),
+	}
+}
+
+// resetTo moves the cursor so that pos is the next entry to deliver and
+// everything from pos on is unacknowledged (Pulsar's resetCursor).
+func (s *subscription) resetTo(pos int64) {
+	s.markDelete = pos - 1
+	s.readPos = pos
+	clear(s.acked)
+	clear(s.replay)
+	clear(s.owner)
+	clear(s.redeliveries)
+	for _, c := range s.consumers {
+		clear(c.pending)
+	}
+}
+
+func (s *subscription) addConsumer(c *consumer, cmd subscribeCmd) error {
+	if len(s.consumers) > 0 && cmd.subType != s.typ {
+		return fmt.Errorf("subscription %s is %v, consumer asked for %v", s.name, s.typ, cmd.subType)
+	}
+	if len(s.consumers) == 0 {
+		s.typ = cmd.subType // type may change while nobody is connected
+		s.ks = keySelector{}
+	}
+	switch s.typ {
+	case subExclusive:
+		if len(s.consumers) > 0 {
+			return fmt.Errorf("exclusive consumer is already connected to %s", s.name)
+		}
+	case subKeyShared:
+		if err := s.ks.add(c, cmd.keySharedSticky, cmd.hashRanges); err != nil {
+			return err
+		}
+	}
+	s.consumers = append(s.consumers, c)
+	return nil
+}
+
+// removeConsumer detaches c; its pending entries are parked for replay,
+// counting a redelivery when countRedelivery is set.
+func (s *subscription) removeConsumer(c *consumer, countRedelivery bool) {
+	i := slices.Index(s.consumers, c)
+	if i < 0 {
+		return
+	}
+	s.consumers = slices.Delete(s.consumers, i, i+1)
+	if s.typ == subKeyShared {
+		s.ks.remove(c)
+	}
+	s.requeue(c, nil, countRedelivery)
+	if len(s.consumers) == 0 && !s.durable {
+		delete(s.t.subs, s.name)
+		return
+	}
+	s.activeChanged()
+	s.dispatch()
+}
+
+// requeue parks c's pending entries (all, or those in ids) for replay.
+func (s *subscription) requeue(c *consumer, ids []int64, count bool) {
+	move := func(e int64) {
+		delete(c.pending, e)
+		delete(s.owner, e)
+		s.replay[e] = struct{}{}
+		if count {
+			s.redeliveries[e]++
+		}
+	}
+	if ids == nil {
+		for e := range c.pending {
+			move(e)
+		}
+		return
+	}
+	for _, e := range ids {
+		if s.owner[e] == c {
+			move(e)
+		}
+	}
+}
+
+func (s *subscription) isAcked(e int64) bool {
+	if e <= s.markDelete {
+		return true
+	}
+	_, ok := s.acked[e]
+	return ok
+}
+
+// activeChanged picks the active consumer for Exclusive and Failover and
+// tells consumers when their role changes (ACTIVE_CONSUMER_CHANGE). As in
+// Pulsar's Failover dispatcher, consumers are ordered by name and a
+// partition picks index partition % count; a non-partitioned topic takes
+// the first.
+func (s *subscription) activeChanged() {
+	if s.typ != subExclusive && s.typ != subFailover {
+		s.active = nil
+		return
+	}
+	var next *consumer
+	if len(s.consumers) > 0 {
+		sorted := slices.Clone(s.consumers)
+		slices.SortStableFunc(sorted, func(a, b *consumer) int {
+			switch {
+			case a.name < b.name:
+				return -1
+			case a.name > b.name:
+				return 1
+			}
+			return 0
+		})
+		idx := 0
+		if s.t.partition >= 0 {
+			idx = s.t.partition % len(sorted)
+		}
+		next = sorted[idx]
+	}
+	if next == s.active {
+		return
+	}
+	old := s.active
+	s.active = next
+	if old != nil && s.typ == subFailover {
+		// The old consumer's unacked messages go to the new one, as when
+		// a Failover consumer loses its active role.
+		s.requeue(old, nil, false)
+	}
+	if s.typ == subFailover {
+		for _, c := range s.consumers {
+			c.c.sendCmd(encActiveConsumerChange(c.id, c == next))
+		}
+	}
+}
+
+// dispatch sends as many entries as permits allow: parked entries first
+// (lowest id first), then new entries from readPos. Called with Server.mu
+// held after anything that may enable delivery.
+func (s *subscription) dispatch() {
+	srv := s.t.srv
+	if len(s.consumers) == 0 || srv.stalledLocked() {
+		return
+	}
+	// blocked marks Key_Shared hash slots whose consumer could not take
+	// an entry in this pass: later entries with the same slot must wait
+	// behind it to keep per-key order.
+	var blocked map[int32]bool
+	if s.typ == subKeyShared {
+		blocked = make(map[int32]bool)
+	}
+	if len(s.replay) > 0 {
+		ids := make([]int64, 0, len(s.replay))
+		for e := range s.replay {
+			ids = append(ids, e)
+		}
+		sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
+		for _, e := range ids {
+			if s.isAcked(e) || e >= int64(len(s.t.entries)) {
+				delete(s.replay, e)
+				continue
+			}
+			c := s.pick(e, blocked)
+			if c == nil {
+				if s.typ != subKeyShared {
+					return
+				}
+				continue
+			}
+			delete(s.replay, e)
+			s.send(c, e)
+		}
+	}
+	for s.readPos < int64(len(s.t.entries)) {
+		e := s.readPos
+		if s.isAcked(e) {
+			s.readPos++
+			continue
+		}
+		if _, parked := s.replay[e]; parked {
+			s.readPos++
+			continue
+		}
+		c := s.pick(e, blocked)
+		if c == nil {
+			if s.typ != subKeyShared || len(s.replay) >= srv.cfg.MaxReplay || !s.anyPermits() {
+				return
+			}
+			// Park it and read on: other keys may have consumers with
+			// permits (Pulsar's Key_Shared dispatcher does the same).
+			s.replay[e] = struct{}{}
+			s.readPos++
+			continue
+		}
+		s.readPos++
+		s.send(c, e)
+	}
+}
+
+func (s *subscription) anyPermits() bool {
+	for _, c := range s.consumers {
+		if c.permits > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// pick chooses the consumer for entry e, or nil if none can take it now.
+func (s *subscription) pick(e int64, blocked map[int32]bool) *consumer {
+	switch s.typ {
+	case subExclusive, subFailover:
+		if s.active != nil && s.active.permits > 0 {
+			return s.active
+		}
+		return nil
+	case subShared:
+		n := len(s.consumers)
+		for i := range n {
+			c := s.consumers[(s.rr+i)%n]
+			if c.permits > 0 {
+				s.rr = (s.rr + i + 1) % n
+				return c
+			}
+		}
+		return nil
+	case subKeyShared:
+		slot := s.t.entries[e].keySlot
+		if blocked[slot] {
+			return nil
+		}
+		c := s.ks.owner(slot)
+		if c == nil || c.permits <= 0 {
+			blocked[slot] = true
+			return nil
+		}
+		return c
+	}
+	return nil
+}
+
+func (s *subscription) send(c *consumer, e int64) {
+	ent := s.t.entries[e]
+	s.owner[e] = c
+	c.pending[e] = struct{}{}
+	c.permits -= int64(ent.numMessages) // permits count messages, not entries
+	n := s.redeliveries[e]
+	c.c.send(appendFrame(nil, encMessage(c.id, s.t.ledger, e, n), ent.stored))
+	st := &s.t.srv.stats
+	st.Dispatched += int64(ent.numMessages)
+	if n > 0 {
+		st.Redelivered += int64(ent.numMessages)
+	}
+}
+
+// entryOf maps an acked id to an entry of this topic, or -1.
+func (s *subscription) entryOf(id msgID) int64 {
+	if id.ledger != s.t.ledger || id.entry < 0 || id.entry >= int64(len(s.t.entries)) {
+		return -1
+	}
+	return id.entry
+}
+
+// partialBatchAck reports whether id acknowledges only some messages of a
+// batch: its ack_set still has bits set for unacked indexes.
+func partialBatchAck(id msgID) bool {
+	for _, w := range id.ackSet {
+		if w != 0 {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *subscription) ack(cmd ackCmd) {
+	if cmd.cumulative {
+		if len(cmd.ids) == 0 || (s.typ != subExclusive && s.typ != subFailover) {
+			return
+		}
+		id := cmd.ids[0]
+		if id.ledger != s.t.ledger {
+			return
+		}
+		pos := min(id.entry, int64(len(s.t.entries))-1)
+		if partialBatchAck(id) {
+			pos--
+		}
+		for e := s.markDelete + 1; e <= pos; e++ {
+			s.ackEntry(e)
+		}
+		if pos > s.markDelete {
+			s.markDelete = pos
+		}
+		s.advance()
+		return
+	}
+	for _, id := range cmd.ids {
+		if e := s.entryOf(id); e >= 0 && !partialBatchAck(id) && !s.isAcked(e) {
+			s.ackEntry(e)
+			s.acked[e] = struct{}{}
+		}
+	}
+	s.advance()
+}
+
+// ackEntry drops e from pending and replay and counts it.
+func (s *subscription) ackEntry(e int64) {
+	if s.isAcked(e) {
+		return
+	}
+	if c := s.owner[e]; c != nil {
+		delete(c.pending, e)
+		delete(s.owner, e)
+	}
+	delete(s.replay, e)
+	delete(s.redeliveries, e)
+	s.t.srv.stats.Acked += int64(s.t.entries[e].numMessages)
+}
+
+// advance moves the mark-delete position over contiguous acked entries.
+func (s *subscription) advance() {
+	for e := range s.acked {
+		if e <= s.markDelete {
+			delete(s.acked, e)
+		}
+	}
+	for {
+		if _, ok := s.acked[s.markDelete+1]; !ok {
+			return
+		}
+		delete(s.acked, s.markDelete+1)
+		s.markDelete++
+	}
+}
+
+// redeliver handles REDELIVER_UNACKNOWLEDGED_MESSAGES: all of c's pending
+// entries, or only those listed.
+func (s *subscription) redeliver(c *consumer, ids []msgID) {
+	var es []int64
+	if len(ids) > 0 {
+		es = make([]int64, 0, len(ids))
+		for _, id := range ids {
+			if e := s.entryOf(id); e >= 0 {
+				es = append(es, e)
+			}
+		}
+	}
+	s.requeue(c, es, true)
+	s.dispatch()
+}
+
+// backlog counts unacknowledged entries.
+func (s *subscription) backlog() int64 {
+	return int64(len(s.t.entries)) - 1 - s.markDelete - int64(len(s.acked))
+}

@@ -1,0 +1,348 @@
+package pipeline
+
+// Tests of docs/RELIABILITY.md: bad clocks, over-long lines, failing sinks
+// and rejects writers, cancellation, byte-order marks. Each failed on the
+// engine before the rules they pin.
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/demandpipe/demandpipe/encode"
+	"github.com/demandpipe/demandpipe/feature"
+	"github.com/demandpipe/demandpipe/gen"
+)
+
+// genLines makes n generated lines (a dense city, ~1,600 events/s).
+func genLines(t testing.TB, n int, seed uint64, start time.Time) []string {
+	t.Helper()
+	gc := gen.DefaultConfig()
+	gc.Seed = seed
+	gc.Start = start
+	g, err := gen.New(gc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf []byte
+	for range n {
+		buf = g.Append(buf)
+	}
+	return strings.Split(strings.TrimSuffix(string(buf), "\n"), "\n")
+}
+
+// smallDef keeps the dense tests fast: the rule under test is about time,
+// not about the size of the neighbourhood.
+var smallDef = feature.Definition{Resolution: 8, Rings: []int{0, 1}, Windows: []int{1, 4}}
+
+func rowsEqual(t *testing.T, got, want []row) {
+	t.Helper()
+	if len(got) == 0 {
+		t.Fatal("no rows")
+	}
+	diffRows(t, got, want)
+}
+
+func withTS(line string, ts int64) string {
+	i := strings.LastIndex(line, `"ts":`) // the top-level one follows any nested ts
+	j := i + 5 + strings.IndexAny(line[i+5:], ",}")
+	return line[:i+5] + fmt.Sprint(ts) + line[j:]
+}
+
+func tsOf(t testing.TB, line string) int64 {
+	var ev encode.Event
+	var p encode.Projector
+	if r := p.Project([]byte(line), &ev); r != encode.OK {
+		t.Fatalf("%s: %s", r, line)
+	}
+	return ev.TS
+}
+
+// TestFutureEventDoesNotFalsify is the issue's reproduction: one event an
+// hour ahead (or in the year 9999) after line 50,000 of 100,000. Before the
+// rule, ~50,000 on-time events were dropped as late; now it is one future
+// reject and every row equals the clean stream's.
+func TestFutureEventDoesNotFalsify(t *testing.T) {
+	lines := genLines(t, 100_000, 1, time.Date(2024, 6, 1, 10, 0, 0, 0, time.UTC))
+	clean, _, ce := runEngine(t, lines, smallDef, 30_000, 2, 64<<10)
+	for _, ahead := range []int64{tsOf(t, lines[50_000]) + 3_600_000, encode.MaxTS} {
+		bad := withTS(lines[50_000], ahead)
+		in := append(append(append([]string{}, lines[:50_000]...), bad), lines[50_000:]...)
+		got, _, e := runEngine(t, in, smallDef, 30_000, 2, 64<<10)
+		s, cs := e.Stats.Snapshot(), ce.Stats.Snapshot()
+		if s.Late != cs.Late || s.Rejected["future"] != 1 || s.Counted != cs.Counted {
+			t.Fatalf("ahead %d: late %d (clean %d), future %d, counted %d (clean %d)", ahead, s.Late, cs.Late, s.Rejected["future"], s.Counted, cs.Counted)
+		}
+		rowsEqual(t, got, clean)
+	}
+}
+
+// TestFutureFewRidersNeverConfirm: fewer bad riders than ConfirmRiders, even
+// agreeing on one time, never move the frontier; the rejects file keeps
+// their lines.
+func TestFutureFewRidersNeverConfirm(t *testing.T) {
+	lines := genLines(t, 20_000, 2, time.Date(2024, 6, 1, 10, 0, 0, 0, time.UTC))
+	clean, _, _ := runEngine(t, lines, smallDef, 30_000, 2, 16<<10)
+	ahead := tsOf(t, lines[5000]) + 2*3_600_000
+	var in []string
+	var bad []string
+	for i, l := range lines {
+		in = append(in, l)
+		if i >= 5000 && i < 5000+DefaultFutureConfig().ConfirmRiders-1 {
+			// 15 riders in a row, all two hours ahead
+			b := withTS(strings.Replace(l, `"rider_id":"`, `"rider_id":"bad-`, 1), ahead)
+			in = append(in, b)
+			bad = append(bad, b)
+		}
+	}
+	cfg := DefaultConfig()
+	cfg.Def, cfg.Parallelism, cfg.ChunkBytes = smallDef, 2, 16<<10
+	e, _ := New(cfg)
+	var rej bytes.Buffer
+	e.Rejects = &rej
+	c := &collect{}
+	if err := e.Run(context.Background(), strings.NewReader(strings.Join(in, "\n")+"\n"), c); err != nil {
+		t.Fatal(err)
+	}
+	rowsEqual(t, c.rows, clean)
+	if n := e.Stats.Rejected[encode.Future].Load(); n != int64(len(bad)) {
+		t.Fatalf("future rejects %d, want %d", n, len(bad))
+	}
+	if got := strings.Count(rej.String(), `"reason":"future"`); got != len(bad) || !strings.Contains(rej.String(), string(encode.AppendJSONString(nil, bad[0]))) {
+		t.Fatalf("rejects file holds %d future lines:\n%.400s", got, rej.String())
+	}
+}
+
+// TestGenuineGapLosesNothing: the whole stream jumps three hours (an outage,
+// a restart): the rows equal those of the contract without the rule.
+func TestGenuineGapLosesNothing(t *testing.T) {
+	before := genLines(t, 30_000, 3, time.Date(2024, 6, 1, 10, 0, 0, 0, time.UTC))
+	after := genLines(t, 30_000, 4, time.Date(2024, 6, 1, 13, 30, 0, 0, time.UTC))
+	in := append(before, after...)
+	off := FutureConfig{MaxSkew: 0, ConfirmRiders: 1, MaxHeld: 1, MaxHold: time.Minute}
+	want, _, we := runEngineFuture(t, in, smallDef, 30_000, 2, 32<<10, off)
+	got, _, e := runEngineFuture(t, in, smallDef, 30_000, 2, 32<<10, DefaultFutureConfig())
+	if s := e.Stats.Snapshot(); s.RejectedTotal != we.Stats.Snapshot().RejectedTotal || s.Counted != we.Stats.Snapshot().Counted {
+		t.Fatalf("with the rule %+v\nwithout %+v", s, we.Stats.Snapshot())
+	}
+	rowsEqual(t, got, want)
+}
+
+// TestFutureLiveWallClock: on a live source, ts beyond now + skew is future
+// at once.
+func TestFutureLiveWallClock(t *testing.T) {
+	now := time.Date(2024, 6, 1, 9, 58, 0, 0, time.UTC) // this machine's clock: now + skew = 10:03
+	cfg := DefaultConfig()
+	cfg.Def = smallDef
+	cfg.Now = func() time.Time { return now }
+	e, _ := New(cfg)
+	lines := []string{
+		ev("10:00:05", "a", 40.7580, -73.9855),
+		ev("10:02:59", "b", 40.7580, -73.9855), // within now + skew
+		ev("10:03:30", "c", 40.7580, -73.9855), // within the frontier's skew, but past now + skew: future
+	}
+	src := &slowReader{data: []byte(strings.Join(lines, "\n") + "\n"), close: make(chan struct{})}
+	close(src.close)
+	if err := e.Run(context.Background(), src, &collect{}); err != nil {
+		t.Fatal(err)
+	}
+	if s := e.Stats.Snapshot(); s.Rejected["future"] != 1 || s.Counted != 2 {
+		t.Fatalf("%+v", s)
+	}
+}
+
+// TestLongLinesChangeNoRow inserts over-long lines at random places (start,
+// end, across chunk boundaries, several in a row, longer than a chunk or
+// many chunks): each is one line_too_long reject, and the rows equal the
+// clean stream's.
+func TestLongLinesChangeNoRow(t *testing.T) {
+	lines := genLines(t, 6000, 5, time.Date(2024, 6, 1, 10, 0, 0, 0, time.UTC))
+	clean, _, ce := runEngine(t, lines, smallDef, 30_000, 2, 8<<10)
+	for seed := range 12 {
+		rng := rand.New(rand.NewPCG(uint64(seed), 11))
+		var in []string
+		long := 0
+		add := func() {
+			n := 2049 + rng.IntN(4)*rng.IntN(40_000)
+			in = append(in, `{"pad":"`+strings.Repeat("y", n)+`"}`)
+			long++
+		}
+		if seed%3 == 0 {
+			add() // at the start
+		}
+		for _, l := range lines {
+			in = append(in, l)
+			if rng.IntN(300) == 0 {
+				for range 1 + rng.IntN(3) {
+					add()
+				}
+			}
+		}
+		if seed%3 == 1 {
+			add() // at the end
+		}
+		cfg := DefaultConfig()
+		cfg.Def, cfg.Parallelism, cfg.ChunkBytes, cfg.MaxLineBytes = smallDef, 2, 4096+rng.IntN(8192), 2048
+		e, _ := New(cfg)
+		c := &collect{}
+		text := strings.Join(in, "\n")
+		if seed%2 == 0 {
+			text += "\n"
+		}
+		if err := e.Run(context.Background(), &chopReader{data: []byte(text), rng: rng}, c); err != nil {
+			t.Fatal(err)
+		}
+		s := e.Stats.Snapshot()
+		if s.Rejected["line_too_long"] != int64(long) || s.RejectedTotal != int64(long) || s.Counted != ce.Stats.Counted.Load() {
+			t.Fatalf("seed %d: %d long lines, stats %+v", seed, long, s)
+		}
+		if s.Lines != int64(len(in)) {
+			t.Fatalf("seed %d: lines %d, want %d", seed, s.Lines, len(in))
+		}
+		diffRows(t, c.rows, clean)
+	}
+}
+
+// chopReader returns data in random-sized reads, as pipes and decompressors do.
+type chopReader struct {
+	data []byte
+	rng  *rand.Rand
+}
+
+func (r *chopReader) Read(p []byte) (int, error) {
+	if len(r.data) == 0 {
+		return 0, io.EOF
+	}
+	n := min(len(p), len(r.data), 1+r.rng.IntN(20_000))
+	copy(p, r.data[:n])
+	r.data = r.data[n:]
+	return n, nil
+}
+
+// TestHugeLineBoundedMemory: a line far over the limit is skipped as it
+// streams by: the engine never holds more than the limit plus a chunk of it.
+func TestHugeLineBoundedMemory(t *testing.T) {
+	good := ev("10:00:05", "a", 40.7580, -73.9855)
+	const lineBytes = 64 << 20
+	src := &patternReader{head: []byte(good + "\n{\"pad\":\""), fill: lineBytes, tail: []byte("\"}\n" + good + "\n")}
+	cfg := DefaultConfig()
+	cfg.MaxLineBytes = 1 << 20
+	e, _ := New(cfg)
+	c := &collect{}
+	if err := e.Run(context.Background(), src, c); err != nil {
+		t.Fatal(err)
+	}
+	s := e.Stats.Snapshot()
+	if s.Rejected["line_too_long"] != 1 || s.Lines != 3 || s.Duplicates != 1 || s.Counted != 1 {
+		t.Fatalf("%+v", s)
+	}
+	// A buffer the size of the line would mean it was held whole.
+	if src.maxAsk > 8*cfg.MaxLineBytes {
+		t.Fatalf("a read asked for %d bytes: the line was buffered", src.maxAsk)
+	}
+}
+
+// patternReader streams head, fill bytes of 'z', tail without holding them.
+type patternReader struct {
+	head, tail []byte
+	fill       int
+	maxAsk     int
+}
+
+func (r *patternReader) Read(p []byte) (int, error) {
+	r.maxAsk = max(r.maxAsk, len(p))
+	switch {
+	case len(r.head) > 0:
+		n := copy(p, r.head)
+		r.head = r.head[n:]
+		return n, nil
+	case r.fill > 0:
+		n := min(len(p), r.fill)
+		for i := range n {
+			p[i] = 'z'
+		}
+		r.fill -= n
+		return n, nil
+	case len(r.tail) > 0:
+		n := copy(p, r.tail)
+		r.tail = r.tail[n:]
+		return n, nil
+	}
+	return 0, io.EOF
+}
+
+// TestByteOrderMarkSkipped: a UTF-8 BOM does not cost the first event.
+func TestByteOrderMarkSkipped(t *testing.T) {
+	in := "\xef\xbb\xbf" + ev("10:00:05", "a", 40.7580, -73.9855) + "\n" + ev("10:00:06", "b", 40.7580, -73.9855) + "\n"
+	for _, chunk := range []int{1, 2, 1 << 20} {
+		e, _ := New(DefaultConfig())
+		if err := e.Run(context.Background(), &chopReader{data: []byte(in), rng: rand.New(rand.NewPCG(uint64(chunk), 1))}, &collect{}); err != nil {
+			t.Fatal(err)
+		}
+		if s := e.Stats.Snapshot(); s.Counted != 2 || s.RejectedTotal != 0 {
+			t.Fatalf("%+v", s)
+		}
+	}
+}
+
+// failWriter fails on its first write.
+type failWriter struct{}
+
+func (failWriter) Write([]byte) (int, error) { return 0, errors.New("injected rejects failure") }
+
+// TestFailuresNeverHang: a failing sink, a failing rejects file or a
+// cancellation with many batches in flight ends Run with the first error,
+// every time (the hand-off between dispatch and parsers used to strand a
+// batch the sequencer then waited for forever).
+func TestFailuresNeverHang(t *testing.T) {
+	lines := genLines(t, 4000, 6, time.Date(2024, 6, 1, 10, 0, 0, 0, time.UTC))
+	for i := range 20 {
+		lines[i*97] = "not json " + strings.Repeat("x", 5000) // 100 KB of rejects: the file fails mid-run
+	}
+	// the minutes must close while input flows: jump the last quarter ahead
+	for i := 3000; i < len(lines); i++ {
+		lines[i] = withTS(lines[i], tsOf(t, lines[i])+3*60_000)
+	}
+	in := []byte(strings.Join(lines, "\n") + "\n")
+	rounds := 200
+	if testing.Short() {
+		rounds = 20
+	}
+	for round := range rounds {
+		cfg := DefaultConfig()
+		cfg.Def, cfg.Parallelism, cfg.ChunkBytes = smallDef, 1+round%3, 4096
+		cfg.BatchRows = 1
+		e, _ := New(cfg)
+		ctx, cancel := context.WithCancel(context.Background())
+		var want string
+		snk := &collect{}
+		switch round % 3 {
+		case 0:
+			snk.failAt = 1
+			want = "injected sink failure"
+		case 1:
+			e.Rejects = failWriter{}
+			want = "injected rejects failure"
+		case 2:
+			snk.onWrite = cancel
+			want = context.Canceled.Error()
+		}
+		done := make(chan error, 1)
+		go func() { done <- e.Run(ctx, bytes.NewReader(in), snk) }()
+		select {
+		case err := <-done:
+			if err == nil || !strings.Contains(err.Error(), want) {
+				t.Fatalf("round %d: err = %v, want %q", round, err, want)
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatalf("round %d: Run hung after %q", round, want)
+		}
+		cancel()
+	}
+}
