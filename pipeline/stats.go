@@ -60,6 +60,17 @@ func (s *Stats) Snapshot() Summary {
 	return out
 }
 
+// RejectedList is "reason=N ..." in reason order.
+func (s Summary) RejectedList() string {
+	var parts []string
+	for r := encode.Reason(1); r < encode.NumReasons; r++ {
+		if n := s.Rejected[r.String()]; n > 0 {
+			parts = append(parts, fmt.Sprintf("%s=%d", r, n))
+		}
+	}
+	return strings.Join(parts, " ")
+}
+
 // Accepted is the number of valid, on-time events (counted + duplicates).
 func (s Summary) Accepted() int64 { return s.Counted + s.Duplicates }
 
@@ -75,13 +86,7 @@ func (s Summary) Write(w io.Writer, seconds float64) {
 	fmt.Fprintf(w, "  lines read      %12d%s  (%d blank skipped, %.1f MB)\n", s.Lines, rate(s.Lines), s.Blank, float64(s.Bytes)/1e6)
 	fmt.Fprintf(w, "  rejected        %12d", s.RejectedTotal)
 	if len(s.Rejected) > 0 {
-		var parts []string
-		for r := encode.Reason(1); r < encode.NumReasons; r++ {
-			if n := s.Rejected[r.String()]; n > 0 {
-				parts = append(parts, fmt.Sprintf("%s=%d", r, n))
-			}
-		}
-		fmt.Fprintf(w, "  (%s)", strings.Join(parts, " "))
+		fmt.Fprintf(w, "  (%s)", s.RejectedList())
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintf(w, "  late            %12d\n", s.Late)

@@ -27,6 +27,13 @@ type Config struct {
 	// PageRefresh is how often the page reloads the map (1s..1h). Default
 	// 10s: a minute closes every 60 s, so a new minute shows within ~10 s.
 	PageRefresh time.Duration
+	// ReadyMaxAge: /readyz says ready only while the latest minute ended at
+	// most this long ago, and not in the future (-serve.ready-max-age,
+	// 0..24h, 0: any closed minute will do, e.g. to serve a replay of old
+	// data). Default 3m: a minute closes ~30 s (the lateness) after its
+	// end, once a minute, so a live store's latest minute is 30-90 s old;
+	// 3m tolerates one missed close before a balancer takes it out.
+	ReadyMaxAge time.Duration
 	// Now is the clock for age_seconds; nil means time.Now (tests inject).
 	Now func() time.Time
 }
@@ -39,6 +46,7 @@ func DefaultConfig() Config {
 		MapMaxCells:        20000,
 		BoundaryCacheCells: 200000,
 		PageRefresh:        10 * time.Second,
+		ReadyMaxAge:        3 * time.Minute,
 	}
 }
 
@@ -56,6 +64,9 @@ func (c Config) Validate() error {
 	if c.BoundaryCacheCells < 0 || c.BoundaryCacheCells > 10_000_000 {
 		return fmt.Errorf("serve.boundary-cache-cells=%d: must be in 0..10000000", c.BoundaryCacheCells)
 	}
+	if c.ReadyMaxAge < 0 || c.ReadyMaxAge > 24*time.Hour {
+		return fmt.Errorf("serve.ready-max-age=%v: must be in 0..24h", c.ReadyMaxAge)
+	}
 	if c.PageRefresh < time.Second || c.PageRefresh > time.Hour {
 		return fmt.Errorf("serve.page-refresh=%v: must be in 1s..1h", c.PageRefresh)
 	}
@@ -70,5 +81,6 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.Int64Var(&c.MaxBodyBytes, "serve.max-body-bytes", c.MaxBodyBytes, "largest request body in bytes (1 KiB..16 MiB)")
 	fs.IntVar(&c.MapMaxCells, "serve.map-max-cells", c.MapMaxCells, "most cells in one heat map answer, the hottest kept (1..200000)")
 	fs.IntVar(&c.BoundaryCacheCells, "serve.boundary-cache-cells", c.BoundaryCacheCells, "cell boundaries cached for the heat map (0..10000000)")
+	fs.DurationVar(&c.ReadyMaxAge, "serve.ready-max-age", c.ReadyMaxAge, "/readyz is ready only while the latest minute is at most this old and not in the future (0: any closed minute)")
 	fs.DurationVar(&c.PageRefresh, "serve.page-refresh", c.PageRefresh, "how often the page at / reloads the map (1s..1h)")
 }

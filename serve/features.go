@@ -25,7 +25,10 @@ func (s *Server) parseProduct(v string, ok bool) (encode.UUID, string) {
 	if !valid {
 		return u, "product " + quote(v) + ": not a UUID (8-4-4-4-12 hex digits)"
 	}
-	if !s.r.HasProduct(u) {
+	// An empty store knows no product yet: let the read answer 503 (not
+	// ready) rather than 400, so a client waiting for the first minute
+	// sees client.IsNotReady.
+	if !s.r.HasProduct(u) && s.hasMinute() {
 		return u, "product " + quote(v) + ": unknown to this store (GET /v1/products lists the known ones)"
 	}
 	return u, ""

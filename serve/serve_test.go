@@ -204,15 +204,19 @@ func TestEmptyStoreNotReady(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, path := range []string{"/readyz", "/v1/map?product=" + fixProducts[0]} {
+	// Every read says "not ready" (503, Retry-After), never "unknown
+	// product" (400): a pricing service waiting for the first minute must
+	// see client.IsNotReady.
+	for _, path := range []string{"/readyz", "/v1/map?product=" + fixProducts[0],
+		"/v1/features?h3=882a100d67fffff&product=" + fixProducts[0]} {
 		rec := httptestRecorder(srv, http.MethodGet, path, "")
-		want := 503
-		if strings.HasPrefix(path, "/v1/map") {
-			want = 400 // no product is known yet
-		}
-		if rec.Code != want || rec.Body.Len() == 0 {
+		if rec.Code != 503 || rec.Body.Len() == 0 || rec.Header().Get("Retry-After") == "" {
 			t.Errorf("%s on an empty store: %d %s", path, rec.Code, rec.Body)
 		}
+	}
+	rec := httptestRecorder(srv, http.MethodPost, "/v1/features:batch", `{"product":"`+fixProducts[0]+`","cells":["882a100d67fffff"]}`)
+	if rec.Code != 503 {
+		t.Errorf("batch on an empty store: %d %s", rec.Code, rec.Body)
 	}
 	if rec := httptestRecorder(srv, http.MethodGet, "/healthz", ""); rec.Code != 200 {
 		t.Errorf("healthz %d", rec.Code)
@@ -304,6 +308,31 @@ func TestConfigValidate(t *testing.T) {
 		c.edit(&cfg)
 		if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("Validate = %v, want %q", err, c.want)
+		}
+	}
+}
+
+// TestReadyzFreshness: ready only while the latest minute is fresh; a
+// store whose latest minute is hours old, or in the future, is not ready.
+func TestReadyzFreshness(t *testing.T) {
+	for _, tc := range []struct {
+		sinceEnd time.Duration // now - end of the latest minute
+		maxAge   time.Duration
+		want     int
+	}{
+		{30 * time.Second, 3 * time.Minute, 200},
+		{10 * time.Minute, 3 * time.Minute, 503},
+		{-10 * time.Minute, 3 * time.Minute, 503}, // in the future
+		{48 * time.Hour, 0, 200},                  // freshness off: a replay of old data
+	} {
+		cfg := DefaultConfig()
+		cfg.ReadyMaxAge = tc.maxAge
+		f := newFixture(t, cfg)
+		m, _ := f.st.LatestMinute()
+		end := time.Unix((m+1)*60, 0)
+		f.srv.now = func() time.Time { return end.Add(tc.sinceEnd) }
+		if code, b := f.get(t, "/readyz"); code != tc.want {
+			t.Errorf("%v after the latest minute, max age %v: %d %s", tc.sinceEnd, tc.maxAge, code, b)
 		}
 	}
 }

@@ -169,6 +169,9 @@ func (s *Server) fail(w http.ResponseWriter, st *reqState, code int, msg string)
 // store is 503 (not ready yet), anything else 500.
 func (s *Server) failRead(w http.ResponseWriter, st *reqState, err error) int {
 	switch {
+	case errors.Is(err, store.ErrUnknownProduct) && !s.hasMinute():
+		w.Header().Set("Retry-After", "60")
+		return s.fail(w, st, http.StatusServiceUnavailable, store.ErrNoMinute.Error())
 	case errors.Is(err, store.ErrUnknownProduct):
 		return s.fail(w, st, http.StatusBadRequest, "product: "+err.Error()+" (GET /v1/products lists the known ones)")
 	case errors.Is(err, store.ErrMinuteNotFound):
@@ -180,6 +183,8 @@ func (s *Server) failRead(w http.ResponseWriter, st *reqState, err error) int {
 		return s.fail(w, st, http.StatusInternalServerError, err.Error())
 	}
 }
+
+func (s *Server) hasMinute() bool { _, ok := s.r.LatestMinute(); return ok }
 
 // ageSeconds is how long ago minute m ended.
 func (s *Server) ageSeconds(m int64) float64 {
@@ -199,12 +204,28 @@ func (s *Server) readyz(w http.ResponseWriter, _ *http.Request, st *reqState) in
 		st.out = append(st.out[:0], `{"status":"no closed minute yet"}`+"\n"...)
 		return s.writeJSON(w, st, http.StatusServiceUnavailable)
 	}
-	st.out = append(st.out[:0], `{"status":"ready","latest_minute":"`...)
+	age := s.ageSeconds(m)
+	status, code := "ready", http.StatusOK
+	if maxAge := s.cfg.ReadyMaxAge.Seconds(); maxAge > 0 {
+		// A minute ends before it closes, so a negative age means the
+		// store holds the future: a bad clock somewhere, not fresh data.
+		if age > maxAge {
+			status, code = "stale: latest minute older than -serve.ready-max-age="+s.cfg.ReadyMaxAge.String(), http.StatusServiceUnavailable
+		} else if age < -60 {
+			status, code = "latest minute is in the future: check the clocks", http.StatusServiceUnavailable
+		}
+	}
+	if code != http.StatusOK {
+		w.Header().Set("Retry-After", "60")
+	}
+	st.out = append(st.out[:0], `{"status":`...)
+	st.out = encode.AppendJSONString(st.out, status)
+	st.out = append(st.out, `,"latest_minute":"`...)
 	st.out = encode.AppendMinute(st.out, m)
 	st.out = append(st.out, `","age_seconds":`...)
-	st.out = strconv.AppendFloat(st.out, s.ageSeconds(m), 'f', 3, 64)
+	st.out = strconv.AppendFloat(st.out, age, 'f', 3, 64)
 	st.out = append(st.out, "}\n"...)
-	return s.writeJSON(w, st, http.StatusOK)
+	return s.writeJSON(w, st, code)
 }
 
 // minutes lists the closed minutes, latest first.

@@ -1,6 +1,7 @@
 package source
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"strconv"
@@ -73,7 +74,21 @@ func ParseGenSpec(arg string) (gen.Config, float64, error) {
 			return cfg, 0, fmt.Errorf("source gen: unknown setting %q\n%s", k, GenSpecHelp)
 		}
 		if err != nil {
-			return cfg, 0, fmt.Errorf("source gen: %s=%s: %v", k, v, err)
+			var ne *strconv.NumError
+			if errors.As(err, &ne) {
+				// Say what is wanted, not which Go function failed.
+				want := "a number"
+				switch k {
+				case "rate", "riders", "products", "hotspots", "seed":
+					want = "a whole number"
+				}
+				if errors.Is(ne.Err, strconv.ErrRange) {
+					err = fmt.Errorf("out of range: want %s", want)
+				} else {
+					err = fmt.Errorf("want %s", want)
+				}
+			}
+			return cfg, 0, fmt.Errorf("source gen: %s=%q: %v\n%s", k, v, err, GenSpecHelp)
 		}
 	}
 	return cfg, speed, cfg.Validate()

@@ -103,3 +103,19 @@ func TestFileStopEndsAtLineBoundary(t *testing.T) {
 		t.Fatalf("read %d bytes after stop, want the first two whole lines (%d)", len(got), 2*len(line))
 	}
 }
+
+// TestParseGenSpecErrors: a bad setting says what is wanted, in our words,
+// not which Go function failed.
+func TestParseGenSpecErrors(t *testing.T) {
+	for spec, want := range map[string]string{
+		"rate=abc":                  `rate="abc": want a whole number`,
+		"late=x":                    `late="x": want a number`,
+		"seed=99999999999999999999": `seed="99999999999999999999": out of range`,
+		"nope=1":                    `unknown setting "nope"`,
+	} {
+		_, _, err := ParseGenSpec(spec)
+		if err == nil || !strings.Contains(err.Error(), want) || strings.Contains(err.Error(), "strconv") {
+			t.Errorf("%s: err = %v", spec, err)
+		}
+	}
+}

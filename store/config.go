@@ -24,7 +24,10 @@ type Config struct {
 	Definition feature.Definition
 	// Retention keeps minutes newer than the newest closed minute minus
 	// Retention (event time, so a replay keeps its last two hours too),
-	// whole minutes, 1m..168h. Default 2h: 120 minutes of a dense metro
+	// whole minutes, 1m..168h. One bad row cannot move that clock: a
+	// minute more than MaxAhead ahead of the machine's clock is refused,
+	// and so is a minute already behind the window (it would be deleted
+	// at once); both stop the run with an error that names the way out. Default 2h: 120 minutes of a dense metro
 	// (~30k rows/minute at ~80 bytes) is ~290 MB before block compression.
 	Retention time.Duration
 	// CompactEvery is how many minutes of expiry accumulate before the
@@ -48,6 +51,13 @@ type Config struct {
 	// survives power loss, not only a killed process. Default true; the
 	// fsync costs ~1-5 ms per minute here, nothing at one commit a minute.
 	Sync bool
+	// MaxAhead: a minute that starts more than this after the machine's
+	// clock is refused (-store.max-ahead, 1m..168h, default 10m: the
+	// engine's -windows.max-future-skew of 5m plus a minute of margin and
+	// a few minutes of clock error). Replays of the past are not affected.
+	MaxAhead time.Duration
+	// Now is the machine's clock, injectable for tests. Default time.Now.
+	Now func() time.Time
 	// ReadOnly opens an existing store for reading only (demandpipe serve).
 	// Default false.
 	ReadOnly bool
@@ -58,6 +68,8 @@ func DefaultConfig() Config {
 	return Config{
 		Dir:           DefaultDir,
 		Retention:     2 * time.Hour,
+		MaxAhead:      10 * time.Minute,
+		Now:           time.Now,
 		CompactEvery:  10,
 		MemTableBytes: 64 << 20,
 		CacheBytes:    64 << 20,
@@ -78,6 +90,12 @@ func (c Config) Validate() error {
 		if n := c.Definition.NumFeatures(); n > 256 {
 			return fmt.Errorf("store definition: %d features, at most 256", n)
 		}
+	}
+	if c.MaxAhead < time.Minute || c.MaxAhead > 168*time.Hour {
+		return fmt.Errorf("store.max-ahead=%v: must be in 1m..168h", c.MaxAhead)
+	}
+	if c.Now == nil {
+		return fmt.Errorf("store: Now clock is nil")
 	}
 	if c.Retention < time.Minute || c.Retention > 168*time.Hour || c.Retention%time.Minute != 0 {
 		return fmt.Errorf("store.retention=%v: must be whole minutes in 1m..168h", c.Retention)
@@ -107,6 +125,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.Int64Var(&c.MemTableBytes, "store.memtable-bytes", c.MemTableBytes, "pebble memtable size in bytes (1 MiB..1 GiB)")
 	fs.Int64Var(&c.CacheBytes, "store.cache-bytes", c.CacheBytes, "pebble block cache size in bytes (0..64 GiB)")
 	fs.StringVar(&c.Compression, "store.compression", c.Compression, "sstable block compression: snappy, minlz, zstd or none")
+	fs.DurationVar(&c.MaxAhead, "store.max-ahead", c.MaxAhead, "refuse minutes that start more than this after the machine's clock, so one bad row cannot move the retention clock")
 	fs.BoolVar(&c.Sync, "store.sync", c.Sync, "fsync the WAL when a minute closes (survives power loss, not only a killed process)")
 }
 

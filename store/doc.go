@@ -42,7 +42,7 @@
 // Namespace demandpipe, subsystem store:
 //
 //	demandpipe_store_rows_written_total          rows committed
-//	demandpipe_store_rows_dropped_total          rows not stored: minute already past retention, or never closed before Close
+//	demandpipe_store_rows_dropped_total          rows not stored: their minute was never closed before Close
 //	demandpipe_store_bytes_written_total         encoded key+value bytes committed
 //	demandpipe_store_minutes_closed_total        minutes committed (zero-row minutes too)
 //	demandpipe_store_commit_seconds              histogram: CloseMinute's batch apply + fsync

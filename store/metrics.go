@@ -26,7 +26,7 @@ func newMetrics(reg prometheus.Registerer, s *Store) (*metrics, error) {
 	m := &metrics{
 		reg:            reg,
 		rowsWritten:    prometheus.NewCounter(opts("rows_written_total", "Rows committed.")),
-		rowsDropped:    prometheus.NewCounter(opts("rows_dropped_total", "Rows not stored: their minute was past retention, or never closed before Close.")),
+		rowsDropped:    prometheus.NewCounter(opts("rows_dropped_total", "Rows not stored: their minute was never closed before Close (a minute past retention is refused with an error instead).")),
 		bytesWritten:   prometheus.NewCounter(opts("bytes_written_total", "Encoded key+value bytes committed.")),
 		minutesClosed:  prometheus.NewCounter(opts("minutes_closed_total", "Minutes committed, zero-row minutes included.")),
 		minutesExpired: prometheus.NewCounter(opts("minutes_expired_total", "Minutes removed by retention.")),

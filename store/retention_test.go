@@ -1,8 +1,10 @@
 package store
 
 import (
+	"context"
 	"errors"
 	"flag"
+	"strings"
 	"testing"
 	"time"
 
@@ -43,13 +45,14 @@ func TestRetention(t *testing.T) {
 	if n := countRows(t, s, 0, testMinute0+15); n != 0 {
 		t.Fatalf("%d rows of expired minutes still visible", n)
 	}
-	// A late minute (behind the cutoff) is dropped, not resurrected.
-	writeMinute(t, s, names, testMinute0+3, 1, cells, 100)
+	// A late minute (behind the cutoff) is refused with an error that
+	// names the way out, not silently dropped.
+	if err := s.CloseMinute(context.Background(), testMinute0+3); err == nil ||
+		!strings.Contains(err.Error(), "older than the store's retention window") || !strings.Contains(err.Error(), "-sink=store:NEWDIR") {
+		t.Fatalf("late minute: err = %v", err)
+	}
 	if _, ok := s.Minute(testMinute0 + 3); ok {
 		t.Fatal("a minute past retention was stored")
-	}
-	if got := testutil.ToFloat64(s.met.rowsDropped); got == 0 {
-		t.Error("rows_dropped_total did not count the late minute")
 	}
 	s.Close()
 
@@ -150,4 +153,36 @@ func TestRetentionSoak(t *testing.T) {
 		t.Logf("minutes %5d: disk %6.1f MB, %.1f ms/minute", m+100, float64(d)/1e6, float64(time.Since(start).Milliseconds())/100)
 	}
 	t.Logf("peak %.1f MB", float64(peak)/1e6)
+}
+
+// TestFarFutureMinuteRefused: one minute from a bad clock (the year 9999)
+// neither wipes the store nor moves its retention clock: it is refused,
+// and the real minutes stay readable and writable.
+func TestFarFutureMinuteRefused(t *testing.T) {
+	c := testConfig(t.TempDir())
+	c.Retention = 5 * time.Minute
+	now := time.Unix((testMinute0+10)*60, 0)
+	c.Now = func() time.Time { return now }
+	s := openTest(t, c)
+	defer s.Close()
+	names := encode.NewProducts()
+	cells := testCells(50)
+	for i := range 5 {
+		writeMinute(t, s, names, testMinute0+int64(i), 1, cells, 100)
+	}
+	err := s.CloseMinute(context.Background(), encode.MaxMinute)
+	if err == nil || !strings.Contains(err.Error(), "after this machine's clock") {
+		t.Fatalf("far-future minute: err = %v", err)
+	}
+	// 11 minutes ahead of the clock: past -store.max-ahead=10m too.
+	if err := s.CloseMinute(context.Background(), testMinute0+21); err == nil {
+		t.Fatal("a minute 11 minutes ahead of the clock was accepted")
+	}
+	if got := len(s.Minutes(nil)); got != 5 {
+		t.Fatalf("%d minutes left, want 5", got)
+	}
+	writeMinute(t, s, names, testMinute0+5, 1, cells, 100)
+	if _, ok := s.Minute(testMinute0 + 5); !ok {
+		t.Fatal("the next real minute was not stored")
+	}
 }

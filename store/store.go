@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -121,7 +122,10 @@ func Open(cfg Config, reg prometheus.Registerer) (*Store, error) {
 	db, err := pebble.Open(cfg.Dir, opts)
 	if err != nil {
 		fsCloser.Close()
-		if strings.Contains(err.Error(), "lock") {
+		// Another process holds the lock: EAGAIN from flock (the text says
+		// only "resource temporarily unavailable"); this process already
+		// holding it says "lock held by current process".
+		if errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EWOULDBLOCK) || strings.Contains(err.Error(), "lock held") {
 			return nil, fmt.Errorf("store %s is in use by another process (a running `demandpipe run`? serve it with run -serve=ADDR): %w", cfg.Dir, err)
 		}
 		return nil, fmt.Errorf("store %s: %w", cfg.Dir, err)

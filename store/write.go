@@ -21,7 +21,6 @@ type writer struct {
 	batch  *pebble.Batch
 	minute int64 // minute of the open batch, -1 when none
 	rows   int
-	drop   bool // the open minute is past retention: count, don't store
 
 	// runCodes caches the store code of each run code of runNames
 	// (-1: not looked up yet), so a row costs an array load, not a map
@@ -69,11 +68,10 @@ func (w *writer) begin(m int64) error {
 	if w.s.cfg.ReadOnly {
 		return fmt.Errorf("store %s: opened read-only", w.s.cfg.Dir)
 	}
-	w.minute, w.rows, w.bytes = m, 0, 0
-	w.drop = w.latest >= 0 && m < w.cutoff
-	if w.drop {
-		return nil
+	if err := w.admit(m); err != nil {
+		return err
 	}
+	w.minute, w.rows, w.bytes = m, 0, 0
 	if w.batch == nil {
 		w.batch = w.s.db.NewBatch(pebble.WithMaxRetainedSizeBytes(64 << 20))
 	}
@@ -87,6 +85,25 @@ func (w *writer) begin(m int64) error {
 	return nil
 }
 
+// admit refuses a minute the store would not keep (behind the retention
+// window) and one that would move the retention clock past the machine's
+// clock (far ahead): never silently, since the run must stop and say so.
+func (w *writer) admit(m int64) error {
+	cfg := w.s.cfg
+	if w.latest >= 0 && m < w.cutoff {
+		return fmt.Errorf("store %s: minute %s is older than the store's retention window %s..%s (-store.retention=%s behind its newest minute), so it would be deleted at once: write to another store (-sink=store:NEWDIR), widen -store.retention, or remove %s to start over",
+			cfg.Dir, fmtMinute(m), fmtMinute(w.cutoff), fmtMinute(w.latest), cfg.Retention, cfg.Dir)
+	}
+	now := cfg.Now()
+	if start := time.Unix(m*60, 0); start.Sub(now) > cfg.MaxAhead {
+		return fmt.Errorf("store %s: minute %s starts %s after this machine's clock (%s), more than -store.max-ahead=%s: refusing it so that it cannot move the retention clock and expire every real minute (check the input's timestamps and the machine's clock)",
+			cfg.Dir, fmtMinute(m), start.Sub(now).Round(time.Second), now.UTC().Format(time.RFC3339), cfg.MaxAhead)
+	}
+	return nil
+}
+
+func fmtMinute(m int64) string { return time.Unix(m*60, 0).UTC().Format("2006-01-02T15:04Z") }
+
 // Write adds the rows of b to the open minute's batch.
 func (s *Store) Write(_ context.Context, b *encode.Batch) error {
 	w := &s.w
@@ -99,10 +116,6 @@ func (s *Store) Write(_ context.Context, b *encode.Batch) error {
 		}
 	}
 	n := b.Len()
-	if w.drop {
-		w.rows += n
-		return nil
-	}
 	if b.Names != w.runNames {
 		w.runNames = b.Names
 		for i := range w.runCodes {
@@ -162,11 +175,6 @@ func (s *Store) CloseMinute(_ context.Context, m int64) error {
 		if err := w.begin(m); err != nil {
 			return err
 		}
-	}
-	if w.drop {
-		s.met.rowsDropped.Add(float64(w.rows))
-		w.minute, w.rows = -1, 0
-		return nil
 	}
 	start := time.Now()
 	closedMS := start.UnixMilli()

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"time"
@@ -52,8 +53,14 @@ func engineFlags(fs *flag.FlagSet, c *pipeline.Config) {
 	fs.IntVar(&c.Kring.MaxCachedDisks, "kring.max-cached-disks", c.Kring.MaxCachedDisks, "bound on cached k-ring disks (~5 KB each at k=20)")
 }
 
+// helpOut, when set, receives -h output (demandpipe help CMD: stdout).
+var helpOut io.Writer
+
 // parse parses args, printing help that teaches on -h.
 func parse(fs *flag.FlagSet, args []string, synopsis, more string) error {
+	if helpOut != nil {
+		fs.SetOutput(helpOut)
+	}
 	fs.Usage = func() {
 		out := fs.Output()
 		fmt.Fprintf(out, "%s\n\nFlags (default in parentheses):\n", synopsis)

@@ -51,9 +51,14 @@ func main() {
 		if len(args) > 0 {
 			switch args[0] {
 			case "run", "gen", "bench", "serve":
+				// Asked for: help goes to stdout, so it pipes into grep.
+				helpOut = os.Stdout
 				os.Args = []string{os.Args[0], args[0], "-h"}
 				main()
 				return
+			default:
+				fmt.Fprintf(os.Stderr, "demandpipe help: unknown command %q\n\n%s", args[0], usage)
+				os.Exit(2)
 			}
 		}
 		fmt.Print(usage)

@@ -70,3 +70,40 @@ func TestRunRejectsBadFlags(t *testing.T) {
 		}
 	}
 }
+
+// TestOlderReplayIntoStoreFails: replaying older data into a store that
+// holds newer minutes used to drop every row silently and exit 0; now the
+// run stops with an error naming the minute, the window and the way out.
+func TestOlderReplayIntoStoreFails(t *testing.T) {
+	dir := t.TempDir()
+	newer, older := filepath.Join(dir, "newer.ndjson"), filepath.Join(dir, "older.ndjson")
+	for f, start := range map[string]string{newer: "2024-06-01T12:00:00Z", older: "2024-06-01T08:00:00Z"} {
+		if err := genCommand([]string{"-o", f, "-events", "20000", "-rate", "10000", "-riders", "2000", "-start", start}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st := "-sink=store:" + filepath.Join(dir, "store")
+	if err := runCommand([]string{"-source=file:" + newer, st, "-serve=", "-progress=never", "-kring.rings=0,1", "-windows.minutes=1,2"}); err != nil {
+		t.Fatal(err)
+	}
+	err := runCommand([]string{"-source=file:" + older, st, "-serve=", "-progress=never", "-kring.rings=0,1", "-windows.minutes=1,2"})
+	if err == nil || !strings.Contains(err.Error(), "minute 2024-06-01T0") || !strings.Contains(err.Error(), "retention window") || !strings.Contains(err.Error(), "-sink=store:NEWDIR") {
+		t.Fatalf("older replay: err = %v", err)
+	}
+}
+
+// TestAllRejectedFails: a run in which no line is a valid event (here CR
+// line endings, so the whole file is one over-long line or bad JSON)
+// exits non-zero instead of reporting success.
+func TestAllRejectedFails(t *testing.T) {
+	dir := t.TempDir()
+	f := filepath.Join(dir, "cr.ndjson")
+	line := `{"ts":1717236000000,"rider_id":"a","lat":40.7,"lng":-73.9,"product_type":"a1b2c3d4-0000-4000-8000-000000000001"}`
+	if err := os.WriteFile(f, []byte(strings.Repeat(line+"\r", 50)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	err := runCommand([]string{"-source=file:" + f, "-sink=null:", "-progress=never"})
+	if err == nil || !strings.Contains(err.Error(), "no valid event") {
+		t.Fatalf("err = %v", err)
+	}
+}

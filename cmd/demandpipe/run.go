@@ -163,9 +163,23 @@ func runCommand(args []string) error {
 		}
 	}
 	closeErr := out.Close()
-	e.Stats.Snapshot().Write(os.Stderr, time.Since(start).Seconds())
+	sum := e.Stats.Snapshot()
+	sum.Write(os.Stderr, time.Since(start).Seconds())
 	if runErr != nil {
 		return runErr
 	}
-	return closeErr
+	if closeErr != nil {
+		return closeErr
+	}
+	return noValidEvents(sum)
+}
+
+// noValidEvents fails a run whose every line was rejected (CR-only line
+// endings, a binary file, the wrong file): exit 0 would say all is well.
+func noValidEvents(s pipeline.Summary) error {
+	if s.Lines == 0 || s.Accepted()+s.Late > 0 {
+		return nil
+	}
+	return fmt.Errorf("no valid event in %d lines, all rejected (%s): the input should be NDJSON, one object per line with ts, rider_id, lat, lng and product_type; -rejects=FILE keeps every rejected line with its reason",
+		s.Lines, s.RejectedList())
 }
