@@ -198,3 +198,38 @@ func BenchmarkProject(b *testing.B) {
 		}
 	}
 }
+
+// TestProductsReuse: past 256 codes Assign reuses the first reusable code,
+// and rows of minutes before the reuse keep the former owner's name.
+func TestProductsReuse(t *testing.T) {
+	p := NewProducts()
+	u := func(i int) UUID { return UUID{0xcc, byte(i >> 8), byte(i)} }
+	for i := range MaxProducts {
+		if c, err := p.Assign(u(i), 0, nil); err != nil || int(c) != i {
+			t.Fatalf("%d: %d %v", i, c, err)
+		}
+	}
+	if _, err := p.Assign(u(256), 10, func(byte) bool { return false }); err != ErrTooManyProducts {
+		t.Fatalf("no reusable code: %v", err)
+	}
+	gen := p.Gen()
+	c, err := p.Assign(u(256), 10, func(c byte) bool { return c == 7 })
+	if err != nil || c != 7 || p.Gen() == gen {
+		t.Fatalf("reuse: %d %v gen %d", c, err, p.Gen())
+	}
+	if _, ok := p.Lookup(u(7)); ok {
+		t.Fatal("the former owner still has a code")
+	}
+	if p.UUIDAt(7, 9) != u(7) || p.UUIDAt(7, 10) != u(256) || p.NameAt(7, 9) != u(7).String() || p.Name(7) != u(256).String() {
+		t.Fatal("owners by minute")
+	}
+	// A second reuse of the same code: three owners, each for its minutes.
+	if c, _ := p.Assign(u(257), 20, func(c byte) bool { return c == 7 }); c != 7 {
+		t.Fatal(c)
+	}
+	for m, want := range map[int64]UUID{5: u(7), 9: u(7), 10: u(256), 19: u(256), 20: u(257), 99: u(257)} {
+		if got := p.UUIDAt(7, m); got != want {
+			t.Errorf("minute %d: %v, want %v", m, got, want)
+		}
+	}
+}

@@ -22,6 +22,12 @@ type Batch struct {
 // Len is the number of rows.
 func (b *Batch) Len() int { return len(b.Cells) }
 
+// UUID is row i's product UUID (in the batch's minute: codes are reused).
+func (b *Batch) UUID(i int) UUID { return b.Names.UUIDAt(b.Products[i], b.Minute) }
+
+// ProductName is row i's product UUID as lower-case text.
+func (b *Batch) ProductName(i int) string { return b.Names.NameAt(b.Products[i], b.Minute) }
+
 // Row returns row i's feature vector (aliasing the batch).
 func (b *Batch) Row(i int) []int32 {
 	return b.Features[i*b.NumFeatures : (i+1)*b.NumFeatures]
@@ -56,7 +62,7 @@ func AppendRowJSON(dst []byte, b *Batch, i int) []byte {
 	dst = append(dst, `{"h3":"`...)
 	dst = AppendCell(dst, b.Cells[i])
 	dst = append(dst, `","product_type":"`...)
-	dst = append(dst, b.Names.Name(b.Products[i])...)
+	dst = append(dst, b.ProductName(i)...)
 	dst = append(dst, `","minute":"`...)
 	dst = AppendMinute(dst, b.Minute)
 	dst = append(dst, `","features":[`...)

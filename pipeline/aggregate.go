@@ -300,7 +300,7 @@ func (a *aggregator) closeMinute(ctx context.Context, m int64, mc *minuteCounts)
 	// 3. Emit in (product UUID, cell) order: a canonical order that does
 	// not depend on arrival order or on how codes were assigned.
 	slices.SortFunc(work, func(x, y *productState) int {
-		ux, uy := a.products.UUID(x.code), a.products.UUID(y.code)
+		ux, uy := a.products.UUIDAt(x.code, m), a.products.UUIDAt(y.code, m)
 		return bytes.Compare(ux[:], uy[:])
 	})
 	nF := a.def.NumFeatures()

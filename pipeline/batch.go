@@ -36,9 +36,11 @@ type batch struct {
 	// sequencer rejects later, as future, is written with its text)
 	evLine         []int64
 	evStart, evEnd []int32
+	newProds       []newProd // events whose product had no code at parse time
+	gen            uint64    // the product registry's generation at parse time
 
 	// sequence stage
-	future   []pending // events rejected as future while sequencing this batch
+	dropped  []pending // events the sequencer rejects (future, too_many_products) while sequencing this batch
 	counted  []int32   // indices of counted events
 	minute   []int64   // per counted event
 	frontier int64     // minutes <= frontier are closed after this batch
@@ -50,6 +52,11 @@ type batch struct {
 	clat, clng []float64
 
 	parsed, located chan struct{}
+}
+
+type newProd struct {
+	idx  int32
+	uuid encode.UUID
 }
 
 type reject struct {
@@ -76,8 +83,9 @@ func (b *batch) reset() {
 	b.blank, b.lines = 0, 0
 	b.counted, b.minute, b.cells = b.counted[:0], b.minute[:0], b.cells[:0]
 	b.evLine, b.evStart, b.evEnd = b.evLine[:0], b.evStart[:0], b.evEnd[:0]
-	clear(b.future) // drop references to held lines
-	b.future = b.future[:0]
+	b.newProds = b.newProds[:0]
+	clear(b.dropped) // drop references to held lines
+	b.dropped = b.dropped[:0]
 }
 
 func (b *batch) rider(i int) []byte { return b.riders[b.riderOff[i]:b.riderOff[i+1]] }
@@ -102,6 +110,7 @@ func (b *batch) appendEvent(p *pending) int {
 // across batches).
 func (b *batch) parse(p *encode.Projector, products *encode.Products, maxLine int) {
 	var ev encode.Event
+	b.gen = products.Gen()
 	b.riderOff = append(b.riderOff, 0)
 	buf := b.buf
 	line := b.firstLine
@@ -124,16 +133,19 @@ func (b *batch) parse(p *encode.Projector, products *encode.Products, maxLine in
 		if len(l) <= maxLine {
 			r = p.Project(l, &ev)
 		}
-		var code byte
+		// A product seen for the first time gets its code from the
+		// sequencer, in arrival order (so the limit of 256 codes meets the
+		// same product whatever the parallelism).
+		code, known := byte(0), true
 		if r == encode.OK {
-			var err error
-			if code, err = products.Code(ev.Product); err != nil {
-				r = encode.TooManyProducts
-			}
+			code, known = products.Lookup(ev.Product)
 		}
 		if r != encode.OK {
 			b.rejects = append(b.rejects, reject{line: line, reason: r, start: int32(s), end: int32(end)})
 			continue
+		}
+		if !known {
+			b.newProds = append(b.newProds, newProd{idx: int32(len(b.ts)), uuid: ev.Product})
 		}
 		b.ts = append(b.ts, ev.TS)
 		b.lat = append(b.lat, ev.Lat)

@@ -48,7 +48,7 @@ func (c *collect) Write(_ context.Context, b *encode.Batch) error {
 		return fmt.Errorf("injected sink failure")
 	}
 	for i := range b.Len() {
-		c.rows = append(c.rows, row{b.Minute, b.Names.Name(b.Products[i]), b.Cells[i], slices.Clone(b.Row(i))})
+		c.rows = append(c.rows, row{b.Minute, b.ProductName(i), b.Cells[i], slices.Clone(b.Row(i))})
 	}
 	return nil
 }

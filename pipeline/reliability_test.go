@@ -346,3 +346,61 @@ func TestFailuresNeverHang(t *testing.T) {
 		cancel()
 	}
 }
+
+// TestProductCodesReusedAndLimitDeterministic: over a run, 700 product
+// types come and go; codes of products no window holds any more are
+// reused, so nothing is rejected until more than 256 are active at once;
+// then only the excess products' events are rejected (too_many_products),
+// the same ones whatever the parallelism and chunking, and every other row
+// equals the reference's.
+func TestProductCodesReusedAndLimitDeterministic(t *testing.T) {
+	base := time.Date(2024, 6, 1, 10, 0, 0, 0, time.UTC).UnixMilli()
+	prod := func(i int) string { return fmt.Sprintf("%08x-0000-4000-8000-%012x", 0xabc00000+i, i) }
+	line := func(ts int64, rider string, p string) string {
+		return fmt.Sprintf(`{"ts":%d,"rider_id":%q,"lat":40.758,"lng":-73.9855,"product_type":%q}`, ts, rider, p)
+	}
+	var lines, expected []string
+	add := func(l string, keep bool) {
+		lines = append(lines, l)
+		if keep {
+			expected = append(expected, l)
+		}
+	}
+	phases := []struct{ minute, first, n int }{{0, 1, 200}, {20, 201, 200}, {40, 401, 300}}
+	next := 0
+	for sec := 0; sec < 50*60; sec += 10 {
+		ts := base + int64(sec)*1000
+		add(line(ts, fmt.Sprint("steady-", sec), prod(0)), true) // keeps event time moving
+		if next < len(phases) && sec == phases[next].minute*60 {
+			ph := phases[next]
+			for k := range ph.n {
+				// Phase 3 has 300 new products with one steady one active:
+				// the 256th code goes to its 255th, the rest are rejected.
+				keep := next < 2 || k < 255
+				add(line(ts+int64(k), fmt.Sprint("r-", ph.first+k), prod(ph.first+k)), keep)
+			}
+			next++
+		}
+	}
+	want := reference(t, expected, smallDef, 30_000)
+	var outs []string
+	for _, tc := range []struct{ par, chunk int }{{1, 4096}, {3, 4096}, {2, 64 << 10}} {
+		cfg := DefaultConfig()
+		cfg.Def, cfg.Parallelism, cfg.ChunkBytes = smallDef, tc.par, tc.chunk
+		e, _ := New(cfg)
+		var rej bytes.Buffer
+		e.Rejects = &rej
+		c := &collect{}
+		if err := e.Run(context.Background(), strings.NewReader(strings.Join(lines, "\n")+"\n"), c); err != nil {
+			t.Fatal(err)
+		}
+		if s := e.Stats.Snapshot(); s.RejectedTotal != 45 || s.Rejected["too_many_products"] != 45 {
+			t.Fatalf("par %d chunk %d: %+v", tc.par, tc.chunk, s)
+		}
+		diffRows(t, c.rows, want)
+		outs = append(outs, rej.String())
+	}
+	if outs[0] != outs[1] || outs[0] != outs[2] || !strings.Contains(outs[0], prod(401+299)) || strings.Contains(outs[0], prod(401+254)) {
+		t.Fatalf("rejected lines differ between runs, or the wrong ones:\n%.600s", outs[0])
+	}
+}

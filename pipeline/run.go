@@ -66,7 +66,7 @@ func (e *Engine) Run(ctx context.Context, src io.Reader, snk sink.Writer) error 
 	}
 	l, ok := src.(interface{ Live() bool })
 	live := ok && l.Live()
-	seq := newSequencer(cfg.Lateness.Milliseconds(), cfg.IdleTimeout.Milliseconds(), dt, cfg.Future.rule(live))
+	seq := newSequencer(cfg.Lateness.Milliseconds(), cfg.IdleTimeout.Milliseconds(), dt, cfg.Future.rule(live), e.Products, slices.Max(cfg.Def.Windows))
 	agg, err := newAggregator(cfg, e.Products, snk, &e.Stats)
 	if err != nil {
 		return err
@@ -195,8 +195,10 @@ func (e *Engine) Run(ctx context.Context, src io.Reader, snk sink.Writer) error 
 			for _, r := range b.rejects {
 				e.Stats.Rejected[r.reason].Add(1)
 			}
-			e.Stats.Rejected[encode.Future].Add(int64(len(b.future)))
-			if rejects != nil && len(b.rejects)+len(b.future) > 0 {
+			for k := range b.dropped {
+				e.Stats.Rejected[b.dropped[k].reason].Add(1)
+			}
+			if rejects != nil && len(b.rejects)+len(b.dropped) > 0 {
 				if err := writeRejects(rejects, b); err != nil {
 					setErr(fmt.Errorf("rejects file: %w", err))
 				}
@@ -418,11 +420,11 @@ func writeRejects(w *bufio.Writer, b *batch) error {
 			return err
 		}
 	}
-	for _, p := range b.future {
+	for _, p := range b.dropped {
 		line = append(line[:0], `{"line":`...)
 		line = strconv.AppendInt(line, p.line, 10)
 		line = append(line, `,"reason":"`...)
-		line = append(line, encode.Future.String()...)
+		line = append(line, p.reason.String()...)
 		line = append(line, `","text":`...)
 		line = encode.AppendJSONString(line, p.text)
 		line = append(line, "}\n"...)

@@ -7,6 +7,7 @@ import (
 	"github.com/cespare/xxhash/v2"
 
 	"github.com/demandpipe/demandpipe/dedup"
+	"github.com/demandpipe/demandpipe/encode"
 )
 
 const noMinute = math.MinInt64 / 4
@@ -48,6 +49,12 @@ type sequencer struct {
 	vals   []int64          // scratch for confirm
 	oldest int64            // smallest heldAt in held
 
+	// product codes (see assignProduct)
+	products    *encode.Products
+	maxW        int64 // longest window, minutes
+	lastCounted [encode.MaxProducts]int64
+	proj        encode.Projector
+
 	// per-batch tallies
 	late, dups int64
 	accepted   bool
@@ -73,11 +80,21 @@ type pending struct {
 	line     int64
 	heldAt   int64 // frontier (ms) when first held
 	rider    []byte
-	text     []byte // the line, for the rejects file (nil when not kept)
+	text     []byte // the line, for the rejects file
+	reason   encode.Reason
+	// newProduct: the product had no code when the event was held; it
+	// gets one when the event is released.
+	newProduct bool
+	uuid       encode.UUID
 }
 
-func newSequencer(lateness, idle int64, dt *dedup.Table, fr futureRule) *sequencer {
-	return &sequencer{lateness: lateness, idle: idle, dedup: dt, frontier: noMinute, fut: fr, streak: map[uint64]int64{}}
+func newSequencer(lateness, idle int64, dt *dedup.Table, fr futureRule, products *encode.Products, maxW int) *sequencer {
+	s := &sequencer{lateness: lateness, idle: idle, dedup: dt, frontier: noMinute, fut: fr, streak: map[uint64]int64{},
+		products: products, maxW: int64(maxW)}
+	for i := range s.lastCounted {
+		s.lastCounted[i] = noMinute
+	}
+	return s
 }
 
 func floorDiv(a, b int64) int64 {
@@ -119,22 +136,49 @@ func (s *sequencer) sequence(b *batch, st *Stats, wallNow int64) {
 		}
 	}
 	s.late, s.dups, s.accepted = 0, 0, false
+	if b.gen != s.products.Gen() {
+		s.reresolve(b, 0) // a code changed owner after b was parsed
+	}
+	np := 0 // next of b.newProds
 	skew := s.fut.skew
 	for i, n := 0, len(b.ts); i < n; i++ {
+		var newP *newProd // the event's product has no code yet
+		if np < len(b.newProds) && b.newProds[np].idx == int32(i) {
+			newP = &b.newProds[np]
+			np++
+		}
 		ts := b.ts[i]
 		if skew > 0 {
 			if s.fut.live && ts > wallNow+skew {
 				// Ahead of this machine's clock: no confirmation can make
 				// it true.
-				b.future = append(b.future, s.pendingOf(b, i, true))
+				b.dropped = append(b.dropped, s.pendingOf(b, i, newP, encode.Future))
 				continue
 			}
 			if s.haveTS && ts > s.front()+skew {
-				s.hold(b, s.pendingOf(b, i, true))
+				gen := s.products.Gen()
+				s.hold(b, s.pendingOf(b, i, newP, encode.Future))
 				if s.front()-s.oldest > s.fut.maxHold {
 					s.expire(b)
 				}
+				if s.products.Gen() != gen {
+					s.reresolve(b, i+1) // released events changed a code's owner
+					np = 0
+				}
 				continue
+			}
+		}
+		// A new product gets its code as its first on-time event is
+		// accepted (a late one needs none).
+		if newP != nil && minuteOf(ts) > s.frontier {
+			gen := s.products.Gen()
+			if !s.assignProduct(b, i, newP.uuid) {
+				b.rejects = append(b.rejects, reject{line: b.evLine[i], reason: encode.TooManyProducts, start: b.evStart[i], end: b.evEnd[i]})
+				continue
+			}
+			if s.products.Gen() != gen {
+				s.reresolve(b, i+1)
+				np = 0
 			}
 		}
 		s.accept(b, i)
@@ -149,7 +193,7 @@ func (s *sequencer) sequence(b *batch, st *Stats, wallNow int64) {
 	b.frontier = s.frontier
 	if b.eof {
 		// Nothing can confirm what is still held.
-		b.future = append(b.future, s.held...)
+		b.dropped = append(b.dropped, s.held...)
 		clear(s.held)
 		s.held = s.held[:0]
 		if s.haveTS {
@@ -182,21 +226,28 @@ func (s *sequencer) accept(b *batch, i int) {
 	if s.dedup.First(m, b.prod[i], b.hash[i], b.rider(i)) {
 		b.counted = append(b.counted, int32(i))
 		b.minute = append(b.minute, m)
+		if p := b.prod[i]; m > s.lastCounted[p] {
+			s.lastCounted[p] = m
+		}
 	} else {
 		s.dups++
 	}
 	s.advance(ts)
 }
 
-// pendingOf copies event i of b out of the batch.
-func (s *sequencer) pendingOf(b *batch, i int, withText bool) pending {
-	r := b.rider(i)
+// pendingOf copies event i of b out of the batch, to be held or dropped
+// for reason r; newP is its product when it has no code yet.
+func (s *sequencer) pendingOf(b *batch, i int, newP *newProd, r encode.Reason) pending {
+	rd := b.rider(i)
 	p := pending{
 		ts: b.ts[i], lat: b.lat[i], lng: b.lng[i], prod: b.prod[i], hash: b.hash[i],
-		riderKey: xxhash.Sum64(r), line: b.evLine[i], heldAt: s.front(),
-		rider: append([]byte(nil), r...),
+		riderKey: xxhash.Sum64(rd), line: b.evLine[i], heldAt: s.front(),
+		rider: append([]byte(nil), rd...), reason: r,
 	}
-	if withText && b.evStart[i] >= 0 {
+	if newP != nil {
+		p.newProduct, p.uuid = true, newP.uuid
+	}
+	if b.evStart[i] >= 0 {
 		p.text = append([]byte(nil), trimCR(b.buf[b.evStart[i]:b.evEnd[i]])...)
 	}
 	return p
@@ -212,7 +263,7 @@ func trimCR(l []byte) []byte {
 // hold keeps p and confirms the new time once enough riders agree.
 func (s *sequencer) hold(b *batch, p pending) {
 	if len(s.held) >= s.fut.maxHeld {
-		b.future = append(b.future, s.held[0])
+		b.dropped = append(b.dropped, s.held[0])
 		s.held[0] = pending{}
 		s.held = s.held[1:]
 	}
@@ -249,7 +300,13 @@ func (s *sequencer) hold(b *batch, p pending) {
 			s.oldest = min(s.oldest, q.heldAt)
 			continue
 		}
-		s.accept(b, b.appendEvent(q))
+		j := b.appendEvent(q)
+		if q.newProduct && minuteOf(q.ts) > s.frontier && !s.assignProduct(b, j, q.uuid) {
+			q.reason = encode.TooManyProducts
+			b.dropped = append(b.dropped, *q)
+			continue
+		}
+		s.accept(b, j)
 	}
 	clear(held)
 }
@@ -261,7 +318,7 @@ func (s *sequencer) expire(b *batch) {
 	s.oldest = math.MaxInt64
 	for _, p := range s.held {
 		if f-p.heldAt > s.fut.maxHold {
-			b.future = append(b.future, p)
+			b.dropped = append(b.dropped, p)
 		} else {
 			keep = append(keep, p)
 			s.oldest = min(s.oldest, p.heldAt)
@@ -269,4 +326,61 @@ func (s *sequencer) expire(b *batch) {
 	}
 	clear(s.held[len(keep):])
 	s.held = keep
+}
+
+// assignProduct gives event i's new product a code, in arrival order. Past
+// the 256 codes it reuses the code of a product no window holds any more
+// (reusable); with none it reports false, and the caller rejects the event
+// alone as too_many_products.
+func (s *sequencer) assignProduct(b *batch, i int, u encode.UUID) bool {
+	c, err := s.products.Assign(u, s.frontier+1, s.reusable)
+	if err != nil {
+		return false
+	}
+	// A fresh code counts as active from now on, so that it cannot change
+	// owner again before its own events are counted.
+	s.lastCounted[c] = max(s.lastCounted[c], s.frontier+1)
+	b.prod[i] = c
+	b.hash[i] = dedup.Mix(xxhash.Sum64(b.rider(i)), c)
+	return true
+}
+
+// reusable: no window holds product c's counts any more (its last counted
+// minute has slid out of the longest window of every minute still open),
+// and no held event names it. Rows of minutes before the reuse keep its
+// old owner's name (encode.Products.UUIDAt).
+func (s *sequencer) reusable(c byte) bool {
+	if s.lastCounted[c] > s.frontier-s.maxW {
+		return false
+	}
+	for k := range s.held {
+		if s.held[k].prod == c {
+			return false
+		}
+	}
+	return true
+}
+
+// reresolve looks up again the products of events from..end of b (by
+// projecting their lines once more: rare, only after a code changed owner),
+// so none keeps a code that now names another product.
+func (s *sequencer) reresolve(b *batch, from int) {
+	b.newProds = b.newProds[:0]
+	b.gen = s.products.Gen()
+	var ev encode.Event
+	for j := from; j < len(b.ts); j++ {
+		if b.evStart[j] < 0 {
+			continue // released from the hold: its code is protected
+		}
+		if r := s.proj.Project(b.buf[b.evStart[j]:b.evEnd[j]], &ev); r != encode.OK {
+			panic("pipeline: a parsed line no longer projects") // parse and Project are one function
+		}
+		c, ok := s.products.Lookup(ev.Product)
+		if !ok {
+			b.newProds = append(b.newProds, newProd{idx: int32(j), uuid: ev.Product})
+			continue
+		}
+		b.prod[j] = c
+		b.hash[j] = dedup.Mix(xxhash.Sum64(b.rider(j)), c)
+	}
 }

@@ -85,6 +85,16 @@ type Store struct {
 type productTable struct {
 	uuids []encode.UUID
 	codes map[encode.UUID]byte
+	// last is each code's newest minute with rows (-1: unknown, from a
+	// store written before it was recorded: reused only once the cutoff
+	// passes the newest minute of the store at open).
+	last [encode.MaxProducts]int64
+}
+
+// appendProduct is a product entry's value: the UUID, then the newest
+// minute with rows as a uvarint.
+func appendProduct(dst []byte, u encode.UUID, last int64) []byte {
+	return binary.AppendUvarint(append(dst, u[:]...), uint64(last))
 }
 
 // Open opens (creating unless cfg.ReadOnly) the store in cfg.Dir. reg may be
@@ -184,18 +194,29 @@ func (s *Store) load() error {
 	}
 
 	pt := &productTable{codes: map[encode.UUID]byte{}}
+	unknownLast := false
 	if err := s.scanPrefix(tagProduct, func(k, v []byte) error {
-		if len(k) != 2 || len(v) != 16 || int(k[1]) != len(pt.uuids) {
+		if len(k) != 2 || len(v) < 16 || int(k[1]) != len(pt.uuids) {
 			return fmt.Errorf("corrupt product entry %x=%x", k, v)
 		}
-		u := encode.UUID(v)
+		u := encode.UUID(v[:16])
+		last := int64(-1)
+		if len(v) > 16 {
+			x, n := binary.Uvarint(v[16:])
+			if n != len(v)-16 || x > encode.MaxMinute {
+				return fmt.Errorf("corrupt product entry %x=%x", k, v)
+			}
+			last = int64(x)
+		} else {
+			unknownLast = true
+		}
+		pt.last[k[1]] = last
 		pt.codes[u] = k[1]
 		pt.uuids = append(pt.uuids, u)
 		return nil
 	}); err != nil {
 		return err
 	}
-	s.products.Store(pt)
 
 	var mins []MinuteInfo
 	if err := s.scanPrefix(tagMinute, func(k, v []byte) error {
@@ -207,6 +228,14 @@ func (s *Store) load() error {
 	}
 	slices.Reverse(mins)
 	s.minutes.Store(&mins)
+	if unknownLast && len(mins) > 0 {
+		for c := range pt.uuids {
+			if pt.last[c] < 0 {
+				pt.last[c] = mins[0].Minute // conservative: as if used in the newest minute
+			}
+		}
+	}
+	s.products.Store(pt)
 	return nil
 }
 

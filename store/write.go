@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -25,9 +26,12 @@ type writer struct {
 	// runCodes caches the store code of each run code of runNames
 	// (-1: not looked up yet), so a row costs an array load, not a map
 	// lookup of its UUID.
-	runNames *encode.Products
-	runCodes [encode.MaxProducts]int16
-	pending  []encode.UUID // products added in the open batch
+	runNames  *encode.Products
+	runGen    uint64
+	runMinute int64
+	runCodes  [encode.MaxProducts]int16
+	pending   []pendingProduct         // products given a code in the open batch
+	used      [encode.MaxProducts]bool // codes with rows in the open minute
 
 	latest    int64 // newest closed minute, -1 when none
 	cutoff    int64 // minutes below cutoff are deleted
@@ -104,6 +108,11 @@ func (w *writer) admit(m int64) error {
 
 func fmtMinute(m int64) string { return time.Unix(m*60, 0).UTC().Format("2006-01-02T15:04Z") }
 
+type pendingProduct struct {
+	code byte
+	uuid encode.UUID
+}
+
 // Write adds the rows of b to the open minute's batch.
 func (s *Store) Write(_ context.Context, b *encode.Batch) error {
 	w := &s.w
@@ -116,8 +125,11 @@ func (s *Store) Write(_ context.Context, b *encode.Batch) error {
 		}
 	}
 	n := b.Len()
-	if b.Names != w.runNames {
-		w.runNames = b.Names
+	// The cache holds while run codes keep their owners: the same
+	// registry, no reassignment since, and (when a code has had another
+	// owner) the same minute.
+	if b.Names != w.runNames || b.Names.Gen() != w.runGen || (w.runGen > 0 && b.Minute != w.runMinute) {
+		w.runNames, w.runGen, w.runMinute = b.Names, b.Names.Gen(), b.Minute
 		for i := range w.runCodes {
 			w.runCodes[i] = -1
 		}
@@ -126,12 +138,13 @@ func (s *Store) Write(_ context.Context, b *encode.Batch) error {
 		rc := b.Products[i]
 		code := w.runCodes[rc]
 		if code < 0 {
-			c, err := w.productCode(b.Names.UUID(rc))
+			c, err := w.productCode(b.UUID(i))
 			if err != nil {
 				return err
 			}
 			code = int16(c)
 			w.runCodes[rc] = code
+			w.used[c] = true
 		}
 		w.key = encode.AppendRowKey(append(w.key[:0], tagRow), b.Minute, byte(code), b.Cells[i])
 		w.val = encode.AppendRowValue(w.val[:0], b.Row(i))
@@ -145,25 +158,61 @@ func (s *Store) Write(_ context.Context, b *encode.Batch) error {
 }
 
 // productCode returns u's persistent code, adding it to the open batch when
-// new, so the code and the rows that use it commit together.
+// new, so the code and the rows that use it commit together. Past 256 codes
+// it reuses the code of a product whose rows have all expired (its last
+// minute is below the retention cutoff, so no listed minute names it): a
+// long-lived store cannot run out of codes, only of products active within
+// its retention at once.
 func (w *writer) productCode(u encode.UUID) (byte, error) {
-	if c, ok := w.s.products.Load().codes[u]; ok {
-		return c, nil
-	}
-	for i, p := range w.pending {
-		if p == u {
-			return byte(len(w.s.products.Load().uuids) + i), nil
+	pt := w.s.products.Load()
+	for _, p := range w.pending {
+		if p.uuid == u {
+			return p.code, nil
 		}
 	}
-	n := len(w.s.products.Load().uuids) + len(w.pending)
-	if n >= encode.MaxProducts {
-		return 0, fmt.Errorf("store: product %s would be the store's %dth distinct product; codes are one byte (at most %d): use a new store directory", u, n+1, encode.MaxProducts)
+	if c, ok := pt.codes[u]; ok && !w.pendingCode(c) {
+		return c, nil
 	}
-	if err := w.batch.Set([]byte{tagProduct, byte(n)}, u[:], nil); err != nil {
-		return 0, err
+	var code byte
+	if n := len(pt.uuids) + w.fresh(); n < encode.MaxProducts {
+		code = byte(n)
+	} else {
+		// The cutoff once the open minute commits: the minutes it expires
+		// are unlisted in the same commit that publishes the reuse.
+		cutoff := max(w.cutoff, max(w.latest, w.minute)-w.s.cfg.retentionMinutes()+1)
+		found := false
+		for c := range encode.MaxProducts {
+			if pt.last[c] < cutoff && !w.pendingCode(byte(c)) {
+				code, found = byte(c), true
+				break
+			}
+		}
+		if !found {
+			return 0, fmt.Errorf("store %s: product %s would be the 257th product with rows within the retention (-store.retention=%s); product codes are one byte: shorten -store.retention or use a new store directory", w.s.cfg.Dir, u, w.s.cfg.Retention)
+		}
 	}
-	w.pending = append(w.pending, u)
-	return byte(n), nil
+	w.pending = append(w.pending, pendingProduct{code: code, uuid: u})
+	return code, nil
+}
+
+// fresh counts the pending products that take a never-used code.
+func (w *writer) fresh() int {
+	n, used := 0, len(w.s.products.Load().uuids)
+	for _, p := range w.pending {
+		if int(p.code) >= used {
+			n++
+		}
+	}
+	return n
+}
+
+func (w *writer) pendingCode(c byte) bool {
+	for _, p := range w.pending {
+		if p.code == c {
+			return true
+		}
+	}
+	return false
 }
 
 // CloseMinute commits minute m: its rows, its marker, new product codes and
@@ -182,6 +231,18 @@ func (s *Store) CloseMinute(_ context.Context, m int64) error {
 	w.val = appendMarker(w.val[:0], w.rows, closedMS)
 	if err := w.batch.Set(w.key, w.val, nil); err != nil {
 		return fmt.Errorf("store: %w", err)
+	}
+	// Each product's last minute, for code reuse (productCode): one entry
+	// per product with rows in m, committed with them.
+	pt := w.s.products.Load()
+	for c, used := range w.used {
+		if !used {
+			continue
+		}
+		u := w.uuidOf(pt, byte(c))
+		if err := w.batch.Set([]byte{tagProduct, byte(c)}, appendProduct(w.val[:0], u, m), nil); err != nil {
+			return fmt.Errorf("store: %w", err)
+		}
 	}
 	newLatest := max(w.latest, m)
 	newCutoff := max(w.cutoff, newLatest-s.cfg.retentionMinutes()+1)
@@ -207,17 +268,29 @@ func (s *Store) CloseMinute(_ context.Context, m int64) error {
 
 	// Publish to readers: products first, so a reader that sees the minute
 	// can resolve every code its rows use.
-	if len(w.pending) > 0 {
+	if len(w.pending) > 0 || w.anyUsed() {
 		old := s.products.Load()
-		pt := &productTable{uuids: append(old.uuids[:len(old.uuids):len(old.uuids)], w.pending...), codes: make(map[encode.UUID]byte, len(old.codes)+len(w.pending))}
+		t := &productTable{uuids: slices.Clone(old.uuids), codes: make(map[encode.UUID]byte, len(old.codes)+len(w.pending)), last: old.last}
 		for u, c := range old.codes {
-			pt.codes[u] = c
+			t.codes[u] = c
 		}
-		for i, u := range w.pending {
-			pt.codes[u] = byte(len(old.uuids) + i)
+		for _, p := range w.pending {
+			if int(p.code) < len(t.uuids) {
+				delete(t.codes, t.uuids[p.code]) // a reused code: its old product's rows have expired
+				t.uuids[p.code] = p.uuid
+			} else {
+				t.uuids = append(t.uuids, p.uuid)
+			}
+			t.codes[p.uuid] = p.code
 		}
-		s.products.Store(pt)
+		for c, used := range w.used {
+			if used {
+				t.last[c] = m
+			}
+		}
+		s.products.Store(t)
 		w.pending = w.pending[:0]
+		clear(w.used[:])
 	}
 	s.publishMinute(&MinuteInfo{Minute: m, Rows: w.rows, ClosedMS: closedMS}, newCutoff)
 
@@ -315,3 +388,22 @@ func (w *writer) discard() {
 // Stats reports what was committed: rows, minutes and encoded bytes.
 // Call it from the writer goroutine or after Close.
 func (s *Store) Stats() sink.Stats { return s.w.stats }
+
+// uuidOf is code c's product: pending in the open batch, or stored.
+func (w *writer) uuidOf(pt *productTable, c byte) encode.UUID {
+	for _, p := range w.pending {
+		if p.code == c {
+			return p.uuid
+		}
+	}
+	return pt.uuids[c]
+}
+
+func (w *writer) anyUsed() bool {
+	for _, u := range w.used {
+		if u {
+			return true
+		}
+	}
+	return false
+}
