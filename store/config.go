@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2/vfs"
+
 	"github.com/demandpipe/demandpipe/feature"
 )
 
@@ -56,6 +58,16 @@ type Config struct {
 	// engine's -windows.max-future-skew of 5m plus a minute of margin and
 	// a few minutes of clock error). Replays of the past are not affected.
 	MaxAhead time.Duration
+	// MinFreeBytes: the store refuses to commit (and to open for writing)
+	// with less than this available on its filesystem, ending the run with
+	// a clear "disk full" error before pebble meets ENOSPC in the middle of
+	// a flush (-store.min-free-bytes, 0..1 TiB, 0: no check). Default
+	// 256 MiB: two 64 MiB memtables being flushed plus their compaction
+	// output, with room; a dense minute is ~3 MB.
+	MinFreeBytes int64
+	// FS is the filesystem; nil is the operating system's (tests inject
+	// faults through pebble's vfs/errorfs).
+	FS vfs.FS
 	// Now is the machine's clock, injectable for tests. Default time.Now.
 	Now func() time.Time
 	// ReadOnly opens an existing store for reading only (demandpipe serve).
@@ -69,6 +81,7 @@ func DefaultConfig() Config {
 		Dir:           DefaultDir,
 		Retention:     2 * time.Hour,
 		MaxAhead:      10 * time.Minute,
+		MinFreeBytes:  256 << 20,
 		Now:           time.Now,
 		CompactEvery:  10,
 		MemTableBytes: 64 << 20,
@@ -93,6 +106,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxAhead < time.Minute || c.MaxAhead > 168*time.Hour {
 		return fmt.Errorf("store.max-ahead=%v: must be in 1m..168h", c.MaxAhead)
+	}
+	if c.MinFreeBytes < 0 || c.MinFreeBytes > 1<<40 {
+		return fmt.Errorf("store.min-free-bytes=%d: must be in 0..%d", c.MinFreeBytes, int64(1)<<40)
 	}
 	if c.Now == nil {
 		return fmt.Errorf("store: Now clock is nil")
@@ -126,6 +142,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.Int64Var(&c.CacheBytes, "store.cache-bytes", c.CacheBytes, "pebble block cache size in bytes (0..64 GiB)")
 	fs.StringVar(&c.Compression, "store.compression", c.Compression, "sstable block compression: snappy, minlz, zstd or none")
 	fs.DurationVar(&c.MaxAhead, "store.max-ahead", c.MaxAhead, "refuse minutes that start more than this after the machine's clock, so one bad row cannot move the retention clock")
+	fs.Int64Var(&c.MinFreeBytes, "store.min-free-bytes", c.MinFreeBytes, "stop with a clear disk-full error when the store's filesystem has less than this available (0: no check)")
 	fs.BoolVar(&c.Sync, "store.sync", c.Sync, "fsync the WAL when a minute closes (survives power loss, not only a killed process)")
 }
 

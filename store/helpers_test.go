@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"fmt"
 	"testing"
 
 	"github.com/demandpipe/demandpipe/encode"
@@ -59,25 +60,40 @@ func testFeatures(dst []int32, minute int64, p int, cell uint64, nf int) []int32
 // at most batchRows rows, then closes it.
 func writeMinute(t testing.TB, s *Store, names *encode.Products, m int64, np int, cells []uint64, batchRows int) int {
 	t.Helper()
+	rows, err := writeMinuteRows(s, names, m, np, cells, batchRows)
+	if err != nil {
+		t.Fatalf("minute %d: %v", m, err)
+	}
+	return rows
+}
+
+// writeMinuteErr writes and closes minute m, returning the store's error.
+func writeMinuteErr(s *Store, names *encode.Products, m int64, np int, cells []uint64, batchRows int) error {
+	_, err := writeMinuteRows(s, names, m, np, cells, batchRows)
+	return err
+}
+
+func writeMinuteRows(s *Store, names *encode.Products, m int64, np int, cells []uint64, batchRows int) (int, error) {
 	nf := s.Definition().NumFeatures()
 	var b encode.Batch
 	b.Names = names
 	b.Reset(m, nf)
 	rows := 0
 	var f []int32
-	flush := func() {
+	flush := func() error {
 		if b.Len() == 0 {
-			return
+			return nil
 		}
 		if err := s.Write(context.Background(), &b); err != nil {
-			t.Fatalf("Write minute %d: %v", m, err)
+			return fmt.Errorf("Write minute %d: %w", m, err)
 		}
 		b.Reset(m, nf)
+		return nil
 	}
 	for p := range np {
 		code, err := names.Code(testProduct(p))
 		if err != nil {
-			t.Fatal(err)
+			return rows, err
 		}
 		for _, c := range cells {
 			if !hasRow(m, p, c) {
@@ -89,15 +105,19 @@ func writeMinute(t testing.TB, s *Store, names *encode.Products, m int64, np int
 			b.Features = append(b.Features, f...)
 			rows++
 			if b.Len() >= batchRows {
-				flush()
+				if err := flush(); err != nil {
+					return rows, err
+				}
 			}
 		}
 	}
-	flush()
-	if err := s.CloseMinute(context.Background(), m); err != nil {
-		t.Fatalf("CloseMinute %d: %v", m, err)
+	if err := flush(); err != nil {
+		return rows, err
 	}
-	return rows
+	if err := s.CloseMinute(context.Background(), m); err != nil {
+		return rows, fmt.Errorf("CloseMinute %d: %w", m, err)
+	}
+	return rows, nil
 }
 
 func testConfig(dir string) Config {

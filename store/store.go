@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -79,7 +80,14 @@ type Store struct {
 	w writer // write.go; only the writer goroutine touches it
 
 	bg sync.WaitGroup // background compaction
+
+	faults *faults // fault.go: pebble's fatal and background errors
+	vfs    vfs.FS  // for the free-space check
 }
+
+// Err is the failure that ended the store (a full disk, an unrecoverable
+// pebble error), or nil.
+func (s *Store) Err() error { return s.faults.Err() }
 
 // productTable maps UUIDs to the store's persistent codes and back.
 type productTable struct {
@@ -108,12 +116,28 @@ func Open(cfg Config, reg prometheus.Registerer) (*Store, error) {
 			return nil, fmt.Errorf("store %s: %w (serve reads a store that `demandpipe run -sink=store:DIR` wrote)", cfg.Dir, err)
 		}
 	}
+	base := cfg.FS
+	if base == nil {
+		base = vfs.Default
+	}
+	f := newFaults(cfg.Dir)
+	if !cfg.ReadOnly {
+		// A full disk is refused before pebble meets it (a rerun on a
+		// still-full disk used to spin inside pebble.Open forever).
+		probe := cfg.Dir
+		if _, err := os.Stat(probe); err != nil {
+			probe = filepath.Dir(filepath.Clean(probe))
+		}
+		if err := checkFree(base, probe, cfg.MinFreeBytes); err != nil {
+			return nil, f.describe(err)
+		}
+	}
 	cache := pebble.NewCache(cfg.CacheBytes)
 	defer cache.Unref()
 	// Our own disk-health wrapper (pebble's default one is not closed when
 	// Open fails, which leaks its goroutine): a write stuck for 5 s is
 	// reported on stderr.
-	fs, fsCloser := vfs.WithDiskHealthChecks(vfs.Default, 5*time.Second, nil, func(info vfs.DiskSlowInfo) {
+	fs, fsCloser := vfs.WithDiskHealthChecks(base, 5*time.Second, nil, func(info vfs.DiskSlowInfo) {
 		quietLogger{}.Errorf("disk slow: %s", info)
 	})
 	opts := &pebble.Options{
@@ -123,13 +147,18 @@ func Open(cfg Config, reg prometheus.Registerer) (*Store, error) {
 		ReadOnly:           cfg.ReadOnly,
 		ErrorIfNotExists:   cfg.ReadOnly,
 		FormatMajorVersion: pebble.FormatNewest,
-		Logger:             quietLogger{},
+		Logger:             fatalLogger{f},
+		EventListener:      f.listener(),
 	}
 	profile := compressions[cfg.Compression]
 	for i := range opts.Levels {
 		opts.Levels[i].Compression = func() *sstable.CompressionProfile { return profile }
 	}
-	db, err := pebble.Open(cfg.Dir, opts)
+	var db *pebble.DB
+	err := f.guard(func() (err error) {
+		db, err = pebble.Open(cfg.Dir, opts)
+		return err
+	})
 	if err != nil {
 		fsCloser.Close()
 		// Another process holds the lock: EAGAIN from flock (the text says
@@ -140,7 +169,7 @@ func Open(cfg Config, reg prometheus.Registerer) (*Store, error) {
 		}
 		return nil, fmt.Errorf("store %s: %w", cfg.Dir, err)
 	}
-	s := &Store{cfg: cfg, db: db, fs: fsCloser, wo: pebble.NoSync}
+	s := &Store{cfg: cfg, db: db, fs: fsCloser, wo: pebble.NoSync, faults: f, vfs: base}
 	if cfg.Sync {
 		s.wo = pebble.Sync
 	}
@@ -301,7 +330,20 @@ func (s *Store) Close() error {
 	s.closed = true
 	s.w.discard()
 	s.met.unregister()
-	err := s.db.Close()
+	var err error
+	if ferr := s.faults.Err(); ferr != nil {
+		// Pebble may be stuck behind a flush that cannot finish: give it
+		// a moment, then leave it to the process's exit.
+		done := make(chan error, 1)
+		go func() { done <- s.db.Close() }()
+		select {
+		case <-done:
+		case <-time.After(closeTimeout):
+		}
+		s.fs.Close()
+		return ferr
+	}
+	err = s.db.Close()
 	s.fs.Close()
 	if err != nil {
 		return fmt.Errorf("store %s: %w", s.cfg.Dir, err)
@@ -309,15 +351,10 @@ func (s *Store) Close() error {
 	return nil
 }
 
-// quietLogger keeps pebble's informational lines off the engine's stderr,
-// which belongs to the run summary; errors still show.
+// quietLogger prints the store's own error lines on stderr (pebble's
+// logger is fatalLogger, fault.go).
 type quietLogger struct{}
 
-func (quietLogger) Infof(string, ...any) {}
 func (quietLogger) Errorf(format string, args ...any) {
 	fmt.Fprintf(os.Stderr, "store: "+format+"\n", args...)
-}
-func (quietLogger) Fatalf(format string, args ...any) {
-	fmt.Fprintf(os.Stderr, "store: "+format+"\n", args...)
-	os.Exit(1)
 }

@@ -72,6 +72,9 @@ func (w *writer) begin(m int64) error {
 	if w.s.cfg.ReadOnly {
 		return fmt.Errorf("store %s: opened read-only", w.s.cfg.Dir)
 	}
+	if err := w.s.faults.Err(); err != nil {
+		return err
+	}
 	if err := w.admit(m); err != nil {
 		return err
 	}
@@ -256,7 +259,15 @@ func (s *Store) CloseMinute(_ context.Context, m int64) error {
 		// returns rows of a minute deleted under it as zeros.
 		expired = s.publishMinute(nil, newCutoff)
 	}
-	if err := s.db.Apply(w.batch, s.wo); err != nil {
+	if err := checkFree(s.vfs, s.cfg.Dir, s.cfg.MinFreeBytes); err != nil {
+		s.faults.fail(err)
+		return s.faults.Err()
+	}
+	if err := s.faults.guard(func() error { return s.db.Apply(w.batch, s.wo) }); err != nil {
+		if ferr := s.faults.Err(); ferr != nil {
+			w.batch = nil // pebble may still hold it: never reuse
+			return fmt.Errorf("commit minute %s: %w", fmtMinute(m), ferr)
+		}
 		return fmt.Errorf("store: commit minute %d: %w", m, err)
 	}
 	// Reuse the batch's buffer next minute (NewBatch retains up to 64 MB;

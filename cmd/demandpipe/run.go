@@ -50,6 +50,7 @@ func runCommand(args []string) error {
 	vc.RegisterFlags(fs)
 	rejects := fs.String("rejects", "", "if set, write every rejected line here as {\"line\":N,\"reason\":…,\"text\":…}")
 	duration := fs.Duration("duration", 0, "stop the input after this long (0: until it ends; a live generator never ends)")
+	shutdownTimeout := fs.Duration("shutdown-timeout", time.Minute, "after SIGINT/SIGTERM, exit (status 1) if the graceful stop has not finished within this long")
 	progress := fs.String("progress", "auto", "progress line on stderr: auto (when stderr is a terminal), always or never")
 	engineFlags(fs, &cfg)
 	if err := parse(fs, args, "demandpipe run [flags]: run the pipeline from a source to a sink.", runMore); err != nil {
@@ -130,10 +131,14 @@ func runCommand(args []string) error {
 			case <-sigs:
 				n++
 				if n == 1 {
-					fmt.Fprintln(os.Stderr, "demandpipe: stopping: closing the minutes seen so far (signal again to stop at once)")
+					fmt.Fprintf(os.Stderr, "demandpipe: stopping: closing the minutes seen so far (signal again to stop at once; forced after %s)\n", *shutdownTimeout)
 					in.Stop()
+					hardStop(*shutdownTimeout, "the graceful stop")
 				} else {
 					cancel()
+					// A stop must end the process even when a dependency
+					// never answers (a disk that cannot flush, a server gone).
+					hardStop(5*time.Second, "the stop")
 					return
 				}
 			case <-ctx.Done():
@@ -182,4 +187,12 @@ func noValidEvents(s pipeline.Summary) error {
 	}
 	return fmt.Errorf("no valid event in %d lines, all rejected (%s): the input should be NDJSON, one object per line with ts, rider_id, lat, lng and product_type; -rejects=FILE keeps every rejected line with its reason",
 		s.Lines, s.RejectedList())
+}
+
+// hardStop exits the process with status 1 if it is still running after d.
+func hardStop(d time.Duration, what string) {
+	time.AfterFunc(d, func() {
+		fmt.Fprintf(os.Stderr, "demandpipe: %s did not finish within %s: exiting now (status 1)\n", what, d)
+		os.Exit(1)
+	})
 }
