@@ -35,7 +35,8 @@ type Config struct {
 	// 1 MiB); longer lines are rejected as line_too_long and skipped.
 	MaxLineBytes int
 	// BatchRows bounds the rows handed to the sink in one Write
-	// (-sink.batch-rows, default 4096).
+	// (-sink.write-rows, default 4096: one call per ~300 KB of rows; a
+	// sink batches further on its own, e.g. Cassandra's -sink.batch-rows).
 	BatchRows int
 	// Future is the rule for events far ahead of event time.
 	Future FutureConfig
@@ -83,7 +84,7 @@ func (c Config) Validate() error {
 		return fmt.Errorf("source.max-line-bytes=%d: must be in 1024..%d", c.MaxLineBytes, 256<<20)
 	}
 	if c.BatchRows < 1 || c.BatchRows > 1<<20 {
-		return fmt.Errorf("sink.batch-rows=%d: must be in 1..%d", c.BatchRows, 1<<20)
+		return fmt.Errorf("sink.write-rows=%d: must be in 1..%d", c.BatchRows, 1<<20)
 	}
 	if err := c.Future.Validate(); err != nil {
 		return err

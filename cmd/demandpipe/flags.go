@@ -48,7 +48,7 @@ func engineFlags(fs *flag.FlagSet, c *pipeline.Config) {
 	fs.IntVar(&c.Parallelism, "parallelism", c.Parallelism, "cores to use (GOMAXPROCS) and parse and H3 workers (default: number of CPUs); dedup and ordering stay sequential")
 	fs.IntVar(&c.ChunkBytes, "source.chunk-bytes", c.ChunkBytes, "input bytes per unit of parallel work")
 	fs.IntVar(&c.MaxLineBytes, "source.max-line-bytes", c.MaxLineBytes, "longest accepted input line; longer lines are rejected (line_too_long)")
-	fs.IntVar(&c.BatchRows, "sink.batch-rows", c.BatchRows, "rows per write to the sink")
+	fs.IntVar(&c.BatchRows, "sink.write-rows", c.BatchRows, "rows the engine hands to the sink per call (the Cassandra sink batches further: -sink.batch-rows)")
 	fs.IntVar(&c.Dedup.InitialKeys, "dedup.initial-keys", c.Dedup.InitialKeys, "initial size of a minute's dedup table (grows as needed)")
 	fs.IntVar(&c.Kring.MaxCachedDisks, "kring.max-cached-disks", c.Kring.MaxCachedDisks, "bound on cached k-ring disks (~5 KB each at k=20)")
 }

@@ -17,6 +17,7 @@ Usage:
   demandpipe gen   [flags]   write a synthetic event file (NDJSON, .gz or .zst)
   demandpipe bench [flags]   replay generated events from memory, report throughput
   demandpipe serve [flags]   serve features from a store over HTTP
+  demandpipe schema cassandra  print the CQL of the Cassandra sink's tables
   demandpipe help  COMMAND   explain a command's flags
 
 Data flow: source -> projection (ts, rider_id, lat, lng, product_type) -> dedup
@@ -47,13 +48,18 @@ func main() {
 		err = benchCommand(args)
 	case "serve":
 		err = serveCommand(args)
+	case "schema":
+		err = schemaCommand(args)
 	case "help", "-h", "-help", "--help":
 		if len(args) > 0 {
 			switch args[0] {
-			case "run", "gen", "bench", "serve":
+			case "run", "gen", "bench", "serve", "schema":
 				// Asked for: help goes to stdout, so it pipes into grep.
 				helpOut = os.Stdout
 				os.Args = []string{os.Args[0], args[0], "-h"}
+				if args[0] == "schema" {
+					os.Args = []string{os.Args[0], "schema", "cassandra", "-h"}
+				}
 				main()
 				return
 			default:

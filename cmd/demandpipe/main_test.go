@@ -3,11 +3,14 @@ package main
 import (
 	"bufio"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/demandpipe/demandpipe/internal/cqltest"
 )
 
 // TestGenThenRun is the newcomer's path: gen a file, replay it, read rows.
@@ -105,5 +108,40 @@ func TestAllRejectedFails(t *testing.T) {
 	err := runCommand([]string{"-source=file:" + f, "-sink=null:", "-progress=never"})
 	if err == nil || !strings.Contains(err.Error(), "no valid event") {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+// TestRunIntoCassandra: `run -sink=cassandra://…` through the CQL test
+// double: the schema is created, every row the engine emitted is stored,
+// and the queue flags reach the sink (every batch of one partition, at
+// most -sink.writers in flight).
+func TestRunIntoCassandra(t *testing.T) {
+	srv, err := cqltest.Start(cqltest.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	dir := t.TempDir()
+	events, rows := filepath.Join(dir, "events.ndjson"), filepath.Join(dir, "rows.ndjson")
+	if err := genCommand([]string{"-o", events, "-events", "20000", "-rate", "10000", "-riders", "2000"}); err != nil {
+		t.Fatal(err)
+	}
+	def := []string{"-kring.rings=0,1,2", "-windows.minutes=1,4", "-progress=never"}
+	if err := runCommand(append([]string{"-source=file:" + events, "-sink=ndjson:" + rows}, def...)); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(rows)
+	want := strings.Count(string(b), "\n")
+	url := fmt.Sprintf("cassandra://127.0.0.1:%d/demandpipe?create=true&rf=1", srv.Port())
+	if err := runCommand(append([]string{"-source=file:" + events, "-sink=" + url, "-sink.writers=3", "-sink.batch-rows=20"}, def...)); err != nil {
+		t.Fatal(err)
+	}
+	got, err := srv.Rows("demandpipe", "features")
+	if err != nil || got != want || want == 0 {
+		t.Fatalf("%d rows in the test double (%v), the engine emitted %d", got, err, want)
+	}
+	st := srv.Stats()
+	if st.InFlightPeak > 3+1 { // 3 writers, plus the driver's own start-up queries
+		t.Fatalf("in-flight peak %d with -sink.writers=3", st.InFlightPeak)
 	}
 }

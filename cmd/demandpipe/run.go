@@ -13,6 +13,7 @@ import (
 	"github.com/demandpipe/demandpipe/pipeline"
 	"github.com/demandpipe/demandpipe/serve"
 	"github.com/demandpipe/demandpipe/sink"
+	"github.com/demandpipe/demandpipe/sink/cassandra"
 	"github.com/demandpipe/demandpipe/source"
 	"github.com/demandpipe/demandpipe/store"
 )
@@ -24,6 +25,11 @@ const runMore = `Sources:
 
 Sinks:
   store:DIR    the embedded feature store (pebble), served by -serve and by demandpipe serve
+  cassandra://HOST[,HOST...][:PORT]/KEYSPACE?table=features&consistency=LOCAL_QUORUM&dc=DC&compression=snappy|lz4|none&create=true
+               Apache Cassandra: batched, compressed, idempotent writes through a bounded
+               queue (-sink.writers, -sink.batch-rows, ...); credentials from
+               DEMANDPIPE_CASSANDRA_USERNAME/_PASSWORD or password_file=; TLS with ca=, cert=, key=;
+               ` + "`demandpipe schema cassandra`" + ` prints the CQL (sink/CASSANDRA.md)
   ndjson:PATH  one row per line: {"h3":…,"product_type":…,"minute":…,"features":[…]}; ndjson:- is stdout
   null:        discard (benchmarks)
 
@@ -46,6 +52,8 @@ func runCommand(args []string) error {
 	serveAddr := fs.String("serve", "127.0.0.1:8080", "with a store sink, serve the API, the page and /metrics on HOST:PORT while running (empty: no server)")
 	sc := store.DefaultConfig()
 	sc.RegisterFlags(fs)
+	cc := cassandra.DefaultConfig()
+	cc.Queue.RegisterFlags(fs)
 	vc := serve.DefaultConfig()
 	vc.RegisterFlags(fs)
 	rejects := fs.String("rejects", "", "if set, write every rejected line here as {\"line\":N,\"reason\":…,\"text\":…}")
@@ -84,6 +92,7 @@ func runCommand(args []string) error {
 	reg := newRegistry()
 	sc.Definition = cfg.Def
 	store.Register(sc, reg)
+	sink.Register("cassandra", cassandra.NewOpener(cc, cassandra.Options{Registerer: reg, Logf: logf}))
 	out, err := sink.Open(*snk)
 	if err != nil {
 		return err
@@ -195,4 +204,9 @@ func hardStop(d time.Duration, what string) {
 		fmt.Fprintf(os.Stderr, "demandpipe: %s did not finish within %s: exiting now (status 1)\n", what, d)
 		os.Exit(1)
 	})
+}
+
+// logf prints a sink's log lines on stderr, where the run's own lines go.
+func logf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "demandpipe: "+format+"\n", args...)
 }

@@ -281,8 +281,10 @@ func (c *conn) dispatch(h *frame.Header, m message.Message) {
 		go func() {
 			defer c.reqs.Done()
 			c.s.stats.begin()
-			defer c.s.stats.end()
 			resp, drop := c.s.handle(c, m)
+			// Out of flight before the answer leaves: a client that sends
+			// its next request on the answer must not be counted twice.
+			c.s.stats.end()
 			if drop {
 				c.s.stats.inj.Add(1)
 				c.close()

@@ -1,0 +1,33 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+
+	"github.com/demandpipe/demandpipe/sink/cassandra"
+)
+
+const schemaMore = `Prints the CQL that -sink=cassandra://…?create=true would apply: the keyspace
+and the feature table (partition per product, minute and H3 region; TTL and
+TimeWindowCompactionStrategy sized to it). sink/CASSANDRA.md explains the model.
+Apply it with cqlsh -f, or let the sink create it (?create=true).`
+
+// schemaCommand prints a sink's schema.
+func schemaCommand(args []string) error {
+	fs := flag.NewFlagSet("schema", flag.ContinueOnError)
+	url := fs.String("url", "cassandra://127.0.0.1/demandpipe", "the sink URL whose keyspace, table, ttl, dc and rf the schema uses")
+	if len(args) == 0 || args[0] != "cassandra" {
+		fmt.Fprintf(os.Stderr, "demandpipe schema cassandra [-url cassandra://HOST/KEYSPACE?table=…&ttl=…&dc=…&rf=…]\n\n%s\n", schemaMore)
+		return errUsage
+	}
+	if err := parse(fs, args[1:], "demandpipe schema cassandra [flags]: print the Cassandra schema.", schemaMore); err != nil {
+		return err
+	}
+	cfg, err := cassandra.ParseURL(*url)
+	if err != nil {
+		return err
+	}
+	fmt.Print(cassandra.Schema(cfg))
+	return nil
+}

@@ -1,0 +1,52 @@
+// Package cassandra is the sink that writes closed minutes to Apache
+// Cassandra (or ScyllaDB) with the gocql v2 driver, and reads them back.
+//
+// Data model (sink/CASSANDRA.md has the arithmetic and the measurements):
+//
+//	PRIMARY KEY ((product uuid, minute bigint, region bigint), cell bigint), f blob
+//
+// region is the H3 parent of the row's cell at Config.RegionResolution
+// (default 5); f is the row's features in the project's binary value
+// format (encode.AppendRowValue, encode/FORMAT.md). Rows expire with the
+// table's default_time_to_live under TimeWindowCompactionStrategy. Schema
+// returns the CQL.
+//
+// Writes: Sink (a sink.Writer) encodes each row and enqueues it on a
+// sink.Queue sharded by partition key, so every CQL batch is an unlogged
+// batch of one partition, routed token-aware to one of its replicas, made
+// of idempotent entries. The queue does every retry (back-off with full
+// jitter, a per-attempt timeout, a bound); the driver makes one attempt.
+// CloseMinute returns once the server acknowledged every row of the minute.
+// A batch still failing after -sink.max-retries fails the run.
+//
+// Compression: SnappyS2 (the protocol's "snappy" codec, on
+// klauspost/compress/s2) or the driver's lz4. gocql drops a codec the
+// server does not list without a word; Open detects that, logs a warning
+// and exports the codec actually used.
+//
+// Reads: Reader.Get returns the rows of a list of cells of one (minute,
+// product), one query per region.
+//
+// Configuration: ParseURL reads
+// cassandra://HOST1,HOST2:9042/KEYSPACE?table=features&consistency=LOCAL_QUORUM&dc=DC1&compression=snappy
+// (Config lists every parameter); credentials come from
+// DEMANDPIPE_CASSANDRA_USERNAME and DEMANDPIPE_CASSANDRA_PASSWORD or
+// password_file=, never from the URL or a flag.
+//
+// Metrics (namespace demandpipe, subsystem sink, label sink="cassandra"
+// on the queue's):
+//
+//	demandpipe_sink_sent_items_total         rows acknowledged by Cassandra
+//	demandpipe_sink_sent_batches_total       CQL batches (or single-row INSERTs) acknowledged
+//	demandpipe_sink_failures_total           failed write attempts
+//	demandpipe_sink_retries_total            attempts after a failure
+//	demandpipe_sink_dropped_items_total      rows given up on (the run fails)
+//	demandpipe_sink_dropped_batches_total
+//	demandpipe_sink_enqueue_blocked_total    Writes that waited for room (back-pressure)
+//	demandpipe_sink_in_flight_writes         gauge: batches being written now
+//	demandpipe_sink_queue_items              gauge: rows held by the queue
+//	demandpipe_sink_queue_capacity_items     gauge: -sink.queue-capacity
+//	demandpipe_sink_batch_items              histogram: rows per batch
+//	demandpipe_sink_write_duration_seconds   histogram: write attempt latency
+//	demandpipe_sink_cassandra_compression_info{codec,requested}  1
+package cassandra

@@ -1,0 +1,316 @@
+package cassandra
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	gocql "github.com/apache/cassandra-gocql-driver/v2"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/demandpipe/demandpipe/encode"
+	"github.com/demandpipe/demandpipe/sink"
+)
+
+// Sink writes closed minutes to Cassandra. It implements sink.Writer:
+// Write encodes rows and hands them to a sink.Queue keyed by partition, so
+// every CQL batch is an unlogged batch of one partition; CloseMinute
+// returns once the server acknowledged every row of the minute (at
+// Config.Consistency); Close drains and closes the session.
+type Sink struct {
+	cfg    Config
+	sess   *gocql.Session
+	q      *sink.Queue[row, partKey]
+	comp   *countingCompressor
+	codec  string
+	insert string
+	logf   func(format string, args ...any)
+
+	qm      *sink.QueueMetrics
+	reg     prometheus.Registerer
+	codecMx prometheus.Collector
+
+	mu      sync.Mutex // Write's scratch
+	items   []row
+	minutes atomic.Int64
+	closed  atomic.Bool
+}
+
+// partKey is a row's partition key; the queue's shard key.
+type partKey struct {
+	product encode.UUID
+	minute  int64
+	region  int64
+}
+
+// row is one queued row: 64 bytes plus its value (~65 bytes) in a
+// Write's arena.
+type row struct {
+	key  partKey
+	cell int64
+	f    []byte
+}
+
+// Options are what Open needs besides Config.
+type Options struct {
+	// Registerer receives the metrics (package doc); nil: none.
+	Registerer prometheus.Registerer
+	// Logf receives the open line, the codec warning and drops. nil:
+	// log.Printf.
+	Logf func(format string, args ...any)
+}
+
+// Open connects, optionally creates the schema, checks the table and the
+// negotiated compression, and starts the write queue.
+func Open(ctx context.Context, cfg Config, opt Options) (*Sink, error) {
+	if opt.Logf == nil {
+		opt.Logf = log.Printf
+	}
+	sess, comp, err := connect(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	s := &Sink{cfg: cfg, sess: sess, comp: comp, logf: opt.Logf, reg: opt.Registerer,
+		insert: fmt.Sprintf("INSERT INTO %s.%s (product, minute, region, cell, f) VALUES (?, ?, ?, ?, ?)", cfg.Keyspace, cfg.Table)}
+	fail := func(err error) (*Sink, error) {
+		sess.Close()
+		return nil, err
+	}
+	if cfg.CreateSchema {
+		for _, st := range SchemaStatements(cfg) {
+			if err := sess.Query(st).ExecContext(ctx); err != nil {
+				return fail(fmt.Errorf("sink cassandra: create schema: %w", err))
+			}
+		}
+	}
+	// Preparing the INSERT checks the table exists with our columns, and
+	// its round trip shows whether the codec was negotiated.
+	probe := fmt.Sprintf("SELECT cell, f FROM %s.%s WHERE product = ? AND minute = ? AND region = ? LIMIT 1", cfg.Keyspace, cfg.Table)
+	if err := sess.Query(probe, gocql.UUID{}, int64(0), int64(0)).ExecContext(ctx); err != nil {
+		return fail(fmt.Errorf("sink cassandra: table %s.%s: %w (create it with `demandpipe schema cassandra` or ?create=true)", cfg.Keyspace, cfg.Table, err))
+	}
+	s.codec = "none"
+	if comp != nil {
+		if comp.compressed.Load() > 0 {
+			s.codec = comp.Name()
+		} else {
+			s.logf("sink cassandra: WARNING: the server does not support compression=%s: frames are sent UNCOMPRESSED (set compression=lz4 or none to silence this)", cfg.Compression)
+		}
+	}
+	s.logf("sink cassandra: open: %s; compression negotiated: %s", cfg, s.codec)
+
+	s.q, err = sink.NewQueue(cfg.Queue, sink.QueueHandler[row, partKey]{
+		Send:      s.send,
+		Key:       func(r row) partKey { return r.key },
+		Permanent: Permanent,
+		Logf:      s.logf,
+	})
+	if err != nil {
+		return fail(err)
+	}
+	if err := s.register(opt.Registerer); err != nil {
+		s.q.Close()
+		return fail(err)
+	}
+	return s, nil
+}
+
+// connect builds the gocql session.
+func connect(ctx context.Context, cfg Config) (*gocql.Session, *countingCompressor, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, nil, err
+	}
+	cl := gocql.NewCluster(cfg.Hosts...)
+	cl.Port = cfg.Port
+	cl.Consistency = gocql.ParseConsistency(cfg.Consistency)
+	// Token-aware routing sends each batch (all rows of one partition) to a
+	// replica of that partition, saving the coordinator's extra hop.
+	// ShuffleReplicas spreads a partition's writes over its replicas rather
+	// than always hitting the first: our partitions are hot for one minute
+	// (a dense region's ~7 batches), and a fixed first replica would make
+	// one node of three take every write of the hottest partitions.
+	fallback := gocql.RoundRobinHostPolicy()
+	if cfg.LocalDC != "" {
+		fallback = gocql.DCAwareRoundRobinPolicy(cfg.LocalDC)
+	}
+	cl.PoolConfig.HostSelectionPolicy = gocql.TokenAwareHostPolicy(fallback, gocql.ShuffleReplicas())
+	// Retries are the queue's job (back-off with jitter, a per-attempt
+	// timeout, a bound, counted in metrics). gocql's own policies retry
+	// at once on the *next host* only (none with one node) and would
+	// multiply the queue's bound; so the driver makes one attempt.
+	cl.RetryPolicy = &gocql.SimpleRetryPolicy{NumRetries: 0}
+	cl.Timeout = cfg.Queue.AttemptTimeout
+	cl.WriteTimeout = cfg.Queue.AttemptTimeout
+	cl.ConnectTimeout = cfg.ConnectTimeout
+	cl.NumConns = cfg.NumConns
+	cl.ReconnectInterval = cfg.ReconnectInterval
+	var comp *countingCompressor
+	if c := newCompressor(cfg.Compression); c != nil {
+		comp = &countingCompressor{Compressor: c}
+		cl.Compressor = comp
+		if cfg.Compression == "snappy" {
+			// Protocol v5 frames allow only lz4: pin v4 for snappy.
+			cl.ProtoVersion = 4
+		}
+	}
+	if cfg.Username != "" {
+		cl.Authenticator = gocql.PasswordAuthenticator{Username: cfg.Username, Password: cfg.Password}
+	}
+	tc, err := cfg.TLSConfig()
+	if err != nil {
+		return nil, nil, err
+	}
+	if tc != nil {
+		cl.SslOpts = &gocql.SslOptions{Config: tc, EnableHostVerification: !tc.InsecureSkipVerify}
+	}
+	type result struct {
+		s   *gocql.Session
+		err error
+	}
+	// CreateSession takes no context: honour ctx by abandoning (and
+	// closing) a session that comes too late.
+	done := make(chan result, 1)
+	go func() {
+		s, err := cl.CreateSession()
+		done <- result{s, err}
+	}()
+	select {
+	case r := <-done:
+		if r.err != nil {
+			return nil, nil, fmt.Errorf("sink cassandra: connect to %v: %w", cfg.Hosts, r.err)
+		}
+		return r.s, comp, nil
+	case <-ctx.Done():
+		go func() {
+			if r := <-done; r.s != nil {
+				r.s.Close()
+			}
+		}()
+		return nil, nil, ctx.Err()
+	}
+}
+
+// Codec is the frame compression the server negotiated: "snappy", "lz4"
+// or "none" (also when the requested codec was refused).
+func (s *Sink) Codec() string { return s.codec }
+
+// Session is the sink's gocql session (for a Reader over the same
+// connections).
+func (s *Sink) Session() *gocql.Session { return s.sess }
+
+// Write encodes b's rows (encode.AppendRowValue) and queues them, blocking
+// while the queue is full.
+func (s *Sink) Write(ctx context.Context, b *encode.Batch) error {
+	n := b.Len()
+	if n == 0 {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	// One arena per Write: rows stay queued after Write returns. A value is
+	// at most 1 + 1 + 5 bytes per feature; most features take one byte, so
+	// start at 2 per feature (one growth at worst).
+	arena := make([]byte, 0, n*(2+2*b.NumFeatures))
+	items := s.items[:0]
+	res := s.cfg.RegionResolution
+	for i := range n {
+		cell := b.Cells[i]
+		start := len(arena)
+		arena = encode.AppendRowValue(arena, b.Row(i))
+		items = append(items, row{
+			key:  partKey{product: b.UUID(i), minute: b.Minute, region: int64(region(cell, res))},
+			cell: int64(cell),
+			f:    arena[start:len(arena):len(arena)],
+		})
+	}
+	err := s.q.Enqueue(ctx, items...)
+	clear(items) // the queue has copies; let the arena go with them
+	s.items = items[:0]
+	if err != nil {
+		return fmt.Errorf("sink cassandra: %w", err)
+	}
+	return nil
+}
+
+// CloseMinute returns once every row written so far is acknowledged by the
+// server, or with the error that dropped some.
+func (s *Sink) CloseMinute(ctx context.Context, m int64) error {
+	if err := s.q.Flush(ctx); err != nil {
+		return fmt.Errorf("sink cassandra: minute %s: %w", encode.MinuteStart(m).Format(time.RFC3339), err)
+	}
+	s.minutes.Add(1)
+	return nil
+}
+
+// Close drains the queue (up to Queue.DrainTimeout), closes the session
+// and unregisters the metrics.
+func (s *Sink) Close() error {
+	if s.closed.Swap(true) {
+		return nil
+	}
+	err := s.q.Close()
+	s.sess.Close()
+	s.unregister()
+	if err != nil {
+		return fmt.Errorf("sink cassandra: %w", err)
+	}
+	return nil
+}
+
+// Stats reports rows acknowledged, minutes closed and frame bytes
+// written after compression.
+func (s *Sink) Stats() sink.Stats {
+	st := sink.Stats{Rows: s.q.Stats().SentItems, Minutes: s.minutes.Load()}
+	if s.comp != nil {
+		st.Bytes = s.comp.bytesOut.Load()
+	}
+	return st
+}
+
+// QueueStats are the write queue's counters.
+func (s *Sink) QueueStats() sink.QueueStats { return s.q.Stats() }
+
+// send writes one partition's rows: one INSERT for a single row, else an
+// unlogged batch. Entries are appended as idempotent BatchEntry values
+// (Batch.Query marks them non-idempotent); a batch is routed by its first
+// entry's partition key, which is every entry's.
+func (s *Sink) send(ctx context.Context, rows []row) error {
+	k := rows[0].key
+	product, minute, reg := any(gocql.UUID(k.product)), any(k.minute), any(k.region)
+	if len(rows) == 1 {
+		return s.sess.Query(s.insert, product, minute, reg, rows[0].cell, rows[0].f).Idempotent(true).ExecContext(ctx)
+	}
+	b := s.sess.Batch(gocql.UnloggedBatch)
+	b.Entries = make([]gocql.BatchEntry, len(rows))
+	args := make([]any, 5*len(rows)) // one allocation for every entry's arguments
+	for i, r := range rows {
+		a := args[5*i : 5*i+5 : 5*i+5]
+		a[0], a[1], a[2], a[3], a[4] = product, minute, reg, r.cell, r.f
+		b.Entries[i] = gocql.BatchEntry{Stmt: s.insert, Args: a, Idempotent: true}
+	}
+	return b.ExecContext(ctx)
+}
+
+// Permanent reports errors a retry cannot fix: the server refused the
+// statement itself (syntax, an unknown table, a type mismatch,
+// credentials, permissions). Everything else (timeouts, overload,
+// unavailable replicas, lost connections) is retried by the queue.
+func Permanent(err error) bool {
+	var re gocql.RequestError
+	if errors.As(err, &re) {
+		switch re.Code() {
+		case gocql.ErrCodeSyntax, gocql.ErrCodeInvalid, gocql.ErrCodeUnauthorized,
+			gocql.ErrCodeCredentials, gocql.ErrCodeConfig, gocql.ErrCodeAlreadyExists, gocql.ErrCodeProtocol:
+			return true
+		}
+		return false
+	}
+	var me gocql.MarshalError
+	return errors.As(err, &me)
+}
+
+var _ sink.Writer = (*Sink)(nil)
