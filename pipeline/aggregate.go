@@ -66,6 +66,17 @@ type aggregator struct {
 	next     int64 // next minute to close; noMinute before the first event
 	out      encode.Batch
 	srcCells []uint64
+
+	// checkpoints (checkpoint.go): staged with the rows when the sink
+	// keeps them
+	cpSink      sink.Checkpointer
+	maxW        int
+	identity    string
+	configKey   string
+	countsBuf   []byte
+	cpBuf       []byte
+	dropThrough int64 // after a resume: minutes <= it are committed already
+	cpClosed    int64 // closed minute of the last checkpoint staged
 }
 
 // closeRequest asks the closing half to close every minute up to through;
@@ -74,6 +85,7 @@ type closeRequest struct {
 	through int64
 	first   int64
 	counts  []*minuteCounts
+	resume  *seqState // where a restart after this close resumes
 }
 
 func newAggregator(cfg Config, products *encode.Products, snk sink.Writer, st *Stats) (*aggregator, error) {
@@ -92,6 +104,10 @@ func newAggregator(cfg Config, products *encode.Products, snk sink.Writer, st *S
 		a.scratch = append(a.scratch, &kring.Scratch{})
 	}
 	a.out.Names = products
+	a.cpSink, _ = snk.(sink.Checkpointer)
+	a.maxW = slices.Max(cfg.Def.Windows)
+	a.configKey = cfg.configKey()
+	a.dropThrough, a.cpClosed = noMinute, noMinute
 	return a, nil
 }
 
@@ -124,6 +140,9 @@ func (a *aggregator) count(b *batch) {
 			continue
 		}
 		m := b.minute[j]
+		if m <= a.dropThrough {
+			continue // committed before a restart: re-read, not re-counted
+		}
 		if mc == nil || mc.minute != m {
 			mc = a.counts(m)
 		}
@@ -143,12 +162,12 @@ func (a *aggregator) count(b *batch) {
 
 // request takes the counts of every minute up to through out of the open
 // set; ok is false when there is nothing new to close.
-func (a *aggregator) request(through int64) (closeRequest, bool) {
+func (a *aggregator) request(through int64, resume *seqState) (closeRequest, bool) {
 	if a.first == noMinute || through <= a.sent {
 		return closeRequest{}, false
 	}
 	a.sent = through
-	req := closeRequest{through: through, first: a.first}
+	req := closeRequest{through: through, first: a.first, resume: resume}
 	keep := a.open[:0]
 	for _, mc := range a.open {
 		if mc.minute <= through {
@@ -199,7 +218,15 @@ func (a *aggregator) closeThrough(ctx context.Context, req closeRequest) error {
 			a.next = nxt
 			continue
 		}
-		if err := a.closeMinute(ctx, m, mc); err != nil {
+		// The last minute this request closes carries the checkpoint:
+		// either it is through, or every later one up to through is an
+		// empty minute that will be skipped (known once m's windows moved).
+		later := false
+		for _, c := range req.counts {
+			later = later || c.minute > m
+		}
+		last := func() bool { return m == req.through || (!later && a.allEmpty()) }
+		if err := a.closeMinute(ctx, m, mc, &req, last, false); err != nil {
 			return err
 		}
 		a.next = m + 1
@@ -230,7 +257,7 @@ func (a *aggregator) allEmpty() bool {
 }
 
 // closeMinute computes and emits the rows of minute m.
-func (a *aggregator) closeMinute(ctx context.Context, m int64, mc *minuteCounts) error {
+func (a *aggregator) closeMinute(ctx context.Context, m int64, mc *minuteCounts, req *closeRequest, last func() bool, restoring bool) error {
 	start := time.Now()
 	// 1. Sequential: map sources to cell indices, computing new disks.
 	var work []*productState
@@ -281,6 +308,9 @@ func (a *aggregator) closeMinute(ctx context.Context, m int64, mc *minuteCounts)
 				ps.win.Advance(m, &ps.d)
 				ps.targets = ps.win.Collect(ps.targets[:0])
 				ps.order = ps.order[:0]
+				if restoring {
+					continue // rebuilding windows after a restart: no rows
+				}
 				for _, t := range ps.targets {
 					ps.order = append(ps.order, cellSlot{cells.Cell(t.Cell), t.Slot})
 				}
@@ -297,6 +327,10 @@ func (a *aggregator) closeMinute(ctx context.Context, m int64, mc *minuteCounts)
 		}(a.scratch[w])
 	}
 	wg.Wait()
+	if restoring {
+		a.smoother.Evict(m)
+		return nil
+	}
 	// 3. Emit in (product UUID, cell) order: a canonical order that does
 	// not depend on arrival order or on how codes were assigned.
 	slices.SortFunc(work, func(x, y *productState) int {
@@ -322,6 +356,14 @@ func (a *aggregator) closeMinute(ctx context.Context, m int64, mc *minuteCounts)
 	if err := a.flush(ctx, m, nF, &rows); err != nil {
 		return err
 	}
+	if a.cpSink != nil {
+		var cp []byte
+		if req != nil && req.resume != nil && last() {
+			cp = a.encodeCheckpoint(req)
+			a.cpClosed = req.through
+		}
+		a.cpSink.StageState(m, a.stateFor(m, mc, cp))
+	}
 	if err := a.sink.CloseMinute(ctx, m); err != nil {
 		return err
 	}
@@ -343,5 +385,43 @@ func (a *aggregator) flush(ctx context.Context, m int64, nF int, rows *int64) er
 	}
 	*rows += int64(a.out.Len())
 	a.out.Reset(m, nF)
+	return nil
+}
+
+// encodeCheckpoint is the resume state after req: minutes through
+// req.through are committed once the minute it goes with is.
+func (a *aggregator) encodeCheckpoint(req *closeRequest) []byte {
+	cp := checkpoint{identity: a.identity, config: a.configKey, closed: req.through, seq: *req.resume}
+	for c := range a.products.Len() {
+		cp.products = append(cp.products, a.products.UUID(byte(c)))
+	}
+	a.cpBuf = cp.encode(a.cpBuf[:0])
+	return a.cpBuf
+}
+
+// restore rebuilds the windows of a resumed run from the count records of
+// the minutes a window still needs (closed-maxW+2 .. closed), emitting
+// nothing, and makes closed the last closed minute.
+func (a *aggregator) restore(ctx context.Context, closed int64, counts func(m int64) ([]byte, bool, error)) error {
+	for m := closed - int64(a.maxW) + 2; m <= closed; m++ {
+		rec, ok, err := counts(m)
+		if err != nil {
+			return err
+		}
+		var mc *minuteCounts
+		if ok {
+			mc = &minuteCounts{}
+			if err := decodeCounts(rec, mc, m, a.products); err != nil {
+				return err
+			}
+		}
+		if mc == nil && a.allEmpty() {
+			continue
+		}
+		if err := a.closeMinute(ctx, m, mc, nil, nil, true); err != nil {
+			return err
+		}
+	}
+	a.next, a.sent, a.first, a.dropThrough, a.cpClosed = closed+1, closed, closed+1, closed, closed
 	return nil
 }

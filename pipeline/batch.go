@@ -17,10 +17,13 @@ type batch struct {
 	seq       uint64
 	buf       []byte // whole lines
 	firstLine int64  // 1-based number of the first line in buf
-	tooLong   []tooLong
-	idle      bool  // no input: a clock tick (wall ms in now)
-	now       int64 // wall ms, idle batches only
-	eof       bool  // last batch
+	// pos is the input offset (decompressed bytes) of buf[0]; endPos and
+	// endLine are where the next line starts: a resume position.
+	pos, endPos, endLine int64
+	tooLong              []tooLong
+	idle                 bool  // no input: a clock tick (wall ms in now)
+	now                  int64 // wall ms, idle batches only
+	eof                  bool  // last batch
 
 	// parse stage
 	ts       []int64
@@ -40,12 +43,14 @@ type batch struct {
 	gen            uint64    // the product registry's generation at parse time
 
 	// sequence stage
-	dropped  []pending // events the sequencer rejects (future, too_many_products) while sequencing this batch
-	counted  []int32   // indices of counted events
-	minute   []int64   // per counted event
-	frontier int64     // minutes <= frontier are closed after this batch
-	final    int64     // eof: close through this minute
-	hasFinal bool
+	dropped     []pending // events the sequencer rejects (future, too_many_products) while sequencing this batch
+	counted     []int32   // indices of counted events
+	minute      []int64   // per counted event
+	frontier    int64     // minutes <= frontier are closed after this batch
+	final       int64     // eof: close through this minute
+	hasFinal    bool
+	resume      *seqState // where a restart after the close this batch triggers resumes (checkpoint.go)
+	finalResume *seqState // eof: the same for the final close
 
 	// locate stage
 	cells      []uint64 // per counted event; 0 = H3 error
@@ -78,6 +83,7 @@ func (b *batch) reset() {
 	b.buf = b.buf[:0]
 	b.tooLong = b.tooLong[:0]
 	b.idle, b.eof, b.hasFinal = false, false, false
+	b.resume, b.finalResume = nil, nil
 	b.ts, b.lat, b.lng, b.prod, b.hash = b.ts[:0], b.lat[:0], b.lng[:0], b.prod[:0], b.hash[:0]
 	b.riderOff, b.riders, b.rejects = b.riderOff[:0], b.riders[:0], b.rejects[:0]
 	b.blank, b.lines = 0, 0

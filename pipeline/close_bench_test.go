@@ -52,7 +52,7 @@ func BenchmarkCloseMinute(b *testing.B) {
 			}
 			for range 3 { // warm the disk cache
 				fill()
-				req, _ := a.request(m)
+				req, _ := a.request(m, nil)
 				if err := a.closeThrough(context.Background(), req); err != nil {
 					b.Fatal(err)
 				}
@@ -64,7 +64,7 @@ func BenchmarkCloseMinute(b *testing.B) {
 				b.StopTimer()
 				fill()
 				b.StartTimer()
-				req, _ := a.request(m)
+				req, _ := a.request(m, nil)
 				if err := a.closeThrough(context.Background(), req); err != nil {
 					b.Fatal(err)
 				}

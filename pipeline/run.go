@@ -36,6 +36,14 @@ type Engine struct {
 	// Rejects, if set, receives every rejected line as one JSON object
 	// per line: {"line":N,"reason":"…","text":"…"}.
 	Rejects io.Writer
+	// Identity names the input (source.File.Identity), recorded in
+	// checkpoints so that a resume never continues another input.
+	Identity string
+
+	// resume (Resume): where Run starts and the state it restores
+	startPos, startLine int64
+	resume              *checkpoint
+	resumeCounts        func(m int64) ([]byte, bool, error)
 }
 
 // New builds an engine.
@@ -43,7 +51,7 @@ func New(cfg Config) (*Engine, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	return &Engine{cfg: cfg, Products: encode.NewProducts()}, nil
+	return &Engine{cfg: cfg, Products: encode.NewProducts(), startLine: 1}, nil
 }
 
 // Config returns the engine's configuration.
@@ -70,6 +78,17 @@ func (e *Engine) Run(ctx context.Context, src io.Reader, snk sink.Writer) error 
 	agg, err := newAggregator(cfg, e.Products, snk, &e.Stats)
 	if err != nil {
 		return err
+	}
+	agg.identity = e.Identity
+	if cp := e.resume; cp != nil {
+		start := time.Now()
+		seq.restore(&cp.seq)
+		seq.stamped = seq.frontier
+		seq.lastEnd = [2]int64{cp.seq.pos, cp.seq.line}
+		if err := agg.restore(ctx, cp.closed, e.resumeCounts); err != nil {
+			return fmt.Errorf("resume: %w", err)
+		}
+		e.Stats.RestoreNanos.Store(int64(time.Since(start)))
 	}
 	var rejects *bufio.Writer
 	if e.Rejects != nil {
@@ -238,8 +257,8 @@ func (e *Engine) Run(ctx context.Context, src io.Reader, snk sink.Writer) error 
 			}
 		}
 	}()
-	sendClose := func(through int64) {
-		if req, ok := agg.request(through); ok {
+	sendClose := func(through int64, resume *seqState) {
+		if req, ok := agg.request(through, resume); ok {
 			select {
 			case closeQ <- req:
 			case <-ctx.Done():
@@ -249,15 +268,16 @@ func (e *Engine) Run(ctx context.Context, src io.Reader, snk sink.Writer) error 
 
 	// aggregate: in order, on this goroutine.
 	var final int64
+	var finalResume *seqState
 	hasFinal := false
 	for b := range aggQ {
 		<-b.located
 		if ctx.Err() == nil {
 			agg.count(b)
 			if b.hasFinal {
-				final, hasFinal = b.final, true
+				final, hasFinal, finalResume = b.final, true, b.finalResume
 			}
-			sendClose(b.frontier)
+			sendClose(b.frontier, b.resume)
 		}
 		b.reset()
 		free <- b
@@ -267,7 +287,7 @@ func (e *Engine) Run(ctx context.Context, src io.Reader, snk sink.Writer) error 
 		<-readDone // chunks is closed: the reader has returned or is returning
 	}
 	if ctx.Err() == nil && hasFinal {
-		sendClose(final)
+		sendClose(final, finalResume)
 	}
 	close(closeQ)
 	<-closed
@@ -291,7 +311,16 @@ func (e *Engine) read(ctx context.Context, src io.Reader, free chan *batch, out 
 	cfg := e.cfg
 	l, ok := src.(interface{ Live() bool })
 	live := ok && l.Live()
-	line := int64(1)
+	line, next := e.startLine, e.startPos
+	streamOff := e.startPos // bytes read from src so far (src starts at startPos)
+	if e.startPos > 0 {
+		// Resuming: the input up to the checkpoint's position was read by
+		// the run that wrote it. (A seekable source could seek instead;
+		// this also works through gzip and zstd.)
+		if _, err := io.CopyN(io.Discard, src, e.startPos); err != nil {
+			return fmt.Errorf("resume: skipping to input offset %d: %w (is it the same input?)", e.startPos, err)
+		}
+	}
 	var carry []byte  // partial line carried to the next chunk
 	skipping := false // inside an over-long line: drop bytes up to its end
 	bomDone := false
@@ -308,6 +337,7 @@ func (e *Engine) read(ctx context.Context, src io.Reader, free chan *batch, out 
 			b.buf = nil // a long line grew it: give the memory back
 		}
 		b.firstLine = line
+		b.pos = next // stream offset of b.buf[0] (set again below while skipping)
 		b.buf = append(b.buf[:0], carry...)
 		carry = carry[:0]
 		// lineStart is the offset just past the last newline in b.buf.
@@ -322,11 +352,13 @@ func (e *Engine) read(ctx context.Context, src io.Reader, free chan *batch, out 
 			n := len(b.buf)
 			k, err := src.Read(b.buf[n:cap(b.buf)])
 			e.Stats.Bytes.Add(int64(k))
+			streamOff += int64(k)
 			if skipping && k > 0 {
 				data := b.buf[n : n+k]
 				if j := bytes.IndexByte(data, '\n'); j >= 0 {
 					k = copy(b.buf[n:cap(b.buf)], data[j+1:])
 					skipping = false
+					b.pos = streamOff - int64(k) // b.buf is empty while skipping
 				} else {
 					k = 0
 				}
@@ -341,6 +373,7 @@ func (e *Engine) read(ctx context.Context, src io.Reader, free chan *batch, out 
 				bomDone = true
 				if bytes.HasPrefix(b.buf, utf8BOM) {
 					b.buf = b.buf[:copy(b.buf, b.buf[len(utf8BOM):])]
+					b.pos += int64(len(utf8BOM))
 					n = 0
 				}
 			}
@@ -362,6 +395,7 @@ func (e *Engine) read(ctx context.Context, src io.Reader, free chan *batch, out 
 			}
 		}
 		line += int64(bytes.Count(b.buf, newline))
+		b.endPos, b.endLine = b.pos+int64(len(b.buf)), line // after the cut: the long line's start
 		switch {
 		case cut:
 			line++ // the over-long line, whole
@@ -373,6 +407,8 @@ func (e *Engine) read(ctx context.Context, src io.Reader, free chan *batch, out 
 			// Cut at the last newline; keep the tail for the next chunk.
 			carry = append(carry, b.buf[lineStart:]...)
 			b.buf = b.buf[:lineStart]
+			b.endPos = b.pos + int64(lineStart)
+			next = b.endPos
 		}
 		b.eof = eof
 		if len(b.buf) == 0 && len(b.tooLong) == 0 && !eof {
@@ -433,4 +469,49 @@ func writeRejects(w *bufio.Writer, b *batch) error {
 		}
 	}
 	return nil
+}
+
+// ErrNotResumable: the sink's checkpoint is of another input or of other
+// settings; the run starts from the beginning instead (stored minutes are
+// replaced as they close again).
+var ErrNotResumable = errors.New("not resuming")
+
+// Resumed says where a run resumes.
+type Resumed struct {
+	Minute int64 // the last minute committed before
+	Pos    int64 // input offset (decompressed bytes) read from
+	Line   int64 // line number at Pos
+}
+
+// Resume prepares Run to continue the run whose checkpoint the sink holds:
+// windows restored, input read from the checkpoint's position on (RECOVERY.md).
+// It returns nil when the sink holds no checkpoint. identity names the input
+// (it must be the checkpoint's); the definition and the knobs that change
+// results must be the same too.
+func (e *Engine) Resume(snk sink.Checkpointer, identity string) (*Resumed, error) {
+	raw, counts, err := snk.LoadState()
+	if err != nil || raw == nil {
+		return nil, err
+	}
+	cp, err := decodeCheckpoint(raw)
+	if err != nil {
+		return nil, fmt.Errorf("resume: %w", err)
+	}
+	if cp.identity != identity {
+		return nil, fmt.Errorf("%w: the sink's checkpoint is of another input (%s), not %s", ErrNotResumable, cp.identity, identity)
+	}
+	if want := e.cfg.configKey(); cp.config != want {
+		return nil, fmt.Errorf("%w: the checkpoint was written with %q, this run has %q (use the same flags to resume)", ErrNotResumable, cp.config, want)
+	}
+	if e.Products.Len() > 0 {
+		return nil, fmt.Errorf("resume: the engine has already run")
+	}
+	for _, u := range cp.products {
+		if _, err := e.Products.Code(u); err != nil {
+			return nil, fmt.Errorf("resume: %w", err)
+		}
+	}
+	e.resume, e.resumeCounts = cp, counts
+	e.startPos, e.startLine = cp.seq.pos, cp.seq.line
+	return &Resumed{Minute: cp.closed, Pos: cp.seq.pos, Line: cp.seq.line}, nil
 }

@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"maps"
 	"math"
 	"slices"
 
@@ -55,6 +56,14 @@ type sequencer struct {
 	lastCounted [encode.MaxProducts]int64
 	proj        encode.Projector
 
+	// resume points (checkpoint.go)
+	open       []openMinute // minutes not closed yet, by first appearance
+	atStart    seqState     // the state before the batch being sequenced
+	batchSnap  *seqState    // a heap copy of atStart, once a new minute needs it
+	lastMinute int64        // the last minute noted in open
+	stamped    int64        // the frontier last given a resume point
+	lastEnd    [2]int64     // pos and line after the last input batch
+
 	// per-batch tallies
 	late, dups int64
 	accepted   bool
@@ -90,7 +99,7 @@ type pending struct {
 
 func newSequencer(lateness, idle int64, dt *dedup.Table, fr futureRule, products *encode.Products, maxW int) *sequencer {
 	s := &sequencer{lateness: lateness, idle: idle, dedup: dt, frontier: noMinute, fut: fr, streak: map[uint64]int64{},
-		products: products, maxW: int64(maxW)}
+		products: products, maxW: int64(maxW), lastMinute: noMinute, stamped: noMinute}
 	for i := range s.lastCounted {
 		s.lastCounted[i] = noMinute
 	}
@@ -136,6 +145,11 @@ func (s *sequencer) sequence(b *batch, st *Stats, wallNow int64) {
 		}
 	}
 	s.late, s.dups, s.accepted = 0, 0, false
+	if b.idle { // no input: it sits where the last input batch ended
+		b.pos, b.firstLine, b.endPos, b.endLine = s.lastEnd[0], s.lastEnd[1], s.lastEnd[0], s.lastEnd[1]
+	}
+	s.capture(&s.atStart, b.pos, b.firstLine)
+	s.batchSnap = nil
 	if b.gen != s.products.Gen() {
 		s.reresolve(b, 0) // a code changed owner after b was parsed
 	}
@@ -191,6 +205,8 @@ func (s *sequencer) sequence(b *batch, st *Stats, wallNow int64) {
 		s.anchorTS = s.maxTS
 	}
 	b.frontier = s.frontier
+	s.lastEnd = [2]int64{b.endPos, b.endLine}
+	s.stampResume(b)
 	if b.eof {
 		// Nothing can confirm what is still held.
 		b.dropped = append(b.dropped, s.held...)
@@ -223,6 +239,9 @@ func (s *sequencer) accept(b *batch, i int) {
 		return
 	}
 	s.accepted = true
+	if m != s.lastMinute {
+		s.noteMinute(m)
+	}
 	if s.dedup.First(m, b.prod[i], b.hash[i], b.rider(i)) {
 		b.counted = append(b.counted, int32(i))
 		b.minute = append(b.minute, m)
@@ -383,4 +402,52 @@ func (s *sequencer) reresolve(b *batch, from int) {
 		b.prod[j] = c
 		b.hash[j] = dedup.Mix(xxhash.Sum64(b.rider(j)), c)
 	}
+}
+
+// noteMinute records the state before this batch as the resume point of
+// minute m, if m has none yet: every event of m is at or after it.
+func (s *sequencer) noteMinute(m int64) {
+	s.lastMinute = m
+	for _, o := range s.open {
+		if o.minute == m {
+			return
+		}
+	}
+	if s.batchSnap == nil {
+		// A copy of the state before the batch (atStart is reused).
+		snap := s.atStart
+		snap.held = slices.Clone(s.atStart.held)
+		snap.streak = maps.Clone(s.atStart.streak)
+		s.batchSnap = &snap
+	}
+	s.open = append(s.open, openMinute{minute: m, at: s.batchSnap})
+}
+
+// stampResume gives b, when it moves the frontier (so a close follows it),
+// the point a restart after that close resumes from: the earliest state
+// before an event of a minute still open, or else the state after b.
+func (s *sequencer) stampResume(b *batch) {
+	keep := s.open[:0]
+	for _, o := range s.open {
+		if o.minute > s.frontier {
+			keep = append(keep, o)
+		}
+	}
+	clear(s.open[len(keep):])
+	s.open = keep
+	if b.eof {
+		// The final close (every minute) resumes at the end of the input.
+		b.finalResume = &seqState{}
+		s.capture(b.finalResume, b.endPos, b.endLine)
+	}
+	if s.frontier <= s.stamped {
+		return
+	}
+	s.stamped = s.frontier
+	if len(s.open) > 0 {
+		b.resume = s.open[0].at
+		return
+	}
+	b.resume = &seqState{}
+	s.capture(b.resume, b.endPos, b.endLine)
 }

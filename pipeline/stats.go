@@ -12,21 +12,22 @@ import (
 // Stats are the engine's plain counters, updated once per batch, read by the
 // progress line, the summary and (later) a metrics layer.
 type Stats struct {
-	Lines      atomic.Int64 // non-blank input lines
-	Blank      atomic.Int64 // blank lines (skipped, not rejections)
-	Bytes      atomic.Int64 // input bytes read
-	Rejected   [encode.NumReasons]atomic.Int64
-	Late       atomic.Int64 // valid events whose minute was already closed
-	Duplicates atomic.Int64 // valid, on time, not first for (rider, product, minute)
-	Counted    atomic.Int64 // first events: the ones that count
-	H3Errors   atomic.Int64 // counted events H3 could not place (never seen; counted to be sure)
-	Rows       atomic.Int64 // rows handed to the sink
-	Minutes    atomic.Int64 // minutes closed
-	MaxTS      atomic.Int64 // largest ts seen (unix ms)
-	Closed     atomic.Int64 // last closed minute (unix minute), 0 before any
-	CloseNanos atomic.Int64 // time spent closing minutes
-	Targets    atomic.Int64 // (cell, product) targets with data after the last close
-	Held       atomic.Int64 // events held by the future rule after the last batch
+	Lines        atomic.Int64 // non-blank input lines
+	Blank        atomic.Int64 // blank lines (skipped, not rejections)
+	Bytes        atomic.Int64 // input bytes read
+	Rejected     [encode.NumReasons]atomic.Int64
+	Late         atomic.Int64 // valid events whose minute was already closed
+	Duplicates   atomic.Int64 // valid, on time, not first for (rider, product, minute)
+	Counted      atomic.Int64 // first events: the ones that count
+	H3Errors     atomic.Int64 // counted events H3 could not place (never seen; counted to be sure)
+	Rows         atomic.Int64 // rows handed to the sink
+	Minutes      atomic.Int64 // minutes closed
+	MaxTS        atomic.Int64 // largest ts seen (unix ms)
+	Closed       atomic.Int64 // last closed minute (unix minute), 0 before any
+	CloseNanos   atomic.Int64 // time spent closing minutes
+	Targets      atomic.Int64 // (cell, product) targets with data after the last close
+	Held         atomic.Int64 // events held by the future rule after the last batch
+	RestoreNanos atomic.Int64 // time spent restoring windows from a checkpoint
 }
 
 // Summary is a snapshot of Stats.

@@ -27,6 +27,31 @@ type Writer interface {
 	Close() error
 }
 
+// State is what the engine asks a durable sink to keep with a minute's rows
+// so that a restart resumes exactly (pipeline/RECOVERY.md).
+type State struct {
+	// Counts is the minute's per-source counts c(h,p,m), encoded by the
+	// engine (opaque here); later minutes' windows are rebuilt from them.
+	Counts []byte
+	// Checkpoint is the engine's resume state after the minute (opaque),
+	// or nil to keep the previous one.
+	Checkpoint []byte
+	// KeepFrom: count records of minutes before it are no longer needed.
+	KeepFrom int64
+}
+
+// Checkpointer is a Writer that keeps the engine's State atomically with
+// the rows: StageState(m, …) is committed by the next CloseMinute(m) in the
+// same atomic write, or not at all. Sinks without it (ndjson, null) cannot
+// resume a run.
+type Checkpointer interface {
+	Writer
+	StageState(m int64, st State)
+	// LoadState returns the last committed checkpoint (nil if none) and a
+	// way to read a minute's count record.
+	LoadState() (checkpoint []byte, counts func(m int64) ([]byte, bool, error), err error)
+}
+
 // Stats are a sink's plain counters.
 type Stats struct {
 	Rows    int64

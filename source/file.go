@@ -7,7 +7,10 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"sync/atomic"
+
+	"github.com/cespare/xxhash/v2"
 
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
@@ -16,12 +19,13 @@ import (
 // File reads NDJSON from a file or stdin, decompressing gzip and zstd
 // transparently (detected from magic bytes, whatever the file is called).
 type File struct {
-	r       io.Reader
-	f       *os.File
-	size    int64
-	stopped atomic.Bool
-	zd      *zstd.Decoder
-	raw     countingReader
+	identity string
+	r        io.Reader
+	f        *os.File
+	size     int64
+	stopped  atomic.Bool
+	zd       *zstd.Decoder
+	raw      countingReader
 	// lineStart: the last byte handed out ended a line (or none was).
 	lineStart bool
 }
@@ -59,6 +63,7 @@ func OpenFile(path string) (*File, error) {
 		s.f = f
 		if st, err := f.Stat(); err == nil && st.Mode().IsRegular() {
 			s.size = st.Size()
+			s.identity = fileIdentity(f, path, st.Size())
 		}
 	}
 	if err := s.wrap(s.f); err != nil {
@@ -163,4 +168,20 @@ func (s *File) Close() error {
 		return s.f.Close()
 	}
 	return nil
+}
+
+// Identity names a regular file's content for checkpoints: its path, size
+// and a hash of its first 64 KiB, so that a resume never continues another
+// input (a file rewritten under the same name, say). Empty for stdin and
+// pipes: they cannot be read again, so a run from them never resumes.
+func (s *File) Identity() string { return s.identity }
+
+func fileIdentity(f *os.File, path string, size int64) string {
+	head := make([]byte, min(size, 64<<10))
+	n, _ := f.ReadAt(head, 0)
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		abs = path
+	}
+	return fmt.Sprintf("file:%s size=%d head=%016x", abs, size, xxhash.Sum64(head[:n]))
 }

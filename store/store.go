@@ -29,6 +29,10 @@ const (
 	tagMinute  = 'm'
 	tagProduct = 'p'
 	tagRow     = 'r'
+	// engine state for resuming (sink.Checkpointer): the checkpoint, and
+	// each recent minute's source counts
+	tagCheckpoint = 'k'
+	tagCounts     = 'c'
 )
 
 // formatVersion is stored with the definition; a store written by a future

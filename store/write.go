@@ -26,12 +26,15 @@ type writer struct {
 	// runCodes caches the store code of each run code of runNames
 	// (-1: not looked up yet), so a row costs an array load, not a map
 	// lookup of its UUID.
-	runNames  *encode.Products
-	runGen    uint64
-	runMinute int64
-	runCodes  [encode.MaxProducts]int16
-	pending   []pendingProduct         // products given a code in the open batch
-	used      [encode.MaxProducts]bool // codes with rows in the open minute
+	runNames    *encode.Products
+	runGen      uint64
+	runMinute   int64
+	runCodes    [encode.MaxProducts]int16
+	state       *sink.State // engine state staged for the open minute
+	stateMinute int64
+	countsFrom  int64                    // count records below this were deleted
+	pending     []pendingProduct         // products given a code in the open batch
+	used        [encode.MaxProducts]bool // codes with rows in the open minute
 
 	latest    int64 // newest closed minute, -1 when none
 	cutoff    int64 // minutes below cutoff are deleted
@@ -110,6 +113,36 @@ func (w *writer) admit(m int64) error {
 }
 
 func fmtMinute(m int64) string { return time.Unix(m*60, 0).UTC().Format("2006-01-02T15:04Z") }
+
+// StageState keeps st to commit with minute m (sink.Checkpointer).
+func (s *Store) StageState(m int64, st sink.State) {
+	s.w.state, s.w.stateMinute = &st, m
+}
+
+// LoadState returns the last committed checkpoint and a reader of minutes'
+// count records (sink.Checkpointer).
+func (s *Store) LoadState() ([]byte, func(m int64) ([]byte, bool, error), error) {
+	get := func(key []byte) ([]byte, bool, error) {
+		v, closer, err := s.db.Get(key)
+		if errors.Is(err, pebble.ErrNotFound) {
+			return nil, false, nil
+		}
+		if err != nil {
+			return nil, false, fmt.Errorf("store %s: %w", s.cfg.Dir, err)
+		}
+		defer closer.Close()
+		return slices.Clone(v), true, nil
+	}
+	cp, ok, err := get([]byte{tagCheckpoint})
+	if err != nil || !ok {
+		return nil, nil, err
+	}
+	return cp, func(m int64) ([]byte, bool, error) {
+		return get(encode.AppendMinuteKey([]byte{tagCounts}, m))
+	}, nil
+}
+
+var _ sink.Checkpointer = (*Store)(nil)
 
 type pendingProduct struct {
 	code byte
@@ -235,6 +268,27 @@ func (s *Store) CloseMinute(_ context.Context, m int64) error {
 	if err := w.batch.Set(w.key, w.val, nil); err != nil {
 		return fmt.Errorf("store: %w", err)
 	}
+	// The engine's resume state, in the same atomic commit as the rows.
+	if st := w.state; st != nil && w.stateMinute == m {
+		if len(st.Counts) > 0 {
+			if err := w.batch.Set(encode.AppendMinuteKey([]byte{tagCounts}, m), st.Counts, nil); err != nil {
+				return fmt.Errorf("store: %w", err)
+			}
+		}
+		if st.Checkpoint != nil {
+			if err := w.batch.Set([]byte{tagCheckpoint}, st.Checkpoint, nil); err != nil {
+				return fmt.Errorf("store: %w", err)
+			}
+		}
+		if st.KeepFrom > w.countsFrom {
+			lo := encode.AppendMinuteKey([]byte{tagCounts}, max(w.countsFrom, 0))
+			if err := w.batch.DeleteRange(lo, encode.AppendMinuteKey([]byte{tagCounts}, min(st.KeepFrom, encode.MaxMinute)), nil); err != nil {
+				return fmt.Errorf("store: %w", err)
+			}
+			w.countsFrom = st.KeepFrom
+		}
+	}
+	w.state = nil
 	// Each product's last minute, for code reuse (productCode): one entry
 	// per product with rows in m, committed with them.
 	pt := w.s.products.Load()

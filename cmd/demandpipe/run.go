@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -10,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/demandpipe/demandpipe/encode"
 	"github.com/demandpipe/demandpipe/pipeline"
 	"github.com/demandpipe/demandpipe/serve"
 	"github.com/demandpipe/demandpipe/sink"
@@ -58,6 +60,7 @@ func runCommand(args []string) error {
 	vc.RegisterFlags(fs)
 	rejects := fs.String("rejects", "", "if set, write every rejected line here as {\"line\":N,\"reason\":…,\"text\":…}")
 	duration := fs.Duration("duration", 0, "stop the input after this long (0: until it ends; a live generator never ends)")
+	resume := fs.Bool("resume", true, "with a sink that keeps checkpoints (store:), continue from the last one when the same input file is run again; false starts over")
 	shutdownTimeout := fs.Duration("shutdown-timeout", time.Minute, "after SIGINT/SIGTERM, exit (status 1) if the graceful stop has not finished within this long")
 	progress := fs.String("progress", "auto", "progress line on stderr: auto (when stderr is a terminal), always or never")
 	engineFlags(fs, &cfg)
@@ -116,6 +119,31 @@ func runCommand(args []string) error {
 	} else if serveSet && *serveAddr != "" {
 		out.Close()
 		return fmt.Errorf("-serve=%s needs a store sink (-sink=store:DIR), not %s", *serveAddr, *snk)
+	}
+	var resumed *pipeline.Resumed
+	if cp, ok := out.(sink.Checkpointer); ok && *resume {
+		id := ""
+		if f, ok := in.(interface{ Identity() string }); ok {
+			id = f.Identity()
+		}
+		e.Identity = id
+		if id != "" {
+			resumed, err = e.Resume(cp, id)
+			if errors.Is(err, pipeline.ErrNotResumable) { // Resume changed nothing
+				fmt.Fprintf(os.Stderr, "demandpipe: %v: starting from the beginning of the input\n", err)
+				err = nil
+			}
+			if err != nil {
+				out.Close()
+				return err
+			}
+		}
+	} else if f, ok := in.(interface{ Identity() string }); ok {
+		e.Identity = f.Identity()
+	}
+	if resumed != nil {
+		fmt.Fprintf(os.Stderr, "demandpipe: resuming: minutes through %s are committed; reading the input from byte %d (line %d) on (-resume=false starts over)\n",
+			encode.MinuteStart(resumed.Minute).Format(time.RFC3339), resumed.Pos, resumed.Line)
 	}
 	if *rejects != "" {
 		f, err := os.Create(*rejects)
@@ -179,6 +207,10 @@ func runCommand(args []string) error {
 	closeErr := out.Close()
 	sum := e.Stats.Snapshot()
 	sum.Write(os.Stderr, time.Since(start).Seconds())
+	if resumed != nil {
+		fmt.Fprintf(os.Stderr, "  resumed after        %s  (input from byte %d, line %d; windows restored in %.2fs)\n",
+			encode.MinuteStart(resumed.Minute).Format(time.RFC3339), resumed.Pos, resumed.Line, float64(e.Stats.RestoreNanos.Load())/1e9)
+	}
 	if runErr != nil {
 		return runErr
 	}

@@ -1,0 +1,374 @@
+package pipeline
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"maps"
+	"math"
+	"slices"
+
+	"github.com/demandpipe/demandpipe/encode"
+	"github.com/demandpipe/demandpipe/internal/cellindex"
+	"github.com/demandpipe/demandpipe/sink"
+)
+
+// Checkpoints (RECOVERY.md has the argument). At the close of a minute M
+// the engine hands a durable sink (sink.Checkpointer) two things, committed
+// atomically with M's rows:
+//
+//   - M's source counts c(h,p,M): a few bytes per source cell, written once
+//     per minute and kept for the max(W)-1 minutes a window still needs;
+//   - when M is the last minute of a close, the checkpoint: the sequencer's
+//     state at the input position P from which every event of a minute after
+//     M is still to be read, P itself, and the product codes.
+//
+// A restart restores the windows from the counts of minutes M-max(W)+2..M
+// (smoothing them again, emitting nothing), the sequencer from the
+// checkpoint, and reads the input from P on: events of minutes <= M are late
+// or dropped by the counter, those of later minutes meet exactly the state
+// they met the first time.
+
+// checkpointVersion changes with the encoding.
+const checkpointVersion = 1
+
+// seqState is the sequencer's state at a batch boundary, and where in the
+// input that boundary is: what a resume from there restores.
+type seqState struct {
+	pos, line       int64
+	haveTS          bool
+	maxTS, frontier int64
+	ref             int64
+	refSet          bool
+	held            []pending
+	streak          map[uint64]int64
+	lastCounted     [encode.MaxProducts]int64
+}
+
+// capture copies the sequencer's state, placed at input position pos/line.
+func (s *sequencer) capture(dst *seqState, pos, line int64) {
+	dst.pos, dst.line = pos, line
+	dst.haveTS, dst.maxTS, dst.frontier = s.haveTS, s.maxTS, s.frontier
+	dst.ref, dst.refSet = s.ref, s.refSet
+	dst.held = dst.held[:0]
+	if len(s.held) > 0 {
+		dst.held = append(dst.held, s.held...) // entries are values; their slices are never written
+	}
+	if len(s.streak) > 0 {
+		dst.streak = maps.Clone(s.streak)
+	} else {
+		dst.streak = nil
+	}
+	dst.lastCounted = s.lastCounted
+}
+
+// restore puts the sequencer back in state st.
+func (s *sequencer) restore(st *seqState) {
+	s.haveTS, s.maxTS, s.frontier = st.haveTS, st.maxTS, st.frontier
+	s.ref, s.refSet = st.ref, st.refSet
+	s.held = append(s.held[:0], st.held...)
+	s.oldest = 1<<63 - 1
+	for _, p := range s.held {
+		s.oldest = min(s.oldest, p.heldAt)
+	}
+	clear(s.streak)
+	maps.Copy(s.streak, st.streak)
+	s.lastCounted = st.lastCounted
+	s.anchorTS = s.maxTS
+}
+
+// openMinute remembers, for a minute not yet closed, the state before the
+// first batch that accepted an event of it.
+type openMinute struct {
+	minute int64
+	at     *seqState
+}
+
+// checkpoint is the decoded resume state.
+type checkpoint struct {
+	identity string // the input's (source.File.Identity)
+	config   string // definition and the knobs that change results
+	closed   int64  // minutes <= closed are committed
+	seq      seqState
+	products []encode.UUID // codes' owners, by code
+}
+
+// configKey names what a resumed run must share with the run it resumes.
+func (c Config) configKey() string {
+	f := c.Future
+	return fmt.Sprintf("%s;lateness=%s;future=%s,%d,%d,%s", c.Def, c.Lateness, f.MaxSkew, f.ConfirmRiders, f.MaxHeld, f.MaxHold)
+}
+
+func (cp *checkpoint) encode(dst []byte) []byte {
+	dst = binary.AppendUvarint(dst, checkpointVersion)
+	dst = appendString(dst, cp.identity)
+	dst = appendString(dst, cp.config)
+	dst = binary.AppendVarint(dst, cp.closed)
+	st := &cp.seq
+	dst = binary.AppendVarint(dst, st.pos)
+	dst = binary.AppendVarint(dst, st.line)
+	dst = appendBool(dst, st.haveTS)
+	dst = binary.AppendVarint(dst, st.maxTS)
+	dst = binary.AppendVarint(dst, st.frontier)
+	dst = appendBool(dst, st.refSet)
+	dst = binary.AppendVarint(dst, st.ref)
+	dst = binary.AppendUvarint(dst, uint64(len(cp.products)))
+	for c, u := range cp.products {
+		dst = append(dst, u[:]...)
+		dst = binary.AppendVarint(dst, st.lastCounted[c])
+	}
+	dst = binary.AppendUvarint(dst, uint64(len(st.held)))
+	for _, p := range st.held {
+		dst = binary.AppendVarint(dst, p.ts)
+		dst = binary.LittleEndian.AppendUint64(dst, math.Float64bits(p.lat))
+		dst = binary.LittleEndian.AppendUint64(dst, math.Float64bits(p.lng))
+		u := p.uuid
+		if !p.newProduct {
+			u = cp.products[p.prod]
+		}
+		dst = append(dst, u[:]...)
+		dst = binary.AppendVarint(dst, p.line)
+		dst = binary.AppendVarint(dst, p.heldAt)
+		dst = appendString(dst, string(p.rider))
+		dst = appendString(dst, string(p.text))
+	}
+	keys := slices.Sorted(maps.Keys(st.streak))
+	dst = binary.AppendUvarint(dst, uint64(len(keys)))
+	for _, k := range keys {
+		dst = binary.AppendUvarint(dst, k)
+		dst = binary.AppendVarint(dst, st.streak[k])
+	}
+	return dst
+}
+
+var errCorrupt = errors.New("corrupt checkpoint")
+
+func decodeCheckpoint(b []byte) (*checkpoint, error) {
+	r := reader{b: b}
+	if v := r.uvarint(); v != checkpointVersion {
+		return nil, fmt.Errorf("checkpoint version %d, this build reads %d", v, checkpointVersion)
+	}
+	cp := &checkpoint{identity: r.string(), config: r.string(), closed: r.varint()}
+	st := &cp.seq
+	st.pos, st.line = r.varint(), r.varint()
+	st.haveTS, st.maxTS, st.frontier = r.bool(), r.varint(), r.varint()
+	st.refSet, st.ref = r.bool(), r.varint()
+	np := r.uvarint()
+	if np > encode.MaxProducts {
+		return nil, errCorrupt
+	}
+	for c := range int(np) {
+		cp.products = append(cp.products, r.uuid())
+		st.lastCounted[c] = r.varint()
+	}
+	for c := int(np); c < encode.MaxProducts; c++ {
+		st.lastCounted[c] = noMinute
+	}
+	nh := r.uvarint()
+	if nh > 10_000_000 {
+		return nil, errCorrupt
+	}
+	for range nh {
+		p := pending{ts: r.varint(), lat: math.Float64frombits(r.u64()), lng: math.Float64frombits(r.u64()), reason: encode.Future}
+		p.uuid, p.newProduct = r.uuid(), true // resolved to a code on restore
+		p.line, p.heldAt = r.varint(), r.varint()
+		p.rider, p.text = []byte(r.string()), []byte(r.string())
+		st.held = append(st.held, p)
+	}
+	ns := r.uvarint()
+	if ns > 10_000_000 {
+		return nil, errCorrupt
+	}
+	if ns > 0 {
+		st.streak = map[uint64]int64{}
+	}
+	for range ns {
+		k := r.uvarint()
+		st.streak[k] = r.varint()
+	}
+	if r.err != nil || len(r.b) != 0 {
+		return nil, errCorrupt
+	}
+	return cp, nil
+}
+
+// appendCounts encodes a minute's source counts: per product (UUID), its
+// cells in increasing order as deltas, each with its count; ~4 bytes a cell.
+func appendCounts(dst []byte, mc *minuteCounts, products *encode.Products, m int64) []byte {
+	type pc struct {
+		u encode.UUID
+		p int
+	}
+	var ps []pc
+	if mc != nil {
+		for p := range encode.MaxProducts {
+			if ix := mc.cells[p]; ix != nil && ix.Len() > 0 {
+				ps = append(ps, pc{products.UUIDAt(byte(p), m), p})
+			}
+		}
+	}
+	dst = binary.AppendUvarint(dst, uint64(len(ps)))
+	var order []uint32
+	for _, x := range ps {
+		ix := mc.cells[x.p]
+		order = order[:0]
+		for i := range ix.Len() {
+			order = append(order, uint32(i))
+		}
+		slices.SortFunc(order, func(a, b uint32) int {
+			ca, cb := ix.Cell(a), ix.Cell(b)
+			if ca < cb {
+				return -1
+			}
+			if ca > cb {
+				return 1
+			}
+			return 0
+		})
+		dst = append(dst, x.u[:]...)
+		dst = binary.AppendUvarint(dst, uint64(len(order)))
+		prev := uint64(0)
+		for _, i := range order {
+			c := ix.Cell(i)
+			dst = binary.AppendUvarint(dst, c-prev)
+			dst = binary.AppendUvarint(dst, uint64(mc.counts[x.p][i]))
+			prev = c
+		}
+	}
+	return dst
+}
+
+// decodeCounts fills mc (reset) from a count record, giving products codes.
+func decodeCounts(b []byte, mc *minuteCounts, m int64, products *encode.Products) error {
+	r := reader{b: b}
+	mc.minute = m
+	np := r.uvarint()
+	if np > encode.MaxProducts {
+		return errCorrupt
+	}
+	for range np {
+		u := r.uuid()
+		code, err := products.Code(u)
+		if err != nil {
+			return fmt.Errorf("checkpoint counts of minute %d: %w", m, err)
+		}
+		n := r.uvarint()
+		if n > 1<<28 {
+			return errCorrupt
+		}
+		ix := cellindex.New(int(n))
+		mc.cells[code] = ix
+		cell := uint64(0)
+		for range n {
+			cell += r.uvarint()
+			k := ix.Insert(cell)
+			if int(k) == len(mc.counts[code]) {
+				mc.counts[code] = append(mc.counts[code], 0)
+			}
+			mc.counts[code][k] += int32(r.uvarint())
+		}
+	}
+	if r.err != nil || len(r.b) != 0 {
+		return errCorrupt
+	}
+	return nil
+}
+
+// stateFor is what the closer stages with minute m's rows.
+func (a *aggregator) stateFor(m int64, mc *minuteCounts, cp []byte) sink.State {
+	a.countsBuf = appendCounts(a.countsBuf[:0], mc, a.products, m)
+	// Keep what the last checkpoint needs: a minute can commit without
+	// one (when a later minute of its close carries it), and a restart
+	// then resumes from the previous checkpoint.
+	keep := int64(0)
+	if a.cpClosed != noMinute {
+		keep = a.cpClosed - int64(a.maxW) + 2
+	}
+	return sink.State{Counts: a.countsBuf, Checkpoint: cp, KeepFrom: keep}
+}
+
+// --- small codec helpers ---
+
+func appendString(dst []byte, s string) []byte {
+	return append(binary.AppendUvarint(dst, uint64(len(s))), s...)
+}
+
+func appendBool(dst []byte, v bool) []byte {
+	if v {
+		return append(dst, 1)
+	}
+	return append(dst, 0)
+}
+
+type reader struct {
+	b   []byte
+	err error
+}
+
+func (r *reader) uvarint() uint64 {
+	v, n := binary.Uvarint(r.b)
+	if n <= 0 {
+		r.fail()
+		return 0
+	}
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *reader) varint() int64 {
+	v, n := binary.Varint(r.b)
+	if n <= 0 {
+		r.fail()
+		return 0
+	}
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *reader) bool() bool {
+	if len(r.b) < 1 {
+		r.fail()
+		return false
+	}
+	v := r.b[0] == 1
+	r.b = r.b[1:]
+	return v
+}
+
+func (r *reader) u64() uint64 {
+	if len(r.b) < 8 {
+		r.fail()
+		return 0
+	}
+	v := binary.LittleEndian.Uint64(r.b)
+	r.b = r.b[8:]
+	return v
+}
+
+func (r *reader) uuid() (u encode.UUID) {
+	if len(r.b) < 16 {
+		r.fail()
+		return u
+	}
+	copy(u[:], r.b)
+	r.b = r.b[16:]
+	return u
+}
+
+func (r *reader) string() string {
+	n := r.uvarint()
+	if n > uint64(len(r.b)) {
+		r.fail()
+		return ""
+	}
+	s := string(r.b[:n])
+	r.b = r.b[n:]
+	return s
+}
+
+func (r *reader) fail() {
+	if r.err == nil {
+		r.err = errCorrupt
+	}
+	r.b = nil
+}

@@ -1,0 +1,200 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/demandpipe/demandpipe/encode"
+	"github.com/demandpipe/demandpipe/feature"
+	"github.com/demandpipe/demandpipe/gen"
+	"github.com/demandpipe/demandpipe/sink"
+)
+
+// memDurable is an in-memory sink.Checkpointer: a minute's rows, its count
+// record and the checkpoint become visible together at CloseMinute, and
+// a "crash" (failAt) loses everything not yet committed.
+type memDurable struct {
+	rows       map[int64][]row // committed, by minute (a minute closed again is replaced)
+	counts     map[int64][]byte
+	checkpoint []byte
+	open       []row
+	staged     *sink.State
+	failAt     int64 // CloseMinute of this minute fails (a crash before its commit)
+	closes     int
+}
+
+func newMemDurable() *memDurable {
+	return &memDurable{rows: map[int64][]row{}, counts: map[int64][]byte{}, failAt: -1}
+}
+
+func (d *memDurable) Write(_ context.Context, b *encode.Batch) error {
+	for i := range b.Len() {
+		d.open = append(d.open, row{b.Minute, b.ProductName(i), b.Cells[i], slices.Clone(b.Row(i))})
+	}
+	return nil
+}
+
+func (d *memDurable) StageState(m int64, st sink.State) {
+	st.Counts = slices.Clone(st.Counts)
+	st.Checkpoint = slices.Clone(st.Checkpoint)
+	d.staged = &st
+}
+
+func (d *memDurable) CloseMinute(_ context.Context, m int64) error {
+	if m == d.failAt {
+		d.open, d.staged = nil, nil // a crash loses what was not committed
+		return errors.New("crash")
+	}
+	d.rows[m] = d.open
+	d.open = nil
+	if st := d.staged; st != nil {
+		d.counts[m] = st.Counts
+		if st.Checkpoint != nil {
+			d.checkpoint = st.Checkpoint
+		}
+		for k := range d.counts {
+			if k < st.KeepFrom {
+				delete(d.counts, k)
+			}
+		}
+	}
+	d.staged = nil
+	d.closes++
+	return nil
+}
+
+func (d *memDurable) Close() error { return nil }
+
+func (d *memDurable) LoadState() ([]byte, func(int64) ([]byte, bool, error), error) {
+	if d.checkpoint == nil {
+		return nil, nil, nil
+	}
+	return d.checkpoint, func(m int64) ([]byte, bool, error) {
+		c, ok := d.counts[m]
+		return c, ok, nil
+	}, nil
+}
+
+func (d *memDurable) all() []row {
+	var out []row
+	for _, m := range slices.Sorted(maps.Keys(d.rows)) {
+		out = append(out, d.rows[m]...)
+	}
+	sortRows(out)
+	return out
+}
+
+// resumeInput is 25 minutes of a small city with late, malformed and
+// future-clock lines, a gap of 12 minutes and a jump of the whole stream.
+func resumeInput(t *testing.T) []string {
+	gc := gen.DefaultConfig()
+	gc.EventsPerMinute, gc.Riders, gc.Hotspots = 1500, 800, 3
+	gc.LateFraction, gc.MalformedFraction = 0.01, 0.005
+	gc.Start = time.Date(2024, 6, 1, 10, 0, 0, 0, time.UTC)
+	g, err := gen.New(gc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf []byte
+	for range 15 * 1500 {
+		buf = g.Append(buf)
+	}
+	lines := strings.Split(strings.TrimSuffix(string(buf), "\n"), "\n")
+	g.SetStart(gc.Start.Add(27 * time.Minute).UnixMilli()) // a gap: the stream jumps 12 minutes
+	buf = buf[:0]
+	for range 10 * 1500 {
+		buf = g.Append(buf)
+	}
+	lines = append(lines, strings.Split(strings.TrimSuffix(string(buf), "\n"), "\n")...)
+	lines[4000] = withTS(lines[4000], tsOf(t, lines[4000])+3_600_000) // a bad clock
+	return lines
+}
+
+// TestResumeAfterCrashEqualsUninterrupted: a run stopped at a random minute
+// (the sink "crashes" before that minute commits) and resumed from the
+// sink's checkpoint ends with every minute equal to an uninterrupted run's,
+// whatever the crash point, chunk size and parallelism; the resumed run
+// reads only from the checkpoint's position on.
+func TestResumeAfterCrashEqualsUninterrupted(t *testing.T) {
+	lines := resumeInput(t)
+	in := []byte(strings.Join(lines, "\n") + "\n")
+	def := feature.Definition{Resolution: 8, Rings: []int{0, 1, 2}, Windows: []int{1, 4, 8}}
+	newEngine := func(par, chunk int) *Engine {
+		cfg := DefaultConfig()
+		cfg.Def, cfg.Parallelism, cfg.ChunkBytes = def, par, chunk
+		e, err := New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.Identity = "resume-input"
+		return e
+	}
+	full := newMemDurable()
+	if err := newEngine(2, 16<<10).Run(context.Background(), strings.NewReader(string(in)), full); err != nil {
+		t.Fatal(err)
+	}
+	want := full.all()
+	minutes := slices.Sorted(maps.Keys(full.rows))
+	rng := rand.New(rand.NewPCG(5, 5))
+	rounds := 10
+	if raceEnabled {
+		rounds = 3
+	}
+	for round := range rounds {
+		crashAt := minutes[1+rng.IntN(len(minutes)-2)]
+		par, chunk := 1+round%3, []int{4 << 10, 16 << 10, 64 << 10}[round%3]
+		t.Run(fmt.Sprintf("crash=%d/par=%d/chunk=%d", crashAt-minutes[0], par, chunk), func(t *testing.T) {
+			d := newMemDurable()
+			d.failAt = crashAt
+			if err := newEngine(par, chunk).Run(context.Background(), strings.NewReader(string(in)), d); err == nil || err.Error() != "crash" {
+				t.Fatalf("first run: %v", err)
+			}
+			d.failAt = -1
+			e := newEngine(par, chunk)
+			res, err := e.Resume(d, "resume-input")
+			if err != nil || res == nil {
+				t.Fatalf("resume: %v %v", res, err)
+			}
+			if res.Minute >= crashAt || res.Pos <= 0 || res.Pos >= int64(len(in)) {
+				t.Fatalf("resumed at minute %d (crash at %d), offset %d", res.Minute, crashAt, res.Pos)
+			}
+			if err := e.Run(context.Background(), strings.NewReader(string(in)), d); err != nil {
+				t.Fatal(err)
+			}
+			if got := e.Stats.Bytes.Load(); got != int64(len(in))-res.Pos {
+				t.Fatalf("resumed run read %d bytes, want %d", got, int64(len(in))-res.Pos)
+			}
+			diffRows(t, d.all(), want)
+		})
+	}
+}
+
+// TestResumeRefusesAnotherInput: a checkpoint of one input never resumes
+// another, nor a run with other semantics.
+func TestResumeRefusesAnotherInput(t *testing.T) {
+	lines := resumeInput(t)
+	d := newMemDurable()
+	cfg := DefaultConfig()
+	cfg.Def = smallDef
+	e, _ := New(cfg)
+	e.Identity = "a"
+	if err := e.Run(context.Background(), strings.NewReader(strings.Join(lines, "\n")), d); err != nil {
+		t.Fatal(err)
+	}
+	e2, _ := New(cfg)
+	if _, err := e2.Resume(d, "b"); !errors.Is(err, ErrNotResumable) || !strings.Contains(err.Error(), "another input") {
+		t.Fatalf("other input: %v", err)
+	}
+	cfg.Lateness = time.Minute
+	e3, _ := New(cfg)
+	if _, err := e3.Resume(d, "a"); !errors.Is(err, ErrNotResumable) || !strings.Contains(err.Error(), "lateness") {
+		t.Fatalf("other lateness: %v", err)
+	}
+}
