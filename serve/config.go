@@ -34,6 +34,12 @@ type Config struct {
 	// end, once a minute, so a live store's latest minute is 30-90 s old;
 	// 3m tolerates one missed close before a balancer takes it out.
 	ReadyMaxAge time.Duration
+	// ProductNames is a file naming product types for people
+	// (-serve.product-names=FILE): CSV lines uuid,name or JSON
+	// {"uuid":"name",…}; see names.go. The page's picker and the "names"
+	// field of GET /v1/products use it; the API still takes UUIDs only.
+	// Default "": no names, products are shown by UUID.
+	ProductNames string
 	// Now is the clock for age_seconds; nil means time.Now (tests inject).
 	Now func() time.Time
 }
@@ -74,13 +80,15 @@ func (c Config) Validate() error {
 }
 
 // RegisterFlags binds the fields to fs as -serve.max-batch-cells,
-// -serve.max-body-bytes, -serve.map-max-cells, -serve.boundary-cache-cells
-// and -serve.page-refresh, with c's values as defaults.
+// -serve.max-body-bytes, -serve.map-max-cells, -serve.boundary-cache-cells,
+// -serve.ready-max-age, -serve.product-names and -serve.page-refresh, with
+// c's values as defaults.
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.MaxBatchCells, "serve.max-batch-cells", c.MaxBatchCells, "most cells (and points) in one POST /v1/features:batch (1..10000)")
 	fs.Int64Var(&c.MaxBodyBytes, "serve.max-body-bytes", c.MaxBodyBytes, "largest request body in bytes (1 KiB..16 MiB)")
 	fs.IntVar(&c.MapMaxCells, "serve.map-max-cells", c.MapMaxCells, "most cells in one heat map answer, the hottest kept (1..200000)")
 	fs.IntVar(&c.BoundaryCacheCells, "serve.boundary-cache-cells", c.BoundaryCacheCells, "cell boundaries cached for the heat map (0..10000000)")
 	fs.DurationVar(&c.ReadyMaxAge, "serve.ready-max-age", c.ReadyMaxAge, "/readyz is ready only while the latest minute is at most this old and not in the future (0: any closed minute)")
+	fs.StringVar(&c.ProductNames, "serve.product-names", c.ProductNames, "file naming product types for the page and /v1/products: CSV lines uuid,name or JSON {\"uuid\":\"name\"} (empty: UUIDs only)")
 	fs.DurationVar(&c.PageRefresh, "serve.page-refresh", c.PageRefresh, "how often the page at / reloads the map (1s..1h)")
 }

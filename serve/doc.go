@@ -5,11 +5,12 @@
 //	GET  /v1/features?lat=DEG&lng=DEG&product=UUID[&minute=…][&avg=true]
 //	POST /v1/features:batch  {"product":UUID,"minute"?,"avg"?,"cells":[CELL…],"points":[{"lat","lng"}…]}
 //	GET  /v1/minutes         closed minutes, latest first
-//	GET  /v1/products        product UUIDs the store knows
+//	GET  /v1/products        product UUIDs the store knows, and their names (-serve.product-names)
 //	GET  /v1/definition      the feature definition (resolution, rings, windows)
 //	GET  /v1/map?product=UUID[&k=K&w=W&minute=…]   one feature of every cell, with boundaries
+//	GET  /v1/overview?product=UUID[&minute=…]      every feature's cells, max, sum, levels; a suggested view
 //	GET  /healthz, /readyz   liveness; readiness (a closed minute exists)
-//	GET  /                   the page (files embedded in the binary)
+//	GET  /                   the page: heat map, timeline, top cells (files embedded in the binary)
 //
 // A row answer names every feature by ring and window, so a reader never
 // depends on array positions:
@@ -30,5 +31,5 @@
 // Metrics (namespace demandpipe, subsystem serve):
 //
 //	demandpipe_serve_requests_total{handler,code}
-//	demandpipe_serve_request_seconds{handler}
+//	demandpipe_serve_request_duration_seconds{handler}
 package serve

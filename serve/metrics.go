@@ -9,7 +9,9 @@ import (
 )
 
 // metrics: demandpipe_serve_requests_total{handler,code} and
-// demandpipe_serve_request_seconds{handler}.
+// demandpipe_serve_request_duration_seconds{handler}. Both label sets are
+// bounded: handler is one of the routes the server registers, code one of
+// the status codes it writes.
 type metrics struct {
 	requests *prometheus.CounterVec
 	seconds  *prometheus.HistogramVec
@@ -22,7 +24,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "HTTP requests, by handler and status code.",
 		}, []string{"handler", "code"}),
 		seconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Namespace: "demandpipe", Subsystem: "serve", Name: "request_seconds",
+			Namespace: "demandpipe", Subsystem: "serve", Name: "request_duration_seconds",
 			Help: "Time to answer a request, by handler.",
 			// 50 us .. ~1.6 s: a single read is ~0.1 ms, a 1,000-cell batch ~10 ms.
 			Buckets: prometheus.ExponentialBuckets(0.00005, 2, 16),

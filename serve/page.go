@@ -10,6 +10,8 @@ import (
 
 // The page at / is three embedded files (no CDN: the machines it runs on
 // have no internet). index.html gets the refresh period filled in at start.
+// What the page does, and the view state it keeps in its URL, is described
+// at the top of web/app.js; how it picks its default view, in overview.go.
 //
 //go:embed web/index.html web/app.js web/style.css
 var web embed.FS

@@ -25,6 +25,7 @@ type Reader interface {
 	Get(dst []int32, minute int64, product encode.UUID, cell uint64) (store.Row, error)
 	GetMany(rows []store.Row, minute int64, product encode.UUID, cells []uint64) ([]store.Row, error)
 	ScanFeature(minute int64, product encode.UUID, index int, fn func(cell uint64, v int32) bool) error
+	Scan(minute int64, product encode.UUID, fn func(cell uint64, features []int32) bool) error
 }
 
 var _ Reader = (*store.Store)(nil)
@@ -40,6 +41,8 @@ type Server struct {
 	mux  *http.ServeMux
 	met  *metrics
 	page pageData
+	// names are the products' names for people (Config.ProductNames).
+	names productNames
 
 	// featureHead[i] is the JSON of feature i up to its value:
 	// `{"k":K,"w":W,"value":`, built once so a row costs appends only.
@@ -90,6 +93,9 @@ func New(cfg Config, r Reader, reg prometheus.Registerer) (*Server, error) {
 	if err := s.initPage(); err != nil {
 		return nil, err
 	}
+	if s.names, err = loadProductNames(cfg.ProductNames); err != nil {
+		return nil, err
+	}
 	s.mux = http.NewServeMux()
 	s.route("/v1/features", "features", http.MethodGet, s.features)
 	s.route("/v1/features:batch", "batch", http.MethodPost, s.batch)
@@ -97,12 +103,13 @@ func New(cfg Config, r Reader, reg prometheus.Registerer) (*Server, error) {
 	s.route("/v1/products", "products", http.MethodGet, s.products)
 	s.route("/v1/definition", "definition", http.MethodGet, s.definition)
 	s.route("/v1/map", "map", http.MethodGet, s.heatMap)
+	s.route("/v1/overview", "overview", http.MethodGet, s.overview)
 	s.route("/healthz", "healthz", http.MethodGet, s.healthz)
 	s.route("/readyz", "readyz", http.MethodGet, s.readyz)
 	s.route("/{$}", "page", http.MethodGet, s.index)
 	s.route("/assets/{file}", "assets", http.MethodGet, s.asset)
 	s.route("/", "not_found", "", func(w http.ResponseWriter, _ *http.Request, st *reqState) int {
-		return s.fail(w, st, http.StatusNotFound, "no such path; the API is /v1/features, /v1/features:batch, /v1/minutes, /v1/products, /v1/definition, /v1/map, /healthz, /readyz")
+		return s.fail(w, st, http.StatusNotFound, "no such path; the API is /v1/features, /v1/features:batch, /v1/minutes, /v1/products, /v1/definition, /v1/map, /v1/overview, /healthz, /readyz")
 	})
 	return s, nil
 }
@@ -256,7 +263,8 @@ func (s *Server) minutes(w http.ResponseWriter, r *http.Request, st *reqState) i
 
 func (s *Server) products(w http.ResponseWriter, _ *http.Request, st *reqState) int {
 	st.out = append(st.out[:0], `{"products":[`...)
-	for i, u := range s.r.Products() {
+	products := s.r.Products()
+	for i, u := range products {
 		if i > 0 {
 			st.out = append(st.out, ',')
 		}
@@ -264,7 +272,11 @@ func (s *Server) products(w http.ResponseWriter, _ *http.Request, st *reqState) 
 		st.out = u.AppendText(st.out)
 		st.out = append(st.out, '"')
 	}
-	st.out = append(st.out, "]}\n"...)
+	st.out = append(st.out, ']')
+	if s.names != nil {
+		st.out = s.names.appendJSON(append(st.out, `,"names":`...), products)
+	}
+	st.out = append(st.out, "}\n"...)
 	return s.writeJSON(w, st, http.StatusOK)
 }
 

@@ -1,18 +1,129 @@
-// demandpipe page: draws the latest closed minute as an SVG hexagon heat
-// map from GET /v1/map (cell boundaries come from the server), refreshing
-// every data-refresh-ms. No libraries: the page must work offline.
+// demandpipe page: one feature (k rings, w minutes) of one product in one
+// closed minute, as an SVG hexagon heat map from GET /v1/map (boundaries
+// come from the server); a timeline over GET /v1/minutes to scrub and play
+// back; the hottest cells as a table; the selected cell's 54 features from
+// GET /v1/features. The view lives in the URL (?product=…&k=…&w=…&scale=…
+// &minute=…&cell=…&at=lat,lng,zoom), so a reload or a shared link restores
+// it; no minute means "follow the latest". No libraries: the page must work
+// offline.
+//
+// Test hooks: body[data-ready] is "1" once the first view is drawn,
+// body[data-url] is the view's query string; window.demandpipe exposes the
+// pure helpers, and window.DEMANDPIPE_NO_MAIN skips start-up (unit tests).
 "use strict";
 
 const $ = (id) => document.getElementById(id);
 const refreshMs = Number(document.body.dataset.refreshMs) || 10000;
-const ramp = [[0x44, 0x01, 0x54], [0x3b, 0x52, 0x8b], [0x21, 0x91, 0x8c], [0x5e, 0xc9, 0x62], [0xfd, 0xe7, 0x25]];
+const TOP_ROWS = 10;
+const LIVE_MAX_AGE_S = 600; // a store whose latest minute is older is a replay
+const PLAY_STEP_MS = 700;
+
+// ---- pure helpers (unit-tested in Chromium through window.demandpipe) ----
+
+// ago renders an age in seconds for people: "42 s ago", "3 min ago",
+// "2 h ago", "5 d ago", "10 y ago"; a negative age is in the future.
+function ago(s) {
+  if (!Number.isFinite(s)) return "";
+  const fut = s < 0;
+  s = Math.abs(s);
+  let t;
+  if (s < 60) t = Math.floor(s) + " s";
+  else if (s < 3600) t = Math.floor(s / 60) + " min";
+  else if (s < 2 * 86400) t = Math.floor(s / 3600) + " h";
+  else if (s < 2 * 365.25 * 86400) t = Math.floor(s / 86400) + " d";
+  else t = Math.floor(s / (365.25 * 86400)) + " y";
+  return fut ? "in " + t : t + " ago";
+}
+
+// minuteLabel: "2024-05-18T02:41:00Z" -> "2024-05-18 02:41 UTC".
+function minuteLabel(m) {
+  return m ? m.slice(0, 10) + " " + m.slice(11, 16) + " UTC" : "";
+}
+
+// Viridis, lightened at the bottom so the smallest values stay visible on
+// the dark background.
+const RAMP = [[0x48, 0x28, 0x78], [0x3e, 0x4a, 0x89], [0x31, 0x68, 0x8e], [0x26, 0x82, 0x8e],
+  [0x1f, 0x9e, 0x89], [0x35, 0xb7, 0x79], [0x6d, 0xcd, 0x59], [0xb4, 0xde, 0x2c], [0xfd, 0xe7, 0x25]];
 
 function color(t) {
-  t = Math.min(1, Math.max(0, t)) * (ramp.length - 1);
-  const i = Math.min(ramp.length - 2, Math.floor(t)), f = t - i;
-  const c = ramp[i].map((a, j) => Math.round(a + (ramp[i + 1][j] - a) * f));
+  t = Math.min(1, Math.max(0, t)) * (RAMP.length - 1);
+  const i = Math.min(RAMP.length - 2, Math.floor(t)), f = t - i;
+  const c = RAMP[i].map((a, j) => Math.round(a + (RAMP[i + 1][j] - a) * f));
   return "rgb(" + c.join(",") + ")";
 }
+
+// scaler maps a value in [lo, hi] to [0, 1], linearly or by its log.
+function scaler(kind, lo, hi) {
+  if (!(hi > lo)) return () => 1;
+  if (kind === "log") {
+    const a = Math.log(Math.max(lo, 1)), b = Math.log(hi);
+    return (v) => (Math.log(Math.max(v, 1)) - a) / (b - a);
+  }
+  return (v) => (v - lo) / (hi - lo);
+}
+
+// ticks: a few round values in [lo, hi] for the legend, ends included.
+function ticks(kind, lo, hi) {
+  if (!(hi > lo)) return [hi];
+  const out = new Set([lo, hi]);
+  if (kind === "log") {
+    for (let p = 1; p <= hi; p *= 10) for (const m of [1, 2, 5]) {
+      const v = m * p;
+      if (v > lo && v < hi) out.add(v);
+    }
+  } else {
+    const raw = (hi - lo) / 5, p = Math.pow(10, Math.floor(Math.log10(raw)));
+    const step = [1, 2, 5, 10].map((m) => m * p).find((s) => s >= raw) || raw;
+    for (let v = Math.ceil(lo / step) * step; v < hi; v += step) if (v > lo) out.add(v);
+  }
+  const s = [...out].sort((a, b) => a - b);
+  // Drop ticks crowding their neighbours (closer than 9% of the bar).
+  const f = scaler(kind, lo, hi), keep = [s[0]];
+  for (const v of s.slice(1)) if (f(v) - f(keep[keep.length - 1]) >= 0.09 || v === hi) keep.push(v);
+  if (keep.length > 2 && f(hi) - f(keep[keep.length - 2]) < 0.09) keep.splice(keep.length - 2, 1);
+  return keep;
+}
+
+const PARAMS = ["product", "k", "w", "scale", "minute", "cell", "at"];
+
+// parseView reads the view from a query string; absent fields are null.
+function parseView(search) {
+  const q = new URLSearchParams(search), v = {};
+  for (const p of PARAMS) v[p] = q.has(p) ? q.get(p) : null;
+  for (const p of ["k", "w"]) v[p] = v[p] !== null && /^\d+$/.test(v[p]) ? Number(v[p]) : null;
+  if (v.scale !== "log" && v.scale !== "linear") v.scale = null;
+  if (v.at !== null) {
+    const a = v.at.split(",").map(Number);
+    v.at = a.length === 3 && a.every(Number.isFinite) && Math.abs(a[0]) <= 90 && Math.abs(a[1]) <= 180 ? { lat: a[0], lng: a[1], z: a[2] } : null;
+  }
+  return v;
+}
+
+// formatView writes the view as a query string, fields in a fixed order.
+function formatView(v) {
+  const q = [];
+  for (const p of PARAMS) {
+    let x = v[p];
+    if (x === null || x === undefined || x === "") continue;
+    if (p === "at") x = x.lat.toFixed(5) + "," + x.lng.toFixed(5) + "," + x.z.toFixed(2);
+    q.push(p + "=" + encodeURIComponent(String(x)).replace(/%2C/g, ",").replace(/%3A/g, ":"));
+  }
+  return q.length ? "?" + q.join("&") : "";
+}
+
+window.demandpipe = { ago, minuteLabel, color, scaler, ticks, parseView, formatView };
+
+// ---- state ----
+
+const view = { product: null, k: null, w: null, scale: null, minute: null, cell: null, at: null };
+let def = null;            // /v1/definition
+let products = [];         // UUIDs
+let names = {};            // UUID -> name
+let minutes = [];          // /v1/minutes, oldest first
+let data = null;           // the /v1/map answer drawn
+let ref = null;            // projection reference: {lat, lng, cos}
+let playing = null;        // timer while playing
+let loadSeq = 0;           // drops answers of superseded loads
 
 async function getJSON(url) {
   const res = await fetch(url, { cache: "no-store" });
@@ -21,93 +132,482 @@ async function getJSON(url) {
   return body;
 }
 
-function fill(sel, values, keep) {
-  const old = keep ? sel.value : null;
-  sel.innerHTML = values.map((v) => `<option value="${v}">${v}</option>`).join("");
-  if (old !== null && values.map(String).includes(old)) sel.value = old;
-}
-
 function setStatus(text, error) {
   const s = $("status");
   s.textContent = text;
   s.className = error ? "error" : "";
 }
 
-async function loadProducts() {
-  const p = await getJSON("/v1/products");
-  fill($("product"), p.products, true);
-  return p.products.length;
+function productName(u) { return names[u] || u; }
+
+function writeURL() {
+  const q = formatView(view);
+  if (location.search !== q) history.replaceState(null, "", location.pathname + q);
+  document.body.dataset.url = q;
+}
+
+// ---- projection: world units are 1000 per degree of longitude around a
+// fixed reference; the view (centre, zoom) is an SVG transform, so panning
+// and zooming never rebuild the polygons. zoom is web-map zoom: 256·2^z
+// pixels around the equator. ----
+
+function size() {
+  const r = $("map").getBoundingClientRect();
+  return { W: Math.max(r.width, 100), H: Math.max(r.height, 100) };
+}
+
+function toWorld(lat, lng) {
+  return [(lng - ref.lng) * 1000, -(lat - ref.lat) * 1000 / ref.cos];
+}
+
+function fromWorld(x, y) {
+  return { lat: ref.lat - (y * ref.cos) / 1000, lng: ref.lng + x / 1000 };
+}
+
+function pxPerDeg(z) { return (256 * Math.pow(2, z)) / 360; }
+
+function applyView() {
+  if (!ref || !view.at) return;
+  const { W, H } = size();
+  $("map").setAttribute("viewBox", `0 0 ${W} ${H}`);
+  const s = pxPerDeg(view.at.z) / 1000, [cx, cy] = toWorld(view.at.lat, view.at.lng);
+  $("world").setAttribute("transform", `translate(${W / 2} ${H / 2}) scale(${s}) translate(${-cx} ${-cy})`);
+  // Scale bar: a round distance near 110 px.
+  const kmPx = pxPerDeg(view.at.z) / (111.32 * Math.cos((view.at.lat * Math.PI) / 180));
+  const km = [0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500].find((d) => d * kmPx >= 70) || 1000;
+  $("scalebar").querySelector(".bar").style.width = (km * kmPx).toFixed(0) + "px";
+  $("scalebar").querySelector("span").textContent = km < 1 ? km * 1000 + " m" : km + " km";
+}
+
+function fit() {
+  if (!data || data.cells.length === 0) return;
+  let a = 90, b = -90, c = 180, d = -180;
+  for (const cell of data.cells) for (const [la, ln] of cell[2]) {
+    a = Math.min(a, la); b = Math.max(b, la); c = Math.min(c, ln); d = Math.max(d, ln);
+  }
+  if (!ref) ref = { lat: (a + b) / 2, lng: (c + d) / 2, cos: Math.cos((((a + b) / 2) * Math.PI) / 180) };
+  const { W, H } = size();
+  const zx = Math.log2((W * 0.9 * 360) / (256 * Math.max(d - c, 1e-6)));
+  const zy = Math.log2((H * 0.9 * 360 * ref.cos) / (256 * Math.max(b - a, 1e-6)));
+  view.at = { lat: (a + b) / 2, lng: (c + d) / 2, z: Math.min(zx, zy, 15) };
+  applyView();
+}
+
+function zoomAt(factor, px, py) {
+  if (!view.at) return;
+  const { W, H } = size();
+  const z = Math.max(2, Math.min(18, view.at.z + Math.log2(factor)));
+  const s0 = pxPerDeg(view.at.z) / 1000, s1 = pxPerDeg(z) / 1000;
+  const [cx, cy] = toWorld(view.at.lat, view.at.lng);
+  // Keep the world point under (px, py) where it is.
+  const wx = cx + (px - W / 2) / s0, wy = cy + (py - H / 2) / s0;
+  const nx = wx - (px - W / 2) / s1, ny = wy - (py - H / 2) / s1;
+  view.at = { ...fromWorld(nx, ny), z };
+  applyView();
+}
+
+// ---- drawing ----
+
+function centre(b) {
+  let la = 0, ln = 0;
+  for (const [x, y] of b) { la += x; ln += y; }
+  return [la / b.length, ln / b.length];
+}
+
+function featureText(k, w) {
+  const rings = k === 0 ? "in the cell" : k === 1 ? "within 1 ring" : `within ${k} rings`;
+  const mins = w === 1 ? "in the minute" : `over the last ${w} minutes`;
+  return `riders ${rings} ${mins}`;
 }
 
 function draw(d) {
-  const svg = $("map");
-  const cells = d.cells;
-  if (cells.length === 0) {
-    svg.innerHTML = "";
-    svg.dataset.cells = "0";
-    return;
-  }
-  let minLat = 90, maxLat = -90, minLng = 180, maxLng = -180;
-  for (const c of cells) for (const [la, ln] of c[2]) {
-    if (la < minLat) minLat = la;
-    if (la > maxLat) maxLat = la;
-    if (ln < minLng) minLng = ln;
-    if (ln > maxLng) maxLng = ln;
-  }
-  // Equirectangular around the mean latitude: fine at city scale.
-  const kx = Math.cos(((minLat + maxLat) / 2) * Math.PI / 180);
-  const w = Math.max((maxLng - minLng) * kx, 1e-9), h = Math.max(maxLat - minLat, 1e-9);
-  const scale = Math.min(1000 / w, 700 / h) * 0.96;
-  const ox = (1000 - w * scale) / 2, oy = (700 - h * scale) / 2;
-  const max = d.max || 1;
-  const parts = [];
-  for (const [cell, v, b] of cells) {
-    const pts = b.map(([la, ln]) => ((ln - minLng) * kx * scale + ox).toFixed(1) + "," + ((maxLat - la) * scale + oy).toFixed(1)).join(" ");
-    parts.push(`<polygon points="${pts}" fill="${color(Math.sqrt(v / max))}" data-h3="${cell}" data-v="${v}"><title>${cell}: ${v}</title></polygon>`);
-  }
-  svg.innerHTML = parts.join("");
+  data = d;
+  const svg = $("map"), cells = d.cells;
   svg.dataset.cells = String(cells.length);
+  $("empty").hidden = cells.length > 0;
+  $("empty").textContent = cells.length ? "" : `no demand for this product at k=${d.k} w=${d.w} in ${minuteLabel(d.minute)}`;
+  let lo = Infinity, hi = 0;
+  for (const c of cells) { lo = Math.min(lo, c[1]); hi = Math.max(hi, c[1]); }
+  if (!cells.length) lo = hi = 0;
+  if (!ref && view.at) ref = { lat: view.at.lat, lng: view.at.lng, cos: Math.cos((view.at.lat * Math.PI) / 180) };
+  if (!ref || !view.at) fit();
+  const f = scaler(view.scale, lo, hi);
+  // Coolest first, so the hottest cells draw on top of their neighbours.
+  const order = cells.slice().sort((a, b) => a[1] - b[1]);
+  const parts = [];
+  for (const [cell, v, b] of order) {
+    const pts = b.map(([la, ln]) => toWorld(la, ln).map((x) => x.toFixed(2)).join(",")).join(" ");
+    parts.push(`<polygon points="${pts}" fill="${color(f(v))}" data-h3="${cell}" data-v="${v}"></polygon>`);
+  }
+  $("cells").innerHTML = parts.join("");
+  applyView();
+  drawLegend(d, lo, hi);
+  drawTop(d, f);
+  drawSelection();
+  const m = d.minute, live = view.minute === null;
+  setStatus(`${productName(d.product_type)} · ${minuteLabel(m)} (${ago(d.age_seconds)})${live ? " · live" : ""} · k=${d.k} w=${d.w} · ${cells.length} cells` + (d.truncated ? " (hottest only)" : ""));
 }
 
-async function refresh() {
+function drawLegend(d, lo, hi) {
+  const scale = view.scale;
+  $("legend-title").textContent = `Colour: ${featureText(d.k, d.w)} (k=${d.k}, w=${d.w})`;
+  const stops = [];
+  for (let i = 0; i <= 10; i++) stops.push(color(i / 10));
+  $("legend").querySelector(".bar").style.background = `linear-gradient(to right, ${stops.join(",")})`;
+  const f = scaler(scale, lo, hi);
+  $("legend-ticks").innerHTML = d.cells.length ? ticks(scale, lo, hi).map((v) => `<span style="left:${(f(v) * 100).toFixed(1)}%">${v}</span>`).join("") : "";
+  const txt = d.cells.length === 0 ? `${scale} scale · no non-zero cell` :
+    lo === hi ? `${scale} scale · every cell has the value ${hi} (min = max = ${hi})` :
+    `${scale} scale · min ${lo} · max ${hi} · ${d.cells.length} non-zero cells in this minute; zero cells are not drawn`;
+  $("legend-scale").textContent = txt;
+  $("legend").dataset.scale = scale;
+  $("legend").dataset.min = String(lo);
+  $("legend").dataset.max = String(hi);
+}
+
+function drawTop(d, f) {
+  const top = d.cells.slice().sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1)).slice(0, TOP_ROWS);
+  $("top").querySelector("tbody").innerHTML = top.map(([cell, v, b], i) => {
+    const [la, ln] = centre(b);
+    return `<tr data-h3="${cell}"${cell === view.cell ? ' class="sel"' : ""}><td>${i + 1}</td>` +
+      `<td><span class="swatch" style="background:${color(f(v))}"></span>${cell}</td><td class="num">${v}</td>` +
+      `<td class="num">${la.toFixed(4)}, ${ln.toFixed(4)}</td></tr>`;
+  }).join("");
+  $("top-note").textContent = d.cells.length > TOP_ROWS ? `${TOP_ROWS} of ${d.cells.length}` : "";
+}
+
+function drawSelection() {
+  const sel = $("sel");
+  sel.innerHTML = "";
+  for (const tr of $("top").querySelectorAll("tbody tr")) tr.classList.toggle("sel", tr.dataset.h3 === view.cell);
+  if (!view.cell || !data) return;
+  const p = $("cells").querySelector(`polygon[data-h3="${view.cell}"]`);
+  if (p) {
+    p.classList.add("selected");
+    sel.innerHTML = `<polygon points="${p.getAttribute("points")}" data-h3="${view.cell}"></polygon>`;
+  }
+}
+
+async function loadDetail() {
+  const box = $("detail");
+  if (!view.cell || !view.product) {
+    box.innerHTML = `<h2>Selected cell</h2><p class="hint">Click a cell on the map or in the table.</p>`;
+    return;
+  }
+  const q = new URLSearchParams({ h3: view.cell, product: view.product });
+  if (data) q.set("minute", data.minute);
   try {
-    if ($("product").options.length === 0 && (await loadProducts()) === 0) {
-      setStatus("waiting for the first closed minute…");
-      return;
+    const r = await getJSON("/v1/features?" + q);
+    const byK = new Map();
+    for (const f of r.features) {
+      if (!byK.has(f.k)) byK.set(f.k, []);
+      byK.get(f.k).push(f);
     }
-    const q = new URLSearchParams({ product: $("product").value, k: $("k").value, w: $("w").value });
+    const ws = def.windows;
+    let html = `<h2>Selected cell</h2><p><code>${r.h3}</code> · ${r.found ? "all 54 features" : "no row: no demand, every feature is 0"}</p>`;
+    html += `<table id="grid"><thead><tr><th>k \\ w</th>${ws.map((w) => `<th>${w}</th>`).join("")}</tr></thead><tbody>`;
+    for (const [k, fs] of byK) {
+      html += `<tr><th>${k}</th>` + fs.map((f) => `<td data-k="${f.k}" data-w="${f.w}" class="${f.k === view.k && f.w === view.w ? "cur" : ""}${f.value === 0 ? " zero" : ""}">${f.value}</td>`).join("") + "</tr>";
+    }
+    box.innerHTML = html + "</tbody></table>";
+  } catch (e) {
+    box.innerHTML = `<h2>Selected cell</h2><p class="hint">${view.cell}: ${e.message}</p>`;
+  }
+}
+
+function select(cell) {
+  view.cell = cell || null;
+  drawSelection();
+  writeURL();
+  loadDetail();
+}
+
+// ---- timeline ----
+
+function minuteIndex() {
+  if (!minutes.length) return -1;
+  if (view.minute === null) return minutes.length - 1;
+  return minutes.findIndex((m) => m.minute === view.minute);
+}
+
+function drawTimeline() {
+  const n = minutes.length, i = minuteIndex();
+  const s = $("slider");
+  s.max = String(Math.max(n - 1, 0));
+  s.value = String(Math.max(i, 0));
+  let mx = 1;
+  for (const m of minutes) mx = Math.max(mx, m.rows);
+  // Bar j sits over the slider's position j (viewBox 1000 wide).
+  const bw = Math.min(12, (1000 / Math.max(n, 1)) * 0.8);
+  const bars = minutes.map((m, j) => {
+    const h = Math.max(1, (m.rows / mx) * 26), x = n > 1 ? (j * 1000) / (n - 1) : 500;
+    return `<rect x="${(x - bw / 2).toFixed(2)}" y="${(26 - h).toFixed(2)}" width="${bw.toFixed(2)}" height="${h.toFixed(2)}"${j === i ? ' class="cur"' : ""}><title>${minuteLabel(m.minute)}: ${m.rows} rows</title></rect>`;
+  });
+  const sp = $("spark");
+  sp.setAttribute("viewBox", "-6 0 1012 26");
+  sp.innerHTML = bars.join("");
+  const cur = minutes[i];
+  $("when").innerHTML = cur ? `<b>${minuteLabel(cur.minute)}</b> · ${ago(cur.age_seconds)}<br>${i + 1} of ${n} minutes · ${cur.rows} rows` : "no closed minute";
+  $("live").classList.toggle("on", view.minute === null);
+  $("play").textContent = playing ? "❚❚" : "▶";
+  $("play").classList.toggle("on", !!playing);
+}
+
+function goto(i) {
+  if (!minutes.length) return;
+  i = Math.max(0, Math.min(minutes.length - 1, i));
+  view.minute = minutes[i].minute;
+  drawTimeline();
+  loadMap();
+}
+
+function stopPlay() {
+  if (playing) clearTimeout(playing);
+  playing = null;
+  drawTimeline();
+}
+
+function togglePlay() {
+  if (playing) return stopPlay();
+  let i = minuteIndex();
+  if (i >= minutes.length - 1) i = -1; // at the end: start over
+  const step = async () => {
+    i++;
+    if (i >= minutes.length) return stopPlay();
+    view.minute = minutes[i].minute;
+    playing = playing || 1;
+    drawTimeline();
+    await loadMap();
+    if (playing) playing = setTimeout(step, PLAY_STEP_MS);
+  };
+  playing = 1;
+  step();
+}
+
+// ---- loading ----
+
+async function loadMinutes() {
+  const r = await getJSON("/v1/minutes");
+  minutes = r.minutes.slice().reverse();
+}
+
+async function loadProducts() {
+  const r = await getJSON("/v1/products");
+  products = r.products;
+  names = r.names || {};
+  const order = products.slice().sort((a, b) => (names[a] ? 0 : 1) - (names[b] ? 0 : 1) || productName(a).localeCompare(productName(b)));
+  const sel = $("product");
+  const html = order.map((u) => `<option value="${u}" title="${u}">${escapeHTML(productName(u))}</option>`).join("");
+  if (sel.innerHTML !== html) sel.innerHTML = html;
+  if (view.product) sel.value = view.product;
+}
+
+function escapeHTML(s) {
+  return s.replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" })[c]);
+}
+
+async function loadMap() {
+  const seq = ++loadSeq;
+  const q = new URLSearchParams({ product: view.product, k: view.k, w: view.w });
+  if (view.minute !== null) q.set("minute", view.minute);
+  try {
     const d = await getJSON("/v1/map?" + q);
+    if (seq !== loadSeq) return;
     draw(d);
-    $("lo").textContent = "0";
-    $("hi").textContent = String(d.max);
-    setStatus(`minute ${d.minute} (${Math.round(d.age_seconds)} s ago) · k=${d.k} w=${d.w} · ${d.cells.length} cells` + (d.truncated ? " (hottest only)" : ""));
+    writeURL();
+    loadDetail();
+  } catch (e) {
+    if (seq === loadSeq) setStatus("error: " + e.message, true);
+  }
+}
+
+// chooseDefaults fills what the URL did not give, from the data:
+// - minute: follow the latest on a live store; on a replay (latest minute
+//   older than 10 min) the minute with the most rows, the busiest picture;
+// - product: the one with the most rows in that minute;
+// - k, w, scale: the server's suggestion for that product and minute
+//   (GET /v1/overview: the least smoothed view with at least 8 distinct
+//   values, log scale when the values are skewed).
+async function chooseDefaults() {
+  const latest = minutes[minutes.length - 1];
+  if (view.minute !== null && !minutes.some((m) => m.minute === view.minute)) {
+    setStatus(`minute ${view.minute} is not in the store (expired?): showing the latest`, true);
+    view.minute = null;
+  }
+  const fresh = PARAMS.every((p) => !new URLSearchParams(location.search).has(p));
+  if (view.minute === null && fresh && latest.age_seconds > LIVE_MAX_AGE_S) {
+    let best = latest;
+    for (const m of minutes) if (m.rows >= best.rows) best = m; // ties: the latest
+    view.minute = best.minute;
+  }
+  if (view.product !== null && !products.includes(view.product)) view.product = null;
+  const at = view.minute === null ? "" : "&minute=" + view.minute;
+  if (view.product === null) {
+    let best = null;
+    for (const u of products.slice(0, 16)) {
+      const o = await getJSON("/v1/overview?product=" + u + at).catch(() => null);
+      if (o && (!best || o.rows > best.rows)) best = o;
+    }
+    view.product = best ? best.product_type : products[0];
+    if (best) suggest(best);
+  }
+  if (view.k === null || view.w === null || view.scale === null) {
+    const o = await getJSON("/v1/overview?product=" + view.product + at).catch(() => null);
+    if (o) suggest(o);
+  }
+  if (!def.rings.includes(view.k)) view.k = def.rings[0];
+  if (!def.windows.includes(view.w)) view.w = def.windows[0];
+  if (view.scale === null) view.scale = "log";
+}
+
+function suggest(o) {
+  if (view.k === null) view.k = o.suggested.k;
+  if (view.w === null) view.w = o.suggested.w;
+  if (view.scale === null) view.scale = o.suggested.scale;
+}
+
+function syncControls() {
+  $("product").value = view.product;
+  $("k").value = String(view.k);
+  $("w").value = String(view.w);
+  $("scale").value = view.scale;
+}
+
+function fillNumbers(sel, values) {
+  sel.innerHTML = values.map((v) => `<option value="${v}">${v}</option>`).join("");
+}
+
+let started = false;
+
+async function start() {
+  [def] = await Promise.all([getJSON("/v1/definition"), loadProducts(), loadMinutes()]);
+  fillNumbers($("k"), def.rings);
+  fillNumbers($("w"), def.windows);
+  if (!minutes.length || !products.length) {
+    setStatus("waiting for the first closed minute…");
+    $("empty").hidden = false;
+    $("empty").textContent = "waiting for the first closed minute…";
+    return false;
+  }
+  await chooseDefaults();
+  syncControls();
+  drawTimeline();
+  await loadMap();
+  started = true;
+  document.body.dataset.ready = "1";
+  return true;
+}
+
+async function tick() {
+  try {
+    if (!started) return void (await start());
+    if (playing) return;
+    const before = minutes.length ? minutes[minutes.length - 1].minute : null;
+    await Promise.all([loadMinutes(), loadProducts()]);
+    drawTimeline();
+    const after = minutes.length ? minutes[minutes.length - 1].minute : null;
+    if (view.minute === null && after !== before) await loadMap();
+    else if (view.minute !== null && minuteIndex() < 0) {
+      setStatus(`minute ${view.minute} has expired from the store`, true);
+    }
   } catch (e) {
     setStatus("error: " + e.message, true);
   }
+}
+
+function wire() {
+  const onChange = (field, parse) => (ev) => {
+    view[field] = parse(ev.target.value);
+    loadMap();
+  };
+  $("product").addEventListener("change", onChange("product", String));
+  $("k").addEventListener("change", onChange("k", Number));
+  $("w").addEventListener("change", onChange("w", Number));
+  $("scale").addEventListener("change", onChange("scale", String));
+  $("slider").addEventListener("input", (ev) => { stopPlay(); goto(Number(ev.target.value)); });
+  $("prev").addEventListener("click", () => { stopPlay(); goto(minuteIndex() - 1); });
+  $("next").addEventListener("click", () => { stopPlay(); goto(minuteIndex() + 1); });
+  $("play").addEventListener("click", togglePlay);
+  $("live").addEventListener("click", () => { stopPlay(); view.minute = null; drawTimeline(); loadMap(); });
+  $("spark").addEventListener("click", (ev) => {
+    const r = $("spark").getBoundingClientRect();
+    stopPlay();
+    goto(Math.round(((ev.clientX - r.left) / r.width) * (minutes.length - 1)));
+  });
+  $("fit").addEventListener("click", () => { fit(); writeURL(); });
+  $("zin").addEventListener("click", () => { const { W, H } = size(); zoomAt(2, W / 2, H / 2); writeURL(); });
+  $("zout").addEventListener("click", () => { const { W, H } = size(); zoomAt(0.5, W / 2, H / 2); writeURL(); });
+  $("top").addEventListener("click", (ev) => {
+    const tr = ev.target.closest("tr[data-h3]");
+    if (tr) select(tr.dataset.h3);
+  });
+  $("detail").addEventListener("click", (ev) => {
+    const td = ev.target.closest("td[data-k]");
+    if (!td) return;
+    view.k = Number(td.dataset.k);
+    view.w = Number(td.dataset.w);
+    syncControls();
+    loadMap();
+  });
+  const map = $("map");
+  let drag = null;
+  map.addEventListener("wheel", (ev) => {
+    ev.preventDefault();
+    const r = map.getBoundingClientRect();
+    zoomAt(Math.pow(2, -ev.deltaY / 300), ev.clientX - r.left, ev.clientY - r.top);
+    clearTimeout(map.urlTimer);
+    map.urlTimer = setTimeout(writeURL, 300);
+  }, { passive: false });
+  map.addEventListener("pointerdown", (ev) => {
+    if (!view.at) return;
+    drag = { x: ev.clientX, y: ev.clientY, at: view.at, moved: false };
+    map.setPointerCapture(ev.pointerId);
+  });
+  map.addEventListener("pointermove", (ev) => {
+    const tip = $("tip"), t = ev.target;
+    if (drag) {
+      const dx = ev.clientX - drag.x, dy = ev.clientY - drag.y;
+      if (Math.abs(dx) + Math.abs(dy) > 3) drag.moved = true;
+      if (drag.moved) {
+        map.classList.add("dragging");
+        const s = pxPerDeg(drag.at.z) / 1000, [cx, cy] = toWorld(drag.at.lat, drag.at.lng);
+        view.at = { ...fromWorld(cx - dx / s, cy - dy / s), z: drag.at.z };
+        applyView();
+        tip.hidden = true;
+        return;
+      }
+    }
+    if (t.dataset && t.dataset.h3 && data) {
+      const r = $("mapbox").getBoundingClientRect();
+      tip.hidden = false;
+      tip.innerHTML = `<code>${t.dataset.h3}</code> <b>${t.dataset.v}</b> · k=${data.k} w=${data.w}`;
+      tip.style.left = ev.clientX - r.left + 14 + "px";
+      tip.style.top = ev.clientY - r.top + 12 + "px";
+    } else tip.hidden = true;
+  });
+  map.addEventListener("pointerleave", () => { $("tip").hidden = true; });
+  map.addEventListener("pointerup", (ev) => {
+    const d = drag;
+    drag = null;
+    map.classList.remove("dragging");
+    if (d && d.moved) return writeURL();
+    const t = ev.target;
+    select(t.dataset && t.dataset.h3 ? t.dataset.h3 : null);
+  });
+  window.addEventListener("resize", applyView);
+  document.addEventListener("keydown", (ev) => {
+    if (ev.target.tagName === "SELECT" || ev.target.tagName === "INPUT") return;
+    if (ev.key === "ArrowLeft") { stopPlay(); goto(minuteIndex() - 1); }
+    else if (ev.key === "ArrowRight") { stopPlay(); goto(minuteIndex() + 1); }
+    else if (ev.key === " ") { ev.preventDefault(); togglePlay(); }
+  });
 }
 
 async function main() {
-  try {
-    const def = await getJSON("/v1/definition");
-    fill($("k"), def.rings, false);
-    fill($("w"), def.windows, false);
-    // A useful default view: a mid-size ring over a few minutes.
-    if (def.rings.includes(2)) $("k").value = "2";
-    if (def.windows.includes(4)) $("w").value = "4";
-  } catch (e) {
-    setStatus("error: " + e.message, true);
-    return;
-  }
-  for (const id of ["product", "k", "w"]) $(id).addEventListener("change", refresh);
-  $("map").addEventListener("mouseover", (ev) => {
-    const t = ev.target;
-    if (t.dataset && t.dataset.h3) $("hover").textContent = t.dataset.h3 + " = " + t.dataset.v;
-  });
-  await refresh();
-  setInterval(async () => {
-    await loadProducts().catch(() => 0);
-    refresh();
-  }, refreshMs);
+  Object.assign(view, parseView(location.search));
+  wire();
+  await tick();
+  setInterval(tick, refreshMs);
 }
 
-main();
+if (!window.DEMANDPIPE_NO_MAIN) main();
