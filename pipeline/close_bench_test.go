@@ -17,15 +17,28 @@ import (
 // smoothing to k=20, sliding six windows, and emitting every row to the
 // null sink. Disks are warm (computed in the first minutes), as in steady
 // state.
+//
+// checkpoint=true adds what a durable sink costs the engine: encoding the
+// minute's source counts and the resume state at every close (the sink
+// here discards them, so only the engine's side is measured).
 func BenchmarkCloseMinute(b *testing.B) {
-	for _, n := range []int{20_000, 40_000} {
-		b.Run(fmt.Sprintf("cells=%d/k=20/features=54", n), func(b *testing.B) {
+	for _, bc := range []struct {
+		n  int
+		cp bool
+	}{{20_000, false}, {20_000, true}, {40_000, false}, {40_000, true}} {
+		n := bc.n
+		b.Run(fmt.Sprintf("cells=%d/k=20/features=54/checkpoint=%v", n, bc.cp), func(b *testing.B) {
 			cfg := DefaultConfig()
 			cfg.Kring.MaxCachedDisks = 1 << 20
 			products := encode.NewProducts()
 			code, _ := products.Code(encode.UUID{1})
 			var st Stats
-			a, err := newAggregator(cfg, products, &sink.Null{}, &st)
+			var snk sink.Writer = &sink.Null{}
+			var resume *seqState
+			if bc.cp {
+				snk, resume = &nullCheckpointer{}, &seqState{}
+			}
+			a, err := newAggregator(cfg, products, snk, &st)
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -64,7 +77,7 @@ func BenchmarkCloseMinute(b *testing.B) {
 				b.StopTimer()
 				fill()
 				b.StartTimer()
-				req, _ := a.request(m, nil)
+				req, _ := a.request(m, resume)
 				if err := a.closeThrough(context.Background(), req); err != nil {
 					b.Fatal(err)
 				}
@@ -100,4 +113,59 @@ func BenchmarkCount(b *testing.B) {
 		a.count(bt)
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(bt.counted)), "ns/event")
+}
+
+// nullCheckpointer discards rows and state (engine-side cost only).
+type nullCheckpointer struct {
+	sink.Null
+	bytes int
+}
+
+func (n *nullCheckpointer) StageState(_ int64, st sink.State) { n.bytes = len(st.Counts) + len(st.Checkpoint) }
+func (n *nullCheckpointer) LoadState() ([]byte, func(int64) ([]byte, bool, error), error) {
+	return nil, nil, nil
+}
+
+// BenchmarkRestore measures a resume's restore of a metro: the windows of
+// the default definition rebuilt from 31 minutes of count records of
+// `cells` source cells each (the issue's target: under 2 s before new
+// events flow).
+func BenchmarkRestore(b *testing.B) {
+	const n = 20_000
+	cfg := DefaultConfig()
+	cfg.Kring.MaxCachedDisks = 1 << 20
+	center, _ := h3.LatLngToCell(h3.LatLng{Lat: 40.75, Lng: -73.98}, 8)
+	disk, _ := h3.GridDisk(center, 120)
+	records := map[int64][]byte{}
+	m0 := int64(28_620_600)
+	src := encode.NewProducts()
+	code, _ := src.Code(encode.UUID{1})
+	for m := m0; m < m0+31; m++ {
+		mc := &minuteCounts{minute: m}
+		ix := cellindex.New(n)
+		mc.cells[code] = ix
+		for i := range n {
+			k := ix.Insert(uint64(disk[(i*2+int(m%2)*(i%2))%len(disk)]))
+			if int(k) == len(mc.counts[code]) {
+				mc.counts[code] = append(mc.counts[code], 0)
+			}
+			mc.counts[code][k]++
+		}
+		records[m] = appendCounts(nil, mc, src, m)
+	}
+	b.ReportMetric(float64(len(records[m0])), "record-bytes/minute")
+	b.ReportAllocs()
+	for b.Loop() {
+		var st Stats
+		a, err := newAggregator(cfg, encode.NewProducts(), &sink.Null{}, &st)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := a.restore(context.Background(), m0+30, func(m int64) ([]byte, bool, error) {
+			r, ok := records[m]
+			return r, ok, nil
+		}); err != nil {
+			b.Fatal(err)
+		}
+	}
 }

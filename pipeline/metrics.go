@@ -1,6 +1,9 @@
 package pipeline
 
 import (
+	"math"
+	"time"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/demandpipe/demandpipe/encode"
@@ -13,19 +16,29 @@ import (
 //
 // Metrics:
 //
-//	demandpipe_pipeline_lines_total                 non-blank input lines
-//	demandpipe_pipeline_input_bytes_total           input bytes (decompressed)
-//	demandpipe_pipeline_rejected_total{reason}      rejected lines, by reason (a fixed set)
-//	demandpipe_pipeline_late_total                  events whose minute had closed
-//	demandpipe_pipeline_duplicates_total            events dropped by dedup
-//	demandpipe_pipeline_counted_total               events that count
-//	demandpipe_pipeline_rows_total                  rows handed to the sink
-//	demandpipe_pipeline_minutes_closed_total        minutes closed
-//	demandpipe_pipeline_close_seconds_total         time spent closing minutes
-//	demandpipe_pipeline_max_event_time_seconds      largest ts seen
-//	demandpipe_pipeline_last_closed_minute_seconds  start of the last closed minute
-//	demandpipe_pipeline_targets                     (cell, product) pairs with data
+//	demandpipe_pipeline_lines_total                           non-blank input lines
+//	demandpipe_pipeline_blank_lines_total                     blank lines (skipped, not rejected)
+//	demandpipe_pipeline_input_bytes_total                     input bytes (decompressed)
+//	demandpipe_pipeline_rejected_total{reason}                rejected lines, by reason (encode.Reason: a fixed set; "future" for the future rule)
+//	demandpipe_pipeline_late_total                            events whose minute had closed
+//	demandpipe_pipeline_duplicates_total                      events dropped by dedup
+//	demandpipe_pipeline_counted_total                         events that count
+//	demandpipe_pipeline_h3_errors_total                       counted events H3 could not place
+//	demandpipe_pipeline_rows_total                            rows handed to the sink
+//	demandpipe_pipeline_minute_closes_total                   minutes closed
+//	demandpipe_pipeline_close_seconds_total                   time spent closing minutes
+//	demandpipe_pipeline_held_events                           gauge: events held by the future rule
+//	demandpipe_pipeline_targets                               gauge: (cell, product) pairs with data
+//	demandpipe_pipeline_max_event_timestamp_seconds           gauge: largest ts seen (0 before any)
+//	demandpipe_pipeline_last_closed_minute_timestamp_seconds  gauge: start of the last closed minute (0 before any)
+//	demandpipe_pipeline_event_time_delay_seconds              gauge: wall clock at scrape minus the largest ts
+//	                                                          (the watermark is -windows.lateness further back;
+//	                                                          NaN before the first event)
 func (e *Engine) RegisterMetrics(reg prometheus.Registerer) error {
+	return e.registerMetrics(reg, time.Now)
+}
+
+func (e *Engine) registerMetrics(reg prometheus.Registerer, now func() time.Time) error {
 	if reg == nil {
 		return nil
 	}
@@ -38,16 +51,26 @@ func (e *Engine) RegisterMetrics(reg prometheus.Registerer) error {
 	}
 	cs := []prometheus.Collector{
 		counter("lines_total", "Non-blank input lines read.", func() float64 { return float64(s.Lines.Load()) }),
+		counter("blank_lines_total", "Blank input lines, skipped (not rejections).", func() float64 { return float64(s.Blank.Load()) }),
 		counter("input_bytes_total", "Input bytes read, after decompression.", func() float64 { return float64(s.Bytes.Load()) }),
 		counter("late_total", "Valid events dropped because their minute had closed.", func() float64 { return float64(s.Late.Load()) }),
 		counter("duplicates_total", "Valid on-time events dropped by dedup (not first for rider, product, minute).", func() float64 { return float64(s.Duplicates.Load()) }),
 		counter("counted_total", "Events that count.", func() float64 { return float64(s.Counted.Load()) }),
+		counter("h3_errors_total", "Counted events H3 could not place in a cell.", func() float64 { return float64(s.H3Errors.Load()) }),
 		counter("rows_total", "Feature rows handed to the sink.", func() float64 { return float64(s.Rows.Load()) }),
-		counter("minutes_closed_total", "Minutes closed.", func() float64 { return float64(s.Minutes.Load()) }),
+		counter("minute_closes_total", "Minutes closed.", func() float64 { return float64(s.Minutes.Load()) }),
 		counter("close_seconds_total", "Wall time spent closing minutes.", func() float64 { return float64(s.CloseNanos.Load()) / 1e9 }),
-		gauge("max_event_time_seconds", "Largest event ts seen, unix seconds.", func() float64 { return float64(s.MaxTS.Load()) / 1e3 }),
-		gauge("last_closed_minute_seconds", "Start of the last closed minute, unix seconds.", func() float64 { return float64(s.Closed.Load()) * 60 }),
+		gauge("held_events", "Events held by the future rule (ahead of the frontier by more than -windows.max-future-skew), after the last batch.", func() float64 { return float64(s.Held.Load()) }),
 		gauge("targets", "(cell, product) pairs with data in some window after the last close.", func() float64 { return float64(s.Targets.Load()) }),
+		gauge("max_event_timestamp_seconds", "Largest event ts seen, unix seconds (0 before the first event).", func() float64 { return float64(s.MaxTS.Load()) / 1e3 }),
+		gauge("last_closed_minute_timestamp_seconds", "Start of the last closed minute, unix seconds (0 before the first close).", func() float64 { return float64(s.Closed.Load()) * 60 }),
+		gauge("event_time_delay_seconds", "Wall clock at scrape minus the largest event ts seen, seconds; the watermark is -windows.lateness further back. NaN before the first event.", func() float64 {
+			ts := s.MaxTS.Load()
+			if ts == 0 {
+				return math.NaN()
+			}
+			return float64(now().UnixMilli()-ts) / 1e3
+		}),
 	}
 	for r := encode.Reason(1); r < encode.NumReasons; r++ {
 		cs = append(cs, prometheus.NewCounterFunc(prometheus.CounterOpts{
@@ -55,8 +78,11 @@ func (e *Engine) RegisterMetrics(reg prometheus.Registerer) error {
 			Help: "Rejected input lines, by reason.", ConstLabels: prometheus.Labels{"reason": r.String()},
 		}, func() float64 { return float64(s.Rejected[r].Load()) }))
 	}
-	for _, c := range cs {
+	for i, c := range cs {
 		if err := reg.Register(c); err != nil {
+			for _, done := range cs[:i] {
+				reg.Unregister(done)
+			}
 			return err
 		}
 	}

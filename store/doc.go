@@ -44,12 +44,12 @@
 //	demandpipe_store_rows_written_total          rows committed
 //	demandpipe_store_rows_dropped_total          rows not stored: their minute was never closed before Close
 //	demandpipe_store_bytes_written_total         encoded key+value bytes committed
-//	demandpipe_store_minutes_closed_total        minutes committed (zero-row minutes too)
-//	demandpipe_store_commit_seconds              histogram: CloseMinute's batch apply + fsync
-//	demandpipe_store_minutes_expired_total       minutes removed by retention
+//	demandpipe_store_minute_commits_total        minutes committed (zero-row minutes too)
+//	demandpipe_store_commit_duration_seconds     histogram: CloseMinute's batch apply + fsync
+//	demandpipe_store_minute_expirations_total    minutes removed by retention
 //	demandpipe_store_compactions_total           manual compactions of expired ranges
 //	demandpipe_store_reads_total{op}             read calls: get, get_many, scan
 //	demandpipe_store_read_rows_total             rows returned by reads (found or zero)
 //	demandpipe_store_disk_bytes                  gauge: pebble's disk space usage
-//	demandpipe_store_latest_minute_seconds       gauge: start of the newest closed minute, unix seconds
+//	demandpipe_store_latest_minute_timestamp_seconds  gauge: start of the newest closed minute, unix seconds (0 when none)
 package store

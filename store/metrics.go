@@ -28,15 +28,15 @@ func newMetrics(reg prometheus.Registerer, s *Store) (*metrics, error) {
 		rowsWritten:    prometheus.NewCounter(opts("rows_written_total", "Rows committed.")),
 		rowsDropped:    prometheus.NewCounter(opts("rows_dropped_total", "Rows not stored: their minute was never closed before Close (a minute past retention is refused with an error instead).")),
 		bytesWritten:   prometheus.NewCounter(opts("bytes_written_total", "Encoded key+value bytes committed.")),
-		minutesClosed:  prometheus.NewCounter(opts("minutes_closed_total", "Minutes committed, zero-row minutes included.")),
-		minutesExpired: prometheus.NewCounter(opts("minutes_expired_total", "Minutes removed by retention.")),
+		minutesClosed:  prometheus.NewCounter(opts("minute_commits_total", "Minutes committed, zero-row minutes included.")),
+		minutesExpired: prometheus.NewCounter(opts("minute_expirations_total", "Minutes removed by retention.")),
 		compactions:    prometheus.NewCounter(opts("compactions_total", "Manual compactions of expired key ranges.")),
 		readRows:       prometheus.NewCounter(opts("read_rows_total", "Rows returned by reads, found or all-zero.")),
 		readGet:        reads.WithLabelValues("get"),
 		readMany:       reads.WithLabelValues("get_many"),
 		readScan:       reads.WithLabelValues("scan"),
 		commitSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Namespace: "demandpipe", Subsystem: "store", Name: "commit_seconds",
+			Namespace: "demandpipe", Subsystem: "store", Name: "commit_duration_seconds",
 			Help: "Time to commit a closed minute: batch apply and WAL fsync.",
 			// 0.5 ms .. ~8 s: an fsync is ~1-5 ms here, a dense minute's batch ~10-50 ms.
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 15),
@@ -54,7 +54,7 @@ func newMetrics(reg prometheus.Registerer, s *Store) (*metrics, error) {
 		return float64(s.db.Metrics().DiskSpaceUsage())
 	})
 	latest := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Namespace: "demandpipe", Subsystem: "store", Name: "latest_minute_seconds",
+		Namespace: "demandpipe", Subsystem: "store", Name: "latest_minute_timestamp_seconds",
 		Help: "Start of the newest closed minute, unix seconds (0 when none).",
 	}, func() float64 {
 		m, _ := s.LatestMinute()

@@ -35,7 +35,7 @@ func TestRetention(t *testing.T) {
 		t.Fatalf("Get of an expired minute: %v", err)
 	}
 	if got := testutil.ToFloat64(s.met.minutesExpired); got != 15 {
-		t.Errorf("minutes_expired_total = %v, want 15", got)
+		t.Errorf("minute_expirations_total = %v, want 15", got)
 	}
 	if got := testutil.ToFloat64(s.met.compactions); got < 1 {
 		t.Errorf("compactions_total = %v", got)

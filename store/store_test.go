@@ -300,10 +300,10 @@ func TestSinkOpenerAndMetrics(t *testing.T) {
 		t.Errorf("gathered %d metrics: %v", n, err)
 	}
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(`
-# HELP demandpipe_store_minutes_closed_total Minutes committed, zero-row minutes included.
-# TYPE demandpipe_store_minutes_closed_total counter
-demandpipe_store_minutes_closed_total 1
-`), "demandpipe_store_minutes_closed_total"); err != nil {
+# HELP demandpipe_store_minute_commits_total Minutes committed, zero-row minutes included.
+# TYPE demandpipe_store_minute_commits_total counter
+demandpipe_store_minute_commits_total 1
+`), "demandpipe_store_minute_commits_total"); err != nil {
 		t.Error(err)
 	}
 	s.Close()

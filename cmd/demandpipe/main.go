@@ -18,6 +18,7 @@ Usage:
   demandpipe bench [flags]   replay generated events from memory, report throughput
   demandpipe serve [flags]   serve features from a store over HTTP
   demandpipe schema cassandra  print the CQL of the Cassandra sink's tables
+  demandpipe version         print the module version, commit and Go version (also --version)
   demandpipe help  COMMAND   explain a command's flags
 
 Data flow: source -> projection (ts, rider_id, lat, lng, product_type) -> dedup
@@ -50,6 +51,8 @@ func main() {
 		err = serveCommand(args)
 	case "schema":
 		err = schemaCommand(args)
+	case "version", "-version", "--version":
+		err = versionCommand(args)
 	case "help", "-h", "-help", "--help":
 		if len(args) > 0 {
 			switch args[0] {

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/demandpipe/demandpipe/internal/buildinfo"
 	"github.com/demandpipe/demandpipe/serve"
 	"github.com/demandpipe/demandpipe/store"
 )
@@ -78,11 +79,12 @@ func serveCommand(args []string) error {
 }
 
 // newRegistry is a fresh registry with the Go runtime and process
-// collectors: one per command, so that commands can run more than once in a
-// process (tests) without duplicate registrations.
+// collectors and demandpipe_build_info: one per command, so that commands
+// can run more than once in a process (tests) without duplicate
+// registrations.
 func newRegistry() *prometheus.Registry {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), buildinfo.Get().Collector())
 	return reg
 }
 
