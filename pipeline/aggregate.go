@@ -401,27 +401,106 @@ func (a *aggregator) encodeCheckpoint(req *closeRequest) []byte {
 
 // restore rebuilds the windows of a resumed run from the count records of
 // the minutes a window still needs (closed-maxW+2 .. closed), emitting
-// nothing, and makes closed the last closed minute.
+// nothing, and makes closed the last closed minute. It does what closing
+// those minutes did, in three passes: locate every minute's sources
+// (sequential: it fills the disk cache), smooth all minutes at once on every
+// worker (minutes are independent until they meet the windows; one minute's
+// products alone would keep one core busy), then slide the windows through
+// them in order. Measured on a metro (31 minutes x 20,000 sources, 2 cores):
+// 1.8 s, against 2.5 s closing minute after minute (RECOVERY.md).
 func (a *aggregator) restore(ctx context.Context, closed int64, counts func(m int64) ([]byte, bool, error)) error {
-	for m := closed - int64(a.maxW) + 2; m <= closed; m++ {
+	type job struct {
+		m    int64
+		p    int
+		src  []uint32
+		cnts []int32
+		d    kring.Sparse
+	}
+	from := closed - int64(a.maxW) + 2
+	var jobs []*job
+	for m := from; m <= closed; m++ {
 		rec, ok, err := counts(m)
 		if err != nil {
 			return err
 		}
-		var mc *minuteCounts
-		if ok {
-			mc = &minuteCounts{}
-			if err := decodeCounts(rec, mc, m, a.products); err != nil {
-				return err
-			}
-		}
-		if mc == nil && a.allEmpty() {
+		if !ok {
 			continue
 		}
-		if err := a.closeMinute(ctx, m, mc, nil, nil, true); err != nil {
+		mc := &minuteCounts{}
+		if err := decodeCounts(rec, mc, m, a.products); err != nil {
 			return err
 		}
+		for p := range encode.MaxProducts {
+			ix := mc.cells[p]
+			if ix == nil || ix.Len() == 0 {
+				continue
+			}
+			a.srcCells = a.srcCells[:0]
+			for i := range ix.Len() {
+				a.srcCells = append(a.srcCells, ix.Cell(uint32(i)))
+			}
+			src, err := a.smoother.Prepare(a.srcCells, m, nil)
+			if err != nil {
+				return err
+			}
+			jobs = append(jobs, &job{m: m, p: p, src: src, cnts: mc.counts[p]})
+		}
 	}
+	next := make(chan *job, len(jobs))
+	for _, j := range jobs {
+		next <- j
+	}
+	close(next)
+	var wg sync.WaitGroup
+	for w := range min(a.workers, len(jobs)) {
+		wg.Add(1)
+		go func(sc *kring.Scratch) {
+			defer wg.Done()
+			for j := range next {
+				a.smoother.Smooth(sc, j.src, j.cnts, &j.d)
+			}
+		}(a.scratch[w])
+	}
+	wg.Wait()
+	var empty kring.Sparse
+	k := 0
+	for m := from; m <= closed; m++ {
+		var mine []*job
+		for ; k < len(jobs) && jobs[k].m == m; k++ {
+			mine = append(mine, jobs[k])
+		}
+		if len(mine) == 0 && a.allEmpty() {
+			continue
+		}
+		for p := range encode.MaxProducts {
+			var d *kring.Sparse
+			for _, j := range mine {
+				if j.p == p {
+					d = &j.d
+				}
+			}
+			ps := a.state[p]
+			if ps == nil {
+				if d == nil {
+					continue
+				}
+				ps = &productState{code: byte(p), win: windows.New(a.def)}
+				a.state[p] = ps
+			}
+			if d == nil {
+				if ps.win.Empty() {
+					continue
+				}
+				d = &empty
+			}
+			ps.win.Advance(m, d)
+			ps.targets = ps.win.Collect(ps.targets[:0])
+		}
+	}
+	for _, j := range jobs {
+		j.d = kring.Sparse{} // free as we go: the panes hold their copies
+	}
+	a.smoother.Evict(closed)
 	a.next, a.sent, a.first, a.dropThrough, a.cpClosed = closed+1, closed, closed+1, closed, closed
 	return nil
 }

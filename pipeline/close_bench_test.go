@@ -121,7 +121,9 @@ type nullCheckpointer struct {
 	bytes int
 }
 
-func (n *nullCheckpointer) StageState(_ int64, st sink.State) { n.bytes = len(st.Counts) + len(st.Checkpoint) }
+func (n *nullCheckpointer) StageState(_ int64, st sink.State) {
+	n.bytes = len(st.Counts) + len(st.Checkpoint)
+}
 func (n *nullCheckpointer) LoadState() ([]byte, func(int64) ([]byte, bool, error), error) {
 	return nil, nil, nil
 }

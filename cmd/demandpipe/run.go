@@ -51,7 +51,7 @@ func runCommand(args []string) error {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	src := fs.String("source", "gen:", "where events come from: file:PATH, file:- or gen:[k=v,...]")
 	snk := fs.String("sink", "store:"+store.DefaultDir, "where rows go: store:DIR, ndjson:PATH, ndjson:- or null:")
-	serveAddr := fs.String("serve", "127.0.0.1:8080", "with a store sink, serve the API, the page and /metrics on HOST:PORT while running (empty: no server)")
+	serveAddr := fs.String("serve", "127.0.0.1:8080", "with a store sink, serve the API, the page and /metrics on HOST:PORT while running; with another sink, given explicitly, only /metrics and /healthz (empty: no server)")
 	sc := store.DefaultConfig()
 	sc.RegisterFlags(fs)
 	cc := cassandra.DefaultConfig()
@@ -117,8 +117,12 @@ func runCommand(args []string) error {
 		}
 		fmt.Fprintf(os.Stderr, "demandpipe: serving features, the heat map and /metrics on http://%s/\n", srv.Addr)
 	} else if serveSet && *serveAddr != "" {
-		out.Close()
-		return fmt.Errorf("-serve=%s needs a store sink (-sink=store:DIR), not %s", *serveAddr, *snk)
+		// Not a store: serve what can be served, the metrics.
+		if srv, err = startServer(*serveAddr, vc, nil, reg, reg); err != nil {
+			out.Close()
+			return err
+		}
+		fmt.Fprintf(os.Stderr, "demandpipe: serving /metrics and /healthz on http://%s/ (the API needs a store sink)\n", srv.Addr)
 	}
 	var resumed *pipeline.Resumed
 	if cp, ok := out.(sink.Checkpointer); ok && *resume {

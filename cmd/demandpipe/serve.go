@@ -98,13 +98,25 @@ type runningServer struct {
 // startServer serves the API of st on addr, with /metrics from gather,
 // until Shutdown. run -serve=ADDR uses it beside the writing store.
 func startServer(addr string, cfg serve.Config, st serve.Reader, reg prometheus.Registerer, gather prometheus.Gatherer) (*runningServer, error) {
-	api, err := serve.New(cfg, st, reg)
-	if err != nil {
-		return nil, err
-	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(gather, promhttp.HandlerOpts{}))
-	mux.Handle("/", api)
+	if st != nil {
+		api, err := serve.New(cfg, st, reg)
+		if err != nil {
+			return nil, err
+		}
+		mux.Handle("/", api)
+	} else {
+		// A sink the API cannot read (Cassandra, ndjson): metrics and
+		// liveness only, so that the run can still be watched.
+		mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			w.Write([]byte(`{"status":"ok"}` + "\n"))
+		})
+		mux.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) {
+			http.Error(w, `{"error":"this run writes to a sink the API cannot read: only /metrics and /healthz are served"}`, http.StatusNotFound)
+		})
+	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("serve: %w", err)
