@@ -191,6 +191,14 @@ func (s *Smoother) Evict(minute int64) {
 // CachedDisks is the number of disks in the cache.
 func (s *Smoother) CachedDisks() int { return s.cached }
 
+// Bytes estimates the memory the smoother holds: its cell index and cached
+// disks (a disk of radius k holds 3k(k+1)+1 members of 4 bytes, plus its
+// bucket ends: ~5 KB at k=20).
+func (s *Smoother) Bytes() int {
+	members := 3*s.maxK*(s.maxK+1) + 1
+	return s.Cells.Bytes() + cap(s.disks)*8 + s.cached*(members*4+len(s.sorted)*4+64)
+}
+
 // Sparse is D for one minute and product: the targets with a non-zero value
 // and, per target, |K| values in the definition's K order.
 type Sparse struct {

@@ -368,6 +368,7 @@ func (a *aggregator) closeMinute(ctx context.Context, m int64, mc *minuteCounts,
 		return err
 	}
 	a.smoother.Evict(m)
+	a.publishBytes()
 	a.stats.Rows.Add(rows)
 	a.stats.Minutes.Add(1)
 	a.stats.Closed.Store(m)
@@ -501,6 +502,25 @@ func (a *aggregator) restore(ctx context.Context, closed int64, counts func(m in
 		j.d = kring.Sparse{} // free as we go: the panes hold their copies
 	}
 	a.smoother.Evict(closed)
+	a.publishBytes()
 	a.next, a.sent, a.first, a.dropThrough, a.cpClosed = closed+1, closed, closed+1, closed, closed
 	return nil
+}
+
+// publishBytes reports the state's size for the budget and the metrics.
+func (a *aggregator) publishBytes() {
+	n := a.smoother.Bytes()
+	for _, ps := range a.state {
+		if ps != nil {
+			n += ps.win.Bytes()
+		}
+	}
+	a.stats.StateBytes.Store(int64(n))
+	total := int64(n) + a.stats.DedupBytes.Load()
+	for {
+		p := a.stats.PeakState.Load()
+		if total <= p || a.stats.PeakState.CompareAndSwap(p, total) {
+			return
+		}
+	}
 }

@@ -29,6 +29,9 @@ import (
 //	demandpipe_pipeline_close_seconds_total                   time spent closing minutes
 //	demandpipe_pipeline_held_events                           gauge: events held by the future rule
 //	demandpipe_pipeline_targets                               gauge: (cell, product) pairs with data
+//	demandpipe_pipeline_state_bytes                           gauge: windows and cached disks
+//	demandpipe_pipeline_dedup_bytes                           gauge: dedup tables of open minutes
+//	demandpipe_pipeline_restore_seconds_total                 time restoring windows on resume
 //	demandpipe_pipeline_max_event_timestamp_seconds           gauge: largest ts seen (0 before any)
 //	demandpipe_pipeline_last_closed_minute_timestamp_seconds  gauge: start of the last closed minute (0 before any)
 //	demandpipe_pipeline_event_time_delay_seconds              gauge: wall clock at scrape minus the largest ts
@@ -62,6 +65,9 @@ func (e *Engine) registerMetrics(reg prometheus.Registerer, now func() time.Time
 		counter("close_seconds_total", "Wall time spent closing minutes.", func() float64 { return float64(s.CloseNanos.Load()) / 1e9 }),
 		gauge("held_events", "Events held by the future rule (ahead of the frontier by more than -windows.max-future-skew), after the last batch.", func() float64 { return float64(s.Held.Load()) }),
 		gauge("targets", "(cell, product) pairs with data in some window after the last close.", func() float64 { return float64(s.Targets.Load()) }),
+		gauge("state_bytes", "Memory held by the sliding windows and the cached k-ring disks after the last close.", func() float64 { return float64(s.StateBytes.Load()) }),
+		gauge("dedup_bytes", "Memory held by the dedup tables of the open minutes.", func() float64 { return float64(s.DedupBytes.Load()) }),
+		counter("restore_seconds_total", "Time spent restoring windows from a checkpoint on resume.", func() float64 { return float64(s.RestoreNanos.Load()) / 1e9 }),
 		gauge("max_event_timestamp_seconds", "Largest event ts seen, unix seconds (0 before the first event).", func() float64 { return float64(s.MaxTS.Load()) / 1e3 }),
 		gauge("last_closed_minute_timestamp_seconds", "Start of the last closed minute, unix seconds (0 before the first close).", func() float64 { return float64(s.Closed.Load()) * 60 }),
 		gauge("event_time_delay_seconds", "Wall clock at scrape minus the largest event ts seen, seconds; the watermark is -windows.lateness further back. NaN before the first event.", func() float64 {

@@ -220,6 +220,7 @@ func (s *sequencer) sequence(b *batch, st *Stats, wallNow int64) {
 	st.Duplicates.Add(s.dups)
 	st.Counted.Add(int64(len(b.counted)))
 	st.Held.Store(int64(len(s.held)))
+	st.DedupBytes.Store(int64(s.dedup.Bytes()))
 	if s.haveTS {
 		st.MaxTS.Store(s.maxTS)
 	}

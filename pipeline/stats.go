@@ -28,6 +28,9 @@ type Stats struct {
 	Targets      atomic.Int64 // (cell, product) targets with data after the last close
 	Held         atomic.Int64 // events held by the future rule after the last batch
 	RestoreNanos atomic.Int64 // time spent restoring windows from a checkpoint
+	StateBytes   atomic.Int64 // windows and cached disks after the last close
+	DedupBytes   atomic.Int64 // dedup tables after the last batch
+	PeakState    atomic.Int64 // largest StateBytes + DedupBytes seen
 }
 
 // Summary is a snapshot of Stats.
