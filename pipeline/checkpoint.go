@@ -275,7 +275,7 @@ func decodeCounts(b []byte, mc *minuteCounts, m int64, products *encode.Products
 }
 
 // stateFor is what the closer stages with minute m's rows.
-func (a *aggregator) stateFor(m int64, mc *minuteCounts, cp []byte) sink.State {
+func (a *closer) stateFor(m int64, mc *minuteCounts, cp []byte) sink.State {
 	a.countsBuf = appendCounts(a.countsBuf[:0], mc, a.products, m)
 	// Keep what the last checkpoint needs: a minute can commit without
 	// one (when a later minute of its close carries it), and a restart

@@ -38,6 +38,10 @@ type Config struct {
 	// (-sink.write-rows, default 4096: one call per ~300 KB of rows; a
 	// sink batches further on its own, e.g. Cassandra's -sink.batch-rows).
 	BatchRows int
+	// Owns, if set, says which cells' rows this process emits (the
+	// aggregate role of a scale-out keeps its regions' cells); nil emits
+	// every cell. Not a flag: the scale-out roles set it.
+	Owns func(cell uint64) bool
 	// Future is the rule for events far ahead of event time.
 	Future FutureConfig
 	Dedup  dedup.Config

@@ -1,0 +1,458 @@
+package pipeline
+
+import (
+	"bytes"
+	"context"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/demandpipe/demandpipe/encode"
+	"github.com/demandpipe/demandpipe/feature"
+	"github.com/demandpipe/demandpipe/internal/cellindex"
+	"github.com/demandpipe/demandpipe/kring"
+	"github.com/demandpipe/demandpipe/sink"
+	"github.com/demandpipe/demandpipe/windows"
+)
+
+// minuteCounts is c(h, p, m) for one open minute: per product, a dense cell
+// numbering and a count per cell.
+type minuteCounts struct {
+	minute int64
+	cells  [encode.MaxProducts]*cellindex.Index
+	counts [encode.MaxProducts][]int32
+}
+
+// productState is a product's sliding windows plus per-close scratch.
+type productState struct {
+	code    byte
+	win     *windows.Windows
+	d       kring.Sparse
+	src     []uint32
+	targets []windows.Target
+	order   []cellSlot
+	active  bool // has counts this minute or data in its windows
+}
+
+type cellSlot struct {
+	cell uint64
+	slot int32
+}
+
+// closer closes minutes (the close stage, on its own goroutine): it smooths
+// each minute's counts over the k-rings, slides the windows, and hands the
+// merged rows to the sink, in (product, cell) order; with a checkpointing
+// sink it also stages the state a restart needs. It owns everything it
+// touches; minutes reach it only through closeRequests, whose counts it
+// gives back to the counter's free list when done.
+type closer struct {
+	def      feature.Definition
+	products *encode.Products
+	smoother *kring.Smoother
+	sink     sink.Writer
+	stats    *Stats
+	workers  int
+	batchRow int
+	free     chan *minuteCounts
+
+	state    [encode.MaxProducts]*productState
+	scratch  []*kring.Scratch
+	next     int64 // next minute to close; noMinute before the first event
+	out      encode.Batch
+	srcCells []uint64
+	// owns filters the rows emitted: only cells this process owns (the
+	// aggregate role of a scale-out keeps the cells of its regions); nil:
+	// all. Every cell's windows are kept either way: a source near a
+	// region's border feeds cells on both sides.
+	owns func(cell uint64) bool
+
+	// checkpoints (checkpoint.go): staged with the rows when the sink
+	// keeps them
+	cpSink    sink.Checkpointer
+	maxW      int
+	identity  string
+	configKey string
+	countsBuf []byte
+	cpBuf     []byte
+	cpClosed  int64 // closed minute of the last checkpoint staged
+}
+
+// closeRequest asks the closing half to close every minute up to through;
+// counts holds the counts of those minutes that had any.
+type closeRequest struct {
+	through int64
+	first   int64
+	counts  []*minuteCounts
+	resume  *seqState // where a restart after this close resumes
+}
+
+func newCloser(cfg Config, products *encode.Products, snk sink.Writer, st *Stats, free chan *minuteCounts) (*closer, error) {
+	kc := cfg.Kring
+	kc.Workers = cfg.Parallelism
+	sm, err := kring.New(cfg.Def, kc)
+	if err != nil {
+		return nil, err
+	}
+	a := &closer{
+		def: cfg.Def, products: products, smoother: sm, sink: snk, stats: st,
+		workers: cfg.Parallelism, batchRow: cfg.BatchRows, next: noMinute, free: free,
+		owns: cfg.Owns,
+	}
+	for range a.workers {
+		a.scratch = append(a.scratch, &kring.Scratch{})
+	}
+	a.out.Names = products
+	a.cpSink, _ = snk.(sink.Checkpointer)
+	a.maxW = slices.Max(cfg.Def.Windows)
+	a.configKey = cfg.configKey()
+	a.cpClosed = noMinute
+	return a, nil
+}
+
+// closeThrough (closing half) closes every minute up to req.through, in
+// order.
+func (a *closer) closeThrough(ctx context.Context, req closeRequest) error {
+	if a.next == noMinute {
+		if req.through < req.first {
+			// Nothing to close yet, and a later batch may still count an
+			// earlier minute (one the watermark has not closed): fixing
+			// next here would skip it.
+			return nil
+		}
+		a.next = req.first
+	}
+	defer func() {
+		for _, mc := range req.counts {
+			a.release(mc)
+		}
+	}()
+	for a.next <= req.through {
+		m := a.next
+		var mc *minuteCounts
+		for _, c := range req.counts {
+			if c.minute == m {
+				mc = c
+			}
+		}
+		if mc == nil && a.allEmpty() {
+			// Nothing counted and no window holds data: skip to the next
+			// minute with counts (or past through) without emitting.
+			nxt := req.through + 1
+			for _, c := range req.counts {
+				if c.minute > m {
+					nxt = min(nxt, c.minute)
+				}
+			}
+			a.next = nxt
+			continue
+		}
+		// The last minute this request closes carries the checkpoint:
+		// either it is through, or every later one up to through is an
+		// empty minute that will be skipped (known once m's windows moved).
+		later := false
+		for _, c := range req.counts {
+			later = later || c.minute > m
+		}
+		last := func() bool { return m == req.through || (!later && a.allEmpty()) }
+		if err := a.closeMinute(ctx, m, mc, &req, last, false); err != nil {
+			return err
+		}
+		a.next = m + 1
+	}
+	return nil
+}
+
+func (a *closer) release(mc *minuteCounts) {
+	for p := range mc.cells {
+		if mc.cells[p] != nil {
+			mc.cells[p] = nil // fresh index next time: sizes vary by minute
+			mc.counts[p] = mc.counts[p][:0]
+		}
+	}
+	select {
+	case a.free <- mc:
+	default:
+	}
+}
+
+func (a *closer) allEmpty() bool {
+	for _, ps := range a.state {
+		if ps != nil && !ps.win.Empty() {
+			return false
+		}
+	}
+	return true
+}
+
+// closeMinute computes and emits the rows of minute m.
+func (a *closer) closeMinute(ctx context.Context, m int64, mc *minuteCounts, req *closeRequest, last func() bool, restoring bool) error {
+	start := time.Now()
+	// 1. Sequential: map sources to cell indices, computing new disks.
+	var work []*productState
+	for p := range encode.MaxProducts {
+		ps := a.state[p]
+		hasCounts := mc != nil && mc.cells[p] != nil && mc.cells[p].Len() > 0
+		if ps == nil {
+			if !hasCounts {
+				continue
+			}
+			ps = &productState{code: byte(p), win: windows.New(a.def)}
+			a.state[p] = ps
+		}
+		ps.src = ps.src[:0]
+		if hasCounts {
+			ix := mc.cells[p]
+			a.srcCells = a.srcCells[:0]
+			for i := range ix.Len() {
+				a.srcCells = append(a.srcCells, ix.Cell(uint32(i)))
+			}
+			var err error
+			if ps.src, err = a.smoother.Prepare(a.srcCells, m, ps.src); err != nil {
+				return err
+			}
+		} else if ps.win.Empty() {
+			continue
+		}
+		work = append(work, ps)
+	}
+	// 2. Parallel per product: smooth, slide, collect and sort targets.
+	cells := a.smoother.Cells
+	var wg sync.WaitGroup
+	next := make(chan *productState, len(work))
+	for _, ps := range work {
+		next <- ps
+	}
+	close(next)
+	for w := range min(a.workers, len(work)) {
+		wg.Add(1)
+		go func(sc *kring.Scratch) {
+			defer wg.Done()
+			for ps := range next {
+				var counts []int32
+				if mc != nil && len(ps.src) > 0 {
+					counts = mc.counts[ps.code]
+				}
+				a.smoother.Smooth(sc, ps.src, counts, &ps.d)
+				ps.win.Advance(m, &ps.d)
+				ps.targets = ps.win.Collect(ps.targets[:0])
+				ps.order = ps.order[:0]
+				if restoring {
+					continue // rebuilding windows after a restart: no rows
+				}
+				for _, t := range ps.targets {
+					c := cells.Cell(t.Cell)
+					if a.owns != nil && !a.owns(c) {
+						continue // another process emits it
+					}
+					ps.order = append(ps.order, cellSlot{c, t.Slot})
+				}
+				slices.SortFunc(ps.order, func(x, y cellSlot) int {
+					if x.cell < y.cell {
+						return -1
+					}
+					if x.cell > y.cell {
+						return 1
+					}
+					return 0
+				})
+			}
+		}(a.scratch[w])
+	}
+	wg.Wait()
+	if restoring {
+		a.smoother.Evict(m)
+		return nil
+	}
+	// 3. Emit in (product UUID, cell) order: a canonical order that does
+	// not depend on arrival order or on how codes were assigned.
+	slices.SortFunc(work, func(x, y *productState) int {
+		ux, uy := a.products.UUIDAt(x.code, m), a.products.UUIDAt(y.code, m)
+		return bytes.Compare(ux[:], uy[:])
+	})
+	nF := a.def.NumFeatures()
+	a.out.Reset(m, nF)
+	var rows, targets int64
+	for _, ps := range work {
+		targets += int64(ps.win.Active())
+		for _, cs := range ps.order {
+			a.out.Cells = append(a.out.Cells, cs.cell)
+			a.out.Products = append(a.out.Products, ps.code)
+			a.out.Features = append(a.out.Features, ps.win.Row(cs.slot)...)
+			if a.out.Len() >= a.batchRow {
+				if err := a.flush(ctx, m, nF, &rows); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	if err := a.flush(ctx, m, nF, &rows); err != nil {
+		return err
+	}
+	if a.cpSink != nil {
+		var cp []byte
+		if req != nil && req.resume != nil && last() {
+			cp = a.encodeCheckpoint(req)
+			a.cpClosed = req.through
+		}
+		a.cpSink.StageState(m, a.stateFor(m, mc, cp))
+	}
+	if err := a.sink.CloseMinute(ctx, m); err != nil {
+		return err
+	}
+	a.smoother.Evict(m)
+	a.publishBytes()
+	a.stats.Rows.Add(rows)
+	a.stats.Minutes.Add(1)
+	a.stats.Closed.Store(m)
+	a.stats.Targets.Store(targets)
+	a.stats.CloseNanos.Add(int64(time.Since(start)))
+	return nil
+}
+
+func (a *closer) flush(ctx context.Context, m int64, nF int, rows *int64) error {
+	if a.out.Len() == 0 {
+		return nil
+	}
+	if err := a.sink.Write(ctx, &a.out); err != nil {
+		return err
+	}
+	*rows += int64(a.out.Len())
+	a.out.Reset(m, nF)
+	return nil
+}
+
+// encodeCheckpoint is the resume state after req: minutes through
+// req.through are committed once the minute it goes with is.
+func (a *closer) encodeCheckpoint(req *closeRequest) []byte {
+	cp := checkpoint{identity: a.identity, config: a.configKey, closed: req.through, seq: *req.resume}
+	for c := range a.products.Len() {
+		cp.products = append(cp.products, a.products.UUID(byte(c)))
+	}
+	a.cpBuf = cp.encode(a.cpBuf[:0])
+	return a.cpBuf
+}
+
+// restore rebuilds the windows of a resumed run from the count records of
+// the minutes a window still needs (closed-maxW+2 .. closed), emitting
+// nothing, and makes closed the last closed minute. It does what closing
+// those minutes did, in three passes: locate every minute's sources
+// (sequential: it fills the disk cache), smooth all minutes at once on every
+// worker (minutes are independent until they meet the windows; one minute's
+// products alone would keep one core busy), then slide the windows through
+// them in order. Measured on a metro (31 minutes x 20,000 sources, 2 cores):
+// 1.8 s, against 2.5 s closing minute after minute (RECOVERY.md).
+func (a *closer) restore(ctx context.Context, closed int64, counts func(m int64) ([]byte, bool, error)) error {
+	type job struct {
+		m    int64
+		p    int
+		src  []uint32
+		cnts []int32
+		d    kring.Sparse
+	}
+	from := closed - int64(a.maxW) + 2
+	var jobs []*job
+	for m := from; m <= closed; m++ {
+		rec, ok, err := counts(m)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			continue
+		}
+		mc := &minuteCounts{}
+		if err := decodeCounts(rec, mc, m, a.products); err != nil {
+			return err
+		}
+		for p := range encode.MaxProducts {
+			ix := mc.cells[p]
+			if ix == nil || ix.Len() == 0 {
+				continue
+			}
+			a.srcCells = a.srcCells[:0]
+			for i := range ix.Len() {
+				a.srcCells = append(a.srcCells, ix.Cell(uint32(i)))
+			}
+			src, err := a.smoother.Prepare(a.srcCells, m, nil)
+			if err != nil {
+				return err
+			}
+			jobs = append(jobs, &job{m: m, p: p, src: src, cnts: mc.counts[p]})
+		}
+	}
+	next := make(chan *job, len(jobs))
+	for _, j := range jobs {
+		next <- j
+	}
+	close(next)
+	var wg sync.WaitGroup
+	for w := range min(a.workers, len(jobs)) {
+		wg.Add(1)
+		go func(sc *kring.Scratch) {
+			defer wg.Done()
+			for j := range next {
+				a.smoother.Smooth(sc, j.src, j.cnts, &j.d)
+			}
+		}(a.scratch[w])
+	}
+	wg.Wait()
+	var empty kring.Sparse
+	k := 0
+	for m := from; m <= closed; m++ {
+		var mine []*job
+		for ; k < len(jobs) && jobs[k].m == m; k++ {
+			mine = append(mine, jobs[k])
+		}
+		if len(mine) == 0 && a.allEmpty() {
+			continue
+		}
+		for p := range encode.MaxProducts {
+			var d *kring.Sparse
+			for _, j := range mine {
+				if j.p == p {
+					d = &j.d
+				}
+			}
+			ps := a.state[p]
+			if ps == nil {
+				if d == nil {
+					continue
+				}
+				ps = &productState{code: byte(p), win: windows.New(a.def)}
+				a.state[p] = ps
+			}
+			if d == nil {
+				if ps.win.Empty() {
+					continue
+				}
+				d = &empty
+			}
+			ps.win.Advance(m, d)
+			ps.targets = ps.win.Collect(ps.targets[:0])
+		}
+	}
+	for _, j := range jobs {
+		j.d = kring.Sparse{} // free as we go: the panes hold their copies
+	}
+	a.smoother.Evict(closed)
+	a.publishBytes()
+	a.next, a.cpClosed = closed+1, closed
+	return nil
+}
+
+// publishBytes reports the state's size for the budget and the metrics.
+func (a *closer) publishBytes() {
+	n := a.smoother.Bytes()
+	for _, ps := range a.state {
+		if ps != nil {
+			n += ps.win.Bytes()
+		}
+	}
+	a.stats.StateBytes.Store(int64(n))
+	total := int64(n) + a.stats.DedupBytes.Load()
+	for {
+		p := a.stats.PeakState.Load()
+		if total <= p || a.stats.PeakState.CompareAndSwap(p, total) {
+			return
+		}
+	}
+}
