@@ -144,7 +144,7 @@ func (cp *checkpoint) encode(dst []byte) []byte {
 var errCorrupt = errors.New("corrupt checkpoint")
 
 func decodeCheckpoint(b []byte) (*checkpoint, error) {
-	r := reader{b: b}
+	r := byteReader{b: b}
 	if v := r.uvarint(); v != checkpointVersion {
 		return nil, fmt.Errorf("checkpoint version %d, this build reads %d", v, checkpointVersion)
 	}
@@ -240,7 +240,7 @@ func appendCounts(dst []byte, mc *minuteCounts, products *encode.Products, m int
 
 // decodeCounts fills mc (reset) from a count record, giving products codes.
 func decodeCounts(b []byte, mc *minuteCounts, m int64, products *encode.Products) error {
-	r := reader{b: b}
+	r := byteReader{b: b}
 	mc.minute = m
 	np := r.uvarint()
 	if np > encode.MaxProducts {
@@ -300,12 +300,12 @@ func appendBool(dst []byte, v bool) []byte {
 	return append(dst, 0)
 }
 
-type reader struct {
+type byteReader struct {
 	b   []byte
 	err error
 }
 
-func (r *reader) uvarint() uint64 {
+func (r *byteReader) uvarint() uint64 {
 	v, n := binary.Uvarint(r.b)
 	if n <= 0 {
 		r.fail()
@@ -315,7 +315,7 @@ func (r *reader) uvarint() uint64 {
 	return v
 }
 
-func (r *reader) varint() int64 {
+func (r *byteReader) varint() int64 {
 	v, n := binary.Varint(r.b)
 	if n <= 0 {
 		r.fail()
@@ -325,7 +325,7 @@ func (r *reader) varint() int64 {
 	return v
 }
 
-func (r *reader) bool() bool {
+func (r *byteReader) bool() bool {
 	if len(r.b) < 1 {
 		r.fail()
 		return false
@@ -335,7 +335,7 @@ func (r *reader) bool() bool {
 	return v
 }
 
-func (r *reader) u64() uint64 {
+func (r *byteReader) u64() uint64 {
 	if len(r.b) < 8 {
 		r.fail()
 		return 0
@@ -345,7 +345,7 @@ func (r *reader) u64() uint64 {
 	return v
 }
 
-func (r *reader) uuid() (u encode.UUID) {
+func (r *byteReader) uuid() (u encode.UUID) {
 	if len(r.b) < 16 {
 		r.fail()
 		return u
@@ -355,7 +355,7 @@ func (r *reader) uuid() (u encode.UUID) {
 	return u
 }
 
-func (r *reader) string() string {
+func (r *byteReader) string() string {
 	n := r.uvarint()
 	if n > uint64(len(r.b)) {
 		r.fail()
@@ -366,7 +366,7 @@ func (r *reader) string() string {
 	return s
 }
 
-func (r *reader) fail() {
+func (r *byteReader) fail() {
 	if r.err == nil {
 		r.err = errCorrupt
 	}

@@ -9,12 +9,10 @@ import (
 	"io"
 	"slices"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/demandpipe/demandpipe/dedup"
 	"github.com/demandpipe/demandpipe/encode"
-	"github.com/demandpipe/demandpipe/internal/h3batch"
 	"github.com/demandpipe/demandpipe/sink"
 )
 
@@ -95,202 +93,49 @@ func (e *Engine) Run(ctx context.Context, src io.Reader, snk sink.Writer) error 
 		rejects = bufio.NewWriterSize(e.Rejects, 64<<10)
 	}
 
+	// The stages (stages.go), in the order data meets them, each on its
+	// own goroutine(s), joined by bounded queues.
 	n := cfg.Parallelism
-	nb := 4*n + 4 // batches in flight: bounds memory to nb chunks
-	free := make(chan *batch, nb)
-	for range nb {
-		free <- newBatch()
-	}
-	chunks := make(chan *batch, nb)
-	parseQ := make(chan *batch, nb)
-	seqQ := make(chan *batch, nb)
-	locQ := make(chan *batch, nb)
-	aggQ := make(chan *batch, nb)
+	q := newQueues(4*n + 4) // batches in flight: bounds memory to that many chunks
+	sv := &supervisor{cancel: cancel}
+	rd := &reader{e: e, src: src}
+	disp := &dispatcher{idle: cfg.IdleTimeout, now: cfg.Now}
+	parse := &parserPool{n: n, products: e.Products, maxLine: cfg.MaxLineBytes}
+	sq := &sequenceStage{seq: seq, stats: &e.Stats, now: cfg.Now, rejects: rejects, fail: sv.fail}
+	loc := &locatorPool{n: n, res: cfg.Def.Resolution, stats: &e.Stats}
+	cnt := &countStage{agg: agg}
+	cls := &closeStage{closer: agg.closer, fail: sv.fail}
 
-	var wg sync.WaitGroup
-	var fail error
-	var failOnce sync.Once
-	setErr := func(err error) {
-		failOnce.Do(func() { fail = err; cancel(err) })
-	}
-
-	// read: one goroutine owns the reader (it may block: stdin, a socket).
-	// It is not waited for after a failure: a Read blocked on a quiet pipe
-	// must not hold up the error (the goroutine ends at its next Read).
+	// The reader is not waited for after a failure: a Read blocked on a
+	// quiet pipe must not hold up the error (it ends at its next Read).
 	readDone := make(chan struct{})
 	go func() {
 		defer close(readDone)
-		defer close(chunks)
-		if err := e.read(ctx, src, free, chunks); err != nil {
-			setErr(err)
+		defer close(q.chunks)
+		if err := rd.run(ctx, q.free, q.chunks); err != nil {
+			sv.fail(err)
 		}
 	}()
-
-	// dispatch: numbers batches, injects idle ticks, fans out to parsers.
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		defer close(parseQ)
-		defer close(seqQ)
-		var s uint64
-		tick := time.NewTicker(min(cfg.IdleTimeout/4, time.Second))
-		defer tick.Stop()
-		lastInput := time.Now()
-		send := func(b *batch) bool {
-			b.seq = s
-			s++
-			select {
-			case seqQ <- b:
-			case <-ctx.Done():
-				return false
-			}
-			// Once the sequencer holds b it waits for b to be parsed, so
-			// b must reach a parser whatever happens: the parsers drain
-			// parseQ until it is closed, so this send cannot block for
-			// long (a select on ctx here hung the run: the sequencer
-			// waited forever for a batch that never reached a parser).
-			parseQ <- b
-			return true
-		}
-		for {
-			select {
-			case b, ok := <-chunks:
-				if !ok {
-					return
-				}
-				lastInput = time.Now()
-				if !send(b) {
-					return
-				}
-			case <-tick.C:
-				if time.Since(lastInput) < cfg.IdleTimeout/4 {
-					continue
-				}
-				var b *batch
-				select {
-				case b = <-free:
-				default:
-					continue // busy downstream: not idle
-				}
-				b.reset()
-				b.idle = true
-				b.now = cfg.Now().UnixMilli()
-				if !send(b) {
-					return
-				}
-			case <-ctx.Done():
-				return
-			}
-		}
-	}()
-
-	// parse workers
-	for range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			var p encode.Projector
-			for b := range parseQ {
-				b.parse(&p, e.Products, cfg.MaxLineBytes)
-				b.parsed <- struct{}{}
-			}
-		}()
-	}
-
-	// sequence: in order.
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		defer close(locQ)
-		defer close(aggQ)
-		for b := range seqQ {
-			<-b.parsed
-			if ctx.Err() != nil {
-				continue // drain
-			}
-			seq.sequence(b, &e.Stats, cfg.Now().UnixMilli())
-			e.Stats.Lines.Add(b.lines)
-			e.Stats.Blank.Add(b.blank)
-			for _, r := range b.rejects {
-				e.Stats.Rejected[r.reason].Add(1)
-			}
-			for k := range b.dropped {
-				e.Stats.Rejected[b.dropped[k].reason].Add(1)
-			}
-			if rejects != nil && len(b.rejects)+len(b.dropped) > 0 {
-				if err := writeRejects(rejects, b); err != nil {
-					setErr(fmt.Errorf("rejects file: %w", err))
-				}
-			}
-			aggQ <- b
-			locQ <- b
-		}
-	}()
-
-	// locate workers
-	res := cfg.Def.Resolution
-	for range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			var l h3batch.Locator
-			for b := range locQ {
-				if errs := b.locate(&l, res); errs > 0 {
-					e.Stats.H3Errors.Add(errs)
-				}
-				b.located <- struct{}{}
-			}
-		}()
-	}
-
-	// close: its own goroutine, fed by bounded requests (back-pressure).
-	closeQ := make(chan closeRequest, 1)
+	sv.spawn(func() { disp.run(ctx, q) })
+	parse.spawn(sv, q.parse)
+	sv.spawn(func() { sq.run(ctx, q.seq, q.count, q.loc) })
+	loc.spawn(sv, q.loc)
 	closed := make(chan struct{})
 	go func() {
 		defer close(closed)
-		for req := range closeQ {
-			if ctx.Err() != nil {
-				continue // drain
-			}
-			if err := agg.closeThrough(ctx, req); err != nil {
-				setErr(err)
-			}
-		}
+		cls.run(ctx, q.close)
 	}()
-	sendClose := func(through int64, resume *seqState) {
-		if req, ok := agg.request(through, resume); ok {
-			select {
-			case closeQ <- req:
-			case <-ctx.Done():
-			}
-		}
-	}
-
-	// aggregate: in order, on this goroutine.
-	var final int64
-	var finalResume *seqState
-	hasFinal := false
-	for b := range aggQ {
-		<-b.located
-		if ctx.Err() == nil {
-			agg.count(b)
-			if b.hasFinal {
-				final, hasFinal, finalResume = b.final, true, b.finalResume
-			}
-			sendClose(b.frontier, b.resume)
-		}
-		b.reset()
-		free <- b
-	}
-	wg.Wait()
+	cnt.run(ctx, q.count, q.free, q.close) // on this goroutine
+	sv.wg.Wait()
 	if ctx.Err() == nil {
 		<-readDone // chunks is closed: the reader has returned or is returning
 	}
-	if ctx.Err() == nil && hasFinal {
-		sendClose(final, finalResume)
+	if ctx.Err() == nil {
+		cnt.finish(ctx, q.close)
 	}
-	close(closeQ)
+	close(q.close)
 	<-closed
+	fail := sv.err()
 	if rejects != nil {
 		if err := rejects.Flush(); err != nil && fail == nil {
 			fail = fmt.Errorf("rejects file: %w", err)
@@ -302,7 +147,7 @@ func (e *Engine) Run(ctx context.Context, src io.Reader, snk sink.Writer) error 
 	return context.Cause(ctx)
 }
 
-// read fills batches with whole lines. A line longer than MaxLineBytes ends
+// read (the reader stage) fills batches with whole lines. A line longer than MaxLineBytes ends
 // its batch: its first bytes are kept for the rejects file and the rest is
 // skipped as it is read, so memory stays bounded by MaxLineBytes plus a
 // chunk however long the line is, and the lines after it are untouched.

@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"math/rand/v2"
 	"strings"
 	"testing"
 	"time"
@@ -97,3 +98,79 @@ func TestCloserOwnsOnlyItsCells(t *testing.T) {
 }
 
 var _ sink.Writer = (*collect)(nil)
+
+// TestDispatcherAlone: input batches pass in order, numbered, to both the
+// sequencer's and the parsers' queues; with no input for a quarter of the
+// idle timeout an idle tick (stamped with the clock) goes the same way;
+// the end of input closes both queues.
+func TestDispatcherAlone(t *testing.T) {
+	q := newQueues(4)
+	clock := time.Unix(1_800_000_000, 0)
+	d := &dispatcher{idle: 400 * time.Millisecond, now: func() time.Time { return clock }}
+	ctx := context.Background()
+	done := make(chan struct{})
+	go func() { d.run(ctx, q); close(done) }()
+	for i := range 3 {
+		b := <-q.free
+		b.reset()
+		b.firstLine = int64(i)
+		q.chunks <- b
+	}
+	for i := range 3 {
+		s, p := <-q.seq, <-q.parse
+		if s != p || s.seq != uint64(i) || s.firstLine != int64(i) || s.idle {
+			t.Fatalf("batch %d: seq %d line %d idle %v (same batch to both: %v)", i, s.seq, s.firstLine, s.idle, s == p)
+		}
+	}
+	// Quiet: an idle tick arrives (the pool still has a free batch).
+	select {
+	case s := <-q.seq:
+		if p := <-q.parse; !s.idle || s != p || s.now != clock.UnixMilli() || s.seq != 3 {
+			t.Fatalf("idle tick: %+v", s)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no idle tick")
+	}
+	close(q.chunks)
+	<-done
+	if _, ok := <-q.seq; ok {
+		// drain a late idle tick, then the queue must be closed
+		if _, ok := <-q.seq; ok {
+			t.Fatal("sequencer queue not closed at the end of input")
+		}
+	}
+}
+
+// TestReaderAlone: the reader cuts any input into batches of whole lines
+// whose buffers, concatenated, are the input, each knowing its input offset
+// and first line (the positions checkpoints resume from).
+func TestReaderAlone(t *testing.T) {
+	lines := genLines(t, 3000, 12, time.Date(2024, 6, 1, 10, 0, 0, 0, time.UTC))
+	in := []byte(strings.Join(lines, "\n") + "\n")
+	for _, chunk := range []int{4 << 10, 64 << 10} {
+		cfg := DefaultConfig()
+		cfg.ChunkBytes = chunk
+		e, _ := New(cfg)
+		q := newQueues(8)
+		rd := &reader{e: e, src: &chopReader{data: in, rng: rand.New(rand.NewPCG(uint64(chunk), 1))}}
+		errc := make(chan error, 1)
+		go func() { errc <- rd.run(context.Background(), q.free, q.chunks); close(q.chunks) }()
+		var got []byte
+		line := int64(1)
+		for b := range q.chunks {
+			if b.pos != int64(len(got)) || b.firstLine != line || b.endPos != b.pos+int64(len(b.buf)) {
+				t.Fatalf("chunk %d: batch at %d (want %d), line %d (want %d), end %d", chunk, b.pos, len(got), b.firstLine, line, b.endPos)
+			}
+			got = append(got, b.buf...)
+			line += int64(strings.Count(string(b.buf), "\n"))
+			if b.endLine != line {
+				t.Fatalf("endLine %d, want %d", b.endLine, line)
+			}
+			b.reset()
+			q.free <- b
+		}
+		if err := <-errc; err != nil || string(got) != string(in) {
+			t.Fatalf("chunk %d: %v; %d bytes of %d", chunk, err, len(got), len(in))
+		}
+	}
+}
