@@ -40,9 +40,11 @@ type State struct {
 	KeepFrom int64
 }
 
-// Checkpointer is a Writer that keeps the engine's State atomically with
-// the rows: StageState(m, …) is committed by the next CloseMinute(m) in the
-// same atomic write, or not at all. Sinks without it (ndjson, null) cannot
+// Checkpointer is a Writer that keeps the engine's State with the rows:
+// StageState(m, …) is committed by the next CloseMinute(m), atomically with
+// minute m's rows (the store: one pebble batch) or strictly after them (in
+// an order where a checkpoint never points at state not written yet:
+// Cassandra), or not at all. Sinks without it (ndjson, null) cannot
 // resume a run.
 type Checkpointer interface {
 	Writer

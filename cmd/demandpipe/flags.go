@@ -63,14 +63,19 @@ func parse(fs *flag.FlagSet, args []string, synopsis, more string) error {
 	}
 	fs.Usage = func() {
 		out := fs.Output()
-		fmt.Fprintf(out, "%s\n\nFlags (default in parentheses):\n", synopsis)
-		fs.VisitAll(func(f *flag.Flag) {
-			def := f.DefValue
-			if def == "" {
-				def = `""`
+		fmt.Fprintf(out, "%s\n\nFlags (default in parentheses), by stage in the order data meets them:\n", synopsis)
+		for _, g := range flagGroups(fs) {
+			if g.title != "" {
+				fmt.Fprintf(out, "\n %s\n", g.title)
 			}
-			fmt.Fprintf(out, "  -%s (%s)\n      %s\n", f.Name, def, strings.ReplaceAll(f.Usage, "\n", "\n      "))
-		})
+			for _, f := range g.flags {
+				def := f.DefValue
+				if def == "" {
+					def = `""`
+				}
+				fmt.Fprintf(out, "  -%s (%s)\n      %s\n", f.Name, def, strings.ReplaceAll(f.Usage, "\n", "\n      "))
+			}
+		}
 		if more != "" {
 			fmt.Fprintf(out, "\n%s\n", more)
 		}
@@ -98,4 +103,51 @@ func durationOr(d time.Duration) string {
 		return "until the input ends"
 	}
 	return d.String()
+}
+
+// stages orders flag groups as the data meets them: a flag "x" or "x.y"
+// belongs to group x.
+var stages = []struct{ key, title string }{
+	{"source", "source: where events come from"},
+	{"sink", "sink: where rows go"},
+	{"h3", "h3: locating events"},
+	{"dedup", "dedup: one event per rider, product and minute"},
+	{"kring", "kring: smoothing over rings"},
+	{"windows", "windows: sliding windows, watermark and the future rule"},
+	{"store", "store: the embedded feature store (-sink=store:DIR)"},
+	{"serve", "serve: the HTTP API and the page"},
+}
+
+type flagGroup struct {
+	title string
+	flags []*flag.Flag
+}
+
+// flagGroups splits fs's flags into the stages, then the rest.
+func flagGroups(fs *flag.FlagSet) []flagGroup {
+	groups := make([]flagGroup, len(stages)+1)
+	for i, st := range stages {
+		groups[i].title = st.title
+	}
+	groups[len(stages)].title = "run"
+	fs.VisitAll(func(f *flag.Flag) {
+		key, _, _ := strings.Cut(f.Name, ".")
+		for i, st := range stages {
+			if st.key == key {
+				groups[i].flags = append(groups[i].flags, f)
+				return
+			}
+		}
+		groups[len(stages)].flags = append(groups[len(stages)].flags, f)
+	})
+	out := groups[:0]
+	for _, g := range groups {
+		if len(g.flags) > 0 {
+			out = append(out, g)
+		}
+	}
+	if len(out) == 1 { // one group: no headings
+		out[0].title = ""
+	}
+	return out
 }

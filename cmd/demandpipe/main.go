@@ -18,6 +18,7 @@ Usage:
   demandpipe bench [flags]   replay generated events from memory, report throughput
   demandpipe serve [flags]   serve features from a store over HTTP
   demandpipe schema cassandra  print the CQL of the Cassandra sink's tables
+  demandpipe config [-format=json]  list every knob of run with its default
   demandpipe version         print the module version, commit and Go version (also --version)
   demandpipe help  COMMAND   explain a command's flags
 
@@ -51,12 +52,14 @@ func main() {
 		err = serveCommand(args)
 	case "schema":
 		err = schemaCommand(args)
+	case "config":
+		err = configCommand(args)
 	case "version", "-version", "--version":
 		err = versionCommand(args)
 	case "help", "-h", "-help", "--help":
 		if len(args) > 0 {
 			switch args[0] {
-			case "run", "gen", "bench", "serve", "schema":
+			case "run", "gen", "bench", "serve", "schema", "config":
 				// Asked for: help goes to stdout, so it pipes into grep.
 				helpOut = os.Stdout
 				os.Args = []string{os.Args[0], args[0], "-h"}

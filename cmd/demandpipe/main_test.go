@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -143,5 +144,33 @@ func TestRunIntoCassandra(t *testing.T) {
 	st := srv.Stats()
 	if st.InFlightPeak > 3+1 { // 3 writers, plus the driver's own start-up queries
 		t.Fatalf("in-flight peak %d with -sink.writers=3", st.InFlightPeak)
+	}
+}
+
+// TestHelpGoesToStdout: `demandpipe help run` prints the flags on stdout (so
+// `| grep` finds them) and exits 0; `help nosuch` exits 2.
+func TestHelpGoesToStdout(t *testing.T) {
+	if args := os.Getenv("DEMANDPIPE_MAIN_ARGS"); args != "" {
+		os.Args = append([]string{"demandpipe"}, strings.Fields(args)...)
+		main()
+		os.Exit(0)
+	}
+	run := func(args string) (string, int) {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestHelpGoesToStdout$")
+		cmd.Env = append(os.Environ(), "DEMANDPIPE_MAIN_ARGS="+args)
+		var stdout strings.Builder
+		cmd.Stdout = &stdout
+		err := cmd.Run()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		}
+		return stdout.String(), code
+	}
+	if out, code := run("help run"); code != 0 || !strings.Contains(out, "-windows.max-future-skew") || !strings.Contains(out, "source: where events come from") {
+		t.Fatalf("help run: exit %d, stdout %.300q", code, out)
+	}
+	if _, code := run("help nosuch"); code != 2 {
+		t.Fatalf("help nosuch: exit %d", code)
 	}
 }

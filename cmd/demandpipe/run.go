@@ -46,27 +46,50 @@ order: index = kIndex*len(W) + wIndex.
 Stopping: SIGINT/SIGTERM ends the input and closes every minute seen so far,
 flushing the sink; a second signal stops at once.`
 
-func runCommand(args []string) error {
-	cfg := pipeline.DefaultConfig()
+// runFlags are the knobs of `demandpipe run`: every package's Config bound
+// to one flag set (also listed by `demandpipe config`).
+type runFlags struct {
+	fs              *flag.FlagSet
+	cfg             pipeline.Config
+	sc              store.Config
+	cc              cassandra.Config
+	vc              serve.Config
+	src, snk        *string
+	serveAddr       *string
+	rejects         *string
+	duration        *time.Duration
+	resume          *bool
+	shutdownTimeout *time.Duration
+	progress        *string
+}
+
+func newRunFlags() *runFlags {
+	r := &runFlags{cfg: pipeline.DefaultConfig(), sc: store.DefaultConfig(), cc: cassandra.DefaultConfig(), vc: serve.DefaultConfig()}
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
-	src := fs.String("source", "gen:", "where events come from: file:PATH, file:- or gen:[k=v,...]")
-	snk := fs.String("sink", "store:"+store.DefaultDir, "where rows go: store:DIR, ndjson:PATH, ndjson:- or null:")
-	serveAddr := fs.String("serve", "127.0.0.1:8080", "with a store sink, serve the API, the page and /metrics on HOST:PORT while running; with another sink, given explicitly, only /metrics and /healthz (empty: no server)")
-	sc := store.DefaultConfig()
-	sc.RegisterFlags(fs)
-	cc := cassandra.DefaultConfig()
-	cc.Queue.RegisterFlags(fs)
-	vc := serve.DefaultConfig()
-	vc.RegisterFlags(fs)
-	rejects := fs.String("rejects", "", "if set, write every rejected line here as {\"line\":N,\"reason\":…,\"text\":…}")
-	duration := fs.Duration("duration", 0, "stop the input after this long (0: until it ends; a live generator never ends)")
-	resume := fs.Bool("resume", true, "with a sink that keeps checkpoints (store:), continue from the last one when the same input file is run again; false starts over")
-	shutdownTimeout := fs.Duration("shutdown-timeout", time.Minute, "after SIGINT/SIGTERM, exit (status 1) if the graceful stop has not finished within this long")
-	progress := fs.String("progress", "auto", "progress line on stderr: auto (when stderr is a terminal), always or never")
-	engineFlags(fs, &cfg)
+	r.fs = fs
+	r.src = fs.String("source", "gen:", "where events come from: file:PATH, file:- or gen:[k=v,...]")
+	r.snk = fs.String("sink", "store:"+store.DefaultDir, "where rows go: store:DIR, cassandra://HOSTS/KEYSPACE?…, ndjson:PATH, ndjson:- or null:")
+	r.serveAddr = fs.String("serve", "127.0.0.1:8080", "with a store sink, serve the API, the page and /metrics on HOST:PORT while running; with another sink, given explicitly, only /metrics and /healthz (empty: no server)")
+	r.sc.RegisterFlags(fs)
+	r.cc.Queue.RegisterFlags(fs)
+	r.vc.RegisterFlags(fs)
+	r.rejects = fs.String("rejects", "", "if set, write every rejected line here as {\"line\":N,\"reason\":…,\"text\":…}")
+	r.duration = fs.Duration("duration", 0, "stop the input after this long (0: until it ends; a live generator never ends)")
+	r.resume = fs.Bool("resume", true, "with a sink that keeps checkpoints (store:), continue from the last one when the same input file is run again; false starts over")
+	r.shutdownTimeout = fs.Duration("shutdown-timeout", time.Minute, "after SIGINT/SIGTERM, exit (status 1) if the graceful stop has not finished within this long")
+	r.progress = fs.String("progress", "auto", "progress line on stderr: auto (when stderr is a terminal), always or never")
+	engineFlags(fs, &r.cfg)
+	return r
+}
+
+func runCommand(args []string) error {
+	rf := newRunFlags()
+	fs, src, snk, serveAddr := rf.fs, rf.src, rf.snk, rf.serveAddr
+	rejects, duration, resume, shutdownTimeout, progress := rf.rejects, rf.duration, rf.resume, rf.shutdownTimeout, rf.progress
 	if err := parse(fs, args, "demandpipe run [flags]: run the pipeline from a source to a sink.", runMore); err != nil {
 		return err
 	}
+	cfg, sc, cc, vc := rf.cfg, rf.sc, rf.cc, rf.vc
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
@@ -95,6 +118,7 @@ func runCommand(args []string) error {
 	reg := newRegistry()
 	sc.Definition = cfg.Def
 	store.Register(sc, reg)
+	cc.Definition = cfg.Def // stored with the table, checked on reopen and by readers
 	sink.Register("cassandra", cassandra.NewOpener(cc, cassandra.Options{Registerer: reg, Logf: logf}))
 	out, err := sink.Open(*snk)
 	if err != nil {
@@ -116,6 +140,17 @@ func runCommand(args []string) error {
 			return err
 		}
 		fmt.Fprintf(os.Stderr, "demandpipe: serving features, the heat map and /metrics on http://%s/\n", srv.Addr)
+	} else if cs, ok := out.(*cassandra.Sink); ok && *serveAddr != "" && serveSet {
+		// Serve from Cassandra on the sink's own connection.
+		cst, err := cassandra.NewStore(context.Background(), cs.Session(), cs.Config(), cassandra.StoreOptions{})
+		if err == nil {
+			srv, err = startServer(*serveAddr, vc, cst, reg, reg)
+		}
+		if err != nil {
+			out.Close()
+			return err
+		}
+		fmt.Fprintf(os.Stderr, "demandpipe: serving features from Cassandra, the heat map and /metrics on http://%s/\n", srv.Addr)
 	} else if serveSet && *serveAddr != "" {
 		// Not a store: serve what can be served, the metrics.
 		if srv, err = startServer(*serveAddr, vc, nil, reg, reg); err != nil {

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"os/signal"
 	"syscall"
 	"time"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/demandpipe/demandpipe/internal/buildinfo"
 	"github.com/demandpipe/demandpipe/serve"
+	"github.com/demandpipe/demandpipe/sink/cassandra"
 	"github.com/demandpipe/demandpipe/store"
 )
 
@@ -42,7 +44,7 @@ Example:
 // serveCommand implements `demandpipe serve`.
 func serveCommand(args []string) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	dir := fs.String("store", store.DefaultDir, "store directory written by run -sink=store:DIR")
+	dir := fs.String("store", store.DefaultDir, "store directory written by run -sink=store:DIR, or cassandra://HOSTS/KEYSPACE?table=… written by run -sink=cassandra://…")
 	addr := fs.String("addr", "127.0.0.1:8080", "HOST:PORT to listen on")
 	sc := store.DefaultConfig()
 	fs.Int64Var(&sc.CacheBytes, "store.cache-bytes", sc.CacheBytes, "pebble block cache size in bytes (0..64 GiB)")
@@ -51,15 +53,33 @@ func serveCommand(args []string) error {
 	if err := parse(fs, args, serveSynopsis, serveMore); err != nil {
 		return err
 	}
-	sc.Dir, sc.ReadOnly = *dir, true
 	reg := newRegistry()
-	st, err := store.Open(sc, reg)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	var st serve.Reader
+	where := *dir
+	if strings.HasPrefix(*dir, "cassandra://") {
+		// The pricing services' reads from Cassandra, exactly as from the
+		// embedded store (sink/cassandra's Store).
+		cc, err := cassandra.ParseURL(*dir)
+		if err != nil {
+			return err
+		}
+		cst, err := cassandra.OpenStore(ctx, cc, cassandra.StoreOptions{})
+		if err != nil {
+			return err
+		}
+		defer cst.Close()
+		st, where = cst, cc.String()
+	} else {
+		sc.Dir, sc.ReadOnly = *dir, true
+		lst, err := store.Open(sc, reg)
+		if err != nil {
+			return err
+		}
+		defer lst.Close()
+		st = lst
+	}
 	srv, err := startServer(*addr, vc, st, reg, reg)
 	if err != nil {
 		return err
@@ -68,7 +88,7 @@ func serveCommand(args []string) error {
 	if m, ok := st.LatestMinute(); ok {
 		latest = "latest minute " + time.UnixMilli(m*60000).UTC().Format(time.RFC3339)
 	}
-	fmt.Fprintf(os.Stderr, "demandpipe: serving %s (%s) on http://%s/\n", sc.Dir, latest, srv.Addr)
+	fmt.Fprintf(os.Stderr, "demandpipe: serving %s (%s) on http://%s/\n", where, latest, srv.Addr)
 	select {
 	case <-ctx.Done():
 		fmt.Fprintln(os.Stderr, "demandpipe: stopping: finishing in-flight requests")

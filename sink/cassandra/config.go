@@ -14,6 +14,7 @@ import (
 
 	gocql "github.com/apache/cassandra-gocql-driver/v2"
 
+	"github.com/demandpipe/demandpipe/feature"
 	"github.com/demandpipe/demandpipe/sink"
 )
 
@@ -36,6 +37,17 @@ type Config struct {
 	// "features" (?table=).
 	Keyspace string
 	Table    string
+	// State names this pipeline in the engine_state and minutes tables
+	// (?state=, default: Table), so pipelines writing different feature
+	// tables can share a keyspace. Two runs must never share one name.
+	State string
+	// Definition is the feature definition the engine computes (set from
+	// the run's flags, not the URL). Open stores it with the state and
+	// refuses a table holding another one; Write refuses rows of another
+	// width; Store reads it back for serve. Zero: nothing is stored or
+	// checked, and a Store over such a table needs it set (else it takes
+	// feature.Default()).
+	Definition feature.Definition
 	// Consistency of writes and reads (?consistency=, default LOCAL_QUORUM:
 	// with replication factor 3 a write survives one replica down and a
 	// LOCAL_QUORUM read sees it).
@@ -160,6 +172,8 @@ func ParseURLInto(base Config, raw string) (Config, error) {
 		switch key {
 		case "table":
 			c.Table = v
+		case "state":
+			c.State = v
 		case "consistency":
 			c.Consistency = strings.ToUpper(v)
 		case "dc":
@@ -221,7 +235,7 @@ func ParseURLInto(base Config, raw string) (Config, error) {
 		case "username", "password", "user", "pass":
 			return c, fmt.Errorf("sink cassandra: %s= in the URL is refused: set %s and %s, or password_file=", key, EnvUsername, EnvPassword)
 		default:
-			return c, fmt.Errorf("sink cassandra: unknown URL parameter %q (known: table, consistency, dc, compression, tls, ca, cert, key, server_name, password_file, create, rf, ttl, region_res, connect_timeout, conns)", key)
+			return c, fmt.Errorf("sink cassandra: unknown URL parameter %q (known: table, state, consistency, dc, compression, tls, ca, cert, key, server_name, password_file, create, rf, ttl, region_res, connect_timeout, conns)", key)
 		}
 	}
 	if err := c.readCredentials(); err != nil {
@@ -277,6 +291,10 @@ func (c Config) Validate() error {
 		return fmt.Errorf("sink cassandra: keyspace %q: want 1..48 letters, digits or _, starting with a letter", c.Keyspace)
 	case !validIdent(c.Table):
 		return fmt.Errorf("sink cassandra: table=%q: want 1..48 letters, digits or _, starting with a letter", c.Table)
+	case c.Table == StateTable || c.Table == MinutesTable:
+		return fmt.Errorf("sink cassandra: table=%q: the name of a state table; choose another", c.Table)
+	case c.State != "" && !validIdent(c.State):
+		return fmt.Errorf("sink cassandra: state=%q: want 1..48 letters, digits or _, starting with a letter", c.State)
 	case c.Compression != "snappy" && c.Compression != "lz4" && c.Compression != "none":
 		return fmt.Errorf("sink cassandra: compression=%q: want snappy, lz4 or none", c.Compression)
 	case c.ReplicationFactor < 1 || c.ReplicationFactor > 10:
@@ -299,10 +317,31 @@ func (c Config) Validate() error {
 	if _, err := gocql.ParseConsistencyWrapper(c.Consistency); err != nil {
 		return fmt.Errorf("sink cassandra: consistency=%q: want ONE, TWO, THREE, QUORUM, ALL, LOCAL_QUORUM, EACH_QUORUM or LOCAL_ONE", c.Consistency)
 	}
+	if c.Definition.Rings != nil {
+		if err := c.Definition.Validate(); err != nil {
+			return fmt.Errorf("sink cassandra: definition: %w", err)
+		}
+	}
 	if err := c.Queue.Validate(); err != nil {
 		return fmt.Errorf("sink cassandra: %w", err)
 	}
 	return nil
+}
+
+// StateName is the pipeline's name in the state tables: State, or Table.
+func (c Config) StateName() string {
+	if c.State != "" {
+		return c.State
+	}
+	return c.Table
+}
+
+// definition is Definition, or the default when unset.
+func (c Config) definition() feature.Definition {
+	if c.Definition.Rings == nil {
+		return feature.Default()
+	}
+	return c.Definition
 }
 
 // String describes c without its password.

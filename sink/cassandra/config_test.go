@@ -38,6 +38,12 @@ func TestParseURL(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if d.StateName() != DefaultTable {
+		t.Fatalf("state name %q, want the table's", d.StateName())
+	}
+	if e, err := ParseURL("cassandra://localhost/ks?table=t2&state=city_b"); err != nil || e.StateName() != "city_b" {
+		t.Fatalf("state=: %q %v", e.StateName(), err)
+	}
 	if d.Keyspace != DefaultKeyspace || d.Table != DefaultTable || d.Consistency != DefaultConsistency || d.Compression != "snappy" || d.Port != 9042 {
 		t.Fatalf("defaults %+v", d)
 	}
@@ -58,6 +64,8 @@ func TestParseURL(t *testing.T) {
 		"cassandra://h/ks?cert=a.pem":          "cert= and key=",
 		"cassandra://h:99999/ks":               "port",
 		"cassandra://h/ks?tls=maybe":           "tls=",
+		"cassandra://h/ks?state=no-dash":       "state=",
+		"cassandra://h/ks?table=minutes":       "the name of a state table",
 		"cassandra://h/ks?dc=a'b":              "dc=",
 		"cassandra://h/ks?password_file=/nope": "password_file",
 	} {
@@ -180,7 +188,9 @@ func TestSchema(t *testing.T) {
 	c := DefaultConfig()
 	c.LocalDC, c.ReplicationFactor = "DC1", 3
 	s := Schema(c)
-	for _, want := range []string{"'NetworkTopologyStrategy', 'DC1': 3", "PRIMARY KEY ((product, minute, region), cell)", "TimeWindowCompactionStrategy", "LZ4Compressor"} {
+	for _, want := range []string{"'NetworkTopologyStrategy', 'DC1': 3", "PRIMARY KEY ((product, minute, region), cell)", "TimeWindowCompactionStrategy", "LZ4Compressor",
+		"CREATE TABLE IF NOT EXISTS demandpipe.engine_state", "PRIMARY KEY ((name, kind), key, chunk)", "CLUSTERING ORDER BY (key DESC, chunk ASC)",
+		"CREATE TABLE IF NOT EXISTS demandpipe.minutes", "PRIMARY KEY (name, minute)", "CLUSTERING ORDER BY (minute DESC)"} {
 		if !strings.Contains(s, want) {
 			t.Errorf("schema lacks %q:\n%s", want, s)
 		}

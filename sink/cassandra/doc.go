@@ -24,11 +24,25 @@
 // server does not list without a word; Open detects that, logs a warning
 // and exports the codec actually used.
 //
+// Resume (state.go): Sink is a sink.Checkpointer. CloseMinute(m) writes,
+// each step acknowledged before the next, m's rows, then m's row in the
+// minutes table, then m's count record, then the checkpoint (under a new
+// sequence number), then deletes older checkpoints and count records below
+// KeepFrom: a crash anywhere leaves a checkpoint whose count records are
+// all there, and the resumed run writes the same rows again. Records are
+// chunked (1 MiB) in the engine_state table, chunk 0 last with the size
+// and a CRC-32C, so a torn record is never read as valid. State is written
+// at Config.Consistency raised to LOCAL_QUORUM when weaker. Config.State
+// names the pipeline in the state tables; Config.Definition is stored and
+// checked at Open.
+//
 // Reads: Reader.Get returns the rows of a list of cells of one (minute,
-// product), one query per region.
+// product), one query per region. Store answers serve's queries
+// (serve.Reader) as the embedded store does: minutes and products from the
+// minutes table, rows from the partitions a minute's row lists.
 //
 // Configuration: ParseURL reads
-// cassandra://HOST1,HOST2:9042/KEYSPACE?table=features&consistency=LOCAL_QUORUM&dc=DC1&compression=snappy
+// cassandra://HOST1,HOST2:9042/KEYSPACE?table=features&state=NAME&consistency=LOCAL_QUORUM&dc=DC1&compression=snappy
 // (Config lists every parameter); credentials come from
 // DEMANDPIPE_CASSANDRA_USERNAME and DEMANDPIPE_CASSANDRA_PASSWORD or
 // password_file=, never from the URL or a flag.
@@ -49,4 +63,6 @@
 //	demandpipe_sink_batch_items              histogram: rows per batch
 //	demandpipe_sink_write_duration_seconds   histogram: write attempt latency
 //	demandpipe_sink_cassandra_compression_info{codec,requested}  1
+//	demandpipe_sink_cassandra_state_bytes_total    engine state committed (count records, checkpoints)
+//	demandpipe_sink_cassandra_state_retries_total  retried state and minutes-row writes
 package cassandra

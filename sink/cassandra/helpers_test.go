@@ -12,6 +12,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/demandpipe/demandpipe/encode"
+	"github.com/demandpipe/demandpipe/feature"
 	"github.com/demandpipe/demandpipe/internal/cqltest"
 	"github.com/demandpipe/demandpipe/sink"
 )
@@ -43,6 +44,7 @@ func testConfig(srv *cqltest.Server) Config {
 	c.Hosts = []string{"127.0.0.1"}
 	c.Port = srv.Port()
 	c.CreateSchema = true
+	c.Definition = feature.Default() // 54 features, as testFeatures
 	c.ReplicationFactor = 1
 	c.ReconnectInterval = 100 * time.Millisecond
 	c.Queue.Writers = 4

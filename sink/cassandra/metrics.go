@@ -23,10 +23,25 @@ func (s *Sink) register(reg prometheus.Registerer) error {
 	})
 	g.Set(1)
 	s.codecMx = g
+	s.stateMx = []prometheus.Collector{
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Namespace: "demandpipe", Subsystem: "sink", Name: "cassandra_state_bytes_total",
+			Help: "Bytes of engine state (count records, checkpoints) committed to Cassandra.",
+		}, func() float64 { return float64(s.stateBytes.Load()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Namespace: "demandpipe", Subsystem: "sink", Name: "cassandra_state_retries_total",
+			Help: "Retried writes of engine state and minutes rows.",
+		}, func() float64 { return float64(s.stateRetries.Load()) }),
+	}
 	if reg != nil {
-		if err := reg.Register(g); err != nil {
-			qm.Unregister()
-			return fmt.Errorf("sink cassandra metrics: %w", err)
+		for i, c := range append([]prometheus.Collector{g}, s.stateMx...) {
+			if err := reg.Register(c); err != nil {
+				qm.Unregister()
+				for _, done := range append([]prometheus.Collector{g}, s.stateMx...)[:i] {
+					reg.Unregister(done)
+				}
+				return fmt.Errorf("sink cassandra metrics: %w", err)
+			}
 		}
 	}
 	return nil
@@ -38,5 +53,8 @@ func (s *Sink) unregister() {
 	}
 	if s.reg != nil && s.codecMx != nil {
 		s.reg.Unregister(s.codecMx)
+		for _, c := range s.stateMx {
+			s.reg.Unregister(c)
+		}
 	}
 }

@@ -6,9 +6,9 @@ import (
 	"time"
 )
 
-// Schema returns the CQL that creates the keyspace and the feature table
-// (statements separated by ";\n"), for `demandpipe schema cassandra` and
-// for Config.CreateSchema. The model and its arithmetic are in
+// Schema returns the CQL that creates the keyspace, the feature table and
+// the state tables engine_state and minutes (statements separated by
+// ";\n"), for `demandpipe schema cassandra` and for Config.CreateSchema. The model and its arithmetic are in
 // sink/CASSANDRA.md:
 //
 //	PRIMARY KEY ((product uuid, minute bigint, region bigint), cell bigint), f blob
@@ -51,8 +51,47 @@ func SchemaStatements(cfg Config) []string {
 	AND compression = {'class': 'LZ4Compressor', 'chunk_length_in_kb': 16}
 	AND comment = 'demandpipe features: f = encode.AppendRowValue (encode/FORMAT.md); region = H3 parent of cell at resolution %d'`,
 			cfg.Keyspace, cfg.Table, ttl, gcGrace(cfg.TTL), unit, size, cfg.RegionResolution),
+		// The engine's state (sink.Checkpointer, state.go): count records
+		// and checkpoints in chunks, chunk 0 written last. Deletes only
+		// ever remove records no checkpoint needs, and a resurrected one
+		// is never read (an old count minute, an older checkpoint
+		// sequence), so a short gc_grace is safe.
+		fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s.%s (
+	name text,
+	kind text,
+	key bigint,
+	chunk int,
+	data blob,
+	chunks int,
+	size int,
+	crc int,
+	PRIMARY KEY ((name, kind), key, chunk)
+) WITH CLUSTERING ORDER BY (key DESC, chunk ASC)
+	AND gc_grace_seconds = 3600
+	AND comment = 'demandpipe engine state: kind counts (key = minute), checkpoint (key = sequence), definition (key 0); chunk 0 carries chunks, size, crc (CRC-32C) and commits the record'`,
+			cfg.Keyspace, StateTable),
+		// The closed minutes (written after their rows), newest first.
+		fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s.%s (
+	name text,
+	minute bigint,
+	rows int,
+	closed_ms bigint,
+	regions blob,
+	PRIMARY KEY (name, minute)
+) WITH CLUSTERING ORDER BY (minute DESC)
+	AND default_time_to_live = %d
+	AND gc_grace_seconds = %d
+	AND comment = 'demandpipe closed minutes: regions = per product (UUID order) the 16-byte UUID, a uvarint count and the delta-uvarint region ids of its partitions'`,
+			cfg.Keyspace, MinutesTable, ttl, gcGrace(cfg.TTL)),
 	}
 }
+
+// The state tables' names (one pair per keyspace; rows are keyed by
+// Config.StateName).
+const (
+	StateTable   = "engine_state"
+	MinutesTable = "minutes"
+)
 
 // twcsWindow sizes TimeWindowCompactionStrategy windows to TTL/24 (rounded
 // up to a whole minute): 24 windows live per TTL plus the one being

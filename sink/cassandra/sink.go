@@ -33,11 +33,27 @@ type Sink struct {
 	qm      *sink.QueueMetrics
 	reg     prometheus.Registerer
 	codecMx prometheus.Collector
+	stateMx []prometheus.Collector
 
-	mu      sync.Mutex // Write's scratch
+	mu      sync.Mutex // Write's scratch, cur and staged
 	items   []row
 	minutes atomic.Int64
 	closed  atomic.Bool
+
+	// Engine state and the minutes index (state.go).
+	name         string // Config.StateName
+	nf           int    // features per row of the definition
+	st           stateStmts
+	stateCons    gocql.Consistency
+	chunkBytes   int
+	now          func() time.Time
+	cur          minuteIndex
+	staged       *sink.State
+	stagedMinute int64
+	seq          int64 // the last checkpoint's sequence
+	countsFrom   int64 // count records below it are deleted
+	stateBytes   atomic.Int64
+	stateRetries atomic.Int64
 }
 
 // partKey is a row's partition key; the queue's shard key.
@@ -62,6 +78,9 @@ type Options struct {
 	// Logf receives the open line, the codec warning and drops. nil:
 	// log.Printf.
 	Logf func(format string, args ...any)
+	// Now is the clock of the minutes' closed times and TTLs. nil:
+	// time.Now.
+	Now func() time.Time
 }
 
 // Open connects, optionally creates the schema, checks the table and the
@@ -70,12 +89,18 @@ func Open(ctx context.Context, cfg Config, opt Options) (*Sink, error) {
 	if opt.Logf == nil {
 		opt.Logf = log.Printf
 	}
+	if opt.Now == nil {
+		opt.Now = time.Now
+	}
 	sess, comp, err := connect(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
 	s := &Sink{cfg: cfg, sess: sess, comp: comp, logf: opt.Logf, reg: opt.Registerer,
-		insert: fmt.Sprintf("INSERT INTO %s.%s (product, minute, region, cell, f) VALUES (?, ?, ?, ?, ?)", cfg.Keyspace, cfg.Table)}
+		insert: fmt.Sprintf("INSERT INTO %s.%s (product, minute, region, cell, f) VALUES (?, ?, ?, ?, ?)", cfg.Keyspace, cfg.Table),
+		name:   cfg.StateName(), nf: cfg.Definition.NumFeatures(), st: newStateStmts(cfg),
+		stateCons: stateConsistency(cfg.Consistency), chunkBytes: defaultChunkBytes, now: opt.Now}
+	s.cur.reset(noMinute, time.Time{})
 	fail := func(err error) (*Sink, error) {
 		sess.Close()
 		return nil, err
@@ -100,6 +125,9 @@ func Open(ctx context.Context, cfg Config, opt Options) (*Sink, error) {
 		} else {
 			s.logf("sink cassandra: WARNING: the server does not support compression=%s: frames are sent UNCOMPRESSED (set compression=lz4 or none to silence this)", cfg.Compression)
 		}
+	}
+	if err := s.openState(ctx); err != nil {
+		return fail(err)
 	}
 	s.logf("sink cassandra: open: %s; compression negotiated: %s", cfg, s.codec)
 
@@ -202,6 +230,10 @@ func (s *Sink) Codec() string { return s.codec }
 // connections).
 func (s *Sink) Session() *gocql.Session { return s.sess }
 
+// Config is the sink's configuration (credentials included: never log it
+// with %#v; String redacts them).
+func (s *Sink) Config() Config { return s.cfg }
+
 // Write encodes b's rows (encode.AppendRowValue) and queues them, blocking
 // while the queue is full.
 func (s *Sink) Write(ctx context.Context, b *encode.Batch) error {
@@ -209,8 +241,14 @@ func (s *Sink) Write(ctx context.Context, b *encode.Batch) error {
 	if n == 0 {
 		return nil
 	}
+	if s.nf > 0 && b.NumFeatures != s.nf {
+		return fmt.Errorf("sink cassandra: batch rows have %d features, the definition %q has %d (set Config.Definition from the engine's)", b.NumFeatures, s.cfg.Definition, s.nf)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.cur.minute != b.Minute {
+		s.cur.reset(b.Minute, s.now())
+	}
 	// One arena per Write: rows stay queued after Write returns. A value is
 	// at most 1 + 1 + 5 bytes per feature; most features take one byte, so
 	// start at 2 per feature (one growth at worst).
@@ -221,8 +259,10 @@ func (s *Sink) Write(ctx context.Context, b *encode.Batch) error {
 		cell := b.Cells[i]
 		start := len(arena)
 		arena = encode.AppendRowValue(arena, b.Row(i))
+		u, reg := b.UUID(i), int64(region(cell, res))
+		s.cur.add(u, reg)
 		items = append(items, row{
-			key:  partKey{product: b.UUID(i), minute: b.Minute, region: int64(region(cell, res))},
+			key:  partKey{product: u, minute: b.Minute, region: reg},
 			cell: int64(cell),
 			f:    arena[start:len(arena):len(arena)],
 		})
@@ -237,9 +277,13 @@ func (s *Sink) Write(ctx context.Context, b *encode.Batch) error {
 }
 
 // CloseMinute returns once every row written so far is acknowledged by the
-// server, or with the error that dropped some.
+// server, then writes the minute's minutes row and the state staged for
+// it (state.go), in that order; or returns the error that dropped some.
 func (s *Sink) CloseMinute(ctx context.Context, m int64) error {
 	if err := s.q.Flush(ctx); err != nil {
+		return fmt.Errorf("sink cassandra: minute %s: %w", encode.MinuteStart(m).Format(time.RFC3339), err)
+	}
+	if err := s.commitMinute(ctx, m); err != nil {
 		return fmt.Errorf("sink cassandra: minute %s: %w", encode.MinuteStart(m).Format(time.RFC3339), err)
 	}
 	s.minutes.Add(1)
