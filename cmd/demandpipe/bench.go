@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/demandpipe/demandpipe/bench"
+	"github.com/demandpipe/demandpipe/bench/report"
 	"github.com/demandpipe/demandpipe/feature"
 	"github.com/demandpipe/demandpipe/gen"
 	"github.com/demandpipe/demandpipe/pipeline"
@@ -22,12 +23,18 @@ func benchCommand(args []string) error {
 	fs.Var(intList{&pars}, "compare", "parallelism values to compare side by side, e.g. 1,2 (default: just -parallelism)")
 	fs.IntVar(&gc.EventsPerMinute, "rate", gc.EventsPerMinute, "generated raw events per minute of event time")
 	fs.IntVar(&gc.Riders, "riders", gc.Riders, "generated rider population")
+	reportPath := fs.String("report", "", "instead, measure each optimization alone against bench/naive (-rounds rounds a side) and write the markdown report to this path, e.g. bench/REPORT.md")
 	engineFlags(fs, &cfg)
 	if err := parse(fs, args, "demandpipe bench [flags]: generate events in memory and replay them through the pipeline into null:.", ""); err != nil {
 		return err
 	}
 	if err := cfg.Validate(); err != nil {
 		return err
+	}
+	if *reportPath != "" {
+		rc := report.DefaultConfig()
+		rc.Rounds, rc.Log = *rounds, os.Stderr
+		return report.WriteFile(*reportPath, rc)
 	}
 	if len(pars) == 0 {
 		pars = []int{cfg.Parallelism}
