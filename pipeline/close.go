@@ -75,6 +75,9 @@ type closer struct {
 	countsBuf []byte
 	cpBuf     []byte
 	cpClosed  int64 // closed minute of the last checkpoint staged
+	// onDurable is told each input position a committed checkpoint makes
+	// unneeded (Engine.Durable).
+	onDurable func(pos int64)
 }
 
 // closeRequest asks the closing half to close every minute up to through;
@@ -288,16 +291,23 @@ func (a *closer) closeMinute(ctx context.Context, m int64, mc *minuteCounts, req
 	if err := a.flush(ctx, m, nF, &rows); err != nil {
 		return err
 	}
+	durable := int64(-1)
 	if a.cpSink != nil {
 		var cp []byte
 		if req != nil && req.resume != nil && last() {
 			cp = a.encodeCheckpoint(req)
 			a.cpClosed = req.through
+			durable = req.resume.pos
 		}
 		a.cpSink.StageState(m, a.stateFor(m, mc, cp))
 	}
 	if err := a.sink.CloseMinute(ctx, m); err != nil {
 		return err
+	}
+	if durable >= 0 && a.onDurable != nil {
+		// The checkpoint is committed: a restart never reads the input
+		// before its position again, so the source may let it go.
+		a.onDurable(durable)
 	}
 	a.smoother.Evict(m)
 	a.publishBytes()

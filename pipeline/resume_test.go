@@ -198,3 +198,35 @@ func TestResumeRefusesAnotherInput(t *testing.T) {
 		t.Fatalf("other lateness: %v", err)
 	}
 }
+
+// TestDurablePositionsGrow: with a checkpointing sink, the engine tells the
+// source which input it will never need again, in growing positions, up to
+// the end of the input once every minute is committed; a resume from the
+// last checkpoint starts at the last position told.
+func TestDurablePositionsGrow(t *testing.T) {
+	lines := resumeInput(t)
+	in := strings.Join(lines, "\n") + "\n"
+	cfg := DefaultConfig()
+	cfg.Def = smallDef
+	e, _ := New(cfg)
+	var told []int64
+	e.Durable = func(pos int64) { told = append(told, pos) }
+	d := newMemDurable()
+	if err := e.Run(context.Background(), strings.NewReader(in), d); err != nil {
+		t.Fatal(err)
+	}
+	if len(told) < 10 || !slices.IsSorted(told) || told[len(told)-1] != int64(len(in)) {
+		t.Fatalf("%d positions, sorted %v, last %d of %d", len(told), slices.IsSorted(told), told[len(told)-1], len(in))
+	}
+	e2, _ := New(cfg)
+	res, err := e2.Resume(d, "")
+	if err != nil || res.Pos != told[len(told)-1] {
+		t.Fatalf("resume at %+v (%v), last told %d", res, err, told[len(told)-1])
+	}
+	// Without a checkpointing sink nothing is ever durable.
+	e3, _ := New(cfg)
+	e3.Durable = func(int64) { t.Fatal("told a position without checkpoints") }
+	if err := e3.Run(context.Background(), strings.NewReader(in), &collect{}); err != nil {
+		t.Fatal(err)
+	}
+}

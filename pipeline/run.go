@@ -37,6 +37,13 @@ type Engine struct {
 	// Identity names the input (source.File.Identity), recorded in
 	// checkpoints so that a resume never continues another input.
 	Identity string
+	// Durable, if set, is told, on the close goroutine, the input position
+	// (decompressed byte offset) before which no event will ever be needed
+	// again, each time a checkpoint commits: positions only grow. This is
+	// the acknowledgement a source that can let input go (a message
+	// broker) needs; with a sink that keeps no checkpoint it is never
+	// called: nothing would survive a restart.
+	Durable func(pos int64)
 
 	// resume (Resume): where Run starts and the state it restores
 	startPos, startLine int64
@@ -78,6 +85,7 @@ func (e *Engine) Run(ctx context.Context, src io.Reader, snk sink.Writer) error 
 		return err
 	}
 	agg.identity = e.Identity
+	agg.onDurable = e.Durable
 	if cp := e.resume; cp != nil {
 		start := time.Now()
 		seq.restore(&cp.seq)
