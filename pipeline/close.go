@@ -78,6 +78,7 @@ type closer struct {
 	// onDurable is told each input position a committed checkpoint makes
 	// unneeded (Engine.Durable).
 	onDurable func(pos int64)
+	onClose   func(m, rows int64, took time.Duration) // Engine.OnClose
 }
 
 // closeRequest asks the closing half to close every minute up to through;
@@ -311,6 +312,9 @@ func (a *closer) closeMinute(ctx context.Context, m int64, mc *minuteCounts, req
 	}
 	a.smoother.Evict(m)
 	a.publishBytes()
+	if a.onClose != nil {
+		a.onClose(m, rows, time.Since(start))
+	}
 	a.stats.Rows.Add(rows)
 	a.stats.Minutes.Add(1)
 	a.stats.Closed.Store(m)

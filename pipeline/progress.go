@@ -12,8 +12,11 @@ import (
 // Progress prints one status line every interval until ctx is done: lines
 // and events per second, rows written, how far the input has been read
 // (when its size is known) and the lag of the last closed minute behind the
-// largest event time seen. On a terminal the line rewrites itself.
-func (e *Engine) Progress(ctx context.Context, w io.Writer, size func() (read, total int64), interval time.Duration, terminal bool) {
+// largest event time seen. On a terminal (width returns its columns, 0
+// elsewhere) the line rewrites itself and is cut to the terminal's width, so
+// it never wraps.
+func (e *Engine) Progress(ctx context.Context, w io.Writer, size func() (read, total int64), interval time.Duration, width func() int) {
+	terminal := width() > 0
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	start := time.Now()
@@ -51,8 +54,12 @@ func (e *Engine) Progress(ctx context.Context, w io.Writer, size func() (read, t
 			for r := encode.Reason(1); r < encode.NumReasons; r++ {
 				rej += s.Rejected[r].Load()
 			}
-			fmt.Fprintf(w, "demandpipe: %6.0fs%s %9.0f lines/s, %d lines, %d counted, %d dup, %d late, %d rejected, %d rows, %d minutes, event time %s, close lag %s%s",
-				now.Sub(start).Seconds(), pos, rate, lines, s.Counted.Load(), s.Duplicates.Load(), s.Late.Load(), rej, s.Rows.Load(), s.Minutes.Load(), event, lag, end)
+			line := fmt.Sprintf("demandpipe: %6.0fs%s %9.0f lines/s, %d lines, %d counted, %d dup, %d late, %d rejected, %d rows, %d minutes, event time %s, close lag %s",
+				now.Sub(start).Seconds(), pos, rate, lines, s.Counted.Load(), s.Duplicates.Load(), s.Late.Load(), rej, s.Rows.Load(), s.Minutes.Load(), event, lag)
+			if n := width(); n > 1 && len(line) >= n {
+				line = line[:n-1] // ASCII only: bytes are columns
+			}
+			fmt.Fprint(w, line, end)
 		}
 	}
 }

@@ -44,6 +44,10 @@ type Engine struct {
 	// broker) needs; with a sink that keeps no checkpoint it is never
 	// called: nothing would survive a restart.
 	Durable func(pos int64)
+	// OnClose, if set, is told each minute closed (committed by the sink),
+	// its rows and how long the close took, on the close goroutine: the
+	// command logs one line per minute with it.
+	OnClose func(minute, rows int64, took time.Duration)
 
 	// resume (Resume): where Run starts and the state it restores
 	startPos, startLine int64
@@ -86,6 +90,7 @@ func (e *Engine) Run(ctx context.Context, src io.Reader, snk sink.Writer) error 
 	}
 	agg.identity = e.Identity
 	agg.onDurable = e.Durable
+	agg.onClose = e.OnClose
 	if cp := e.resume; cp != nil {
 		start := time.Now()
 		seq.restore(&cp.seq)

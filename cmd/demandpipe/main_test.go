@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -172,5 +173,48 @@ func TestHelpGoesToStdout(t *testing.T) {
 	}
 	if _, code := run("help nosuch"); code != 2 {
 		t.Fatalf("help nosuch: exit %d", code)
+	}
+}
+
+// TestLogFormatJSON: with -log.format=json every log line on stderr is a
+// JSON object, with one "minute closed" line per closed minute; the human
+// summary follows.
+func TestLogFormatJSON(t *testing.T) {
+	dir := t.TempDir()
+	events := filepath.Join(dir, "events.ndjson")
+	if err := genCommand([]string{"-o", events, "-events", "20000", "-rate", "5000", "-riders", "2000"}); err != nil {
+		t.Fatal(err)
+	}
+	r, w, _ := os.Pipe()
+	stderr := os.Stderr
+	os.Stderr = w
+	err := runCommand([]string{"-source=file:" + events, "-sink=null:", "-progress=never", "-log.format=json", "-kring.rings=0,1", "-windows.minutes=1,2"})
+	w.Close()
+	os.Stderr = stderr
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, _ := io.ReadAll(r)
+	closes := 0
+	for _, l := range strings.Split(string(out), "\n") {
+		if !strings.HasPrefix(l, "{") {
+			continue
+		}
+		var rec map[string]any
+		if err := json.Unmarshal([]byte(l), &rec); err != nil {
+			t.Fatalf("not JSON: %s", l)
+		}
+		if rec["msg"] == "minute closed" {
+			closes++
+			if rec["level"] != "INFO" || rec["minute"] == nil || rec["rows"] == nil {
+				t.Fatalf("minute line: %s", l)
+			}
+		}
+	}
+	if closes < 4 || !strings.Contains(string(out), "minutes closed") {
+		t.Fatalf("%d minute lines in:\n%s", closes, out)
+	}
+	if err := runCommand([]string{"-log.format=xml"}); err == nil {
+		t.Fatal("-log.format=xml accepted")
 	}
 }

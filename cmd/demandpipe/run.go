@@ -5,11 +5,14 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/signal"
 	"runtime"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/demandpipe/demandpipe/encode"
 	"github.com/demandpipe/demandpipe/pipeline"
@@ -61,6 +64,8 @@ type runFlags struct {
 	resume          *bool
 	shutdownTimeout *time.Duration
 	progress        *string
+	logFormat       *string
+	logLevel        *string
 }
 
 func newRunFlags() *runFlags {
@@ -78,6 +83,8 @@ func newRunFlags() *runFlags {
 	r.resume = fs.Bool("resume", true, "with a sink that keeps checkpoints (store:), continue from the last one when the same input file is run again; false starts over")
 	r.shutdownTimeout = fs.Duration("shutdown-timeout", time.Minute, "after SIGINT/SIGTERM, exit (status 1) if the graceful stop has not finished within this long")
 	r.progress = fs.String("progress", "auto", "progress line on stderr: auto (when stderr is a terminal), always or never")
+	r.logFormat = fs.String("log.format", "text", "log lines on stderr as text or json (log/slog); the summary at the end stays text")
+	r.logLevel = fs.String("log.level", "info", "debug, info (one line per minute closed), warn or error")
 	engineFlags(fs, &r.cfg)
 	return r
 }
@@ -90,6 +97,10 @@ func runCommand(args []string) error {
 		return err
 	}
 	cfg, sc, cc, vc := rf.cfg, rf.sc, rf.cc, rf.vc
+	log, err := newLogger(*rf.logFormat, *rf.logLevel)
+	if err != nil {
+		return err
+	}
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
@@ -139,7 +150,7 @@ func runCommand(args []string) error {
 			out.Close()
 			return err
 		}
-		fmt.Fprintf(os.Stderr, "demandpipe: serving features, the heat map and /metrics on http://%s/\n", srv.Addr)
+		log.Info("serving features, the heat map and /metrics", "url", "http://"+srv.Addr+"/")
 	} else if cs, ok := out.(*cassandra.Sink); ok && *serveAddr != "" && serveSet {
 		// Serve from Cassandra on the sink's own connection.
 		cst, err := cassandra.NewStore(context.Background(), cs.Session(), cs.Config(), cassandra.StoreOptions{})
@@ -150,14 +161,14 @@ func runCommand(args []string) error {
 			out.Close()
 			return err
 		}
-		fmt.Fprintf(os.Stderr, "demandpipe: serving features from Cassandra, the heat map and /metrics on http://%s/\n", srv.Addr)
+		log.Info("serving features from Cassandra, the heat map and /metrics", "url", "http://"+srv.Addr+"/")
 	} else if serveSet && *serveAddr != "" {
 		// Not a store: serve what can be served, the metrics.
 		if srv, err = startServer(*serveAddr, vc, nil, reg, reg); err != nil {
 			out.Close()
 			return err
 		}
-		fmt.Fprintf(os.Stderr, "demandpipe: serving /metrics and /healthz on http://%s/ (the API needs a store sink)\n", srv.Addr)
+		log.Info("serving /metrics and /healthz (the API needs a store sink)", "url", "http://"+srv.Addr+"/")
 	}
 	var resumed *pipeline.Resumed
 	if cp, ok := out.(sink.Checkpointer); ok && *resume {
@@ -169,7 +180,7 @@ func runCommand(args []string) error {
 		if id != "" {
 			resumed, err = e.Resume(cp, id)
 			if errors.Is(err, pipeline.ErrNotResumable) { // Resume changed nothing
-				fmt.Fprintf(os.Stderr, "demandpipe: %v: starting from the beginning of the input\n", err)
+				log.Warn("starting from the beginning of the input", "why", err.Error())
 				err = nil
 			}
 			if err != nil {
@@ -181,8 +192,7 @@ func runCommand(args []string) error {
 		e.Identity = f.Identity()
 	}
 	if resumed != nil {
-		fmt.Fprintf(os.Stderr, "demandpipe: resuming: minutes through %s are committed; reading the input from byte %d (line %d) on (-resume=false starts over)\n",
-			encode.MinuteStart(resumed.Minute).Format(time.RFC3339), resumed.Pos, resumed.Line)
+		log.Info("resuming from the checkpoint (-resume=false starts over)", "committed_through", encode.MinuteStart(resumed.Minute).Format(time.RFC3339), "input_byte", resumed.Pos, "input_line", resumed.Line)
 	}
 	if *rejects != "" {
 		f, err := os.Create(*rejects)
@@ -207,7 +217,7 @@ func runCommand(args []string) error {
 			case <-sigs:
 				n++
 				if n == 1 {
-					fmt.Fprintf(os.Stderr, "demandpipe: stopping: closing the minutes seen so far (signal again to stop at once; forced after %s)\n", *shutdownTimeout)
+					log.Info("stopping: closing the minutes seen so far (signal again to stop at once)", "forced_after", shutdownTimeout.String())
 					in.Stop()
 					hardStop(*shutdownTimeout, "the graceful stop")
 				} else {
@@ -227,12 +237,18 @@ func runCommand(args []string) error {
 		defer t.Stop()
 	}
 
-	fmt.Fprintf(os.Stderr, "demandpipe: %s -> %s, definition %s, lateness %s, parallelism %d, input %s\n",
-		*src, *snk, cfg.Def, cfg.Lateness, cfg.Parallelism, durationOr(*duration))
+	log.Info("run", "source", *src, "sink", *snk, "definition", cfg.Def.String(), "lateness", cfg.Lateness.String(), "parallelism", cfg.Parallelism, "input", durationOr(*duration))
+	e.OnClose = func(m, rows int64, took time.Duration) {
+		log.Info("minute closed", "minute", encode.MinuteStart(m).Format(time.RFC3339), "rows", rows, "took", took.Round(time.Millisecond).String())
+	}
 	term := isTerminal(os.Stderr)
 	pctx, pstop := context.WithCancel(ctx)
 	if *progress == "always" || (*progress == "auto" && term) {
-		go e.Progress(pctx, os.Stderr, in.Position, time.Second, term)
+		width := func() int { return 0 }
+		if term {
+			width = func() int { return terminalWidth(os.Stderr) }
+		}
+		go e.Progress(pctx, os.Stderr, in.Position, time.Second, width)
 	}
 	start := time.Now()
 	runErr := e.Run(ctx, in, out)
@@ -240,7 +256,7 @@ func runCommand(args []string) error {
 	if srv != nil {
 		// Stop serving before the store closes under the readers.
 		if err := srv.Shutdown(5 * time.Second); err != nil {
-			fmt.Fprintf(os.Stderr, "demandpipe: server shutdown: %v\n", err)
+			log.Warn("server shutdown", "err", err.Error())
 		}
 	}
 	closeErr := out.Close()
@@ -280,4 +296,30 @@ func hardStop(d time.Duration, what string) {
 // logf prints a sink's log lines on stderr, where the run's own lines go.
 func logf(format string, args ...any) {
 	fmt.Fprintf(os.Stderr, "demandpipe: "+format+"\n", args...)
+}
+
+// newLogger is the run's logger on stderr: -log.format text or json,
+// -log.level debug, info, warn or error.
+func newLogger(format, level string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("-log.level=%q: want debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
+	}
+	return nil, fmt.Errorf("-log.format=%q: want text or json", format)
+}
+
+// terminalWidth is f's terminal's columns (0 when unknown).
+func terminalWidth(f *os.File) int {
+	ws, err := unix.IoctlGetWinsize(int(f.Fd()), unix.TIOCGWINSZ)
+	if err != nil {
+		return 80
+	}
+	return int(ws.Col)
 }
