@@ -18,6 +18,8 @@ import (
 	"github.com/demandpipe/demandpipe/encode"
 	"github.com/demandpipe/demandpipe/feature"
 	"github.com/demandpipe/demandpipe/gen"
+	"github.com/demandpipe/demandpipe/sink"
+	"github.com/demandpipe/demandpipe/source"
 )
 
 // genLines makes n generated lines (a dense city, ~1,600 events/s).
@@ -402,5 +404,25 @@ func TestProductCodesReusedAndLimitDeterministic(t *testing.T) {
 	}
 	if outs[0] != outs[1] || outs[0] != outs[2] || !strings.Contains(outs[0], prod(401+299)) || strings.Contains(outs[0], prod(401+254)) {
 		t.Fatalf("rejected lines differ between runs, or the wrong ones:\n%.600s", outs[0])
+	}
+}
+
+// TestFastGeneratorIsNotFuture: the live generator run faster than the wall
+// clock (speed) is bounded by its own event clock, not the wall clock: none
+// of its events is future, and minutes close at its pace.
+func TestFastGeneratorIsNotFuture(t *testing.T) {
+	src, err := source.OpenGen("speed=240,rate=20000,riders=2000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := DefaultConfig()
+	cfg.Def = smallDef
+	e, _ := New(cfg)
+	time.AfterFunc(3*time.Second, src.Stop) // 12 minutes of event time
+	if err := e.Run(context.Background(), src, &sink.Null{}); err != nil {
+		t.Fatal(err)
+	}
+	if s := e.Stats.Snapshot(); s.Rejected["future"] != 0 || s.Minutes < 5 || s.Counted == 0 {
+		t.Fatalf("%+v", s)
 	}
 }

@@ -112,9 +112,17 @@ func (e *Engine) Run(ctx context.Context, src io.Reader, snk sink.Writer) error 
 	q := newQueues(4*n + 4) // batches in flight: bounds memory to that many chunks
 	sv := &supervisor{cancel: cancel}
 	rd := &reader{e: e, src: src}
-	disp := &dispatcher{idle: cfg.IdleTimeout, now: cfg.Now}
+	// The source says what time it is in event time, when it knows better
+	// than the wall clock (the generator runs event time faster with
+	// speed): idle progress and the future rule's bound on live sources
+	// follow it.
+	now := cfg.Now
+	if c, ok := src.(interface{ EventClock() time.Time }); ok {
+		now = c.EventClock
+	}
+	disp := &dispatcher{idle: cfg.IdleTimeout, now: now}
 	parse := &parserPool{n: n, products: e.Products, maxLine: cfg.MaxLineBytes}
-	sq := &sequenceStage{seq: seq, stats: &e.Stats, now: cfg.Now, rejects: rejects, fail: sv.fail}
+	sq := &sequenceStage{seq: seq, stats: &e.Stats, now: now, rejects: rejects, fail: sv.fail}
 	loc := &locatorPool{n: n, res: cfg.Def.Resolution, stats: &e.Stats}
 	cnt := &countStage{agg: agg}
 	cls := &closeStage{closer: agg.closer, fail: sv.fail}

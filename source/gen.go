@@ -123,6 +123,12 @@ func OpenGen(arg string) (*Gen, error) {
 	return &Gen{g: g, speed: speed, t0: now, e0: cfg.Start.UnixMilli(), stop: make(chan struct{}), now: time.Now}, nil
 }
 
+// EventClock is the generator's event time now: the wall clock, run speed
+// times faster since the start. The engine bounds a live source's event
+// time by its clock and advances idle time with it, so a sped-up city is
+// neither rejected as future nor closed too slowly.
+func (s *Gen) EventClock() time.Time { return time.UnixMilli(s.eventNow()) }
+
 // eventNow is the current event time.
 func (s *Gen) eventNow() int64 {
 	return s.e0 + int64(float64(s.now().Sub(s.t0).Milliseconds())*s.speed)
