@@ -16,6 +16,7 @@ Usage:
                              served with a heat map on http://127.0.0.1:8080/)
   demandpipe gen   [flags]   write a synthetic event file (NDJSON, .gz or .zst)
   demandpipe bench [flags]   replay generated events from memory, report throughput
+  demandpipe tune  [flags]   sweep parallelism, sink writers and batch size; table, CSV, chart, advice
   demandpipe serve [flags]   serve features from a store over HTTP
   demandpipe schema cassandra  print the CQL of the Cassandra sink's tables
   demandpipe config [-format=json]  list every knob of run with its default
@@ -48,6 +49,8 @@ func main() {
 		err = genCommand(args)
 	case "bench":
 		err = benchCommand(args)
+	case "tune":
+		err = tuneCommand(args)
 	case "serve":
 		err = serveCommand(args)
 	case "schema":
@@ -59,7 +62,7 @@ func main() {
 	case "help", "-h", "-help", "--help":
 		if len(args) > 0 {
 			switch args[0] {
-			case "run", "gen", "bench", "serve", "schema", "config":
+			case "run", "gen", "bench", "tune", "serve", "schema", "config":
 				// Asked for: help goes to stdout, so it pipes into grep.
 				helpOut = os.Stdout
 				os.Args = []string{os.Args[0], args[0], "-h"}
