@@ -32,6 +32,8 @@ import (
 //	demandpipe_pipeline_state_bytes                           gauge: windows and cached disks
 //	demandpipe_pipeline_dedup_bytes                           gauge: dedup tables of open minutes
 //	demandpipe_pipeline_restore_seconds_total                 time restoring windows on resume
+//	demandpipe_pipeline_freshness_seconds                     histogram: end of a minute (event time) -> its rows durable
+//	demandpipe_pipeline_close_duration_seconds                histogram: start of a minute's close -> its rows durable
 //	demandpipe_pipeline_max_event_timestamp_seconds           gauge: largest ts seen (0 before any)
 //	demandpipe_pipeline_last_closed_minute_timestamp_seconds  gauge: start of the last closed minute (0 before any)
 //	demandpipe_pipeline_event_time_delay_seconds              gauge: wall clock at scrape minus the largest ts
@@ -84,6 +86,22 @@ func (e *Engine) registerMetrics(reg prometheus.Registerer, now func() time.Time
 			Help: "Rejected input lines, by reason.", ConstLabels: prometheus.Labels{"reason": r.String()},
 		}, func() float64 { return float64(s.Rejected[r].Load()) }))
 	}
+	// The latencies that matter, as histograms, observed as each minute
+	// is committed by the sink: from the end of the minute in event time
+	// to its rows being durable (freshness: the lateness, ~30 s, plus the
+	// close; a replay of old data lands in +Inf), and from the start of the
+	// close to durable.
+	fresh := prometheus.NewHistogram(prometheus.HistogramOpts{
+		Namespace: "demandpipe", Subsystem: "pipeline", Name: "freshness_seconds",
+		Help:    "From the end of a minute (event time) to its rows being durable in the sink.",
+		Buckets: []float64{5, 10, 20, 30, 40, 50, 60, 90, 120, 180, 300, 600, 1800, 3600},
+	})
+	closeDur := prometheus.NewHistogram(prometheus.HistogramOpts{
+		Namespace: "demandpipe", Subsystem: "pipeline", Name: "close_duration_seconds",
+		Help:    "From the start of a minute's close to its rows being durable in the sink.",
+		Buckets: prometheus.ExponentialBuckets(0.001, 2, 16), // 1 ms .. ~33 s
+	})
+	cs = append(cs, fresh, closeDur)
 	for i, c := range cs {
 		if err := reg.Register(c); err != nil {
 			for _, done := range cs[:i] {
@@ -91,6 +109,10 @@ func (e *Engine) registerMetrics(reg prometheus.Registerer, now func() time.Time
 			}
 			return err
 		}
+	}
+	e.observeClose = func(m int64, took time.Duration) {
+		fresh.Observe(time.Since(time.UnixMilli((m + 1) * 60000)).Seconds())
+		closeDur.Observe(took.Seconds())
 	}
 	return nil
 }

@@ -49,6 +49,9 @@ type Engine struct {
 	// command logs one line per minute with it.
 	OnClose func(minute, rows int64, took time.Duration)
 
+	// observeClose feeds the latency histograms (RegisterMetrics).
+	observeClose func(minute int64, took time.Duration)
+
 	// resume (Resume): where Run starts and the state it restores
 	startPos, startLine int64
 	resume              *checkpoint
@@ -90,7 +93,16 @@ func (e *Engine) Run(ctx context.Context, src io.Reader, snk sink.Writer) error 
 	}
 	agg.identity = e.Identity
 	agg.onDurable = e.Durable
-	agg.onClose = e.OnClose
+	if e.OnClose != nil || e.observeClose != nil {
+		agg.onClose = func(m, rows int64, took time.Duration) {
+			if e.observeClose != nil {
+				e.observeClose(m, took)
+			}
+			if e.OnClose != nil {
+				e.OnClose(m, rows, took)
+			}
+		}
+	}
 	if cp := e.resume; cp != nil {
 		start := time.Now()
 		seq.restore(&cp.seq)

@@ -77,6 +77,7 @@ func newRunFlags() *runFlags {
 	r.serveAddr = fs.String("serve", "127.0.0.1:8080", "with a store sink, serve the API, the page and /metrics on HOST:PORT while running; with another sink, given explicitly, only /metrics and /healthz (empty: no server)")
 	r.sc.RegisterFlags(fs)
 	r.cc.Queue.RegisterFlags(fs)
+	fs.BoolVar(&r.cc.CreateSchema, "sink.create-schema", false, "with a cassandra:// sink, apply the schema (keyspace and tables, IF NOT EXISTS) at start; the same as ?create=true (`demandpipe schema cassandra` prints it)")
 	r.vc.RegisterFlags(fs)
 	r.rejects = fs.String("rejects", "", "if set, write every rejected line here as {\"line\":N,\"reason\":…,\"text\":…}")
 	r.duration = fs.Duration("duration", 0, "stop the input after this long (0: until it ends; a live generator never ends)")
@@ -128,6 +129,12 @@ func runCommand(args []string) error {
 	defer in.Close()
 	reg := newRegistry()
 	sc.Definition = cfg.Def
+	if c, ok := in.(interface{ EventClock() time.Time }); ok {
+		// A source with a clock of its own (the generator, sped up): the
+		// store's bound on minutes ahead and the API's ages follow it,
+		// not the machine's clock.
+		sc.Now, vc.Now = c.EventClock, c.EventClock
+	}
 	store.Register(sc, reg)
 	cc.Definition = cfg.Def // stored with the table, checked on reopen and by readers
 	sink.Register("cassandra", cassandra.NewOpener(cc, cassandra.Options{Registerer: reg, Logf: logf}))
