@@ -51,5 +51,8 @@
 //	demandpipe_store_reads_total{op}             read calls: get, get_many, scan
 //	demandpipe_store_read_rows_total             rows returned by reads (found or zero)
 //	demandpipe_store_disk_bytes                  gauge: pebble's disk space usage
+//	demandpipe_store_compaction_debt_bytes       bytes pebble must compact to bring the LSM into shape
+//	demandpipe_store_l0_sublevels                sublevels in level 0 (write stalls start past ~20)
+//	demandpipe_store_write_stalls_total          times pebble stalled writes
 //	demandpipe_store_latest_minute_timestamp_seconds  gauge: start of the newest closed minute, unix seconds (0 when none)
 package store

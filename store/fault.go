@@ -31,6 +31,7 @@ type faults struct {
 	// consecutive background errors; pebble retries a failing flush or
 	// compaction in a loop, so many in a row mean it will not recover.
 	bgErrors atomic.Int64
+	stalls   atomic.Int64 // write stalls seen (a metric)
 }
 
 func newFaults(dir string) *faults { return &faults{dir: dir, failed: make(chan struct{})} }
@@ -84,6 +85,7 @@ func (f *faults) listener() *pebble.EventListener {
 				f.fail(err)
 			}
 		},
+		WriteStallBegin: func(pebble.WriteStallBeginInfo) { f.stalls.Add(1) },
 		FlushEnd: func(info pebble.FlushInfo) {
 			if info.Err == nil {
 				f.bgErrors.Store(0)

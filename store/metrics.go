@@ -3,6 +3,7 @@ package store
 import (
 	"fmt"
 
+	"github.com/cockroachdb/pebble/v2"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -60,8 +61,27 @@ func newMetrics(reg prometheus.Registerer, s *Store) (*metrics, error) {
 		m, _ := s.LatestMinute()
 		return float64(m * 60)
 	})
+	// Pebble's internals that matter to an operator: compaction debt (bytes
+	// to compact before the LSM is in shape: growing debt precedes write
+	// stalls) and the write stalls themselves (commits waiting on flushes).
+	pebbleGauge := func(name, help string, f func(*pebble.Metrics) float64) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "demandpipe", Subsystem: "store", Name: name, Help: help}, func() float64 {
+			s.rmu.RLock()
+			defer s.rmu.RUnlock()
+			if s.closed {
+				return 0
+			}
+			return f(s.db.Metrics())
+		})
+	}
+	debt := pebbleGauge("compaction_debt_bytes", "Bytes pebble estimates it must compact to bring the LSM into shape.",
+		func(pm *pebble.Metrics) float64 { return float64(pm.Compact.EstimatedDebt) })
+	l0 := pebbleGauge("l0_sublevels", "Sublevels in pebble's level 0 (write stalls start past ~20).",
+		func(pm *pebble.Metrics) float64 { return float64(pm.Levels[0].Sublevels) })
+	stalls := prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "demandpipe", Subsystem: "store", Name: "write_stalls_total",
+		Help: "Times pebble stalled writes (memtables or level 0 full)."}, func() float64 { return float64(s.faults.stalls.Load()) })
 	m.all = []prometheus.Collector{m.rowsWritten, m.rowsDropped, m.bytesWritten, m.minutesClosed,
-		m.minutesExpired, m.compactions, m.readRows, reads, m.commitSeconds, diskBytes, latest}
+		m.minutesExpired, m.compactions, m.readRows, reads, m.commitSeconds, diskBytes, latest, debt, l0, stalls}
 	if reg == nil {
 		return m, nil
 	}
