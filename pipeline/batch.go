@@ -20,6 +20,7 @@ type batch struct {
 	// pos is the input offset (decompressed bytes) of buf[0]; endPos and
 	// endLine are where the next line starts: a resume position.
 	pos, endPos, endLine int64
+	readAt               int64 // when the reader handed it out (unix ns)
 	tooLong              []tooLong
 	idle                 bool  // no input: a clock tick (wall ms in now)
 	now                  int64 // wall ms, idle batches only

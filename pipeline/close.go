@@ -19,8 +19,11 @@ import (
 // numbering and a count per cell.
 type minuteCounts struct {
 	minute int64
-	cells  [encode.MaxProducts]*cellindex.Index
-	counts [encode.MaxProducts][]int32
+	// received is when the last batch that counted into this minute was
+	// read (unix ns): the start of the ingestion latency.
+	received int64
+	cells    [encode.MaxProducts]*cellindex.Index
+	counts   [encode.MaxProducts][]int32
 }
 
 // productState is a product's sliding windows plus per-close scratch.
@@ -78,7 +81,7 @@ type closer struct {
 	// onDurable is told each input position a committed checkpoint makes
 	// unneeded (Engine.Durable).
 	onDurable func(pos int64)
-	onClose   func(m, rows int64, took time.Duration) // Engine.OnClose
+	onClose   func(m, rows int64, took time.Duration, received int64) // Engine.OnClose and the histograms
 }
 
 // closeRequest asks the closing half to close every minute up to through;
@@ -313,7 +316,11 @@ func (a *closer) closeMinute(ctx context.Context, m int64, mc *minuteCounts, req
 	a.smoother.Evict(m)
 	a.publishBytes()
 	if a.onClose != nil {
-		a.onClose(m, rows, time.Since(start))
+		received := int64(0)
+		if mc != nil {
+			received = mc.received
+		}
+		a.onClose(m, rows, time.Since(start), received)
 	}
 	a.stats.Rows.Add(rows)
 	a.stats.Minutes.Add(1)

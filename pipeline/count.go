@@ -26,6 +26,7 @@ type counter struct {
 	free        chan *minuteCounts
 	dropThrough int64 // after a resume: minutes <= it are committed already
 	last        *minuteCounts
+	received    int64 // read time of the batch being counted (unix ns)
 }
 
 func newCounter(st *Stats, free chan *minuteCounts) *counter {
@@ -52,6 +53,7 @@ func (a *counter) add(c Counted) {
 		mc.counts[c.Product] = append(mc.counts[c.Product], 0)
 	}
 	mc.counts[c.Product][k]++
+	mc.received = a.received
 }
 
 // resumeAt makes closed the last closed minute (after a restore).
@@ -81,6 +83,7 @@ func (a *counter) counts(m int64) *minuteCounts {
 
 // count adds the batch's located events.
 func (a *counter) count(b *batch) {
+	a.received = b.readAt
 	for j, i := range b.counted {
 		if cell := b.cells[j]; cell != 0 { // 0: H3 could not place it (counted in H3Errors)
 			a.add(Counted{Minute: b.minute[j], Cell: cell, Product: b.prod[i]})

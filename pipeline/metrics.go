@@ -34,6 +34,7 @@ import (
 //	demandpipe_pipeline_restore_seconds_total                 time restoring windows on resume
 //	demandpipe_pipeline_freshness_seconds                     histogram: end of a minute (event time) -> its rows durable
 //	demandpipe_pipeline_close_duration_seconds                histogram: start of a minute's close -> its rows durable
+//	demandpipe_pipeline_ingestion_seconds                     histogram: last input of a minute read -> its rows durable
 //	demandpipe_pipeline_max_event_timestamp_seconds           gauge: largest ts seen (0 before any)
 //	demandpipe_pipeline_last_closed_minute_timestamp_seconds  gauge: start of the last closed minute (0 before any)
 //	demandpipe_pipeline_event_time_delay_seconds              gauge: wall clock at scrape minus the largest ts
@@ -101,7 +102,12 @@ func (e *Engine) registerMetrics(reg prometheus.Registerer, now func() time.Time
 		Help:    "From the start of a minute's close to its rows being durable in the sink.",
 		Buckets: prometheus.ExponentialBuckets(0.001, 2, 16), // 1 ms .. ~33 s
 	})
-	cs = append(cs, fresh, closeDur)
+	ingest := prometheus.NewHistogram(prometheus.HistogramOpts{
+		Namespace: "demandpipe", Subsystem: "pipeline", Name: "ingestion_seconds",
+		Help:    "From reading the last input that counted into a minute to the minute's rows being durable in the sink.",
+		Buckets: []float64{1, 5, 10, 20, 30, 40, 50, 60, 90, 120, 180, 300, 600},
+	})
+	cs = append(cs, fresh, closeDur, ingest)
 	for i, c := range cs {
 		if err := reg.Register(c); err != nil {
 			for _, done := range cs[:i] {
@@ -110,9 +116,16 @@ func (e *Engine) registerMetrics(reg prometheus.Registerer, now func() time.Time
 			return err
 		}
 	}
-	e.observeClose = func(m int64, took time.Duration) {
-		fresh.Observe(time.Since(time.UnixMilli((m + 1) * 60000)).Seconds())
+	e.observeClose = func(m int64, took time.Duration, received int64) {
+		now := time.Now()
+		if e.clock != nil {
+			now = e.clock() // a sped-up generator runs ahead of the wall clock
+		}
+		fresh.Observe(now.Sub(time.UnixMilli((m + 1) * 60000)).Seconds())
 		closeDur.Observe(took.Seconds())
+		if received > 0 {
+			ingest.Observe(time.Since(time.Unix(0, received)).Seconds())
+		}
 	}
 	return nil
 }

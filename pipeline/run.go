@@ -50,7 +50,8 @@ type Engine struct {
 	OnClose func(minute, rows int64, took time.Duration)
 
 	// observeClose feeds the latency histograms (RegisterMetrics).
-	observeClose func(minute int64, took time.Duration)
+	observeClose func(minute int64, took time.Duration, received int64)
+	clock        func() time.Time // the run's event-time clock (the source's, or Config.Now)
 
 	// resume (Resume): where Run starts and the state it restores
 	startPos, startLine int64
@@ -94,9 +95,9 @@ func (e *Engine) Run(ctx context.Context, src io.Reader, snk sink.Writer) error 
 	agg.identity = e.Identity
 	agg.onDurable = e.Durable
 	if e.OnClose != nil || e.observeClose != nil {
-		agg.onClose = func(m, rows int64, took time.Duration) {
+		agg.onClose = func(m, rows int64, took time.Duration, received int64) {
 			if e.observeClose != nil {
-				e.observeClose(m, took)
+				e.observeClose(m, took, received)
 			}
 			if e.OnClose != nil {
 				e.OnClose(m, rows, took)
@@ -132,6 +133,7 @@ func (e *Engine) Run(ctx context.Context, src io.Reader, snk sink.Writer) error 
 	if c, ok := src.(interface{ EventClock() time.Time }); ok {
 		now = c.EventClock
 	}
+	e.clock = now
 	disp := &dispatcher{idle: cfg.IdleTimeout, now: now}
 	parse := &parserPool{n: n, products: e.Products, maxLine: cfg.MaxLineBytes}
 	sq := &sequenceStage{seq: seq, stats: &e.Stats, now: now, rejects: rejects, fail: sv.fail}
@@ -289,6 +291,7 @@ func (e *Engine) read(ctx context.Context, src io.Reader, free chan *batch, out 
 			next = b.endPos
 		}
 		b.eof = eof
+		b.readAt = time.Now().UnixNano()
 		if len(b.buf) == 0 && len(b.tooLong) == 0 && !eof {
 			free <- b // the pool has room for every batch: never blocks
 			continue
