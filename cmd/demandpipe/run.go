@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sys/unix"
 
 	"github.com/demandpipe/demandpipe/encode"
@@ -151,6 +152,16 @@ func runCommand(args []string) error {
 		out.Close()
 		return err
 	}
+	// The source's lag: how much of the input is still to read (a file's
+	// size is known; pipes and the generator report -1).
+	reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "demandpipe", Subsystem: "source", Name: "read_bytes",
+			Help: "Input bytes read from the source, as stored (compressed files: compressed bytes)."},
+			func() float64 { r, _ := in.Position(); return float64(r) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "demandpipe", Subsystem: "source", Name: "size_bytes",
+			Help: "The source's size in bytes as stored, -1 when unknown (pipes, the generator): lag = size - read."},
+			func() float64 { _, n := in.Position(); return float64(n) }),
+	)
 	var srv *runningServer
 	if st, ok := out.(*store.Store); ok && *serveAddr != "" {
 		if srv, err = startServer(*serveAddr, vc, st, reg, reg); err != nil {
