@@ -81,3 +81,28 @@ func TestProductCodesReusedAfterExpiry(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+// TestActiveProductKeepsItsCode: a product written every minute stays
+// active however long the run, so its code is never handed to a new
+// product: with 255 other products arriving later, the 257th active one is
+// refused instead of taking its code.
+func TestActiveProductKeepsItsCode(t *testing.T) {
+	c := testConfig(t.TempDir())
+	c.Retention = 5 * time.Minute
+	s := openTest(t, c)
+	defer s.Close()
+	names := encode.NewProducts()
+	for m := range int64(30) {
+		if err := writeProducts(t, s, names, testMinute0+m, 0, 1); err != nil {
+			t.Fatalf("minute %d: %v", m, err)
+		}
+	}
+	err := writeProducts(t, s, names, testMinute0+30, 1, 257) // 256 new ones
+	if err == nil || !strings.Contains(err.Error(), "257th product") {
+		t.Fatalf("257 active products: err = %v", err)
+	}
+	row, err := s.Get(nil, testMinute0+29, manyProduct(0), 0x882a100d67fffff)
+	if err != nil || !row.Found || row.Features[0] != 0 {
+		t.Fatalf("the active product's last row: %+v %v", row, err)
+	}
+}

@@ -97,10 +97,6 @@ func (s *Store) Err() error { return s.faults.Err() }
 type productTable struct {
 	uuids []encode.UUID
 	codes map[encode.UUID]byte
-	// last is each code's newest minute with rows (-1: unknown, from a
-	// store written before it was recorded: reused only once the cutoff
-	// passes the newest minute of the store at open).
-	last [encode.MaxProducts]int64
 }
 
 // appendProduct is a product entry's value: the UUID, then the newest
@@ -243,7 +239,7 @@ func (s *Store) load() error {
 		} else {
 			unknownLast = true
 		}
-		pt.last[k[1]] = last
+		s.w.last[k[1]] = last
 		pt.codes[u] = k[1]
 		pt.uuids = append(pt.uuids, u)
 		return nil
@@ -263,8 +259,8 @@ func (s *Store) load() error {
 	s.minutes.Store(&mins)
 	if unknownLast && len(mins) > 0 {
 		for c := range pt.uuids {
-			if pt.last[c] < 0 {
-				pt.last[c] = mins[0].Minute // conservative: as if used in the newest minute
+			if s.w.last[c] < 0 {
+				s.w.last[c] = mins[0].Minute // conservative: as if used in the newest minute
 			}
 		}
 	}

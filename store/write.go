@@ -35,6 +35,10 @@ type writer struct {
 	countsFrom  int64                    // count records below this were deleted
 	pending     []pendingProduct         // products given a code in the open batch
 	used        [encode.MaxProducts]bool // codes with rows in the open minute
+	// last is each code's newest minute with rows, for code reuse (-1:
+	// unknown, from a store written before it was recorded: taken as the
+	// newest minute at open). The writer's alone: readers never need it.
+	last [encode.MaxProducts]int64
 
 	latest    int64 // newest closed minute, -1 when none
 	cutoff    int64 // minutes below cutoff are deleted
@@ -180,8 +184,8 @@ func (s *Store) Write(_ context.Context, b *encode.Batch) error {
 			}
 			code = int16(c)
 			w.runCodes[rc] = code
-			w.used[c] = true
 		}
+		w.used[code] = true // every row: the cache hits after the first minute
 		w.key = encode.AppendRowKey(append(w.key[:0], tagRow), b.Minute, byte(code), b.Cells[i])
 		w.val = encode.AppendRowValue(w.val[:0], b.Row(i))
 		if err := w.batch.Set(w.key, w.val, nil); err != nil {
@@ -218,7 +222,7 @@ func (w *writer) productCode(u encode.UUID) (byte, error) {
 		cutoff := max(w.cutoff, max(w.latest, w.minute)-w.s.cfg.retentionMinutes()+1)
 		found := false
 		for c := range encode.MaxProducts {
-			if pt.last[c] < cutoff && !w.pendingCode(byte(c)) {
+			if w.last[c] < cutoff && !w.pendingCode(byte(c)) {
 				code, found = byte(c), true
 				break
 			}
@@ -333,9 +337,15 @@ func (s *Store) CloseMinute(_ context.Context, m int64) error {
 
 	// Publish to readers: products first, so a reader that sees the minute
 	// can resolve every code its rows use.
-	if len(w.pending) > 0 || w.anyUsed() {
+	for c, used := range w.used {
+		if used {
+			w.last[c] = m
+		}
+	}
+	clear(w.used[:])
+	if len(w.pending) > 0 {
 		old := s.products.Load()
-		t := &productTable{uuids: slices.Clone(old.uuids), codes: make(map[encode.UUID]byte, len(old.codes)+len(w.pending)), last: old.last}
+		t := &productTable{uuids: slices.Clone(old.uuids), codes: make(map[encode.UUID]byte, len(old.codes)+len(w.pending))}
 		for u, c := range old.codes {
 			t.codes[u] = c
 		}
@@ -348,14 +358,8 @@ func (s *Store) CloseMinute(_ context.Context, m int64) error {
 			}
 			t.codes[p.uuid] = p.code
 		}
-		for c, used := range w.used {
-			if used {
-				t.last[c] = m
-			}
-		}
 		s.products.Store(t)
 		w.pending = w.pending[:0]
-		clear(w.used[:])
 	}
 	s.publishMinute(&MinuteInfo{Minute: m, Rows: w.rows, ClosedMS: closedMS}, newCutoff)
 
@@ -462,13 +466,4 @@ func (w *writer) uuidOf(pt *productTable, c byte) encode.UUID {
 		}
 	}
 	return pt.uuids[c]
-}
-
-func (w *writer) anyUsed() bool {
-	for _, u := range w.used {
-		if u {
-			return true
-		}
-	}
-	return false
 }
