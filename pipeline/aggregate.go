@@ -13,7 +13,6 @@ import (
 type aggregator struct {
 	*counter
 	*closer
-	stats *Stats
 }
 
 func newAggregator(cfg Config, products *encode.Products, snk sink.Writer, st *Stats) (*aggregator, error) {
@@ -22,7 +21,7 @@ func newAggregator(cfg Config, products *encode.Products, snk sink.Writer, st *S
 	if err != nil {
 		return nil, err
 	}
-	return &aggregator{counter: newCounter(st, free), closer: cl, stats: st}, nil
+	return &aggregator{counter: newCounter(free), closer: cl}, nil
 }
 
 // restore rebuilds a resumed run's windows (closer) and makes closed the

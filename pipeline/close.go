@@ -460,7 +460,7 @@ func (a *closer) restore(ctx context.Context, closed int64, counts func(m int64)
 	return nil
 }
 
-// publishBytes reports the state's size for the budget and the metrics.
+// publishBytes reports the state's size for the metrics.
 func (a *closer) publishBytes() {
 	n := a.smoother.Bytes()
 	for _, ps := range a.state {
@@ -469,11 +469,4 @@ func (a *closer) publishBytes() {
 		}
 	}
 	a.stats.StateBytes.Store(int64(n))
-	total := int64(n) + a.stats.DedupBytes.Load()
-	for {
-		p := a.stats.PeakState.Load()
-		if total <= p || a.stats.PeakState.CompareAndSwap(p, total) {
-			return
-		}
-	}
 }

@@ -19,7 +19,6 @@ type Counted struct {
 // goroutine) and hands minutes to the closer as closeRequests. It owns its
 // fields; it shares with the closer only the free list of minuteCounts.
 type counter struct {
-	stats       *Stats
 	open        []*minuteCounts
 	first       int64 // smallest minute counted before the first close request
 	sent        int64 // through of the last close request
@@ -29,8 +28,8 @@ type counter struct {
 	received    int64 // read time of the batch being counted (unix ns)
 }
 
-func newCounter(st *Stats, free chan *minuteCounts) *counter {
-	return &counter{stats: st, first: noMinute, sent: noMinute, free: free, dropThrough: noMinute}
+func newCounter(free chan *minuteCounts) *counter {
+	return &counter{first: noMinute, sent: noMinute, free: free, dropThrough: noMinute}
 }
 
 // add counts one event.

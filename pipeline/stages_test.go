@@ -8,15 +8,13 @@ import (
 	"time"
 
 	"github.com/demandpipe/demandpipe/encode"
-	"github.com/demandpipe/demandpipe/sink"
 )
 
 // TestCounterAlone: the count stage groups counted events by minute,
 // product and cell, hands every minute up to through to the closer at once
 // (and only once), and after a resume ignores minutes already committed.
 func TestCounterAlone(t *testing.T) {
-	var st Stats
-	c := newCounter(&st, make(chan *minuteCounts, 8))
+	c := newCounter(make(chan *minuteCounts, 8))
 	for _, e := range []Counted{{7, 100, 0}, {5, 100, 0}, {5, 100, 0}, {5, 200, 1}, {6, 300, 0}, {7, 100, 0}} {
 		c.add(e)
 	}
@@ -96,8 +94,6 @@ func TestCloserOwnsOnlyItsCells(t *testing.T) {
 	}
 	diffRows(t, parts, all)
 }
-
-var _ sink.Writer = (*collect)(nil)
 
 // TestDispatcherAlone: input batches pass in order, numbered, to both the
 // sequencer's and the parsers' queues; with no input for a quarter of the

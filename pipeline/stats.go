@@ -30,7 +30,6 @@ type Stats struct {
 	RestoreNanos atomic.Int64 // time spent restoring windows from a checkpoint
 	StateBytes   atomic.Int64 // windows and cached disks after the last close
 	DedupBytes   atomic.Int64 // dedup tables after the last batch
-	PeakState    atomic.Int64 // largest StateBytes + DedupBytes seen
 }
 
 // Summary is a snapshot of Stats.
