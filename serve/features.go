@@ -169,17 +169,24 @@ func (s *Server) initRowContext(rc *rowContext, product encode.UUID, m int64, av
 	rc.avg = avg
 }
 
+// appendHead appends the fields every feature answer starts with:
+// "product_type":…,"minute":…,"age_seconds":…
+func (rc *rowContext) appendHead(dst []byte) []byte {
+	dst = append(dst, `"product_type":`...)
+	dst = append(dst, rc.product...)
+	dst = append(dst, `,"minute":`...)
+	dst = append(dst, rc.minute...)
+	dst = append(dst, `,"age_seconds":`...)
+	return append(dst, rc.age...)
+}
+
 // appendRow appends one row answer:
 // {"h3":…,"product_type":…,"minute":…,"age_seconds":…,"found":…,"features":[{"k":0,"w":1,"value":N},…]}
 func (s *Server) appendRow(dst []byte, rc *rowContext, st *reqState, row store.Row) []byte {
 	dst = append(dst, `{"h3":"`...)
 	dst = encode.AppendCell(dst, row.Cell)
-	dst = append(dst, `","product_type":`...)
-	dst = append(dst, rc.product...)
-	dst = append(dst, `,"minute":`...)
-	dst = append(dst, rc.minute...)
-	dst = append(dst, `,"age_seconds":`...)
-	dst = append(dst, rc.age...)
+	dst = append(dst, `",`...)
+	dst = rc.appendHead(dst)
 	if row.Found {
 		dst = append(dst, `,"found":true,"features":[`...)
 	} else {
@@ -357,12 +364,7 @@ func (s *Server) batch(w http.ResponseWriter, r *http.Request, st *reqState) int
 	}
 	var rc rowContext
 	s.initRowContext(&rc, product, m, avg)
-	st.out = append(st.out[:0], `{"product_type":`...)
-	st.out = append(st.out, rc.product...)
-	st.out = append(st.out, `,"minute":`...)
-	st.out = append(st.out, rc.minute...)
-	st.out = append(st.out, `,"age_seconds":`...)
-	st.out = append(st.out, rc.age...)
+	st.out = rc.appendHead(append(st.out[:0], '{'))
 	st.out = append(st.out, `,"rows":[`...)
 	for i, row := range st.rows {
 		if i > 0 {

@@ -74,12 +74,7 @@ func (s *Server) heatMap(w http.ResponseWriter, r *http.Request, st *reqState) i
 	}
 	var rc rowContext
 	s.initRowContext(&rc, product, m, false)
-	o := append(st.out[:0], `{"product_type":`...)
-	o = append(o, rc.product...)
-	o = append(o, `,"minute":`...)
-	o = append(o, rc.minute...)
-	o = append(o, `,"age_seconds":`...)
-	o = append(o, rc.age...)
+	o := rc.appendHead(append(st.out[:0], '{'))
 	o = append(o, `,"k":`...)
 	o = strconv.AppendInt(o, int64(s.def.Rings[ki]), 10)
 	o = append(o, `,"w":`...)
