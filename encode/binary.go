@@ -251,3 +251,28 @@ func grow(s []int32, n int) []int32 {
 	copy(out, s)
 	return out
 }
+
+// RowsDecoder adapts fn, which takes decoded rows, to a scan over encoded
+// row values (the stores' scans): features is only valid during the call.
+func RowsDecoder(fn func(cell uint64, features []int32) bool) func(cell uint64, v []byte) (bool, error) {
+	var f []int32
+	return func(cell uint64, v []byte) (bool, error) {
+		var err error
+		if f, err = DecodeRowValue(f[:0], v); err != nil {
+			return false, err
+		}
+		return fn(cell, f), nil
+	}
+}
+
+// FeatureDecoder adapts fn, which takes feature index of each row, to a
+// scan over encoded row values, decoding no feature past index.
+func FeatureDecoder(index int, fn func(cell uint64, v int32) bool) func(cell uint64, v []byte) (bool, error) {
+	return func(cell uint64, v []byte) (bool, error) {
+		x, err := DecodeFeature(v, index)
+		if err != nil {
+			return false, err
+		}
+		return fn(cell, x), nil
+	}
+}

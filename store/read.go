@@ -212,14 +212,7 @@ func (s *Store) productBounds(sc *readScratch, minute int64, code byte) (lo, hi 
 // Scan calls fn with every row of (minute, product) in cell order until fn
 // returns false. features is only valid during the call.
 func (s *Store) Scan(minute int64, product encode.UUID, fn func(cell uint64, features []int32) bool) error {
-	var f []int32
-	return s.scan(minute, product, func(cell uint64, v []byte) (bool, error) {
-		var err error
-		if f, err = encode.DecodeRowValue(f[:0], v); err != nil {
-			return false, err
-		}
-		return fn(cell, f), nil
-	})
+	return s.scan(minute, product, encode.RowsDecoder(fn))
 }
 
 // ScanFeature calls fn with feature index of every row of (minute, product)
@@ -228,13 +221,7 @@ func (s *Store) ScanFeature(minute int64, product encode.UUID, index int, fn fun
 	if index < 0 || index >= s.nf {
 		return fmt.Errorf("store: feature index %d out of range 0..%d", index, s.nf-1)
 	}
-	return s.scan(minute, product, func(cell uint64, v []byte) (bool, error) {
-		x, err := encode.DecodeFeature(v, index)
-		if err != nil {
-			return false, err
-		}
-		return fn(cell, x), nil
-	})
+	return s.scan(minute, product, encode.FeatureDecoder(index, fn))
 }
 
 func (s *Store) scan(minute int64, product encode.UUID, fn func(cell uint64, v []byte) (bool, error)) error {
