@@ -188,15 +188,13 @@ func runCommand(args []string) error {
 		}
 		log.Info("serving /metrics and /healthz (the API needs a store sink)", "url", "http://"+srv.Addr+"/")
 	}
+	if f, ok := in.(interface{ Identity() string }); ok {
+		e.Identity = f.Identity() // empty for stdin and pipes: never resumed
+	}
 	var resumed *pipeline.Resumed
 	if cp, ok := out.(sink.Checkpointer); ok && *resume {
-		id := ""
-		if f, ok := in.(interface{ Identity() string }); ok {
-			id = f.Identity()
-		}
-		e.Identity = id
-		if id != "" {
-			resumed, err = e.Resume(cp, id)
+		if e.Identity != "" {
+			resumed, err = e.Resume(cp, e.Identity)
 			if errors.Is(err, pipeline.ErrNotResumable) { // Resume changed nothing
 				log.Warn("starting from the beginning of the input", "why", err.Error())
 				err = nil
@@ -206,8 +204,6 @@ func runCommand(args []string) error {
 				return err
 			}
 		}
-	} else if f, ok := in.(interface{ Identity() string }); ok {
-		e.Identity = f.Identity()
 	}
 	if resumed != nil {
 		log.Info("resuming from the checkpoint (-resume=false starts over)", "committed_through", encode.MinuteStart(resumed.Minute).Format(time.RFC3339), "input_byte", resumed.Pos, "input_line", resumed.Line)
