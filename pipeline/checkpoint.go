@@ -67,7 +67,7 @@ func (s *sequencer) restore(st *seqState) {
 	s.haveTS, s.maxTS, s.frontier = st.haveTS, st.maxTS, st.frontier
 	s.ref, s.refSet = st.ref, st.refSet
 	s.held = append(s.held[:0], st.held...)
-	s.oldest = 1<<63 - 1
+	s.oldest = math.MaxInt64
 	for _, p := range s.held {
 		s.oldest = min(s.oldest, p.heldAt)
 	}
@@ -75,6 +75,8 @@ func (s *sequencer) restore(st *seqState) {
 	maps.Copy(s.streak, st.streak)
 	s.lastCounted = st.lastCounted
 	s.anchorTS = s.maxTS
+	s.stamped = s.frontier // the next resume point is due once it moves
+	s.lastEnd = [2]int64{st.pos, st.line}
 }
 
 // openMinute remembers, for a minute not yet closed, the state before the

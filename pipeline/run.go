@@ -107,8 +107,6 @@ func (e *Engine) Run(ctx context.Context, src io.Reader, snk sink.Writer) error 
 	if cp := e.resume; cp != nil {
 		start := time.Now()
 		seq.restore(&cp.seq)
-		seq.stamped = seq.frontier
-		seq.lastEnd = [2]int64{cp.seq.pos, cp.seq.line}
 		if err := agg.restore(ctx, cp.closed, e.resumeCounts); err != nil {
 			return fmt.Errorf("resume: %w", err)
 		}
