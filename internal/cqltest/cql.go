@@ -56,46 +56,17 @@ func lex(src string) ([]token, error) {
 				return nil, syntaxErrorf("unterminated comment at %d", i)
 			}
 			i += end + 4
-		case c == '\'':
-			var b strings.Builder
-			j := i + 1
-			for {
-				if j >= len(src) {
-					return nil, syntaxErrorf("unterminated string at %d", i)
-				}
-				if src[j] == '\'' {
-					if j+1 < len(src) && src[j+1] == '\'' {
-						b.WriteByte('\'')
-						j += 2
-						continue
-					}
-					break
-				}
-				b.WriteByte(src[j])
-				j++
+		case c == '\'', c == '"':
+			kind, what := tokString, "string"
+			if c == '"' {
+				kind, what = tokQIdent, "quoted identifier"
 			}
-			toks = append(toks, token{tokString, b.String(), i})
-			i = j + 1
-		case c == '"':
-			var b strings.Builder
-			j := i + 1
-			for {
-				if j >= len(src) {
-					return nil, syntaxErrorf("unterminated quoted identifier at %d", i)
-				}
-				if src[j] == '"' {
-					if j+1 < len(src) && src[j+1] == '"' {
-						b.WriteByte('"')
-						j += 2
-						continue
-					}
-					break
-				}
-				b.WriteByte(src[j])
-				j++
+			text, next, err := scanQuoted(src, i, what)
+			if err != nil {
+				return nil, err
 			}
-			toks = append(toks, token{tokQIdent, b.String(), i})
-			i = j + 1
+			toks = append(toks, token{kind, text, i})
+			i = next
 		case c == '0' && i+1 < len(src) && (src[i+1] == 'x' || src[i+1] == 'X'):
 			j := i + 2
 			for j < len(src) && isHex(src[j]) {
@@ -1034,4 +1005,28 @@ func (p *parser) deleteStmt() (*statement, error) {
 		st.ifExists = true
 	}
 	return st, nil
+}
+
+// scanQuoted reads the quoted text starting at src[i] (a ' string or a "
+// identifier: the quote doubled stands for itself) and returns it with the
+// index just past the closing quote.
+func scanQuoted(src string, i int, what string) (string, int, error) {
+	q := src[i]
+	var b strings.Builder
+	j := i + 1
+	for {
+		if j >= len(src) {
+			return "", 0, syntaxErrorf("unterminated %s at %d", what, i)
+		}
+		if src[j] == q {
+			if j+1 < len(src) && src[j+1] == q {
+				b.WriteByte(q)
+				j += 2
+				continue
+			}
+			return b.String(), j + 1, nil
+		}
+		b.WriteByte(src[j])
+		j++
+	}
 }
