@@ -284,13 +284,8 @@ func (c *conn) handleProducer(body []byte) error {
 	if err != nil {
 		return err
 	}
-	name, err := normalizeTopic(cmd.topic)
-	if err != nil {
-		c.sendCmd(encError(cmd.requestID, errInvalidTopicName, err.Error()))
-		return nil
-	}
-	if n := s.partitioned[name]; n > 0 {
-		c.sendCmd(encError(cmd.requestID, errNotAllowed, "topic is partitioned: produce to its partitions"))
+	name, ok := c.partitionTopic(cmd.requestID, cmd.topic, "produce")
+	if !ok {
 		return nil
 	}
 	pname := cmd.producerName
@@ -340,13 +335,8 @@ func (c *conn) handleSubscribe(body []byte) error {
 	if err != nil {
 		return err
 	}
-	name, err := normalizeTopic(cmd.topic)
-	if err != nil {
-		c.sendCmd(encError(cmd.requestID, errInvalidTopicName, err.Error()))
-		return nil
-	}
-	if n := s.partitioned[name]; n > 0 {
-		c.sendCmd(encError(cmd.requestID, errNotAllowed, "topic is partitioned: subscribe to its partitions"))
+	name, ok := c.partitionTopic(cmd.requestID, cmd.topic, "subscribe")
+	if !ok {
 		return nil
 	}
 	if old := c.consumers[cmd.consumerID]; old != nil {
@@ -436,4 +426,20 @@ func (s *Server) topicsInNamespaceLocked(ns string) []string {
 		}
 	}
 	return out
+}
+
+// partitionTopic normalises the topic of a PRODUCER or SUBSCRIBE; an invalid
+// name, or a partitioned topic (clients address its partitions), is
+// answered with an error and ok false.
+func (c *conn) partitionTopic(requestID uint64, topic, verb string) (string, bool) {
+	name, err := normalizeTopic(topic)
+	if err != nil {
+		c.sendCmd(encError(requestID, errInvalidTopicName, err.Error()))
+		return "", false
+	}
+	if n := c.s.partitioned[name]; n > 0 {
+		c.sendCmd(encError(requestID, errNotAllowed, "topic is partitioned: "+verb+" to its partitions"))
+		return "", false
+	}
+	return name, true
 }
