@@ -29,8 +29,9 @@ import (
 // or dropped by the counter, those of later minutes meet exactly the state
 // they met the first time.
 
-// checkpointVersion changes with the encoding.
-const checkpointVersion = 1
+// checkpointVersion changes with the encoding. Version 2 adds the source's
+// cursor at the end; version 1 (no cursor) still decodes.
+const checkpointVersion = 2
 
 // seqState is the sequencer's state at a batch boundary, and where in the
 // input that boundary is: what a resume from there restores.
@@ -93,6 +94,7 @@ type checkpoint struct {
 	closed   int64  // minutes <= closed are committed
 	seq      seqState
 	products []encode.UUID // codes' owners, by code
+	cursor   []byte        // the input position in the source's terms (Cursored); nil for files
 }
 
 // configKey names what a resumed run must share with the run it resumes.
@@ -140,15 +142,16 @@ func (cp *checkpoint) encode(dst []byte) []byte {
 		dst = binary.AppendUvarint(dst, k)
 		dst = binary.AppendVarint(dst, st.streak[k])
 	}
-	return dst
+	return appendString(dst, string(cp.cursor))
 }
 
 var errCorrupt = errors.New("corrupt checkpoint")
 
 func decodeCheckpoint(b []byte) (*checkpoint, error) {
 	r := byteReader{b: b}
-	if v := r.uvarint(); v != checkpointVersion {
-		return nil, fmt.Errorf("checkpoint version %d, this build reads %d", v, checkpointVersion)
+	v := r.uvarint()
+	if v != 1 && v != checkpointVersion {
+		return nil, fmt.Errorf("checkpoint version %d, this build reads 1 and %d", v, checkpointVersion)
 	}
 	cp := &checkpoint{identity: r.string(), config: r.string(), closed: r.varint()}
 	st := &cp.seq
@@ -187,6 +190,11 @@ func decodeCheckpoint(b []byte) (*checkpoint, error) {
 	for range ns {
 		k := r.uvarint()
 		st.streak[k] = r.varint()
+	}
+	if v >= 2 {
+		if c := r.string(); c != "" {
+			cp.cursor = []byte(c)
+		}
 	}
 	if r.err != nil || len(r.b) != 0 {
 		return nil, errCorrupt

@@ -3,6 +3,7 @@ package pipeline
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"slices"
 	"sync"
 	"time"
@@ -81,6 +82,9 @@ type closer struct {
 	// onDurable is told each input position a committed checkpoint makes
 	// unneeded (Engine.Durable).
 	onDurable func(pos int64)
+	// cursor names a checkpoint's input position in the source's terms
+	// (Cursored), stored with it; nil: byte offsets are enough.
+	cursor func(pos int64) ([]byte, error)
 	onClose   func(m, rows int64, took time.Duration, received int64) // Engine.OnClose and the histograms
 }
 
@@ -299,7 +303,10 @@ func (a *closer) closeMinute(ctx context.Context, m int64, mc *minuteCounts, req
 	if a.cpSink != nil {
 		var cp []byte
 		if req != nil && req.resume != nil && last() {
-			cp = a.encodeCheckpoint(req)
+			var err error
+			if cp, err = a.encodeCheckpoint(req); err != nil {
+				return err
+			}
 			a.cpClosed = req.through
 			durable = req.resume.pos
 		}
@@ -344,13 +351,20 @@ func (a *closer) flush(ctx context.Context, m int64, nF int, rows *int64) error 
 
 // encodeCheckpoint is the resume state after req: minutes through
 // req.through are committed once the minute it goes with is.
-func (a *closer) encodeCheckpoint(req *closeRequest) []byte {
+func (a *closer) encodeCheckpoint(req *closeRequest) ([]byte, error) {
 	cp := checkpoint{identity: a.identity, config: a.configKey, closed: req.through, seq: *req.resume}
+	if a.cursor != nil {
+		c, err := a.cursor(req.resume.pos)
+		if err != nil {
+			return nil, fmt.Errorf("checkpoint: the source cannot name input position %d: %w", req.resume.pos, err)
+		}
+		cp.cursor = c
+	}
 	for c := range a.products.Len() {
 		cp.products = append(cp.products, a.products.UUID(byte(c)))
 	}
 	a.cpBuf = cp.encode(a.cpBuf[:0])
-	return a.cpBuf
+	return a.cpBuf, nil
 }
 
 // restore rebuilds the windows of a resumed run from the count records of

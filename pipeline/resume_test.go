@@ -4,10 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"math/rand/v2"
 	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -228,5 +231,131 @@ func TestDurablePositionsGrow(t *testing.T) {
 	e3.Durable = func(int64) { t.Fatal("told a position without checkpoints") }
 	if err := e3.Run(context.Background(), strings.NewReader(in), &collect{}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// msgSource is a message-broker-like input: one message per line, whose
+// byte offsets do not survive a restart, so it names positions by message
+// number (Cursored) and resumes from the cursor alone.
+type msgSource struct {
+	msgs    []string
+	mu      sync.Mutex // Cursor runs on the close goroutine
+	next    int        // next message to hand out
+	buf     []byte     // the rest of the message being read
+	start   int64      // stream offset of the first message
+	off     int64      // stream offset of buf's end
+	ends    []int64    // stream end offset of each message handed out, from first
+	first   int        // message number of ends[0]
+	acked   int64      // last position told Durable
+	resumed bool
+	bad     error // a Cursor call for a position it should not be asked
+}
+
+func (s *msgSource) Live() bool { return true }
+
+func (s *msgSource) Read(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.buf) == 0 {
+		if s.next == len(s.msgs) {
+			return 0, io.EOF
+		}
+		s.buf = []byte(s.msgs[s.next] + "\n")
+		s.off += int64(len(s.buf))
+		s.ends = append(s.ends, s.off)
+		s.next++
+	}
+	n := copy(p, s.buf)
+	s.buf = s.buf[n:]
+	return n, nil
+}
+
+func (s *msgSource) Cursor(pos int64) ([]byte, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if pos < s.acked {
+		s.bad = fmt.Errorf("cursor of %d, before the acknowledged %d", pos, s.acked)
+	}
+	if pos == s.start {
+		if s.first == 0 {
+			return nil, nil
+		}
+		return []byte(strconv.Itoa(s.first - 1)), nil
+	}
+	i, found := slices.BinarySearch(s.ends, pos)
+	if !found {
+		s.bad = fmt.Errorf("position %d is not a message boundary", pos)
+		return nil, s.bad
+	}
+	return []byte(strconv.Itoa(s.first + i)), nil // the last message before pos
+}
+
+func (s *msgSource) ResumeAt(pos int64, cursor []byte) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.resumed = true
+	if cursor != nil {
+		last, err := strconv.Atoi(string(cursor))
+		if err != nil {
+			return err
+		}
+		s.next = last + 1
+	}
+	s.first, s.start, s.off = s.next, pos, pos
+	return nil
+}
+
+// TestResumeWithCursor: a source whose offsets do not survive a restart
+// resumes from the cursor the checkpoint stored for its position: the rows
+// equal an uninterrupted run's, and no position is named before the last
+// one acknowledged.
+func TestResumeWithCursor(t *testing.T) {
+	lines := resumeInput(t)
+	cfg := DefaultConfig()
+	cfg.Def, cfg.Parallelism = smallDef, 2
+	newEngine := func(src *msgSource) *Engine {
+		e, err := New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.Identity = "topic"
+		e.Durable = func(pos int64) { src.acked = pos }
+		return e
+	}
+	full := newMemDurable()
+	src := &msgSource{msgs: lines}
+	if err := newEngine(src).Run(context.Background(), src, full); err != nil {
+		t.Fatal(err)
+	}
+	want := full.all()
+	minutes := slices.Sorted(maps.Keys(full.rows))
+	total := int64(len(strings.Join(lines, "\n")) + 1)
+	for _, crashAt := range []int64{minutes[3], minutes[len(minutes)/2], minutes[len(minutes)-2]} {
+		d := newMemDurable()
+		d.failAt = crashAt
+		src := &msgSource{msgs: lines}
+		if err := newEngine(src).Run(context.Background(), src, d); err == nil || err.Error() != "crash" {
+			t.Fatalf("first run: %v", err)
+		}
+		if src.bad != nil {
+			t.Fatal(src.bad)
+		}
+		d.failAt = -1
+		src = &msgSource{msgs: lines}
+		e := newEngine(src)
+		res, err := e.Resume(d, "topic")
+		if err != nil || res == nil || res.Pos == 0 {
+			t.Fatalf("resume: %+v %v", res, err)
+		}
+		if err := e.Run(context.Background(), src, d); err != nil {
+			t.Fatal(err)
+		}
+		if !src.resumed || src.first == 0 {
+			t.Fatalf("crash at %d: resumed %v from message %d", crashAt, src.resumed, src.first)
+		}
+		if got, want := e.Stats.Bytes.Load(), total-res.Pos; got != want {
+			t.Fatalf("resumed run read %d bytes, want %d (from the cursor on)", got, want)
+		}
+		diffRows(t, d.all(), want)
 	}
 }

@@ -94,6 +94,9 @@ func (e *Engine) Run(ctx context.Context, src io.Reader, snk sink.Writer) error 
 	}
 	agg.identity = e.Identity
 	agg.onDurable = e.Durable
+	if c, ok := src.(Cursored); ok {
+		agg.cursor = c.Cursor
+	}
 	if e.OnClose != nil || e.observeClose != nil {
 		agg.onClose = func(m, rows int64, took time.Duration, received int64) {
 			if e.observeClose != nil {
@@ -134,7 +137,7 @@ func (e *Engine) Run(ctx context.Context, src io.Reader, snk sink.Writer) error 
 	e.clock = now
 	disp := &dispatcher{idle: cfg.IdleTimeout, now: now}
 	parse := &parserPool{n: n, products: e.Products, maxLine: cfg.MaxLineBytes}
-	sq := &sequenceStage{seq: seq, stats: &e.Stats, now: now, rejects: rejects, fail: sv.fail}
+	sq := &sequenceStage{seq: seq, stats: &e.Stats, now: now, rejects: rejects, flushEach: live, fail: sv.fail}
 	loc := &locatorPool{n: n, res: cfg.Def.Resolution, stats: &e.Stats}
 	cnt := &countStage{agg: agg}
 	cls := &closeStage{closer: agg.closer, fail: sv.fail}
@@ -191,7 +194,13 @@ func (e *Engine) read(ctx context.Context, src io.Reader, free chan *batch, out 
 	live := ok && l.Live()
 	line, next := e.startLine, e.startPos
 	streamOff := e.startPos // bytes read from src so far (src starts at startPos)
-	if e.startPos > 0 {
+	if c, ok := src.(Cursored); ok && e.resume != nil {
+		// The source goes to the checkpoint's position itself (a message
+		// broker: the messages after the cursor's).
+		if err := c.ResumeAt(e.startPos, e.resume.cursor); err != nil {
+			return fmt.Errorf("resume: %w", err)
+		}
+	} else if e.startPos > 0 {
 		// Resuming: the input up to the checkpoint's position was read by
 		// the run that wrote it. (A seekable source could seek instead;
 		// this also works through gzip and zstd.)
@@ -348,6 +357,21 @@ func writeRejects(w *bufio.Writer, b *batch) error {
 		}
 	}
 	return nil
+}
+
+// Cursored is a source that names positions in its own terms (a message
+// broker: message ids), for inputs whose byte offsets do not survive a
+// restart. The engine stores the cursor of a checkpoint's position with it
+// and hands it back on resume.
+type Cursored interface {
+	// Cursor names input position pos: a line boundary the engine was
+	// handed, at or after the last position told to Engine.Durable. Called
+	// on the close goroutine, concurrently with Read.
+	Cursor(pos int64) ([]byte, error)
+	// ResumeAt is called once, before the first Read, when resuming: the
+	// stream continues at pos (offsets count from pos, not 0) with the
+	// input just after what cursor names (nil: the source's start).
+	ResumeAt(pos int64, cursor []byte) error
 }
 
 // ErrNotResumable: the sink's checkpoint is of another input or of other

@@ -164,7 +164,12 @@ type sequenceStage struct {
 	stats   *Stats
 	now     func() time.Time
 	rejects *bufio.Writer
-	fail    func(error)
+	// flushEach: the rejects are flushed after every batch that has some
+	// (live sources), so that a rejected line is in the rejects writer
+	// before any checkpoint past it commits: a source that forwards rejects
+	// (a dead-letter topic) then never acknowledges a line it has not kept.
+	flushEach bool
+	fail      func(error)
 }
 
 func (s *sequenceStage) run(ctx context.Context, in <-chan *batch, toCount, toLocate chan<- *batch) {
@@ -185,7 +190,11 @@ func (s *sequenceStage) run(ctx context.Context, in <-chan *batch, toCount, toLo
 			s.stats.Rejected[b.dropped[k].reason].Add(1)
 		}
 		if s.rejects != nil && len(b.rejects)+len(b.dropped) > 0 {
-			if err := writeRejects(s.rejects, b); err != nil {
+			err := writeRejects(s.rejects, b)
+			if err == nil && s.flushEach {
+				err = s.rejects.Flush()
+			}
+			if err != nil {
 				s.fail(fmt.Errorf("rejects file: %w", err))
 			}
 		}
