@@ -84,8 +84,8 @@ type closer struct {
 	onDurable func(pos int64)
 	// cursor names a checkpoint's input position in the source's terms
 	// (Cursored), stored with it; nil: byte offsets are enough.
-	cursor func(pos int64) ([]byte, error)
-	onClose   func(m, rows int64, took time.Duration, received int64) // Engine.OnClose and the histograms
+	cursor  func(pos int64) ([]byte, error)
+	onClose func(m, rows int64, took time.Duration, received int64) // Engine.OnClose and the histograms
 }
 
 // closeRequest asks the closing half to close every minute up to through;
