@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/demandpipe/demandpipe/internal/leakcheck"
 )
 
 // rawClient speaks the protocol with this package's own codec, for checks
@@ -66,7 +68,7 @@ func (c *rawClient) connect(version int32) int32 {
 }
 
 func TestRawProtocol(t *testing.T) {
-	defer goleak.VerifyNone(t, append(clientLingerers, goleak.IgnoreCurrent())...)
+	defer goleak.VerifyNone(t, append(leakcheck.PulsarClient, goleak.IgnoreCurrent())...)
 	s, err := Start(Config{})
 	if err != nil {
 		t.Fatal(err)
@@ -183,7 +185,7 @@ func TestRawProtocol(t *testing.T) {
 }
 
 func TestCloseLeavesNoGoroutines(t *testing.T) {
-	defer goleak.VerifyNone(t, append(clientLingerers, goleak.IgnoreCurrent())...)
+	defer goleak.VerifyNone(t, append(leakcheck.PulsarClient, goleak.IgnoreCurrent())...)
 	s, err := Start(Config{})
 	if err != nil {
 		t.Fatal(err)

@@ -1,0 +1,455 @@
+package source
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/apache/pulsar-client-go/pulsar"
+	plog "github.com/apache/pulsar-client-go/pulsar/log"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Pulsar is a live source over a Pulsar subscription: one message is one
+// NDJSON line. It acknowledges a message only when told that a checkpoint
+// past it is durable (Ack, wired to the engine's Durable), names positions
+// in message ids for checkpoints (Cursor) and continues after them on a
+// restart (ResumeAt); source/RECOVERY.md is the argument that the rows of
+// a restarted run equal an uninterrupted one's.
+//
+// Raw '\n' and '\r' bytes in a payload become spaces: they cannot occur
+// inside a valid JSON text's strings, so a valid event is unchanged and an
+// invalid one stays one (rejected) line.
+type Pulsar struct {
+	cfg    PulsarConfig
+	client pulsar.Client
+	cons   pulsar.Consumer
+	msgs   <-chan pulsar.ConsumerMessage
+	dl     *deadLetter // nil without dead-letter=
+
+	// Read's goroutine only.
+	buf       []byte // lines not yet handed out: buf[head:]
+	head      int
+	off       int64              // stream offset of the end of buf
+	last      []pulsar.MessageID // per partition: the last message handed (or the resume cursor's)
+	end       []pulsar.MessageID // until=end: per partition the last id at start, nil once reached
+	remaining int                // until=end: partitions not yet reached
+	started   bool
+	resumed   bool
+
+	handed atomic.Int64 // stream offset handed to the engine (Position)
+
+	mu    sync.Mutex
+	table boundaries
+	acked []pulsar.MessageID // per partition: the last id acknowledged or resumed at
+	noAck bool
+
+	stop     chan struct{}
+	stopOnce sync.Once
+	failed   chan struct{}
+	failOnce sync.Once
+	failErr  error
+
+	stats pulsarStats
+}
+
+// pulsarStats are the source's counters (RegisterMetrics exports them).
+type pulsarStats struct {
+	messages, bytes  atomic.Int64
+	redelivered      atomic.Int64 // redelivery count > 0
+	skipped          atomic.Int64 // dropped: already handed, or at or before the resume cursor
+	acked, ackErrors atomic.Int64
+	deadLettered     atomic.Int64
+	publishNanos     atomic.Int64 // publish time of the last message handed
+	unacked          atomic.Int64
+}
+
+// OpenPulsar parses a pulsar:// spec and subscribes.
+func OpenPulsar(spec string) (*Pulsar, error) {
+	cfg, err := ParsePulsarURL(spec)
+	if err != nil {
+		return nil, err
+	}
+	return NewPulsar(cfg)
+}
+
+// NewPulsarClient connects a client with cfg's URL, timeouts and
+// credentials. The client's own log lines go to slog at warn level and up.
+func NewPulsarClient(cfg PulsarConfig) (pulsar.Client, error) {
+	if err := cfg.ValidateConnection(); err != nil {
+		return nil, err
+	}
+	opts := pulsar.ClientOptions{
+		URL:                        cfg.ServiceURL,
+		ConnectionTimeout:          cfg.ConnectTimeout,
+		OperationTimeout:           cfg.OperationTimeout,
+		TLSTrustCertsFilePath:      cfg.TLSCAFile,
+		TLSAllowInsecureConnection: cfg.TLSAllowInsecure,
+		Logger:                     plog.NewLoggerWithSlog(slog.New(slog.NewTextHandler(slogOut{}, &slog.HandlerOptions{Level: slog.LevelWarn}))),
+		MetricsRegisterer:          prometheus.NewRegistry(), // the client's own metrics stay private
+	}
+	switch {
+	case cfg.Token != "":
+		opts.Authentication = pulsar.NewAuthenticationToken(cfg.Token)
+	case cfg.TokenFile != "":
+		opts.Authentication = pulsar.NewAuthenticationTokenFromFile(cfg.TokenFile)
+	}
+	c, err := pulsar.NewClient(opts)
+	if err != nil {
+		return nil, fmt.Errorf("pulsar %s: %w", cfg.ServiceURL, err)
+	}
+	return c, nil
+}
+
+// NewPulsar subscribes with cfg. It fails within the operation timeout
+// when the broker cannot be reached.
+func NewPulsar(cfg PulsarConfig) (*Pulsar, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	client, err := NewPulsarClient(cfg)
+	if err != nil {
+		return nil, err
+	}
+	types := map[string]pulsar.SubscriptionType{"exclusive": pulsar.Exclusive, "failover": pulsar.Failover, "shared": pulsar.Shared, "key_shared": pulsar.KeyShared}
+	initial := pulsar.SubscriptionPositionEarliest
+	if cfg.Initial == "latest" {
+		initial = pulsar.SubscriptionPositionLatest
+	}
+	cons, err := client.Subscribe(pulsar.ConsumerOptions{
+		Topic:                       cfg.Topic,
+		SubscriptionName:            cfg.Subscription,
+		Type:                        types[cfg.Type],
+		SubscriptionInitialPosition: initial,
+		ReceiverQueueSize:           cfg.ReceiverQueue,
+		AckGroupingOptions:          &pulsar.AckGroupingOptions{MaxSize: uint32(cfg.AckGroupSize), MaxTime: cfg.AckGroupTime},
+		Name:                        cfg.Name,
+	})
+	if err != nil {
+		client.Close()
+		return nil, fmt.Errorf("pulsar: subscribe %s to %s at %s: %w (is the broker up and the topic's namespace there?)", cfg.Subscription, cfg.Topic, cfg.ServiceURL, err)
+	}
+	p := &Pulsar{cfg: cfg, client: client, cons: cons, msgs: cons.Chan(), stop: make(chan struct{}), failed: make(chan struct{})}
+	if cfg.DeadLetter != "" {
+		if p.dl, err = newDeadLetter(client, cfg, &p.stats); err != nil {
+			cons.Close()
+			client.Close()
+			return nil, err
+		}
+	}
+	return p, nil
+}
+
+// Live: messages arrive over time.
+func (p *Pulsar) Live() bool { return true }
+
+// Position is the stream offset handed to the engine; the size is unknown.
+func (p *Pulsar) Position() (int64, int64) { return p.handed.Load(), -1 }
+
+// Identity names topic and subscription for checkpoints.
+func (p *Pulsar) Identity() string { return p.cfg.Identity() }
+
+// Config returns the source's configuration.
+func (p *Pulsar) Config() PulsarConfig { return p.cfg }
+
+// UntilEnd reports whether the stream ends (until=end).
+func (p *Pulsar) UntilEnd() bool { return p.cfg.UntilEnd }
+
+// Stop ends the stream after the lines already taken from the consumer:
+// Read returns io.EOF. (A live run is stopped by cancelling the engine
+// instead: see RECOVERY.md.)
+func (p *Pulsar) Stop() { p.stopOnce.Do(func() { close(p.stop) }) }
+
+// Close unsubscribes nothing: it closes the dead-letter producer, the
+// consumer and the client. Unacknowledged messages are redelivered to the
+// subscription's next consumer.
+func (p *Pulsar) Close() error {
+	p.Stop()
+	var err error
+	if p.dl != nil {
+		err = p.dl.close()
+	}
+	p.cons.Close()
+	p.client.Close()
+	return err
+}
+
+// NoAcks says no acknowledgement will come (the sink keeps no checkpoint):
+// the source keeps no table of boundaries, and nothing is ever
+// acknowledged, so the subscription's backlog stays for a run that keeps
+// its state.
+func (p *Pulsar) NoAcks() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.noAck = true
+}
+
+func (p *Pulsar) fail(err error) {
+	p.failOnce.Do(func() {
+		p.failErr = err
+		close(p.failed)
+	})
+}
+
+// Read hands out whole lines: it waits for the first message, then takes
+// whatever else has arrived, up to len(b).
+func (p *Pulsar) Read(b []byte) (int, error) {
+	if !p.started {
+		p.started = true
+		if err := p.start(); err != nil {
+			return 0, err
+		}
+	}
+	for p.head == len(p.buf) {
+		select {
+		case <-p.failed:
+			return 0, p.failErr
+		default:
+		}
+		if p.cfg.UntilEnd && p.remaining == 0 {
+			return 0, io.EOF
+		}
+		p.buf, p.head = p.buf[:0], 0
+		select {
+		case cm, ok := <-p.msgs:
+			if !ok {
+				return 0, errors.New("pulsar: the consumer was closed")
+			}
+			p.take(cm.Message)
+		case <-p.stop:
+			return 0, io.EOF
+		case <-p.failed:
+			return 0, p.failErr
+		}
+	more:
+		for len(p.buf) < len(b) && !(p.cfg.UntilEnd && p.remaining == 0) {
+			select {
+			case cm, ok := <-p.msgs:
+				if !ok {
+					break more
+				}
+				p.take(cm.Message)
+			default:
+				break more
+			}
+		}
+	}
+	n := copy(b, p.buf[p.head:])
+	p.head += n
+	p.handed.Add(int64(n))
+	return n, nil
+}
+
+// start runs before the first message is taken: with until=end, a run that
+// does not resume rewinds the subscription to the topic's first message
+// (a replay reads the whole topic, like a file from byte 0), then the last
+// message id of each partition is what ends the stream.
+func (p *Pulsar) start() error {
+	if !p.cfg.UntilEnd {
+		return nil
+	}
+	ids, err := p.cons.GetLastMessageIDs()
+	if err != nil {
+		return fmt.Errorf("pulsar: last message ids of %s (until=end): %w", p.cfg.Topic, err)
+	}
+	if !p.resumed {
+		if err := p.cons.SeekByTime(time.Unix(0, 0)); err != nil {
+			return fmt.Errorf("pulsar: rewinding %s to the topic's start for until=end: %w", p.cfg.Subscription, err)
+		}
+	}
+	p.end = make([]pulsar.MessageID, len(ids))
+	p.grow(len(ids) - 1)
+	for i, t := range ids {
+		if !reached(p.last[i], t) {
+			p.end[i] = t
+			p.remaining++
+		}
+	}
+	return nil
+}
+
+// grow makes room for partition part in the per-partition tables.
+func (p *Pulsar) grow(part int) {
+	for len(p.last) <= part {
+		p.last = append(p.last, nil)
+	}
+	p.mu.Lock()
+	for len(p.acked) <= part {
+		p.acked = append(p.acked, nil)
+	}
+	p.mu.Unlock()
+}
+
+// take appends msg's line to buf, unless it was handed before (a
+// redelivery after a reconnect) or is at or before the resume cursor.
+func (p *Pulsar) take(msg pulsar.Message) {
+	id := msg.ID()
+	part := max(int(id.PartitionIdx()), 0)
+	p.grow(part)
+	payload := msg.Payload()
+	p.stats.messages.Add(1)
+	p.stats.bytes.Add(int64(len(payload)))
+	if msg.RedeliveryCount() > 0 {
+		p.stats.redelivered.Add(1)
+	}
+	if p.end != nil && p.end[part] != nil && reached(id, p.end[part]) {
+		p.end[part] = nil
+		p.remaining--
+	}
+	if cmpID(id, p.last[part]) <= 0 {
+		p.stats.skipped.Add(1)
+		p.mu.Lock()
+		durable := cmpID(id, p.acked[part]) <= 0
+		p.mu.Unlock()
+		if durable {
+			// In a committed checkpoint already (its ack was lost): safe
+			// to acknowledge again. A copy of a message handed since is
+			// acknowledged through its first copy, once durable.
+			p.ackIDs([]pulsar.MessageID{id})
+			p.stats.acked.Add(1)
+		}
+		return
+	}
+	p.last[part] = id
+	start := len(p.buf)
+	p.buf = append(p.buf, payload...)
+	for i := start; i < len(p.buf); i++ {
+		if c := p.buf[i]; c == '\n' || c == '\r' {
+			p.buf[i] = ' '
+		}
+	}
+	p.buf = append(p.buf, '\n')
+	p.off += int64(len(p.buf) - start)
+	p.stats.publishNanos.Store(msg.PublishTime().UnixNano())
+	p.mu.Lock()
+	if !p.noAck {
+		p.table.push(boundary{end: p.off, part: int32(part), id: id})
+		p.stats.unacked.Store(int64(p.table.size))
+	}
+	p.mu.Unlock()
+}
+
+// Cursor names stream position pos (a line boundary at or after the last
+// position acknowledged) as the last message id of each partition before
+// it; the engine keeps it in its checkpoint.
+func (p *Pulsar) Cursor(pos int64) ([]byte, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	ids := append([]pulsar.MessageID(nil), p.acked...)
+	for i := range p.table.size {
+		x := p.table.at(i)
+		if x.end > pos {
+			break
+		}
+		for len(ids) <= int(x.part) {
+			ids = append(ids, nil)
+		}
+		ids[x.part] = x.id
+	}
+	return encodeCursor(ids), nil
+}
+
+// ResumeAt continues the stream at pos (offsets count from there) after
+// the messages cursor names: a message at or before the cursor's id of its
+// partition was read by the run that wrote the checkpoint, and is dropped
+// (counted as a redelivery) when the broker sends it again.
+func (p *Pulsar) ResumeAt(pos int64, cursor []byte) error {
+	if p.started {
+		return errors.New("pulsar: ResumeAt after the first Read")
+	}
+	ids, err := decodeCursor(cursor)
+	if err != nil {
+		return err
+	}
+	p.off = pos
+	p.handed.Store(pos)
+	p.grow(len(ids) - 1)
+	copy(p.last, ids)
+	p.mu.Lock()
+	copy(p.acked, ids)
+	p.mu.Unlock()
+	p.resumed = true
+	return nil
+}
+
+// Ack acknowledges every message whose line ends at or before pos, once a
+// checkpoint past them is durable (wired to the engine's Durable), and
+// forgets them. The dead-letter producer is flushed first, so that no
+// message is acknowledged before its dead-letter copy is stored; if that
+// fails, nothing is acknowledged and the run fails (Read returns the error).
+func (p *Pulsar) Ack(pos int64) {
+	if p.dl != nil {
+		if err := p.dl.flush(); err != nil {
+			p.fail(err)
+			return
+		}
+	}
+	var ids []pulsar.MessageID
+	p.mu.Lock()
+	cumulative := p.cfg.cumulative()
+	var lastOf []pulsar.MessageID
+	popped := 0
+	p.table.popThrough(pos, func(x boundary) {
+		popped++
+		p.acked[x.part] = x.id
+		if !cumulative {
+			ids = append(ids, x.id)
+			return
+		}
+		for len(lastOf) <= int(x.part) {
+			lastOf = append(lastOf, nil)
+		}
+		lastOf[x.part] = x.id
+	})
+	p.stats.unacked.Store(int64(p.table.size))
+	p.mu.Unlock()
+	for _, id := range lastOf {
+		if id != nil {
+			ids = append(ids, id)
+		}
+	}
+	p.ackIDs(ids)
+	p.stats.acked.Add(int64(popped))
+}
+
+// ackIDs acknowledges ids: cumulatively where the subscription type
+// allows (each id then stands for its partition up to it), else each.
+func (p *Pulsar) ackIDs(ids []pulsar.MessageID) {
+	for _, id := range ids {
+		var err error
+		if p.cfg.cumulative() {
+			err = p.cons.AckIDCumulative(id)
+		} else {
+			err = p.cons.AckID(id)
+		}
+		if err != nil {
+			// Not a loss: the broker redelivers the message, and a resumed
+			// run drops it as at or before its cursor.
+			p.stats.ackErrors.Add(1)
+		}
+	}
+}
+
+// RejectsWriter returns the writer for the engine's rejects when
+// dead-letter= is set (nil otherwise): each rejected line is published to
+// the dead-letter topic, and written to tee too if tee is not nil.
+func (p *Pulsar) RejectsWriter(tee io.Writer) io.Writer {
+	if p.dl == nil {
+		return nil
+	}
+	p.dl.tee = tee
+	return p.dl
+}
+
+// slogOut sends the client's log lines to stderr through slog's default
+// output, prefixed so that they are told apart from the run's own.
+type slogOut struct{}
+
+func (slogOut) Write(b []byte) (int, error) {
+	return os.Stderr.Write(append([]byte("pulsar client: "), b...))
+}

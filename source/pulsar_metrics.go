@@ -1,0 +1,59 @@
+package source
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// RegisterMetrics exports the Pulsar source's counters on reg (nil: none),
+// namespace demandpipe, subsystem source:
+//
+//	pulsar_messages_total              messages received from the broker (copies included)
+//	pulsar_received_bytes_total        their payload bytes
+//	pulsar_redeliveries_total          messages with a redelivery count above 0, and copies
+//	                                   dropped as already handed or checkpointed (after a
+//	                                   reconnect or a resume)
+//	pulsar_acked_messages_total        messages acknowledged (checkpoint durable)
+//	pulsar_ack_errors_total            acknowledgements the client refused (redelivered later)
+//	pulsar_dead_lettered_total         rejected lines stored on the dead-letter topic
+//	pulsar_unacked_messages            messages handed to the engine, awaiting a checkpoint
+//	pulsar_consumer_lag_seconds        now minus the publish time of the last message handed
+//	                                   to the engine (0 before the first)
+func (p *Pulsar) RegisterMetrics(reg prometheus.Registerer) error {
+	if reg == nil {
+		return nil
+	}
+	s := &p.stats
+	counter := func(name, help string, f func() int64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "demandpipe", Subsystem: "source", Name: name, Help: help},
+			func() float64 { return float64(f()) })
+	}
+	gauge := func(name, help string, f func() float64) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "demandpipe", Subsystem: "source", Name: name, Help: help}, f)
+	}
+	for _, c := range []prometheus.Collector{
+		counter("pulsar_messages_total", "Messages received from Pulsar, redelivered copies included.", s.messages.Load),
+		counter("pulsar_received_bytes_total", "Payload bytes of the messages received from Pulsar.", s.bytes.Load),
+		counter("pulsar_redeliveries_total", "Messages Pulsar delivered again: a redelivery count above 0, or a copy dropped as already handed to the engine or checkpointed (after a reconnect or a resume).",
+			func() int64 { return s.redelivered.Load() + s.skipped.Load() }),
+		counter("pulsar_acked_messages_total", "Messages acknowledged to Pulsar, each once a checkpoint past it was durable.", s.acked.Load),
+		counter("pulsar_ack_errors_total", "Acknowledgements the Pulsar client refused (the messages come again and are dropped then).", s.ackErrors.Load),
+		counter("pulsar_dead_lettered_total", "Rejected lines stored on the dead-letter topic.", s.deadLettered.Load),
+		gauge("pulsar_unacked_messages", "Messages handed to the engine and not yet acknowledged (waiting for a checkpoint past them).",
+			func() float64 { return float64(s.unacked.Load()) }),
+		gauge("pulsar_consumer_lag_seconds", "Seconds between now and the publish time of the last message handed to the engine (0 before the first).",
+			func() float64 {
+				t := s.publishNanos.Load()
+				if t == 0 {
+					return 0
+				}
+				return max(0, time.Since(time.Unix(0, t)).Seconds())
+			}),
+	} {
+		if err := reg.Register(c); err != nil {
+			return err
+		}
+	}
+	return nil
+}

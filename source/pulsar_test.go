@@ -1,0 +1,640 @@
+package source
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/apache/pulsar-client-go/pulsar"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/goleak"
+
+	"github.com/demandpipe/demandpipe/internal/leakcheck"
+	"github.com/demandpipe/demandpipe/internal/pulsartest"
+)
+
+// TestMain checks that no goroutine outlives the tests, except the Pulsar
+// client's bounded lingerers (leakcheck.PulsarClient).
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m, leakcheck.PulsarClient...)
+}
+
+func TestParsePulsarURL(t *testing.T) {
+	t.Setenv(PulsarTokenEnv, "")
+	c, err := ParsePulsarURL("pulsar://broker:6650/persistent://acme/rides/raw?subscription=dp&type=exclusive&initial=latest&until=end&dead-letter=bad&receiver-queue=50&ack-group-time=1s&ack-group-size=10&name=c1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := DefaultPulsarConfig()
+	want.ServiceURL, want.Topic, want.Subscription = "pulsar://broker:6650", "persistent://acme/rides/raw", "dp"
+	want.Type, want.Initial, want.UntilEnd, want.DeadLetter = "exclusive", "latest", true, "persistent://public/default/bad"
+	want.ReceiverQueue, want.AckGroupTime, want.AckGroupSize, want.Name = 50, time.Second, 10, "c1"
+	if c != want {
+		t.Fatalf("got  %+v\nwant %+v", c, want)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if c.Identity() != "pulsar:persistent://acme/rides/raw subscription=dp" {
+		t.Fatalf("identity %q", c.Identity())
+	}
+	// Defaults: a short topic, the port, the token from the environment.
+	t.Setenv(PulsarTokenEnv, "tok")
+	c, err = ParsePulsarURL("pulsar+ssl://broker/rides?subscription=s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.ServiceURL != "pulsar+ssl://broker:6651" || c.Topic != "persistent://public/default/rides" || c.Token != "tok" || c.Type != "failover" || c.Initial != "earliest" {
+		t.Fatalf("%+v", c)
+	}
+	for _, bad := range []string{
+		"http://broker/rides?subscription=s",
+		"pulsar:///rides?subscription=s",
+		"pulsar://broker/rides?subscription=s&nope=1",
+		"pulsar://broker/rides?subscription=s&until=later",
+		"pulsar://broker/rides?subscription=s&receiver-queue=x",
+		"pulsar://broker/rides?subscription=s&token=secret",
+	} {
+		if _, err := ParsePulsarURL(bad); err == nil {
+			t.Errorf("%s: accepted", bad)
+		}
+	}
+}
+
+// TestPulsarConfigValidate: every out-of-range field is refused with its
+// name in the message.
+func TestPulsarConfigValidate(t *testing.T) {
+	ok := func() PulsarConfig {
+		c := DefaultPulsarConfig()
+		c.ServiceURL, c.Topic, c.Subscription = "pulsar://h:6650", "persistent://public/default/t", "s"
+		return c
+	}
+	if c := ok(); c.Validate() != nil {
+		t.Fatal(c.Validate())
+	}
+	for _, tc := range []struct {
+		field string
+		edit  func(*PulsarConfig)
+	}{
+		{"ServiceURL", func(c *PulsarConfig) { c.ServiceURL = "http://h" }},
+		{"topic", func(c *PulsarConfig) { c.Topic = "" }},
+		{"topic", func(c *PulsarConfig) { c.Topic = "persistent://public/t" }},
+		{"topic", func(c *PulsarConfig) { c.Topic = "kafka://a/b/c" }},
+		{"subscription", func(c *PulsarConfig) { c.Subscription = "" }},
+		{"type", func(c *PulsarConfig) { c.Type = "fanout" }},
+		{"initial", func(c *PulsarConfig) { c.Initial = "middle" }},
+		{"receiver-queue", func(c *PulsarConfig) { c.ReceiverQueue = 0 }},
+		{"receiver-queue", func(c *PulsarConfig) { c.ReceiverQueue = 2_000_000 }},
+		{"ack-group-time", func(c *PulsarConfig) { c.AckGroupTime = -time.Second }},
+		{"ack-group-time", func(c *PulsarConfig) { c.AckGroupTime = time.Minute }},
+		{"ack-group-size", func(c *PulsarConfig) { c.AckGroupSize = 0 }},
+		{"connect-timeout", func(c *PulsarConfig) { c.ConnectTimeout = time.Millisecond }},
+		{"operation-timeout", func(c *PulsarConfig) { c.OperationTimeout = time.Hour }},
+		{"token-file", func(c *PulsarConfig) { c.Token, c.TokenFile = "x", "/etc/hostname" }},
+		{"token-file", func(c *PulsarConfig) { c.TokenFile = "/nonexistent/token" }},
+		{"tls-ca-file", func(c *PulsarConfig) { c.TLSCAFile = "/etc/hostname" }},
+		{"dead-letter", func(c *PulsarConfig) { c.DeadLetter = c.Topic }},
+	} {
+		c := ok()
+		tc.edit(&c)
+		err := c.Validate()
+		if err == nil || !strings.Contains(err.Error(), tc.field) {
+			t.Errorf("%s: %v", tc.field, err)
+		}
+	}
+}
+
+func TestCursorEncoding(t *testing.T) {
+	ids := []pulsar.MessageID{pulsar.NewMessageID(3, 17, -1, 0), nil, pulsar.NewMessageID(1<<40, 0, 5, 2)}
+	got, err := decodeCursor(encodeCursor(ids))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 3 || got[1] != nil {
+		t.Fatalf("%v", got)
+	}
+	for _, i := range []int{0, 2} {
+		if cmpID(got[i], ids[i]) != 0 || got[i].PartitionIdx() != int32(i) {
+			t.Errorf("partition %d: %v, want %v", i, got[i], ids[i])
+		}
+	}
+	enc := encodeCursor(ids)
+	for k := range len(enc) {
+		if _, err := decodeCursor(enc[:k]); err == nil && k > 0 {
+			t.Errorf("truncated to %d bytes: accepted", k)
+		}
+	}
+	if _, err := decodeCursor(append([]byte{9}, enc[1:]...)); err == nil {
+		t.Error("another version accepted")
+	}
+}
+
+func FuzzDecodeCursor(f *testing.F) {
+	f.Add(encodeCursor([]pulsar.MessageID{pulsar.NewMessageID(3, 17, -1, 0)}))
+	f.Add([]byte{1, 0})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		ids, err := decodeCursor(b)
+		if err != nil {
+			return
+		}
+		again, err := decodeCursor(encodeCursor(ids))
+		if err != nil || len(again) != len(ids) {
+			t.Fatalf("re-encoding %v: %v %v", ids, again, err)
+		}
+	})
+}
+
+func TestBoundariesRing(t *testing.T) {
+	var b boundaries
+	next, end := int64(0), int64(0)
+	for round := range 50 {
+		for range round * 7 {
+			end += 10
+			b.push(boundary{end: end, id: pulsar.NewMessageID(1, end, -1, 0)})
+		}
+		upTo := end - int64(round%5)*10
+		b.popThrough(upTo, func(x boundary) {
+			next += 10
+			if x.end != next {
+				t.Fatalf("popped %d, want %d", x.end, next)
+			}
+		})
+		if b.size != int((end-upTo)/10) {
+			t.Fatalf("round %d: %d left, want %d", round, b.size, (end-upTo)/10)
+		}
+	}
+	if len(b.ring) > 1024 {
+		t.Errorf("ring of %d for at most 343 at once", len(b.ring))
+	}
+}
+
+// --- against the test broker, with the real client ---
+
+func startBroker(t testing.TB) *pulsartest.Server {
+	t.Helper()
+	s, err := pulsartest.Start(pulsartest.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func testTopic(t testing.TB) string {
+	return "persistent://public/default/" + strings.NewReplacer("/", "-", "_", "-").Replace(t.Name()) + fmt.Sprint(time.Now().UnixNano())
+}
+
+// publish sends lines keyed by key(i) and waits for every receipt.
+func publish(t testing.TB, s *pulsartest.Server, topic string, lines []string, key func(int) string) {
+	t.Helper()
+	cfg := DefaultPulsarConfig()
+	cfg.ServiceURL, cfg.Topic = s.URL(), topic
+	client, err := NewPulsarClient(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	prod, err := client.CreateProducer(pulsar.ProducerOptions{Topic: topic, BatchingMaxMessages: 16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prod.Close()
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var first error
+	for i, l := range lines {
+		wg.Add(1)
+		m := &pulsar.ProducerMessage{Payload: []byte(l)}
+		if key != nil {
+			m.Key = key(i)
+		}
+		prod.SendAsync(context.Background(), m, func(_ pulsar.MessageID, _ *pulsar.ProducerMessage, err error) {
+			defer wg.Done()
+			if err != nil {
+				mu.Lock()
+				first = cmp(first, err)
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if first != nil {
+		t.Fatal(first)
+	}
+}
+
+func cmp(a, b error) error {
+	if a != nil {
+		return a
+	}
+	return b
+}
+
+func openPulsar(t testing.TB, s *pulsartest.Server, topic, query string) *Pulsar {
+	t.Helper()
+	p, err := OpenPulsar(s.URL() + "/" + topic + "?" + query)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	return p
+}
+
+// readLines reads n lines from p (or to EOF when n < 0), returning them
+// and the stream offset after each.
+func readLines(t testing.TB, p *Pulsar, n int) (lines []string, ends []int64) {
+	t.Helper()
+	off, _ := p.Position()
+	var partial []byte
+	buf := make([]byte, 300)
+	if n >= 0 {
+		buf = buf[:1] // exactly n lines: never read past the n-th
+	}
+	for n < 0 || len(lines) < n {
+		k, err := p.Read(buf)
+		for _, c := range buf[:k] {
+			off++
+			if c == '\n' {
+				lines = append(lines, string(partial))
+				ends = append(ends, off)
+				partial = partial[:0]
+				continue
+			}
+			partial = append(partial, c)
+		}
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n >= 0 && len(lines) != n {
+		t.Fatalf("read %d lines, want %d", len(lines), n)
+	}
+	if len(partial) > 0 {
+		t.Fatalf("a line cut at a message boundary: %q", partial)
+	}
+	return lines, ends
+}
+
+func waitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestPulsarAckOnlyThroughPosition: nothing is acknowledged before Ack;
+// Ack(pos) acknowledges exactly the messages ending at or before pos, and
+// the boundary table keeps only the rest. Cursor names the same position
+// in message ids.
+func TestPulsarAckOnlyThroughPosition(t *testing.T) {
+	for _, typ := range []string{"failover", "shared"} {
+		t.Run(typ, func(t *testing.T) {
+			s := startBroker(t)
+			topic := testTopic(t)
+			var in []string
+			for i := range 200 {
+				in = append(in, fmt.Sprintf(`{"i":%d,"s":"a\nb\rc"}`, i))
+			}
+			in[7] = "raw\nnewline\r\nin a payload"
+			publish(t, s, topic, in, nil)
+			p := openPulsar(t, s, topic, "subscription=sub&ack-group-size=1&type="+typ)
+			reg := prometheus.NewRegistry()
+			if err := p.RegisterMetrics(reg); err != nil {
+				t.Fatal(err)
+			}
+			lines, ends := readLines(t, p, len(in))
+			for i, l := range lines {
+				if want := strings.NewReplacer("\n", " ", "\r", " ").Replace(in[i]); l != want {
+					t.Fatalf("line %d: %q, want %q", i, l, want)
+				}
+			}
+			st, _ := s.Subscription(topic, "sub")
+			if st.MarkDelete != -1 || st.Backlog == 0 {
+				t.Fatalf("acknowledged before any Ack: %+v", st)
+			}
+			if p.table.size != len(in) {
+				t.Fatalf("table holds %d, want %d", p.table.size, len(in))
+			}
+			cur, err := p.Cursor(ends[119])
+			if err != nil {
+				t.Fatal(err)
+			}
+			ids, _ := decodeCursor(cur)
+			want := p.table.at(119).id
+			if len(ids) != 1 || cmpID(ids[0], want) != 0 {
+				t.Fatalf("cursor %v, want %v", ids, want)
+			}
+			// Ack at a position inside message 120's line is before its end.
+			before, _ := s.Subscription(topic, "sub")
+			p.Ack(ends[119] + 3)
+			if p.table.size != len(in)-120 || p.table.at(0).end != ends[120] {
+				t.Fatalf("after Ack: table holds %d from %d", p.table.size, p.table.at(0).end)
+			}
+			// The broker's cursor: every entry wholly at or before message
+			// 119 is acked, nothing of message 120's entry.
+			last := want
+			e := last.EntryID()
+			if last.BatchIdx() < last.BatchSize()-1 {
+				e-- // message 119 is inside its batch: its entry is not whole
+			}
+			waitFor(t, "the broker to see the acks", func() bool {
+				st, _ := s.Subscription(topic, "sub")
+				return st.Backlog < before.Backlog && st.MarkDelete >= e
+			})
+			st, _ = s.Subscription(topic, "sub")
+			if st.MarkDelete != e {
+				t.Fatalf("mark-delete at entry %d, want %d (message 119 is %v)", st.MarkDelete, e, last)
+			}
+			if got := p.stats.acked.Load(); got != 120 {
+				t.Fatalf("acked messages %v, want 120", got)
+			}
+			p.Ack(ends[len(ends)-1])
+			if p.table.size != 0 {
+				t.Fatalf("table holds %d after acking everything", p.table.size)
+			}
+			waitFor(t, "every entry acked", func() bool {
+				st, _ := s.Subscription(topic, "sub")
+				return st.Backlog == 0
+			})
+		})
+	}
+}
+
+// TestPulsarUntilEndPartitioned: until=end over a partitioned topic reads
+// every message once, each key's messages in order, then io.EOF; messages
+// published after the start are not waited for.
+func TestPulsarUntilEndPartitioned(t *testing.T) {
+	s := startBroker(t)
+	topic := testTopic(t)
+	if err := s.CreatePartitionedTopic(topic, 3); err != nil {
+		t.Fatal(err)
+	}
+	const n, keys = 600, 17
+	var in []string
+	for i := range n {
+		in = append(in, fmt.Sprintf(`{"k":%d,"i":%d}`, i%keys, i))
+	}
+	publish(t, s, topic, in, func(i int) string { return fmt.Sprint(i % keys) })
+	p := openPulsar(t, s, topic, "subscription=sub&until=end&receiver-queue=20")
+	lines, _ := readLines(t, p, -1)
+	if len(lines) != n {
+		t.Fatalf("%d lines, want %d", len(lines), n)
+	}
+	seen := map[string]bool{}
+	lastOf := map[int]int{}
+	for _, l := range lines {
+		var k, i int
+		if _, err := fmt.Sscanf(l, `{"k":%d,"i":%d}`, &k, &i); err != nil {
+			t.Fatal(l, err)
+		}
+		if seen[l] {
+			t.Fatalf("%s twice", l)
+		}
+		seen[l] = true
+		if j, ok := lastOf[k]; ok && j > i {
+			t.Fatalf("key %d: %d after %d", k, i, j)
+		}
+		lastOf[k] = i
+	}
+	if _, err := p.Read(make([]byte, 10)); !errors.Is(err, io.EOF) {
+		t.Fatalf("after the end: %v", err)
+	}
+}
+
+// TestPulsarResumeAt: a consumer reads part of the topic, a checkpoint is
+// taken at a position and the process dies (no ack). A new consumer of the
+// same subscription resumed at that position with its cursor continues
+// exactly after it: the broker redelivers everything, the copies up to the
+// cursor are dropped and counted.
+func TestPulsarResumeAt(t *testing.T) {
+	s := startBroker(t)
+	topic := testTopic(t)
+	if err := s.CreatePartitionedTopic(topic, 2); err != nil {
+		t.Fatal(err)
+	}
+	var in []string
+	for i := range 300 {
+		in = append(in, fmt.Sprintf(`{"k":%d,"i":%d}`, i%5, i))
+	}
+	publish(t, s, topic, in, func(i int) string { return fmt.Sprint(i % 5) })
+	first := openPulsar(t, s, topic, "subscription=sub&until=end")
+	before, ends := readLines(t, first, 180)
+	pos := ends[99]
+	cur, err := first.Cursor(pos)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first.Ack(ends[49]) // an earlier checkpoint's acknowledgement
+	first.Close()
+
+	second := openPulsar(t, s, topic, "subscription=sub&until=end")
+	if err := second.ResumeAt(pos, cur); err != nil {
+		t.Fatal(err)
+	}
+	after, ends2 := readLines(t, second, -1)
+	if len(ends2) > 0 && ends2[0] <= pos {
+		t.Fatalf("offsets restart at %d, want after %d", ends2[0], pos)
+	}
+	got := append(before[:100:100], after...)
+	if len(got) != len(in) {
+		t.Fatalf("%d lines after the resume, want %d", len(got), len(in))
+	}
+	seen := map[string]bool{}
+	for _, l := range got {
+		if seen[l] {
+			t.Fatalf("%s twice", l)
+		}
+		seen[l] = true
+	}
+	if sk := second.stats.skipped.Load(); sk < 50 {
+		t.Fatalf("%d copies dropped at or before the cursor, want at least the 50 unacknowledged", sk)
+	}
+}
+
+// TestPulsarConnectionDropsLoseNothing: the broker drops every connection
+// and restarts while the stream is read; every message is handed once,
+// in order, the copies the broker sends again are dropped.
+func TestPulsarConnectionDropsLoseNothing(t *testing.T) {
+	s := startBroker(t)
+	topic := testTopic(t)
+	var in []string
+	for i := range 3000 {
+		in = append(in, fmt.Sprintf(`{"i":%d}`, i))
+	}
+	publish(t, s, topic, in, nil)
+	p := openPulsar(t, s, topic, "subscription=sub&until=end&receiver-queue=50&operation-timeout=5s&connect-timeout=1s")
+	var got []string
+	for i, fault := range []func(){func() { s.DropConnections() }, func() {
+		if err := s.Restart(); err != nil {
+			t.Fatal(err)
+		}
+	}, nil} {
+		n := 1000
+		if fault == nil {
+			n = -1
+		}
+		l, ends := readLines(t, p, n)
+		got = append(got, l...)
+		if i == 0 {
+			p.Ack(ends[500]) // some acked before the faults, some not
+		}
+		if fault != nil {
+			fault()
+		}
+	}
+	if len(got) != len(in) {
+		t.Fatalf("%d lines, want %d", len(got), len(in))
+	}
+	for i := range in {
+		if got[i] != in[i] {
+			t.Fatalf("line %d: %s, want %s", i, got[i], in[i])
+		}
+	}
+	if st := s.Stats(); st.Redelivered == 0 || p.stats.skipped.Load() == 0 {
+		t.Fatalf("the faults did not bite: redelivered %d, copies dropped %d", st.Redelivered, p.stats.skipped.Load())
+	}
+}
+
+// TestPulsarDeadLetter: reject lines written to the rejects writer are on
+// the dead-letter topic, with their reason and line, once Ack returns;
+// the tee gets the lines too.
+func TestPulsarDeadLetter(t *testing.T) {
+	s := startBroker(t)
+	topic := testTopic(t)
+	publish(t, s, topic, []string{`{"ok":1}`}, nil)
+	p := openPulsar(t, s, topic, "subscription=sub&dead-letter="+topic+"-dlq")
+	var tee strings.Builder
+	w := p.RejectsWriter(&tee)
+	rejects := `{"line":3,"reason":"bad_json","text":"{nope"}` + "\n" + `{"line":9,"reason":"no_ts","text":"{\"a\":1}"}` + "\n"
+	// Cut mid-line, as a buffered writer may.
+	for _, part := range []string{rejects[:20], rejects[20:]} {
+		if _, err := w.Write([]byte(part)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	readLines(t, p, 1)
+	p.Ack(0)
+	if got := p.stats.deadLettered.Load(); got != 2 {
+		t.Fatalf("%d dead-lettered after Ack, want 2", got)
+	}
+	if tee.String() != rejects {
+		t.Fatalf("tee got %q", tee.String())
+	}
+	cfg := DefaultPulsarConfig()
+	cfg.ServiceURL, cfg.Topic = s.URL(), topic+"-dlq"
+	client, err := NewPulsarClient(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	c, err := client.Subscribe(pulsar.ConsumerOptions{Topic: cfg.Topic, SubscriptionName: "check", SubscriptionInitialPosition: pulsar.SubscriptionPositionEarliest})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, want := range []struct{ text, reason, line string }{{"{nope", "bad_json", "3"}, {`{"a":1}`, "no_ts", "9"}} {
+		m, err := c.Receive(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(m.Payload()) != want.text || m.Properties()["reason"] != want.reason || m.Properties()["line"] != want.line {
+			t.Fatalf("dead letter %q %v, want %+v", m.Payload(), m.Properties(), want)
+		}
+	}
+}
+
+// TestPulsarDeadLetterFailureFailsTheRun: when the dead-letter topic
+// cannot be written, Ack acknowledges nothing and Read reports the error.
+func TestPulsarDeadLetterFailureFailsTheRun(t *testing.T) {
+	s := startBroker(t)
+	topic := testTopic(t)
+	publish(t, s, topic, []string{`{"ok":1}`, `{"ok":2}`}, nil)
+	p := openPulsar(t, s, topic, "subscription=sub&dead-letter=dlq&operation-timeout=500ms&connect-timeout=200ms")
+	_, ends := readLines(t, p, 1)
+	s.Stop() // the broker is gone: the dead-letter copy cannot be stored
+	w := p.RejectsWriter(nil)
+	if _, err := w.Write([]byte(`{"line":1,"reason":"bad_json","text":"x"}` + "\n")); err != nil {
+		t.Fatal(err)
+	}
+	p.Ack(ends[0])
+	if p.table.size != 1 {
+		t.Fatalf("acknowledged (table %d) though the dead letter failed", p.table.size)
+	}
+	_, err := p.Read(make([]byte, 100))
+	if err == nil || !strings.Contains(err.Error(), "dead letter") {
+		t.Fatalf("Read after a failed dead letter: %v", err)
+	}
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestPulsarUnreachable: a broker that is not there fails Open within the
+// timeouts, saying where it tried.
+func TestPulsarUnreachable(t *testing.T) {
+	s := startBroker(t)
+	url := s.URL()
+	s.Close()
+	start := time.Now()
+	_, err := OpenPulsar(url + "/rides?subscription=s&operation-timeout=1s&connect-timeout=200ms")
+	if err == nil || !strings.Contains(err.Error(), url) {
+		t.Fatalf("open of a dead broker: %v", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("took %s", d)
+	}
+}
+
+// TestPulsarMetrics: the counters are exported under demandpipe_source_.
+func TestPulsarMetrics(t *testing.T) {
+	s := startBroker(t)
+	topic := testTopic(t)
+	publish(t, s, topic, []string{`{"a":1}`, `{"a":2}`}, nil)
+	p := openPulsar(t, s, topic, "subscription=sub&until=end")
+	reg := prometheus.NewRegistry()
+	if err := p.RegisterMetrics(reg); err != nil {
+		t.Fatal(err)
+	}
+	if err := (*Pulsar)(nil).RegisterMetrics(nil); err != nil {
+		t.Fatal(err)
+	}
+	_, ends := readLines(t, p, -1)
+	p.Ack(ends[0])
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, mf := range mfs {
+		m := mf.GetMetric()[0]
+		got[mf.GetName()] = m.GetCounter().GetValue() + m.GetGauge().GetValue()
+	}
+	for name, want := range map[string]float64{
+		"demandpipe_source_pulsar_messages_total":       2,
+		"demandpipe_source_pulsar_received_bytes_total": 14,
+		"demandpipe_source_pulsar_acked_messages_total": 1,
+		"demandpipe_source_pulsar_unacked_messages":     1,
+		"demandpipe_source_pulsar_redeliveries_total":   0,
+	} {
+		if got[name] != want {
+			t.Errorf("%s = %v, want %v", name, got[name], want)
+		}
+	}
+	if lag := got["demandpipe_source_pulsar_consumer_lag_seconds"]; lag <= 0 || lag > 60 {
+		t.Errorf("consumer lag %v s", lag)
+	}
+}
