@@ -57,3 +57,9 @@ func (p *Pulsar) RegisterMetrics(reg prometheus.Registerer) error {
 	}
 	return nil
 }
+
+// AckStats reports the messages acknowledged so far and those handed to
+// the engine and not yet acknowledged.
+func (p *Pulsar) AckStats() (acked, unacked int64) {
+	return p.stats.acked.Load(), p.stats.unacked.Load()
+}

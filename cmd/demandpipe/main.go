@@ -15,6 +15,7 @@ Usage:
   demandpipe run   [flags]   run the pipeline (default: live generator -> feature store,
                              served with a heat map on http://127.0.0.1:8080/)
   demandpipe gen   [flags]   write a synthetic event file (NDJSON, .gz or .zst)
+  demandpipe publish -to=pulsar://HOST:6650/TOPIC FILE  publish an event file to Pulsar, one message a line
   demandpipe bench [flags]   replay generated events from memory, report throughput
   demandpipe tune  [flags]   sweep parallelism, sink writers and batch size; table, CSV, chart, advice
   demandpipe serve [flags]   serve features from a store over HTTP
@@ -33,6 +34,8 @@ Examples:
   demandpipe gen -o events.ndjson.zst -events 2000000
   demandpipe run -source=file:events.ndjson.zst -sink=ndjson:rows.ndjson
   demandpipe bench -events 2000000
+  demandpipe publish -to=pulsar://localhost:6650/persistent://public/default/rides events.ndjson.zst
+  demandpipe run -source='pulsar://localhost:6650/persistent://public/default/rides?subscription=dp' -sink=store:features
 `
 
 func main() {
@@ -47,6 +50,8 @@ func main() {
 		err = runCommand(args)
 	case "gen":
 		err = genCommand(args)
+	case "publish":
+		err = publishCommand(args)
 	case "bench":
 		err = benchCommand(args)
 	case "tune":
@@ -62,7 +67,7 @@ func main() {
 	case "help", "-h", "-help", "--help":
 		if len(args) > 0 {
 			switch args[0] {
-			case "run", "gen", "bench", "tune", "serve", "schema", "config":
+			case "run", "gen", "publish", "bench", "tune", "serve", "schema", "config":
 				// Asked for: help goes to stdout, so it pipes into grep.
 				helpOut = os.Stdout
 				os.Args = []string{os.Args[0], args[0], "-h"}

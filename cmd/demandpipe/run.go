@@ -28,6 +28,8 @@ const runMore = `Sources:
   file:PATH   NDJSON events; gzip and zstd are read transparently; file:- is stdin
   gen:[k=v,...]  the built-in live generator (endless unless -duration)
 ` + source.GenSpecHelp + `
+  ` + source.PulsarSpecHelp + `
+  ` + "`demandpipe publish`" + ` puts a file of events on a topic (README: Pulsar).
 
 Sinks:
   store:DIR    the embedded feature store (pebble), served by -serve and by demandpipe serve
@@ -48,7 +50,11 @@ lines are counted by reason (and kept with -rejects). Features are in k-major
 order: index = kIndex*len(W) + wIndex.
 
 Stopping: SIGINT/SIGTERM ends the input and closes every minute seen so far,
-flushing the sink; a second signal stops at once.`
+flushing the sink; a second signal stops at once. A pulsar:// run instead stops
+without closing the open minutes (they would be stored with part of their events,
+and their messages acknowledged): it exits 0, and the next run resumes from the last
+checkpoint; -duration stops it the same way. With until=end the end of the topic
+closes every minute, as a file's end does.`
 
 // runFlags are the knobs of `demandpipe run`: every package's Config bound
 // to one flag set (also listed by `demandpipe config`).
@@ -73,7 +79,7 @@ func newRunFlags() *runFlags {
 	r := &runFlags{cfg: pipeline.DefaultConfig(), sc: store.DefaultConfig(), cc: cassandra.DefaultConfig(), vc: serve.DefaultConfig()}
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	r.fs = fs
-	r.src = fs.String("source", "gen:", "where events come from: file:PATH, file:- or gen:[k=v,...]")
+	r.src = fs.String("source", "gen:", "where events come from: file:PATH, file:-, gen:[k=v,...] or pulsar://HOST:6650/TOPIC?subscription=NAME")
 	r.snk = fs.String("sink", "store:"+store.DefaultDir, "where rows go: store:DIR, cassandra://HOSTS/KEYSPACE?…, ndjson:PATH, ndjson:- or null:")
 	r.serveAddr = fs.String("serve", "127.0.0.1:8080", "with a store sink, serve the API, the page and /metrics on HOST:PORT while running; with another sink, given explicitly, only /metrics and /healthz (empty: no server)")
 	r.sc.RegisterFlags(fs)
@@ -217,9 +223,24 @@ func runCommand(args []string) error {
 		defer f.Close()
 		e.Rejects = f
 	}
+	pulsarSrc, _ := in.(*source.Pulsar)
+	if pulsarSrc != nil {
+		if err := wirePulsar(pulsarSrc, e, out, reg, log); err != nil {
+			out.Close()
+			return err
+		}
+	}
 
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancelCause := context.WithCancelCause(context.Background())
+	cancel := func() { cancelCause(nil) }
 	defer cancel()
+	// stopInput ends the input gracefully: a file or the generator ends
+	// (every minute seen so far closes); a Pulsar run is cancelled instead,
+	// committing nothing further (RECOVERY.md in source/).
+	stopInput := in.Stop
+	if pulsarSrc != nil {
+		stopInput = func() { cancelCause(errPulsarStopped) }
+	}
 	// First signal: end the input, close all minutes, flush. Second: stop now.
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
@@ -231,8 +252,12 @@ func runCommand(args []string) error {
 			case <-sigs:
 				n++
 				if n == 1 {
-					log.Info("stopping: closing the minutes seen so far (signal again to stop at once)", "forced_after", shutdownTimeout.String())
-					in.Stop()
+					if pulsarSrc != nil {
+						log.Info("stopping without closing the open minutes: the next run resumes from the last checkpoint (signal again to stop at once)", "forced_after", shutdownTimeout.String())
+					} else {
+						log.Info("stopping: closing the minutes seen so far (signal again to stop at once)", "forced_after", shutdownTimeout.String())
+					}
+					stopInput()
 					hardStop(*shutdownTimeout, "the graceful stop")
 				} else {
 					cancel()
@@ -247,7 +272,7 @@ func runCommand(args []string) error {
 		}
 	}()
 	if *duration > 0 {
-		t := time.AfterFunc(*duration, in.Stop)
+		t := time.AfterFunc(*duration, stopInput)
 		defer t.Stop()
 	}
 
@@ -279,6 +304,10 @@ func runCommand(args []string) error {
 	if resumed != nil {
 		fmt.Fprintf(os.Stderr, "  resumed after        %s  (input from byte %d, line %d; windows restored in %.2fs)\n",
 			encode.MinuteStart(resumed.Minute).Format(time.RFC3339), resumed.Pos, resumed.Line, float64(e.Stats.RestoreNanos.Load())/1e9)
+	}
+	if errors.Is(runErr, errPulsarStopped) {
+		fmt.Fprintf(os.Stderr, "  stopped              without closing the open minutes (%s); the next run resumes from the last checkpoint\n", pulsarAcked(pulsarSrc))
+		return closeErr
 	}
 	if runErr != nil {
 		return runErr

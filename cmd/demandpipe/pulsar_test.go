@@ -1,0 +1,392 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/apache/pulsar-client-go/pulsar"
+	"github.com/valyala/fastjson"
+
+	"github.com/demandpipe/demandpipe/internal/pulsartest"
+	"github.com/demandpipe/demandpipe/source"
+)
+
+// Tests of the Pulsar path through the project's test broker with the real
+// client: publish a file, run from the topic, compare the stored rows with
+// a run from the file (compareStores, resume_test.go).
+
+func startPulsar(t *testing.T) *pulsartest.Server {
+	t.Helper()
+	s, err := pulsartest.Start(pulsartest.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// pulsarTopic is a fresh topic's full name for the test.
+func pulsarTopic(t *testing.T) string {
+	return "persistent://public/default/" + strings.NewReplacer("/", "-", "_", "-").Replace(t.Name())
+}
+
+// nycEvents writes an evening hour of the real NYC pickups (see
+// ../../../shared/data/README.md) as events, through gen -from-csv.
+func nycEvents(t *testing.T, dir string) string {
+	t.Helper()
+	csv := "../../../shared/data/uber-nyc-pickups-2014-04-02-to-30.csv.gz"
+	if _, err := os.Stat(csv); err != nil {
+		t.Skipf("shared NYC data not beside the repo: %v", err)
+	}
+	all := filepath.Join(dir, "nyc-all.ndjson")
+	if err := genCommand([]string{"-from-csv", csv, "-o", all}); err != nil {
+		t.Fatal(err)
+	}
+	from := time.Date(2014, 4, 4, 18, 0, 0, 0, time.UTC).UnixMilli()
+	to := from + 60*60_000
+	f, err := os.Open(all)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var out strings.Builder
+	sc := bufio.NewScanner(f)
+	n := 0
+	for sc.Scan() {
+		ts := fastjson.GetInt(sc.Bytes(), "ts")
+		if int64(ts) >= from && int64(ts) < to {
+			out.WriteString(sc.Text() + "\n")
+			n++
+		}
+	}
+	if n < 100 {
+		t.Fatalf("only %d pickups in the slice", n)
+	}
+	path := filepath.Join(dir, "nyc.ndjson")
+	if err := os.WriteFile(path, []byte(out.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// storeArgs are the run flags shared by the file and the topic runs.
+func storeArgs(src, st string, extra ...string) []string {
+	return append([]string{"-source=" + src, "-sink=store:" + st, "-serve=", "-progress=never", "-parallelism=2"}, extra...)
+}
+
+// TestPulsarRunEqualsFile is the acceptance on real geography: the NYC
+// pickups published to a topic and run with until=end give exactly the
+// rows of the same file run from disk; a second run of the same
+// subscription that does not resume (-resume=false, a new store) reads the
+// topic from its start again and gives them too.
+func TestPulsarRunEqualsFile(t *testing.T) {
+	s := startPulsar(t)
+	dir := t.TempDir()
+	events := nycEvents(t, dir)
+	topic := pulsarTopic(t)
+	if err := publishCommand([]string{"-to=" + s.URL() + "/" + topic, "-progress=never", events}); err != nil {
+		t.Fatal(err)
+	}
+	file, fromTopic, again := filepath.Join(dir, "file"), filepath.Join(dir, "topic"), filepath.Join(dir, "again")
+	if err := runCommand(storeArgs("file:"+events, file, smallDef...)); err != nil {
+		t.Fatal(err)
+	}
+	src := s.URL() + "/" + topic + "?subscription=dp&until=end"
+	if err := runCommand(storeArgs(src, fromTopic, smallDef...)); err != nil {
+		t.Fatal(err)
+	}
+	compareStores(t, file, fromTopic)
+	if st, _ := s.Subscription(topic, "dp"); st.Backlog != 0 {
+		t.Errorf("backlog %d after a run to the end: every message should be acknowledged", st.Backlog)
+	}
+	if err := runCommand(storeArgs(src, again, append(smallDef, "-resume=false")...)); err != nil {
+		t.Fatal(err)
+	}
+	compareStores(t, file, again)
+}
+
+// genEvents writes n generated events (a few minutes of a small city).
+func genEvents(t *testing.T, dir string, n int, extra ...string) string {
+	t.Helper()
+	events := filepath.Join(dir, "events.ndjson.zst")
+	args := append([]string{"-o", events, "-events", fmt.Sprint(n), "-rate", "6000", "-riders", "4000", "-late", "0.01"}, extra...)
+	if err := genCommand(args); err != nil {
+		t.Fatal(err)
+	}
+	return events
+}
+
+var smallDef = []string{"-kring.rings=0,1,2,3,5", "-windows.minutes=1,2,4,8,16"}
+
+// runSubprocess runs demandpipe run with args in a child process (the test
+// binary, see TestKillAndResume) and returns it started, with its stderr.
+func runSubprocess(t *testing.T, args []string) (*exec.Cmd, *strings.Builder, <-chan error) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestKillAndResume$")
+	cmd.Env = append(os.Environ(), "DEMANDPIPE_RUN_ARGS="+strings.Join(args, "\x1f"))
+	var stderr strings.Builder
+	cmd.Stderr = &syncWriter{w: &stderr}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	return cmd, &stderr, done
+}
+
+type syncWriter struct {
+	mu sync.Mutex
+	w  *strings.Builder
+}
+
+func (s *syncWriter) Write(b []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(b)
+}
+
+// waitAcked waits until the subscription's mark-delete position is past
+// after (a checkpoint was committed and its messages acknowledged), or the
+// run ends.
+func waitAcked(t *testing.T, s *pulsartest.Server, topic, sub string, after int64, done <-chan error) (int64, bool) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		if st, ok := s.Subscription(topic, sub); ok && st.MarkDelete > after {
+			return st.MarkDelete, true
+		}
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("the run failed before acknowledging: %v", err)
+			}
+			return 0, false
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	t.Fatal("no acknowledgement within 60 s")
+	return 0, false
+}
+
+// TestPulsarKillAndResume: a run from a topic into the store is stopped
+// by SIGINT (it exits 0 without closing the open minutes), then killed
+// with SIGKILL, each time after a checkpoint was acknowledged; the same
+// command again resumes (its summary says so) and the stored rows equal
+// the file's.
+func TestPulsarKillAndResume(t *testing.T) {
+	s := startPulsar(t)
+	dir := t.TempDir()
+	n := 60000
+	if raceEnabled {
+		n = 20000
+	}
+	events := genEvents(t, dir, n, "-malformed", "0.002")
+	topic := pulsarTopic(t)
+	if err := publishCommand([]string{"-to=" + s.URL() + "/" + topic, "-progress=never", events}); err != nil {
+		t.Fatal(err)
+	}
+	whole, killed := filepath.Join(dir, "whole"), filepath.Join(dir, "killed")
+	if err := runCommand(storeArgs("file:"+events, whole, smallDef...)); err != nil {
+		t.Fatal(err)
+	}
+	args := storeArgs(s.URL()+"/"+topic+"?subscription=dp&until=end&receiver-queue=100", killed, append(smallDef, "-source.chunk-bytes=65536")...)
+	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 5))
+	mark := int64(-1)
+	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGKILL} {
+		cmd, stderr, done := runSubprocess(t, args)
+		var ok bool
+		if mark, ok = waitAcked(t, s, topic, "dp", mark, done); !ok {
+			t.Fatalf("the run ended before a second checkpoint: too few events\n%s", stderr)
+		}
+		time.Sleep(time.Duration(rng.IntN(200)) * time.Millisecond) // somewhere after the checkpoint
+		cmd.Process.Signal(sig)
+		err := <-done
+		switch sig {
+		case syscall.SIGINT:
+			if err != nil || !strings.Contains(stderr.String(), "without closing the open minutes") {
+				t.Fatalf("SIGINT: %v\n%s", err, lastLines(stderr.String(), 5))
+			}
+		case syscall.SIGKILL:
+			if err == nil {
+				t.Fatalf("SIGKILL: the run had ended already\n%s", lastLines(stderr.String(), 5))
+			}
+		}
+		t.Logf("%s after the checkpoint acknowledged through entry %d: %s", sig, mark, lastLines(stderr.String(), 2))
+	}
+	_, stderr, done := runSubprocess(t, args)
+	if err := <-done; err != nil {
+		t.Fatalf("the resumed run: %v\n%s", err, stderr)
+	}
+	if !strings.Contains(stderr.String(), "resumed after") {
+		t.Fatalf("the last run did not resume:\n%s", lastLines(stderr.String(), 12))
+	}
+	t.Logf("resumed: %s", lastLines(stderr.String(), 1))
+	compareStores(t, whole, killed)
+}
+
+// TestPulsarFaultsLoseNothing: the broker drops every connection, then
+// restarts, while a run reads the topic; the rows equal the file's.
+func TestPulsarFaultsLoseNothing(t *testing.T) {
+	s := startPulsar(t)
+	dir := t.TempDir()
+	n := 40000
+	if raceEnabled {
+		n = 15000
+	}
+	events := genEvents(t, dir, n)
+	topic := pulsarTopic(t)
+	if err := publishCommand([]string{"-to=" + s.URL() + "/" + topic, "-progress=never", events}); err != nil {
+		t.Fatal(err)
+	}
+	file, fromTopic := filepath.Join(dir, "file"), filepath.Join(dir, "topic")
+	if err := runCommand(storeArgs("file:"+events, file, smallDef...)); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	faults := make(chan string, 2)
+	go func() {
+		defer close(faults)
+		for i, fault := range []func() string{
+			func() string { return fmt.Sprintf("dropped %d connections", s.DropConnections()) },
+			func() string {
+				if err := s.Restart(); err != nil {
+					return err.Error()
+				}
+				return "restarted"
+			},
+		} {
+			for s.Stats().Dispatched < int64((i+1)*n/3) {
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(time.Millisecond):
+				}
+			}
+			faults <- fault()
+		}
+	}()
+	src := s.URL() + "/" + topic + "?subscription=dp&until=end&receiver-queue=100&connect-timeout=1s&operation-timeout=10s"
+	if err := runCommand(storeArgs(src, fromTopic, smallDef...)); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	var happened []string
+	for f := range faults {
+		happened = append(happened, f)
+	}
+	st := s.Stats()
+	if len(happened) < 2 || st.Redelivered == 0 {
+		t.Fatalf("the faults did not hit the stream: %v, redelivered %d", happened, st.Redelivered)
+	}
+	t.Logf("%v; broker: dispatched %d, redelivered %d", happened, st.Dispatched, st.Redelivered)
+	compareStores(t, file, fromTopic)
+}
+
+// TestPulsarDeadLetter: malformed messages reach the dead-letter topic
+// (read back with a consumer: each rejected line's text, reason and line),
+// as many as the -rejects file has; the good ones make the file's rows.
+func TestPulsarDeadLetter(t *testing.T) {
+	s := startPulsar(t)
+	dir := t.TempDir()
+	events := genEvents(t, dir, 8000, "-malformed", "0.01")
+	topic := pulsarTopic(t)
+	if err := publishCommand([]string{"-to=" + s.URL() + "/" + topic, "-progress=never", events}); err != nil {
+		t.Fatal(err)
+	}
+	file, fromTopic := filepath.Join(dir, "file"), filepath.Join(dir, "topic")
+	rejects := filepath.Join(dir, "rejects.ndjson")
+	if err := runCommand(storeArgs("file:"+events, file, smallDef...)); err != nil {
+		t.Fatal(err)
+	}
+	src := s.URL() + "/" + topic + "?subscription=dp&until=end&dead-letter=" + topic + "-dlq"
+	if err := runCommand(storeArgs(src, fromTopic, append(smallDef, "-rejects="+rejects)...)); err != nil {
+		t.Fatal(err)
+	}
+	compareStores(t, file, fromTopic)
+
+	raw, err := os.ReadFile(rejects)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []*fastjson.Value
+	for _, l := range strings.Split(strings.TrimSpace(string(raw)), "\n") {
+		v, err := fastjson.Parse(l)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, v)
+	}
+	if len(want) < 40 {
+		t.Fatalf("only %d rejects for 1%% of 8000 malformed", len(want))
+	}
+	cfg := source.DefaultPulsarConfig()
+	cfg.ServiceURL = s.URL()
+	cfg.Topic = topic + "-dlq"
+	client, err := source.NewPulsarClient(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	cons, err := client.Subscribe(pulsar.ConsumerOptions{Topic: cfg.Topic, SubscriptionName: "check", SubscriptionInitialPosition: pulsar.SubscriptionPositionEarliest})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cons.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for i, w := range want {
+		m, err := cons.Receive(ctx)
+		if err != nil {
+			t.Fatalf("dead letter %d of %d: %v", i, len(want), err)
+		}
+		if string(m.Payload()) != string(w.GetStringBytes("text")) || m.Properties()["reason"] != string(w.GetStringBytes("reason")) ||
+			m.Properties()["line"] != fmt.Sprint(w.GetInt64("line")) {
+			t.Fatalf("dead letter %d: %q %v, want %s", i, m.Payload(), m.Properties(), w)
+		}
+	}
+	rctx, rcancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer rcancel()
+	if m, err := cons.Receive(rctx); err == nil {
+		t.Fatalf("more dead letters than rejects: %q", m.Payload())
+	}
+	t.Logf("%d malformed messages on %s", len(want), cfg.Topic)
+}
+
+// TestPublishUnreachable: publishing to a broker that is not there fails
+// within the operation timeout, naming the broker.
+func TestPublishUnreachable(t *testing.T) {
+	s := startPulsar(t)
+	url := s.URL()
+	s.Close()
+	dir := t.TempDir()
+	events := genEvents(t, dir, 100)
+	start := time.Now()
+	err := publishCommand([]string{"-to=" + url + "/rides?operation-timeout=1s&connect-timeout=200ms", "-progress=never", events})
+	if err == nil || !strings.Contains(err.Error(), strings.TrimPrefix(url, "pulsar://")) {
+		t.Fatalf("publish to a dead broker: %v", err)
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Fatalf("took %s", d)
+	}
+	for _, args := range [][]string{
+		{"-to=" + url + "/rides"},
+		{events},
+		{"-to=kafka://x/y", events},
+		{"-to=" + url + "/rides", "-batch-messages=0", events},
+	} {
+		if err := publishCommand(args); err == nil {
+			t.Errorf("%v accepted", args)
+		}
+	}
+}
