@@ -113,8 +113,11 @@ scrape_configs:
 			}
 		}
 	}
+	// Metrics of another sink or source than this run's (Cassandra, Pulsar)
+	// may be named without series.
 	sinkOnly := func(name string) bool {
-		return strings.HasPrefix(name, "demandpipe_sink_") && full[name] || sinkRecorded[name]
+		other := strings.HasPrefix(name, "demandpipe_sink_") || strings.HasPrefix(name, "demandpipe_source_pulsar_")
+		return other && full[name] || sinkRecorded[name]
 	}
 
 	qs := append(dashboardQueries(t, loadDashboards(t)), ruleQueries(t)...)

@@ -16,15 +16,16 @@ import (
 	"github.com/demandpipe/demandpipe/pipeline"
 	"github.com/demandpipe/demandpipe/serve"
 	"github.com/demandpipe/demandpipe/sink/cassandra"
+	"github.com/demandpipe/demandpipe/source"
 	"github.com/demandpipe/demandpipe/store"
 )
 
 // fullRegistry holds every collector a `demandpipe run` can register, as
 // cmd/demandpipe wires them (newRegistry, run.go): the Go and process
 // collectors, demandpipe_build_info, the engine, the store and the HTTP
-// API (a store sink), and the Cassandra sink with its queue (against the
-// project's CQL test double). No single run registers both sinks; the
-// union is what dashboards and alerts may name.
+// API (a store sink), the Pulsar source, and the Cassandra sink with its
+// queue (against the project's CQL test double). No single run registers
+// both sinks; the union is what dashboards and alerts may name.
 func fullRegistry(t *testing.T) *prometheus.Registry {
 	t.Helper()
 	reg := prometheus.NewRegistry()
@@ -45,6 +46,12 @@ func fullRegistry(t *testing.T) *prometheus.Registry {
 	}
 	t.Cleanup(func() { st.Close() })
 	if _, err := serve.New(serve.DefaultConfig(), st, reg); err != nil {
+		t.Fatal(err)
+	}
+
+	// The Pulsar source's metrics (-source=pulsar://): its collectors read
+	// plain counters, which a zero Pulsar has.
+	if err := new(source.Pulsar).RegisterMetrics(reg); err != nil {
 		t.Fatal(err)
 	}
 
