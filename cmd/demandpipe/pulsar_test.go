@@ -91,24 +91,29 @@ func storeArgs(src, st string, extra ...string) []string {
 // topic from its start again and gives them too.
 func TestPulsarRunEqualsFile(t *testing.T) {
 	s := startPulsar(t)
+	testRunEqualsFile(t, s.URL(), pulsarTopic(t))
+	if st, _ := s.Subscription(pulsarTopic(t), "dp"); st.Backlog != 0 {
+		t.Errorf("backlog %d after a run to the end: every message should be acknowledged", st.Backlog)
+	}
+}
+
+// testRunEqualsFile runs TestPulsarRunEqualsFile against the broker at
+// url (the test double, or a real Pulsar: pulsar_integration_test.go).
+func testRunEqualsFile(t *testing.T, url, topic string) {
 	dir := t.TempDir()
 	events := nycEvents(t, dir)
-	topic := pulsarTopic(t)
-	if err := publishCommand([]string{"-to=" + s.URL() + "/" + topic, "-progress=never", events}); err != nil {
+	if err := publishCommand([]string{"-to=" + url + "/" + topic, "-progress=never", events}); err != nil {
 		t.Fatal(err)
 	}
 	file, fromTopic, again := filepath.Join(dir, "file"), filepath.Join(dir, "topic"), filepath.Join(dir, "again")
 	if err := runCommand(storeArgs("file:"+events, file, smallDef...)); err != nil {
 		t.Fatal(err)
 	}
-	src := s.URL() + "/" + topic + "?subscription=dp&until=end"
+	src := url + "/" + topic + "?subscription=dp&until=end"
 	if err := runCommand(storeArgs(src, fromTopic, smallDef...)); err != nil {
 		t.Fatal(err)
 	}
 	compareStores(t, file, fromTopic)
-	if st, _ := s.Subscription(topic, "dp"); st.Backlog != 0 {
-		t.Errorf("backlog %d after a run to the end: every message should be acknowledged", st.Backlog)
-	}
 	if err := runCommand(storeArgs(src, again, append(smallDef, "-resume=false")...)); err != nil {
 		t.Fatal(err)
 	}
@@ -297,11 +302,14 @@ func TestPulsarFaultsLoseNothing(t *testing.T) {
 // (read back with a consumer: each rejected line's text, reason and line),
 // as many as the -rejects file has; the good ones make the file's rows.
 func TestPulsarDeadLetter(t *testing.T) {
-	s := startPulsar(t)
+	testDeadLetter(t, startPulsar(t).URL(), pulsarTopic(t))
+}
+
+// testDeadLetter runs TestPulsarDeadLetter against the broker at url.
+func testDeadLetter(t *testing.T, url, topic string) {
 	dir := t.TempDir()
 	events := genEvents(t, dir, 8000, "-malformed", "0.01")
-	topic := pulsarTopic(t)
-	if err := publishCommand([]string{"-to=" + s.URL() + "/" + topic, "-progress=never", events}); err != nil {
+	if err := publishCommand([]string{"-to=" + url + "/" + topic, "-progress=never", events}); err != nil {
 		t.Fatal(err)
 	}
 	file, fromTopic := filepath.Join(dir, "file"), filepath.Join(dir, "topic")
@@ -309,7 +317,7 @@ func TestPulsarDeadLetter(t *testing.T) {
 	if err := runCommand(storeArgs("file:"+events, file, smallDef...)); err != nil {
 		t.Fatal(err)
 	}
-	src := s.URL() + "/" + topic + "?subscription=dp&until=end&dead-letter=" + topic + "-dlq"
+	src := url + "/" + topic + "?subscription=dp&until=end&dead-letter=" + topic + "-dlq"
 	if err := runCommand(storeArgs(src, fromTopic, append(smallDef, "-rejects="+rejects)...)); err != nil {
 		t.Fatal(err)
 	}
@@ -331,7 +339,7 @@ func TestPulsarDeadLetter(t *testing.T) {
 		t.Fatalf("only %d rejects for 1%% of 8000 malformed", len(want))
 	}
 	cfg := source.DefaultPulsarConfig()
-	cfg.ServiceURL = s.URL()
+	cfg.ServiceURL = url
 	cfg.Topic = topic + "-dlq"
 	client, err := source.NewPulsarClient(cfg)
 	if err != nil {
@@ -387,6 +395,32 @@ func TestPublishUnreachable(t *testing.T) {
 	} {
 		if err := publishCommand(args); err == nil {
 			t.Errorf("%v accepted", args)
+		}
+	}
+}
+
+// TestPulsarHelp: `help publish` teaches the whole path (publish, run from
+// the topic, the test double); `help run` documents the pulsar:// knobs.
+func TestPulsarHelp(t *testing.T) {
+	help := func(what string) string {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestHelpGoesToStdout$")
+		cmd.Env = append(os.Environ(), "DEMANDPIPE_MAIN_ARGS=help "+what)
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("help %s: %v", what, err)
+		}
+		return string(out)
+	}
+	out := help("publish")
+	for _, want := range []string{"-to", "-key", "rider_id", "demandpipe run -source='pulsar://", "pulsartestd", "operation-timeout"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("help publish lacks %q:\n%s", want, out)
+		}
+	}
+	out = help("run")
+	for _, want := range []string{"subscription=NAME", "until=end", "dead-letter=TOPIC", "without closing the open minutes", "source/RECOVERY.md"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("help run lacks %q", want)
 		}
 	}
 }
