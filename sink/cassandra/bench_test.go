@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net"
+	"os"
+	"strconv"
 	"sync"
 	"syscall"
 	"testing"
@@ -146,6 +149,14 @@ func BenchmarkCodec(b *testing.B) {
 // the engine's rows (engineBatch).
 //
 //	go test ./sink/cassandra -run '^$' -bench 'Write$' -benchtime 20x
+//
+// With DEMANDPIPE_CQLTEST=HOST:PORT the sink writes to that server (a
+// cqltestd process) instead of one in this process, so cpu_ns/row and a
+// -cpuprofile are the client's alone:
+//
+//	taskset -c 1 go run ./internal/cqltest/cmd/cqltestd -addr 127.0.0.1:19042 &
+//	DEMANDPIPE_CQLTEST=127.0.0.1:19042 taskset -c 0 go test ./sink/cassandra -run '^$' \
+//	    -bench 'Write$/codec=snappy/batch=50' -benchtime 40x -cpuprofile cpu.prof
 func BenchmarkWrite(b *testing.B) {
 	batch := engineBatch(b)
 	run := func(b *testing.B, w sink.Writer) {
@@ -168,11 +179,14 @@ func BenchmarkWrite(b *testing.B) {
 	for _, codec := range []string{"snappy", "lz4", "none"} {
 		for _, br := range []int{1, 50} {
 			b.Run(fmt.Sprintf("sink=cassandra/codec=%s/batch=%d", codec, br), func(b *testing.B) {
-				srv := startServer(b, 0)
-				cfg := testConfig(srv)
+				cfg, srv := benchConfig(b)
 				cfg.Compression, cfg.Queue.BatchRows, cfg.Queue.Writers = codec, br, 16
 				s := openSink(b, cfg)
 				defer s.Close()
+				if srv == nil {
+					run(b, s)
+					return
+				}
 				srv.ResetStats()
 				run(b, s)
 				st := srv.Stats()
@@ -219,6 +233,25 @@ func BenchmarkGrid(b *testing.B) {
 			})
 		}
 	}
+}
+
+// benchConfig is testConfig for a benchmark: against the server at
+// $DEMANDPIPE_CQLTEST (srv nil) when set, else against one started here.
+func benchConfig(b *testing.B) (Config, *cqltest.Server) {
+	addr := os.Getenv("DEMANDPIPE_CQLTEST")
+	if addr == "" {
+		srv := startServer(b, 0)
+		return testConfig(srv), srv
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		b.Fatalf("DEMANDPIPE_CQLTEST=%q: %v", addr, err)
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil {
+		b.Fatalf("DEMANDPIPE_CQLTEST=%q: %v", addr, err)
+	}
+	return testConfigAt(host, p), nil
 }
 
 // cpuTime is the process's user+system CPU time (the test double's

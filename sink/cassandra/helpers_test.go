@@ -39,10 +39,13 @@ func startServer(t testing.TB, latency time.Duration) *cqltest.Server {
 
 // testConfig points at srv with a short queue: failures surface in
 // seconds, not the production 40.
-func testConfig(srv *cqltest.Server) Config {
+func testConfig(srv *cqltest.Server) Config { return testConfigAt("127.0.0.1", srv.Port()) }
+
+// testConfigAt is testConfig for the server at host:port.
+func testConfigAt(host string, port int) Config {
 	c := DefaultConfig()
-	c.Hosts = []string{"127.0.0.1"}
-	c.Port = srv.Port()
+	c.Hosts = []string{host}
+	c.Port = port
 	c.CreateSchema = true
 	c.Definition = feature.Default() // 54 features, as testFeatures
 	c.ReplicationFactor = 1

@@ -35,6 +35,8 @@ type Sink struct {
 	codecMx prometheus.Collector
 	stateMx []prometheus.Collector
 
+	scratch sync.Pool // *bindScratch for send
+
 	mu      sync.Mutex // Write's scratch, cur and staged
 	items   []row
 	minutes atomic.Int64
@@ -319,23 +321,28 @@ func (s *Sink) Stats() sink.Stats {
 func (s *Sink) QueueStats() sink.QueueStats { return s.q.Stats() }
 
 // send writes one partition's rows: one INSERT for a single row, else an
-// unlogged batch. Entries are appended as idempotent BatchEntry values
-// (Batch.Query marks them non-idempotent); a batch is routed by its first
-// entry's partition key, which is every entry's.
+// unlogged batch. Entries are idempotent BatchEntry values (Batch.Query
+// marks them non-idempotent) bound to values encoded once per batch
+// (bind.go); a batch is routed by its first entry's partition key, which
+// is every entry's.
 func (s *Sink) send(ctx context.Context, rows []row) error {
-	k := rows[0].key
-	product, minute, reg := any(gocql.UUID(k.product)), any(k.minute), any(k.region)
+	sc, _ := s.scratch.Get().(*bindScratch)
+	if sc == nil {
+		sc = new(bindScratch)
+	}
+	defer func() {
+		// gocql holds nothing of sc once Exec returned: it executes on
+		// this goroutine (no speculative execution) and copies the values
+		// into its frame before writing it.
+		sc.release()
+		s.scratch.Put(sc)
+	}()
+	sc.bind(s.insert, rows)
 	if len(rows) == 1 {
-		return s.sess.Query(s.insert, product, minute, reg, rows[0].cell, rows[0].f).Idempotent(true).ExecContext(ctx)
+		return s.sess.Query(s.insert, sc.args...).Idempotent(true).ExecContext(ctx)
 	}
 	b := s.sess.Batch(gocql.UnloggedBatch)
-	b.Entries = make([]gocql.BatchEntry, len(rows))
-	args := make([]any, 5*len(rows)) // one allocation for every entry's arguments
-	for i, r := range rows {
-		a := args[5*i : 5*i+5 : 5*i+5]
-		a[0], a[1], a[2], a[3], a[4] = product, minute, reg, r.cell, r.f
-		b.Entries[i] = gocql.BatchEntry{Stmt: s.insert, Args: a, Idempotent: true}
-	}
+	b.Entries = sc.entries
 	return b.ExecContext(ctx)
 }
 
