@@ -275,6 +275,9 @@ func (p *Pulsar) start() error {
 
 // grow makes room for partition part in the per-partition tables.
 func (p *Pulsar) grow(part int) {
+	if part < len(p.last) {
+		return // p.acked is as long
+	}
 	for len(p.last) <= part {
 		p.last = append(p.last, nil)
 	}

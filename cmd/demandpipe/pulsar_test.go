@@ -424,3 +424,35 @@ func TestPulsarHelp(t *testing.T) {
 		}
 	}
 }
+
+// TestPulsarLiveDurationThenReplay: a live run (no until=end) stopped by
+// -duration exits 0 without closing its open minutes; a replay of the same
+// subscription with until=end then resumes from its checkpoint, and the
+// rows equal the file's.
+func TestPulsarLiveDurationThenReplay(t *testing.T) {
+	s := startPulsar(t)
+	dir := t.TempDir()
+	events := genEvents(t, dir, 20000)
+	topic := pulsarTopic(t)
+	if err := publishCommand([]string{"-to=" + s.URL() + "/" + topic, "-progress=never", events}); err != nil {
+		t.Fatal(err)
+	}
+	file, fromTopic := filepath.Join(dir, "file"), filepath.Join(dir, "topic")
+	if err := runCommand(storeArgs("file:"+events, file, smallDef...)); err != nil {
+		t.Fatal(err)
+	}
+	src := s.URL() + "/" + topic + "?subscription=dp"
+	_, stderr, done := runSubprocess(t, storeArgs(src, fromTopic, append(smallDef, "-duration=1500ms")...))
+	if err := <-done; err != nil || !strings.Contains(stderr.String(), "without closing the open minutes") {
+		t.Fatalf("live run with -duration: %v\n%s", err, lastLines(stderr.String(), 5))
+	}
+	st, _ := s.Subscription(topic, "dp")
+	if st.MarkDelete < 0 || st.Backlog == 0 {
+		t.Fatalf("after the live run: %+v; want some messages acknowledged (checkpoints) and those of the open minutes not", st)
+	}
+	_, stderr, done = runSubprocess(t, storeArgs(src+"&until=end", fromTopic, smallDef...))
+	if err := <-done; err != nil || !strings.Contains(stderr.String(), "resumed after") {
+		t.Fatalf("replay after the live run: %v\n%s", err, lastLines(stderr.String(), 5))
+	}
+	compareStores(t, file, fromTopic)
+}
