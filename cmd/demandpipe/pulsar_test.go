@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"math/rand/v2"
@@ -17,6 +16,7 @@ import (
 	"github.com/apache/pulsar-client-go/pulsar"
 	"github.com/valyala/fastjson"
 
+	"github.com/demandpipe/demandpipe/gen"
 	"github.com/demandpipe/demandpipe/internal/pulsartest"
 	"github.com/demandpipe/demandpipe/source"
 )
@@ -41,31 +41,28 @@ func pulsarTopic(t *testing.T) string {
 }
 
 // nycEvents writes an evening hour of the real NYC pickups (see
-// ../../../shared/data/README.md) as events, through gen -from-csv.
+// ../../../shared/data/README.md) as events, riders paired so that some
+// events are duplicates and arrival jittered by a few seconds, as
+// pipeline's TestRealNYCPickups does.
 func nycEvents(t *testing.T, dir string) string {
 	t.Helper()
-	csv := "../../../shared/data/uber-nyc-pickups-2014-04-02-to-30.csv.gz"
-	if _, err := os.Stat(csv); err != nil {
+	f, err := os.Open("../../../shared/data/uber-nyc-pickups-2014-04-02-to-30.csv.gz")
+	if err != nil {
 		t.Skipf("shared NYC data not beside the repo: %v", err)
 	}
-	all := filepath.Join(dir, "nyc-all.ndjson")
-	if err := genCommand([]string{"-from-csv", csv, "-o", all}); err != nil {
+	defer f.Close()
+	ps, err := gen.ReadPickups(f)
+	if err != nil {
 		t.Fatal(err)
 	}
 	from := time.Date(2014, 4, 4, 18, 0, 0, 0, time.UTC).UnixMilli()
 	to := from + 60*60_000
-	f, err := os.Open(all)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	var out strings.Builder
-	sc := bufio.NewScanner(f)
+	var out []byte
 	n := 0
-	for sc.Scan() {
-		ts := fastjson.GetInt(sc.Bytes(), "ts")
-		if int64(ts) >= from && int64(ts) < to {
-			out.WriteString(sc.Text() + "\n")
+	for i, p := range ps {
+		if p.TS >= from && p.TS < to {
+			p.TS -= int64(i % 5 * 1000)
+			out = gen.AppendPickupEvent(out, n/2, p)
 			n++
 		}
 	}
@@ -73,7 +70,7 @@ func nycEvents(t *testing.T, dir string) string {
 		t.Fatalf("only %d pickups in the slice", n)
 	}
 	path := filepath.Join(dir, "nyc.ndjson")
-	if err := os.WriteFile(path, []byte(out.String()), 0o644); err != nil {
+	if err := os.WriteFile(path, out, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	return path
