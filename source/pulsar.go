@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -67,6 +66,7 @@ type pulsarStats struct {
 	deadLettered     atomic.Int64
 	publishNanos     atomic.Int64 // publish time of the last message handed
 	unacked          atomic.Int64
+	reconnects       atomic.Int64 // the client's consumer reconnections
 }
 
 // OpenPulsar parses a pulsar:// spec and subscribes.
@@ -79,8 +79,11 @@ func OpenPulsar(spec string) (*Pulsar, error) {
 }
 
 // NewPulsarClient connects a client with cfg's URL, timeouts and
-// credentials. The client's own log lines go to slog at warn level and up.
-func NewPulsarClient(cfg PulsarConfig) (pulsar.Client, error) {
+// credentials. The client's own log lines at warn level and up go to
+// stderr.
+func NewPulsarClient(cfg PulsarConfig) (pulsar.Client, error) { return newPulsarClient(cfg, nil) }
+
+func newPulsarClient(cfg PulsarConfig, reconnects *atomic.Int64) (pulsar.Client, error) {
 	if err := cfg.ValidateConnection(); err != nil {
 		return nil, err
 	}
@@ -90,7 +93,7 @@ func NewPulsarClient(cfg PulsarConfig) (pulsar.Client, error) {
 		OperationTimeout:           cfg.OperationTimeout,
 		TLSTrustCertsFilePath:      cfg.TLSCAFile,
 		TLSAllowInsecureConnection: cfg.TLSAllowInsecure,
-		Logger:                     plog.NewLoggerWithSlog(slog.New(slog.NewTextHandler(slogOut{}, &slog.HandlerOptions{Level: slog.LevelWarn}))),
+		Logger:                     plog.NewLoggerWithSlog(slog.New(newClientLog(reconnects))),
 		MetricsRegisterer:          prometheus.NewRegistry(), // the client's own metrics stay private
 	}
 	switch {
@@ -112,7 +115,8 @@ func NewPulsar(cfg PulsarConfig) (*Pulsar, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	client, err := NewPulsarClient(cfg)
+	p := &Pulsar{cfg: cfg, stop: make(chan struct{}), failed: make(chan struct{})}
+	client, err := newPulsarClient(cfg, &p.stats.reconnects)
 	if err != nil {
 		return nil, err
 	}
@@ -134,7 +138,7 @@ func NewPulsar(cfg PulsarConfig) (*Pulsar, error) {
 		client.Close()
 		return nil, fmt.Errorf("pulsar: subscribe %s to %s at %s: %w (is the broker up and the topic's namespace there?)", cfg.Subscription, cfg.Topic, cfg.ServiceURL, err)
 	}
-	p := &Pulsar{cfg: cfg, client: client, cons: cons, msgs: cons.Chan(), stop: make(chan struct{}), failed: make(chan struct{})}
+	p.client, p.cons, p.msgs = client, cons, cons.Chan()
 	if cfg.DeadLetter != "" {
 		if p.dl, err = newDeadLetter(client, cfg, &p.stats); err != nil {
 			cons.Close()
@@ -447,12 +451,4 @@ func (p *Pulsar) RejectsWriter(tee io.Writer) io.Writer {
 	}
 	p.dl.tee = tee
 	return p.dl
-}
-
-// slogOut sends the client's log lines to stderr through slog's default
-// output, prefixed so that they are told apart from the run's own.
-type slogOut struct{}
-
-func (slogOut) Write(b []byte) (int, error) {
-	return os.Stderr.Write(append([]byte("pulsar client: "), b...))
 }

@@ -16,6 +16,7 @@ import (
 //	                                   reconnect or a resume)
 //	pulsar_acked_messages_total        messages acknowledged (checkpoint durable)
 //	pulsar_ack_errors_total            acknowledgements the client refused (redelivered later)
+//	pulsar_reconnects_total            consumer reconnections to a broker
 //	pulsar_dead_lettered_total         rejected lines stored on the dead-letter topic
 //	pulsar_unacked_messages            messages handed to the engine, awaiting a checkpoint
 //	pulsar_consumer_lag_seconds        now minus the publish time of the last message handed
@@ -39,6 +40,7 @@ func (p *Pulsar) RegisterMetrics(reg prometheus.Registerer) error {
 			func() int64 { return s.redelivered.Load() + s.skipped.Load() }),
 		counter("pulsar_acked_messages_total", "Messages acknowledged to Pulsar, each once a checkpoint past it was durable.", s.acked.Load),
 		counter("pulsar_ack_errors_total", "Acknowledgements the Pulsar client refused (the messages come again and are dropped then).", s.ackErrors.Load),
+		counter("pulsar_reconnects_total", "Times the Pulsar consumer reconnected to a broker (a dropped connection, a broker restart or a topic moved).", s.reconnects.Load),
 		counter("pulsar_dead_lettered_total", "Rejected lines stored on the dead-letter topic.", s.deadLettered.Load),
 		gauge("pulsar_unacked_messages", "Messages handed to the engine and not yet acknowledged (waiting for a checkpoint past them).",
 			func() float64 { return float64(s.unacked.Load()) }),

@@ -505,6 +505,9 @@ func TestPulsarConnectionDropsLoseNothing(t *testing.T) {
 	if st := s.Stats(); st.Redelivered == 0 || p.stats.skipped.Load() == 0 {
 		t.Fatalf("the faults did not bite: redelivered %d, copies dropped %d", st.Redelivered, p.stats.skipped.Load())
 	}
+	if r := p.stats.reconnects.Load(); r < 2 {
+		t.Fatalf("%d reconnects counted, want at least 2 (a drop, a restart)", r)
+	}
 }
 
 // TestPulsarDeadLetter: reject lines written to the rejects writer are on

@@ -9,7 +9,7 @@
 // (RECOVERY.md). Its metrics (Pulsar.RegisterMetrics), namespace
 // demandpipe, subsystem source: pulsar_messages_total,
 // pulsar_received_bytes_total, pulsar_redeliveries_total,
-// pulsar_acked_messages_total, pulsar_ack_errors_total,
+// pulsar_acked_messages_total, pulsar_ack_errors_total, pulsar_reconnects_total,
 // pulsar_dead_lettered_total, pulsar_unacked_messages and
 // pulsar_consumer_lag_seconds.
 package source
