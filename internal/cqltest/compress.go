@@ -25,6 +25,8 @@ import (
 type bodyCodec interface {
 	CompressWithLength(source io.Reader, dest io.Writer) error
 	DecompressWithLength(source io.Reader, dest io.Writer) error
+	// decompress returns src's decompressed body in a new slice.
+	decompress(src []byte) ([]byte, error)
 	name() string
 }
 
@@ -59,19 +61,27 @@ func (c snappyCodec) DecompressWithLength(source io.Reader, dest io.Writer) erro
 	if err != nil {
 		return err
 	}
-	n, err := s2.DecodedLen(src)
+	out, err := c.decompress(src)
 	if err != nil {
-		return fmt.Errorf("snappy: %w", err)
-	}
-	if n > c.max {
-		return fmt.Errorf("snappy: decompressed body of %d bytes exceeds the limit of %d", n, c.max)
-	}
-	out, err := s2.Decode(nil, src)
-	if err != nil {
-		return fmt.Errorf("snappy: %w", err)
+		return err
 	}
 	_, err = dest.Write(out)
 	return err
+}
+
+func (c snappyCodec) decompress(src []byte) ([]byte, error) {
+	n, err := s2.DecodedLen(src)
+	if err != nil {
+		return nil, fmt.Errorf("snappy: %w", err)
+	}
+	if n > c.max {
+		return nil, fmt.Errorf("snappy: decompressed body of %d bytes exceeds the limit of %d", n, c.max)
+	}
+	out, err := s2.Decode(nil, src)
+	if err != nil {
+		return nil, fmt.Errorf("snappy: %w", err)
+	}
+	return out, nil
 }
 
 type lz4Codec struct{ max int }
@@ -110,24 +120,32 @@ func (c lz4Codec) DecompressWithLength(source io.Reader, dest io.Writer) error {
 	if err != nil {
 		return err
 	}
+	out, err := c.decompress(src)
+	if err != nil {
+		return err
+	}
+	_, err = dest.Write(out)
+	return err
+}
+
+func (c lz4Codec) decompress(src []byte) ([]byte, error) {
 	if len(src) < 4 {
-		return fmt.Errorf("lz4: body of %d bytes has no length prefix", len(src))
+		return nil, fmt.Errorf("lz4: body of %d bytes has no length prefix", len(src))
 	}
 	n := binary.BigEndian.Uint32(src)
 	if uint64(n) > uint64(c.max) {
-		return fmt.Errorf("lz4: decompressed body of %d bytes exceeds the limit of %d", n, c.max)
+		return nil, fmt.Errorf("lz4: decompressed body of %d bytes exceeds the limit of %d", n, c.max)
 	}
 	if n == 0 {
-		return nil
+		return []byte{}, nil
 	}
 	out := make([]byte, n)
 	got, err := lz4.UncompressBlock(src[4:], out)
 	if err != nil {
-		return fmt.Errorf("lz4: %w", err)
+		return nil, fmt.Errorf("lz4: %w", err)
 	}
 	if got != int(n) {
-		return fmt.Errorf("lz4: decompressed %d bytes, header says %d", got, n)
+		return nil, fmt.Errorf("lz4: decompressed %d bytes, header says %d", got, n)
 	}
-	_, err = dest.Write(out)
-	return err
+	return out, nil
 }

@@ -38,6 +38,7 @@ type conn struct {
 	version primitive.ProtocolVersion
 	plain   frame.RawCodec
 	zcodec  frame.RawCodec // nil until STARTUP negotiated compression
+	zbody   bodyCodec      // zcodec's body codec (the BATCH fast path's)
 	started bool
 
 	keyspace atomic.Pointer[string] // USE
@@ -184,6 +185,10 @@ func (c *conn) readLoop() error {
 			return err
 		}
 		h := &frame.Header{Version: version, Flags: primitive.HeaderFlag(hdr[1]), StreamId: stream, OpCode: primitive.OpCode(hdr[4]), BodyLength: length}
+		if m := c.fastBatch(h, body); m != nil {
+			c.dispatch(h, m)
+			continue
+		}
 		codec := c.plain
 		if h.Flags.Contains(primitive.HeaderFlagCompressed) {
 			if c.zcodec == nil {

@@ -373,12 +373,14 @@ func (s *Server) planWrite(x *execCtx, t *table, st *statement) (*mutation, erro
 			}
 		}
 	}
-	for _, c := range append(slices.Clone(t.pk), t.ck...) {
-		if !m.set[c] {
-			return nil, invalidf("Some primary key parts are missing: %s", t.cols[c].name)
-		}
-		if m.cells[c] == nil {
-			return nil, invalidf("Invalid null value in condition for column %s", t.cols[c].name)
+	for _, key := range [2][]int{t.pk, t.ck} {
+		for _, c := range key {
+			if !m.set[c] {
+				return nil, invalidf("Some primary key parts are missing: %s", t.cols[c].name)
+			}
+			if m.cells[c] == nil {
+				return nil, invalidf("Invalid null value in condition for column %s", t.cols[c].name)
+			}
 		}
 	}
 	m.pk = make([][]byte, len(t.pk))
@@ -447,7 +449,7 @@ func (m *mutation) apply(now int64) (applied bool, existing *row) {
 			return false, found
 		}
 	}
-	t.upsert(m.pk, m.cells, m.set, m.expires)
+	t.upsert(m.keys[0], m.pk, m.cells, m.set, m.expires)
 	return true, nil
 }
 

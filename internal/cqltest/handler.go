@@ -259,7 +259,11 @@ func (s *Server) runBatch(c *conn, b *message.Batch) (message.Message, bool) {
 	// Plan every statement before applying any, so an invalid one fails the
 	// whole batch as in Cassandra.
 	muts := make([]*mutation, len(units))
-	partitions := map[string]bool{}
+	type partition struct {
+		t   *table
+		key string
+	}
+	partitions := map[partition]bool{}
 	for i, u := range units {
 		t, err := s.store.lookup(statementKeyspace(u.st, u.x), u.st.table)
 		if err != nil {
@@ -272,7 +276,7 @@ func (s *Server) runBatch(c *conn, b *message.Batch) (message.Message, bool) {
 			return errorMessage(err), false
 		}
 		for _, k := range muts[i].keys {
-			partitions[t.ks+"."+t.name+"\x00"+k] = true
+			partitions[partition{t, k}] = true
 		}
 	}
 	written := 0

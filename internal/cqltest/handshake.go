@@ -34,6 +34,7 @@ func (c *conn) startup(stream int16, m *message.Startup) {
 			return
 		}
 		c.zcodec = frame.NewRawCodecWithCompression(bc)
+		c.zbody = bc
 	} else {
 		name = "none"
 	}

@@ -165,7 +165,11 @@ func newTable(ks string, st *statement) (*table, error) {
 
 // partitionKey encodes partition key components into a map key.
 func partitionKey(vals [][]byte) string {
-	var b []byte
+	n := 0
+	for _, v := range vals {
+		n += 4 + len(v)
+	}
+	b := make([]byte, 0, n)
 	for _, v := range vals {
 		b = binary.BigEndian.AppendUint32(b, uint32(len(v)))
 		b = append(b, v...)
@@ -187,10 +191,11 @@ func (t *table) compareCK(a, b *row) int {
 	return 0
 }
 
-// upsert writes cells (indexed like cols; unset cells are skipped) into the row
-// with the key in cells. Callers hold t.mu.
-func (t *table) upsert(pkVals [][]byte, cells [][]byte, set []bool, expires int64) {
-	key := partitionKey(pkVals)
+// upsert writes cells (indexed like cols; unset cells are skipped and must be
+// nil) into the row with the key in cells, in the partition whose
+// partitionKey(pkVals) is key. A new row keeps cells itself: the caller gives
+// it up. Callers hold t.mu.
+func (t *table) upsert(key string, pkVals [][]byte, cells [][]byte, set []bool, expires int64) {
 	p := t.parts[key]
 	if p == nil {
 		p = &partition{key: pkVals}
@@ -208,12 +213,7 @@ func (t *table) upsert(pkVals [][]byte, cells [][]byte, set []bool, expires int6
 		r.expires = expires
 		return
 	}
-	r := &row{cells: make([][]byte, len(t.cols)), expires: expires}
-	for c, ok := range set {
-		if ok {
-			r.cells[c] = cells[c]
-		}
-	}
+	r := &row{cells: cells, expires: expires}
 	p.rows = slices.Insert(p.rows, i, r)
 	t.rows++
 }

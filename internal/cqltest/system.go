@@ -253,7 +253,7 @@ func putRow(st stagedTable, vals map[string][]byte) {
 		pk[j] = cells[i]
 	}
 	t.mu.Lock()
-	t.upsert(pk, cells, set, 0)
+	t.upsert(partitionKey(pk), pk, cells, set, 0)
 	t.mu.Unlock()
 }
 
