@@ -35,8 +35,12 @@ type Pulsar struct {
 	buf       []byte // lines not yet handed out: buf[head:]
 	head      int
 	off       int64              // stream offset of the end of buf
-	last      []pulsar.MessageID // per partition: the last message handed (or the resume cursor's)
-	end       []pulsar.MessageID // until=end: per partition the last id at start, nil once reached
+	last      []pulsar.MessageID // per partition: the last message queued (or the resume cursor's)
+	queues    []partQueue        // per partition: messages waiting for the merge
+	queued    int                // messages in queues
+	timer     *time.Timer        // the merge's wait
+	endAt     []pulsar.MessageID // until=end: per partition the last id at start
+	end       []pulsar.MessageID // until=end: the same, nil once reached
 	remaining int                // until=end: partitions not yet reached
 	started   bool
 	resumed   bool
@@ -139,6 +143,13 @@ func NewPulsar(cfg PulsarConfig) (*Pulsar, error) {
 		return nil, fmt.Errorf("pulsar: subscribe %s to %s at %s: %w (is the broker up and the topic's namespace there?)", cfg.Subscription, cfg.Topic, cfg.ServiceURL, err)
 	}
 	p.client, p.cons, p.msgs = client, cons, cons.Chan()
+	parts, err := client.TopicPartitions(cfg.Topic)
+	if err != nil {
+		cons.Close()
+		client.Close()
+		return nil, fmt.Errorf("pulsar: partitions of %s: %w", cfg.Topic, err)
+	}
+	p.grow(len(parts) - 1) // the merge waits for every partition
 	if cfg.DeadLetter != "" {
 		if p.dl, err = newDeadLetter(client, cfg, &p.stats); err != nil {
 			cons.Close()
@@ -200,8 +211,9 @@ func (p *Pulsar) fail(err error) {
 	})
 }
 
-// Read hands out whole lines: it waits for the first message, then takes
-// whatever else has arrived, up to len(b).
+// Read hands out whole lines, in merge order (pulsar_merge.go): it waits
+// for input that can be handed out, then takes whatever else can, up to
+// len(b).
 func (p *Pulsar) Read(b []byte) (int, error) {
 	if !p.started {
 		p.started = true
@@ -215,31 +227,48 @@ func (p *Pulsar) Read(b []byte) (int, error) {
 			return 0, p.failErr
 		default:
 		}
-		if p.cfg.UntilEnd && p.remaining == 0 {
+		p.buf, p.head = p.buf[:0], 0
+		p.drain()
+		var wait time.Duration
+		for now := time.Now(); len(p.buf) < len(b); {
+			part, w := p.pick(now)
+			if part < 0 {
+				wait = w
+				break
+			}
+			p.emit(p.queues[part].pop())
+		}
+		if len(p.buf) > 0 {
+			break
+		}
+		if p.cfg.UntilEnd && p.remaining == 0 && p.queued == 0 {
 			return 0, io.EOF
 		}
-		p.buf, p.head = p.buf[:0], 0
+		var timeout <-chan time.Time
+		if wait > 0 {
+			if p.timer == nil {
+				p.timer = time.NewTimer(wait)
+			} else {
+				p.timer.Reset(wait)
+			}
+			timeout = p.timer.C
+		}
 		select {
 		case cm, ok := <-p.msgs:
 			if !ok {
 				return 0, errors.New("pulsar: the consumer was closed")
 			}
-			p.take(cm.Message)
+			p.ingest(cm.Message)
+		case <-timeout:
 		case <-p.stop:
 			return 0, io.EOF
 		case <-p.failed:
 			return 0, p.failErr
 		}
-	more:
-		for len(p.buf) < len(b) && !(p.cfg.UntilEnd && p.remaining == 0) {
+		if p.timer != nil && !p.timer.Stop() {
 			select {
-			case cm, ok := <-p.msgs:
-				if !ok {
-					break more
-				}
-				p.take(cm.Message)
+			case <-p.timer.C:
 			default:
-				break more
 			}
 		}
 	}
@@ -247,6 +276,21 @@ func (p *Pulsar) Read(b []byte) (int, error) {
 	p.head += n
 	p.handed.Add(int64(n))
 	return n, nil
+}
+
+// drain takes the messages that have arrived, without waiting.
+func (p *Pulsar) drain() {
+	for range 4096 {
+		select {
+		case cm, ok := <-p.msgs:
+			if !ok {
+				return
+			}
+			p.ingest(cm.Message)
+		default:
+			return
+		}
+	}
 }
 
 // start runs before the first message is taken: with until=end, a run that
@@ -267,8 +311,10 @@ func (p *Pulsar) start() error {
 		}
 	}
 	p.end = make([]pulsar.MessageID, len(ids))
+	p.endAt = make([]pulsar.MessageID, len(ids))
 	p.grow(len(ids) - 1)
 	for i, t := range ids {
+		p.endAt[i] = t
 		if !reached(p.last[i], t) {
 			p.end[i] = t
 			p.remaining++
@@ -284,6 +330,7 @@ func (p *Pulsar) grow(part int) {
 	}
 	for len(p.last) <= part {
 		p.last = append(p.last, nil)
+		p.queues = append(p.queues, partQueue{})
 	}
 	p.mu.Lock()
 	for len(p.acked) <= part {
@@ -292,20 +339,20 @@ func (p *Pulsar) grow(part int) {
 	p.mu.Unlock()
 }
 
-// take appends msg's line to buf, unless it was handed before (a
-// redelivery after a reconnect) or is at or before the resume cursor.
-func (p *Pulsar) take(msg pulsar.Message) {
+// ingest queues msg in its partition's queue for the merge, unless it was
+// queued before (a redelivery after a reconnect), is at or before the
+// resume cursor, or (until=end) is past the partition's end.
+func (p *Pulsar) ingest(msg pulsar.Message) {
 	id := msg.ID()
 	part := max(int(id.PartitionIdx()), 0)
 	p.grow(part)
-	payload := msg.Payload()
 	p.stats.messages.Add(1)
-	p.stats.bytes.Add(int64(len(payload)))
+	p.stats.bytes.Add(int64(len(msg.Payload())))
 	if msg.RedeliveryCount() > 0 {
 		p.stats.redelivered.Add(1)
 	}
-	if p.end != nil && p.end[part] != nil && reached(id, p.end[part]) {
-		p.end[part] = nil
+	if p.end != nil && part < len(p.end) && p.end[part] != nil && reached(id, p.end[part]) {
+		p.end[part] = nil // read to its end (a copy says so too)
 		p.remaining--
 	}
 	if cmpID(id, p.last[part]) <= 0 {
@@ -322,9 +369,21 @@ func (p *Pulsar) take(msg pulsar.Message) {
 		}
 		return
 	}
+	if p.endAt != nil && part < len(p.endAt) && past(id, p.endAt[part]) {
+		return // published after the start of an until=end run: the next run's
+	}
 	p.last[part] = id
+	p.queues[part].push(queued{msg: msg, key: mergeKey(msg), arrived: time.Now()})
+	p.queued++
+}
+
+// emit appends msg's line to buf and its boundary to the table.
+func (p *Pulsar) emit(msg pulsar.Message) {
+	p.queued--
+	id := msg.ID()
+	part := max(int(id.PartitionIdx()), 0)
 	start := len(p.buf)
-	p.buf = append(p.buf, payload...)
+	p.buf = append(p.buf, msg.Payload()...)
 	for i := start; i < len(p.buf); i++ {
 		if c := p.buf[i]; c == '\n' || c == '\r' {
 			p.buf[i] = ' '

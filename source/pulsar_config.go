@@ -21,6 +21,9 @@ const PulsarSpecHelp = `pulsar://HOST:6650/persistent://TENANT/NS/TOPIC?subscrip
                        behaves like a file; a run that does not resume reads from the first)
   dead-letter=TOPIC    publish every rejected line there (properties reason, line)
   receiver-queue=N     messages prefetched per partition (default 1000, 1..1000000)
+  merge-wait=D         partitions are merged in event-time order (a message's event time, else
+                       its publish time); a live stream holds a message up to this long for a
+                       silent partition (default 100ms, 0..10s)
   ack-group-time=D     acks are sent at most this late (default 100ms, 0..10s)
   ack-group-size=N     or once this many are pending (default 1000, 1..1000000)
   connect-timeout=D    TCP connect timeout (default 10s)
@@ -58,6 +61,14 @@ type PulsarConfig struct {
 	// 1000, the client's: at ~150 bytes an event, 150 KB a partition.
 	// Range 1..1000000.
 	ReceiverQueue int
+	// MergeWait: a partitioned topic's messages are handed to the engine
+	// merged in event-time order (a message's event time, else its publish
+	// time; pulsar_merge.go); on a live stream a message
+	// waits at most this long for a partition that has sent nothing
+	// newer. Default 100ms: a fraction of the engine's 1 s progress tick,
+	// far below a minute; the order is exact when every partition's
+	// messages arrive within it. Range 0..10s (0: no wait).
+	MergeWait time.Duration
 	// AckGroupTime, AckGroupSize: acks are grouped by the client and sent
 	// after AckGroupTime or once AckGroupSize are pending (defaults 100ms
 	// and 1000, the client's). A lost group only causes redelivery of
@@ -89,6 +100,7 @@ func DefaultPulsarConfig() PulsarConfig {
 		Type:             "failover",
 		Initial:          "earliest",
 		ReceiverQueue:    1000,
+		MergeWait:        100 * time.Millisecond,
 		AckGroupTime:     100 * time.Millisecond,
 		AckGroupSize:     1000,
 		ConnectTimeout:   10 * time.Second,
@@ -151,6 +163,8 @@ func ParsePulsarURL(spec string) (PulsarConfig, error) {
 			}
 		case "receiver-queue":
 			c.ReceiverQueue, err = strconv.Atoi(v)
+		case "merge-wait":
+			c.MergeWait, err = time.ParseDuration(v)
 		case "ack-group-time":
 			c.AckGroupTime, err = time.ParseDuration(v)
 		case "ack-group-size":
@@ -226,6 +240,8 @@ func (c *PulsarConfig) Validate() error {
 		return fmt.Errorf("pulsar: initial %q: want earliest or latest", c.Initial)
 	case c.ReceiverQueue < 1 || c.ReceiverQueue > 1_000_000:
 		return fmt.Errorf("pulsar: receiver-queue %d out of range [1, 1000000]", c.ReceiverQueue)
+	case c.MergeWait < 0 || c.MergeWait > 10*time.Second:
+		return fmt.Errorf("pulsar: merge-wait %s out of range [0, 10s]", c.MergeWait)
 	case c.AckGroupTime < 0 || c.AckGroupTime > 10*time.Second:
 		return fmt.Errorf("pulsar: ack-group-time %s out of range [0, 10s]", c.AckGroupTime)
 	case c.AckGroupSize < 1 || c.AckGroupSize > 1_000_000:

@@ -78,7 +78,8 @@ func cmpID(a, b pulsar.MessageID) int {
 
 // reached reports whether id is at or past last, the last message id of
 // its partition: the last id of a batch entry names the batch's last
-// message; a message that ends its batch ends the entry.
+// message (a broker that gives batch index -1 names the whole entry: then a
+// message that ends its batch ends it).
 func reached(id, last pulsar.MessageID) bool {
 	if last == nil || last.EntryID() < 0 {
 		return true // empty partition
@@ -86,10 +87,36 @@ func reached(id, last pulsar.MessageID) bool {
 	if id == nil {
 		return false
 	}
-	if d := cmpID(pulsar.NewMessageID(id.LedgerID(), id.EntryID(), 0, 0), pulsar.NewMessageID(last.LedgerID(), last.EntryID(), 0, 0)); d != 0 {
+	if d := cmpEntry(id, last); d != 0 {
 		return d > 0
 	}
-	return id.BatchIdx() >= last.BatchIdx() || (id.BatchSize() > 0 && id.BatchIdx() == id.BatchSize()-1)
+	// (A resume cursor's id does not know its batch's size: only its index
+	// then counts.)
+	endsBatch := id.BatchIdx() < 0 || (id.BatchSize() > 0 && id.BatchIdx() == id.BatchSize()-1)
+	if last.BatchIdx() < 0 {
+		return endsBatch
+	}
+	return id.BatchIdx() >= last.BatchIdx() || endsBatch
+}
+
+// cmpEntry orders the entries (ledger, entry) of two message ids.
+func cmpEntry(a, b pulsar.MessageID) int {
+	switch {
+	case a.LedgerID() != b.LedgerID():
+		return cmpInt(a.LedgerID(), b.LedgerID())
+	default:
+		return cmpInt(a.EntryID(), b.EntryID())
+	}
+}
+
+func cmpInt(a, b int64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
 }
 
 // The cursor's encoding (stored in the engine's checkpoint):

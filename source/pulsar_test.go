@@ -191,6 +191,11 @@ func testTopic(t testing.TB) string {
 
 // publish sends lines keyed by key(i) and waits for every receipt.
 func publish(t testing.TB, s *pulsartest.Server, topic string, lines []string, key func(int) string) {
+	publishAt(t, s, topic, lines, key, nil)
+}
+
+// publishAt is publish with event times eventTime(i) (nil: none).
+func publishAt(t testing.TB, s *pulsartest.Server, topic string, lines []string, key func(int) string, eventTime func(int) time.Time) {
 	t.Helper()
 	cfg := DefaultPulsarConfig()
 	cfg.ServiceURL, cfg.Topic = s.URL(), topic
@@ -212,6 +217,9 @@ func publish(t testing.TB, s *pulsartest.Server, topic string, lines []string, k
 		m := &pulsar.ProducerMessage{Payload: []byte(l)}
 		if key != nil {
 			m.Key = key(i)
+		}
+		if eventTime != nil {
+			m.EventTime = eventTime(i)
 		}
 		prod.SendAsync(context.Background(), m, func(_ pulsar.MessageID, _ *pulsar.ProducerMessage, err error) {
 			defer wg.Done()
@@ -641,3 +649,96 @@ func TestPulsarMetrics(t *testing.T) {
 		t.Errorf("consumer lag %v s", lag)
 	}
 }
+
+// TestPulsarMergeIsDeterministic: the lines of a partitioned topic come
+// out in the same order whatever the timing (two subscriptions, receiver
+// queues of 1 and 1000 messages), each partition in its order; with event
+// times set, merged by them: here globally in ts order, though the client
+// lets partitions run thousands of messages apart.
+func TestPulsarMergeIsDeterministic(t *testing.T) {
+	s := startBroker(t)
+	for _, withEventTime := range []bool{true, false} {
+		topic := testTopic(t) + fmt.Sprint(withEventTime)
+		if err := s.CreatePartitionedTopic(topic, 3); err != nil {
+			t.Fatal(err)
+		}
+		const n = 20000
+		var in []string
+		for i := range n {
+			in = append(in, fmt.Sprintf(`{"ts":%d,"rider_id":"r%d"}`, 1e12+i*10, i%997))
+		}
+		var et func(int) time.Time
+		if withEventTime {
+			et = func(i int) time.Time { return time.UnixMilli(1e12 + int64(i)*10) }
+		}
+		publishAt(t, s, topic, in, func(i int) string { return fmt.Sprint("r", i%997) }, et)
+		var runs [][]string
+		for _, q := range []string{"1", "1000"} {
+			p := openPulsar(t, s, topic, "subscription=q"+q+"&until=end&receiver-queue="+q)
+			lines, _ := readLines(t, p, -1)
+			if len(lines) != n {
+				t.Fatalf("%d lines, want %d", len(lines), n)
+			}
+			runs = append(runs, lines)
+		}
+		for i := range runs[0] {
+			if runs[0][i] != runs[1][i] {
+				t.Fatalf("event time %v: line %d differs between the runs: %s / %s", withEventTime, i, runs[0][i], runs[1][i])
+			}
+		}
+		last := map[string]int{}
+		sorted := true
+		for i, l := range runs[0] {
+			var ts, r int
+			fmt.Sscanf(l, `{"ts":%d,"rider_id":"r%d"}`, &ts, &r)
+			k := fmt.Sprint(r)
+			if j, ok := last[k]; ok && j > ts {
+				t.Fatalf("rider %d: ts %d after %d", r, ts, j)
+			}
+			last[k] = ts
+			sorted = sorted && ts == 1e12+i*10
+		}
+		if withEventTime && !sorted {
+			t.Fatal("merged by event time, yet not in ts order")
+		}
+	}
+}
+
+func TestReachedAndPast(t *testing.T) {
+	id := func(e int64, b, size int32) pulsar.MessageID {
+		if size == 0 {
+			return pulsar.NewMessageID(1, e, b, 0)
+		}
+		return batchID{pulsar.NewMessageID(1, e, b, 0), size}
+	}
+	for _, c := range []struct {
+		id, last      pulsar.MessageID
+		reached, past bool
+	}{
+		{id(3, -1, 0), id(5, -1, 0), false, false},
+		{id(5, -1, 0), id(5, -1, 0), true, false},
+		{id(6, -1, 0), id(5, -1, 0), true, true},
+		{id(5, 2, 10), id(5, 9, 0), false, false}, // inside the last batch
+		{id(5, 9, 10), id(5, 9, 0), true, false},  // its last message
+		{id(5, 9, 10), id(5, -1, 0), true, false}, // the broker named the entry only
+		{id(5, 3, 10), id(5, -1, 0), false, false},
+		{id(5, 3, 0), id(5, 9, 0), false, false}, // a cursor's id: no batch size
+		{id(5, 9, 0), id(5, 9, 0), true, false},
+		{id(0, -1, 0), id(-1, -1, 0), true, true}, // an empty partition
+	} {
+		if got := reached(c.id, c.last); got != c.reached {
+			t.Errorf("reached(%v, %v) = %v", c.id, c.last, got)
+		}
+		if got := past(c.id, c.last); got != c.past {
+			t.Errorf("past(%v, %v) = %v", c.id, c.last, got)
+		}
+	}
+}
+
+// batchID is a message id inside a batch of a known size.
+type batchID struct {
+	pulsar.MessageID
+	size int32
+}
+
+func (b batchID) BatchSize() int32 { return b.size }

@@ -22,7 +22,8 @@ import (
 const publishMore = `Each line of FILE (NDJSON; plain, gzip or zstd, as -source=file: reads) becomes one
 message, in file order, keyed by its -key field (default rider_id) so that the default
 router keeps a rider's events on one partition and Key_Shared keeps them on one
-consumer. Blank lines are skipped. Messages are batched (-batch-messages, -batch-delay).
+consumer, with its ts as the message's event time (the Pulsar source merges partitions
+by it). Blank lines are skipped. Messages are batched (-batch-messages, -batch-delay).
 
 The topic URL takes the source's connection settings (connect-timeout=,
 operation-timeout=, token-file=, tls-ca-file=; token from env DEMANDPIPE_PULSAR_TOKEN).
@@ -147,15 +148,22 @@ func (p *publisher) run(in io.Reader) error {
 					return err
 				}
 				msg := &pulsar.ProducerMessage{Payload: line}
-				if p.key != "" {
-					if v, perr := parser.ParseBytes(line); perr == nil && v.Type() == fastjson.TypeObject {
+				if v, perr := parser.ParseBytes(line); perr == nil && v.Type() == fastjson.TypeObject {
+					if p.key != "" {
 						if k := v.GetStringBytes(p.key); k != nil {
 							msg.Key = string(k)
 						}
 					}
-					if msg.Key == "" {
-						p.unkeyed++
+					// The event's time, for consumers that merge partitions
+					// by it (the Pulsar source does).
+					if ts := v.Get("ts"); ts != nil && ts.Type() == fastjson.TypeNumber {
+						if ms, err := ts.Int64(); err == nil && ms > 0 {
+							msg.EventTime = time.UnixMilli(ms)
+						}
 					}
+				}
+				if p.key != "" && msg.Key == "" {
+					p.unkeyed++
 				}
 				n, at := int64(len(line)), lineNo
 				wg.Add(1)
