@@ -34,15 +34,26 @@ type Config struct {
 	// Workers computes new disks in parallel (h3 is pure). Default 1; the
 	// engine sets it to its parallelism.
 	Workers int
+	// SparseBelow: a source whose region (an H3 parent about the size of a
+	// disk) holds fewer sources of its product in its minute is smoothed
+	// per source at each close instead of into per-target panes
+	// (pipeline/sparse.go): memory per source (~12 bytes a minute) instead
+	// of ~256 bytes per target, for CPU per (source, target) pair at each
+	// close. Rows are the same either way. Default 4; 0 keeps every source
+	// in the panes (-kring.sparse-below).
+	SparseBelow int
 }
 
 // DefaultConfig returns the defaults.
-func DefaultConfig() Config { return Config{MaxCachedDisks: 100_000, Workers: 1} }
+func DefaultConfig() Config { return Config{MaxCachedDisks: 100_000, Workers: 1, SparseBelow: 4} }
 
 // Validate checks the fields.
 func (c Config) Validate() error {
 	if c.MaxCachedDisks < 1 {
 		return fmt.Errorf("kring.max-cached-disks=%d: must be >= 1", c.MaxCachedDisks)
+	}
+	if c.SparseBelow < 0 || c.SparseBelow > 1<<20 {
+		return fmt.Errorf("kring.sparse-below=%d: must be in 0..%d", c.SparseBelow, 1<<20)
 	}
 	if c.Workers < 1 || c.Workers > 1024 {
 		return fmt.Errorf("kring workers=%d: must be in 1..1024", c.Workers)
@@ -270,4 +281,29 @@ func (s *Smoother) Smooth(sc *Scratch, src []uint32, counts []int32, out *Sparse
 			out.Vals = append(out.Vals, cum[r])
 		}
 	}
+}
+
+// Compact renumbers the cell index to hold only the cells in live (indices
+// into the current one; duplicates allowed) and drops every cached disk,
+// whose members name cells of the old numbering. It returns the mapping
+// from old index to new index + 1 (0: dropped), for the holders of
+// indices (the windows) to renumber theirs. Without it the index only
+// grows: a stream whose cells move adds cells every minute forever.
+// Scratches sized for the old index should be replaced (they only grow).
+func (s *Smoother) Compact(live []uint32) []uint32 {
+	old := s.Cells
+	remap := make([]uint32, old.Len())
+	s.Cells = cellindex.New(max(1<<10, len(live)))
+	for _, i := range live {
+		if remap[i] == 0 {
+			remap[i] = s.Cells.Insert(old.Cell(i)) + 1
+		}
+	}
+	s.disks, s.cached = nil, 0
+	return remap
+}
+
+// Bytes is the memory a scratch holds: it grows with the cell index.
+func (sc *Scratch) Bytes() int {
+	return cap(sc.acc)*4 + cap(sc.stamp)*4 + cap(sc.touched)*4 + cap(sc.cum)*4
 }

@@ -3,6 +3,8 @@ package pipeline
 import (
 	"context"
 	"fmt"
+	"math"
+	"math/rand/v2"
 	"testing"
 
 	"github.com/uber/h3-go/v4"
@@ -169,5 +171,53 @@ func BenchmarkRestore(b *testing.B) {
 		}); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// BenchmarkCloseSparse measures the minute close of isolated sources: each
+// minute brings `sources` riders at random places on the globe (one
+// product), so every source has 1,261 targets of its own at k=20 and the
+// window holds them for 32 minutes. sparse-below=0 keeps them in the panes
+// (per target); the default keeps them per source (sparse.go). state-B is
+// the state held after the last close, per source in the window.
+func BenchmarkCloseSparse(b *testing.B) {
+	for _, below := range []int{0, 4} {
+		b.Run(fmt.Sprintf("sources=200/k=20/sparse-below=%d", below), func(b *testing.B) {
+			cfg := DefaultConfig()
+			cfg.Kring.SparseBelow = below
+			products := encode.NewProducts()
+			code, _ := products.Code(encode.UUID{1})
+			var st Stats
+			a, err := newAggregator(cfg, products, &sink.Null{}, &st)
+			if err != nil {
+				b.Fatal(err)
+			}
+			rng := rand.New(rand.NewPCG(1, 2))
+			m := int64(28_620_600)
+			held := 0
+			b.ReportAllocs()
+			for b.Loop() {
+				b.StopTimer()
+				mc := a.counts(m)
+				ix := cellindex.New(200)
+				mc.cells[code] = ix
+				for range 200 {
+					ll := h3.LatLng{Lat: math.Asin(rng.Float64()*1.9-0.95) * 180 / math.Pi, Lng: rng.Float64()*360 - 180}
+					c, _ := h3.LatLngToCell(ll, 8)
+					if k := ix.Insert(uint64(c)); int(k) == len(mc.counts[code]) {
+						mc.counts[code] = append(mc.counts[code], 1)
+					}
+				}
+				held = min(held+200, 200*32)
+				b.StartTimer()
+				req, _ := a.request(m, nil)
+				if err := a.closeThrough(context.Background(), req); err != nil {
+					b.Fatal(err)
+				}
+				m++
+			}
+			b.ReportMetric(float64(st.StateBytes.Load())/float64(held), "state-B/source")
+			b.ReportMetric(float64(st.Rows.Load())/float64(b.N), "rows/minute")
+		})
 	}
 }

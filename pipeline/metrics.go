@@ -32,6 +32,7 @@ import (
 //	demandpipe_pipeline_state_bytes                           gauge: windows and cached disks
 //	demandpipe_pipeline_dedup_bytes                           gauge: dedup tables of open minutes
 //	demandpipe_pipeline_restore_seconds_total                 time restoring windows on resume
+//	demandpipe_pipeline_cell_index_compactions_total          renumberings of the cell index to the cells still held
 //	demandpipe_pipeline_freshness_seconds                     histogram: end of a minute (event time) -> its rows durable
 //	demandpipe_pipeline_close_duration_seconds                histogram: start of a minute's close -> its rows durable
 //	demandpipe_pipeline_ingestion_seconds                     histogram: last input of a minute read -> its rows durable
@@ -68,8 +69,9 @@ func (e *Engine) registerMetrics(reg prometheus.Registerer, now func() time.Time
 		counter("close_seconds_total", "Wall time spent closing minutes.", func() float64 { return float64(s.CloseNanos.Load()) / 1e9 }),
 		gauge("held_events", "Events held by the future rule (ahead of the frontier by more than -windows.max-future-skew), after the last batch.", func() float64 { return float64(s.Held.Load()) }),
 		gauge("targets", "(cell, product) pairs with data in some window after the last close.", func() float64 { return float64(s.Targets.Load()) }),
-		gauge("state_bytes", "Memory held by the sliding windows and the cached k-ring disks after the last close.", func() float64 { return float64(s.StateBytes.Load()) }),
+		gauge("state_bytes", "Memory held by the sliding windows, the sparse sources, the cell index, the smoothing scratch and the cached k-ring disks after the last close.", func() float64 { return float64(s.StateBytes.Load()) }),
 		gauge("dedup_bytes", "Memory held by the dedup tables of the open minutes.", func() float64 { return float64(s.DedupBytes.Load()) }),
+		counter("cell_index_compactions_total", "Renumberings of the cell index to the cells the windows still hold (moving cells would grow it forever).", func() float64 { return float64(s.Compactions.Load()) }),
 		counter("restore_seconds_total", "Time spent restoring windows from a checkpoint on resume.", func() float64 { return float64(s.RestoreNanos.Load()) / 1e9 }),
 		gauge("max_event_timestamp_seconds", "Largest event ts seen, unix seconds (0 before the first event).", func() float64 { return float64(s.MaxTS.Load()) / 1e3 }),
 		gauge("last_closed_minute_timestamp_seconds", "Start of the last closed minute, unix seconds (0 before the first close).", func() float64 { return float64(s.Closed.Load()) * 60 }),

@@ -114,7 +114,15 @@ func runEngine(t testing.TB, lines []string, def feature.Definition, latenessMs 
 
 func runEngineFuture(t testing.TB, lines []string, def feature.Definition, latenessMs int64, par, chunk int, fc FutureConfig) ([]row, *collect, *Engine) {
 	t.Helper()
+	return runEngineSparse(t, lines, def, latenessMs, par, chunk, fc, DefaultConfig().Kring.SparseBelow)
+}
+
+// runEngineSparse also sets kring.sparse-below: 0 keeps every source in the
+// panes, a large value smooths every source on its own (sparse.go).
+func runEngineSparse(t testing.TB, lines []string, def feature.Definition, latenessMs int64, par, chunk int, fc FutureConfig, sparseBelow int) ([]row, *collect, *Engine) {
+	t.Helper()
 	cfg := DefaultConfig()
+	cfg.Kring.SparseBelow = sparseBelow
 	cfg.Future = fc
 	cfg.Def = def
 	cfg.Lateness = time.Duration(latenessMs) * time.Millisecond
@@ -135,7 +143,8 @@ func runEngineFuture(t testing.TB, lines []string, def feature.Definition, laten
 
 // TestEngineMatchesReference is the main property test: on random inputs and
 // random definitions the engine's rows equal the reference's, in canonical
-// order, whatever the parallelism and chunking.
+// order, whatever the parallelism and chunking, and whichever sources take
+// the per-source path (all, the default rule's, none).
 func TestEngineMatchesReference(t *testing.T) {
 	centers := []h3.LatLng{{Lat: 40.75, Lng: -73.98}, {Lat: -33.87, Lng: 151.21}, {Lat: 51.5, Lng: -0.12}}
 	for seed := range 60 {
@@ -151,8 +160,8 @@ func TestEngineMatchesReference(t *testing.T) {
 		fc := randomFuture(rng)
 		want := referenceRule(t, sc.lines, def, sc.latenessMs, fc.rule(false))
 		t.Run(fmt.Sprintf("seed=%d/%s/late=%d/future=%v", seed, def, sc.latenessMs, fc), func(t *testing.T) {
-			for _, par := range []int{1, 3} {
-				got, sink, _ := runEngineFuture(t, sc.lines, def, sc.latenessMs, par, 4096, fc)
+			for _, run := range []struct{ par, sparse int }{{1, 1 << 20}, {3, 4}, {2, 0}} {
+				got, sink, _ := runEngineSparse(t, sc.lines, def, sc.latenessMs, run.par, 4096, fc, run.sparse)
 				diffRows(t, got, want)
 				if !slices.IsSorted(sink.closed) {
 					t.Fatalf("minutes closed out of order: %v", sink.closed)
@@ -169,9 +178,11 @@ func TestEngineDefaultDefinition(t *testing.T) {
 	def := feature.Default()
 	sc := randomScenario(rng, h3.LatLng{Lat: 40.75, Lng: -73.98}, def)
 	want := reference(t, sc.lines, def, 30_000)
-	got, _, _ := runEngine(t, sc.lines, def, 30_000, 2, 4096)
 	if len(want) == 0 {
 		t.Fatal("scenario made no rows")
 	}
-	diffRows(t, got, want)
+	for _, sparse := range []int{0, 4, 1 << 20} {
+		got, _, _ := runEngineSparse(t, sc.lines, def, 30_000, 2, 4096, DefaultFutureConfig(), sparse)
+		diffRows(t, got, want)
+	}
 }

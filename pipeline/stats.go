@@ -28,6 +28,7 @@ type Stats struct {
 	Targets      atomic.Int64 // (cell, product) targets with data after the last close
 	Held         atomic.Int64 // events held by the future rule after the last batch
 	RestoreNanos atomic.Int64 // time spent restoring windows from a checkpoint
+	Compactions  atomic.Int64 // renumberings of the cell index (closer.maybeCompact)
 	StateBytes   atomic.Int64 // windows and cached disks after the last close
 	DedupBytes   atomic.Int64 // dedup tables after the last batch
 }

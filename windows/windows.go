@@ -162,3 +162,43 @@ func (w *Windows) Bytes() int {
 	}
 	return n
 }
+
+// Live appends every cell index the windows hold (active slots and the
+// panes' targets; duplicates included) to dst.
+func (w *Windows) Live(dst []uint32) []uint32 {
+	for s, t := range w.slotCell {
+		if int(t) < len(w.slotOf) && w.slotOf[t] == int32(s+1) {
+			dst = append(dst, t)
+		}
+	}
+	for i := range w.panes {
+		dst = append(dst, w.panes[i].d.Idx...)
+	}
+	return dst
+}
+
+// Remap renumbers the cell indices held after the index was compacted:
+// remap[old] is the new index + 1. Every index the windows hold must be
+// mapped (they were all in Live).
+func (w *Windows) Remap(remap []uint32) {
+	n := 0
+	for _, v := range remap {
+		n = max(n, int(v))
+	}
+	slotOf := make([]int32, n)
+	for s, t := range w.slotCell {
+		if int(t) < len(w.slotOf) && w.slotOf[t] == int32(s+1) {
+			nt := remap[t] - 1
+			w.slotCell[s] = nt
+			slotOf[nt] = int32(s + 1)
+		} else {
+			w.slotCell[s] = 0 // a free slot: its cell is never read
+		}
+	}
+	w.slotOf = slotOf
+	for i := range w.panes {
+		for j, t := range w.panes[i].d.Idx {
+			w.panes[i].d.Idx[j] = remap[t] - 1
+		}
+	}
+}
