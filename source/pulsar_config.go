@@ -11,8 +11,8 @@ import (
 )
 
 // PulsarSpecHelp documents "pulsar://" sources.
-const PulsarSpecHelp = `pulsar://HOST:6650/persistent://TENANT/NS/TOPIC?subscription=NAME[&k=v...]
-  (pulsar+ssl:// for TLS; a short TOPIC is persistent://public/default/TOPIC)
+const PulsarSpecHelp = `pulsar://HOST:6650/persistent://TENANT/NS/TOPIC?subscription=NAME[&k=v...] settings
+(pulsar+ssl:// for TLS; a short TOPIC is persistent://public/default/TOPIC):
   subscription=NAME    the durable subscription to consume with (required)
   type=T               failover (default: per-partition order, cumulative acks), exclusive,
                        shared or key_shared (individual acks)
@@ -32,8 +32,8 @@ const PulsarSpecHelp = `pulsar://HOST:6650/persistent://TENANT/NS/TOPIC?subscrip
   tls-ca-file=PATH     CA certificates to trust (pulsar+ssl://)
   tls-allow-insecure=true  accept any server certificate (tests only)
   name=NAME            consumer name (failover picks the active consumer by name)
-Messages are acknowledged only once a checkpoint past them is committed (store:,
-cassandra://); source/RECOVERY.md explains why a restart then equals an uninterrupted run.`
+  Messages are acknowledged only once a checkpoint past them is committed (store:,
+  cassandra://); source/RECOVERY.md explains why a restart then equals an uninterrupted run.`
 
 // PulsarConfig configures a Pulsar source (and the publish command's
 // connection). ParsePulsarURL fills it from a pulsar:// spec; every field

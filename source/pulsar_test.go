@@ -742,3 +742,24 @@ type batchID struct {
 }
 
 func (b batchID) BatchSize() int32 { return b.size }
+
+// FuzzParsePulsarURL: any spec parses or fails without a panic, and a
+// spec that validates names a topic with three parts and a subscription.
+func FuzzParsePulsarURL(f *testing.F) {
+	f.Add("pulsar://broker:6650/persistent://acme/rides/raw?subscription=dp&type=exclusive&until=end")
+	f.Add("pulsar+ssl://b/rides?subscription=s&merge-wait=1s&dead-letter=x")
+	f.Add("pulsar://b/?")
+	f.Fuzz(func(t *testing.T, spec string) {
+		c, err := ParsePulsarURL(spec)
+		if err != nil {
+			return
+		}
+		c.Token = ""
+		if c.Validate() != nil {
+			return
+		}
+		if c.Subscription == "" || strings.Count(c.Topic, "/") != 4 || !strings.HasPrefix(c.Identity(), "pulsar:") {
+			t.Fatalf("%q validated as %+v", spec, c)
+		}
+	})
+}

@@ -27,9 +27,10 @@ import (
 const runMore = `Sources:
   file:PATH   NDJSON events; gzip and zstd are read transparently; file:- is stdin
   gen:[k=v,...]  the built-in live generator (endless unless -duration)
+  pulsar://HOST:6650/TOPIC?subscription=NAME  Apache Pulsar, one event a message (settings
+               below; ` + "`demandpipe publish`" + ` puts a file of events on a topic; README: Pulsar)
 ` + source.GenSpecHelp + `
-  ` + source.PulsarSpecHelp + `
-  ` + "`demandpipe publish`" + ` puts a file of events on a topic (README: Pulsar).
+` + source.PulsarSpecHelp + `
 
 Sinks:
   store:DIR    the embedded feature store (pebble), served by -serve and by demandpipe serve
