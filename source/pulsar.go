@@ -71,6 +71,7 @@ type pulsarStats struct {
 	publishNanos     atomic.Int64 // publish time of the last message handed
 	unacked          atomic.Int64
 	reconnects       atomic.Int64 // the client's consumer reconnections
+	lastKey          atomic.Int64 // largest merge key (unix ms) of the messages handed
 }
 
 // OpenPulsar parses a pulsar:// spec and subscribes.
@@ -166,23 +167,35 @@ func (p *Pulsar) Live() bool { return true }
 // Position is the stream offset handed to the engine; the size is unknown.
 func (p *Pulsar) Position() (int64, int64) { return p.handed.Load(), -1 }
 
+// EventClock is the stream's own time for a replay (until=end): the
+// largest event time (else publish time) of the messages handed (the last
+// one may be a late event), so that a broker
+// that stalls longer than -windows.idle-timeout does not move a replay's
+// event time as a quiet live stream's must (minutes closed early, events
+// late); the wall clock before the first message and on a live stream.
+func (p *Pulsar) EventClock() time.Time {
+	if p.cfg.UntilEnd {
+		if k := p.stats.lastKey.Load(); k != 0 {
+			return time.UnixMilli(k)
+		}
+	}
+	return time.Now()
+}
+
 // Identity names topic and subscription for checkpoints.
 func (p *Pulsar) Identity() string { return p.cfg.Identity() }
 
 // Config returns the source's configuration.
 func (p *Pulsar) Config() PulsarConfig { return p.cfg }
 
-// UntilEnd reports whether the stream ends (until=end).
-func (p *Pulsar) UntilEnd() bool { return p.cfg.UntilEnd }
-
 // Stop ends the stream after the lines already taken from the consumer:
 // Read returns io.EOF. (A live run is stopped by cancelling the engine
 // instead: see RECOVERY.md.)
 func (p *Pulsar) Stop() { p.stopOnce.Do(func() { close(p.stop) }) }
 
-// Close unsubscribes nothing: it closes the dead-letter producer, the
-// consumer and the client. Unacknowledged messages are redelivered to the
-// subscription's next consumer.
+// Close keeps the subscription: it flushes and closes the dead-letter
+// producer, then closes the consumer and the client. Unacknowledged
+// messages are redelivered to the subscription's next consumer.
 func (p *Pulsar) Close() error {
 	p.Stop()
 	var err error
@@ -392,6 +405,9 @@ func (p *Pulsar) emit(msg pulsar.Message) {
 	p.buf = append(p.buf, '\n')
 	p.off += int64(len(p.buf) - start)
 	p.stats.publishNanos.Store(msg.PublishTime().UnixNano())
+	if k := mergeKey(msg); k > p.stats.lastKey.Load() {
+		p.stats.lastKey.Store(k) // only Read's goroutine writes it
+	}
 	p.mu.Lock()
 	if !p.noAck {
 		p.table.push(boundary{end: p.off, part: int32(part), id: id})

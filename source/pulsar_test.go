@@ -763,3 +763,31 @@ func FuzzParsePulsarURL(f *testing.F) {
 		}
 	})
 }
+
+// TestPulsarEventClock: a replay's clock is the largest event time handed
+// (a late event last does not move it back), not the wall clock; a live
+// stream's is the wall clock.
+func TestPulsarEventClock(t *testing.T) {
+	s := startBroker(t)
+	topic := testTopic(t)
+	base := time.Date(2024, 6, 1, 10, 0, 0, 0, time.UTC)
+	ts := []time.Duration{0, 5 * time.Second, 2 * time.Second} // the last one is older
+	var in []string
+	for i := range ts {
+		in = append(in, fmt.Sprintf(`{"i":%d}`, i))
+	}
+	publishAt(t, s, topic, in, nil, func(i int) time.Time { return base.Add(ts[i]) })
+	replay := openPulsar(t, s, topic, "subscription=replay&until=end")
+	if d := time.Since(replay.EventClock()); d < 0 || d > time.Minute {
+		t.Fatalf("before the first message: %v, want the wall clock", replay.EventClock())
+	}
+	readLines(t, replay, -1)
+	if got, want := replay.EventClock(), base.Add(5*time.Second); !got.Equal(want) {
+		t.Fatalf("replay clock %v, want %v", got, want)
+	}
+	live := openPulsar(t, s, topic, "subscription=live")
+	readLines(t, live, 3)
+	if d := time.Since(live.EventClock()); d < 0 || d > time.Minute {
+		t.Fatalf("live clock %v, want the wall clock", live.EventClock())
+	}
+}

@@ -482,3 +482,51 @@ func TestPulsarLiveDurationThenReplay(t *testing.T) {
 	}
 	compareStores(t, file, fromTopic)
 }
+
+// TestPulsarReplayThroughAStall: a replay (until=end) whose broker stalls
+// for longer than -windows.idle-timeout loses nothing and keeps the file's
+// rows. (Its event time is the stream's, not the wall clock a quiet live
+// stream follows: TestPulsarEventClock in source/. A wall-clock advance
+// through a stall closes minutes as many seconds early as the stall lasts,
+// which this short stall only catches when it straddles a minute's close.)
+func TestPulsarReplayThroughAStall(t *testing.T) {
+	s := startPulsar(t)
+	dir := t.TempDir()
+	n := 20000
+	events := genEvents(t, dir, n)
+	topic := pulsarTopic(t)
+	if err := publishCommand([]string{"-to=" + s.URL() + "/" + topic, "-progress=never", events}); err != nil {
+		t.Fatal(err)
+	}
+	// A lateness below the stall: a wall-clock advance through it would
+	// make the events after it late.
+	args := append(smallDef, "-windows.idle-timeout=400ms", "-windows.lateness=1s")
+	file, fromTopic := filepath.Join(dir, "file"), filepath.Join(dir, "topic")
+	if err := runCommand(storeArgs("file:"+events, file, args...)); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	stalled := make(chan bool, 1)
+	go func() {
+		for s.Stats().Dispatched < int64(n/2) {
+			select {
+			case <-ctx.Done():
+				stalled <- false
+				return
+			case <-time.After(time.Millisecond):
+			}
+		}
+		s.StallDispatch(1500 * time.Millisecond)
+		stalled <- true
+	}()
+	src := s.URL() + "/" + topic + "?subscription=dp&until=end&receiver-queue=100"
+	if err := runCommand(storeArgs(src, fromTopic, args...)); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	if !<-stalled {
+		t.Fatal("the stall did not happen mid-stream")
+	}
+	compareStores(t, file, fromTopic)
+}
