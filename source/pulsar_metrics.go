@@ -1,6 +1,7 @@
 package source
 
 import (
+	"fmt"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -64,4 +65,12 @@ func (p *Pulsar) RegisterMetrics(reg prometheus.Registerer) error {
 // the engine and not yet acknowledged.
 func (p *Pulsar) AckStats() (acked, unacked int64) {
 	return p.stats.acked.Load(), p.stats.unacked.Load()
+}
+
+// Summary is one line for the end of a run: messages received, copies
+// dropped, acknowledged, dead-lettered, reconnects.
+func (p *Pulsar) Summary() string {
+	s := &p.stats
+	return fmt.Sprintf("%d messages received, %d redelivered (%d copies dropped as already read), %d acknowledged, %d dead-lettered, %d reconnects",
+		s.messages.Load(), s.redelivered.Load()+s.skipped.Load(), s.skipped.Load(), s.acked.Load(), s.deadLettered.Load(), s.reconnects.Load())
 }

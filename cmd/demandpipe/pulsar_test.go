@@ -257,7 +257,7 @@ func testKillAndResume(t *testing.T, n, partitions int) {
 	if !strings.Contains(stderr.String(), "resumed after") {
 		t.Fatalf("the last run did not resume:\n%s", lastLines(stderr.String(), 12))
 	}
-	t.Logf("resumed: %s", lastLines(stderr.String(), 1))
+	t.Logf("resumed: %s", lastLines(stderr.String(), 2))
 	compareStores(t, whole, killed)
 }
 

@@ -306,6 +306,9 @@ func runCommand(args []string) error {
 		fmt.Fprintf(os.Stderr, "  resumed after        %s  (input from byte %d, line %d; windows restored in %.2fs)\n",
 			encode.MinuteStart(resumed.Minute).Format(time.RFC3339), resumed.Pos, resumed.Line, float64(e.Stats.RestoreNanos.Load())/1e9)
 	}
+	if pulsarSrc != nil {
+		fmt.Fprintf(os.Stderr, "  pulsar               %s\n", pulsarSrc.Summary())
+	}
 	if errors.Is(runErr, errPulsarStopped) {
 		fmt.Fprintf(os.Stderr, "  stopped              without closing the open minutes (%s); the next run resumes from the last checkpoint\n", pulsarAcked(pulsarSrc))
 		return closeErr
