@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -141,7 +142,11 @@ func NewPulsar(cfg PulsarConfig) (*Pulsar, error) {
 	})
 	if err != nil {
 		client.Close()
-		return nil, fmt.Errorf("pulsar: subscribe %s to %s at %s: %w (is the broker up and the topic's namespace there?)", cfg.Subscription, cfg.Topic, cfg.ServiceURL, err)
+		hint := "is the broker up and the topic's namespace there?"
+		if strings.Contains(err.Error(), "ConsumerBusy") {
+			hint = "another consumer holds this exclusive subscription: a run still going, or one the broker has not yet noticed is gone (wait for its keepalive); type=failover lets a new consumer stand by instead"
+		}
+		return nil, fmt.Errorf("pulsar: subscribe %s to %s at %s: %w (%s)", cfg.Subscription, cfg.Topic, cfg.ServiceURL, err, hint)
 	}
 	p.client, p.cons, p.msgs = client, cons, cons.Chan()
 	parts, err := client.TopicPartitions(cfg.Topic)

@@ -791,3 +791,15 @@ func TestPulsarEventClock(t *testing.T) {
 		t.Fatalf("live clock %v, want the wall clock", live.EventClock())
 	}
 }
+
+// TestPulsarExclusiveBusy: a second consumer of an exclusive subscription
+// is refused with an error that says why and what to do.
+func TestPulsarExclusiveBusy(t *testing.T) {
+	s := startBroker(t)
+	topic := testTopic(t)
+	openPulsar(t, s, topic, "subscription=ex&type=exclusive")
+	_, err := OpenPulsar(s.URL() + "/" + topic + "?subscription=ex&type=exclusive&operation-timeout=2s")
+	if err == nil || !strings.Contains(err.Error(), "type=failover") {
+		t.Fatalf("second exclusive consumer: %v", err)
+	}
+}
