@@ -79,6 +79,9 @@ type Smoother struct {
 	Cells  *cellindex.Index
 	disks  []*disk
 	cached int
+	// scratch of Admit
+	admitCells []uint64
+	admitDists []int32
 }
 
 // New builds a smoother for def's radii.
@@ -157,32 +160,36 @@ func (s *Smoother) Prepare(cells []uint64, minute int64, idx []uint32) ([]uint32
 			s.disks[i] = nil
 			return idx, fmt.Errorf("kring: disk of cell %x: %w", s.Cells.Cell(i), r.err)
 		}
-		// Group members by bucket, in bucket order (a counting sort on
-		// distance: h3 returns them ring by ring, but does not promise it).
-		d := s.disks[i]
-		d.ends = make([]uint32, len(s.sorted))
-		for _, dist := range r.dists {
-			d.ends[s.bucket[dist]]++
-		}
-		pos := make([]uint32, len(s.sorted))
-		var sum uint32
-		for b, n := range d.ends {
-			pos[b] = sum
-			sum += n
-			d.ends[b] = sum
-		}
-		d.members = make([]uint32, len(r.cells))
-		for k, c := range r.cells {
-			b := s.bucket[r.dists[k]]
-			d.members[pos[b]] = s.Cells.Insert(c)
-			pos[b]++
-		}
+		s.install(s.disks[i], r.cells, r.dists)
 		s.cached++
 	}
 	if n := s.Cells.Len(); n > len(s.disks) {
 		s.disks = append(s.disks, make([]*disk, n-len(s.disks))...)
 	}
 	return idx, nil
+}
+
+// install fills d with a disk's members (cells at dists), indexing them.
+func (s *Smoother) install(d *disk, cells []uint64, dists []int32) {
+	// Group members by bucket, in bucket order (a counting sort on
+	// distance: h3 returns them ring by ring, but does not promise it).
+	d.ends = make([]uint32, len(s.sorted))
+	for _, dist := range dists {
+		d.ends[s.bucket[dist]]++
+	}
+	pos := make([]uint32, len(s.sorted))
+	var sum uint32
+	for b, n := range d.ends {
+		pos[b] = sum
+		sum += n
+		d.ends[b] = sum
+	}
+	d.members = make([]uint32, len(cells))
+	for k, c := range cells {
+		b := s.bucket[dists[k]]
+		d.members[pos[b]] = s.Cells.Insert(c)
+		pos[b]++
+	}
 }
 
 // Evict drops cached disks not used at minute or later while the cache is
@@ -284,26 +291,90 @@ func (s *Smoother) Smooth(sc *Scratch, src []uint32, counts []int32, out *Sparse
 }
 
 // Compact renumbers the cell index to hold only the cells in live (indices
-// into the current one; duplicates allowed) and drops every cached disk,
-// whose members name cells of the old numbering. It returns the mapping
-// from old index to new index + 1 (0: dropped), for the holders of
-// indices (the windows) to renumber theirs. Without it the index only
-// grows: a stream whose cells move adds cells every minute forever.
-// Scratches sized for the old index should be replaced (they only grow).
-func (s *Smoother) Compact(live []uint32) []uint32 {
+// into the current one; duplicates allowed) and those of the disks used at
+// minute or later, which stay cached (the sources of the minute just
+// closed: a steady city keeps its disks); other disks are dropped. It
+// returns the mapping from old index to new index + 1 (0: dropped), for
+// the holders of indices (the windows) to renumber theirs. Without it the
+// index only grows: a stream whose cells move adds cells every minute
+// forever. Scratches sized for the old index should be replaced.
+func (s *Smoother) Compact(live []uint32, minute int64) []uint32 {
 	old := s.Cells
 	remap := make([]uint32, old.Len())
 	s.Cells = cellindex.New(max(1<<10, len(live)))
-	for _, i := range live {
+	keep := func(i uint32) uint32 {
 		if remap[i] == 0 {
 			remap[i] = s.Cells.Insert(old.Cell(i)) + 1
 		}
+		return remap[i] - 1
 	}
+	for _, i := range live {
+		keep(i)
+	}
+	disks := s.disks
 	s.disks, s.cached = nil, 0
+	for i, d := range disks {
+		if d == nil || d.lastUsed < minute {
+			continue
+		}
+		for j, t := range d.members {
+			d.members[j] = keep(t)
+		}
+		ni := keep(uint32(i))
+		if int(ni) >= len(s.disks) {
+			s.disks = append(s.disks, make([]*disk, int(ni)+1-len(s.disks))...)
+		}
+		s.disks[ni] = d
+		s.cached++
+	}
+	if n := s.Cells.Len(); n > len(s.disks) {
+		s.disks = append(s.disks, make([]*disk, n-len(s.disks))...)
+	}
 	return remap
 }
 
 // Bytes is the memory a scratch holds: it grows with the cell index.
 func (sc *Scratch) Bytes() int {
 	return cap(sc.acc)*4 + cap(sc.stamp)*4 + cap(sc.touched)*4 + cap(sc.cum)*4
+}
+
+// Cached reports whether c's disk is cached (its members are indexed).
+func (s *Smoother) Cached(c uint64) bool {
+	i, ok := s.Cells.Lookup(c)
+	return ok && int(i) < len(s.disks) && s.disks[i] != nil
+}
+
+// Admit caches c's disk if fits accepts the number of its cells the
+// index does not hold yet (the targets smoothing c would add; 0 when c's
+// disk is cached, and then c is admitted without asking). It reports
+// whether c was admitted. For a memory budget: admitted disks are indexed
+// at once, so sources that overlap are not charged twice, and Prepare
+// finds them cached.
+func (s *Smoother) Admit(c uint64, minute int64, fits func(newCells int) bool) (bool, error) {
+	if s.Cached(c) {
+		return true, nil
+	}
+	var err error
+	s.admitCells, s.admitDists, err = h3batch.Disk(c, s.maxK, s.admitCells[:0], s.admitDists[:0])
+	if err != nil {
+		return false, fmt.Errorf("kring: disk of cell %x: %w", c, err)
+	}
+	n := 0
+	for _, m := range s.admitCells {
+		if _, ok := s.Cells.Lookup(m); !ok {
+			n++
+		}
+	}
+	if !fits(n) {
+		return false, nil
+	}
+	i := s.Cells.Insert(c)
+	d := &disk{lastUsed: minute}
+	s.install(d, s.admitCells, s.admitDists)
+	if n := s.Cells.Len(); n > len(s.disks) {
+		s.disks = append(s.disks, make([]*disk, n-len(s.disks))...)
+	}
+	s.disks[i] = d
+	s.cached++
+	return true, nil
 }

@@ -127,3 +127,88 @@ func BenchmarkSmooth(b *testing.B) {
 		})
 	}
 }
+
+// smoothByCell smooths sources and returns each target cell's values.
+func smoothByCell(t *testing.T, s *Smoother, cells []uint64, counts []int32, minute int64) map[uint64][]int32 {
+	t.Helper()
+	idx, err := s.Prepare(cells, minute, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out Sparse
+	s.Smooth(&Scratch{}, idx, counts, &out)
+	got := map[uint64][]int32{}
+	for j, i := range out.Idx {
+		got[s.Cells.Cell(i)] = out.Vals[j*s.NumRings() : (j+1)*s.NumRings()]
+	}
+	return got
+}
+
+// TestCompactKeepsCurrentDisks: after the index is renumbered, the disks
+// of the minute's sources stay cached (no recomputation) and smoothing
+// gives the same values per cell; other disks are dropped and the index
+// holds only what was kept.
+func TestCompactKeepsCurrentDisks(t *testing.T) {
+	def := feature.Definition{Resolution: 8, Rings: []int{0, 2, 5}, Windows: []int{1}}
+	s, err := New(def, DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	origin, _ := h3.LatLngToCell(h3.LatLng{Lat: 40.7, Lng: -74}, 8)
+	far, _ := h3.LatLngToCell(h3.LatLng{Lat: -33.9, Lng: 151.2}, 8)
+	ring, _ := h3.GridDisk(origin, 3)
+	var cells []uint64
+	var counts []int32
+	for i, c := range ring {
+		cells = append(cells, uint64(c))
+		counts = append(counts, int32(1+i%3))
+	}
+	smoothByCell(t, s, []uint64{uint64(far)}, []int32{1}, 4) // an old source, elsewhere
+	want := smoothByCell(t, s, cells, counts, 5)
+	before := s.Cells.Len()
+	s.Compact(nil, 5)
+	if s.CachedDisks() != len(cells) || s.Cells.Len() >= before {
+		t.Fatalf("after compaction: %d disks cached (want %d), index %d cells (was %d)", s.CachedDisks(), len(cells), s.Cells.Len(), before)
+	}
+	got := smoothByCell(t, s, cells, counts, 6)
+	if s.CachedDisks() != len(cells) {
+		t.Fatalf("smoothing again computed disks: %d cached", s.CachedDisks())
+	}
+	if fmt.Sprint(len(got)) != fmt.Sprint(len(want)) {
+		t.Fatalf("%d targets, want %d", len(got), len(want))
+	}
+	for c, v := range want {
+		if fmt.Sprint(got[c]) != fmt.Sprint(v) {
+			t.Fatalf("cell %x: %v, want %v", c, got[c], v)
+		}
+	}
+}
+
+// TestAdmit: a source is charged the cells its disk adds to the index, and
+// only what is admitted is cached.
+func TestAdmit(t *testing.T) {
+	def := feature.Definition{Resolution: 8, Rings: []int{0, 2}, Windows: []int{1}}
+	s, _ := New(def, DefaultConfig())
+	a, _ := h3.LatLngToCell(h3.LatLng{Lat: 40.7, Lng: -74}, 8)
+	nb, _ := h3.GridDisk(a, 1)
+	var asked []int
+	fits := func(ok bool) func(int) bool {
+		return func(n int) bool { asked = append(asked, n); return ok }
+	}
+	if ok, err := s.Admit(uint64(a), 1, fits(false)); ok || err != nil || s.CachedDisks() != 0 {
+		t.Fatalf("refused source: admitted %v (%v), %d cached", ok, err, s.CachedDisks())
+	}
+	if ok, _ := s.Admit(uint64(a), 1, fits(true)); !ok || s.CachedDisks() != 1 {
+		t.Fatal("source not admitted")
+	}
+	if ok, _ := s.Admit(uint64(a), 1, fits(false)); !ok {
+		t.Fatal("a cached source must be admitted without asking")
+	}
+	if ok, _ := s.Admit(uint64(nb[1]), 1, fits(true)); !ok {
+		t.Fatal("neighbour not admitted")
+	}
+	// a's disk has 19 cells; its neighbour's adds the 2k+1 = 5 of its far edge.
+	if fmt.Sprint(asked) != "[19 19 5]" {
+		t.Fatalf("charged %v, want [19 19 5]", asked)
+	}
+}

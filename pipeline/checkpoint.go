@@ -223,7 +223,9 @@ func appendCounts(dst []byte, mc *minuteCounts, products *encode.Products, m int
 		ix := mc.cells[x.p]
 		order = order[:0]
 		for i := range ix.Len() {
-			order = append(order, uint32(i))
+			if mc.counts[x.p][i] > 0 { // 0: shed over the memory budget
+				order = append(order, uint32(i))
+			}
 		}
 		slices.SortFunc(order, func(a, b uint32) int {
 			ca, cb := ix.Cell(a), ix.Cell(b)

@@ -71,6 +71,11 @@ type closer struct {
 	srcCells []uint64
 	rule     *sparseRule // which sources take the per-source path (sparse.go)
 	acc      []int32     // a row being summed from sparse sources
+	// budget: 90% of Config.MaxMemory (0: none), the rest being slack for
+	// arrays that grow by doubling; perTarget bounds what a new target
+	// costs, perSource a source in a new place (a disk of new targets)
+	budget, perSource, perTarget int64
+	denseIdx, sparseIdx          []int32 // scratch of place: a minute's sources by path
 	// compactAt: the cell index is renumbered to the cells the windows
 	// still hold once it has this many (maybeCompact)
 	compactAt int
@@ -119,6 +124,9 @@ func newCloser(cfg Config, products *encode.Products, snk sink.Writer, st *Stats
 		workers: cfg.Parallelism, batchRow: cfg.BatchRows, next: noMinute, free: free,
 		owns:      cfg.Owns,
 		compactAt: minCompact,
+		budget:    cfg.MaxMemory / 10 * 9, // the rest: slack for arrays growing by doubling
+		perTarget: perTargetBytes(cfg),
+		perSource: perTargetBytes(cfg) * int64(3*cfg.Def.MaxRingValue()*(cfg.Def.MaxRingValue()+1)+1),
 		rule:      newSparseRule(cfg.Kring.SparseBelow, cfg.Def.Resolution, cfg.Def.MaxRingValue(), slices.Max(cfg.Def.Windows)),
 	}
 	for range a.workers {
@@ -212,6 +220,7 @@ func (a *closer) closeMinute(ctx context.Context, m int64, mc *minuteCounts, req
 	start := time.Now()
 	// 1. Sequential: map sources to cell indices, computing new disks.
 	var work []*productState
+	used := int64(-1) // the state's bytes, once the budget needs them
 	for p := range encode.MaxProducts {
 		ps := a.state[p]
 		hasCounts := mc != nil && mc.cells[p] != nil && mc.cells[p].Len() > 0
@@ -224,8 +233,10 @@ func (a *closer) closeMinute(ctx context.Context, m int64, mc *minuteCounts, req
 		}
 		ps.src = ps.src[:0]
 		if hasCounts {
-			a.srcCells, ps.cnts = a.rule.split(mc.cells[p], mc.counts[p], m, &ps.sparse, a.srcCells[:0], ps.cnts[:0])
 			var err error
+			if a.srcCells, ps.cnts, err = a.place(ps, mc.cells[p], mc.counts[p], m, !restoring, &used, a.srcCells[:0], ps.cnts[:0]); err != nil {
+				return err
+			}
 			if ps.src, err = a.smoother.Prepare(a.srcCells, m, ps.src); err != nil {
 				return err
 			}
@@ -340,7 +351,7 @@ func (a *closer) closeMinute(ctx context.Context, m int64, mc *minuteCounts, req
 		a.onDurable(durable)
 	}
 	a.smoother.Evict(m)
-	a.maybeCompact()
+	a.maybeCompact(m)
 	a.publishBytes()
 	if a.onClose != nil {
 		received := int64(0)
@@ -410,6 +421,19 @@ func (a *closer) emitMerged(ctx context.Context, m int64, ps *productState, rows
 	return only, nil
 }
 
+// perTargetBytes bounds what a target cell costs the state: a window slot
+// (|K|*|W| int32 sums and two indices), a pane entry (an index and |K|
+// values) in each of the max(W)+1 panes, its cell index entry (~20 bytes)
+// and a smoothing scratch entry per worker (a value per ring, a stamp).
+// At the default definition: 224 + 1,320 + 20 + 80 = ~1.6 KB, of which
+// the panes are most, a worst case only reached by a target with data in
+// every minute of the window.
+func perTargetBytes(cfg Config) int64 {
+	nK, nF := len(cfg.Def.Rings), cfg.Def.NumFeatures()
+	maxW := cfg.Def.MaxWindowValue()
+	return int64(4*nF + 8 + (maxW+1)*(4+4*nK) + 20 + cfg.Parallelism*(4*nK+4))
+}
+
 // minCompact is the smallest cell index worth renumbering: 2^17 cells hold
 // ~2.6 MB of index and ~5 MB of smoothing scratch per worker.
 var minCompact = 1 << 17 // a var: tests lower it
@@ -419,9 +443,10 @@ var minCompact = 1 << 17 // a var: tests lower it
 // cells that moved away (moving demand, a day's drift) are otherwise kept
 // forever, ~20 bytes each in the index plus ~40 per worker in the
 // smoothing scratch. It drops the disk cache, so the next close computes
-// its sources' disks again (~0.3 s for 20,000 sources at k=20 on 2 cores);
-// tripling between renumberings keeps that rare.
-func (a *closer) maybeCompact() {
+// the disks of sources not in minute m, so a returning source computes its
+// disk again (~30 us at k=20); tripling between renumberings keeps that
+// rare.
+func (a *closer) maybeCompact(m int64) {
 	if a.smoother.Cells.Len() < a.compactAt {
 		return
 	}
@@ -431,7 +456,7 @@ func (a *closer) maybeCompact() {
 			live = ps.win.Live(live)
 		}
 	}
-	remap := a.smoother.Compact(live)
+	remap := a.smoother.Compact(live, m)
 	for _, ps := range a.state {
 		if ps != nil {
 			ps.win.Remap(remap)
@@ -525,7 +550,10 @@ func (a *closer) restore(ctx context.Context, closed int64, counts func(m int64)
 				a.state[p] = ps
 			}
 			var cnts []int32
-			a.srcCells, cnts = a.rule.split(ix, mc.counts[p], m, &ps.sparse, a.srcCells[:0], nil)
+			var err error
+			if a.srcCells, cnts, err = a.place(ps, ix, mc.counts[p], m, false, nil, a.srcCells[:0], nil); err != nil {
+				return err
+			}
 			src, err := a.smoother.Prepare(a.srcCells, m, nil)
 			if err != nil {
 				return err
@@ -594,7 +622,11 @@ func (a *closer) restore(ctx context.Context, closed int64, counts func(m int64)
 }
 
 // publishBytes reports the state's size for the metrics.
-func (a *closer) publishBytes() {
+func (a *closer) publishBytes() { a.stats.StateBytes.Store(a.stateBytes()) }
+
+// stateBytes is the memory the close state holds: windows, sparse sources,
+// the cell index and disk cache, the smoothing scratch.
+func (a *closer) stateBytes() int64 {
 	n := a.smoother.Bytes()
 	for _, sc := range a.scratch {
 		n += sc.Bytes()
@@ -604,5 +636,91 @@ func (a *closer) publishBytes() {
 			n += ps.win.Bytes() + ps.sparse.bytes()
 		}
 	}
-	a.stats.StateBytes.Store(int64(n))
+	return int64(n)
+}
+
+// place decides where minute m's sources of a product go: the panes'
+// sources are appended to dc and dn (to be smoothed), the per-source ones
+// are added to ps.sparse, and, when budget is set and Config.MaxMemory is,
+// the sources the budget has no room for are shed first.
+func (a *closer) place(ps *productState, ix *cellindex.Index, counts []int32, m int64, budget bool, used *int64, dc []uint64, dn []int32) ([]uint64, []int32, error) {
+	a.denseIdx, a.sparseIdx = a.rule.split(ix, counts, m, &ps.sparse, a.denseIdx[:0], a.sparseIdx[:0])
+	if budget && a.budget > 0 {
+		if *used < 0 {
+			*used = a.stateBytes()
+		}
+		if err := a.shed(ps, ix, counts, m, used); err != nil {
+			return dc, dn, err
+		}
+	}
+	for _, i := range a.denseIdx {
+		if counts[i] > 0 {
+			dc = append(dc, ix.Cell(uint32(i)))
+			dn = append(dn, counts[i])
+		}
+	}
+	a.rule.addSparse(ix, counts, m, &ps.sparse, a.sparseIdx)
+	return dc, dn, nil
+}
+
+// shed applies the memory budget (Config.MaxMemory) to a minute's sources
+// before they are placed. The state grows by new targets in the panes and
+// by new disks of sparse sources: a cell the index does not hold yet costs
+// up to perTarget (a window slot, a pane entry in every minute of the
+// window, its index entry and scratch), a sparse source not held yet a
+// disk of 8-byte keys. While the state plus the worst case of every source
+// fits, nothing is checked; past that, each pane source's disk is counted
+// against the index and cached if it fits (kring.Admit), and a source whose cost does not fit
+// is shed: its count is set to 0 (so the checkpoint's count record and a
+// restore agree) and its events are counted as over budget. Sources are
+// taken in order (panes', then sparse, each in first-seen order), and the
+// state at a close is a function of the input and the settings, so which
+// are shed is too.
+func (a *closer) shed(ps *productState, ix *cellindex.Index, counts []int32, m int64, used *int64) error {
+	sparseCost := func(c uint64) int64 {
+		if ps.sparse.disks[c] != nil {
+			return 32 // a count in one more minute
+		}
+		return a.perSource / a.perTarget * 8 // a disk of keys
+	}
+	worst := int64(0)
+	for _, i := range a.denseIdx {
+		if !a.smoother.Cached(ix.Cell(uint32(i))) {
+			worst += a.perSource
+		}
+	}
+	for _, i := range a.sparseIdx {
+		worst += sparseCost(ix.Cell(uint32(i)))
+	}
+	if *used+worst <= a.budget {
+		return nil // the common case: well within the budget
+	}
+	drop := func(i int32) {
+		a.stats.OverBudget.Add(int64(counts[i]))
+		a.stats.ShedSources.Add(1)
+		counts[i] = 0
+	}
+	for _, i := range a.denseIdx {
+		ok, err := a.smoother.Admit(ix.Cell(uint32(i)), m, func(n int) bool {
+			if cost := int64(n) * a.perTarget; *used+cost <= a.budget {
+				*used += cost
+				return true
+			}
+			return false
+		})
+		if err != nil {
+			return err
+		}
+		if !ok {
+			drop(i)
+		}
+	}
+	for _, i := range a.sparseIdx {
+		if cost := sparseCost(ix.Cell(uint32(i))); *used+cost <= a.budget {
+			*used += cost
+		} else {
+			drop(i)
+		}
+	}
+	return nil
 }

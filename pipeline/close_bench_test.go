@@ -86,6 +86,8 @@ func BenchmarkCloseMinute(b *testing.B) {
 				m++
 			}
 			b.ReportMetric(float64(st.Rows.Load()-rows)/float64(b.N), "rows/minute")
+			b.ReportMetric(float64(st.Compactions.Load()), "compactions")
+			b.ReportMetric(float64(st.ShedSources.Load()), "shed")
 		})
 	}
 }

@@ -2,7 +2,10 @@ package pipeline
 
 import (
 	"fmt"
+	"os"
 	"runtime"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/demandpipe/demandpipe/dedup"
@@ -42,6 +45,15 @@ type Config struct {
 	// aggregate role of a scale-out keeps its regions' cells); nil emits
 	// every cell. Not a flag: the scale-out roles set it.
 	Owns func(cell uint64) bool
+	// MaxMemory bounds the close state (windows, sparse sources, cell index,
+	// disks, scratch: the state_bytes metric) in bytes (-max-memory, default
+	// DefaultMaxMemory: a third of the machine's memory or of the cgroup's
+	// limit, since the Go heap holds up to twice the live state between
+	// collections); 0: no bound. Past it, sources in places the state does
+	// not hold yet are shed at their minute's close and counted
+	// (over_budget), instead of the process dying: rows then understate
+	// those places, by design and visibly.
+	MaxMemory int64
 	// Future is the rule for events far ahead of event time.
 	Future FutureConfig
 	Dedup  dedup.Config
@@ -60,6 +72,7 @@ func DefaultConfig() Config {
 		ChunkBytes:   256 << 10,
 		MaxLineBytes: 1 << 20,
 		BatchRows:    4096,
+		MaxMemory:    DefaultMaxMemory(),
 		Future:       DefaultFutureConfig(),
 		Dedup:        dedup.DefaultConfig(),
 		Kring:        kring.DefaultConfig(),
@@ -89,6 +102,9 @@ func (c Config) Validate() error {
 	}
 	if c.BatchRows < 1 || c.BatchRows > 1<<20 {
 		return fmt.Errorf("sink.write-rows=%d: must be in 1..%d", c.BatchRows, 1<<20)
+	}
+	if c.MaxMemory != 0 && c.MaxMemory < 16<<20 {
+		return fmt.Errorf("max-memory=%d: must be 0 (no bound) or at least 16 MiB", c.MaxMemory)
 	}
 	if err := c.Future.Validate(); err != nil {
 		return err
@@ -159,4 +175,26 @@ func (c FutureConfig) Validate() error {
 
 func (c FutureConfig) rule(live bool) futureRule {
 	return futureRule{skew: c.MaxSkew.Milliseconds(), confirm: c.ConfirmRiders, maxHeld: c.MaxHeld, maxHold: c.MaxHold.Milliseconds(), live: live}
+}
+
+// DefaultMaxMemory is a third of the memory this process may use: the
+// machine's (MemTotal in /proc/meminfo) or, if lower, its cgroup's limit
+// (memory.max). 0 (no bound) where neither can be read.
+func DefaultMaxMemory() int64 {
+	limit := int64(0)
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		for line := range strings.Lines(string(b)) {
+			if f := strings.Fields(line); len(f) >= 2 && f[0] == "MemTotal:" {
+				if kb, err := strconv.ParseInt(f[1], 10, 64); err == nil {
+					limit = kb << 10
+				}
+			}
+		}
+	}
+	if b, err := os.ReadFile("/sys/fs/cgroup/memory.max"); err == nil {
+		if v, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64); err == nil && v > 0 && (limit == 0 || v < limit) {
+			limit = v
+		}
+	}
+	return limit / 3
 }

@@ -121,7 +121,7 @@ demandpipe_pipeline_max_event_timestamp_seconds 1.71723645025e+09
 	if err := e.RegisterMetrics(reg); err == nil {
 		t.Fatal("registered twice")
 	}
-	if n, _ := testutil.GatherAndCount(reg); n != int(encode.NumReasons)-1+22 {
+	if n, _ := testutil.GatherAndCount(reg); n != int(encode.NumReasons)-1+24 {
 		t.Fatalf("%d series after a failed second registration", n)
 	}
 }

@@ -417,15 +417,19 @@ func parent(c uint64, pres int) uint64 {
 	return c | (1<<(3*(15-pres)) - 1)
 }
 
-// split appends minute m's dense sources (cells of ix with their counts) to
-// dc and dn and adds the sparse ones to ss.
-func (r *sparseRule) split(ix *cellindex.Index, counts []int32, m int64, ss *sparseSet, dc []uint64, dn []int32) ([]uint64, []int32) {
+// split sorts minute m's sources (indices into ix with a count > 0) into
+// those for the panes (dense) and those kept per source (sparse), counting
+// them in ss's regions; the caller adds the sparse ones to ss (addSparse)
+// once the memory budget has had its say.
+func (r *sparseRule) split(ix *cellindex.Index, counts []int32, m int64, ss *sparseSet, dense, sparse []int32) ([]int32, []int32) {
 	n := ix.Len()
 	if r.below <= 0 {
 		for i := range n {
-			dc = append(dc, ix.Cell(uint32(i)))
+			if counts[i] > 0 {
+				dense = append(dense, int32(i))
+			}
 		}
-		return dc, append(dn, counts[:n]...)
+		return dense, sparse
 	}
 	rw := &ss.regions
 	rw.expire(m + 1 - r.maxW)
@@ -435,6 +439,10 @@ func (r *sparseRule) split(ix *cellindex.Index, counts []int32, m int64, ss *spa
 	rm := regionMinute{minute: m, slots: make([]uint32, 0, n)}
 	r.regionOf = r.regionOf[:0]
 	for i := range n {
+		if counts[i] == 0 {
+			r.regionOf = append(r.regionOf, 0)
+			continue
+		}
 		g := rw.index.Insert(parent(ix.Cell(uint32(i)), r.pres))
 		if int(g) == len(rw.n) {
 			rw.n = append(rw.n, 0)
@@ -447,17 +455,27 @@ func (r *sparseRule) split(ix *cellindex.Index, counts []int32, m int64, ss *spa
 		r.regionOf = append(r.regionOf, g)
 	}
 	rw.minutes = append(rw.minutes, rm)
-	r.sc, r.sn = r.sc[:0], r.sn[:0]
 	for i := range n {
-		c := ix.Cell(uint32(i))
+		if counts[i] == 0 {
+			continue
+		}
 		if int(rw.n[r.regionOf[i]]) < r.below {
-			r.sc = append(r.sc, c)
-			r.sn = append(r.sn, counts[i])
+			sparse = append(sparse, int32(i))
 		} else {
-			dc = append(dc, c)
-			dn = append(dn, counts[i])
+			dense = append(dense, int32(i))
+		}
+	}
+	return dense, sparse
+}
+
+// addSparse adds the sparse sources of minute m that still count to ss.
+func (r *sparseRule) addSparse(ix *cellindex.Index, counts []int32, m int64, ss *sparseSet, sparse []int32) {
+	r.sc, r.sn = r.sc[:0], r.sn[:0]
+	for _, i := range sparse {
+		if counts[i] > 0 {
+			r.sc = append(r.sc, ix.Cell(uint32(i)))
+			r.sn = append(r.sn, counts[i])
 		}
 	}
 	ss.add(m, r.sc, r.sn)
-	return dc, dn
 }

@@ -29,7 +29,9 @@ type Stats struct {
 	Held         atomic.Int64 // events held by the future rule after the last batch
 	RestoreNanos atomic.Int64 // time spent restoring windows from a checkpoint
 	Compactions  atomic.Int64 // renumberings of the cell index (closer.maybeCompact)
-	StateBytes   atomic.Int64 // windows and cached disks after the last close
+	OverBudget   atomic.Int64 // counted events shed at a close: their cell was new and the state at Config.MaxMemory
+	ShedSources  atomic.Int64 // (cell, product) sources of a minute shed over the budget
+	StateBytes   atomic.Int64 // the close state after the last close (closer.stateBytes)
 	DedupBytes   atomic.Int64 // dedup tables after the last batch
 }
 
@@ -43,6 +45,7 @@ type Summary struct {
 	MaxTS, Closed             int64
 	CloseSeconds              float64
 	Targets                   int64
+	OverBudget, ShedSources   int64
 }
 
 // Snapshot copies the counters.
@@ -54,6 +57,7 @@ func (s *Stats) Snapshot() Summary {
 		H3Errors: s.H3Errors.Load(), Rows: s.Rows.Load(), Minutes: s.Minutes.Load(),
 		MaxTS: s.MaxTS.Load(), Closed: s.Closed.Load(),
 		CloseSeconds: float64(s.CloseNanos.Load()) / 1e9, Targets: s.Targets.Load(),
+		OverBudget: s.OverBudget.Load(), ShedSources: s.ShedSources.Load(),
 	}
 	for r := encode.Reason(1); r < encode.NumReasons; r++ {
 		if n := s.Rejected[r].Load(); n > 0 {
@@ -98,6 +102,9 @@ func (s Summary) Write(w io.Writer, seconds float64) {
 	fmt.Fprintf(w, "  counted         %12d%s\n", s.Counted, rate(s.Counted))
 	if s.H3Errors > 0 {
 		fmt.Fprintf(w, "  h3 errors       %12d\n", s.H3Errors)
+	}
+	if s.OverBudget > 0 {
+		fmt.Fprintf(w, "  over budget     %12d  (counted events of %d new places shed: the state reached -max-memory; their rows are understated)\n", s.OverBudget, s.ShedSources)
 	}
 	fmt.Fprintf(w, "  minutes closed  %12d  (%.2fs closing)\n", s.Minutes, s.CloseSeconds)
 	fmt.Fprintf(w, "  rows written    %12d%s\n", s.Rows, rate(s.Rows))
