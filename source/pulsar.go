@@ -153,7 +153,7 @@ func NewPulsar(cfg PulsarConfig) (*Pulsar, error) {
 	if err != nil {
 		cons.Close()
 		client.Close()
-		return nil, fmt.Errorf("pulsar: partitions of %s: %w", cfg.Topic, err)
+		return nil, fmt.Errorf("pulsar: partitions of %s: %w (is the broker up and the topic's namespace there?)", cfg.Topic, err)
 	}
 	p.grow(len(parts) - 1) // the merge waits for every partition
 	if cfg.DeadLetter != "" {
@@ -274,7 +274,7 @@ func (p *Pulsar) Read(b []byte) (int, error) {
 		select {
 		case cm, ok := <-p.msgs:
 			if !ok {
-				return 0, errors.New("pulsar: the consumer was closed")
+				return 0, errors.New("pulsar: the consumer was closed under the run: run it again (it resumes from the last checkpoint)")
 			}
 			p.ingest(cm.Message)
 		case <-timeout:
@@ -321,11 +321,11 @@ func (p *Pulsar) start() error {
 	}
 	ids, err := p.cons.GetLastMessageIDs()
 	if err != nil {
-		return fmt.Errorf("pulsar: last message ids of %s (until=end): %w", p.cfg.Topic, err)
+		return fmt.Errorf("pulsar: last message ids of %s (until=end): %w (is the broker up? operation-timeout= waits longer)", p.cfg.Topic, err)
 	}
 	if !p.resumed {
 		if err := p.cons.SeekByTime(time.Unix(0, 0)); err != nil {
-			return fmt.Errorf("pulsar: rewinding %s to the topic's start for until=end: %w", p.cfg.Subscription, err)
+			return fmt.Errorf("pulsar: rewinding %s to the topic's start for until=end: %w (is the broker up? a new subscription= name starts at the beginning too)", p.cfg.Subscription, err)
 		}
 	}
 	p.end = make([]pulsar.MessageID, len(ids))
@@ -447,7 +447,7 @@ func (p *Pulsar) Cursor(pos int64) ([]byte, error) {
 // (counted as a redelivery) when the broker sends it again.
 func (p *Pulsar) ResumeAt(pos int64, cursor []byte) error {
 	if p.started {
-		return errors.New("pulsar: ResumeAt after the first Read")
+		return errors.New("pulsar: ResumeAt after the first Read (a bug in the caller: resume before running)")
 	}
 	ids, err := decodeCursor(cursor)
 	if err != nil {

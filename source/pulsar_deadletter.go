@@ -88,7 +88,7 @@ func (d *deadLetter) publish(line []byte) error {
 		Text   string `json:"text"`
 	}
 	if err := json.Unmarshal(line, &r); err != nil {
-		return fmt.Errorf("pulsar dead letter: reading the engine's reject line: %v", err)
+		return fmt.Errorf("pulsar dead letter: reading the engine's reject line: %v (a bug: report it with the -rejects file)", err)
 	}
 	msg := &pulsar.ProducerMessage{
 		Payload:    []byte(r.Text),

@@ -150,7 +150,7 @@ func encodeCursor(ids []pulsar.MessageID) []byte {
 	return b
 }
 
-var errCursor = errors.New("pulsar: checkpoint cursor is corrupt")
+var errCursor = errors.New("pulsar: the checkpoint's cursor is corrupt: run with -resume=false to start over (the subscription then redelivers what it has not acknowledged)")
 
 // decodeCursor returns the ids per partition (nil where none).
 func decodeCursor(b []byte) ([]pulsar.MessageID, error) {
