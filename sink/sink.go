@@ -10,6 +10,8 @@ package sink
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 
 	"github.com/demandpipe/demandpipe/encode"
@@ -64,44 +66,32 @@ type Stats struct {
 // Opener builds a Writer from the part of a -sink spec after "kind:".
 type Opener func(arg string) (Writer, error)
 
-var openers = map[string]Opener{}
+// Openers maps sink kinds to their constructors. There is no global
+// registry: the command builds the set from each package's Config
+// (Builtin, store.Opener, cassandra.NewOpener), so what a run can open, and
+// with which settings, is explicit and a test opens only what it built.
+type Openers map[string]Opener
 
-// Register makes a sink kind available to Open. Packages that add sinks
-// (a store, Cassandra) register themselves from the command's wiring.
-func Register(kind string, o Opener) { openers[kind] = o }
+// Builtin returns the kinds this package provides: ndjson and null.
+func Builtin() Openers {
+	return Openers{
+		"ndjson": func(arg string) (Writer, error) { return OpenNDJSON(arg) },
+		"null":   func(string) (Writer, error) { return &Null{}, nil },
+	}
+}
 
 // Open builds a sink from a spec "kind:arg", e.g. "ndjson:-" or "null:".
-func Open(spec string) (Writer, error) {
+func (o Openers) Open(spec string) (Writer, error) {
 	kind, arg, ok := strings.Cut(spec, ":")
 	if !ok {
 		return nil, fmt.Errorf("sink %q: want KIND:ARG, e.g. ndjson:rows.ndjson, ndjson:- or null:", spec)
 	}
-	o, found := openers[kind]
+	open, found := o[kind]
 	if !found {
-		return nil, fmt.Errorf("sink %q: unknown kind %q (known: %s)", spec, kind, strings.Join(Kinds(), ", "))
+		return nil, fmt.Errorf("sink %q: unknown kind %q (known: %s)", spec, kind, strings.Join(o.Kinds(), ", "))
 	}
-	return o(arg)
+	return open(arg)
 }
 
-// Kinds lists the registered sink kinds.
-func Kinds() []string {
-	out := make([]string, 0, len(openers))
-	for k := range openers {
-		out = append(out, k)
-	}
-	sortStrings(out)
-	return out
-}
-
-func sortStrings(s []string) {
-	for i := 1; i < len(s); i++ {
-		for j := i; j > 0 && s[j] < s[j-1]; j-- {
-			s[j], s[j-1] = s[j-1], s[j]
-		}
-	}
-}
-
-func init() {
-	Register("ndjson", func(arg string) (Writer, error) { return OpenNDJSON(arg) })
-	Register("null", func(string) (Writer, error) { return &Null{}, nil })
-}
+// Kinds lists the kinds, sorted.
+func (o Openers) Kinds() []string { return slices.Sorted(maps.Keys(o)) }

@@ -38,7 +38,7 @@ func TestNDJSONAndNull(t *testing.T) {
 		t.Fatal("null sink miscounted")
 	}
 	for _, spec := range []string{"x", "nope:1", "ndjson:"} {
-		if _, err := Open(spec); err == nil {
+		if _, err := Builtin().Open(spec); err == nil {
 			t.Errorf("%q accepted", spec)
 		}
 	}

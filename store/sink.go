@@ -18,6 +18,3 @@ func Opener(cfg Config, reg prometheus.Registerer) sink.Opener {
 		return Open(c, reg)
 	}
 }
-
-// Register makes -sink=store:DIR available to sink.Open.
-func Register(cfg Config, reg prometheus.Registerer) { sink.Register("store", Opener(cfg, reg)) }

@@ -273,9 +273,8 @@ func TestClosedStore(t *testing.T) {
 func TestSinkOpenerAndMetrics(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	c := testConfig("unused")
-	Register(c, reg)
 	dir := t.TempDir()
-	w, err := sink.Open("store:" + dir)
+	w, err := sink.Openers{"store": Opener(c, reg)}.Open("store:" + dir)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -143,10 +143,11 @@ func runCommand(args []string) error {
 		// not the machine's clock.
 		sc.Now, vc.Now = c.EventClock, c.EventClock
 	}
-	store.Register(sc, reg)
+	openers := sink.Builtin()
+	openers["store"] = store.Opener(sc, reg)
 	cc.Definition = cfg.Def // stored with the table, checked on reopen and by readers
-	sink.Register("cassandra", cassandra.NewOpener(cc, cassandra.Options{Registerer: reg, Logf: logf}))
-	out, err := sink.Open(*snk)
+	openers["cassandra"] = cassandra.NewOpener(cc, cassandra.Options{Registerer: reg, Logf: logf})
+	out, err := openers.Open(*snk)
 	if err != nil {
 		return err
 	}

@@ -404,7 +404,7 @@ type renamed struct{ SnappyS2 }
 
 func (renamed) Name() string { return "zstd" }
 
-// TestOpener: the sink.Opener form, as sink.Open passes the spec
+// TestOpener: the sink.Opener form, as sink.Openers.Open passes the spec
 // "cassandra://127.0.0.1:PORT/ks?..." (arg "//127.0.0.1:PORT/ks?...").
 func TestOpener(t *testing.T) {
 	srv := startServer(t, 0)
