@@ -292,24 +292,47 @@ func TestCancelStops(t *testing.T) {
 	}
 }
 
+// TestConfigValidate: every knob the engine composes (its own, the
+// definition's, the future rule's, dedup's, kring's) refuses values out of
+// its range with an error naming its flag, and the defaults pass.
 func TestConfigValidate(t *testing.T) {
-	for _, mut := range []func(*Config){
-		func(c *Config) { c.Def.Resolution = 16 },
-		func(c *Config) { c.Def.Rings = []int{31} },
-		func(c *Config) { c.Def.Rings = []int{1, 1} },
-		func(c *Config) { c.Def.Windows = []int{0} },
-		func(c *Config) { c.Def.Windows = make([]int, 17) },
-		func(c *Config) { c.Lateness = -time.Second },
-		func(c *Config) { c.Parallelism = 0 },
-		func(c *Config) { c.BatchRows = 0 },
+	for _, tc := range []struct {
+		flag string
+		mut  func(*Config)
+	}{
+		{"resolution", func(c *Config) { c.Def.Resolution = 16 }},
+		{"rings", func(c *Config) { c.Def.Rings = []int{31} }},
+		{"rings", func(c *Config) { c.Def.Rings = []int{1, 1} }},
+		{"windows", func(c *Config) { c.Def.Windows = []int{0} }},
+		{"windows", func(c *Config) { c.Def.Windows = make([]int, 17) }},
+		{"windows.lateness", func(c *Config) { c.Lateness = -time.Second }},
+		{"windows.idle-timeout", func(c *Config) { c.IdleTimeout = time.Millisecond }},
+		{"parallelism", func(c *Config) { c.Parallelism = 0 }},
+		{"source.chunk-bytes", func(c *Config) { c.ChunkBytes = 100 }},
+		{"source.max-line-bytes", func(c *Config) { c.MaxLineBytes = 10 }},
+		{"sink.write-rows", func(c *Config) { c.BatchRows = 0 }},
+		{"max-memory", func(c *Config) { c.MaxMemory = 1 << 20 }},
+		{"max-memory", func(c *Config) { c.MaxMemory = -1 }},
+		{"windows.max-future-skew", func(c *Config) { c.Future.MaxSkew = -time.Second }},
+		{"windows.future-confirm-riders", func(c *Config) { c.Future.ConfirmRiders = 0 }},
+		{"windows.future-max-held", func(c *Config) { c.Future.MaxHeld = 1 }},
+		{"windows.future-max-hold", func(c *Config) { c.Future.MaxHold = time.Second }},
+		{"dedup.initial-keys", func(c *Config) { c.Dedup.InitialKeys = 1 }},
+		{"kring.max-cached-disks", func(c *Config) { c.Kring.MaxCachedDisks = 0 }},
+		{"kring.sparse-below", func(c *Config) { c.Kring.SparseBelow = -1 }},
 	} {
 		c := DefaultConfig()
-		mut(&c)
-		if err := c.Validate(); err == nil {
-			t.Errorf("%+v accepted", c.Def)
+		tc.mut(&c)
+		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), tc.flag) {
+			t.Errorf("%s: %v", tc.flag, err)
 		}
 	}
 	if err := DefaultConfig().Validate(); err != nil {
+		t.Fatal(err)
+	}
+	c := DefaultConfig()
+	c.MaxMemory = 0 // no bound
+	if err := c.Validate(); err != nil {
 		t.Fatal(err)
 	}
 }
