@@ -44,6 +44,10 @@ type Engine struct {
 	// broker) needs; with a sink that keeps no checkpoint it is never
 	// called: nothing would survive a restart.
 	Durable func(pos int64)
+	// Emit, if set, makes Run the dedup role of a scale-out (roles.go):
+	// counted events and watermarks go to Emit instead of being counted,
+	// and the sink is not used (it may be nil).
+	Emit CountedWriter
 	// OnClose, if set, is told each minute closed (committed by the sink),
 	// its rows and how long the close took, on the close goroutine: the
 	// command logs one line per minute with it.
@@ -156,21 +160,36 @@ func (e *Engine) Run(ctx context.Context, src io.Reader, snk sink.Writer) error 
 	parse.spawn(sv, q.parse)
 	sv.spawn(func() { sq.run(ctx, q.seq, q.count, q.loc) })
 	loc.spawn(sv, q.loc)
-	closed := make(chan struct{})
-	go func() {
-		defer close(closed)
-		cls.run(ctx, q.close)
-	}()
-	cnt.run(ctx, q.count, q.free, q.close) // on this goroutine
-	sv.wg.Wait()
-	if ctx.Err() == nil {
-		<-readDone // chunks is closed: the reader has returned or is returning
+	if e.Emit != nil {
+		// The dedup role: counted events leave the process instead of
+		// being counted (roles.go).
+		em := &emitStage{w: e.Emit, products: e.Products, fail: sv.fail}
+		em.run(ctx, q.count, q.free) // on this goroutine
+		sv.wg.Wait()
+		if ctx.Err() == nil {
+			<-readDone
+			if err := em.finish(); err != nil {
+				sv.fail(fmt.Errorf("dedup role: %w", err))
+			}
+		}
+		close(q.close)
+	} else {
+		closed := make(chan struct{})
+		go func() {
+			defer close(closed)
+			cls.run(ctx, q.close)
+		}()
+		cnt.run(ctx, q.count, q.free, q.close) // on this goroutine
+		sv.wg.Wait()
+		if ctx.Err() == nil {
+			<-readDone // chunks is closed: the reader has returned or is returning
+		}
+		if ctx.Err() == nil {
+			cnt.finish(ctx, q.close)
+		}
+		close(q.close)
+		<-closed
 	}
-	if ctx.Err() == nil {
-		cnt.finish(ctx, q.close)
-	}
-	close(q.close)
-	<-closed
 	fail := sv.err()
 	if rejects != nil {
 		if err := rejects.Flush(); err != nil && fail == nil {

@@ -1,0 +1,224 @@
+package pipeline
+
+import (
+	"context"
+	"fmt"
+	"slices"
+
+	"github.com/demandpipe/demandpipe/encode"
+	"github.com/demandpipe/demandpipe/internal/h3batch"
+	"github.com/demandpipe/demandpipe/sink"
+)
+
+// Scale-out roles (issue 14): the engine cut at the counted event.
+//
+// A dedup process runs the stages up to location and hands its output to a
+// CountedWriter instead of counting (Engine.Emit): counted events in
+// arrival order, the product each code names, and watermarks (every minute
+// up to one is complete). Aggregate processes (Aggregator) count the
+// events they receive and close a minute once every dedup process's
+// watermark has passed it, emitting only the cells they own
+// (Config.Owns). A source cell feeds targets up to the largest ring away,
+// so its events go to every region that owns such a target (Regions); a
+// region's owner then holds every source its cells depend on, and its rows
+// are exactly the single process's. Nothing here moves data between
+// processes: the transport (an internal Pulsar topic) is the caller's.
+
+// CountedWriter receives a dedup process's output, in order, on one
+// goroutine.
+type CountedWriter interface {
+	// Product says that code names u in the events that follow (a code is
+	// reused for another product once no window holds its old one).
+	Product(code byte, u encode.UUID) error
+	// Counted hands on counted events, in arrival order.
+	Counted(evs []Counted) error
+	// Watermark says that no counted event of a minute <= through follows.
+	Watermark(through int64) error
+}
+
+// emitStage is the dedup role's last stage: it replaces the count and
+// close stages, handing each located batch's counted events and frontier
+// to a CountedWriter.
+type emitStage struct {
+	w        CountedWriter
+	products *encode.Products
+	fail     func(error)
+	named    [encode.MaxProducts]encode.UUID // what the writer was told each code names
+	told     [encode.MaxProducts]bool
+	evs      []Counted
+	wm       int64
+	final    int64
+	hasFinal bool
+	failed   bool
+}
+
+func (s *emitStage) run(ctx context.Context, in <-chan *batch, free chan<- *batch) {
+	s.wm = noMinute
+	for b := range in {
+		<-b.located
+		if ctx.Err() == nil && !s.failed {
+			if err := s.emit(b); err != nil {
+				s.failed = true
+				s.fail(fmt.Errorf("dedup role: %w", err))
+			}
+		}
+		b.reset()
+		free <- b
+	}
+}
+
+func (s *emitStage) emit(b *batch) error {
+	s.evs = s.evs[:0]
+	for j, i := range b.counted {
+		cell := b.cells[j]
+		if cell == 0 {
+			continue // H3 could not place it (counted in H3Errors)
+		}
+		c := Counted{Minute: b.minute[j], Cell: cell, Product: b.prod[i]}
+		if u := s.products.UUIDAt(c.Product, c.Minute); !s.told[c.Product] || s.named[c.Product] != u {
+			if len(s.evs) > 0 { // events before the change keep the old owner
+				if err := s.w.Counted(s.evs); err != nil {
+					return err
+				}
+				s.evs = s.evs[:0]
+			}
+			if err := s.w.Product(c.Product, u); err != nil {
+				return err
+			}
+			s.named[c.Product], s.told[c.Product] = u, true
+		}
+		s.evs = append(s.evs, c)
+	}
+	if len(s.evs) > 0 {
+		if err := s.w.Counted(s.evs); err != nil {
+			return err
+		}
+	}
+	if b.hasFinal {
+		s.final, s.hasFinal = b.final, true
+	}
+	return s.watermark(b.frontier)
+}
+
+func (s *emitStage) watermark(through int64) error {
+	if through == noMinute || through <= s.wm {
+		return nil
+	}
+	s.wm = through
+	return s.w.Watermark(through)
+}
+
+// finish sends the end of input's watermark: every minute seen is complete.
+func (s *emitStage) finish() error {
+	if s.failed || !s.hasFinal {
+		return nil
+	}
+	return s.watermark(s.final)
+}
+
+// Aggregator is the aggregate role: it counts the Counted events of
+// `sources` dedup processes and closes each minute once all of them have
+// passed it, writing the rows of the cells Config.Owns keeps. Its methods
+// run on the caller's goroutine, one at a time.
+type Aggregator struct {
+	agg      *aggregator
+	products *encode.Products
+	Stats    Stats
+	remote   []remoteSource
+	closed   int64
+}
+
+// remoteSource is what an aggregator knows of one dedup process.
+type remoteSource struct {
+	code [encode.MaxProducts]byte // its code -> ours
+	told [encode.MaxProducts]bool
+	wm   int64
+}
+
+// NewAggregator builds the aggregate role for the given number of dedup
+// processes, writing rows to snk.
+func NewAggregator(cfg Config, sources int, snk sink.Writer) (*Aggregator, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if sources < 1 {
+		return nil, fmt.Errorf("aggregator: %d dedup sources, want at least 1", sources)
+	}
+	a := &Aggregator{products: encode.NewProducts(), remote: make([]remoteSource, sources), closed: noMinute}
+	for i := range a.remote {
+		a.remote[i].wm = noMinute
+	}
+	var err error
+	if a.agg, err = newAggregator(cfg, a.products, snk, &a.Stats); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// Product records that dedup process src's code names u.
+func (a *Aggregator) Product(src int, code byte, u encode.UUID) error {
+	local, err := a.products.Code(u)
+	if err != nil {
+		return fmt.Errorf("aggregator: %w", err)
+	}
+	r := &a.remote[src]
+	r.code[code], r.told[code] = local, true
+	return nil
+}
+
+// Counted counts events of dedup process src.
+func (a *Aggregator) Counted(src int, evs []Counted) error {
+	r := &a.remote[src]
+	for _, c := range evs {
+		if !r.told[c.Product] {
+			return fmt.Errorf("aggregator: dedup source %d sent product code %d before naming it", src, c.Product)
+		}
+		c.Product = r.code[c.Product]
+		if c.Minute <= a.closed {
+			return fmt.Errorf("aggregator: dedup source %d sent an event of minute %d, closed already (its watermark said so)", src, c.Minute)
+		}
+		a.agg.add(c)
+		a.Stats.Counted.Add(1)
+	}
+	return nil
+}
+
+// Watermark records dedup process src's watermark and closes every minute
+// all dedup processes have passed.
+func (a *Aggregator) Watermark(ctx context.Context, src int, through int64) error {
+	r := &a.remote[src]
+	r.wm = max(r.wm, through)
+	low := r.wm
+	for i := range a.remote {
+		low = min(low, a.remote[i].wm)
+	}
+	if low == noMinute || low <= a.closed {
+		return nil
+	}
+	a.closed = low
+	if req, ok := a.agg.request(low, nil); ok {
+		return a.agg.closeThrough(ctx, req)
+	}
+	return nil
+}
+
+// Regions appends to dst the regions (H3 cells at resolution res, coarser
+// than cell's) that hold a cell within maxK of cell: the aggregators whose
+// rows an event of cell changes. Most cells reach one region; a cell near
+// a border reaches a few (its halo).
+func Regions(cell uint64, maxK, res int, dst []uint64) ([]uint64, error) {
+	cells, _, err := h3batch.Disk(cell, maxK, nil, nil)
+	if err != nil {
+		return dst, err
+	}
+	start := len(dst)
+	for _, c := range cells {
+		if p := parent(c, res); !slices.Contains(dst[start:], p) {
+			dst = append(dst, p)
+		}
+	}
+	return dst, nil
+}
+
+// Region is the region (H3 parent at resolution res) cell belongs to.
+func Region(cell uint64, res int) uint64 { return parent(cell, res) }

@@ -1,0 +1,177 @@
+package pipeline
+
+import (
+	"context"
+	"hash/maphash"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/demandpipe/demandpipe/encode"
+	"github.com/demandpipe/demandpipe/feature"
+	"github.com/demandpipe/demandpipe/gen"
+)
+
+// router stands in for the internal topic: it hands each dedup process's
+// output to the aggregators whose regions an event reaches (its halo),
+// and watermarks and product names to all of them.
+type router struct {
+	mu       sync.Mutex // dedup processes run at once
+	src      int
+	aggs     []*Aggregator
+	owner    func(region uint64) int
+	maxK     int
+	res      int
+	per      [][]Counted
+	regions  []uint64
+	sent     int // events handed to aggregators (halo copies included)
+	received int // events from dedup
+}
+
+type routerSource struct {
+	r   *router
+	src int
+}
+
+func (s routerSource) Product(code byte, u encode.UUID) error {
+	s.r.mu.Lock()
+	defer s.r.mu.Unlock()
+	for _, a := range s.r.aggs {
+		if err := a.Product(s.src, code, u); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s routerSource) Counted(evs []Counted) error {
+	r := s.r
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for i := range r.per {
+		r.per[i] = r.per[i][:0]
+	}
+	for _, c := range evs {
+		var err error
+		if r.regions, err = Regions(c.Cell, r.maxK, r.res, r.regions[:0]); err != nil {
+			return err
+		}
+		seen := map[int]bool{}
+		for _, g := range r.regions {
+			if o := r.owner(g); !seen[o] {
+				seen[o] = true
+				r.per[o] = append(r.per[o], c)
+			}
+		}
+	}
+	r.received += len(evs)
+	for i, a := range r.aggs {
+		r.sent += len(r.per[i])
+		if err := a.Counted(s.src, r.per[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s routerSource) Watermark(through int64) error {
+	s.r.mu.Lock()
+	defer s.r.mu.Unlock()
+	for _, a := range s.r.aggs {
+		if err := a.Watermark(context.Background(), s.src, through); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// TestScaleOutEqualsSingleProcess: dedup processes feeding aggregate
+// processes that each own some regions produce exactly the single
+// process's rows: 1 dedup + 3 aggregators, and 2 dedup processes (riders
+// split between them, as a Key_Shared subscription by rider does) + 3
+// aggregators.
+func TestScaleOutEqualsSingleProcess(t *testing.T) {
+	gc := gen.DefaultConfig()
+	gc.EventsPerMinute, gc.Riders, gc.Hotspots, gc.RadiusKm = 3000, 2000, 4, 60
+	gc.Start = time.Date(2024, 6, 1, 10, 0, 0, 0, time.UTC)
+	g, err := gen.New(gc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf []byte
+	for range 12 * 3000 {
+		buf = g.Append(buf)
+	}
+	lines := strings.Split(strings.TrimSuffix(string(buf), "\n"), "\n")
+	def := feature.Definition{Resolution: 8, Rings: []int{0, 1, 3, 6}, Windows: []int{1, 4, 8}}
+	want, _, _ := runEngine(t, lines, def, 30_000, 2, 64<<10)
+	sortRows(want)
+
+	const regionRes = 5 // ~250 km² regions: a 60 km city spans many, so halos matter
+	var seed = maphash.MakeSeed()
+	for _, dedups := range []int{1, 2} {
+		const nAgg = 3
+		owner := func(region uint64) int { return int(maphash.Comparable(seed, region) % nAgg) }
+		r := &router{maxK: slices0Max(def.Rings), res: regionRes, owner: owner, per: make([][]Counted, nAgg)}
+		sinks := make([]*collect, nAgg)
+		for i := range nAgg {
+			cfg := DefaultConfig()
+			cfg.Def, cfg.Parallelism = def, 1
+			cfg.Owns = func(cell uint64) bool { return owner(Region(cell, regionRes)) == i }
+			sinks[i] = &collect{}
+			a, err := NewAggregator(cfg, dedups, sinks[i])
+			if err != nil {
+				t.Fatal(err)
+			}
+			r.aggs = append(r.aggs, a)
+		}
+		// Riders split between dedup processes by a hash of rider_id.
+		parts := make([][]string, dedups)
+		for _, l := range lines {
+			i := strings.Index(l, `"rider_id":"`)
+			rider := l[i+12 : i+12+strings.IndexByte(l[i+12:], '"')]
+			k := int(maphash.String(seed, rider) % uint64(dedups))
+			parts[k] = append(parts[k], l)
+		}
+		var wg sync.WaitGroup
+		errs := make([]error, dedups)
+		for d := range dedups {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				cfg := DefaultConfig()
+				cfg.Def, cfg.Parallelism, cfg.ChunkBytes = def, 1, 16<<10
+				e, err := New(cfg)
+				if err != nil {
+					errs[d] = err
+					return
+				}
+				e.Emit = routerSource{r: r, src: d}
+				errs[d] = e.Run(context.Background(), strings.NewReader(strings.Join(parts[d], "\n")), nil)
+			}()
+		}
+		wg.Wait()
+		for _, err := range errs {
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		var got []row
+		for _, s := range sinks {
+			got = append(got, s.rows...)
+		}
+		sortRows(got)
+		diffRows(t, got, want)
+		t.Logf("%d dedup, %d aggregators: %d rows equal; %d counted events sent as %d (halo copies: +%.1f%%)",
+			dedups, nAgg, len(got), r.received, r.sent, 100*float64(r.sent-r.received)/float64(max(1, r.received)))
+	}
+}
+
+func slices0Max(s []int) int {
+	m := s[0]
+	for _, v := range s {
+		m = max(m, v)
+	}
+	return m
+}
