@@ -88,7 +88,7 @@ func newRunFlags() *runFlags {
 	fs.BoolVar(&r.cc.CreateSchema, "sink.create-schema", false, "with a cassandra:// sink, apply the schema (keyspace and tables, IF NOT EXISTS) at start; the same as ?create=true (`demandpipe schema cassandra` prints it)")
 	r.vc.RegisterFlags(fs)
 	r.rejects = fs.String("rejects", "", "if set, write every rejected line here as {\"line\":N,\"reason\":…,\"text\":…}")
-	r.duration = fs.Duration("duration", 0, "stop the input after this long (0: until it ends; a live generator never ends)")
+	r.duration = fs.Duration("duration", 0, "stop the input after this long (0: until it ends; a live generator never ends; a pulsar:// run stops without closing its open minutes, as on SIGINT)")
 	r.resume = fs.Bool("resume", true, "with a sink that keeps checkpoints (store:), continue from the last one when the same input file is run again; false starts over")
 	r.shutdownTimeout = fs.Duration("shutdown-timeout", time.Minute, "after SIGINT/SIGTERM, exit (status 1) if the graceful stop has not finished within this long")
 	r.progress = fs.String("progress", "auto", "progress line on stderr: auto (when stderr is a terminal), always or never")
