@@ -530,3 +530,29 @@ func TestPulsarReplayThroughAStall(t *testing.T) {
 	}
 	compareStores(t, file, fromTopic)
 }
+
+// TestPulsarNoCheckpointNoAck: into a sink that keeps no checkpoint
+// (ndjson:) nothing is ever acknowledged: the subscription keeps every
+// message for a run that keeps its state, and the run says so.
+func TestPulsarNoCheckpointNoAck(t *testing.T) {
+	s := startPulsar(t)
+	dir := t.TempDir()
+	events := genEvents(t, dir, 3000)
+	topic := pulsarTopic(t)
+	if err := publishCommand([]string{"-to=" + s.URL() + "/" + topic, "-progress=never", events}); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := s.Subscription(topic, "dp")
+	src := s.URL() + "/" + topic + "?subscription=dp&until=end"
+	_, stderr, done := runSubprocess(t, []string{"-source=" + src, "-sink=ndjson:" + filepath.Join(dir, "rows.ndjson"), "-serve=", "-progress=never"})
+	if err := <-done; err != nil {
+		t.Fatalf("%v\n%s", err, stderr)
+	}
+	if !strings.Contains(stderr.String(), "no message is ever acknowledged") {
+		t.Errorf("the run did not warn:\n%s", lastLines(stderr.String(), 12))
+	}
+	st, _ := s.Subscription(topic, "dp")
+	if st.MarkDelete != -1 || st.Backlog == 0 {
+		t.Fatalf("subscription after a run into ndjson: %+v (before: %+v); want nothing acknowledged", st, before)
+	}
+}
