@@ -12,6 +12,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -418,7 +419,17 @@ func TestFastGeneratorIsNotFuture(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.Def = smallDef
 	e, _ := New(cfg)
-	time.AfterFunc(3*time.Second, src.Stop) // 12 minutes of event time
+	// Stop after 6 closed minutes (~1.5 s unloaded: event time runs 4
+	// minutes a second), not after a fixed time: a loaded machine
+	// generates less per second. 60 s is only a safety net.
+	var closed atomic.Int64
+	e.OnClose = func(int64, int64, time.Duration) {
+		if closed.Add(1) == 6 {
+			src.Stop()
+		}
+	}
+	safety := time.AfterFunc(60*time.Second, src.Stop)
+	defer safety.Stop()
 	if err := e.Run(context.Background(), src, &sink.Null{}); err != nil {
 		t.Fatal(err)
 	}
