@@ -109,3 +109,20 @@ func AppendPickupEvent(dst []byte, i int, p Pickup) []byte {
 	dst = append(dst, p.Base...)
 	return append(dst, "\"}\n"...)
 }
+
+// AppendPickupWindow appends, as event lines, the pickups with a time in
+// [from, to) (unix ms), the way the tests replay real geography: arrival
+// jittered by up to 4 s (pickup i is i%5 s early) and riders paired (two
+// consecutive pickups share a rider, so some events are duplicates). It
+// returns the lines and how many there are.
+func AppendPickupWindow(dst []byte, ps []Pickup, from, to int64) ([]byte, int) {
+	n := 0
+	for i, p := range ps {
+		if p.TS >= from && p.TS < to {
+			p.TS -= int64(i % 5 * 1000)
+			dst = AppendPickupEvent(dst, n/2, p)
+			n++
+		}
+	}
+	return dst, n
+}

@@ -2,8 +2,6 @@ package pipeline
 
 import (
 	"context"
-	"fmt"
-	"math/rand/v2"
 	"strings"
 	"testing"
 	"time"
@@ -15,16 +13,7 @@ import (
 // new place in a 2-degree box, 3,000 a minute for 6 minutes, so every
 // minute brings ~3,000 sources in places the state does not hold yet.
 func hostileCity() []string {
-	rng := rand.New(rand.NewPCG(11, 11))
-	var lines []string
-	t0 := time.Date(2024, 6, 1, 10, 0, 0, 0, time.UTC).UnixMilli()
-	for m := range 6 {
-		for i := range 3000 {
-			lines = append(lines, fmt.Sprintf(`{"ts":%d,"rider_id":"r%d-%d","lat":%.6f,"lng":%.6f,"product_type":%q}`,
-				t0+int64(m)*60_000+int64(i)*20, m, i, 40+rng.Float64()*2, -100+rng.Float64()*2, testProducts[0]))
-		}
-	}
-	return lines
+	return boxEvents(11, 6, 3000, 2, 1, func(int) (float64, float64) { return 40, -100 })
 }
 
 // TestMemoryBudgetHolds: under hostile cardinality the close state stays

@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"fmt"
 	"slices"
@@ -273,15 +274,7 @@ func (a *closer) closeMinute(ctx context.Context, m int64, mc *minuteCounts, req
 					}
 					ps.order = append(ps.order, cellSlot{c, t.Slot})
 				}
-				slices.SortFunc(ps.order, func(x, y cellSlot) int {
-					if x.cell < y.cell {
-						return -1
-					}
-					if x.cell > y.cell {
-						return 1
-					}
-					return 0
-				})
+				slices.SortFunc(ps.order, func(x, y cellSlot) int { return cmp.Compare(x.cell, y.cell) })
 			}
 		}(a.scratch[w])
 	}

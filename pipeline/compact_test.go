@@ -11,22 +11,30 @@ import (
 	"github.com/demandpipe/demandpipe/feature"
 )
 
+// boxEvents makes `minutes` minutes of perMinute events, each a new rider
+// at a random place in a square of side span degrees whose south-west
+// corner minute m puts at corner(m), products alternating among nProducts.
+func boxEvents(seed uint64, minutes, perMinute int, span float64, nProducts int, corner func(m int) (lat, lng float64)) []string {
+	rng := rand.New(rand.NewPCG(seed, seed))
+	var lines []string
+	t0 := time.Date(2024, 6, 1, 10, 0, 0, 0, time.UTC).UnixMilli()
+	step := int64(60_000 / perMinute)
+	for m := range minutes {
+		lat, lng := corner(m)
+		for i := range perMinute {
+			lines = append(lines, fmt.Sprintf(`{"ts":%d,"rider_id":"r%d-%d","lat":%.6f,"lng":%.6f,"product_type":%q}`,
+				t0+int64(m)*60_000+int64(i)*step, m, i, lat+rng.Float64()*span, lng+rng.Float64()*span, testProducts[i%nProducts]))
+		}
+	}
+	return lines
+}
+
 // movingCity is an endless-run stand-in: 90 minutes of 300 events a
 // minute around a centre that moves ~4 km east every minute, so every
 // minute brings cells never seen before and the old ones fall out of the
 // windows.
 func movingCity() []string {
-	rng := rand.New(rand.NewPCG(3, 3))
-	var lines []string
-	t0 := time.Date(2024, 6, 1, 10, 0, 0, 0, time.UTC).UnixMilli()
-	for m := range 90 {
-		lng := -100 + 0.05*float64(m)
-		for i := range 300 {
-			lines = append(lines, fmt.Sprintf(`{"ts":%d,"rider_id":"r%d-%d","lat":%.6f,"lng":%.6f,"product_type":%q}`,
-				t0+int64(m)*60_000+int64(i)*200, m, i, 40+rng.Float64()*0.3, lng+rng.Float64()*0.3, testProducts[i%2]))
-		}
-	}
-	return lines
+	return boxEvents(3, 90, 300, 0.3, 2, func(m int) (float64, float64) { return 40, -100 + 0.05*float64(m) })
 }
 
 // TestCellIndexFollowsTheInput: with moving cells the state stays flat

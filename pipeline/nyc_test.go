@@ -26,13 +26,8 @@ func TestRealNYCPickups(t *testing.T) {
 	}
 	from := time.Date(2014, 4, 4, 19, 0, 0, 0, time.UTC).UnixMilli()
 	to := from + 60*60_000
-	var lines []string
-	for i, p := range ps {
-		if p.TS >= from && p.TS < to {
-			p.TS -= int64(i % 5 * 1000) // arrival jitter of a few seconds
-			lines = append(lines, strings.TrimSpace(string(gen.AppendPickupEvent(nil, len(lines)/2, p))))
-		}
-	}
+	out, _ := gen.AppendPickupWindow(nil, ps, from, to)
+	lines := strings.Split(strings.TrimSuffix(string(out), "\n"), "\n")
 	if len(lines) < 100 {
 		t.Fatalf("only %d pickups in the slice", len(lines))
 	}

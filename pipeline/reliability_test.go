@@ -27,17 +27,9 @@ import (
 func genLines(t testing.TB, n int, seed uint64, start time.Time) []string {
 	t.Helper()
 	gc := gen.DefaultConfig()
-	gc.Seed = seed
-	gc.Start = start
-	g, err := gen.New(gc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var buf []byte
-	for range n {
-		buf = g.Append(buf)
-	}
-	return strings.Split(strings.TrimSuffix(string(buf), "\n"), "\n")
+	gc.Seed, gc.Start = seed, start
+	lines, _ := genWith(t, gc, n)
+	return lines
 }
 
 // smallDef keeps the dense tests fast: the rule under test is about time,

@@ -94,24 +94,34 @@ func (d *memDurable) all() []row {
 	return out
 }
 
+// genWith makes n lines of the generator with gc (starting 2024-06-01
+// 10:00 UTC unless gc.Start is set) and returns the generator to go on
+// with.
+func genWith(t testing.TB, gc gen.Config, n int) ([]string, *gen.Generator) {
+	t.Helper()
+	if gc.Start.IsZero() {
+		gc.Start = time.Date(2024, 6, 1, 10, 0, 0, 0, time.UTC)
+	}
+	g, err := gen.New(gc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf []byte
+	for range n {
+		buf = g.Append(buf)
+	}
+	return strings.Split(strings.TrimSuffix(string(buf), "\n"), "\n"), g
+}
+
 // resumeInput is 25 minutes of a small city with late, malformed and
 // future-clock lines, a gap of 12 minutes and a jump of the whole stream.
 func resumeInput(t *testing.T) []string {
 	gc := gen.DefaultConfig()
 	gc.EventsPerMinute, gc.Riders, gc.Hotspots = 1500, 800, 3
 	gc.LateFraction, gc.MalformedFraction = 0.01, 0.005
-	gc.Start = time.Date(2024, 6, 1, 10, 0, 0, 0, time.UTC)
-	g, err := gen.New(gc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	lines, g := genWith(t, gc, 15*1500)
+	g.SetStart(time.Date(2024, 6, 1, 10, 27, 0, 0, time.UTC).UnixMilli()) // a gap: the stream jumps 12 minutes
 	var buf []byte
-	for range 15 * 1500 {
-		buf = g.Append(buf)
-	}
-	lines := strings.Split(strings.TrimSuffix(string(buf), "\n"), "\n")
-	g.SetStart(gc.Start.Add(27 * time.Minute).UnixMilli()) // a gap: the stream jumps 12 minutes
-	buf = buf[:0]
 	for range 10 * 1500 {
 		buf = g.Append(buf)
 	}

@@ -6,7 +6,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/demandpipe/demandpipe/encode"
 	"github.com/demandpipe/demandpipe/feature"
@@ -94,16 +93,7 @@ func (s routerSource) Watermark(through int64) error {
 func TestScaleOutEqualsSingleProcess(t *testing.T) {
 	gc := gen.DefaultConfig()
 	gc.EventsPerMinute, gc.Riders, gc.Hotspots, gc.RadiusKm = 3000, 2000, 4, 60
-	gc.Start = time.Date(2024, 6, 1, 10, 0, 0, 0, time.UTC)
-	g, err := gen.New(gc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var buf []byte
-	for range 12 * 3000 {
-		buf = g.Append(buf)
-	}
-	lines := strings.Split(strings.TrimSuffix(string(buf), "\n"), "\n")
+	lines, _ := genWith(t, gc, 12*3000)
 	def := feature.Definition{Resolution: 8, Rings: []int{0, 1, 3, 6}, Windows: []int{1, 4, 8}}
 	want, _, _ := runEngine(t, lines, def, 30_000, 2, 64<<10)
 	sortRows(want)

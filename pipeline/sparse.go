@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"cmp"
 	"slices"
 	"sync"
 
@@ -131,15 +132,7 @@ func (s *sparseSet) gather(m int64, w []int) {
 			}
 		}
 	}
-	slices.SortFunc(s.entries, func(x, y sparseEntry) int {
-		if x.cell < y.cell {
-			return -1
-		}
-		if x.cell > y.cell {
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(s.entries, func(x, y sparseEntry) int { return cmp.Compare(x.cell, y.cell) })
 	nW := len(w)
 	s.srcs = s.srcs[:0]
 	s.sums = s.sums[:0]
@@ -234,15 +227,7 @@ func computeDisks(missing []*sparseDisk, maxK, workers int) error {
 // holds sources far apart: the heap stays small).
 func (s *sparseSet) start() {
 	s.bind()
-	slices.SortFunc(s.srcs, func(x, y sparseSrc) int {
-		if x.keys[0] < y.keys[0] {
-			return -1
-		}
-		if x.keys[0] > y.keys[0] {
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(s.srcs, func(x, y sparseSrc) int { return cmp.Compare(x.keys[0], y.keys[0]) })
 	s.heap, s.next = s.heap[:0], 0
 }
 

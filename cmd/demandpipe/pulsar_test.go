@@ -57,15 +57,7 @@ func nycEvents(t *testing.T, dir string) string {
 	}
 	from := time.Date(2014, 4, 4, 18, 0, 0, 0, time.UTC).UnixMilli()
 	to := from + 60*60_000
-	var out []byte
-	n := 0
-	for i, p := range ps {
-		if p.TS >= from && p.TS < to {
-			p.TS -= int64(i % 5 * 1000)
-			out = gen.AppendPickupEvent(out, n/2, p)
-			n++
-		}
-	}
+	out, n := gen.AppendPickupWindow(nil, ps, from, to)
 	if n < 100 {
 		t.Fatalf("only %d pickups in the slice", n)
 	}
