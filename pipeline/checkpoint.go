@@ -347,6 +347,16 @@ func (r *byteReader) bool() bool {
 	return v
 }
 
+func (r *byteReader) byte() byte {
+	if len(r.b) < 1 {
+		r.fail()
+		return 0
+	}
+	v := r.b[0]
+	r.b = r.b[1:]
+	return v
+}
+
 func (r *byteReader) u64() uint64 {
 	if len(r.b) < 8 {
 		r.fail()
