@@ -1,48 +1,13 @@
 package pulsartest
 
 import (
-	"encoding/binary"
 	"fmt"
-	"math/bits"
 	"slices"
 )
 
 // hashRangeSize is the Key_Shared hash space, 2^16 slots as in Pulsar
 // (StickyKeyConsumerSelector.DEFAULT_RANGE_SIZE).
 const hashRangeSize = 1 << 16
-
-// murmur3 is MurmurHash3 x86_32 with seed 0, masked to 31 bits: what the
-// Pulsar broker's Murmur3_32Hash.makeHash returns for a sticky key.
-func murmur3(b []byte) uint32 {
-	const c1, c2 = 0xcc9e2d51, 0x1b873593
-	var h uint32
-	n := len(b)
-	for len(b) >= 4 {
-		k := binary.LittleEndian.Uint32(b)
-		k *= c1
-		k = bits.RotateLeft32(k, 15)
-		k *= c2
-		h ^= k
-		h = bits.RotateLeft32(h, 13)
-		h = h*5 + 0xe6546b64
-		b = b[4:]
-	}
-	var k uint32
-	for i, x := range b {
-		k ^= uint32(x) << (8 * i)
-	}
-	k *= c1
-	k = bits.RotateLeft32(k, 15)
-	k *= c2
-	h ^= k
-	h ^= uint32(n)
-	h ^= h >> 16
-	h *= 0x85ebca6b
-	h ^= h >> 13
-	h *= 0xc2b2ae35
-	h ^= h >> 16
-	return h & 0x7fffffff
-}
 
 // keySelector maps Key_Shared hash slots to consumers.
 //

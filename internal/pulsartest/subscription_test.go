@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"slices"
 	"testing"
+
+	"github.com/demandpipe/demandpipe/internal/murmur3"
 )
 
 // Dispatch semantics pinned without the network: consumers sit on conns
@@ -94,7 +96,7 @@ func TestDispatchKeySharedParksBlockedKeys(t *testing.T) {
 	var ka, kb string
 	for i := 0; ka == "" || kb == ""; i++ {
 		k := fmt.Sprintf("key-%d", i)
-		if r.sub.ks.owner(int32(murmur3([]byte(k))%hashRangeSize)) == a {
+		if r.sub.ks.owner(int32(murmur3.Sum31([]byte(k))%hashRangeSize)) == a {
 			ka = k
 		} else {
 			kb = k

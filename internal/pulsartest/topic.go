@@ -7,6 +7,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/demandpipe/demandpipe/internal/murmur3"
 )
 
 // topic is a non-partitioned topic (or one partition): an in-memory ledger
@@ -54,7 +56,7 @@ func (t *topic) append(meta msgMeta, sendNum int32, stored []byte) int64 {
 		publishTime: meta.publishTime,
 		numMessages: n,
 		batched:     meta.haveNumMessages,
-		keySlot:     int32(murmur3(stickyKey(meta)) % hashRangeSize),
+		keySlot:     int32(murmur3.Sum31(stickyKey(meta)) % hashRangeSize),
 		stored:      stored,
 	}
 	t.entries = append(t.entries, e)

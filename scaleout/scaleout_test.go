@@ -1,0 +1,180 @@
+package scaleout
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/apache/pulsar-client-go/pulsar"
+	plog "github.com/apache/pulsar-client-go/pulsar/log"
+	"go.uber.org/goleak"
+
+	"github.com/demandpipe/demandpipe/encode"
+	"github.com/demandpipe/demandpipe/feature"
+	"github.com/demandpipe/demandpipe/gen"
+	"github.com/demandpipe/demandpipe/internal/leakcheck"
+	"github.com/demandpipe/demandpipe/internal/pulsartest"
+	"github.com/demandpipe/demandpipe/pipeline"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m, leakcheck.PulsarClient...) }
+
+// rows is a sink that keeps every row as text.
+type rows struct {
+	mu   sync.Mutex
+	rows []string
+}
+
+func (r *rows) Write(_ context.Context, b *encode.Batch) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for i := range b.Len() {
+		r.rows = append(r.rows, fmt.Sprint(b.Minute, b.ProductName(i), b.Cells[i], b.Row(i)))
+	}
+	return nil
+}
+func (r *rows) CloseMinute(context.Context, int64) error { return nil }
+func (r *rows) Close() error                             { return nil }
+
+// TestOneDedupThreeAggregatesEqualSingleProcess: through the Pulsar test
+// double with the real client, one dedup process publishing to the
+// internal topic and three aggregate processes on sticky hash ranges
+// write, together, exactly the single process's rows, each row once.
+func TestOneDedupThreeAggregatesEqualSingleProcess(t *testing.T) {
+	gc := gen.DefaultConfig()
+	gc.EventsPerMinute, gc.Riders, gc.Hotspots, gc.RadiusKm = 3000, 2000, 4, 60
+	g, err := gen.New(gc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf []byte
+	for range 10 * 3000 {
+		buf = g.Append(buf)
+	}
+	input := string(buf)
+	def := feature.Definition{Resolution: 8, Rings: []int{0, 1, 3, 6}, Windows: []int{1, 4, 8}}
+	pcfg := pipeline.DefaultConfig()
+	pcfg.Def, pcfg.Parallelism = def, 2
+
+	single := &rows{}
+	e, err := pipeline.New(pcfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Run(context.Background(), strings.NewReader(input), single); err != nil {
+		t.Fatal(err)
+	}
+
+	srv, err := pulsartest.Start(pulsartest.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	client, err := pulsar.NewClient(pulsar.ClientOptions{URL: srv.URL(), OperationTimeout: 10 * time.Second, Logger: plog.DefaultNopLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	cfg := DefaultConfig()
+	cfg.Topic, cfg.RegionRes = "persistent://public/default/counted", 5 // small regions: the city spans many slots
+
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	ranges := [][]int{{0, 21844}, {21845, 43689}, {43690, 65535}}
+	outs := make([]*rows, len(ranges))
+	aggs := make([]*Aggregate, len(ranges))
+	for i, r := range ranges {
+		outs[i] = &rows{}
+		if aggs[i], err = NewAggregate(client, cfg, "aggregate", r, 1, pcfg, outs[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	errs := make(chan error, len(aggs))
+	for _, a := range aggs {
+		go func() { errs <- a.Run(ctx) }()
+	}
+	pub, err := NewPublisher(ctx, client, cfg, 0, def)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := pipeline.New(pcfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.Emit = pub
+	if err := d.Run(ctx, strings.NewReader(input), nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := pub.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for range aggs {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	var got []string
+	for i, o := range outs {
+		if len(o.rows) == 0 {
+			t.Errorf("aggregate process %d (ranges %v) wrote no row: the test no longer splits the work", i, ranges[i])
+		}
+		got = append(got, o.rows...)
+	}
+	want := single.rows
+	slices.Sort(got)
+	slices.Sort(want)
+	for i := range min(len(got), len(want)) {
+		if got[i] != want[i] {
+			t.Errorf("first difference, row %d:\n got %s\nwant %s", i, got[i], want[i])
+			break
+		}
+	}
+	if len(got) != len(want) || !slices.Equal(got, want) {
+		t.Fatalf("%d rows from the aggregate processes (%d, %d, %d), %d from one process", len(got), len(outs[0].rows), len(outs[1].rows), len(outs[2].rows), len(want))
+	}
+	t.Logf("%d rows equal: %d + %d + %d from 3 aggregate processes; %d counted events", len(got), len(outs[0].rows), len(outs[1].rows), len(outs[2].rows), d.Stats.Counted.Load())
+}
+
+func TestParseRangesAndValidate(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want string // "" : an error
+	}{
+		{"0-65535", "[0 65535]"},
+		{"0-10, 20-30", "[0 10 20 30]"},
+		{"10-5", ""}, {"0-65536", ""}, {"-1-3", ""}, {"a-b", ""}, {"7", ""},
+	} {
+		got, err := ParseRanges(tc.in)
+		if (tc.want == "") != (err != nil) || (err == nil && fmt.Sprint(got) != tc.want) {
+			t.Errorf("%q: %v %v", tc.in, got, err)
+		}
+	}
+	c := DefaultConfig()
+	for _, tc := range []struct {
+		flag string
+		mut  func(*Config)
+	}{
+		{"scaleout.topic", func(c *Config) { c.Topic = "" }},
+		{"scaleout.slots", func(c *Config) { c.Slots = 0 }},
+		{"scaleout.region-res", func(c *Config) { c.RegionRes = 16 }},
+	} {
+		c := c
+		c.Topic = "t"
+		tc.mut(&c)
+		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), tc.flag) {
+			t.Errorf("%s: %v", tc.flag, err)
+		}
+	}
+	// Every slot has exactly one owner among ranges that cover the space.
+	c.Topic = "t"
+	a, b := c.owned([]int{0, 30000}), c.owned([]int{30001, 65535})
+	for s := range a {
+		if a[s] == b[s] {
+			t.Fatalf("slot %d owned by both or neither", s)
+		}
+	}
+}
