@@ -17,6 +17,7 @@
 package scaleout
 
 import (
+	"flag"
 	"fmt"
 	"strconv"
 	"strings"
@@ -41,6 +42,13 @@ type Config struct {
 
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config { return Config{Slots: 64, RegionRes: 3} }
+
+// RegisterFlags binds the fields to -scaleout.* flags.
+func (c *Config) RegisterFlags(fs *flag.FlagSet) {
+	fs.StringVar(&c.Topic, "scaleout.topic", c.Topic, "the internal topic between the dedup and aggregate roles, e.g. persistent://public/default/demandpipe-counted")
+	fs.IntVar(&c.Slots, "scaleout.slots", c.Slots, "message keys regions are hashed over (1..4096): every role of a deployment must use the same")
+	fs.IntVar(&c.RegionRes, "scaleout.region-res", c.RegionRes, "H3 resolution of the regions aggregate processes own (0..15; 3: ~12,400 km², an event reaches ~1.06 regions at k=20)")
+}
 
 // Validate checks the fields.
 func (c Config) Validate() error {

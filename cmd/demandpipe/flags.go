@@ -118,6 +118,7 @@ var stages = []struct{ key, title string }{
 	{"windows", "windows: sliding windows, watermark and the future rule"},
 	{"store", "store: the embedded feature store (-sink=store:DIR)"},
 	{"serve", "serve: the HTTP API and the page"},
+	{"scaleout", "scaleout: the dedup and aggregate roles over Pulsar (-role; pipeline/SCALEOUT.md)"},
 }
 
 type flagGroup struct {

@@ -74,6 +74,7 @@ type runFlags struct {
 	progress        *string
 	logFormat       *string
 	logLevel        *string
+	role            *roleFlags
 }
 
 func newRunFlags() *runFlags {
@@ -95,6 +96,7 @@ func newRunFlags() *runFlags {
 	r.logFormat = fs.String("log.format", "text", "log lines on stderr as text or json (log/slog); the summary at the end stays text")
 	r.logLevel = fs.String("log.level", "info", "debug, info (one line per minute closed), warn or error")
 	engineFlags(fs, &r.cfg)
+	r.role = newRoleFlags(fs)
 	return r
 }
 
@@ -105,7 +107,7 @@ func runCommand(args []string) error {
 	if err := parse(fs, args, "demandpipe run [flags]: run the pipeline from a source to a sink.", runMore); err != nil {
 		return err
 	}
-	cfg, sc, cc, vc := rf.cfg, rf.sc, rf.cc, rf.vc
+	cfg, sc, vc := rf.cfg, rf.sc, rf.vc
 	log, err := newLogger(*rf.logFormat, *rf.logLevel)
 	if err != nil {
 		return err
@@ -130,6 +132,9 @@ func runCommand(args []string) error {
 		return err
 	}
 
+	if ok, err := runRole(rf, log); ok {
+		return err
+	}
 	in, err := source.Open(*src)
 	if err != nil {
 		return err
@@ -143,11 +148,7 @@ func runCommand(args []string) error {
 		// not the machine's clock.
 		sc.Now, vc.Now = c.EventClock, c.EventClock
 	}
-	openers := sink.Builtin()
-	openers["store"] = store.Opener(sc, reg)
-	cc.Definition = cfg.Def // stored with the table, checked on reopen and by readers
-	openers["cassandra"] = cassandra.NewOpener(cc, cassandra.Options{Registerer: reg, Logf: logf})
-	out, err := openers.Open(*snk)
+	out, err := rf.openSink(reg, sc)
 	if err != nil {
 		return err
 	}

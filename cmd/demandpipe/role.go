@@ -1,0 +1,140 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/demandpipe/demandpipe/pipeline"
+	"github.com/demandpipe/demandpipe/scaleout"
+	"github.com/demandpipe/demandpipe/sink"
+	"github.com/demandpipe/demandpipe/sink/cassandra"
+	"github.com/demandpipe/demandpipe/source"
+	"github.com/demandpipe/demandpipe/store"
+)
+
+// roleFlags choose a run's part in a scale-out over Pulsar
+// (pipeline/SCALEOUT.md): the whole pipeline (all), its dedup half, or its
+// aggregate half.
+type roleFlags struct {
+	role    *string
+	so      scaleout.Config
+	url     *string
+	dedupID *int
+	dedups  *int
+	ranges  *string
+	sub     *string
+}
+
+func newRoleFlags(fs *flag.FlagSet) *roleFlags {
+	r := &roleFlags{so: scaleout.DefaultConfig()}
+	r.role = fs.String("role", "all", "all: the whole pipeline in this process; dedup: read -source, dedup and publish counted events to -scaleout.topic (no sink); aggregate: consume -scaleout.topic and write the rows of the regions this process owns to -sink (a first cut: no resume yet, see pipeline/SCALEOUT.md)")
+	r.so.RegisterFlags(fs)
+	r.url = fs.String("scaleout.url", "pulsar://127.0.0.1:6650", "Pulsar service URL of the internal topic (token from DEMANDPIPE_PULSAR_TOKEN)")
+	r.dedupID = fs.Int("scaleout.dedup-id", 0, "dedup role: this process's number, 0..scaleout.dedups-1")
+	r.dedups = fs.Int("scaleout.dedups", 1, "aggregate role: how many dedup processes publish (a minute closes when all of them have passed it)")
+	r.ranges = fs.String("scaleout.ranges", "0-65535", "aggregate role: the Key_Shared sticky hash ranges this process owns, a-b[,c-d] within 0..65535; the processes' ranges must not overlap and together cover it")
+	r.sub = fs.String("scaleout.subscription", "demandpipe-aggregate", "aggregate role: the subscription on the internal topic (the same for every aggregate process)")
+	return r
+}
+
+// runRole runs the dedup or aggregate role; ok is false for -role=all.
+func runRole(rf *runFlags, log *slog.Logger) (ok bool, err error) {
+	r := rf.role
+	switch *r.role {
+	case "all":
+		return false, nil
+	case "dedup", "aggregate":
+	default:
+		return true, fmt.Errorf("-role=%q: want all, dedup or aggregate", *r.role)
+	}
+	if err := r.so.Validate(); err != nil {
+		return true, err
+	}
+	pc := source.DefaultPulsarConfig()
+	pc.ServiceURL, pc.Topic, pc.Token = *r.url, r.so.Topic, os.Getenv(source.PulsarTokenEnv)
+	client, err := source.NewPulsarClient(pc)
+	if err != nil {
+		return true, fmt.Errorf("-scaleout.url: %w", err)
+	}
+	defer client.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	go func() {
+		select {
+		case <-sigs:
+			log.Info("stopping (the roles do not resume yet: run the deployment again from the start)")
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	start := time.Now()
+	if *r.role == "dedup" {
+		if *r.dedupID < 0 {
+			return true, fmt.Errorf("-scaleout.dedup-id=%d: must be >= 0", *r.dedupID)
+		}
+		in, err := source.Open(*rf.src)
+		if err != nil {
+			return true, err
+		}
+		defer in.Close()
+		e, err := pipeline.New(rf.cfg)
+		if err != nil {
+			return true, err
+		}
+		pub, err := scaleout.NewPublisher(ctx, client, r.so, uint32(*r.dedupID), rf.cfg.Def)
+		if err != nil {
+			return true, err
+		}
+		e.Emit = pub
+		log.Info("run: dedup role", "source", *rf.src, "topic", r.so.Topic, "dedup_id", *r.dedupID)
+		runErr := e.Run(ctx, in, nil)
+		closeErr := pub.Close()
+		e.Stats.Snapshot().Write(os.Stderr, time.Since(start).Seconds())
+		return true, errors.Join(runErr, closeErr)
+	}
+	ranges, err := scaleout.ParseRanges(*r.ranges)
+	if err != nil {
+		return true, err
+	}
+	if *r.dedups < 1 {
+		return true, fmt.Errorf("-scaleout.dedups=%d: must be >= 1", *r.dedups)
+	}
+	sc := rf.sc
+	sc.Definition = rf.cfg.Def
+	out, err := rf.openSink(newRegistry(), sc)
+	if err != nil {
+		return true, err
+	}
+	agg, err := scaleout.NewAggregate(client, r.so, *r.sub, ranges, *r.dedups, rf.cfg, out)
+	if err != nil {
+		out.Close()
+		return true, err
+	}
+	log.Info("run: aggregate role", "topic", r.so.Topic, "ranges", *r.ranges, "dedups", *r.dedups, "sink", *rf.snk)
+	runErr := agg.Run(ctx)
+	closeErr := out.Close()
+	agg.Stats().Snapshot().Write(os.Stderr, time.Since(start).Seconds())
+	return true, errors.Join(runErr, closeErr)
+}
+
+// openSink opens -sink with the run's store (sc) and Cassandra settings.
+func (rf *runFlags) openSink(reg prometheus.Registerer, sc store.Config) (sink.Writer, error) {
+	openers := sink.Builtin()
+	openers["store"] = store.Opener(sc, reg)
+	cc := rf.cc
+	cc.Definition = rf.cfg.Def // stored with the table, checked on reopen and by readers
+	openers["cassandra"] = cassandra.NewOpener(cc, cassandra.Options{Registerer: reg, Logf: logf})
+	return openers.Open(*rf.snk)
+}
