@@ -31,6 +31,7 @@ type Aggregate struct {
 	// arrives once per slot and must count once.
 	countFrom map[uint64]int
 	regions   []uint64
+	slots     []int
 	mine      []pipeline.Counted
 }
 
@@ -125,12 +126,12 @@ func (a *Aggregate) handle(ctx context.Context, m pulsar.Message) error {
 				clear(a.countFrom) // cells move: recomputing is cheaper than growing forever
 			}
 			var err error
-			if a.regions, err = pipeline.Regions(c.Cell, a.maxK, a.cfg.RegionRes, a.regions[:0]); err != nil {
+			if a.slots, err = a.cfg.cellSlots(c.Cell, a.maxK, &a.regions, a.slots[:0]); err != nil {
 				return err
 			}
 			from = a.cfg.Slots
-			for _, g := range a.regions {
-				if s := a.cfg.slotOf(g); a.owned[s] {
+			for _, s := range a.slots {
+				if a.owned[s] {
 					from = min(from, s)
 				}
 			}

@@ -74,13 +74,8 @@ func (p *Publisher) Counted(evs []pipeline.Counted) error {
 				clear(p.slotsOf) // cells move: recomputing is cheaper than growing forever
 			}
 			var err error
-			if p.regions, err = pipeline.Regions(c.Cell, p.maxK, p.cfg.RegionRes, p.regions[:0]); err != nil {
+			if slots, err = p.cfg.cellSlots(c.Cell, p.maxK, &p.regions, nil); err != nil {
 				return err
-			}
-			for _, g := range p.regions {
-				if s := p.cfg.slotOf(g); !containsInt(slots, s) {
-					slots = append(slots, s)
-				}
 			}
 			p.slotsOf[c.Cell] = slots
 		}
@@ -155,13 +150,4 @@ func (p *Publisher) send(slot int) error {
 		}
 	})
 	return p.err()
-}
-
-func containsInt(s []int, v int) bool {
-	for _, x := range s {
-		if x == v {
-			return true
-		}
-	}
-	return false
 }

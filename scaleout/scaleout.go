@@ -19,10 +19,13 @@ package scaleout
 import (
 	"flag"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
 	"github.com/cespare/xxhash/v2"
+
+	"github.com/demandpipe/demandpipe/pipeline"
 
 	"github.com/demandpipe/demandpipe/internal/murmur3"
 )
@@ -71,6 +74,21 @@ const maxCachedCells = 1 << 20
 // slotOf is the key slot of a region.
 func (c Config) slotOf(region uint64) int {
 	return int(xxhash.Sum64String(strconv.FormatUint(region, 16)) % uint64(c.Slots))
+}
+
+// cellSlots appends to dst the slots of the regions a source at cell
+// reaches within maxK (its halo), each once.
+func (c Config) cellSlots(cell uint64, maxK int, regions *[]uint64, dst []int) ([]int, error) {
+	var err error
+	if *regions, err = pipeline.Regions(cell, maxK, c.RegionRes, (*regions)[:0]); err != nil {
+		return dst, err
+	}
+	for _, g := range *regions {
+		if s := c.slotOf(g); !slices.Contains(dst, s) {
+			dst = append(dst, s)
+		}
+	}
+	return dst, nil
 }
 
 // slotKey is the message key of slot s.

@@ -98,6 +98,12 @@ func runRole(rf *runFlags, log *slog.Logger) (ok bool, err error) {
 			return true, err
 		}
 		e.Emit = pub
+		if p, ok := in.(*source.Pulsar); ok {
+			// No checkpoint in the dedup role yet: nothing is acknowledged,
+			// and the source keeps no table for it.
+			p.NoAcks()
+			log.Warn("the dedup role keeps no checkpoint yet: no raw message is acknowledged, so the subscription's backlog stays")
+		}
 		log.Info("run: dedup role", "source", *rf.src, "topic", r.so.Topic, "dedup_id", *r.dedupID)
 		runErr := e.Run(ctx, in, nil)
 		closeErr := pub.Close()
