@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -21,6 +22,17 @@ type Pickup struct {
 	TS       int64 // unix ms: the minute's start plus a deterministic spread
 	Lat, Lng float64
 	Base     string // dispatching base, e.g. B02512: stands in for a product
+}
+
+// ReadPickupsFile reads the pickups CSV at path (see ReadPickups); a missing
+// file is an error matching fs.ErrNotExist.
+func ReadPickupsFile(path string) ([]Pickup, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return ReadPickups(f)
 }
 
 // ReadPickups parses the CSV (plain or gzip), sorted by time (stable).

@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -46,12 +48,10 @@ func pulsarTopic(t *testing.T) string {
 // pipeline's TestRealNYCPickups does.
 func nycEvents(t *testing.T, dir string) string {
 	t.Helper()
-	f, err := os.Open("../../../shared/data/uber-nyc-pickups-2014-04-02-to-30.csv.gz")
-	if err != nil {
+	ps, err := gen.ReadPickupsFile("../../../shared/data/uber-nyc-pickups-2014-04-02-to-30.csv.gz")
+	if errors.Is(err, fs.ErrNotExist) {
 		t.Skipf("shared NYC data not beside the repo: %v", err)
 	}
-	defer f.Close()
-	ps, err := gen.ReadPickups(f)
 	if err != nil {
 		t.Fatal(err)
 	}
