@@ -597,3 +597,43 @@ demandpipe_sink_batch_items_count{sink="test"} 3
 		}
 	})
 }
+
+// BenchmarkEnqueue measures Enqueue of rows that come sorted, in runs of
+// one key (as the engine's rows do, product by product, cell by cell), to
+// a store that answers at once.
+func BenchmarkEnqueue(b *testing.B) {
+	type key struct {
+		product [16]byte
+		minute  int64
+		region  int64
+	}
+	type item struct {
+		k   key
+		val int64
+	}
+	cfg := DefaultQueueConfig()
+	cfg.Writers, cfg.BatchRows, cfg.Capacity = 2, 50, 16384
+	q, err := NewQueue(cfg, QueueHandler[item, key]{
+		Send: func(context.Context, []item) error { return nil },
+		Key:  func(it item) key { return it.k },
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer q.Close()
+	items := make([]item, 4096)
+	for i := range items {
+		items[i] = item{k: key{product: [16]byte{byte(i / 2048)}, minute: 28_620_600, region: int64(i / 37)}, val: int64(i)}
+	}
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := q.Enqueue(ctx, items...); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := q.Flush(ctx); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(items)), "ns/item")
+}
