@@ -47,8 +47,8 @@ type Queue[T any, K comparable] struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	mu      sync.Mutex
-	open    map[K]*queueBatch[T]
+	mu   sync.Mutex
+	open map[K]*queueBatch[T]
 	// last is the open batch the previous item went to, and its key:
 	// items come sorted (rows by product and cell), so runs of one key
 	// skip the map (a 40-byte key hashed per row was ~3% of the Cassandra
