@@ -16,6 +16,7 @@ import (
 
 	"github.com/demandpipe/demandpipe/internal/leakcheck"
 	"github.com/demandpipe/demandpipe/internal/pulsartest"
+	"github.com/demandpipe/demandpipe/internal/topicread"
 )
 
 // TestMain checks that no goroutine outlives the tests, except the Pulsar
@@ -558,25 +559,9 @@ func TestPulsarDeadLetter(t *testing.T) {
 	if tee.String() != rejects {
 		t.Fatalf("tee got %q", tee.String())
 	}
-	cfg := DefaultPulsarConfig()
-	cfg.ServiceURL, cfg.Topic = s.URL(), topic+"-dlq"
-	client, err := NewPulsarClient(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
-	c, err := client.Subscribe(pulsar.ConsumerOptions{Topic: cfg.Topic, SubscriptionName: "check", SubscriptionInitialPosition: pulsar.SubscriptionPositionEarliest})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	for _, want := range []struct{ text, reason, line string }{{"{nope", "bad_json", "3"}, {`{"a":1}`, "no_ts", "9"}} {
-		m, err := c.Receive(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
+	wants := []struct{ text, reason, line string }{{"{nope", "bad_json", "3"}, {`{"a":1}`, "no_ts", "9"}}
+	for i, m := range topicread.Read(t, s.URL(), topic+"-dlq", len(wants), 10*time.Second, false) {
+		want := wants[i]
 		if string(m.Payload()) != want.text || m.Properties()["reason"] != want.reason || m.Properties()["line"] != want.line {
 			t.Fatalf("dead letter %q %v, want %+v", m.Payload(), m.Properties(), want)
 		}

@@ -15,12 +15,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/apache/pulsar-client-go/pulsar"
 	"github.com/valyala/fastjson"
 
 	"github.com/demandpipe/demandpipe/gen"
 	"github.com/demandpipe/demandpipe/internal/pulsartest"
-	"github.com/demandpipe/demandpipe/source"
+	"github.com/demandpipe/demandpipe/internal/topicread"
 )
 
 // Tests of the Pulsar path through the project's test broker with the real
@@ -356,37 +355,14 @@ func testDeadLetter(t *testing.T, url, topic string) {
 	if len(want) < 40 {
 		t.Fatalf("only %d rejects for 1%% of 8000 malformed", len(want))
 	}
-	cfg := source.DefaultPulsarConfig()
-	cfg.ServiceURL = url
-	cfg.Topic = topic + "-dlq"
-	client, err := source.NewPulsarClient(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
-	cons, err := client.Subscribe(pulsar.ConsumerOptions{Topic: cfg.Topic, SubscriptionName: "check", SubscriptionInitialPosition: pulsar.SubscriptionPositionEarliest})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cons.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	for i, w := range want {
-		m, err := cons.Receive(ctx)
-		if err != nil {
-			t.Fatalf("dead letter %d of %d: %v", i, len(want), err)
-		}
+	for i, m := range topicread.Read(t, url, topic+"-dlq", len(want), 20*time.Second, true) {
+		w := want[i]
 		if string(m.Payload()) != string(w.GetStringBytes("text")) || m.Properties()["reason"] != string(w.GetStringBytes("reason")) ||
 			m.Properties()["line"] != fmt.Sprint(w.GetInt64("line")) {
 			t.Fatalf("dead letter %d: %q %v, want %s", i, m.Payload(), m.Properties(), w)
 		}
 	}
-	rctx, rcancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
-	defer rcancel()
-	if m, err := cons.Receive(rctx); err == nil {
-		t.Fatalf("more dead letters than rejects: %q", m.Payload())
-	}
-	t.Logf("%d malformed messages on %s", len(want), cfg.Topic)
+	t.Logf("%d malformed messages on %s-dlq", len(want), topic)
 }
 
 // TestPublishUnreachable: publishing to a broker that is not there fails
