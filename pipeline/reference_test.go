@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -270,23 +271,13 @@ func referenceRule(t testing.TB, lines []string, def feature.Definition, latenes
 func sortRows(rows []row) {
 	slices.SortFunc(rows, func(a, b row) int {
 		if a.minute != b.minute {
-			return cmpInt(a.minute, b.minute)
+			return cmp.Compare(a.minute, b.minute)
 		}
 		if a.product != b.product {
 			return strings.Compare(a.product, b.product)
 		}
-		return cmpInt(a.cell, b.cell)
+		return cmp.Compare(a.cell, b.cell)
 	})
-}
-
-func cmpInt[T int64 | uint64](a, b T) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // diffRows reports the first differences between got and want.

@@ -1,6 +1,7 @@
 package source
 
 import (
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -103,20 +104,10 @@ func reached(id, last pulsar.MessageID) bool {
 func cmpEntry(a, b pulsar.MessageID) int {
 	switch {
 	case a.LedgerID() != b.LedgerID():
-		return cmpInt(a.LedgerID(), b.LedgerID())
+		return cmp.Compare(a.LedgerID(), b.LedgerID())
 	default:
-		return cmpInt(a.EntryID(), b.EntryID())
+		return cmp.Compare(a.EntryID(), b.EntryID())
 	}
-}
-
-func cmpInt(a, b int64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // The cursor's encoding (stored in the engine's checkpoint):

@@ -226,7 +226,7 @@ func publishAt(t testing.TB, s *pulsartest.Server, topic string, lines []string,
 			defer wg.Done()
 			if err != nil {
 				mu.Lock()
-				first = cmp(first, err)
+				first = firstErr(first, err)
 				mu.Unlock()
 			}
 		})
@@ -237,7 +237,7 @@ func publishAt(t testing.TB, s *pulsartest.Server, topic string, lines []string,
 	}
 }
 
-func cmp(a, b error) error {
+func firstErr(a, b error) error {
 	if a != nil {
 		return a
 	}
