@@ -14,23 +14,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/demandpipe/demandpipe/gen"
 	"github.com/demandpipe/demandpipe/pipeline"
 	"github.com/demandpipe/demandpipe/sink"
 )
-
-// Generate makes n raw events with cfg, as one NDJSON buffer.
-func Generate(cfg gen.Config, n int) ([]byte, error) {
-	g, err := gen.New(cfg)
-	if err != nil {
-		return nil, err
-	}
-	buf := make([]byte, 0, n*520)
-	for range n {
-		buf = g.Append(buf)
-	}
-	return buf, nil
-}
 
 // Result is one replay's measurements.
 type Result struct {

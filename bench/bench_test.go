@@ -14,7 +14,7 @@ var events = flag.Int("events", 300_000, "raw events for BenchmarkEndToEnd (use 
 // BenchmarkEndToEnd replays a generated file from memory through the whole
 // pipeline into the null sink, at parallelism 1 and 2.
 func BenchmarkEndToEnd(b *testing.B) {
-	data, err := Generate(gen.DefaultConfig(), *events)
+	data, err := gen.Generate(gen.DefaultConfig(), *events)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -41,7 +41,7 @@ func BenchmarkEndToEnd(b *testing.B) {
 func TestReplaySmall(t *testing.T) {
 	c := gen.DefaultConfig()
 	c.EventsPerMinute = 5000
-	data, err := Generate(c, 20_000)
+	data, err := gen.Generate(c, 20_000)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -170,6 +170,20 @@ func New(cfg Config) (*Generator, error) {
 	return g, nil
 }
 
+// Generate makes n raw events with cfg, as one NDJSON buffer (~520 bytes
+// an event with the defaults).
+func Generate(cfg Config, n int) ([]byte, error) {
+	g, err := New(cfg)
+	if err != nil {
+		return nil, err
+	}
+	buf := make([]byte, 0, n*520)
+	for range n {
+		buf = g.Append(buf)
+	}
+	return buf, nil
+}
+
 // Products returns the product types' UUIDs.
 func (g *Generator) Products() []encode.UUID { return g.products }
 

@@ -136,10 +136,9 @@ func TestDeterministicAcrossParallelism(t *testing.T) {
 	gc.Riders = 5000
 	gc.LateFraction = 0.01
 	gc.MalformedFraction = 0.01
-	g, _ := gen.New(gc)
-	var in []byte
-	for range 60_000 {
-		in = g.Append(in)
+	in, err := gen.Generate(gc, 60_000)
+	if err != nil {
+		t.Fatal(err)
 	}
 	var outs []string
 	for _, tc := range []struct{ par, chunk int }{{1, 256 << 10}, {2, 8 << 10}, {4, 64 << 10}} {

@@ -47,13 +47,9 @@ func (r *rows) Close() error                             { return nil }
 func TestOneDedupThreeAggregatesEqualSingleProcess(t *testing.T) {
 	gc := gen.DefaultConfig()
 	gc.EventsPerMinute, gc.Riders, gc.Hotspots, gc.RadiusKm = 3000, 2000, 4, 60
-	g, err := gen.New(gc)
+	buf, err := gen.Generate(gc, 10*3000)
 	if err != nil {
 		t.Fatal(err)
-	}
-	var buf []byte
-	for range 10 * 3000 {
-		buf = g.Append(buf)
 	}
 	input := string(buf)
 	def := feature.Definition{Resolution: 8, Rings: []int{0, 1, 3, 6}, Windows: []int{1, 4, 8}}

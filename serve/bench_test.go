@@ -16,7 +16,6 @@ import (
 
 	"github.com/uber/h3-go/v4"
 
-	"github.com/demandpipe/demandpipe/bench"
 	"github.com/demandpipe/demandpipe/encode"
 	"github.com/demandpipe/demandpipe/gen"
 	"github.com/demandpipe/demandpipe/pipeline"
@@ -94,7 +93,7 @@ func newBenchEnv(b *testing.B, writing string) *benchEnv {
 		// reads for the two cores.
 		gc := gen.DefaultConfig()
 		gc.EventsPerMinute = 50_000
-		data, err := bench.Generate(gc, 300_000)
+		data, err := gen.Generate(gc, 300_000)
 		if err != nil {
 			b.Fatal(err)
 		}

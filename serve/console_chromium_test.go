@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/demandpipe/demandpipe/bench"
 	"github.com/demandpipe/demandpipe/gen"
 	"github.com/demandpipe/demandpipe/pipeline"
 	"github.com/demandpipe/demandpipe/store"
@@ -68,7 +67,7 @@ func TestPageOnSyntheticCity(t *testing.T) {
 	gc.EventsPerMinute = 12_000
 	gc.Riders = 30_000
 	gc.Start = time.Now().UTC().Truncate(time.Minute).Add(-9 * time.Minute)
-	events, err := bench.Generate(gc, 8*gc.EventsPerMinute)
+	events, err := gen.Generate(gc, 8*gc.EventsPerMinute)
 	if err != nil {
 		t.Fatal(err)
 	}

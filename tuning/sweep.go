@@ -6,7 +6,7 @@ import (
 	"net/url"
 	"time"
 
-	"github.com/demandpipe/demandpipe/bench"
+	"github.com/demandpipe/demandpipe/gen"
 )
 
 // Report is a finished sweep.
@@ -39,7 +39,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		return nil, err
 	}
 	start := time.Now()
-	data, err := bench.Generate(cfg.Gen, cfg.Events)
+	data, err := gen.Generate(cfg.Gen, cfg.Events)
 	if err != nil {
 		return nil, err
 	}

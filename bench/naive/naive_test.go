@@ -53,13 +53,9 @@ func toInts(t *testing.T, f []float64) []int32 {
 
 func generate(t *testing.T, gc gen.Config, n int) []byte {
 	t.Helper()
-	g, err := gen.New(gc)
+	buf, err := gen.Generate(gc, n)
 	if err != nil {
 		t.Fatal(err)
-	}
-	var buf []byte
-	for range n {
-		buf = g.Append(buf)
 	}
 	return buf
 }

@@ -6,7 +6,6 @@ import (
 
 	"github.com/cespare/xxhash/v2"
 
-	"github.com/demandpipe/demandpipe/bench"
 	"github.com/demandpipe/demandpipe/dedup"
 	"github.com/demandpipe/demandpipe/encode"
 	"github.com/demandpipe/demandpipe/feature"
@@ -40,7 +39,7 @@ type cev struct {
 func newCorpus(cfg Config) (*corpus, error) {
 	gc := gen.DefaultConfig()
 	gc.EventsPerMinute = cfg.Rate
-	data, err := bench.Generate(gc, cfg.Events)
+	data, err := gen.Generate(gc, cfg.Events)
 	if err != nil {
 		return nil, err
 	}

@@ -171,7 +171,7 @@ compress). The bytes are the point: they are what a cluster's network and commit
 // job is one goroutine; GOMAXPROCS 1 for both), and the engine on both
 // cores as a third line.
 func (r *run) endToEnd() error {
-	data, err := bench.Generate(gen.DefaultConfig(), r.cfg.NaiveEvents)
+	data, err := gen.Generate(gen.DefaultConfig(), r.cfg.NaiveEvents)
 	if err != nil {
 		return err
 	}

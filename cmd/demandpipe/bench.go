@@ -40,7 +40,7 @@ func benchCommand(args []string) error {
 		pars = []int{cfg.Parallelism}
 	}
 	start := time.Now()
-	data, err := bench.Generate(gc, *events)
+	data, err := gen.Generate(gc, *events)
 	if err != nil {
 		return err
 	}

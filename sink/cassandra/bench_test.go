@@ -278,13 +278,9 @@ func engineBatch(tb testing.TB) *encode.Batch {
 	engineOnce.Do(func() {
 		gc := gen.DefaultConfig()
 		gc.EventsPerMinute, gc.Riders = 20_000, 5_000
-		g, err := gen.New(gc)
+		in, err := gen.Generate(gc, 80_000)
 		if err != nil {
 			tb.Fatal(err)
-		}
-		var in []byte
-		for range 80_000 {
-			in = g.Append(in)
 		}
 		e, err := pipeline.New(pipeline.DefaultConfig())
 		if err != nil {

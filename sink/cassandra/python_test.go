@@ -38,13 +38,9 @@ func TestPythonDriverReadsWhatTheSinkWrote(t *testing.T) {
 	}
 	gc := gen.DefaultConfig()
 	gc.EventsPerMinute, gc.Riders = 3000, 1000
-	g, err := gen.New(gc)
+	in, err := gen.Generate(gc, 9000)
 	if err != nil {
 		t.Fatal(err)
-	}
-	var in []byte
-	for range 9000 {
-		in = g.Append(in)
 	}
 	def := feature.Definition{Resolution: 8, Rings: []int{0, 1}, Windows: []int{1, 2}}
 	run := func(snk interface {

@@ -103,13 +103,9 @@ func TestKillAndResume(t *testing.T) {
 	gc.LateFraction, gc.MalformedFraction = 0.01, 0.002
 	gc.RadiusKm, gc.BackgroundFraction = 6, 0.1 // a small town: fewer rows to write
 	gc.Start = time.Date(2024, 6, 1, 10, 0, 0, 0, time.UTC)
-	g, err := gen.New(gc)
+	buf, err := gen.Generate(gc, n)
 	if err != nil {
 		t.Fatal(err)
-	}
-	var buf []byte
-	for range n {
-		buf = g.Append(buf)
 	}
 	input := filepath.Join(t.TempDir(), "events.ndjson")
 	if err := os.WriteFile(input, buf, 0o644); err != nil {

@@ -111,13 +111,9 @@ func TestServeEqualsStore(t *testing.T) {
 	gc := gen.DefaultConfig()
 	gc.EventsPerMinute, gc.Riders, gc.Hotspots = 800, 600, 3
 	gc.Start = time.Date(2024, 6, 1, 10, 0, 0, 0, time.UTC)
-	g, err := gen.New(gc)
+	in, err := gen.Generate(gc, 14*800)
 	if err != nil {
 		t.Fatal(err)
-	}
-	var in []byte
-	for range 14 * 800 {
-		in = g.Append(in)
 	}
 	pc := pipeline.DefaultConfig()
 	pc.Def, pc.Parallelism = resumeDef, 2

@@ -113,13 +113,9 @@ func TestEngineEndToEnd(t *testing.T) {
 	s := openSink(t, cfg)
 	gc := gen.DefaultConfig()
 	gc.EventsPerMinute, gc.Riders, gc.Hotspots = 600, 300, 3
-	g, err := gen.New(gc)
+	in, err := gen.Generate(gc, 2000)
 	if err != nil {
 		t.Fatal(err)
-	}
-	var in []byte
-	for range 2000 {
-		in = g.Append(in)
 	}
 	e, err := pipeline.New(pipeline.DefaultConfig())
 	if err != nil {
