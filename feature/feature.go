@@ -87,6 +87,10 @@ func (d Definition) Index(ki, wi int) int { return ki*len(d.Windows) + wi }
 // MaxRingValue is the largest radius in K.
 func (d Definition) MaxRingValue() int { return maxOf(d.Rings) }
 
+// DiskCells is the number of cells within grid distance k of a hexagon:
+// 3k(k+1)+1 (1,261 at k=20; fewer next to a pentagon).
+func DiskCells(k int) int { return 3*k*(k+1) + 1 }
+
 // MaxWindowValue is the largest window in W, in minutes.
 func (d Definition) MaxWindowValue() int { return maxOf(d.Windows) }
 

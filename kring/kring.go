@@ -213,7 +213,7 @@ func (s *Smoother) CachedDisks() int { return s.cached }
 // disks (a disk of radius k holds 3k(k+1)+1 members of 4 bytes, plus its
 // bucket ends: ~5 KB at k=20).
 func (s *Smoother) Bytes() int {
-	members := 3*s.maxK*(s.maxK+1) + 1
+	members := feature.DiskCells(s.maxK)
 	return s.Cells.Bytes() + cap(s.disks)*8 + s.cached*(members*4+len(s.sorted)*4+64)
 }
 

@@ -127,7 +127,7 @@ func newCloser(cfg Config, products *encode.Products, snk sink.Writer, st *Stats
 		compactAt: minCompact,
 		budget:    cfg.MaxMemory / 10 * 9, // the rest: slack for arrays growing by doubling
 		perTarget: perTargetBytes(cfg),
-		perSource: perTargetBytes(cfg) * int64(3*cfg.Def.MaxRingValue()*(cfg.Def.MaxRingValue()+1)+1),
+		perSource: perTargetBytes(cfg) * int64(feature.DiskCells(cfg.Def.MaxRingValue())),
 		rule:      newSparseRule(cfg.Kring.SparseBelow, cfg.Def.Resolution, cfg.Def.MaxRingValue(), slices.Max(cfg.Def.Windows)),
 	}
 	for range a.workers {

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"sync"
 
+	"github.com/demandpipe/demandpipe/feature"
 	"github.com/demandpipe/demandpipe/internal/cellindex"
 	"github.com/demandpipe/demandpipe/internal/h3batch"
 )
@@ -387,7 +388,7 @@ type sparseRule struct {
 }
 
 func newSparseRule(below, res, maxK, maxW int) *sparseRule {
-	disk := 3*maxK*(maxK+1) + 1
+	disk := feature.DiskCells(maxK)
 	d := 0
 	for n := 1; n < disk; n *= 7 { // 7 children per resolution
 		d++

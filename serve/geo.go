@@ -107,7 +107,7 @@ func (g *geo) cellAt(lat, lng float64) (uint64, error) {
 func (g *geo) diskSizes(dst []int, cell uint64) []int {
 	dst = dst[:0]
 	for _, k := range g.rings {
-		dst = append(dst, 3*k*(k+1)+1)
+		dst = append(dst, feature.DiskCells(k))
 	}
 	ll, err := h3.Cell(cell).LatLng()
 	if err != nil {

@@ -3,6 +3,8 @@ package serve
 import (
 	"net/http"
 	"strconv"
+
+	"github.com/demandpipe/demandpipe/feature"
 )
 
 // GET /v1/overview?product=UUID[&minute=RFC3339] describes one minute of
@@ -94,7 +96,7 @@ func suggestView(rings, windows []int, stats []featureStat) (ki, wi int, scale s
 			continue
 		}
 		k, w := rings[i/len(windows)], windows[i%len(windows)]
-		foot := (3*k*(k+1) + 1) * w
+		foot := feature.DiskCells(k) * w
 		ok := st.levels >= suggestLevels && st.cells >= minCells
 		switch {
 		case best < 0,

@@ -36,6 +36,8 @@ import (
 	"unsafe"
 
 	"github.com/uber/h3-go/v4"
+
+	"github.com/demandpipe/demandpipe/feature"
 )
 
 // Locator converts points to cells; it keeps scratch space, so use one per
@@ -65,7 +67,7 @@ func (l *Locator) Cells(lat, lng []float64, res int, out []uint64) ([]uint64, in
 // distances (h3's gridDiskDistances, into caller-owned buffers: no per-ring
 // slices). Slots that H3 leaves empty next to pentagons are dropped.
 func Disk(origin uint64, k int, cells []uint64, dists []int32) ([]uint64, []int32, error) {
-	n := 3*k*(k+1) + 1
+	n := feature.DiskCells(k)
 	start := len(cells)
 	cells = append(cells, make([]uint64, n)...)
 	dists = append(dists, make([]int32, n)...)
