@@ -68,9 +68,10 @@ type sparseDisk struct {
 const distBits = 12
 
 type sparseSrc struct {
-	sums []int32  // per window: the source's counts in the window ending at the close
-	keys []uint64 // its disk
-	pos  int      // next key to merge
+	sums []int32     // per window: the source's counts in the window ending at the close
+	disk *sparseDisk // its disk (computed after gather: see start)
+	keys []uint64    // disk.keys, during the merge
+	pos  int         // next key to merge
 }
 
 // empty reports whether no window holds a sparse source.
@@ -121,7 +122,7 @@ func (s *sparseSet) expire(from int64) {
 
 // gather builds the distinct sources of the windows ending at m with
 // their window sums: sums[i*|W|+wi] = the source's counts in (m-W[wi], m].
-// It returns the disks still to compute.
+// The disks still to compute are left in s.missing.
 func (s *sparseSet) gather(m int64, w []int) {
 	s.missing = s.missing[:0]
 	maxW := int64(slices.Max(w))
@@ -141,10 +142,11 @@ func (s *sparseSet) gather(m int64, w []int) {
 	for _, e := range s.entries {
 		if len(s.srcs) == 0 || e.cell != cell {
 			cell = e.cell
-			s.srcs = append(s.srcs, sparseSrc{})
+			d := s.disks[cell]
+			s.srcs = append(s.srcs, sparseSrc{disk: d})
 			s.sums = append(s.sums, make([]int32, nW)...)
 			s.hi = cell &^ (1<<52 - 1)
-			if d := s.disks[cell]; d.keys == nil {
+			if d.keys == nil {
 				d.keys = []uint64{cell} // marks it missing once; computeDisks fills it
 				s.missing = append(s.missing, d)
 			}
@@ -156,19 +158,8 @@ func (s *sparseSet) gather(m int64, w []int) {
 			}
 		}
 	}
-}
-
-// bind points the sources at their sums and disks (after computeDisks).
-func (s *sparseSet) bind() {
-	nW := len(s.sums) / max(1, len(s.srcs))
-	i := -1
-	var cell uint64
-	for k, e := range s.entries {
-		if k == 0 || e.cell != cell {
-			cell = e.cell
-			i++
-			s.srcs[i] = sparseSrc{sums: s.sums[i*nW : i*nW+nW], keys: s.disks[cell].keys}
-		}
+	for i := range s.srcs { // s.sums may have moved while it grew
+		s.srcs[i].sums = s.sums[i*nW : i*nW+nW]
 	}
 }
 
@@ -181,7 +172,7 @@ func (s *sparseSet) bytes() int {
 	for _, d := range s.disks {
 		n += cap(d.keys)*8 + 48
 	}
-	return n + cap(s.entries)*16 + cap(s.sums)*4 + cap(s.srcs)*56 + s.regions.bytes()
+	return n + cap(s.entries)*16 + cap(s.sums)*4 + cap(s.srcs)*64 + s.regions.bytes()
 }
 
 // computeDisks computes the disks marked missing (keys holding only the
@@ -227,7 +218,9 @@ func computeDisks(missing []*sparseDisk, maxK, workers int) error {
 // only the sources whose disks overlap the current cell (the sparse path
 // holds sources far apart: the heap stays small).
 func (s *sparseSet) start() {
-	s.bind()
+	for i := range s.srcs {
+		s.srcs[i].keys, s.srcs[i].pos = s.srcs[i].disk.keys, 0
+	}
 	slices.SortFunc(s.srcs, func(x, y sparseSrc) int { return cmp.Compare(x.keys[0], y.keys[0]) })
 	s.heap, s.next = s.heap[:0], 0
 }
