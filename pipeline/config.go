@@ -6,6 +6,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/demandpipe/demandpipe/dedup"
@@ -179,8 +180,11 @@ func (c FutureConfig) rule(live bool) futureRule {
 
 // DefaultMaxMemory is a third of the memory this process may use: the
 // machine's (MemTotal in /proc/meminfo) or, if lower, its cgroup's limit
-// (memory.max). 0 (no bound) where neither can be read.
-func DefaultMaxMemory() int64 {
+// (memory.max). 0 (no bound) where neither can be read. Read once: every
+// DefaultConfig asks for it.
+var DefaultMaxMemory = sync.OnceValue(readMaxMemory)
+
+func readMaxMemory() int64 {
 	limit := int64(0)
 	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
 		for line := range strings.Lines(string(b)) {

@@ -21,7 +21,6 @@ type CountedMessage struct {
 	Watermark int64         // no counted event of a minute <= it follows; NoWatermark if none
 	runs      []countedRun  // scratch of the encoder
 	names     [256]bool     // scratch
-	_         [0]func()     // not comparable
 }
 
 // ProductName says that Code names UUID in the message's events.
