@@ -678,7 +678,7 @@ func (a *closer) shed(ps *productState, ix *cellindex.Index, counts []int32, m i
 		if ps.sparse.disks[c] != nil {
 			return 32 // a count in one more minute
 		}
-		return a.perSource / a.perTarget * 8 // a disk of keys
+		return int64(feature.DiskCells(a.def.MaxRingValue())) * 8 // a disk of 8-byte keys
 	}
 	worst := int64(0)
 	for _, i := range a.denseIdx {
