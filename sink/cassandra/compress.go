@@ -118,12 +118,17 @@ type countingCompressor struct {
 }
 
 func (c *countingCompressor) AppendCompressedWithLength(dst, src []byte) ([]byte, error) {
-	start := len(dst)
 	out, err := c.Compressor.AppendCompressedWithLength(dst, src)
+	c.countCompressed(src, len(dst), out)
+	return out, err
+}
+
+// countCompressed counts one compressed frame or segment: src in, what
+// was appended to dst (from start) out.
+func (c *countingCompressor) countCompressed(src []byte, start int, out []byte) {
 	c.compressed.Add(1)
 	c.bytesIn.Add(int64(len(src)))
 	c.bytesOut.Add(int64(len(out) - start))
-	return out, err
 }
 
 func (c *countingCompressor) AppendDecompressedWithLength(dst, src []byte) ([]byte, error) {
@@ -144,11 +149,8 @@ func compressor(name string) gocql.Compressor {
 
 // AppendCompressed counts protocol v5 segments (lz4 only).
 func (c *countingCompressor) AppendCompressed(dst, src []byte) ([]byte, error) {
-	start := len(dst)
 	out, err := c.Compressor.AppendCompressed(dst, src)
-	c.compressed.Add(1)
-	c.bytesIn.Add(int64(len(src)))
-	c.bytesOut.Add(int64(len(out) - start))
+	c.countCompressed(src, len(dst), out)
 	return out, err
 }
 
