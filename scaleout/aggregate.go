@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/apache/pulsar-client-go/pulsar"
 
@@ -44,7 +45,7 @@ func NewAggregate(client pulsar.Client, cfg Config, sub string, ranges []int, de
 	}
 	a := &Aggregate{cfg: cfg, owned: cfg.owned(ranges), dedups: dedups, low: pipeline.NoWatermark,
 		maxK: pcfg.Def.MaxRingValue(), countFrom: map[uint64]int{}}
-	if !containsBool(a.owned, true) {
+	if !slices.Contains(a.owned, true) {
 		return nil, fmt.Errorf("scaleout.ranges %v: no slot of the %d falls in them (widen the ranges)", ranges, cfg.Slots)
 	}
 	pcfg.Owns = func(cell uint64) bool { return a.owned[cfg.slotOf(pipeline.Region(cell, cfg.RegionRes))] }
@@ -171,13 +172,4 @@ func (a *Aggregate) handle(ctx context.Context, m pulsar.Message) error {
 		}
 	}
 	return nil
-}
-
-func containsBool(s []bool, v bool) bool {
-	for _, x := range s {
-		if x == v {
-			return true
-		}
-	}
-	return false
 }
