@@ -98,6 +98,9 @@ type closer struct {
 	// onDurable is told each input position a committed checkpoint makes
 	// unneeded (Engine.Durable).
 	onDurable func(pos int64)
+	// stageParts, when set (an Aggregator keeping state per part, parts.go),
+	// stages every owned part's state for minute m before it commits.
+	stageParts func(m int64) error
 	// cursor names a checkpoint's input position in the source's terms
 	// (Cursored), stored with it; nil: byte offsets are enough.
 	cursor  func(pos int64) ([]byte, error)
@@ -334,6 +337,11 @@ func (a *closer) closeMinute(ctx context.Context, m int64, mc *minuteCounts, req
 			durable = req.resume.pos
 		}
 		a.cpSink.StageState(m, a.stateFor(m, mc, cp))
+	}
+	if a.stageParts != nil {
+		if err := a.stageParts(m); err != nil {
+			return err
+		}
 	}
 	if err := a.sink.CloseMinute(ctx, m); err != nil {
 		return err

@@ -33,7 +33,10 @@ func newCounter(free chan *minuteCounts) *counter {
 }
 
 // add counts one event.
-func (a *counter) add(c Counted) {
+func (a *counter) add(c Counted) { a.addN(c, 1) }
+
+// addN counts n events like c.
+func (a *counter) addN(c Counted, n int32) {
 	if c.Minute <= a.dropThrough {
 		return // committed before a restart: re-read, not re-counted
 	}
@@ -51,7 +54,7 @@ func (a *counter) add(c Counted) {
 	if int(k) == len(mc.counts[c.Product]) {
 		mc.counts[c.Product] = append(mc.counts[c.Product], 0)
 	}
-	mc.counts[c.Product][k]++
+	mc.counts[c.Product][k] += n
 	mc.received = a.received
 }
 

@@ -126,6 +126,7 @@ type Aggregator struct {
 	Stats    Stats
 	remote   []remoteSource
 	closed   int64
+	parts    *partState // nil unless UseParts
 }
 
 // remoteSource is what an aggregator knows of one dedup process.
@@ -152,6 +153,9 @@ func NewAggregator(cfg Config, sources int, snk sink.Writer) (*Aggregator, error
 	if a.agg, err = newAggregator(cfg, a.products, snk, &a.Stats); err != nil {
 		return nil, err
 	}
+	// A single process's count records and checkpoint do not fit a role
+	// that holds part of the sources: its state goes per part (UseParts).
+	a.agg.cpSink = nil
 	return a, nil
 }
 

@@ -17,6 +17,15 @@ import (
 // owns the regions of the slots whose keys fall in them, and closes a
 // minute once every dedup process's watermark on every owned slot has
 // passed it (a watermark is ordered only with the events of its own key).
+//
+// With a sink that keeps state per part (store, cassandra:
+// sink.PartCheckpointer) it is recoverable: each slot's counts and
+// checkpoint commit with every minute's rows, a message is acknowledged
+// only once every minute it carries is committed, and a process that
+// starts (after a crash, or taking a dead process's ranges) restores its
+// slots from the sink and drops what comes again (SCALEOUT.md,
+// "Recovery"). With any other sink a message is acknowledged once handled
+// and a lost process means running the deployment again.
 type Aggregate struct {
 	cfg    Config
 	agg    *pipeline.Aggregator
@@ -34,6 +43,33 @@ type Aggregate struct {
 	regions   []uint64
 	slots     []int
 	mine      []pipeline.Counted
+	durable   bool
+	// lastSeq is the last message number handled per [dedup][slot] (-1:
+	// none): a message redelivered after a lost connection is dropped.
+	lastSeq [][]int64
+	// unacked are the messages handled and not yet acknowledged, with
+	// the last minute each carries (acknowledged once it is committed).
+	unacked []pending
+	stats   Stats
+}
+
+type pending struct {
+	id   pulsar.MessageID
+	last int64
+}
+
+// Stats are the aggregate transport's counters.
+type Stats struct {
+	Messages   int64 // messages handled
+	Duplicates int64 // messages dropped as copies of ones handled (redelivered after a lost connection)
+	Replayed   int64 // events dropped because their slot was committed through their minute
+	Acked      int64 // messages acknowledged
+}
+
+// Layout names the internal topic's layout for a definition: a slot's
+// checkpoint holds it, and a restore under another layout is refused.
+func (c Config) Layout(maxK int) string {
+	return fmt.Sprintf("slots=%d,region-res=%d,max-k=%d", c.Slots, c.RegionRes, maxK)
 }
 
 // NewAggregate subscribes to cfg.Topic as subscription sub with ranges
@@ -53,11 +89,29 @@ func NewAggregate(client pulsar.Client, cfg Config, sub string, ranges []int, de
 	if a.agg, err = pipeline.NewAggregator(pcfg, dedups, snk); err != nil {
 		return nil, err
 	}
+	if pc, ok := snk.(sink.PartCheckpointer); ok {
+		names := make([]string, cfg.Slots)
+		var owned []int
+		for s := range names {
+			names[s] = sub + "/" + slotKey(s) // the subscription names the deployment
+			if a.owned[s] {
+				owned = append(owned, s)
+			}
+		}
+		if err := a.agg.UseParts(pipeline.PartConfig{Names: names, Owned: owned, Layout: cfg.Layout(a.maxK),
+			Retain: cfg.Retain, CountFrom: a.slotFrom}, pc); err != nil {
+			return nil, err
+		}
+		a.durable = true
+	}
 	a.wm = make([][]int64, dedups)
+	a.lastSeq = make([][]int64, dedups)
 	for d := range a.wm {
 		a.wm[d] = make([]int64, cfg.Slots)
+		a.lastSeq[d] = make([]int64, cfg.Slots)
 		for s := range a.wm[d] {
 			a.wm[d][s] = pipeline.NoWatermark
+			a.lastSeq[d][s] = -1
 		}
 	}
 	policy, err := pulsar.NewKeySharedPolicySticky(ranges)
@@ -74,80 +128,156 @@ func NewAggregate(client pulsar.Client, cfg Config, sub string, ranges []int, de
 	return a, nil
 }
 
-// Stats are the aggregator's counters.
+// Durable reports whether the process commits its slots' state (its sink
+// keeps state per part) and so can be restarted or replaced.
+func (a *Aggregate) Durable() bool { return a.durable }
+
+// Stats are the engine's counters.
 func (a *Aggregate) Stats() *pipeline.Stats { return &a.agg.Stats }
 
-// Run consumes until every dedup process has ended (EndOfStream) on every
-// owned slot, or ctx is done.
+// Transport returns the transport's counters (call after Run).
+func (a *Aggregate) Transport() Stats { return a.stats }
+
+// Run restores the owned slots (when durable), then consumes until every
+// dedup process has ended (EndOfStream) on every owned slot, or ctx is
+// done. The end-of-stream messages stay unacknowledged, so that a process
+// started again on the same ranges ends too.
 func (a *Aggregate) Run(ctx context.Context) error {
 	defer a.cons.Close()
+	if a.durable {
+		if err := a.agg.Restore(ctx); err != nil {
+			return err
+		}
+		for s, own := range a.owned {
+			if c := a.agg.Committed(s); own && c != pipeline.NoWatermark {
+				// Every dedup process had passed c on s when it committed.
+				for d := range a.wm {
+					a.wm[d][s] = c
+				}
+			}
+		}
+	}
 	for a.low != EndOfStream {
 		m, err := a.cons.Receive(ctx)
 		if err != nil {
 			return fmt.Errorf("scaleout: receive: %w", err)
 		}
-		if err := a.handle(ctx, m); err != nil {
+		last, err := a.handle(ctx, m)
+		if err != nil {
 			return err
 		}
-		// No checkpoint yet: acknowledged once handled (SCALEOUT.md).
-		if err := a.cons.Ack(m); err != nil {
-			return fmt.Errorf("scaleout: ack: %w", err)
+		if !a.durable {
+			if err := a.ack(m.ID()); err != nil {
+				return err
+			}
+			continue
+		}
+		if last != EndOfStream {
+			a.unacked = append(a.unacked, pending{m.ID(), last})
+		}
+		if err := a.ackCommitted(); err != nil {
+			return err
 		}
 	}
 	return nil
 }
 
-var errNotMine = errors.New("a message for a slot this process does not own")
+func (a *Aggregate) ack(id pulsar.MessageID) error {
+	if err := a.cons.AckID(id); err != nil {
+		return fmt.Errorf("scaleout: ack: %w", err)
+	}
+	a.stats.Acked++
+	return nil
+}
 
-func (a *Aggregate) handle(ctx context.Context, m pulsar.Message) error {
-	slot, ok := parseSlotKey(m.Key())
-	if !ok || slot >= a.cfg.Slots {
-		return fmt.Errorf("scaleout: message key %q is no slot of %d", m.Key(), a.cfg.Slots)
-	}
-	if !a.owned[slot] {
-		return fmt.Errorf("scaleout: %w (%d): are two processes' ranges overlapping, or the hash ranges not sticky?", errNotMine, slot)
-	}
-	if err := pipeline.DecodeCountedMessage(m.Payload(), &a.msg); err != nil {
-		return fmt.Errorf("scaleout: message %v: %w", m.ID(), err)
-	}
-	src := int(a.msg.Source)
-	if src >= a.dedups {
-		return fmt.Errorf("scaleout: a message of dedup process %d, but -scaleout.dedups=%d", src, a.dedups)
-	}
-	for _, p := range a.msg.Products {
-		if err := a.agg.Product(src, p.Code, p.UUID); err != nil {
+// ackCommitted acknowledges the messages whose minutes are all committed.
+func (a *Aggregate) ackCommitted() error {
+	closed := a.agg.Closed()
+	keep := a.unacked[:0]
+	for _, p := range a.unacked {
+		if p.last > closed {
+			keep = append(keep, p)
+			continue
+		}
+		if err := a.ack(p.id); err != nil {
 			return err
 		}
 	}
-	a.mine = a.mine[:0]
-	for _, c := range a.msg.Events {
-		from, ok := a.countFrom[c.Cell]
-		if !ok {
-			if len(a.countFrom) >= maxCachedCells {
-				clear(a.countFrom) // cells move: recomputing is cheaper than growing forever
-			}
-			var err error
-			if a.slots, err = a.cfg.cellSlots(c.Cell, a.maxK, &a.regions, a.slots[:0]); err != nil {
-				return err
-			}
-			from = a.cfg.Slots
-			for _, s := range a.slots {
-				if a.owned[s] {
-					from = min(from, s)
-				}
-			}
-			a.countFrom[c.Cell] = from
-		}
-		if from == slot {
-			a.mine = append(a.mine, c)
+	clear(a.unacked[len(keep):])
+	a.unacked = keep
+	return nil
+}
+
+// slotFrom is the owned slot an event of cell counts from: the lowest
+// owned slot its halo reaches.
+func (a *Aggregate) slotFrom(cell uint64) (int, error) {
+	if from, ok := a.countFrom[cell]; ok {
+		return from, nil
+	}
+	if len(a.countFrom) >= maxCachedCells {
+		clear(a.countFrom) // cells move: recomputing is cheaper than growing forever
+	}
+	var err error
+	if a.slots, err = a.cfg.cellSlots(cell, a.maxK, &a.regions, a.slots[:0]); err != nil {
+		return 0, err
+	}
+	from := a.cfg.Slots
+	for _, s := range a.slots {
+		if a.owned[s] {
+			from = min(from, s)
 		}
 	}
-	if err := a.agg.Counted(src, a.mine); err != nil {
-		return err
+	a.countFrom[cell] = from
+	return from, nil
+}
+
+var errNotMine = errors.New("a message for a slot this process does not own")
+
+// handle takes one message; last is the last minute it carries (its
+// events' and its watermark's), EndOfStream for an end of stream.
+func (a *Aggregate) handle(ctx context.Context, m pulsar.Message) (last int64, err error) {
+	last = pipeline.NoWatermark
+	slot, ok := parseSlotKey(m.Key())
+	if !ok || slot >= a.cfg.Slots {
+		return last, fmt.Errorf("scaleout: message key %q is no slot of %d", m.Key(), a.cfg.Slots)
+	}
+	if !a.owned[slot] {
+		return last, fmt.Errorf("scaleout: %w (%d): are two processes' ranges overlapping, or the hash ranges not sticky?", errNotMine, slot)
+	}
+	if err := pipeline.DecodeCountedMessage(m.Payload(), &a.msg); err != nil {
+		return last, fmt.Errorf("scaleout: message %v: %w", m.ID(), err)
+	}
+	src := int(a.msg.Source)
+	if src >= a.dedups {
+		return last, fmt.Errorf("scaleout: a message of dedup process %d, but -scaleout.dedups=%d", src, a.dedups)
+	}
+	a.stats.Messages++
+	if int64(a.msg.Seq) <= a.lastSeq[src][slot] {
+		a.stats.Duplicates++ // handled before a lost connection
+		return last, nil
+	}
+	a.lastSeq[src][slot] = int64(a.msg.Seq)
+	for _, p := range a.msg.Products {
+		if err := a.agg.Product(src, p.Code, p.UUID); err != nil {
+			return last, err
+		}
+	}
+	for _, c := range a.msg.Events {
+		last = max(last, c.Minute)
+	}
+	if a.durable {
+		dropped, err := a.agg.CountedIn(src, slot, a.msg.Events)
+		a.stats.Replayed += int64(dropped)
+		if err != nil {
+			return last, err
+		}
+	} else if err := a.countedOnce(src, slot); err != nil {
+		return last, err
 	}
 	if a.msg.Watermark == pipeline.NoWatermark {
-		return nil
+		return last, nil
 	}
+	last = max(last, a.msg.Watermark)
 	a.wm[src][slot] = max(a.wm[src][slot], a.msg.Watermark)
 	low := int64(EndOfStream)
 	for d := range a.wm {
@@ -158,18 +288,34 @@ func (a *Aggregate) handle(ctx context.Context, m pulsar.Message) error {
 		}
 	}
 	if low <= a.low {
-		return nil
+		return last, nil
 	}
 	a.low = low
 	if low == pipeline.NoWatermark || low == EndOfStream {
 		// EndOfStream follows a dedup process's final watermark on every
 		// slot: its last minutes are closed already.
-		return nil
+		return last, nil
 	}
 	for d := range a.dedups {
 		if err := a.agg.Watermark(ctx, d, low); err != nil {
-			return err
+			return last, err
 		}
 	}
-	return nil
+	return last, nil
+}
+
+// countedOnce counts the message's events that count from slot (the
+// path without per-slot state).
+func (a *Aggregate) countedOnce(src, slot int) error {
+	a.mine = a.mine[:0]
+	for _, c := range a.msg.Events {
+		from, err := a.slotFrom(c.Cell)
+		if err != nil {
+			return err
+		}
+		if from == slot {
+			a.mine = append(a.mine, c)
+		}
+	}
+	return a.agg.Counted(src, a.mine)
 }

@@ -41,16 +41,24 @@ type Config struct {
 	// RegionRes is the H3 resolution of the regions (default 3, ~12,400
 	// km²: a metro's events reach ~1.06 regions at k=20, SCALEOUT.md).
 	RegionRes int
+	// Retain is how many minutes an aggregate process keeps each slot's
+	// count records past what its windows need (-scaleout.retain, default
+	// 60): slots committed by different processes can be restored together
+	// while they are at most this far apart (pipeline.PartConfig.Retain).
+	Retain int
 }
 
 // DefaultConfig returns the defaults.
-func DefaultConfig() Config { return Config{Slots: 64, RegionRes: 3} }
+func DefaultConfig() Config {
+	return Config{Slots: 64, RegionRes: 3, Retain: pipeline.DefaultPartRetain}
+}
 
 // RegisterFlags binds the fields to -scaleout.* flags.
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Topic, "scaleout.topic", c.Topic, "the internal topic between the dedup and aggregate roles, e.g. persistent://public/default/demandpipe-counted")
 	fs.IntVar(&c.Slots, "scaleout.slots", c.Slots, "message keys regions are hashed over (1..4096): every role of a deployment must use the same")
 	fs.IntVar(&c.RegionRes, "scaleout.region-res", c.RegionRes, "H3 resolution of the regions aggregate processes own (0..15; 3: ~12,400 km², an event reaches ~1.06 regions at k=20)")
+	fs.IntVar(&c.Retain, "scaleout.retain", c.Retain, "aggregate role: minutes each slot's counts are kept past what its windows need; slots committed by different processes can be taken over together while at most this many minutes apart")
 }
 
 // Validate checks the fields.
@@ -63,6 +71,9 @@ func (c Config) Validate() error {
 	}
 	if c.RegionRes < 0 || c.RegionRes > 15 {
 		return fmt.Errorf("scaleout.region-res=%d: must be in 0..15", c.RegionRes)
+	}
+	if c.Retain < 1 {
+		return fmt.Errorf("scaleout.retain=%d: must be >= 1 (minutes)", c.Retain)
 	}
 	return nil
 }

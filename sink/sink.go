@@ -56,6 +56,22 @@ type Checkpointer interface {
 	LoadState() (checkpoint []byte, counts func(m int64) ([]byte, bool, error), err error)
 }
 
+// PartCheckpointer keeps State per named part as well: the scale-out
+// aggregate role keeps one per key slot of its internal topic, so that a
+// slot can move to another process, which restores it (pipeline/SCALEOUT.md).
+// StagePartState(part, m, …) is committed by the next CloseMinute(m) like
+// StageState (several parts may be staged for one minute). A part's
+// checkpoints are keyed by their minute and LoadPartState returns the
+// newest: a process that lost a part and still commits an older minute of
+// it never hides what the part's new owner committed.
+type PartCheckpointer interface {
+	Writer
+	StagePartState(part string, m int64, st State)
+	// LoadPartState returns part's newest checkpoint (nil if none) and a
+	// way to read its count records.
+	LoadPartState(part string) (checkpoint []byte, counts func(m int64) ([]byte, bool, error), err error)
+}
+
 // Stats are a sink's plain counters.
 type Stats struct {
 	Rows    int64

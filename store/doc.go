@@ -13,6 +13,10 @@
 //	"m" | minute(4)              a closed minute: rows (uvarint), close time ms (varint)
 //	"p" | code(1)                product code -> UUID (16 bytes)
 //	"r" | minute(4) code(1) cell(8)  a row's features (encode.AppendRowValue)
+//	"k"                          the engine's checkpoint (sink.Checkpointer)
+//	"c" | minute(4)              the engine's source counts of a minute
+//	"K" | len(1) part | minute(4)  a part's checkpoint after minute (sink.PartCheckpointer, parts.go)
+//	"C" | len(1) part | minute(4)  a part's source counts of a minute
 //
 // Rows sort by (minute, product, cell): a (minute, product, cell) read is a
 // point lookup, a batch of cells is a run of forward seeks in one iterator,

@@ -32,7 +32,9 @@ type writer struct {
 	runCodes    [encode.MaxProducts]int16
 	state       *sink.State // engine state staged for the open minute
 	stateMinute int64
-	countsFrom  int64                    // count records below this were deleted
+	countsFrom  int64        // count records below this were deleted
+	parts       []stagedPart // parts' state staged for partsMinute (parts.go)
+	partsMinute int64
 	pending     []pendingProduct         // products given a code in the open batch
 	used        [encode.MaxProducts]bool // codes with rows in the open minute
 	// last is each code's newest minute with rows, for code reuse (-1:
@@ -293,6 +295,9 @@ func (s *Store) CloseMinute(_ context.Context, m int64) error {
 		}
 	}
 	w.state = nil
+	if err := w.commitParts(m); err != nil {
+		return err
+	}
 	// Each product's last minute, for code reuse (productCode): one entry
 	// per product with rows in m, committed with them.
 	pt := w.s.products.Load()

@@ -55,6 +55,8 @@ type Sink struct {
 	cur          minuteIndex
 	staged       *sink.State
 	stagedMinute int64
+	parts        []stagedPart // parts' state staged for partsMinute
+	partsMinute  int64
 	seq          int64 // the last checkpoint's sequence
 	countsFrom   int64 // count records below it are deleted
 	stateBytes   atomic.Int64

@@ -201,7 +201,7 @@ func (s *Sink) StageState(m int64, st sink.State) {
 // reader of count records (sink.Checkpointer).
 func (s *Sink) LoadState() ([]byte, func(m int64) ([]byte, bool, error), error) {
 	ctx := context.Background()
-	seq, cp, err := s.latestCheckpoint(ctx)
+	seq, cp, err := s.latestCheckpoint(ctx, s.name)
 	if err != nil || cp == nil {
 		return nil, nil, err
 	}
@@ -238,10 +238,13 @@ func (s *Sink) commitMinute(ctx context.Context, m int64) error {
 	if err := s.exec(ctx, s.st.putMinute, s.name, m, rows, now.UnixMilli(), regions, max(ttl, 1)); err != nil {
 		return fmt.Errorf("minutes row: %w", err)
 	}
+	if err := s.commitParts(ctx, m); err != nil {
+		return err
+	}
 	if st == nil {
 		return nil
 	}
-	if err := s.putRecord(ctx, kindCounts, m, st.Counts); err != nil {
+	if err := s.putRecord(ctx, s.name, kindCounts, m, st.Counts); err != nil {
 		return fmt.Errorf("count record: %w", err)
 	}
 	if st.Checkpoint != nil {
@@ -249,7 +252,7 @@ func (s *Sink) commitMinute(ctx context.Context, m int64) error {
 		s.seq++
 		seq := s.seq
 		s.mu.Unlock()
-		if err := s.putRecord(ctx, kindCheckpoint, seq, st.Checkpoint); err != nil {
+		if err := s.putRecord(ctx, s.name, kindCheckpoint, seq, st.Checkpoint); err != nil {
 			return fmt.Errorf("checkpoint: %w", err)
 		}
 		if err := s.exec(ctx, s.st.deleteBelow, s.name, kindCheckpoint, seq); err != nil {
@@ -265,14 +268,91 @@ func (s *Sink) commitMinute(ctx context.Context, m int64) error {
 	return nil
 }
 
-// putRecord writes data as (kind, key): chunks 1..n-1, then chunk 0 with
+// Engine state per part (sink.PartCheckpointer): a part's records live
+// under the part's own name, not under Config.StateName, since the
+// processes that hand a part on to each other each have their own state
+// name (their minutes rows differ). Its checkpoints are keyed by their
+// minute (not by a sequence) so that the newest is the part's latest minute
+// whoever wrote it: a process that lost the part and commits an older
+// minute late never hides the new owner's checkpoint.
+
+type stagedPart struct {
+	part string
+	st   sink.State
+}
+
+// StagePartState keeps st for part, to commit with minute m
+// (sink.PartCheckpointer); its slices are copied.
+func (s *Sink) StagePartState(part string, m int64, st sink.State) {
+	st.Counts, st.Checkpoint = slices.Clone(st.Counts), slices.Clone(st.Checkpoint)
+	s.mu.Lock()
+	if s.partsMinute != m {
+		s.parts, s.partsMinute = s.parts[:0], m
+	}
+	s.parts = append(s.parts, stagedPart{part, st})
+	s.mu.Unlock()
+}
+
+func (s *Sink) partName(part string) string { return "part:" + part }
+
+// commitParts writes the parts staged for m, each in the order of
+// commitMinute's steps 3-5 (count record, checkpoint, deletes).
+func (s *Sink) commitParts(ctx context.Context, m int64) error {
+	s.mu.Lock()
+	parts := s.parts
+	if s.partsMinute != m {
+		parts = nil
+	}
+	s.parts = nil
+	s.mu.Unlock()
+	for _, p := range parts {
+		name := s.partName(p.part)
+		if p.st.Counts != nil {
+			if err := s.putRecord(ctx, name, kindCounts, m, p.st.Counts); err != nil {
+				return fmt.Errorf("part %s: count record: %w", p.part, err)
+			}
+		}
+		if p.st.Checkpoint != nil {
+			if err := s.putRecord(ctx, name, kindCheckpoint, m, p.st.Checkpoint); err != nil {
+				return fmt.Errorf("part %s: checkpoint: %w", p.part, err)
+			}
+			if err := s.exec(ctx, s.st.deleteBelow, name, kindCheckpoint, m); err != nil {
+				return fmt.Errorf("part %s: delete older checkpoints: %w", p.part, err)
+			}
+		}
+		if p.st.KeepFrom > 0 {
+			if err := s.exec(ctx, s.st.deleteBelow, name, kindCounts, p.st.KeepFrom); err != nil {
+				return fmt.Errorf("part %s: delete count records: %w", p.part, err)
+			}
+		}
+	}
+	return nil
+}
+
+// LoadPartState returns part's newest checkpoint (nil if none) and a
+// reader of its count records (sink.PartCheckpointer).
+func (s *Sink) LoadPartState(part string) ([]byte, func(m int64) ([]byte, bool, error), error) {
+	ctx := context.Background()
+	name := s.partName(part)
+	_, cp, err := s.latestCheckpoint(ctx, name)
+	if err != nil || cp == nil {
+		return nil, nil, err
+	}
+	return cp, func(m int64) ([]byte, bool, error) {
+		return readRecord(ctx, s.sess, s.st, s.stateCons, name, kindCounts, m)
+	}, nil
+}
+
+var _ sink.PartCheckpointer = (*Sink)(nil)
+
+// putRecord writes data as (name, kind, key): chunks 1..n-1, then chunk 0 with
 // the header, which commits it.
-func (s *Sink) putRecord(ctx context.Context, kind string, key int64, data []byte) error {
+func (s *Sink) putRecord(ctx context.Context, name, kind string, key int64, data []byte) error {
 	cb := s.chunkBytes
 	n := max(1, (len(data)+cb-1)/cb)
 	for i := n - 1; i >= 1; i-- {
 		part := data[i*cb : min(len(data), (i+1)*cb)]
-		if err := s.exec(ctx, s.st.putChunk, s.name, kind, key, i, part); err != nil {
+		if err := s.exec(ctx, s.st.putChunk, name, kind, key, i, part); err != nil {
 			return err
 		}
 	}
@@ -281,7 +361,7 @@ func (s *Sink) putRecord(ctx context.Context, kind string, key int64, data []byt
 	if head == nil {
 		head = []byte{} // an empty record is a present, empty blob
 	}
-	if err := s.exec(ctx, s.st.putHead, s.name, kind, key, head, n, len(data), crc); err != nil {
+	if err := s.exec(ctx, s.st.putHead, name, kind, key, head, n, len(data), crc); err != nil {
 		return err
 	}
 	s.stateBytes.Add(int64(len(data)))
@@ -316,8 +396,8 @@ func readRecord(ctx context.Context, sess *gocql.Session, st stateStmts, cl gocq
 
 // latestCheckpoint returns the newest committed checkpoint and its
 // sequence, or nil.
-func (s *Sink) latestCheckpoint(ctx context.Context) (int64, []byte, error) {
-	iter := s.sess.Query(s.st.getKind, s.name, kindCheckpoint).Consistency(s.stateCons).Idempotent(true).IterContext(ctx)
+func (s *Sink) latestCheckpoint(ctx context.Context, name string) (int64, []byte, error) {
+	iter := s.sess.Query(s.st.getKind, name, kindCheckpoint).Consistency(s.stateCons).Idempotent(true).IterContext(ctx)
 	var (
 		seq  int64
 		cp   []byte
@@ -462,7 +542,7 @@ func (s *Sink) openState(ctx context.Context) error {
 	switch {
 	case s.cfg.Definition.Rings == nil: // not given: neither stored nor checked
 	case !ok:
-		if err := s.putRecord(ctx, kindDefinition, 0, []byte(def)); err != nil {
+		if err := s.putRecord(ctx, s.name, kindDefinition, 0, []byte(def)); err != nil {
 			return fmt.Errorf("sink cassandra: store the definition: %w", err)
 		}
 	case string(got) != def:

@@ -29,7 +29,7 @@ func TestRecordChunks(t *testing.T) {
 		for i := range data {
 			data[i] = byte(rng.Uint32())
 		}
-		if err := s.putRecord(ctx, kindCounts, int64(n), data); err != nil {
+		if err := s.putRecord(ctx, s.name, kindCounts, int64(n), data); err != nil {
 			t.Fatal(err)
 		}
 		got, ok, err := s.getRecord(ctx, kindCounts, int64(n))
@@ -43,8 +43,8 @@ func TestRecordChunks(t *testing.T) {
 	// A longer record overwritten by a shorter one: the left-over chunks
 	// are ignored.
 	long, short := bytes.Repeat([]byte{1}, 450), bytes.Repeat([]byte{2}, 150)
-	s.putRecord(ctx, kindCounts, 5000, long)
-	s.putRecord(ctx, kindCounts, 5000, short)
+	s.putRecord(ctx, s.name, kindCounts, 5000, long)
+	s.putRecord(ctx, s.name, kindCounts, 5000, short)
 	if got, ok, err := s.getRecord(ctx, kindCounts, 5000); !ok || err != nil || !bytes.Equal(got, short) {
 		t.Fatalf("overwritten record: %v %v", ok, err)
 	}
@@ -60,7 +60,7 @@ func TestTornRecords(t *testing.T) {
 	s.chunkBytes = 10
 	ctx := context.Background()
 	old := bytes.Repeat([]byte("a"), 35)
-	if err := s.putRecord(ctx, kindCounts, 1, old); err != nil {
+	if err := s.putRecord(ctx, s.name, kindCounts, 1, old); err != nil {
 		t.Fatal(err)
 	}
 	// The new record's chunks 1..3 land, the crash comes before chunk 0.
@@ -74,15 +74,15 @@ func TestTornRecords(t *testing.T) {
 		t.Fatalf("torn record read without error: %v", err)
 	}
 	// Checkpoints: 1 complete, 2 torn (no chunk 0): the latest is 1.
-	s.putRecord(ctx, kindCheckpoint, 1, []byte("checkpoint one, in four chunks"))
+	s.putRecord(ctx, s.name, kindCheckpoint, 1, []byte("checkpoint one, in four chunks"))
 	s.exec(ctx, s.st.putChunk, s.name, kindCheckpoint, int64(2), 1, []byte("two"))
-	seq, cp, err := s.latestCheckpoint(ctx)
+	seq, cp, err := s.latestCheckpoint(ctx, s.name)
 	if err != nil || seq != 1 || string(cp) != "checkpoint one, in four chunks" {
 		t.Fatalf("latest checkpoint: %d %q %v", seq, cp, err)
 	}
 	// A chunk missing in the middle of a committed record is an error,
 	// not a short record.
-	s.putRecord(ctx, kindCounts, 9, bytes.Repeat([]byte("c"), 30))
+	s.putRecord(ctx, s.name, kindCounts, 9, bytes.Repeat([]byte("c"), 30))
 	if _, err := srv.Exec(fmt.Sprintf("DELETE FROM demandpipe.%s WHERE name = 'features' AND kind = 'counts' AND key = 9 AND chunk = 1", StateTable)); err != nil {
 		t.Fatal(err)
 	}
