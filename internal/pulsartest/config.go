@@ -1,8 +1,10 @@
 package pulsartest
 
 import (
+	"crypto/tls"
 	"fmt"
 	"net"
+	"slices"
 )
 
 // Config configures a Server. The zero value is usable: every field has a
@@ -42,6 +44,23 @@ type Config struct {
 	// Names may be short ("orders") or full
 	// ("persistent://public/default/orders"). Counts 1 .. 1024.
 	Partitions map[string]int
+
+	// TLS, if set, makes the listener serve TLS with it (it needs
+	// Certificates or GetCertificate): clients connect with
+	// pulsar+ssl:// (URL says so) and LOOKUP answers name the broker in
+	// brokerServiceUrlTls. The one listener serves TLS only, as a broker
+	// whose plain port is disabled. Default nil: plain TCP.
+	TLS *tls.Config
+
+	// Tokens, if not empty, turns on token authentication: a CONNECT must
+	// carry auth_method_name "token" and auth_data equal to one of these,
+	// else the double answers ERROR AuthenticationError "Failed to
+	// authenticate" (request id -1) and closes the connection, as a broker
+	// with AuthenticationProviderToken does (ServerCnx.authenticationFailed).
+	// The double compares bytes: it neither parses nor verifies a JWT (no
+	// signature, expiry, role or authorization) and sends no auth
+	// challenges. Default none: any method and data are accepted.
+	Tokens []string
 
 	// Logf, if set, receives one line per connection event and protocol
 	// error. Default: silent.
@@ -97,6 +116,12 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxReplay < 0 || c.MaxReplay > 1<<24 {
 		return fmt.Errorf("pulsartest: Config.MaxReplay %d out of range [1, 16777216]", c.MaxReplay)
+	}
+	if c.TLS != nil && len(c.TLS.Certificates) == 0 && c.TLS.GetCertificate == nil && c.TLS.GetConfigForClient == nil {
+		return fmt.Errorf("pulsartest: Config.TLS has no certificate (set Certificates)")
+	}
+	if slices.Contains(c.Tokens, "") {
+		return fmt.Errorf("pulsartest: Config.Tokens holds an empty token")
 	}
 	for name, n := range c.Partitions {
 		if n < 1 || n > 1024 {

@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"strings"
 	"sync"
+	"time"
 )
 
 // conn is one client connection: a reader goroutine that decodes frames
@@ -28,6 +30,7 @@ type conn struct {
 	wmu     sync.Mutex
 	wcond   *sync.Cond
 	queue   [][]byte
+	last    bool // the queue ends with the connection's last frame (sendLast)
 	wclosed bool
 }
 
@@ -54,6 +57,19 @@ func (c *conn) send(frame []byte) {
 
 func (c *conn) sendCmd(cmd []byte) { c.send(appendFrame(nil, cmd, nil)) }
 
+// sendLast queues cmd as the connection's last frame: the writer closes
+// the connection once it is written, so the client reads it before the
+// close (a broker refusing a CONNECT does the same).
+func (c *conn) sendLast(cmd []byte) {
+	c.wmu.Lock()
+	if !c.wclosed {
+		c.queue = append(c.queue, appendFrame(nil, cmd, nil))
+		c.last = true
+		c.wcond.Signal()
+	}
+	c.wmu.Unlock()
+}
+
 func (c *conn) writeLoop() {
 	defer c.s.wg.Done()
 	for {
@@ -66,9 +82,13 @@ func (c *conn) writeLoop() {
 			return
 		}
 		q := net.Buffers(c.queue)
+		last := c.last
 		c.queue = nil
 		c.wmu.Unlock()
-		if _, err := q.WriteTo(c.nc); err != nil {
+		if last {
+			c.nc.SetWriteDeadline(time.Now().Add(handshakeTimeout))
+		}
+		if _, err := q.WriteTo(c.nc); err != nil || last {
 			c.s.mu.Lock()
 			c.shutdownLocked()
 			c.s.mu.Unlock()
@@ -101,6 +121,16 @@ func (c *conn) shutdownLocked() {
 
 func (c *conn) readLoop() {
 	defer c.s.wg.Done()
+	if err := c.handshakeTLS(); err != nil {
+		c.s.logf("connection %s: TLS handshake: %v", c.nc.RemoteAddr(), err)
+		c.s.mu.Lock()
+		if !c.closed { // not a Stop or a fault
+			c.s.stats.TLSFailures++
+		}
+		c.shutdownLocked()
+		c.s.mu.Unlock()
+		return
+	}
 	r := bufio.NewReaderSize(c.nc, 64<<10)
 	var buf []byte
 	for {
@@ -109,6 +139,10 @@ func (c *conn) readLoop() {
 		f, buf, err = readFrame(r, buf, c.s.maxFrame)
 		if err == nil {
 			err = c.handle(f)
+		}
+		if errors.Is(err, errRejected) {
+			c.s.logf("connection %s: %v", c.nc.RemoteAddr(), err)
+			return // the writer closes the connection after the ERROR
 		}
 		if err != nil {
 			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
@@ -144,7 +178,11 @@ func (c *conn) handle(f frame) error {
 		if err != nil {
 			return err
 		}
-		// Authentication is accepted whatever the method or token.
+		if !s.authenticatedLocked(cmd) {
+			s.stats.Rejected++
+			c.sendLast(encError(math.MaxUint64, errAuthentication, "Failed to authenticate"))
+			return errRejected
+		}
 		v := min(cmd.protocolVersion, s.cfg.MaxProtocolVersion)
 		c.connected = true
 		c.sendCmd(encConnected(s.cfg.ServerVersion, v, int32(s.cfg.MaxMessageSize)))
@@ -160,7 +198,7 @@ func (c *conn) handle(f frame) error {
 			c.sendCmd(encLookupError(req.requestID, errInvalidTopicName, err.Error()))
 			return nil
 		}
-		c.sendCmd(encLookupResponse(req.requestID, "pulsar://"+s.advertised))
+		c.sendCmd(encLookupResponse(req.requestID, s.urlLocked()))
 	case cmdPartitionedMetadata:
 		req, err := decodeTopicReq(body)
 		if err != nil {

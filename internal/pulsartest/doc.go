@@ -7,9 +7,9 @@
 //
 // It is a TEST DOUBLE, NOT A BROKER FOR PRODUCTION: messages live in memory
 // only and are lost when the process exits; nothing is ever trimmed, so
-// memory grows with every message sent (StoredBytes reports it); there is no
-// authentication (any method and token are accepted) and no authorization,
-// TLS, replication, retention or admin REST API.
+// memory grows with every message sent (StoredBytes reports it);
+// authentication is a byte comparison of tokens (no JWT is verified) and
+// there is no authorization, replication, retention or admin REST API.
 //
 // # Use from Go
 //
@@ -26,10 +26,29 @@
 //	curl -XPOST 'http://127.0.0.1:8089/stall?for=2s'   # fault injection
 //	curl http://127.0.0.1:8089/stats
 //
+// With TLS and token authentication (a client then needs pulsar+ssl://, a
+// trust store holding the certificate's CA, and the token):
+//
+//	go run ./internal/pulsartest/cmd/pulsartestd -addr 127.0.0.1:6651 \
+//	    -tls-cert server.pem -tls-key server-key.pem -token-file token.txt
+//
 // # Supported
 //
 //   - CONNECT/CONNECTED with protocol version negotiation (the lower of the
 //     client's and Config.MaxProtocolVersion, default v20), PING/PONG.
+//   - TLS (Config.TLS, -tls-cert/-tls-key): the listener serves TLS only;
+//     URL is pulsar+ssl:// and LOOKUP answers in brokerServiceUrlTls. A
+//     failed handshake closes the connection (Stats.TLSFailures). Client
+//     certificates are checked only if Config.TLS asks (ClientAuth); they
+//     are not an authentication method here.
+//   - Token authentication (Config.Tokens, -token/-token-file): when set,
+//     CONNECT must carry auth_method_name "token" and auth_data equal to
+//     an accepted token; otherwise the double answers ERROR (request id
+//     -1, AuthenticationError, "Failed to authenticate") and closes the
+//     connection, as the broker's ServerCnx does (Stats.Rejected). Tokens
+//     are compared as bytes: no signature, expiry or role is checked, no
+//     AUTH_CHALLENGE is ever sent (so no credential refresh), and any
+//     authenticated client may do anything (no authorization).
 //   - LOOKUP (always "connect here", authoritative) and PARTITIONED_METADATA.
 //     Partitioned topics are created with CreatePartitionedTopic (or
 //     Config.Partitions, or -partitions); partition i of "t" is
@@ -67,7 +86,8 @@
 //     Stop/Start/Restart on the same address keeping messages and cursors;
 //     over HTTP via ControlHandler (pulsartestd -control).
 //   - Stats (messages in per topic, dispatched, redelivered, acked,
-//     connections) and Subscription state for assertions.
+//     connections, refused connections) and Subscription state for
+//     assertions.
 //
 // # Not supported (or simplified)
 //

@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strings"
 
 	"google.golang.org/protobuf/encoding/protowire"
 )
@@ -67,6 +68,7 @@ type serverError int32
 
 const (
 	errUnknown            serverError = 0
+	errAuthentication     serverError = 3
 	errServiceNotReady    serverError = 6
 	errChecksum           serverError = 9
 	errTopicNotFound      serverError = 11
@@ -264,6 +266,7 @@ func appendMsgID(b []byte, ledger, entry int64, batchIndex int32) []byte {
 type connectCmd struct {
 	clientVersion   string
 	authMethodName  string
+	authData        []byte // aliases the frame
 	protocolVersion int32
 }
 
@@ -272,6 +275,8 @@ func decodeConnect(b []byte) (c connectCmd, err error) {
 		switch f.num {
 		case 1:
 			c.clientVersion = string(f.b)
+		case 3:
+			c.authData = f.b
 		case 4:
 			c.protocolVersion = int32(f.u)
 		case 5:
@@ -670,9 +675,15 @@ func encMessage(consumerID uint64, ledger, entry int64, redeliveryCount uint32) 
 	return appendBase(nil, cmdMessage, b)
 }
 
+// encLookupResponse answers "connect to brokerURL"; a pulsar+ssl:// URL
+// goes in brokerServiceUrlTls, which TLS clients read.
 func encLookupResponse(requestID uint64, brokerURL string) []byte {
 	var b []byte
-	b = putString(b, 1, brokerURL)
+	if strings.HasPrefix(brokerURL, "pulsar+ssl://") {
+		b = putString(b, 2, brokerURL)
+	} else {
+		b = putString(b, 1, brokerURL)
+	}
 	b = putU64(b, 3, 1) // LookupType Connect
 	b = putU64(b, 4, requestID)
 	b = putBool(b, 5, true) // authoritative

@@ -1,9 +1,11 @@
 package pulsartest
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"sync"
 	"time"
 )
@@ -44,6 +46,7 @@ func Start(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	cfg.setDefaults()
+	cfg.Tokens = slices.Clone(cfg.Tokens)
 	s := &Server{
 		cfg:         cfg,
 		maxFrame:    cfg.MaxMessageSize + FramePadding,
@@ -77,6 +80,9 @@ func (s *Server) listen() error {
 	ln, err := net.Listen("tcp", s.addr)
 	if err != nil {
 		return fmt.Errorf("pulsartest: listen %s: %w", s.addr, err)
+	}
+	if s.cfg.TLS != nil {
+		ln = tls.NewListener(ln, s.cfg.TLS) // the handshake runs in readLoop
 	}
 	s.ln = ln
 	s.addr = ln.Addr().String() // pin the port chosen for ":0"
@@ -125,10 +131,18 @@ func (s *Server) Addr() string {
 	return s.addr
 }
 
-// URL returns the service URL for clients, e.g. "pulsar://127.0.0.1:6650".
+// URL returns the service URL for clients, e.g. "pulsar://127.0.0.1:6650",
+// or "pulsar+ssl://127.0.0.1:6651" with Config.TLS.
 func (s *Server) URL() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.urlLocked()
+}
+
+func (s *Server) urlLocked() string {
+	if s.cfg.TLS != nil {
+		return "pulsar+ssl://" + s.advertised
+	}
 	return "pulsar://" + s.advertised
 }
 

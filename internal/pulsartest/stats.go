@@ -25,6 +25,13 @@ type Stats struct {
 	ActiveConnections int
 	// Dropped counts connections closed by fault injection.
 	Dropped int64
+	// Rejected counts connections refused at CONNECT for a missing or
+	// wrong token (Config.Tokens).
+	Rejected int64
+	// TLSFailures counts connections whose TLS handshake failed
+	// (Config.TLS): a client without TLS, or one that does not trust the
+	// certificate.
+	TLSFailures int64
 }
 
 // Stats returns a snapshot of the counters.

@@ -1,6 +1,15 @@
 package main
 
-import "testing"
+import (
+	"crypto/x509"
+	"encoding/pem"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"github.com/demandpipe/demandpipe/internal/pulsartest"
+)
 
 func TestPartitionsFlag(t *testing.T) {
 	p := partitionsFlag{}
@@ -10,6 +19,64 @@ func TestPartitionsFlag(t *testing.T) {
 	for _, bad := range []string{"orders", "orders=x"} {
 		if err := p.Set(bad); err == nil {
 			t.Errorf("%q accepted", bad)
+		}
+	}
+}
+
+func TestTokenFlags(t *testing.T) {
+	var tokens tokensFlag
+	path := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(path, []byte("from-file\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := tokens.Set("inline"); err != nil {
+		t.Fatal(err)
+	}
+	if err := (tokenFilesFlag{&tokens}).Set(path); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"inline", "from-file"}; !slices.Equal(tokens, want) {
+		t.Errorf("tokens = %q, want %q", tokens, want)
+	}
+	if err := tokens.Set(""); err == nil {
+		t.Error("empty -token accepted")
+	}
+	if err := (tokenFilesFlag{&tokens}).Set(filepath.Join(t.TempDir(), "absent")); err == nil {
+		t.Error("missing -token-file accepted")
+	}
+}
+
+func TestTLSConfig(t *testing.T) {
+	server, _, err := pulsartest.GenerateTLS()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert := server.Certificates[0]
+	keyDER, err := x509.MarshalPKCS8PrivateKey(cert.PrivateKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	var chain []byte
+	for _, der := range cert.Certificate {
+		chain = append(chain, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})...)
+	}
+	if err := os.WriteFile(certFile, chain, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := tlsConfig("", ""); c != nil || err != nil {
+		t.Errorf("no files: %v, %v; want plain TCP", c, err)
+	}
+	if c, err := tlsConfig(certFile, keyFile); err != nil || len(c.Certificates) != 1 {
+		t.Errorf("cert and key: %v", err)
+	}
+	for _, pair := range [][2]string{{certFile, ""}, {"", keyFile}, {keyFile, certFile}} {
+		if _, err := tlsConfig(pair[0], pair[1]); err == nil {
+			t.Errorf("tlsConfig(%q, %q) accepted", pair[0], pair[1])
 		}
 	}
 }

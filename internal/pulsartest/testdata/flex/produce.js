@@ -1,6 +1,7 @@
 // Produces messages to a pulsartest broker with pulsar-flex, an
 // independent pure-JS implementation of the Pulsar binary protocol.
-// Usage: node produce.js HOST:PORT TOPIC COUNT
+// Usage: [PULSAR_FLEX_JWT=TOKEN] node produce.js HOST:PORT TOPIC COUNT
+// (the token, if set, goes in CONNECT as auth method "token").
 // Sends COUNT/2 messages one by one, the rest as one batch, with payloads
 // "flex-<i>", then closes the producer and exits 0 (non-zero on error).
 const { Producer, logLevel } = require('pulsar-flex');
@@ -12,6 +13,7 @@ const main = async () => {
   const producer = new Producer({
     topic,
     discoveryServers: [addr],
+    jwt: process.env.PULSAR_FLEX_JWT || undefined,
     producerAccessMode: Producer.ACCESS_MODES.SHARED,
     logLevel: logLevel.ERROR,
   });
