@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -36,7 +37,7 @@ type roleFlags struct {
 
 func newRoleFlags(fs *flag.FlagSet) *roleFlags {
 	r := &roleFlags{so: scaleout.DefaultConfig()}
-	r.role = fs.String("role", "all", "all: the whole pipeline in this process; dedup: read -source, dedup and publish counted events to -scaleout.topic (no sink); aggregate: consume -scaleout.topic and write the rows of the regions this process owns to -sink (a first cut: no resume yet, see pipeline/SCALEOUT.md)")
+	r.role = fs.String("role", "all", "all: the whole pipeline in this process; dedup: read -source, dedup and publish counted events to -scaleout.topic (no sink); aggregate: consume -scaleout.topic and write the rows of the regions this process owns to -sink; with a store or cassandra sink it commits each slot's state with the rows and a process started on the same ranges (after a crash, or in place of a lost one) resumes them (pipeline/SCALEOUT.md)")
 	r.so.RegisterFlags(fs)
 	r.url = fs.String("scaleout.url", "pulsar://127.0.0.1:6650", "Pulsar service URL of the internal topic (token from DEMANDPIPE_PULSAR_TOKEN)")
 	r.dedupID = fs.Int("scaleout.dedup-id", 0, "dedup role: this process's number, 0..scaleout.dedups-1")
@@ -68,13 +69,15 @@ func runRole(rf *runFlags, log *slog.Logger) (ok bool, err error) {
 	defer client.Close()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	var stopped atomic.Bool
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 	defer signal.Stop(sigs)
 	go func() {
 		select {
 		case <-sigs:
-			log.Info("stopping (the roles do not resume yet: run the deployment again from the start)")
+			stopped.Store(true)
+			log.Info("stopping: the open minutes stay for a process started on the same ranges")
 			cancel()
 		case <-ctx.Done():
 		}
@@ -128,10 +131,19 @@ func runRole(rf *runFlags, log *slog.Logger) (ok bool, err error) {
 		out.Close()
 		return true, err
 	}
-	log.Info("run: aggregate role", "topic", r.so.Topic, "ranges", *r.ranges, "dedups", *r.dedups, "sink", *rf.snk)
+	if !agg.Durable() {
+		log.Warn("the aggregate role keeps no state with this sink: a lost process means running the deployment again (use -sink=store:DIR or cassandra:…)", "sink", *rf.snk)
+	}
+	log.Info("run: aggregate role", "topic", r.so.Topic, "ranges", *r.ranges, "dedups", *r.dedups, "sink", *rf.snk, "durable", agg.Durable())
 	runErr := agg.Run(ctx)
+	if stopped.Load() && errors.Is(runErr, context.Canceled) {
+		runErr = nil // a requested stop: nothing uncommitted was acknowledged
+	}
 	closeErr := out.Close()
 	agg.Stats().Snapshot().Write(os.Stderr, time.Since(start).Seconds())
+	tr := agg.Transport()
+	fmt.Fprintf(os.Stderr, "scaleout: %d messages, %d acknowledged, %d duplicate messages dropped, %d events dropped as committed already (restored from the sink)\n",
+		tr.Messages, tr.Acked, tr.Duplicates, tr.Replayed)
 	return true, errors.Join(runErr, closeErr)
 }
 

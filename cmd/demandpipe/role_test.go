@@ -2,13 +2,18 @@ package main
 
 import (
 	"fmt"
+	"maps"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/cespare/xxhash/v2"
+
+	"github.com/demandpipe/demandpipe/store"
 )
 
 // TestRolesOverPulsarEqualOneProcess: `run -role=dedup` processes (one;
@@ -112,4 +117,113 @@ func splitByRider(t *testing.T, path string, n int) []string {
 		paths = append(paths, p)
 	}
 	return paths
+}
+
+// TestAggregateRoleKilledAndRestarted: one `run -role=dedup` and three
+// `run -role=aggregate` processes, each aggregate process with its own
+// store; one aggregate process is killed with SIGKILL after its first
+// commits, while the stream goes on, and started again with the same
+// flags: the three stores together hold exactly the rows of one `run` of
+// the same file.
+func TestAggregateRoleKilledAndRestarted(t *testing.T) {
+	s := startPulsar(t)
+	dir := t.TempDir()
+	n := 120000
+	if raceEnabled {
+		n = 60000
+	}
+	events := filepath.Join(dir, "events.ndjson")
+	if err := genCommand([]string{"-o", events, "-events", fmt.Sprint(n), "-rate", "6000", "-riders", "4000"}); err != nil {
+		t.Fatal(err)
+	}
+	base := append([]string{"-serve=", "-progress=never", "-parallelism=1"}, smallDef...)
+	single := filepath.Join(dir, "single")
+	if err := runCommand(append([]string{"-source=file:" + events, "-sink=store:" + single}, base...)); err != nil {
+		t.Fatal(err)
+	}
+	topic := pulsarTopic(t)
+	common := append([]string{"-scaleout.url=" + s.URL(), "-scaleout.topic=" + topic, "-scaleout.region-res=6"}, base...)
+	ranges := []string{"0-21844", "21845-43689", "43690-65535"}
+	stores := make([]string, len(ranges))
+	args := make([][]string, len(ranges))
+	dones := make([]<-chan error, len(ranges))
+	stderrs := make([]*strings.Builder, len(ranges))
+	cmds := make([]*exec.Cmd, len(ranges))
+	for i, r := range ranges {
+		stores[i] = filepath.Join(dir, fmt.Sprint("agg", i))
+		args[i] = append([]string{"-role=aggregate", "-scaleout.ranges=" + r, "-sink=store:" + stores[i]}, common...)
+		cmds[i], stderrs[i], dones[i] = runSubprocess(t, args[i])
+	}
+	dedupDone := make(chan error, 1)
+	go func() {
+		dedupDone <- runCommand(append([]string{"-role=dedup", "-source=file:" + events}, common...))
+	}()
+	// Some minutes are committed and acknowledged: kill the second process.
+	if _, ok := waitAcked(t, s, topic, "demandpipe-aggregate", 0, dones[1]); !ok {
+		t.Fatalf("the aggregate process ended before it acknowledged anything:\n%s", stderrs[1])
+	}
+	cmds[1].Process.Signal(syscall.SIGKILL)
+	if err := <-dones[1]; err == nil {
+		t.Fatalf("SIGKILL: the aggregate process had ended already: too few events\n%s", lastLines(stderrs[1].String(), 5))
+	}
+	_, stderrs[1], dones[1] = runSubprocess(t, args[1])
+	if err := <-dedupDone; err != nil {
+		t.Fatal(err)
+	}
+	for i := range ranges {
+		if err := <-dones[i]; err != nil {
+			t.Fatalf("aggregate process %d: %v\n%s", i, err, lastLines(stderrs[i].String(), 8))
+		}
+	}
+	restarted := stderrs[1].String()
+	if !strings.Contains(restarted, "events dropped as committed already") {
+		t.Fatalf("no transport summary from the restarted process:\n%s", lastLines(restarted, 8))
+	}
+	t.Logf("restarted process: %s", lastLines(restarted, 1))
+	want, got := storeRows(t, single), map[string]string{}
+	for i, st := range stores {
+		rows := storeRows(t, st)
+		if len(rows) == 0 {
+			t.Errorf("aggregate process %d (%s) stored no row: the test no longer splits the work", i, ranges[i])
+		}
+		maps.Copy(got, rows)
+	}
+	diff := 0
+	for k, v := range want {
+		if got[k] != v {
+			if diff == 0 {
+				t.Errorf("first difference at %s: got %q want %q", k, got[k], v)
+			}
+			diff++
+		}
+	}
+	if diff > 0 || len(got) != len(want) {
+		t.Fatalf("%d of %d rows differ; %d stored by the aggregate processes", diff, len(want), len(got))
+	}
+	t.Logf("%d rows equal", len(got))
+}
+
+// storeRows reads every row of the store at dir, keyed by minute, product
+// and cell.
+func storeRows(t *testing.T, dir string) map[string]string {
+	t.Helper()
+	c := store.DefaultConfig()
+	c.Dir, c.ReadOnly = dir, true
+	s, err := store.Open(c, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	out := map[string]string{}
+	for _, m := range s.Minutes(nil) {
+		for _, p := range s.Products() {
+			if err := s.Scan(m.Minute, p, func(cell uint64, f []int32) bool {
+				out[fmt.Sprint(m.Minute, p, cell)] = fmt.Sprint(f)
+				return true
+			}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	return out
 }
