@@ -41,3 +41,17 @@ func (c *conn) handshakeTLS() error {
 	defer cancel()
 	return tc.HandshakeContext(ctx)
 }
+
+// SetTokens replaces the accepted tokens (Config.Tokens), to test a token
+// revoked or rotated: connections already made stay, as on a broker until
+// its credential refresh check, and each CONNECT from now on is checked
+// against tokens. An empty list turns authentication off.
+func (s *Server) SetTokens(tokens []string) error {
+	if slices.Contains(tokens, "") {
+		return errors.New("pulsartest: SetTokens: an empty token")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.cfg.Tokens = slices.Clone(tokens)
+	return nil
+}

@@ -282,3 +282,31 @@ func TestConfigValidateAuth(t *testing.T) {
 		}
 	}
 }
+
+// TestSetTokens: a revoked token keeps its connection but cannot make a
+// new one; the new token can.
+func TestSetTokens(t *testing.T) {
+	s := startBroker(t, Config{Tokens: []string{"old"}})
+	c := dialRaw(t, s)
+	c.send(appendBase(nil, cmdConnect, putBytes(putString(putI32(nil, 4, 20), 5, "token"), 3, []byte("old"))), nil)
+	if typ, _, _ := c.recv(); typ != cmdConnected {
+		t.Fatalf("got %d, want CONNECTED", typ)
+	}
+	if err := s.SetTokens([]string{"new"}); err != nil {
+		t.Fatal(err)
+	}
+	c.send(encPing(), nil)
+	if typ, _, _ := c.recv(); typ != cmdPong {
+		t.Fatalf("the connection made with the revoked token: got %d, want PONG", typ)
+	}
+	for token, want := range map[string]cmdType{"old": cmdError, "new": cmdConnected} {
+		c := dialRaw(t, s)
+		c.send(appendBase(nil, cmdConnect, putBytes(putString(putI32(nil, 4, 20), 5, "token"), 3, []byte(token))), nil)
+		if typ, _, _ := c.recv(); typ != want {
+			t.Errorf("token %q after SetTokens: got %d, want %d", token, typ, want)
+		}
+	}
+	if err := s.SetTokens([]string{""}); err == nil {
+		t.Error("SetTokens accepted an empty token")
+	}
+}

@@ -45,8 +45,9 @@
 //     CONNECT must carry auth_method_name "token" and auth_data equal to
 //     an accepted token; otherwise the double answers ERROR (request id
 //     -1, AuthenticationError, "Failed to authenticate") and closes the
-//     connection, as the broker's ServerCnx does (Stats.Rejected). Tokens
-//     are compared as bytes: no signature, expiry or role is checked, no
+//     connection, as the broker's ServerCnx does (Stats.Rejected).
+//     SetTokens revokes or rotates tokens for new connections. Tokens are
+//     compared as bytes: no signature, expiry or role is checked, no
 //     AUTH_CHALLENGE is ever sent (so no credential refresh), and any
 //     authenticated client may do anything (no authorization).
 //   - LOOKUP (always "connect here", authoritative) and PARTITIONED_METADATA.
