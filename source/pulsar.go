@@ -31,6 +31,9 @@ type Pulsar struct {
 	cons   pulsar.Consumer
 	msgs   <-chan pulsar.ConsumerMessage
 	dl     *deadLetter // nil without dead-letter=
+	// refused: credentials or TLS refused on a reconnection end the run
+	// (Read returns the error) rather than leave it retrying unseen.
+	refused *refusal
 
 	// Read's goroutine only.
 	buf       []byte // lines not yet handed out: buf[head:]
@@ -87,9 +90,11 @@ func OpenPulsar(spec string) (*Pulsar, error) {
 // NewPulsarClient connects a client with cfg's URL, timeouts and
 // credentials. The client's own log lines at warn level and up go to
 // stderr.
-func NewPulsarClient(cfg PulsarConfig) (pulsar.Client, error) { return newPulsarClient(cfg, nil) }
+func NewPulsarClient(cfg PulsarConfig) (pulsar.Client, error) { return newPulsarClient(cfg, nil, nil) }
 
-func newPulsarClient(cfg PulsarConfig, reconnects *atomic.Int64) (pulsar.Client, error) {
+// newPulsarClient connects a client whose warnings go to refused too (nil:
+// not watched).
+func newPulsarClient(cfg PulsarConfig, reconnects *atomic.Int64, refused *refusal) (pulsar.Client, error) {
 	if err := cfg.ValidateConnection(); err != nil {
 		return nil, err
 	}
@@ -99,7 +104,7 @@ func newPulsarClient(cfg PulsarConfig, reconnects *atomic.Int64) (pulsar.Client,
 		OperationTimeout:           cfg.OperationTimeout,
 		TLSTrustCertsFilePath:      cfg.TLSCAFile,
 		TLSAllowInsecureConnection: cfg.TLSAllowInsecure,
-		Logger:                     plog.NewLoggerWithSlog(slog.New(newClientLog(reconnects))),
+		Logger:                     plog.NewLoggerWithSlog(slog.New(newClientLog(reconnects, refused))),
 		MetricsRegisterer:          prometheus.NewRegistry(), // the client's own metrics stay private
 	}
 	switch {
@@ -110,19 +115,24 @@ func newPulsarClient(cfg PulsarConfig, reconnects *atomic.Int64) (pulsar.Client,
 	}
 	c, err := pulsar.NewClient(opts)
 	if err != nil {
+		if cfg.TokenFile != "" { // the client reads the token here first
+			return nil, fmt.Errorf("pulsar %s: token-file=%s: %w", cfg.ServiceURL, cfg.TokenFile, err)
+		}
 		return nil, fmt.Errorf("pulsar %s: %w", cfg.ServiceURL, err)
 	}
 	return c, nil
 }
 
 // NewPulsar subscribes with cfg. It fails within the operation timeout
-// when the broker cannot be reached.
+// when the broker cannot be reached, and at once when the broker refuses
+// the token or TLS fails (pulsar_auth.go).
 func NewPulsar(cfg PulsarConfig) (*Pulsar, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	p := &Pulsar{cfg: cfg, stop: make(chan struct{}), failed: make(chan struct{})}
-	client, err := newPulsarClient(cfg, &p.stats.reconnects)
+	refused := newRefusal(cfg)
+	client, err := newPulsarClient(cfg, &p.stats.reconnects, refused)
 	if err != nil {
 		return nil, err
 	}
@@ -131,7 +141,7 @@ func NewPulsar(cfg PulsarConfig) (*Pulsar, error) {
 	if cfg.Initial == "latest" {
 		initial = pulsar.SubscriptionPositionLatest
 	}
-	cons, err := client.Subscribe(pulsar.ConsumerOptions{
+	cons, owned, err := subscribe(client, pulsar.ConsumerOptions{
 		Topic:                       cfg.Topic,
 		SubscriptionName:            cfg.Subscription,
 		Type:                        types[cfg.Type],
@@ -139,16 +149,23 @@ func NewPulsar(cfg PulsarConfig) (*Pulsar, error) {
 		ReceiverQueueSize:           cfg.ReceiverQueue,
 		AckGroupingOptions:          &pulsar.AckGroupingOptions{MaxSize: uint32(cfg.AckGroupSize), MaxTime: cfg.AckGroupTime},
 		Name:                        cfg.Name,
-	})
+	}, refused)
 	if err != nil {
-		client.Close()
+		if owned {
+			client.Close()
+		}
+		if err == refused.refused() {
+			return nil, err
+		}
 		hint := "is the broker up and the topic's namespace there?"
 		if strings.Contains(err.Error(), "ConsumerBusy") {
 			hint = "another consumer holds this exclusive subscription: a run still going, or one the broker has not yet noticed is gone (wait for its keepalive); type=failover lets a new consumer stand by instead"
+		} else if w := refused.lastWarning(); w != "" {
+			hint += " the client's last warning: " + w
 		}
 		return nil, fmt.Errorf("pulsar: subscribe %s to %s at %s: %w (%s)", cfg.Subscription, cfg.Topic, cfg.ServiceURL, err, hint)
 	}
-	p.client, p.cons, p.msgs = client, cons, cons.Chan()
+	p.client, p.cons, p.msgs, p.refused = client, cons, cons.Chan(), refused
 	parts, err := client.TopicPartitions(cfg.Topic)
 	if err != nil {
 		cons.Close()
@@ -201,15 +218,32 @@ func (p *Pulsar) Stop() { p.stopOnce.Do(func() { close(p.stop) }) }
 // Close keeps the subscription: it flushes and closes the dead-letter
 // producer, then closes the consumer and the client. Unacknowledged
 // messages are redelivered to the subscription's next consumer.
+//
+// After the broker refused a reconnection (Read returned the refusal), the
+// client is still retrying it, and its Close would wait for that until the
+// operation timeout: then Close lets the closing finish in the background
+// and returns at once (unacknowledged messages, dead letters not yet
+// flushed included, are redelivered to the next run).
 func (p *Pulsar) Close() error {
 	p.Stop()
-	var err error
-	if p.dl != nil {
-		err = p.dl.close()
+	closeAll := func() error {
+		var err error
+		if p.dl != nil {
+			err = p.dl.close()
+		}
+		p.cons.Close()
+		p.client.Close()
+		return err
 	}
-	p.cons.Close()
-	p.client.Close()
-	return err
+	if p.refused.refused() != nil {
+		backgroundCloses.Add(1)
+		go func() {
+			defer backgroundCloses.Done()
+			closeAll()
+		}()
+		return nil
+	}
+	return closeAll()
 }
 
 // NoAcks says no acknowledgement will come (the sink keeps no checkpoint):
@@ -243,6 +277,8 @@ func (p *Pulsar) Read(b []byte) (int, error) {
 		select {
 		case <-p.failed:
 			return 0, p.failErr
+		case <-p.refused.done:
+			return 0, p.refused.err
 		default:
 		}
 		p.buf, p.head = p.buf[:0], 0
@@ -282,6 +318,8 @@ func (p *Pulsar) Read(b []byte) (int, error) {
 			return 0, io.EOF
 		case <-p.failed:
 			return 0, p.failErr
+		case <-p.refused.done:
+			return 0, p.refused.err
 		}
 		if p.timer != nil && !p.timer.Stop() {
 			select {
