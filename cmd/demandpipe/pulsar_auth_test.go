@@ -1,0 +1,65 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/demandpipe/demandpipe/internal/pulsartest"
+	"github.com/demandpipe/demandpipe/source"
+)
+
+// TestPulsarTLSTokenRunEqualsFile: a topic published and read over
+// pulsar+ssl://, trusting the broker's CA from tls-ca-file= and with the
+// token from token-file=, gives exactly the rows of the same file run from
+// disk; a run with a token the broker refuses fails within seconds saying
+// authentication failed.
+func TestPulsarTLSTokenRunEqualsFile(t *testing.T) {
+	t.Setenv(source.PulsarTokenEnv, "") // the token comes from token-file= only
+	dir := t.TempDir()
+	tc, caPEM, err := pulsartest.GenerateTLS()
+	if err != nil {
+		t.Fatal(err)
+	}
+	caFile, tokenFile, wrongFile := filepath.Join(dir, "ca.pem"), filepath.Join(dir, "token"), filepath.Join(dir, "wrong-token")
+	for path, b := range map[string]string{caFile: string(caPEM), tokenFile: "the-token\n", wrongFile: "an-old-token\n"} {
+		if err := os.WriteFile(path, []byte(b), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s, err := pulsartest.Start(pulsartest.Config{TLS: tc, Tokens: []string{"the-token"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	topic := pulsarTopic(t)
+	url := s.URL() + "/" + topic
+	auth := "tls-ca-file=" + caFile + "&token-file=" + tokenFile
+
+	events := genEvents(t, dir, 1500)
+	if err := publishCommand([]string{"-to=" + url + "?" + auth, "-progress=never", events}); err != nil {
+		t.Fatal(err)
+	}
+	file, fromTopic := filepath.Join(dir, "file"), filepath.Join(dir, "topic")
+	if err := runCommand(storeArgs("file:"+events, file, smallDef...)); err != nil {
+		t.Fatal(err)
+	}
+	if err := runCommand(storeArgs(url+"?subscription=dp&until=end&"+auth, fromTopic, smallDef...)); err != nil {
+		t.Fatal(err)
+	}
+	compareStores(t, file, fromTopic)
+
+	start := time.Now()
+	err = runCommand(storeArgs(url+"?subscription=dp&until=end&tls-ca-file="+caFile+"&token-file="+wrongFile, filepath.Join(dir, "refused"), smallDef...))
+	if err == nil || !strings.Contains(err.Error(), "authentication failed") || !strings.Contains(err.Error(), wrongFile) {
+		t.Fatalf("run with a refused token: %v, want authentication failed naming %s", err, wrongFile)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("run with a refused token failed after %s, want within seconds", d)
+	}
+	if st := s.Stats(); st.Rejected == 0 || st.TLSFailures != 0 {
+		t.Errorf("broker: Rejected = %d, TLSFailures = %d; want the refused token counted and no failed handshake", st.Rejected, st.TLSFailures)
+	}
+}
