@@ -31,6 +31,8 @@ const PulsarSpecHelp = `pulsar://HOST:6650/persistent://TENANT/NS/TOPIC?subscrip
   token-file=PATH      JWT token for authentication (or env DEMANDPIPE_PULSAR_TOKEN)
   tls-ca-file=PATH     CA certificates to trust (pulsar+ssl://)
   tls-allow-insecure=true  accept any server certificate (tests only)
+                       (a token the broker refuses or a certificate not trusted ends the
+                       run at once, saying which setting to fix)
   name=NAME            consumer name (failover picks the active consumer by name)
   Messages are acknowledged only once a checkpoint past them is committed (store:,
   cassandra://); source/RECOVERY.md explains why a restart then equals an uninterrupted run.`
