@@ -17,9 +17,11 @@ import (
 	"github.com/demandpipe/demandpipe/encode"
 	"github.com/demandpipe/demandpipe/feature"
 	"github.com/demandpipe/demandpipe/gen"
+	"github.com/demandpipe/demandpipe/internal/cqltest"
 	"github.com/demandpipe/demandpipe/internal/pulsartest"
 	"github.com/demandpipe/demandpipe/pipeline"
 	"github.com/demandpipe/demandpipe/sink"
+	"github.com/demandpipe/demandpipe/sink/cassandra"
 	"github.com/demandpipe/demandpipe/store"
 )
 
@@ -63,15 +65,47 @@ func (c *committed) CloseMinute(ctx context.Context, m int64) error {
 // and a new process takes its ranges and its store: together they write
 // exactly the single process's rows, and rows written twice agree.
 func TestAggregateKilledAndReplaced(t *testing.T) {
+	testTakeover(t, "replace")
+}
+
+// TestAggregateRangesTakenOverByAnother: the same with every process
+// writing to one Cassandra (the project's CQL test double): the third
+// process stops dead, the others go on for a few minutes, and then the
+// second process stops and a new one takes the ranges of both. Its slots
+// were committed through different minutes by different processes; it
+// restores them together (the counts of the minutes between come from the
+// slots' records) and the rows equal the single process's.
+func TestAggregateRangesTakenOverByAnother(t *testing.T) {
+	testTakeover(t, "merge")
+}
+
+// TestAggregateConnectionDropsLoseNothing: the broker drops every
+// connection, then restarts with its messages, while three aggregate
+// processes consume: the messages they had handled but not acknowledged
+// come again and are dropped by their number; the rows equal the single
+// process's.
+func TestAggregateConnectionDropsLoseNothing(t *testing.T) {
+	testTakeover(t, "drops")
+}
+
+func testTakeover(t *testing.T, mode string) {
+	merge := mode == "merge"
 	gc := gen.DefaultConfig()
-	gc.EventsPerMinute, gc.Riders, gc.Hotspots, gc.RadiusKm = 2000, 2000, 4, 60
-	buf, err := gen.Generate(gc, 16*2000)
+	gc.EventsPerMinute, gc.Riders, gc.Hotspots, gc.RadiusKm = 1000, 2000, 4, 40
+	if raceEnabled {
+		gc.EventsPerMinute = 300 // the same minutes, fewer sources
+	}
+	buf, err := gen.Generate(gc, 16*gc.EventsPerMinute)
 	if err != nil {
 		t.Fatal(err)
 	}
 	input := string(buf)
-	half := strings.Index(input[len(input)/2:], "\n") + len(input)/2 + 1
-	def := feature.Definition{Resolution: 8, Rings: []int{0, 1, 3, 6}, Windows: []int{1, 4, 8}}
+	cut := func(f float64) int {
+		i := int(float64(len(input)) * f)
+		return strings.Index(input[i:], "\n") + i + 1
+	}
+	segments := []string{input[:cut(0.35)], input[cut(0.35):cut(0.6)], input[cut(0.6):]}
+	def := feature.Definition{Resolution: 8, Rings: []int{0, 1, 3, 6}, Windows: []int{1, 2, 4}}
 	pcfg := pipeline.DefaultConfig()
 	pcfg.Def, pcfg.Parallelism = def, 2
 
@@ -84,8 +118,7 @@ func TestAggregateKilledAndReplaced(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		w := &rowsOnly{single}
-		if err := e.Run(context.Background(), strings.NewReader(input), w); err != nil {
+		if err := e.Run(context.Background(), strings.NewReader(input), &rowsOnly{single}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -107,20 +140,39 @@ func TestAggregateKilledAndReplaced(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.Topic, cfg.RegionRes = "persistent://public/default/counted", 5
 
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
 	got := map[string]string{}
+	var cql *cqltest.Server
+	if merge {
+		if cql, err = cqltest.Start(cqltest.Config{}); err != nil {
+			t.Fatal(err)
+		}
+		defer cql.Close()
+	}
 	dirs := []string{t.TempDir(), t.TempDir(), t.TempDir()}
 	open := func(i int) *committed {
-		sc := store.DefaultConfig()
-		sc.Dir, sc.Definition, sc.Retention = dirs[i], def, 168*time.Hour
-		st, err := store.Open(sc, nil)
-		if err != nil {
-			t.Fatal(err)
+		var st sink.PartCheckpointer
+		if merge {
+			cc := cassandra.DefaultConfig()
+			cc.Hosts, cc.Port, cc.CreateSchema, cc.ReplicationFactor = []string{"127.0.0.1"}, cql.Port(), true, 1
+			cc.Definition, cc.State = def, fmt.Sprint("aggregate_", i)
+			s, err := cassandra.Open(ctx, cc, cassandra.Options{Logf: t.Logf})
+			if err != nil {
+				t.Fatal(err)
+			}
+			st = s
+		} else {
+			sc := store.DefaultConfig()
+			sc.Dir, sc.Definition, sc.Retention = dirs[i], def, 168*time.Hour
+			s, err := store.Open(sc, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			st = s
 		}
 		return &committed{PartCheckpointer: st, mu: &mu, rows: got, bad: &bad, open: map[string]string{}}
 	}
-	ranges := [][]int{{0, 21844}, {21845, 43689}, {43690, 65535}}
 	type proc struct {
 		a      *Aggregate
 		out    *committed
@@ -128,10 +180,10 @@ func TestAggregateKilledAndReplaced(t *testing.T) {
 		cancel context.CancelFunc
 		done   chan error
 	}
-	start := func(i int) *proc {
+	start := func(i int, ranges []int) *proc {
 		p := &proc{out: open(i), client: newClient(), done: make(chan error, 1)}
 		var err error
-		if p.a, err = NewAggregate(p.client, cfg, "aggregate", ranges[i], 1, pcfg, p.out); err != nil {
+		if p.a, err = NewAggregate(p.client, cfg, "aggregate", ranges, 1, pcfg, p.out); err != nil {
 			t.Fatal(err)
 		}
 		var pctx context.Context
@@ -139,7 +191,28 @@ func TestAggregateKilledAndReplaced(t *testing.T) {
 		go func() { p.done <- p.a.Run(pctx) }()
 		return p
 	}
-	procs := []*proc{start(0), start(1), start(2)}
+	// stop stops a process dead: no flush, no acknowledgement; its
+	// unacknowledged messages go back to the subscription.
+	stop := func(p *proc) int64 {
+		p.cancel()
+		<-p.done
+		p.client.Close()
+		p.out.PartCheckpointer.Close()
+		return p.a.Stats().Closed.Load()
+	}
+	waitClosed := func(p *proc, past int64) {
+		for p.a.Stats().Closed.Load() < past || p.a.Stats().Minutes.Load() < 3 {
+			select {
+			case <-ctx.Done():
+				t.Fatalf("an aggregate process did not close past minute %d", past)
+			case err := <-p.done:
+				t.Fatalf("an aggregate process ended early: %v", err)
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
+	}
+	ranges := [][]int{{0, 21844}, {21845, 43689}, {43690, 65535}}
+	procs := []*proc{start(0, ranges[0]), start(1, ranges[1]), start(2, ranges[2])}
 
 	pub, err := NewPublisher(ctx, client, cfg, 0, def)
 	if err != nil {
@@ -153,26 +226,45 @@ func TestAggregateKilledAndReplaced(t *testing.T) {
 	pr, pw := io.Pipe()
 	dedupDone := make(chan error, 1)
 	go func() { dedupDone <- d.Run(ctx, pr, nil) }()
-	if _, err := io.WriteString(pw, input[:half]); err != nil {
-		t.Fatal(err)
-	}
-	// Kill the second process once it has committed a few minutes.
-	for procs[1].a.Stats().Minutes.Load() < 3 {
-		select {
-		case <-ctx.Done():
-			t.Fatal("the second aggregate process closed no minute")
-		case <-time.After(5 * time.Millisecond):
+	write := func(seg string) {
+		if _, err := io.WriteString(pw, seg); err != nil {
+			t.Fatal(err)
 		}
 	}
-	procs[1].cancel()
-	<-procs[1].done
-	procs[1].client.Close() // its unacknowledged messages go back to the subscription
-	closedAtKill := procs[1].a.Stats().Closed.Load()
-	procs[1].out.PartCheckpointer.Close()
-	procs[1] = start(1)
-	if _, err := io.WriteString(pw, input[half:]); err != nil {
-		t.Fatal(err)
+	write(segments[0])
+	var note string
+	var heir *proc // the process that took over
+	switch mode {
+	case "drops":
+		waitClosed(procs[1], 0)
+		n := srv.DropConnections()
+		write(segments[1])
+		segments[1] = ""
+		waitClosed(procs[1], procs[1].a.Stats().Closed.Load()+1)
+		if err := srv.Restart(); err != nil {
+			t.Fatal(err)
+		}
+		heir = procs[1]
+		note = fmt.Sprintf("the broker dropped %d connections, then restarted", n)
+	case "replace":
+		waitClosed(procs[1], 0)
+		killed := stop(procs[1])
+		procs[1] = start(1, ranges[1])
+		heir = procs[1]
+		note = fmt.Sprintf("the second process was stopped after minute %d and replaced", killed)
+	case "merge":
+		waitClosed(procs[2], 0)
+		killed := stop(procs[2])
+		write(segments[1])
+		segments[1] = ""
+		waitClosed(procs[1], killed+2) // its slots are committed further than the dead one's
+		moved := stop(procs[1])
+		procs = []*proc{procs[0], start(3, []int{ranges[1][0], ranges[2][1]})}
+		heir = procs[1]
+		note = fmt.Sprintf("the third process was stopped after minute %d, the second after minute %d, and a new one took the ranges of both", killed, moved)
 	}
+	write(segments[1])
+	write(segments[2])
 	pw.Close()
 	if err := <-dedupDone; err != nil {
 		t.Fatal(err)
@@ -201,11 +293,20 @@ func TestAggregateKilledAndReplaced(t *testing.T) {
 		}
 	}
 	if diff > 0 || len(got) != len(want) {
-		t.Fatalf("%d of %d rows differ; %d rows written, %d by one process", diff, len(want), len(got), len(want))
+		t.Fatalf("%d of %d rows differ; %d rows written, %d by one process (%s)", diff, len(want), len(got), len(want), note)
 	}
-	tr := procs[1].a.Transport()
-	t.Logf("%d rows equal; the replaced process was killed after minute %d and its successor restored it, dropping %d events already committed and %d duplicate messages",
-		len(got), closedAtKill, tr.Replayed, tr.Duplicates)
+	tr := heir.a.Transport()
+	if mode == "drops" {
+		for _, p := range procs {
+			tr.Duplicates += p.a.Transport().Duplicates
+		}
+		if tr.Duplicates == 0 {
+			t.Fatalf("no message came twice: the connection drops did not test what they should")
+		}
+		t.Logf("%d rows equal; %s: the aggregate processes dropped %d duplicate messages", len(got), note, tr.Duplicates)
+		return
+	}
+	t.Logf("%d rows equal; %s: it dropped %d events already committed and %d duplicate messages", len(got), note, tr.Replayed, tr.Duplicates)
 }
 
 // rowsOnly hides a committed sink's state methods, for the single
