@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync/atomic"
 
 	"github.com/apache/pulsar-client-go/pulsar"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/demandpipe/demandpipe/pipeline"
 	"github.com/demandpipe/demandpipe/sink"
@@ -50,7 +52,13 @@ type Aggregate struct {
 	// unacked are the messages handled and not yet acknowledged, with
 	// the last minute each carries (acknowledged once it is committed).
 	unacked []pending
-	stats   Stats
+	stats   counters
+}
+
+// counters are Stats as atomics: Run updates them, metrics read them.
+type counters struct {
+	messages, duplicates, replayed, acked atomic.Int64
+	unacked, lag                          atomic.Int64
 }
 
 type pending struct {
@@ -135,8 +143,46 @@ func (a *Aggregate) Durable() bool { return a.durable }
 // Stats are the engine's counters.
 func (a *Aggregate) Stats() *pipeline.Stats { return &a.agg.Stats }
 
-// Transport returns the transport's counters (call after Run).
-func (a *Aggregate) Transport() Stats { return a.stats }
+// Transport returns the transport's counters.
+func (a *Aggregate) Transport() Stats {
+	c := &a.stats
+	return Stats{Messages: c.messages.Load(), Duplicates: c.duplicates.Load(), Replayed: c.replayed.Load(), Acked: c.acked.Load()}
+}
+
+// Register adds the transport's metrics (the package doc lists them) to
+// reg.
+func (a *Aggregate) Register(reg prometheus.Registerer) error {
+	if reg == nil {
+		return nil
+	}
+	c := &a.stats
+	counter := func(name, help string, v *atomic.Int64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "demandpipe", Subsystem: "scaleout", Name: name, Help: help}, func() float64 { return float64(v.Load()) })
+	}
+	gauge := func(name, help string, f func() float64) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "demandpipe", Subsystem: "scaleout", Name: name, Help: help}, f)
+	}
+	owned := 0
+	for _, o := range a.owned {
+		if o {
+			owned++
+		}
+	}
+	for _, m := range []prometheus.Collector{
+		counter("messages_total", "Internal-topic messages handled.", &c.messages),
+		counter("duplicate_messages_total", "Messages dropped as copies of ones handled (redelivered after a lost connection).", &c.duplicates),
+		counter("replayed_events_total", "Counted events dropped because their slot was committed through their minute (restored from the sink).", &c.replayed),
+		counter("acked_messages_total", "Messages acknowledged (once every minute they carry is committed).", &c.acked),
+		gauge("unacked_messages", "Messages handled and waiting for their minutes to commit.", func() float64 { return float64(c.unacked.Load()) }),
+		gauge("owned_slots", "Key slots this process owns.", func() float64 { return float64(owned) }),
+		gauge("watermark_lag_minutes", "Minutes between the highest and the lowest watermark over (dedup process, owned slot): a slot or a dedup process behind holds every close back.", func() float64 { return float64(c.lag.Load()) }),
+	} {
+		if err := reg.Register(m); err != nil {
+			return fmt.Errorf("scaleout metrics: %w", err)
+		}
+	}
+	return nil
+}
 
 // Run restores the owned slots (when durable), then consumes until every
 // dedup process has ended (EndOfStream) on every owned slot, or ctx is
@@ -186,7 +232,7 @@ func (a *Aggregate) ack(id pulsar.MessageID) error {
 	if err := a.cons.AckID(id); err != nil {
 		return fmt.Errorf("scaleout: ack: %w", err)
 	}
-	a.stats.Acked++
+	a.stats.acked.Add(1)
 	return nil
 }
 
@@ -205,6 +251,7 @@ func (a *Aggregate) ackCommitted() error {
 	}
 	clear(a.unacked[len(keep):])
 	a.unacked = keep
+	a.stats.unacked.Store(int64(len(keep)))
 	return nil
 }
 
@@ -251,9 +298,9 @@ func (a *Aggregate) handle(ctx context.Context, m pulsar.Message) (last int64, e
 	if src >= a.dedups {
 		return last, fmt.Errorf("scaleout: a message of dedup process %d, but -scaleout.dedups=%d", src, a.dedups)
 	}
-	a.stats.Messages++
+	a.stats.messages.Add(1)
 	if int64(a.msg.Seq) <= a.lastSeq[src][slot] {
-		a.stats.Duplicates++ // handled before a lost connection
+		a.stats.duplicates.Add(1) // handled before a lost connection
 		return last, nil
 	}
 	a.lastSeq[src][slot] = int64(a.msg.Seq)
@@ -267,7 +314,7 @@ func (a *Aggregate) handle(ctx context.Context, m pulsar.Message) (last int64, e
 	}
 	if a.durable {
 		dropped, err := a.agg.CountedIn(src, slot, a.msg.Events)
-		a.stats.Replayed += int64(dropped)
+		a.stats.replayed.Add(int64(dropped))
 		if err != nil {
 			return last, err
 		}
@@ -279,13 +326,19 @@ func (a *Aggregate) handle(ctx context.Context, m pulsar.Message) (last int64, e
 	}
 	last = max(last, a.msg.Watermark)
 	a.wm[src][slot] = max(a.wm[src][slot], a.msg.Watermark)
-	low := int64(EndOfStream)
+	low, high := int64(EndOfStream), int64(pipeline.NoWatermark)
 	for d := range a.wm {
 		for s, own := range a.owned {
 			if own {
 				low = min(low, a.wm[d][s])
+				if w := a.wm[d][s]; w != EndOfStream {
+					high = max(high, w)
+				}
 			}
 		}
+	}
+	if low != pipeline.NoWatermark && high != pipeline.NoWatermark && low <= high {
+		a.stats.lag.Store(high - low)
 	}
 	if low <= a.low {
 		return last, nil

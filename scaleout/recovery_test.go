@@ -13,6 +13,7 @@ import (
 
 	"github.com/apache/pulsar-client-go/pulsar"
 	plog "github.com/apache/pulsar-client-go/pulsar/log"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/demandpipe/demandpipe/encode"
 	"github.com/demandpipe/demandpipe/feature"
@@ -174,6 +175,7 @@ func testTakeover(t *testing.T, mode string) {
 		return &committed{PartCheckpointer: st, mu: &mu, rows: got, bad: &bad, open: map[string]string{}}
 	}
 	type proc struct {
+		reg    *prometheus.Registry
 		a      *Aggregate
 		out    *committed
 		client pulsar.Client
@@ -184,6 +186,10 @@ func testTakeover(t *testing.T, mode string) {
 		p := &proc{out: open(i), client: newClient(), done: make(chan error, 1)}
 		var err error
 		if p.a, err = NewAggregate(p.client, cfg, "aggregate", ranges, 1, pcfg, p.out); err != nil {
+			t.Fatal(err)
+		}
+		p.reg = prometheus.NewRegistry()
+		if err := p.a.Register(p.reg); err != nil {
 			t.Fatal(err)
 		}
 		var pctx context.Context
@@ -296,6 +302,23 @@ func testTakeover(t *testing.T, mode string) {
 		t.Fatalf("%d of %d rows differ; %d rows written, %d by one process (%s)", diff, len(want), len(got), len(want), note)
 	}
 	tr := heir.a.Transport()
+	// The metrics say what Transport says.
+	mfs, err := heir.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	metric := map[string]float64{}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			metric[mf.GetName()] = m.GetCounter().GetValue() + m.GetGauge().GetValue()
+		}
+	}
+	if metric["demandpipe_scaleout_messages_total"] != float64(tr.Messages) || tr.Messages == 0 ||
+		metric["demandpipe_scaleout_acked_messages_total"] != float64(tr.Acked) ||
+		metric["demandpipe_scaleout_replayed_events_total"] != float64(tr.Replayed) ||
+		metric["demandpipe_scaleout_owned_slots"] == 0 {
+		t.Errorf("metrics %v, transport %+v", metric, tr)
+	}
 	if mode == "drops" {
 		for _, p := range procs {
 			tr.Duplicates += p.a.Transport().Duplicates

@@ -5,15 +5,25 @@
 // subscription with sticky hash ranges (Aggregate) and own the regions
 // hashed to the slots of their ranges.
 //
-// Status: a first cut. It is exact when the processes stay up (the test:
-// one dedup and three aggregate processes through the project's Pulsar test
-// double equal the single process), but it does not checkpoint or resume
-// yet, and a slot moving to another process is not handled: see
-// SCALEOUT.md's plan.
+// Recovery: with a sink that keeps state per part (store, cassandra) an
+// aggregate process commits each slot's counts and checkpoint with its rows,
+// acknowledges a message only once its minutes are committed, and restores
+// its slots when it starts, so that a process killed and started again, or
+// one taking a lost process's ranges, writes exactly the single process's
+// rows (SCALEOUT.md, "Recovery of the aggregate role"). Not built yet: the
+// dedup role's checkpoints and dedup processes joining (SCALEOUT.md's plan).
 //
 // # Metrics
 //
-// None yet.
+// Namespace demandpipe, subsystem scaleout (Aggregate.Register):
+//
+//	demandpipe_scaleout_messages_total            internal-topic messages handled
+//	demandpipe_scaleout_duplicate_messages_total  messages dropped as copies of ones handled (redelivered after a lost connection)
+//	demandpipe_scaleout_replayed_events_total     events dropped because their slot was committed through their minute (restored)
+//	demandpipe_scaleout_acked_messages_total      messages acknowledged
+//	demandpipe_scaleout_unacked_messages          gauge: messages handled and waiting for their minutes to commit
+//	demandpipe_scaleout_owned_slots               gauge: slots this process owns
+//	demandpipe_scaleout_watermark_lag_minutes     gauge: minutes between the highest and the lowest watermark over (dedup process, owned slot)
 package scaleout
 
 import (

@@ -48,7 +48,8 @@ func newRoleFlags(fs *flag.FlagSet) *roleFlags {
 }
 
 // runRole runs the dedup or aggregate role; ok is false for -role=all.
-func runRole(rf *runFlags, log *slog.Logger) (ok bool, err error) {
+// With -serve given explicitly it serves /metrics and /healthz.
+func runRole(rf *runFlags, log *slog.Logger, serveSet bool) (ok bool, err error) {
 	r := rf.role
 	switch *r.role {
 	case "all":
@@ -67,6 +68,15 @@ func runRole(rf *runFlags, log *slog.Logger) (ok bool, err error) {
 		return true, fmt.Errorf("-scaleout.url: %w", err)
 	}
 	defer client.Close()
+	reg := newRegistry()
+	if serveSet && *rf.serveAddr != "" {
+		srv, err := startServer(*rf.serveAddr, rf.vc, nil, reg, reg)
+		if err != nil {
+			return true, err
+		}
+		defer srv.Shutdown(5 * time.Second)
+		log.Info("serving /metrics and /healthz", "url", "http://"+srv.Addr+"/metrics")
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var stopped atomic.Bool
@@ -96,6 +106,9 @@ func runRole(rf *runFlags, log *slog.Logger) (ok bool, err error) {
 		if err != nil {
 			return true, err
 		}
+		if err := e.RegisterMetrics(reg); err != nil {
+			return true, err
+		}
 		pub, err := scaleout.NewPublisher(ctx, client, r.so, uint32(*r.dedupID), rf.cfg.Def)
 		if err != nil {
 			return true, err
@@ -122,12 +135,16 @@ func runRole(rf *runFlags, log *slog.Logger) (ok bool, err error) {
 	}
 	sc := rf.sc
 	sc.Definition = rf.cfg.Def
-	out, err := rf.openSink(newRegistry(), sc)
+	out, err := rf.openSink(reg, sc)
 	if err != nil {
 		return true, err
 	}
 	agg, err := scaleout.NewAggregate(client, r.so, *r.sub, ranges, *r.dedups, rf.cfg, out)
 	if err != nil {
+		out.Close()
+		return true, err
+	}
+	if err := agg.Register(reg); err != nil {
 		out.Close()
 		return true, err
 	}

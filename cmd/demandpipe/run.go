@@ -132,7 +132,7 @@ func runCommand(args []string) error {
 		return err
 	}
 
-	if ok, err := runRole(rf, log); ok {
+	if ok, err := runRole(rf, log, serveSet); ok {
 		return err
 	}
 	in, err := source.Open(*src)
