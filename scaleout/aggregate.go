@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"sync/atomic"
 
 	"github.com/apache/pulsar-client-go/pulsar"
@@ -53,6 +54,47 @@ type Aggregate struct {
 	// the last minute each carries (acknowledged once it is committed).
 	unacked []pending
 	stats   counters
+	ranges  []int
+	lost    *lostSlots
+}
+
+// lostSlots hears the client close the consumer for a cause: with sticky
+// ranges, a resubscription the broker refuses (ConsumerAssignError: the
+// ranges were given to another process while this one was cut off), which
+// the client does not retry.
+type lostSlots struct {
+	mu     sync.Mutex
+	cause  error
+	cancel context.CancelCauseFunc
+}
+
+var errLostSlots = errors.New("lost its slots")
+
+func (l *lostSlots) BeforeConsume(pulsar.ConsumerMessage)                   {}
+func (l *lostSlots) OnAcknowledge(pulsar.Consumer, pulsar.MessageID)        {}
+func (l *lostSlots) OnNegativeAcksSend(pulsar.Consumer, []pulsar.MessageID) {}
+
+// OnConsumerClose implements pulsar.ConsumerCloseInterceptor.
+func (l *lostSlots) OnConsumerClose(_ pulsar.Consumer, err error) {
+	if err == nil {
+		return // closed by Run
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.cause = err
+	if l.cancel != nil {
+		l.cancel(errLostSlots)
+	}
+}
+
+// watch makes a lost subscription cancel run.
+func (l *lostSlots) watch(cancel context.CancelCauseFunc) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.cancel = cancel
+	if l.cause != nil {
+		cancel(errLostSlots)
+	}
 }
 
 // counters are Stats as atomics: Run updates them, metrics read them.
@@ -126,9 +168,12 @@ func NewAggregate(client pulsar.Client, cfg Config, sub string, ranges []int, de
 	if err != nil {
 		return nil, fmt.Errorf("scaleout.ranges: %w", err)
 	}
+	a.ranges = ranges
+	a.lost = &lostSlots{}
 	a.cons, err = client.Subscribe(pulsar.ConsumerOptions{
 		Topic: cfg.Topic, SubscriptionName: sub, Type: pulsar.KeyShared, KeySharedPolicy: policy,
 		SubscriptionInitialPosition: pulsar.SubscriptionPositionEarliest,
+		Interceptors:                pulsar.ConsumerInterceptors{a.lost},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("scaleout: subscribe to %s: %w", cfg.Topic, err)
@@ -190,6 +235,23 @@ func (a *Aggregate) Register(reg prometheus.Registerer) error {
 // started again on the same ranges ends too.
 func (a *Aggregate) Run(ctx context.Context) error {
 	defer a.cons.Close()
+	// Tinder's lesson: a process that no longer holds its slots stops at
+	// once. A close already under way completes; it writes what the new
+	// owner writes (SCALEOUT.md, "A process that lost its slots").
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	a.lost.watch(cancel)
+	err := a.run(ctx)
+	if errors.Is(context.Cause(ctx), errLostSlots) {
+		a.lost.mu.Lock()
+		cause := a.lost.cause
+		a.lost.mu.Unlock()
+		return fmt.Errorf("scaleout: this process %w (ranges %v): its subscription was closed (%v), e.g. the ranges were given to another process while it was cut off; stopping: nothing after its last commit was acknowledged, and the slots' new owner restores them", errLostSlots, a.ranges, cause)
+	}
+	return err
+}
+
+func (a *Aggregate) run(ctx context.Context) error {
 	if a.durable {
 		if err := a.agg.Restore(ctx); err != nil {
 			return err

@@ -2,6 +2,7 @@ package scaleout
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -348,3 +349,75 @@ func (r *rowsOnly) CloseMinute(context.Context, int64) error {
 	return nil
 }
 func (r *rowsOnly) Close() error { return nil }
+
+// TestAggregateStopsWhenItsSlotsAreTaken: an aggregate process is cut off
+// from the broker and, before it reconnects, another process subscribes
+// with the same ranges (as a replacement started by an orchestrator would):
+// the broker refuses the first process's resubscription, the client gives
+// up (a non-retriable ConsumerAssignError), and the process stops at once
+// with an error that says what happened and that nothing is lost (the
+// client alone ends its Receive with "consumer closed").
+func TestAggregateStopsWhenItsSlotsAreTaken(t *testing.T) {
+	srv, err := pulsartest.Start(pulsartest.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	newClient := func() pulsar.Client {
+		c, err := pulsar.NewClient(pulsar.ClientOptions{URL: srv.URL(), OperationTimeout: 10 * time.Second, Logger: plog.DefaultNopLogger()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	ca, cb := newClient(), newClient()
+	defer ca.Close()
+	defer cb.Close()
+	cfg := DefaultConfig()
+	cfg.Topic = "persistent://public/default/counted"
+	pcfg := pipeline.DefaultConfig()
+	pcfg.Def = feature.Definition{Resolution: 8, Rings: []int{0, 1}, Windows: []int{1, 2}}
+	a, err := NewAggregate(ca, cfg, "aggregate", []int{0, 65535}, 1, pcfg, &rows{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- a.Run(context.Background()) }()
+	// B's connection is up before A is cut off, so B's subscription
+	// (lookup and subscribe on a live connection) wins the race against
+	// A's reconnection (a new connection first) nearly every time.
+	warm, err := cb.CreateProducer(pulsar.ProducerOptions{Topic: cfg.Topic})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer warm.Close()
+	policy, err := pulsar.NewKeySharedPolicySticky([]int{0, 65535})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b pulsar.Consumer
+	for attempt := 0; b == nil; attempt++ {
+		if attempt == 50 {
+			t.Fatal("the cut-off process reconnected first 50 times")
+		}
+		if _, err := srv.DisconnectConsumer(cfg.Topic, "aggregate", ""); err != nil {
+			t.Fatal(err)
+		}
+		b, err = cb.Subscribe(pulsar.ConsumerOptions{Topic: cfg.Topic, SubscriptionName: "aggregate", Type: pulsar.KeyShared, KeySharedPolicy: policy})
+		if err != nil {
+			b = nil
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	defer b.Close()
+	start := time.Now()
+	select {
+	case err := <-done:
+		if !errors.Is(err, errLostSlots) {
+			t.Fatalf("the process that lost its slots ended with %v", err)
+		}
+		t.Logf("stopped %v after its ranges were taken: %v", time.Since(start).Round(time.Millisecond), err)
+	case <-time.After(15 * time.Second):
+		t.Fatal("the process that lost its slots still runs 15 s later")
+	}
+}
