@@ -168,3 +168,54 @@ func subscribe(client pulsar.Client, opts pulsar.ConsumerOptions, r *refusal) (c
 		return nil, false, r.err
 	}
 }
+
+// PulsarClient is a client whose calls end at once when the broker refuses
+// its credentials or TLS fails (Do), rather than after the operation
+// timeout: for the commands that produce (publish, the dedup role) or
+// consume outside a Pulsar source (the aggregate role).
+type PulsarClient struct {
+	pulsar.Client
+	refused *refusal
+}
+
+// DialPulsar connects a PulsarClient with cfg's URL, timeouts and
+// credentials.
+func DialPulsar(cfg PulsarConfig) (*PulsarClient, error) {
+	r := newRefusal(cfg)
+	c, err := newPulsarClient(cfg, nil, r)
+	if err != nil {
+		return nil, err
+	}
+	return &PulsarClient{Client: c, refused: r}, nil
+}
+
+// Do runs op (creating a producer or a consumer with the client) and
+// returns its error, or at once the refusal if the broker refuses the
+// credentials or TLS fails first (op then ends with the client's Close).
+// When op fails another way, the error carries the client's last warning.
+func (c *PulsarClient) Do(op func() error) error {
+	done := make(chan error, 1)
+	go func() { done <- op() }()
+	select {
+	case err := <-done:
+		if err == nil {
+			return nil
+		}
+		if r := c.refused.refused(); r != nil {
+			return r
+		}
+		if w := c.refused.lastWarning(); w != "" {
+			return fmt.Errorf("%w (the client's last warning: %s)", err, w)
+		}
+		return err
+	case <-c.refused.done:
+		select {
+		case err := <-done: // finished at the same moment: trust its result
+			if err == nil {
+				return nil
+			}
+		default:
+		}
+		return c.refused.err
+	}
+}

@@ -71,17 +71,21 @@ func publishCommand(args []string) error {
 		return err
 	}
 	defer in.Close()
-	client, err := source.NewPulsarClient(cfg)
+	client, err := source.DialPulsar(cfg)
 	if err != nil {
 		return err
 	}
 	defer client.Close()
-	prod, err := client.CreateProducer(pulsar.ProducerOptions{
-		Topic:                   cfg.Topic,
-		SendTimeout:             *sendTimeout,
-		DisableBatching:         *batchMessages == 1,
-		BatchingMaxMessages:     uint(*batchMessages),
-		BatchingMaxPublishDelay: *batchDelay,
+	var prod pulsar.Producer
+	err = client.Do(func() (err error) {
+		prod, err = client.CreateProducer(pulsar.ProducerOptions{
+			Topic:                   cfg.Topic,
+			SendTimeout:             *sendTimeout,
+			DisableBatching:         *batchMessages == 1,
+			BatchingMaxMessages:     uint(*batchMessages),
+			BatchingMaxPublishDelay: *batchDelay,
+		})
+		return err
 	})
 	if err != nil {
 		return fmt.Errorf("pulsar: producer on %s at %s: %w (is the broker up? -to=%s)", cfg.Topic, cfg.ServiceURL, err, *to)

@@ -59,6 +59,15 @@ func TestPulsarTLSTokenRunEqualsFile(t *testing.T) {
 	if d := time.Since(start); d > 5*time.Second {
 		t.Errorf("run with a refused token failed after %s, want within seconds", d)
 	}
+	// publish, and the scale-out roles' client (source.DialPulsar), too.
+	start = time.Now()
+	err = publishCommand([]string{"-to=" + url + "?tls-ca-file=" + caFile + "&token-file=" + wrongFile, "-progress=never", events})
+	if err == nil || !strings.Contains(err.Error(), "authentication failed") {
+		t.Fatalf("publish with a refused token: %v, want authentication failed", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("publish with a refused token failed after %s, want within seconds", d)
+	}
 	if st := s.Stats(); st.Rejected == 0 || st.TLSFailures != 0 {
 		t.Errorf("broker: Rejected = %d, TLSFailures = %d; want the refused token counted and no failed handshake", st.Rejected, st.TLSFailures)
 	}

@@ -63,7 +63,7 @@ func runRole(rf *runFlags, log *slog.Logger, serveSet bool) (ok bool, err error)
 	}
 	pc := source.DefaultPulsarConfig()
 	pc.ServiceURL, pc.Topic, pc.Token = *r.url, r.so.Topic, os.Getenv(source.PulsarTokenEnv)
-	client, err := source.NewPulsarClient(pc)
+	client, err := source.DialPulsar(pc)
 	if err != nil {
 		return true, fmt.Errorf("-scaleout.url: %w", err)
 	}
@@ -109,8 +109,11 @@ func runRole(rf *runFlags, log *slog.Logger, serveSet bool) (ok bool, err error)
 		if err := e.RegisterMetrics(reg); err != nil {
 			return true, err
 		}
-		pub, err := scaleout.NewPublisher(ctx, client, r.so, uint32(*r.dedupID), rf.cfg.Def)
-		if err != nil {
+		var pub *scaleout.Publisher
+		if err := client.Do(func() (err error) {
+			pub, err = scaleout.NewPublisher(ctx, client, r.so, uint32(*r.dedupID), rf.cfg.Def)
+			return err
+		}); err != nil {
 			return true, err
 		}
 		e.Emit = pub
@@ -139,8 +142,11 @@ func runRole(rf *runFlags, log *slog.Logger, serveSet bool) (ok bool, err error)
 	if err != nil {
 		return true, err
 	}
-	agg, err := scaleout.NewAggregate(client, r.so, *r.sub, ranges, *r.dedups, rf.cfg, out)
-	if err != nil {
+	var agg *scaleout.Aggregate
+	if err := client.Do(func() (err error) {
+		agg, err = scaleout.NewAggregate(client, r.so, *r.sub, ranges, *r.dedups, rf.cfg, out)
+		return err
+	}); err != nil {
 		out.Close()
 		return true, err
 	}
