@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/demandpipe/demandpipe/internal/cellindex"
 	"github.com/demandpipe/demandpipe/sink"
@@ -215,6 +216,8 @@ func (a *Aggregator) stageParts(m int64) error {
 // counts of their later committed minutes. A fresh deployment (no part
 // has a checkpoint) restores nothing.
 func (a *Aggregator) Restore(ctx context.Context) error {
+	start := time.Now()
+	defer func() { a.Stats.RestoreNanos.Store(int64(time.Since(start))) }()
 	ps := a.parts
 	type loaded struct {
 		p      int

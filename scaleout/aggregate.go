@@ -220,6 +220,13 @@ func (a *Aggregate) Register(reg prometheus.Registerer) error {
 		counter("acked_messages_total", "Messages acknowledged (once every minute they carry is committed).", &c.acked),
 		gauge("unacked_messages", "Messages handled and waiting for their minutes to commit.", func() float64 { return float64(c.unacked.Load()) }),
 		gauge("owned_slots", "Key slots this process owns.", func() float64 { return float64(owned) }),
+		gauge("restore_seconds", "Time the process spent restoring its slots from the sink when it started.", func() float64 { return float64(a.agg.Stats.RestoreNanos.Load()) / 1e9 }),
+		gauge("closed_minute_timestamp_seconds", "Start of the last minute closed and committed (0 before any).", func() float64 {
+			if m := a.agg.Stats.Closed.Load(); m > 0 {
+				return float64(m * 60)
+			}
+			return 0
+		}),
 		gauge("watermark_lag_minutes", "Minutes between the highest and the lowest watermark over (dedup process, owned slot): a slot or a dedup process behind holds every close back.", func() float64 { return float64(c.lag.Load()) }),
 	} {
 		if err := reg.Register(m); err != nil {

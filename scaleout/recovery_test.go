@@ -317,7 +317,8 @@ func testTakeover(t *testing.T, mode string) {
 	if metric["demandpipe_scaleout_messages_total"] != float64(tr.Messages) || tr.Messages == 0 ||
 		metric["demandpipe_scaleout_acked_messages_total"] != float64(tr.Acked) ||
 		metric["demandpipe_scaleout_replayed_events_total"] != float64(tr.Replayed) ||
-		metric["demandpipe_scaleout_owned_slots"] == 0 {
+		metric["demandpipe_scaleout_owned_slots"] == 0 ||
+		(mode != "drops" && metric["demandpipe_scaleout_restore_seconds"] == 0) {
 		t.Errorf("metrics %v, transport %+v", metric, tr)
 	}
 	if mode == "drops" {

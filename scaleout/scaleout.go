@@ -23,6 +23,8 @@
 //	demandpipe_scaleout_acked_messages_total      messages acknowledged
 //	demandpipe_scaleout_unacked_messages          gauge: messages handled and waiting for their minutes to commit
 //	demandpipe_scaleout_owned_slots               gauge: slots this process owns
+//	demandpipe_scaleout_restore_seconds           gauge: time restoring the slots from the sink at start
+//	demandpipe_scaleout_closed_minute_timestamp_seconds  gauge: start of the last minute closed and committed
 //	demandpipe_scaleout_watermark_lag_minutes     gauge: minutes between the highest and the lowest watermark over (dedup process, owned slot)
 package scaleout
 
