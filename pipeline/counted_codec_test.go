@@ -34,7 +34,7 @@ func sortCounted(evs []Counted) []Counted {
 func TestCountedMessageRoundTrip(t *testing.T) {
 	rng := rand.New(rand.NewPCG(8, 8))
 	for i := range 300 {
-		m := &CountedMessage{Source: rng.Uint32(), Seq: rng.Uint64(), Watermark: int64(rng.IntN(1<<30)) - 1<<29}
+		m := &CountedMessage{Source: rng.Uint32(), Epoch: rng.Uint64(), Start: int64(rng.IntN(1<<30)) - 1<<29, Seq: rng.Uint64(), Watermark: int64(rng.IntN(1<<30)) - 1<<29}
 		if i%7 == 0 {
 			m.Watermark = NoWatermark
 		}
@@ -50,7 +50,7 @@ func TestCountedMessageRoundTrip(t *testing.T) {
 		if err := DecodeCountedMessage(b, &got); err != nil {
 			t.Fatalf("message %d: %v", i, err)
 		}
-		if got.Source != m.Source || got.Seq != m.Seq || got.Watermark != m.Watermark || fmt.Sprint(got.Products) != fmt.Sprint(m.Products) ||
+		if got.Source != m.Source || got.Epoch != m.Epoch || got.Start != m.Start || got.Seq != m.Seq || got.Watermark != m.Watermark || fmt.Sprint(got.Products) != fmt.Sprint(m.Products) ||
 			fmt.Sprint(sortCounted(got.Events)) != fmt.Sprint(sortCounted(m.Events)) {
 			t.Fatalf("message %d: got %+v", i, got)
 		}
@@ -59,6 +59,21 @@ func TestCountedMessageRoundTrip(t *testing.T) {
 				t.Fatalf("message %d cut at %d of %d decoded", i, cut, len(b))
 			}
 		}
+	}
+}
+
+// TestCountedMessageVersion1: a version-1 message (no epoch) still
+// decodes, with epoch 0.
+func TestCountedMessageVersion1(t *testing.T) {
+	// version 1, source 3, seq 7, watermark 5 (zigzag 10), no products, one
+	// group: minute delta 9 (zigzag 18), code 0, one cell 1 with count 2.
+	b := []byte{1, 3, 7, 10, 0, 1, 18, 0, 1, 1, 2}
+	var m CountedMessage
+	if err := DecodeCountedMessage(b, &m); err != nil {
+		t.Fatal(err)
+	}
+	if m.Source != 3 || m.Epoch != 0 || m.Start != NoWatermark || m.Seq != 7 || m.Watermark != 5 || len(m.Events) != 2 || m.Events[0] != (Counted{Minute: 9, Cell: 1}) {
+		t.Fatalf("%+v", m)
 	}
 }
 

@@ -60,11 +60,25 @@ type partState struct {
 	cfg       PartConfig
 	snk       sink.PartCheckpointer
 	owned     []bool
-	committed []int64           // per part: its minutes <= it are in its count records
-	open      [][]*minuteCounts // per part: its events of minutes not committed
+	committed []int64       // per part: its minutes <= it are in its count records
+	open      [][]srcCounts // per part: its events of minutes not committed, per dedup process
+	flushed   int64         // open counts of minutes <= it are in the engine's counter
 	buf, cp   []byte
-	tmp       minuteCounts
+	tmp, sum  minuteCounts
 }
+
+// srcCounts are one dedup process's events of one minute on one part.
+// They stay apart until the minute closes, so that a dedup process that
+// starts again (a new epoch, resuming after its checkpoint) can take back
+// what it sent after it (DropAbove).
+type srcCounts struct {
+	src int // the dedup process; restoredSrc for counts read from the sink
+	mc  *minuteCounts
+}
+
+// restoredSrc marks counts restored from a part's records: no dedup
+// process takes them back.
+const restoredSrc = -1
 
 // partCheckpointVersion changes with encodePartCheckpoint's layout.
 const partCheckpointVersion = 1
@@ -89,7 +103,9 @@ func decodePartCheckpoint(b []byte) (layout, config string, m int64, err error) 
 }
 
 // UseParts makes the aggregator keep its state per part in snk, which must
-// be the sink it writes rows to. Call it before any event.
+// be the sink it writes rows to (nil: a sink that keeps no state; the
+// parts are then kept in memory only, and Restore finds nothing). Call it
+// before any event.
 func (a *Aggregator) UseParts(pc PartConfig, snk sink.PartCheckpointer) error {
 	if pc.CountFrom == nil || len(pc.Names) == 0 || len(pc.Owned) == 0 {
 		return fmt.Errorf("aggregator: parts need names, owned parts and CountFrom")
@@ -100,8 +116,8 @@ func (a *Aggregator) UseParts(pc PartConfig, snk sink.PartCheckpointer) error {
 	if pc.Retain < 0 {
 		return fmt.Errorf("aggregator: parts: retain %d minutes, want >= 0", pc.Retain)
 	}
-	ps := &partState{cfg: pc, snk: snk, owned: make([]bool, len(pc.Names)),
-		committed: make([]int64, len(pc.Names)), open: make([][]*minuteCounts, len(pc.Names))}
+	ps := &partState{cfg: pc, snk: snk, owned: make([]bool, len(pc.Names)), flushed: noMinute,
+		committed: make([]int64, len(pc.Names)), open: make([][]srcCounts, len(pc.Names))}
 	for i := range ps.committed {
 		ps.committed[i] = noMinute
 	}
@@ -125,9 +141,9 @@ func (a *Aggregator) Committed(p int) int64 { return a.parts.committed[p] }
 func (a *Aggregator) Closed() int64 { return a.closed }
 
 // CountedIn counts events dedup process src sent on part p: each is kept
-// for p's count record and counted once, from the part CountFrom names;
-// events of minutes p is complete through already (a message that came
-// again) are dropped and reported in dropped.
+// for p's count record and, when its minute closes, counted once, from the
+// part CountFrom names; events of minutes p is complete through already (a
+// message that came again) are dropped and reported in dropped.
 func (a *Aggregator) CountedIn(src, p int, evs []Counted) (dropped int, err error) {
 	ps := a.parts
 	r := &a.remote[src]
@@ -143,29 +159,77 @@ func (a *Aggregator) CountedIn(src, p int, evs []Counted) (dropped int, err erro
 		if c.Minute <= a.closed {
 			return dropped, fmt.Errorf("aggregator: dedup source %d sent an event of minute %d on part %d, closed already (its watermark said so)", src, c.Minute, p)
 		}
-		ps.countsOf(p, c.Minute).addN(c.Cell, c.Product, 1)
-		from, err := ps.cfg.CountFrom(c.Cell)
-		if err != nil {
-			return dropped, err
-		}
-		if from == p {
-			a.agg.add(c)
-			a.Stats.Counted.Add(1)
-		}
+		ps.countsOf(p, src, c.Minute).addN(c.Cell, c.Product, 1)
 	}
 	return dropped, nil
 }
 
-// countsOf is part p's counts of minute m.
-func (ps *partState) countsOf(p int, m int64) *minuteCounts {
-	for _, mc := range ps.open[p] {
-		if mc.minute == m {
-			return mc
+// DropAbove takes back what dedup process src sent on part p for minutes
+// after w: it started again from its checkpoint at w and sends them again.
+func (a *Aggregator) DropAbove(src, p int, w int64) {
+	ps := a.parts
+	keep := ps.open[p][:0]
+	for _, sc := range ps.open[p] {
+		if sc.src != src || sc.mc.minute <= w {
+			keep = append(keep, sc)
+		}
+	}
+	clear(ps.open[p][len(keep):])
+	ps.open[p] = keep
+}
+
+// countsOf is part p's counts of minute m from dedup process src.
+func (ps *partState) countsOf(p, src int, m int64) *minuteCounts {
+	for _, sc := range ps.open[p] {
+		if sc.src == src && sc.mc.minute == m {
+			return sc.mc
 		}
 	}
 	mc := &minuteCounts{minute: m}
-	ps.open[p] = append(ps.open[p], mc)
+	ps.open[p] = append(ps.open[p], srcCounts{src, mc})
 	return mc
+}
+
+// flushThrough hands the engine's counter the open counts of minutes <=
+// through (in (flushed, through]), each source from the part it counts
+// from, before the minutes close.
+func (a *Aggregator) flushThrough(through int64) error {
+	ps := a.parts
+	if through <= ps.flushed {
+		return nil
+	}
+	for p, own := range ps.owned {
+		if !own {
+			continue
+		}
+		for _, sc := range ps.open[p] {
+			m := sc.mc.minute
+			if m <= ps.flushed || m > through {
+				continue
+			}
+			for code, ix := range sc.mc.cells {
+				if ix == nil {
+					continue
+				}
+				for i := range ix.Len() {
+					cell := ix.Cell(uint32(i))
+					from, err := ps.cfg.CountFrom(cell)
+					if err != nil {
+						return err
+					}
+					if from == p {
+						n := sc.mc.counts[code][i]
+						a.agg.addN(Counted{Minute: m, Cell: cell, Product: byte(code)}, n)
+						if sc.src != restoredSrc {
+							a.Stats.Counted.Add(int64(n))
+						}
+					}
+				}
+			}
+		}
+	}
+	ps.flushed = through
+	return nil
 }
 
 // addN adds n to the count of (cell, product code p).
@@ -192,20 +256,29 @@ func (a *Aggregator) stageParts(m int64) error {
 		if !own {
 			continue
 		}
-		var mc *minuteCounts
+		// The part's record: its events of m from every dedup process.
+		ps.sum = minuteCounts{minute: m}
 		open := ps.open[p][:0]
-		for _, c := range ps.open[p] {
+		for _, sc := range ps.open[p] {
 			switch {
-			case c.minute == m:
-				mc = c
-			case c.minute > m:
-				open = append(open, c)
+			case sc.mc.minute == m:
+				for code, ix := range sc.mc.cells {
+					if ix != nil {
+						for i := range ix.Len() {
+							ps.sum.addN(ix.Cell(uint32(i)), byte(code), sc.mc.counts[code][i])
+						}
+					}
+				}
+			case sc.mc.minute > m:
+				open = append(open, sc)
 			}
 		}
 		clear(ps.open[p][len(open):])
 		ps.open[p] = open
-		ps.buf = appendCounts(ps.buf[:0], mc, a.products, m)
-		ps.snk.StagePartState(ps.cfg.Names[p], m, sink.State{Counts: ps.buf, Checkpoint: ps.cp, KeepFrom: keep})
+		if ps.snk != nil {
+			ps.buf = appendCounts(ps.buf[:0], &ps.sum, a.products, m)
+			ps.snk.StagePartState(ps.cfg.Names[p], m, sink.State{Counts: ps.buf, Checkpoint: ps.cp, KeepFrom: keep})
+		}
 		ps.committed[p] = max(ps.committed[p], m)
 	}
 	return nil
@@ -219,6 +292,9 @@ func (a *Aggregator) Restore(ctx context.Context) error {
 	start := time.Now()
 	defer func() { a.Stats.RestoreNanos.Store(int64(time.Since(start))) }()
 	ps := a.parts
+	if ps.snk == nil {
+		return nil
+	}
 	type loaded struct {
 		p      int
 		closed int64
@@ -309,14 +385,11 @@ func (a *Aggregator) Restore(ctx context.Context) error {
 	if err := a.agg.restore(ctx, c, merged); err != nil {
 		return err
 	}
-	a.closed = c
+	a.closed, ps.flushed = c, c
 	for _, l := range have {
 		for m := c + 1; m <= l.closed; m++ {
 			if err := each(l, m, func(cell uint64, code byte, n int32) {
-				ps.countsOf(l.p, m).addN(cell, code, n)
-				if mine(l.p, cell) {
-					a.agg.addN(Counted{Minute: m, Cell: cell, Product: code}, n)
-				}
+				ps.countsOf(l.p, restoredSrc, m).addN(cell, code, n)
 			}); err != nil {
 				return err
 			}

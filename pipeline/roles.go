@@ -36,6 +36,18 @@ type CountedWriter interface {
 	Watermark(through int64) error
 }
 
+// CheckpointingWriter is a CountedWriter that keeps the dedup role's
+// resume state, so that a dedup process can start again where it was
+// (SCALEOUT.md): Checkpoint(through, cp) comes before Watermark(through)
+// and returns once cp is durable and so is every Counted handed before it.
+// The watermark follows only then, so aggregators never close past a dedup
+// process's durable checkpoint, and a restart (Engine.ResumeEmit) hands on
+// again only events of minutes after it.
+type CheckpointingWriter interface {
+	CountedWriter
+	Checkpoint(through int64, cp []byte) error
+}
+
 // emitStage is the dedup role's last stage: it replaces the count and
 // close stages, handing each located batch's counted events and frontier
 // to a CountedWriter.
@@ -50,10 +62,16 @@ type emitStage struct {
 	final    int64
 	hasFinal bool
 	failed   bool
+	// checkpoints (a CheckpointingWriter)
+	durable              func(pos int64) // Engine.Durable: the source may let go of the input before pos
+	cursor               func(pos int64) ([]byte, error)
+	cpIdentity, cpConfig string
+	cpBuf                []byte
+	finalResume          *seqState
+	dropThrough          int64 // after a resume: events of minutes <= it were handed on before
 }
 
 func (s *emitStage) run(ctx context.Context, in <-chan *batch, free chan<- *batch) {
-	s.wm = noMinute
 	for b := range in {
 		<-b.located
 		if ctx.Err() == nil && !s.failed {
@@ -73,6 +91,9 @@ func (s *emitStage) emit(b *batch) error {
 		cell := b.cells[j]
 		if cell == 0 {
 			continue // H3 could not place it (counted in H3Errors)
+		}
+		if b.minute[j] <= s.dropThrough {
+			continue // handed on before the restart (its minute's checkpoint says so)
 		}
 		c := Counted{Minute: b.minute[j], Cell: cell, Product: b.prod[i]}
 		if u := s.products.UUIDAt(c.Product, c.Minute); !s.told[c.Product] || s.named[c.Product] != u {
@@ -95,14 +116,39 @@ func (s *emitStage) emit(b *batch) error {
 		}
 	}
 	if b.hasFinal {
-		s.final, s.hasFinal = b.final, true
+		s.final, s.hasFinal, s.finalResume = b.final, true, b.finalResume
 	}
-	return s.watermark(b.frontier)
+	return s.watermark(b.frontier, b.resume)
 }
 
-func (s *emitStage) watermark(through int64) error {
+// watermark hands on a watermark; with a CheckpointingWriter only after
+// the checkpoint at it (the state at resume) is durable.
+func (s *emitStage) watermark(through int64, resume *seqState) error {
 	if through == noMinute || through <= s.wm {
 		return nil
+	}
+	if cw, ok := s.w.(CheckpointingWriter); ok {
+		if resume == nil {
+			return nil // no resume point for it: the next watermark carries one
+		}
+		cp := checkpoint{identity: s.cpIdentity, config: s.cpConfig, closed: through, seq: *resume}
+		if s.cursor != nil {
+			c, err := s.cursor(resume.pos)
+			if err != nil {
+				return fmt.Errorf("checkpoint: the source cannot name input position %d: %w", resume.pos, err)
+			}
+			cp.cursor = c
+		}
+		for c := range s.products.Len() {
+			cp.products = append(cp.products, s.products.UUID(byte(c)))
+		}
+		s.cpBuf = cp.encode(s.cpBuf[:0])
+		if err := cw.Checkpoint(through, s.cpBuf); err != nil {
+			return err
+		}
+		if s.durable != nil {
+			s.durable(resume.pos)
+		}
 	}
 	s.wm = through
 	return s.w.Watermark(through)
@@ -113,7 +159,7 @@ func (s *emitStage) finish() error {
 	if s.failed || !s.hasFinal {
 		return nil
 	}
-	return s.watermark(s.final)
+	return s.watermark(s.final, s.finalResume)
 }
 
 // Aggregator is the aggregate role: it counts the Counted events of
@@ -200,6 +246,11 @@ func (a *Aggregator) Watermark(ctx context.Context, src int, through int64) erro
 		return nil
 	}
 	a.closed = low
+	if a.parts != nil {
+		if err := a.flushThrough(low); err != nil {
+			return err
+		}
+	}
 	if req, ok := a.agg.request(low, nil); ok {
 		return a.agg.closeThrough(ctx, req)
 	}

@@ -2,10 +2,15 @@ package pipeline
 
 import (
 	"context"
+	"fmt"
 	"hash/maphash"
+	"io"
+	"maps"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/demandpipe/demandpipe/encode"
 	"github.com/demandpipe/demandpipe/feature"
@@ -164,4 +169,125 @@ func slices0Max(s []int) int {
 		m = max(m, v)
 	}
 	return m
+}
+
+// recorder is a CheckpointingWriter keeping every counted event (by
+// product UUID) and every checkpoint.
+type recorder struct {
+	names  [encode.MaxProducts]encode.UUID
+	events map[string]int // "minute product cell" -> count
+	cps    [][]byte
+	cpAt   []int64
+	wms    []int64
+}
+
+func newRecorder() *recorder { return &recorder{events: map[string]int{}} }
+
+func (r *recorder) Product(code byte, u encode.UUID) error { r.names[code] = u; return nil }
+func (r *recorder) Counted(evs []Counted) error {
+	for _, c := range evs {
+		r.events[fmt.Sprint(c.Minute, r.names[c.Product], c.Cell)]++
+	}
+	return nil
+}
+func (r *recorder) Watermark(through int64) error { r.wms = append(r.wms, through); return nil }
+func (r *recorder) Checkpoint(through int64, cp []byte) error {
+	r.cps, r.cpAt = append(r.cps, slices.Clone(cp)), append(r.cpAt, through)
+	return nil
+}
+
+// TestDedupRoleResumes: a dedup-role engine stopped in the middle of its
+// input and started again from its last checkpoint (ResumeEmit) hands on,
+// after the checkpoint, only events of minutes after it; what the first
+// run handed on of those minutes is what the aggregators take back, and
+// the first run's events up to the checkpoint's minute with the second's
+// are exactly one uninterrupted run's. Every watermark follows its
+// checkpoint.
+func TestDedupRoleResumes(t *testing.T) {
+	gc := gen.DefaultConfig()
+	gc.EventsPerMinute, gc.Riders, gc.LateFraction = 3000, 1500, 0.02
+	buf, err := gen.Generate(gc, 12*3000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	input := string(buf)
+	cfg := DefaultConfig()
+	cfg.Def = feature.Definition{Resolution: 8, Rings: []int{0, 1}, Windows: []int{1, 2}}
+	cfg.Parallelism = 2
+	run := func(in io.Reader, ctx context.Context, raw []byte) (*recorder, *Resumed, error) {
+		e, err := New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.Identity = "input"
+		var r *Resumed
+		if raw != nil {
+			if r, err = e.ResumeEmit(raw, "input"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		rec := newRecorder()
+		e.Emit = rec
+		return rec, r, e.Run(ctx, in, nil)
+	}
+	whole, _, err := run(strings.NewReader(input), context.Background(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(whole.cps) < 5 || len(whole.wms) != len(whole.cps) {
+		t.Fatalf("%d checkpoints, %d watermarks: want one checkpoint before each watermark", len(whole.cps), len(whole.wms))
+	}
+	for i, w := range whole.wms {
+		if whole.cpAt[i] != w {
+			t.Fatalf("watermark %d at minute %d follows a checkpoint at %d", i, w, whole.cpAt[i])
+		}
+	}
+	for _, cut := range []int{len(input) / 3, len(input) / 2, len(input) * 4 / 5} {
+		cut = strings.Index(input[cut:], "\n") + cut + 1
+		// The first run sees the input up to cut, then stops dead.
+		pr, pw := io.Pipe()
+		ctx, stop := context.WithCancel(context.Background())
+		done := make(chan *recorder, 1)
+		go func() {
+			rec, _, _ := run(pr, ctx, nil)
+			done <- rec
+		}()
+		io.WriteString(pw, input[:cut])
+		time.Sleep(100 * time.Millisecond) // let it take in what it was given
+		stop()
+		pw.Close()
+		first := <-done
+		if len(first.cps) == 0 {
+			t.Fatalf("cut at %d: no checkpoint", cut)
+		}
+		w := first.cpAt[len(first.cpAt)-1]
+		second, r, err := run(strings.NewReader(input), context.Background(), first.cps[len(first.cps)-1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Minute != w {
+			t.Fatalf("resumed after minute %d, the checkpoint was at %d", r.Minute, w)
+		}
+		// What aggregators keep of the first run: its events of minutes
+		// <= w (DropAbove takes back the rest).
+		got := map[string]int{}
+		for k, n := range first.events {
+			var m int64
+			fmt.Sscan(k, &m)
+			if m <= w {
+				got[k] += n
+			}
+		}
+		for k, n := range second.events {
+			var m int64
+			fmt.Sscan(k, &m)
+			if m <= w {
+				t.Fatalf("cut at %d: the resumed run handed on an event of minute %d <= %d", cut, m, w)
+			}
+			got[k] += n
+		}
+		if !maps.Equal(got, whole.events) {
+			t.Fatalf("cut at %d (resumed after minute %d): %d event keys, one run %d", cut, w, len(got), len(whole.events))
+		}
+	}
 }

@@ -114,8 +114,10 @@ func (e *Engine) Run(ctx context.Context, src io.Reader, snk sink.Writer) error 
 	if cp := e.resume; cp != nil {
 		start := time.Now()
 		seq.restore(&cp.seq)
-		if err := agg.restore(ctx, cp.closed, e.resumeCounts); err != nil {
-			return fmt.Errorf("resume: %w", err)
+		if e.Emit == nil {
+			if err := agg.restore(ctx, cp.closed, e.resumeCounts); err != nil {
+				return fmt.Errorf("resume: %w", err)
+			}
 		}
 		e.Stats.RestoreNanos.Store(int64(time.Since(start)))
 	}
@@ -163,7 +165,14 @@ func (e *Engine) Run(ctx context.Context, src io.Reader, snk sink.Writer) error 
 	if e.Emit != nil {
 		// The dedup role: counted events leave the process instead of
 		// being counted (roles.go).
-		em := &emitStage{w: e.Emit, products: e.Products, fail: sv.fail}
+		em := &emitStage{w: e.Emit, products: e.Products, fail: sv.fail, durable: e.Durable,
+			cpIdentity: e.Identity, cpConfig: cfg.configKey(), wm: noMinute, dropThrough: noMinute}
+		if c, ok := src.(Cursored); ok {
+			em.cursor = c.Cursor
+		}
+		if cp := e.resume; cp != nil {
+			em.wm, em.dropThrough = cp.closed, cp.closed
+		}
 		em.run(ctx, q.count, q.free) // on this goroutine
 		sv.wg.Wait()
 		if ctx.Err() == nil {
@@ -415,6 +424,18 @@ func (e *Engine) Resume(snk sink.Checkpointer, identity string) (*Resumed, error
 	if err != nil || raw == nil {
 		return nil, err
 	}
+	return e.resumeFrom(raw, counts, identity)
+}
+
+// ResumeEmit prepares Run in the dedup role (Emit set) to continue from a
+// checkpoint its CheckpointingWriter kept: the sequencer restored, the
+// input read from the checkpoint's position on, and counted events of the
+// minutes it was taken at (<= Resumed.Minute) not handed on again.
+func (e *Engine) ResumeEmit(raw []byte, identity string) (*Resumed, error) {
+	return e.resumeFrom(raw, nil, identity)
+}
+
+func (e *Engine) resumeFrom(raw []byte, counts func(m int64) ([]byte, bool, error), identity string) (*Resumed, error) {
 	cp, err := decodeCheckpoint(raw)
 	if err != nil {
 		return nil, fmt.Errorf("resume: %w", err)

@@ -45,11 +45,12 @@ type Aggregate struct {
 	countFrom map[uint64]int
 	regions   []uint64
 	slots     []int
-	mine      []pipeline.Counted
 	durable   bool
 	// lastSeq is the last message number handled per [dedup][slot] (-1:
 	// none): a message redelivered after a lost connection is dropped.
 	lastSeq [][]int64
+	// epoch is each [dedup][slot]'s epoch (0: none seen yet).
+	epoch [][]uint64
 	// unacked are the messages handled and not yet acknowledged, with
 	// the last minute each carries (acknowledged once it is committed).
 	unacked []pending
@@ -68,7 +69,10 @@ type lostSlots struct {
 	cancel context.CancelCauseFunc
 }
 
-var errLostSlots = errors.New("lost its slots")
+var (
+	errLostSlots      = errors.New("lost its slots")
+	errDedupRestarted = errors.New("the deployment cannot go on exactly")
+)
 
 func (l *lostSlots) BeforeConsume(pulsar.ConsumerMessage)                   {}
 func (l *lostSlots) OnAcknowledge(pulsar.Consumer, pulsar.MessageID)        {}
@@ -100,6 +104,7 @@ func (l *lostSlots) watch(cancel context.CancelCauseFunc) {
 // counters are Stats as atomics: Run updates them, metrics read them.
 type counters struct {
 	messages, duplicates, replayed, acked atomic.Int64
+	restarts                              atomic.Int64
 	unacked, lag                          atomic.Int64
 }
 
@@ -139,26 +144,29 @@ func NewAggregate(client pulsar.Client, cfg Config, sub string, ranges []int, de
 	if a.agg, err = pipeline.NewAggregator(pcfg, dedups, snk); err != nil {
 		return nil, err
 	}
-	if pc, ok := snk.(sink.PartCheckpointer); ok {
-		names := make([]string, cfg.Slots)
-		var owned []int
-		for s := range names {
-			names[s] = sub + "/" + slotKey(s) // the subscription names the deployment
-			if a.owned[s] {
-				owned = append(owned, s)
-			}
+	// The slots are parts: kept apart per slot and per dedup process, and
+	// committed with the rows when the sink keeps state.
+	pc, durable := snk.(sink.PartCheckpointer)
+	a.durable = durable
+	names := make([]string, cfg.Slots)
+	var owned []int
+	for s := range names {
+		names[s] = sub + "/" + slotKey(s) // the subscription names the deployment
+		if a.owned[s] {
+			owned = append(owned, s)
 		}
-		if err := a.agg.UseParts(pipeline.PartConfig{Names: names, Owned: owned, Layout: cfg.Layout(a.maxK),
-			Retain: cfg.Retain, CountFrom: a.slotFrom}, pc); err != nil {
-			return nil, err
-		}
-		a.durable = true
+	}
+	if err := a.agg.UseParts(pipeline.PartConfig{Names: names, Owned: owned, Layout: cfg.Layout(a.maxK),
+		Retain: cfg.Retain, CountFrom: a.slotFrom}, pc); err != nil {
+		return nil, err
 	}
 	a.wm = make([][]int64, dedups)
 	a.lastSeq = make([][]int64, dedups)
+	a.epoch = make([][]uint64, dedups)
 	for d := range a.wm {
 		a.wm[d] = make([]int64, cfg.Slots)
 		a.lastSeq[d] = make([]int64, cfg.Slots)
+		a.epoch[d] = make([]uint64, cfg.Slots)
 		for s := range a.wm[d] {
 			a.wm[d][s] = pipeline.NoWatermark
 			a.lastSeq[d][s] = -1
@@ -218,6 +226,7 @@ func (a *Aggregate) Register(reg prometheus.Registerer) error {
 		counter("duplicate_messages_total", "Messages dropped as copies of ones handled (redelivered after a lost connection).", &c.duplicates),
 		counter("replayed_events_total", "Counted events dropped because their slot was committed through their minute (restored from the sink).", &c.replayed),
 		counter("acked_messages_total", "Messages acknowledged (once every minute they carry is committed).", &c.acked),
+		counter("dedup_restarts_total", "Times a dedup process was heard starting again (a new epoch) on a slot: what it had sent after its checkpoint was taken back.", &c.restarts),
 		gauge("unacked_messages", "Messages handled and waiting for their minutes to commit.", func() float64 { return float64(c.unacked.Load()) }),
 		gauge("owned_slots", "Key slots this process owns.", func() float64 { return float64(owned) }),
 		gauge("restore_seconds", "Time the process spent restoring its slots from the sink when it started.", func() float64 { return float64(a.agg.Stats.RestoreNanos.Load()) / 1e9 }),
@@ -368,6 +377,26 @@ func (a *Aggregate) handle(ctx context.Context, m pulsar.Message) (last int64, e
 		return last, fmt.Errorf("scaleout: a message of dedup process %d, but -scaleout.dedups=%d", src, a.dedups)
 	}
 	a.stats.messages.Add(1)
+	if e := a.epoch[src][slot]; e != a.msg.Epoch {
+		// The dedup process started again (or is heard on this slot for
+		// the first time): it resumed from its checkpoint at Start and
+		// sends its events of the minutes after it again, so what it sent
+		// of those before is taken back. It published no watermark past
+		// its checkpoint, so no such minute is closed here, unless it
+		// started again without one.
+		if e > a.msg.Epoch {
+			return last, fmt.Errorf("scaleout: dedup process %d: a message of epoch %d after epoch %d on slot %d (are two processes using -scaleout.dedup-id=%d?)", src, a.msg.Epoch, e, slot, src)
+		}
+		if closed := a.agg.Closed(); e != 0 && a.msg.Start < closed {
+			return last, fmt.Errorf("scaleout: dedup process %d started again from minute %d, but minutes up to %d are closed here: its events would count twice, so %w: was its checkpoint (the state topic) lost? Run the deployment again from the start (a new subscription and sink)",
+				src, a.msg.Start, closed, errDedupRestarted)
+		}
+		if e != 0 {
+			a.stats.restarts.Add(1)
+		}
+		a.agg.DropAbove(src, slot, a.msg.Start)
+		a.epoch[src][slot], a.lastSeq[src][slot] = a.msg.Epoch, -1
+	}
 	if int64(a.msg.Seq) <= a.lastSeq[src][slot] {
 		a.stats.duplicates.Add(1) // handled before a lost connection
 		return last, nil
@@ -381,13 +410,9 @@ func (a *Aggregate) handle(ctx context.Context, m pulsar.Message) (last int64, e
 	for _, c := range a.msg.Events {
 		last = max(last, c.Minute)
 	}
-	if a.durable {
-		dropped, err := a.agg.CountedIn(src, slot, a.msg.Events)
-		a.stats.replayed.Add(int64(dropped))
-		if err != nil {
-			return last, err
-		}
-	} else if err := a.countedOnce(src, slot); err != nil {
+	dropped, err := a.agg.CountedIn(src, slot, a.msg.Events)
+	a.stats.replayed.Add(int64(dropped))
+	if err != nil {
 		return last, err
 	}
 	if a.msg.Watermark == pipeline.NoWatermark {
@@ -424,20 +449,4 @@ func (a *Aggregate) handle(ctx context.Context, m pulsar.Message) (last int64, e
 		}
 	}
 	return last, nil
-}
-
-// countedOnce counts the message's events that count from slot (the
-// path without per-slot state).
-func (a *Aggregate) countedOnce(src, slot int) error {
-	a.mine = a.mine[:0]
-	for _, c := range a.msg.Events {
-		from, err := a.slotFrom(c.Cell)
-		if err != nil {
-			return err
-		}
-		if from == slot {
-			a.mine = append(a.mine, c)
-		}
-	}
-	return a.agg.Counted(src, a.mine)
 }

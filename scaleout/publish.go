@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"sync/atomic"
+	"time"
 
 	"github.com/apache/pulsar-client-go/pulsar"
 
@@ -24,7 +25,10 @@ type Publisher struct {
 	cfg   Config
 	prod  pulsar.Producer
 	src   uint32
+	epoch uint64 // this start of the process (its clock at NewPublisher)
+	start int64  // where it resumed (Resumed); NoWatermark for a first start
 	seq   uint64
+	state pulsar.Producer // the checkpoints, on StateTopic (Checkpoint)
 	maxK  int
 	names [encode.MaxProducts]encode.UUID
 	named [encode.MaxProducts]bool
@@ -37,6 +41,7 @@ type Publisher struct {
 	buf     []byte
 	failed  atomic.Pointer[error] // first failed asynchronous send (set on the client's goroutine)
 	ctx     context.Context
+	client  pulsar.Client
 }
 
 // NewPublisher publishes as dedup process src (0..dedups-1) with client.
@@ -52,8 +57,65 @@ func NewPublisher(ctx context.Context, client pulsar.Client, cfg Config, src uin
 	if err != nil {
 		return nil, fmt.Errorf("scaleout: producer on %s: %w", cfg.Topic, err)
 	}
-	return &Publisher{cfg: cfg, prod: prod, src: src, maxK: def.MaxRingValue(), slotsOf: map[uint64][]int{},
-		per: make([][]pipeline.Counted, cfg.Slots), ctx: ctx}, nil
+	// The epoch tells aggregators that the process started again: the
+	// dedup role does not resume yet (SCALEOUT.md), so its events of open
+	// minutes would come twice, and they stop instead.
+	return &Publisher{cfg: cfg, prod: prod, src: src, epoch: uint64(time.Now().UnixNano()), start: pipeline.NoWatermark,
+		maxK: def.MaxRingValue(), slotsOf: map[uint64][]int{}, per: make([][]pipeline.Counted, cfg.Slots), ctx: ctx, client: client}, nil
+}
+
+// Resumed says that the process resumed from its checkpoint at minute w
+// (pipeline.Engine.ResumeEmit): its messages say so, and aggregators take
+// back what it sent of the minutes after w before it stopped. Call it
+// before the first event.
+func (p *Publisher) Resumed(w int64) { p.start = w }
+
+// stateKey is the key of dedup process src's checkpoints on the state
+// topic.
+func stateKey(src uint32) string { return fmt.Sprintf("dedup-%d", src) }
+
+// Checkpoint implements pipeline.CheckpointingWriter: every message sent
+// so far is stored (a flush), then the checkpoint is, on the state topic
+// (a send waited for); only then does the engine send the watermark.
+func (p *Publisher) Checkpoint(through int64, cp []byte) error {
+	if err := p.prod.FlushWithCtx(p.ctx); err != nil {
+		return fmt.Errorf("scaleout: flush before the checkpoint at minute %d: %w", through, err)
+	}
+	if err := p.err(); err != nil {
+		return err
+	}
+	if p.state == nil {
+		var err error
+		if p.state, err = p.client.CreateProducer(pulsar.ProducerOptions{Topic: p.cfg.StateTopic(), Name: fmt.Sprintf("demandpipe-dedup-%d-state", p.src)}); err != nil {
+			return fmt.Errorf("scaleout: producer on the state topic %s: %w", p.cfg.StateTopic(), err)
+		}
+	}
+	if _, err := p.state.Send(p.ctx, &pulsar.ProducerMessage{Payload: cp, Key: stateKey(p.src)}); err != nil {
+		return fmt.Errorf("scaleout: checkpoint at minute %d to %s: %w", through, p.cfg.StateTopic(), err)
+	}
+	return nil
+}
+
+// LoadCheckpoint returns dedup process src's last checkpoint on the state
+// topic, or nil when it has none (a first start).
+func LoadCheckpoint(ctx context.Context, client pulsar.Client, cfg Config, src uint32) ([]byte, error) {
+	r, err := client.CreateReader(pulsar.ReaderOptions{Topic: cfg.StateTopic(), StartMessageID: pulsar.EarliestMessageID()})
+	if err != nil {
+		return nil, fmt.Errorf("scaleout: read the state topic %s: %w", cfg.StateTopic(), err)
+	}
+	defer r.Close()
+	var last []byte
+	key := stateKey(src)
+	for r.HasNext() {
+		m, err := r.Next(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("scaleout: read the state topic %s: %w", cfg.StateTopic(), err)
+		}
+		if m.Key() == key {
+			last = m.Payload()
+		}
+	}
+	return last, nil
 }
 
 // Product implements pipeline.CountedWriter.
@@ -127,11 +189,28 @@ func (p *Publisher) Watermark(through int64) error {
 // Close says EndOfStream on every slot, waits for every message to be
 // stored and closes the producer.
 func (p *Publisher) Close() error {
-	err := p.Watermark(EndOfStream)
-	if ferr := p.prod.FlushWithCtx(p.ctx); err == nil && ferr != nil {
+	return p.close(p.Watermark(EndOfStream))
+}
+
+// Stop waits for every message sent to be stored and closes the producer
+// without saying EndOfStream: the input did not end, and the aggregators
+// go on waiting for this process's watermark.
+func (p *Publisher) Stop() error { return p.close(nil) }
+
+func (p *Publisher) close(err error) error {
+	ctx := p.ctx
+	if ctx.Err() != nil { // stopping: flush what was sent, within bounds
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+	}
+	if ferr := p.prod.FlushWithCtx(ctx); err == nil && ferr != nil {
 		err = fmt.Errorf("scaleout: flush: %w", ferr)
 	}
 	p.prod.Close()
+	if p.state != nil {
+		p.state.Close()
+	}
 	if err == nil {
 		err = p.err()
 	}
@@ -139,7 +218,7 @@ func (p *Publisher) Close() error {
 }
 
 func (p *Publisher) send(slot int) error {
-	p.msg.Source, p.msg.Seq = p.src, p.seq
+	p.msg.Source, p.msg.Epoch, p.msg.Start, p.msg.Seq = p.src, p.epoch, p.start, p.seq
 	p.seq++
 	p.buf = pipeline.AppendCountedMessage(p.buf[:0], &p.msg)
 	payload := append([]byte(nil), p.buf...) // the client keeps it until sent

@@ -422,3 +422,217 @@ func TestAggregateStopsWhenItsSlotsAreTaken(t *testing.T) {
 		t.Fatal("the process that lost its slots still runs 15 s later")
 	}
 }
+
+// TestDedupRestartWithoutCheckpointIsRefused: a dedup process that starts
+// again without its checkpoint (the state topic lost, say) would send the
+// events of minutes the aggregators closed already, so the aggregate
+// process stops with an error that says so rather than count them twice.
+func TestDedupRestartWithoutCheckpointIsRefused(t *testing.T) {
+	srv, err := pulsartest.Start(pulsartest.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	client, err := pulsar.NewClient(pulsar.ClientOptions{URL: srv.URL(), OperationTimeout: 10 * time.Second, Logger: plog.DefaultNopLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	cfg := DefaultConfig()
+	cfg.Topic, cfg.Slots = "persistent://public/default/counted", 4
+	pcfg := pipeline.DefaultConfig()
+	pcfg.Def = feature.Definition{Resolution: 8, Rings: []int{0, 1}, Windows: []int{1, 2}}
+	a, err := NewAggregate(client, cfg, "aggregate", []int{0, 65535}, 1, pcfg, &rows{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	go func() { done <- a.Run(ctx) }()
+	for i := range 2 { // the process, then the process started again from nothing
+		pub, err := NewPublisher(ctx, client, cfg, 0, pcfg.Def)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := pub.Product(0, encode.UUID{1}); err != nil {
+			t.Fatal(err)
+		}
+		if err := pub.Counted([]pipeline.Counted{{Minute: 100, Cell: 0x8828308281fffff}}); err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			if err := pub.Watermark(100); err != nil {
+				t.Fatal(err)
+			}
+			for a.Stats().Closed.Load() != 100 { // minute 100 closes
+				select {
+				case err := <-done:
+					t.Fatal(err)
+				case <-time.After(5 * time.Millisecond):
+				}
+			}
+		}
+		if err := pub.Stop(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	select {
+	case err := <-done:
+		if !errors.Is(err, errDedupRestarted) {
+			t.Fatalf("the aggregate process ended with %v", err)
+		}
+		t.Log(err)
+	case <-ctx.Done():
+		t.Fatal("the aggregate process took a restarted dedup process's messages")
+	}
+}
+
+// TestDedupKilledAndResumed: the dedup process stops dead in the middle of
+// the stream and a new one resumes from its last checkpoint (on the state
+// topic), reading the input again from the checkpoint's position: the
+// events it sends again replace what the first had sent after the
+// checkpoint, and the three aggregate processes write exactly the single
+// process's rows.
+func TestDedupKilledAndResumed(t *testing.T) {
+	gc := gen.DefaultConfig()
+	gc.EventsPerMinute, gc.Riders, gc.Hotspots, gc.RadiusKm = 1000, 2000, 4, 40
+	if raceEnabled {
+		gc.EventsPerMinute = 300
+	}
+	buf, err := gen.Generate(gc, 16*gc.EventsPerMinute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	input := string(buf)
+	cut := strings.Index(input[len(input)*2/5:], "\n") + len(input)*2/5 + 1
+	def := feature.Definition{Resolution: 8, Rings: []int{0, 1, 3, 6}, Windows: []int{1, 2, 4}}
+	pcfg := pipeline.DefaultConfig()
+	pcfg.Def, pcfg.Parallelism = def, 2
+
+	single := &rows{}
+	e, err := pipeline.New(pcfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Run(context.Background(), strings.NewReader(input), single); err != nil {
+		t.Fatal(err)
+	}
+
+	srv, err := pulsartest.Start(pulsartest.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	client, err := pulsar.NewClient(pulsar.ClientOptions{URL: srv.URL(), OperationTimeout: 10 * time.Second, Logger: plog.DefaultNopLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	cfg := DefaultConfig()
+	cfg.Topic, cfg.RegionRes = "persistent://public/default/counted", 5
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+
+	ranges := [][]int{{0, 21844}, {21845, 43689}, {43690, 65535}}
+	outs := make([]*rows, len(ranges))
+	aggs := make([]*Aggregate, len(ranges))
+	errs := make(chan error, len(ranges))
+	for i, r := range ranges {
+		outs[i] = &rows{}
+		if aggs[i], err = NewAggregate(client, cfg, "aggregate", r, 1, pcfg, outs[i]); err != nil {
+			t.Fatal(err)
+		}
+		go func() { errs <- aggs[i].Run(ctx) }()
+	}
+	dedup := func(ctx context.Context, in io.Reader) (*pipeline.Engine, *Publisher, error) {
+		d, err := pipeline.New(pcfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d.Identity = "the input"
+		pub, err := NewPublisher(ctx, client, cfg, 0, def)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, err := LoadCheckpoint(ctx, client, cfg, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if raw != nil {
+			r, err := d.ResumeEmit(raw, "the input")
+			if err != nil {
+				t.Fatal(err)
+			}
+			pub.Resumed(r.Minute)
+			t.Logf("the second dedup process resumes after minute %d, from input byte %d", r.Minute, r.Pos)
+		}
+		d.Emit = pub
+		return d, pub, d.Run(ctx, in, nil)
+	}
+	// The first dedup process reads part of the input and is stopped dead
+	// once the aggregators closed a few minutes (so it checkpointed).
+	pr, pw := io.Pipe()
+	firstCtx, stopFirst := context.WithCancel(ctx)
+	first := make(chan error, 1)
+	var firstPub *Publisher
+	go func() {
+		var err error
+		_, firstPub, err = dedup(firstCtx, pr)
+		first <- err
+	}()
+	if _, err := io.WriteString(pw, input[:cut]); err != nil {
+		t.Fatal(err)
+	}
+	for aggs[0].Stats().Minutes.Load() < 3 {
+		select {
+		case <-ctx.Done():
+			t.Fatal("no minute closed")
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	stopFirst()
+	pw.Close()
+	if err := <-first; !errors.Is(err, context.Canceled) {
+		t.Fatalf("the first dedup process: %v", err)
+	}
+	firstPub.Stop()
+	// The second reads the whole input again from the checkpoint's
+	// position.
+	_, pub, err := dedup(ctx, strings.NewReader(input))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pub.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for range aggs {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	var got []string
+	restarts := int64(0)
+	for i, o := range outs {
+		got = append(got, o.rows...)
+		restarts += aggs[i].stats.restarts.Load()
+	}
+	want := single.rows
+	slices.Sort(got)
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		diff := 0
+		for i := range min(len(got), len(want)) {
+			if got[i] != want[i] {
+				t.Errorf("first difference, row %d:\n got %s\nwant %s", i, got[i], want[i])
+				diff++
+				break
+			}
+		}
+		t.Fatalf("%d rows from the aggregate processes, %d from one process", len(got), len(want))
+	}
+	if restarts == 0 {
+		t.Fatal("no aggregate process heard the dedup process start again")
+	}
+	t.Logf("%d rows equal; the aggregate processes heard the restart on %d slots", len(got), restarts)
+}

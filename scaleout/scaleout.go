@@ -90,6 +90,11 @@ func (c Config) Validate() error {
 	return nil
 }
 
+// StateTopic is where dedup processes keep their checkpoints: the internal
+// topic's name with "-state" (keyed by dedup process; a compacted topic
+// keeps the last of each).
+func (c Config) StateTopic() string { return c.Topic + "-state" }
+
 // maxCachedCells bounds the per-cell caches of slots (~100 bytes a cell);
 // a cell's slots cost one k-ring disk (~30 us at k=20) to compute again.
 const maxCachedCells = 1 << 20
