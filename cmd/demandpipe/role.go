@@ -14,6 +14,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/demandpipe/demandpipe/encode"
 	"github.com/demandpipe/demandpipe/pipeline"
 	"github.com/demandpipe/demandpipe/scaleout"
 	"github.com/demandpipe/demandpipe/sink"
@@ -116,16 +117,54 @@ func runRole(rf *runFlags, log *slog.Logger, serveSet bool) (ok bool, err error)
 		}); err != nil {
 			return true, err
 		}
+		if f, ok := in.(interface{ Identity() string }); ok {
+			e.Identity = f.Identity()
+		}
+		// A dedup process resumes from its last checkpoint on the state
+		// topic: the sequencer restored, the input read from the
+		// checkpoint's position on, and the aggregators told to take back
+		// what it sent after it (SCALEOUT.md).
+		raw, err := scaleout.LoadCheckpoint(ctx, client, r.so, uint32(*r.dedupID))
+		if err != nil {
+			pub.Stop()
+			return true, err
+		}
+		if raw != nil {
+			if e.Identity == "" {
+				pub.Stop()
+				return true, fmt.Errorf("dedup process %d has a checkpoint on %s, but this input (%s) cannot be resumed (no identity: stdin or a pipe); use a file or a pulsar:// source", *r.dedupID, r.so.StateTopic(), *rf.src)
+			}
+			resumed, err := e.ResumeEmit(raw, e.Identity)
+			if err != nil {
+				pub.Stop()
+				return true, fmt.Errorf("dedup process %d: %w (its checkpoint is on %s)", *r.dedupID, err, r.so.StateTopic())
+			}
+			pub.Resumed(resumed.Minute)
+			log.Info("resuming from the checkpoint", "after_minute", encode.MinuteStart(resumed.Minute).Format(time.RFC3339), "input_byte", resumed.Pos)
+		}
 		e.Emit = pub
 		if p, ok := in.(*source.Pulsar); ok {
-			// No checkpoint in the dedup role yet: nothing is acknowledged,
-			// and the source keeps no table for it.
-			p.NoAcks()
-			log.Warn("the dedup role keeps no checkpoint yet: no raw message is acknowledged, so the subscription's backlog stays")
+			// Raw messages are acknowledged once a checkpoint past them is
+			// on the state topic (Engine.Durable).
+			if err := p.RegisterMetrics(reg); err != nil {
+				pub.Stop()
+				return true, err
+			}
+			e.Durable = p.Ack
 		}
 		log.Info("run: dedup role", "source", *rf.src, "topic", r.so.Topic, "dedup_id", *r.dedupID)
 		runErr := e.Run(ctx, in, nil)
-		closeErr := pub.Close()
+		var closeErr error
+		if stopped.Load() {
+			// Not the end of the input: no EndOfStream, the aggregators wait.
+			closeErr = pub.Stop()
+			log.Warn("stopped without ending the stream: the aggregate processes wait for this dedup process; start it again with the same flags to resume from its checkpoint")
+			if errors.Is(runErr, context.Canceled) {
+				runErr = nil
+			}
+		} else {
+			closeErr = pub.Close()
+		}
 		e.Stats.Snapshot().Write(os.Stderr, time.Since(start).Seconds())
 		return true, errors.Join(runErr, closeErr)
 	}

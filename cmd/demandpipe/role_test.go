@@ -227,3 +227,80 @@ func storeRows(t *testing.T, dir string) map[string]string {
 	}
 	return out
 }
+
+// TestDedupRoleKilledAndResumed: the dedup process reads a raw topic and
+// is killed with SIGKILL once it has checkpointed and acknowledged; the
+// same command again resumes from its checkpoint on the state topic, and
+// the three aggregate processes write exactly the rows of one `run` of the
+// same events.
+func TestDedupRoleKilledAndResumed(t *testing.T) {
+	s := startPulsar(t)
+	dir := t.TempDir()
+	n := 60000
+	if raceEnabled {
+		n = 30000
+	}
+	events := filepath.Join(dir, "events.ndjson")
+	if err := genCommand([]string{"-o", events, "-events", fmt.Sprint(n), "-rate", "6000", "-riders", "4000"}); err != nil {
+		t.Fatal(err)
+	}
+	raw := pulsarTopic(t) + "-raw"
+	if err := publishCommand([]string{"-to=" + s.URL() + "/" + raw, "-progress=never", events}); err != nil {
+		t.Fatal(err)
+	}
+	base := append([]string{"-serve=", "-progress=never", "-parallelism=1"}, smallDef...)
+	single := filepath.Join(dir, "single.ndjson")
+	if err := runCommand(append([]string{"-source=file:" + events, "-sink=ndjson:" + single}, base...)); err != nil {
+		t.Fatal(err)
+	}
+	common := append([]string{"-scaleout.url=" + s.URL(), "-scaleout.topic=" + pulsarTopic(t), "-scaleout.region-res=6"}, base...)
+	ranges := []string{"0-21844", "21845-43689", "43690-65535"}
+	done := make(chan error, len(ranges))
+	var outs []string
+	for i, r := range ranges {
+		out := filepath.Join(dir, fmt.Sprint("agg", i, ".ndjson"))
+		outs = append(outs, out)
+		go func() {
+			done <- runCommand(append([]string{"-role=aggregate", "-scaleout.ranges=" + r, "-sink=ndjson:" + out}, common...))
+		}()
+	}
+	dedupArgs := append([]string{"-role=dedup", "-source=" + s.URL() + "/" + raw + "?subscription=dedup&until=end&receiver-queue=100", "-source.chunk-bytes=65536"}, common...)
+	cmd, stderr, dedupDone := runSubprocess(t, dedupArgs)
+	if _, ok := waitAcked(t, s, raw, "dedup", 0, dedupDone); !ok {
+		t.Fatalf("the dedup process ended before it acknowledged anything: too few events\n%s", lastLines(stderr.String(), 5))
+	}
+	cmd.Process.Signal(syscall.SIGKILL)
+	if err := <-dedupDone; err == nil {
+		t.Fatalf("SIGKILL: the dedup process had ended already\n%s", lastLines(stderr.String(), 5))
+	}
+	_, stderr, dedupDone = runSubprocess(t, dedupArgs)
+	if err := <-dedupDone; err != nil {
+		t.Fatalf("the resumed dedup process: %v\n%s", err, lastLines(stderr.String(), 8))
+	}
+	if !strings.Contains(stderr.String(), "resuming from the checkpoint") {
+		t.Fatalf("the second dedup process did not resume:\n%s", lastLines(stderr.String(), 8))
+	}
+	for range ranges {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	lines := func(path string) []string {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.Split(strings.TrimSuffix(string(b), "\n"), "\n")
+	}
+	want := lines(single)
+	var got []string
+	for _, o := range outs {
+		got = append(got, lines(o)...)
+	}
+	slices.Sort(got)
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Fatalf("%d rows from the aggregate processes, %d from one process", len(got), len(want))
+	}
+	t.Logf("%d rows equal", len(got))
+}
