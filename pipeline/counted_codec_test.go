@@ -38,6 +38,9 @@ func TestCountedMessageRoundTrip(t *testing.T) {
 		if i%7 == 0 {
 			m.Watermark = NoWatermark
 		}
+		for range rng.IntN(3) {
+			m.Joins = append(m.Joins, rng.Uint32())
+		}
 		for c := range rng.IntN(4) {
 			m.Products = append(m.Products, ProductName{Code: byte(c * 3), UUID: encode.UUID{byte(c), 9}})
 		}
@@ -50,7 +53,7 @@ func TestCountedMessageRoundTrip(t *testing.T) {
 		if err := DecodeCountedMessage(b, &got); err != nil {
 			t.Fatalf("message %d: %v", i, err)
 		}
-		if got.Source != m.Source || got.Epoch != m.Epoch || got.Start != m.Start || got.Seq != m.Seq || got.Watermark != m.Watermark || fmt.Sprint(got.Products) != fmt.Sprint(m.Products) ||
+		if got.Source != m.Source || got.Epoch != m.Epoch || got.Start != m.Start || fmt.Sprint(got.Joins) != fmt.Sprint(m.Joins) || got.Seq != m.Seq || got.Watermark != m.Watermark || fmt.Sprint(got.Products) != fmt.Sprint(m.Products) ||
 			fmt.Sprint(sortCounted(got.Events)) != fmt.Sprint(sortCounted(m.Events)) {
 			t.Fatalf("message %d: got %+v", i, got)
 		}

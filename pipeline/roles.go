@@ -205,6 +205,16 @@ func NewAggregator(cfg Config, sources int, snk sink.Writer) (*Aggregator, error
 	return a, nil
 }
 
+// Sources is the number of dedup processes the aggregator knows.
+func (a *Aggregator) Sources() int { return len(a.remote) }
+
+// AddSource adds a dedup process (one that joined: SCALEOUT.md) and
+// returns its number.
+func (a *Aggregator) AddSource() int {
+	a.remote = append(a.remote, remoteSource{wm: noMinute})
+	return len(a.remote) - 1
+}
+
 // Product records that dedup process src's code names u.
 func (a *Aggregator) Product(src int, code byte, u encode.UUID) error {
 	local, err := a.products.Code(u)

@@ -44,6 +44,11 @@ type Engine struct {
 	// broker) needs; with a sink that keeps no checkpoint it is never
 	// called: nothing would survive a restart.
 	Durable func(pos int64)
+
+	// KeepRider, if set, says which riders' held events (the future rule)
+	// a resumed run keeps: a scale-out dedup process resuming from a
+	// checkpoint another process shares with it keeps its own riders'.
+	KeepRider func(rider []byte) bool
 	// Emit, if set, makes Run the dedup role of a scale-out (roles.go):
 	// counted events and watermarks go to Emit instead of being counted,
 	// and the sink is not used (it may be nil).
@@ -113,6 +118,17 @@ func (e *Engine) Run(ctx context.Context, src io.Reader, snk sink.Writer) error 
 	}
 	if cp := e.resume; cp != nil {
 		start := time.Now()
+		if e.KeepRider != nil {
+			// Another process resumed from the same checkpoint with the
+			// other riders: each keeps the held events of its own.
+			held := cp.seq.held[:0]
+			for _, p := range cp.seq.held {
+				if e.KeepRider(p.rider) {
+					held = append(held, p)
+				}
+			}
+			cp.seq.held = held
+		}
 		seq.restore(&cp.seq)
 		if e.Emit == nil {
 			if err := agg.restore(ctx, cp.closed, e.resumeCounts); err != nil {

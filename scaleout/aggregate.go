@@ -358,6 +358,31 @@ func (a *Aggregate) slotFrom(cell uint64) (int, error) {
 
 var errNotMine = errors.New("a message for a slot this process does not own")
 
+// maxDedups bounds the dedup processes an aggregator keeps watermarks for
+// (a corrupt or hostile number would otherwise size its tables).
+const maxDedups = 1024
+
+// member makes sure dedup process d is known; one heard of for the first
+// time has watermark start on every slot.
+func (a *Aggregate) member(d int, start int64) error {
+	if d < a.dedups {
+		return nil
+	}
+	if d >= maxDedups {
+		return fmt.Errorf("scaleout: a message of dedup process %d: at most %d are supported", d, maxDedups)
+	}
+	for a.dedups <= d {
+		wm, seq, ep := make([]int64, a.cfg.Slots), make([]int64, a.cfg.Slots), make([]uint64, a.cfg.Slots)
+		for s := range wm {
+			wm[s], seq[s] = start, -1
+		}
+		a.wm, a.lastSeq, a.epoch = append(a.wm, wm), append(a.lastSeq, seq), append(a.epoch, ep)
+		a.agg.AddSource()
+		a.dedups++
+	}
+	return nil
+}
+
 // handle takes one message; last is the last minute it carries (its
 // events' and its watermark's), EndOfStream for an end of stream.
 func (a *Aggregate) handle(ctx context.Context, m pulsar.Message) (last int64, err error) {
@@ -373,8 +398,17 @@ func (a *Aggregate) handle(ctx context.Context, m pulsar.Message) (last int64, e
 		return last, fmt.Errorf("scaleout: message %v: %w", m.ID(), err)
 	}
 	src := int(a.msg.Source)
-	if src >= a.dedups {
-		return last, fmt.Errorf("scaleout: a message of dedup process %d, but -scaleout.dedups=%d", src, a.dedups)
+	// Dedup processes join (SCALEOUT.md): a process that took riders from
+	// another is announced by it (Joins) before that one's watermarks pass
+	// the join's start, and heard of no later than its own first message;
+	// either way its watermark is the start until it says more.
+	for _, j := range a.msg.Joins {
+		if err := a.member(int(j), a.msg.Start); err != nil {
+			return last, err
+		}
+	}
+	if err := a.member(src, a.msg.Start); err != nil {
+		return last, err
 	}
 	a.stats.messages.Add(1)
 	if e := a.epoch[src][slot]; e != a.msg.Epoch {

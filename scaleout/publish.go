@@ -27,6 +27,7 @@ type Publisher struct {
 	src   uint32
 	epoch uint64 // this start of the process (its clock at NewPublisher)
 	start int64  // where it resumed (Resumed); NoWatermark for a first start
+	joins []uint32
 	seq   uint64
 	state pulsar.Producer // the checkpoints, on StateTopic (Checkpoint)
 	maxK  int
@@ -63,6 +64,13 @@ func NewPublisher(ctx context.Context, client pulsar.Client, cfg Config, src uin
 	return &Publisher{cfg: cfg, prod: prod, src: src, epoch: uint64(time.Now().UnixNano()), start: pipeline.NoWatermark,
 		maxK: def.MaxRingValue(), slotsOf: map[uint64][]int{}, per: make([][]pipeline.Counted, cfg.Slots), ctx: ctx, client: client}, nil
 }
+
+// Joined says that dedup processes ids took some of this process's riders
+// from its checkpoint on (a join: this process resumed with narrower
+// ranges, they from its checkpoint): every message of this start says so,
+// so that aggregators wait for them from the start on. Call it before
+// the first event.
+func (p *Publisher) Joined(ids []uint32) { p.joins = ids }
 
 // Resumed says that the process resumed from its checkpoint at minute w
 // (pipeline.Engine.ResumeEmit): its messages say so, and aggregators take
@@ -218,7 +226,7 @@ func (p *Publisher) close(err error) error {
 }
 
 func (p *Publisher) send(slot int) error {
-	p.msg.Source, p.msg.Epoch, p.msg.Start, p.msg.Seq = p.src, p.epoch, p.start, p.seq
+	p.msg.Source, p.msg.Epoch, p.msg.Start, p.msg.Joins, p.msg.Seq = p.src, p.epoch, p.start, p.joins, p.seq
 	p.seq++
 	p.buf = pipeline.AppendCountedMessage(p.buf[:0], &p.msg)
 	payload := append([]byte(nil), p.buf...) // the client keeps it until sent

@@ -39,7 +39,7 @@ import (
 
 	"github.com/demandpipe/demandpipe/pipeline"
 
-	"github.com/demandpipe/demandpipe/internal/murmur3"
+	"github.com/demandpipe/demandpipe/internal/keyshared"
 )
 
 // Config is the internal topic's layout, shared by both roles.
@@ -131,35 +131,20 @@ func parseSlotKey(k string) (int, bool) {
 	return n, err == nil
 }
 
-// keyHash is where Pulsar's Key_Shared puts a key: Murmur3 x86_32 (seed 0)
-// masked to 31 bits, modulo the 65,536-slot hash space.
-func keyHash(key string) int { return int(murmur3.Sum31([]byte(key))) % (1 << 16) }
-
 // ParseRanges reads sticky hash ranges "a-b,c-d" (inclusive, 0..65535).
 func ParseRanges(s string) ([]int, error) {
-	var out []int
-	for part := range strings.SplitSeq(s, ",") {
-		a, b, ok := strings.Cut(strings.TrimSpace(part), "-")
-		x, err1 := strconv.Atoi(a)
-		y, err2 := strconv.Atoi(b)
-		if !ok || err1 != nil || err2 != nil || x < 0 || y > 65535 || x > y {
-			return nil, fmt.Errorf("scaleout.ranges %q: want a-b[,c-d...] with 0 <= a <= b <= 65535", s)
-		}
-		out = append(out, x, y)
+	r, err := keyshared.ParseRanges(s)
+	if err != nil {
+		return nil, fmt.Errorf("scaleout.ranges: %w", err)
 	}
-	return out, nil
+	return r, nil
 }
 
 // owned lists which slots' keys fall in ranges.
 func (c Config) owned(ranges []int) []bool {
 	own := make([]bool, c.Slots)
 	for s := range own {
-		h := keyHash(slotKey(s))
-		for i := 0; i+1 < len(ranges); i += 2 {
-			if h >= ranges[i] && h <= ranges[i+1] {
-				own[s] = true
-			}
-		}
+		own[s] = keyshared.Holds(ranges, []byte(slotKey(s)))
 	}
 	return own
 }

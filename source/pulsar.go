@@ -1,6 +1,7 @@
 package source
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -11,7 +12,9 @@ import (
 	"time"
 
 	"github.com/apache/pulsar-client-go/pulsar"
+
 	plog "github.com/apache/pulsar-client-go/pulsar/log"
+	"github.com/demandpipe/demandpipe/internal/keyshared"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -123,6 +126,12 @@ func newPulsarClient(cfg PulsarConfig, reconnects *atomic.Int64, refused *refusa
 	return c, nil
 }
 
+// Holds reports whether this source receives the messages keyed key: true
+// unless it owns sticky key ranges that do not hold it.
+func (p *Pulsar) Holds(key []byte) bool {
+	return len(p.cfg.KeyRanges) == 0 || keyshared.Holds(p.cfg.KeyRanges, key)
+}
+
 // NewPulsar subscribes with cfg. It fails within the operation timeout
 // when the broker cannot be reached, and at once when the broker refuses
 // the token or TLS fails (pulsar_auth.go).
@@ -141,7 +150,7 @@ func NewPulsar(cfg PulsarConfig) (*Pulsar, error) {
 	if cfg.Initial == "latest" {
 		initial = pulsar.SubscriptionPositionLatest
 	}
-	cons, owned, err := subscribe(client, pulsar.ConsumerOptions{
+	opts := pulsar.ConsumerOptions{
 		Topic:                       cfg.Topic,
 		SubscriptionName:            cfg.Subscription,
 		Type:                        types[cfg.Type],
@@ -149,7 +158,14 @@ func NewPulsar(cfg PulsarConfig) (*Pulsar, error) {
 		ReceiverQueueSize:           cfg.ReceiverQueue,
 		AckGroupingOptions:          &pulsar.AckGroupingOptions{MaxSize: uint32(cfg.AckGroupSize), MaxTime: cfg.AckGroupTime},
 		Name:                        cfg.Name,
-	}, refused)
+	}
+	if len(cfg.KeyRanges) > 0 {
+		if opts.KeySharedPolicy, err = pulsar.NewKeySharedPolicySticky(cfg.KeyRanges); err != nil {
+			client.Close()
+			return nil, fmt.Errorf("pulsar: key-ranges: %w", err)
+		}
+	}
+	cons, owned, err := subscribe(client, opts, refused)
 	if err != nil {
 		if owned {
 			client.Close()
@@ -366,10 +382,21 @@ func (p *Pulsar) start() error {
 			return fmt.Errorf("pulsar: rewinding %s to the topic's start for until=end: %w (is the broker up? a new subscription= name starts at the beginning too)", p.cfg.Subscription, err)
 		}
 	}
-	p.end = make([]pulsar.MessageID, len(ids))
-	p.endAt = make([]pulsar.MessageID, len(ids))
-	p.grow(len(ids) - 1)
+	ends := make([]pulsar.MessageID, len(ids))
 	for i, t := range ids {
+		ends[i] = t
+	}
+	if len(p.cfg.KeyRanges) > 0 {
+		// Sticky key ranges: the last message of a partition may be
+		// another consumer's, so this one ends at the last of its own.
+		if ends, err = p.ownEnds(ids); err != nil {
+			return err
+		}
+	}
+	p.end = make([]pulsar.MessageID, len(ends))
+	p.endAt = make([]pulsar.MessageID, len(ends))
+	p.grow(len(ends) - 1)
+	for i, t := range ends {
 		p.endAt[i] = t
 		if !reached(p.last[i], t) {
 			p.end[i] = t
@@ -377,6 +404,48 @@ func (p *Pulsar) start() error {
 		}
 	}
 	return nil
+}
+
+// ownEnds returns, per partition, the last message up to ends[i] whose key
+// this consumer's ranges hold (an empty id where none is), read with a
+// reader from where the consumer starts: an until=end run with key-ranges
+// reads the keys of its part of the topic twice.
+func (p *Pulsar) ownEnds(ends []pulsar.TopicMessageID) ([]pulsar.MessageID, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), p.cfg.OperationTimeout)
+	defer cancel()
+	out := make([]pulsar.MessageID, len(ends))
+	for i, end := range ends {
+		out[i] = nil // none of its own: an empty partition for it
+		if reached(p.last[i], end) {
+			continue // nothing after where it starts
+		}
+		start := pulsar.EarliestMessageID()
+		if p.last[i] != nil {
+			start = p.last[i]
+		}
+		r, err := p.client.CreateReader(pulsar.ReaderOptions{Topic: end.Topic(), StartMessageID: start})
+		if err != nil {
+			return nil, fmt.Errorf("pulsar: reading the keys of %s (until=end with key-ranges): %w", end.Topic(), err)
+		}
+		for r.HasNext() {
+			m, err := r.Next(ctx)
+			if err != nil {
+				r.Close()
+				return nil, fmt.Errorf("pulsar: reading the keys of %s (until=end with key-ranges): %w", end.Topic(), err)
+			}
+			if past(m.ID(), end) {
+				break
+			}
+			if p.Holds([]byte(m.Key())) {
+				out[i] = m.ID()
+			}
+			if reached(m.ID(), end) {
+				break
+			}
+		}
+		r.Close()
+	}
+	return out, nil
 }
 
 // grow makes room for partition part in the per-partition tables.
@@ -406,6 +475,13 @@ func (p *Pulsar) ingest(msg pulsar.Message) {
 	p.stats.bytes.Add(int64(len(msg.Payload())))
 	if msg.RedeliveryCount() > 0 {
 		p.stats.redelivered.Add(1)
+	}
+	if len(p.cfg.KeyRanges) > 0 && !p.Holds([]byte(msg.Key())) {
+		// Key_Shared routes a batch entry by one key: an entry holding
+		// messages of several keys reaches one consumer whole, and a
+		// rider's events would be split between dedup processes.
+		p.fail(fmt.Errorf("pulsar: message %v is keyed %q, which key-ranges= do not hold: its producer batched messages of several keys into one entry (Key_Shared routes an entry by one key); publish with key-based batching (demandpipe publish -batch-by-key) or without batching", id, msg.Key()))
+		return
 	}
 	if p.end != nil && part < len(p.end) && p.end[part] != nil && reached(id, p.end[part]) {
 		p.end[part] = nil // read to its end (a copy says so too)

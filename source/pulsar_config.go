@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/demandpipe/demandpipe/internal/keyshared"
 )
 
 // PulsarSpecHelp documents "pulsar://" sources.
@@ -16,6 +18,9 @@ const PulsarSpecHelp = `pulsar://HOST:6650/persistent://TENANT/NS/TOPIC?subscrip
   subscription=NAME    the durable subscription to consume with (required)
   type=T               failover (default: per-partition order, cumulative acks), exclusive,
                        shared or key_shared (individual acks)
+  key-ranges=a-b,c-d   with type=key_shared: the sticky hash ranges (0..65535) this consumer
+                       owns, instead of the broker splitting them (a scale-out dedup process
+                       owns its riders: pipeline/SCALEOUT.md)
   initial=P            where a NEW subscription starts: earliest (default) or latest
   until=end            end once every message that existed at start is read (a replay that
                        behaves like a file; a run that does not resume reads from the first)
@@ -51,6 +56,9 @@ type PulsarConfig struct {
 	// keeps each partition's order for the one active consumer, which the
 	// exact resume needs (RECOVERY.md), and allows cumulative acks.
 	Type string
+	// KeyRanges: with key_shared, the sticky hash ranges this consumer
+	// owns ([a b c d ...], inclusive); nil: the broker splits them.
+	KeyRanges []int
 	// Initial: where a new subscription starts, earliest (default: a new
 	// subscription sees the topic's history) or latest.
 	Initial string
@@ -151,6 +159,8 @@ func ParsePulsarURL(spec string) (PulsarConfig, error) {
 			c.Subscription = v
 		case "type":
 			c.Type = v
+		case "key-ranges":
+			c.KeyRanges, err = keyshared.ParseRanges(v)
 		case "initial":
 			c.Initial = v
 		case "until":
@@ -248,6 +258,8 @@ func (c *PulsarConfig) Validate() error {
 		return fmt.Errorf("pulsar: ack-group-time %s out of range [0, 10s]", c.AckGroupTime)
 	case c.AckGroupSize < 1 || c.AckGroupSize > 1_000_000:
 		return fmt.Errorf("pulsar: ack-group-size %d out of range [1, 1000000]", c.AckGroupSize)
+	case len(c.KeyRanges) > 0 && c.Type != "key_shared":
+		return fmt.Errorf("pulsar: key-ranges needs type=key_shared (it is %s)", c.Type)
 	case c.DeadLetter == c.Topic:
 		return fmt.Errorf("pulsar: dead-letter %q is the topic consumed: name another topic", c.DeadLetter)
 	}

@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/demandpipe/demandpipe/internal/keyshared"
 	"io"
+	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -39,11 +42,23 @@ func TestParsePulsarURL(t *testing.T) {
 	want.ServiceURL, want.Topic, want.Subscription = "pulsar://broker:6650", "persistent://acme/rides/raw", "dp"
 	want.Type, want.Initial, want.UntilEnd, want.DeadLetter = "exclusive", "latest", true, "persistent://public/default/bad"
 	want.ReceiverQueue, want.AckGroupTime, want.AckGroupSize, want.Name = 50, time.Second, 10, "c1"
-	if c != want {
+	if !reflect.DeepEqual(c, want) {
 		t.Fatalf("got  %+v\nwant %+v", c, want)
 	}
 	if err := c.Validate(); err != nil {
 		t.Fatal(err)
+	}
+	// Sticky key ranges go with key_shared only.
+	k, err := ParsePulsarURL("pulsar://broker:6650/raw?subscription=dp&type=key_shared&key-ranges=0-99,200-300")
+	if err != nil || !reflect.DeepEqual(k.KeyRanges, []int{0, 99, 200, 300}) || k.Validate() != nil {
+		t.Fatalf("key-ranges: %v %v %v", k.KeyRanges, err, k.Validate())
+	}
+	k.Type = "failover"
+	if err := k.Validate(); err == nil || !strings.Contains(err.Error(), "key-ranges needs type=key_shared") {
+		t.Fatalf("key-ranges with failover: %v", err)
+	}
+	if _, err := ParsePulsarURL("pulsar://broker:6650/raw?subscription=dp&type=key_shared&key-ranges=9-1"); err == nil {
+		t.Fatal("key-ranges=9-1 accepted")
 	}
 	if c.Identity() != "pulsar:persistent://acme/rides/raw subscription=dp" {
 		t.Fatalf("identity %q", c.Identity())
@@ -805,5 +820,60 @@ func TestPulsarExclusiveBusy(t *testing.T) {
 	_, err := OpenPulsar(s.URL() + "/" + topic + "?subscription=ex&type=exclusive&operation-timeout=2s")
 	if err == nil || !strings.Contains(err.Error(), "type=failover") {
 		t.Fatalf("second exclusive consumer: %v", err)
+	}
+}
+
+// TestPulsarKeyRangesRefuseMixedEntries: a consumer with sticky key-ranges
+// reads only messages whose keys its ranges hold, and ends (until=end) at
+// the last of its own; a batch entry holding messages of several keys (the
+// default batcher), which Key_Shared routes by one key, ends the run with
+// an error that says how to publish instead of splitting a rider's events
+// between consumers.
+func TestPulsarKeyRangesRefuseMixedEntries(t *testing.T) {
+	s := startBroker(t)
+	lines := make([]string, 64)
+	for i := range lines {
+		lines[i] = fmt.Sprintf(`{"ts":1717236000000,"rider_id":"r%d","lat":40.7,"lng":-74,"product_type":"00000000-0000-0000-0000-000000000001"}`, i)
+	}
+	key := func(i int) string { return fmt.Sprint("r", i) }
+
+	// Batched by key: this consumer reads the lines of its keys, and ends.
+	cfg := DefaultPulsarConfig()
+	cfg.ServiceURL, cfg.Topic = s.URL(), testTopic(t)
+	client, err := NewPulsarClient(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	byKey := testTopic(t) + "-bykey"
+	prod, err := client.CreateProducer(pulsar.ProducerOptions{Topic: byKey, BatcherBuilderType: pulsar.KeyBasedBatchBuilder})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []string
+	for i, l := range lines {
+		prod.SendAsync(context.Background(), &pulsar.ProducerMessage{Payload: []byte(l), Key: key(i)}, nil)
+		if keyshared.Holds([]int{0, 32767}, []byte(key(i))) {
+			want = append(want, l)
+		}
+	}
+	if err := prod.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	prod.Close()
+	got, err := io.ReadAll(openPulsar(t, s, byKey, "subscription=k&type=key_shared&key-ranges=0-32767&until=end"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lines := strings.Split(strings.TrimSpace(string(got)), "\n"); len(want) == 0 || !slices.Equal(lines, want) {
+		t.Fatalf("read %d lines, want the %d of its keys", len(lines), len(want))
+	}
+
+	topic := testTopic(t)
+	publish(t, s, topic, lines, key) // batches of 16 messages of 16 keys
+	p := openPulsar(t, s, topic, "subscription=k&type=key_shared&key-ranges=0-32767&until=end")
+	_, err = io.ReadAll(p)
+	if err == nil || !strings.Contains(err.Error(), "batch-by-key") {
+		t.Fatalf("mixed-key entries under key-ranges: %v, want an error naming -batch-by-key", err)
 	}
 }

@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strconv"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -34,6 +36,8 @@ type roleFlags struct {
 	dedups  *int
 	ranges  *string
 	sub     *string
+	joins   *string
+	from    *int
 }
 
 func newRoleFlags(fs *flag.FlagSet) *roleFlags {
@@ -45,6 +49,8 @@ func newRoleFlags(fs *flag.FlagSet) *roleFlags {
 	r.dedups = fs.Int("scaleout.dedups", 1, "aggregate role: how many dedup processes publish (a minute closes when all of them have passed it)")
 	r.ranges = fs.String("scaleout.ranges", "0-65535", "aggregate role: the Key_Shared sticky hash ranges this process owns, a-b[,c-d] within 0..65535; the processes' ranges must not overlap and together cover it")
 	r.sub = fs.String("scaleout.subscription", "demandpipe-aggregate", "aggregate role: the subscription on the internal topic (the same for every aggregate process)")
+	r.joins = fs.String("scaleout.joins", "", "dedup role, a join: the ids of the dedup processes that take some of this process's riders from its checkpoint on (it resumes with narrower -source key-ranges=; they with -scaleout.resume-from=this id); aggregators wait for them from then on")
+	r.from = fs.Int("scaleout.resume-from", -1, "dedup role, a join: with no checkpoint of its own yet, resume from this dedup process's checkpoint (its riders in this process's -source key-ranges=)")
 	return r
 }
 
@@ -125,9 +131,32 @@ func runRole(rf *runFlags, log *slog.Logger, serveSet bool) (ok bool, err error)
 		// checkpoint's position on, and the aggregators told to take back
 		// what it sent after it (SCALEOUT.md).
 		raw, err := scaleout.LoadCheckpoint(ctx, client, r.so, uint32(*r.dedupID))
+		if err == nil && raw == nil && *r.from >= 0 {
+			// A join: start where the process this one takes riders from
+			// stopped; its own checkpoints go under its own id.
+			if raw, err = scaleout.LoadCheckpoint(ctx, client, r.so, uint32(*r.from)); err == nil && raw == nil {
+				err = fmt.Errorf("-scaleout.resume-from=%d: that dedup process has no checkpoint on %s", *r.from, r.so.StateTopic())
+			}
+		}
 		if err != nil {
 			pub.Stop()
 			return true, err
+		}
+		if *r.joins != "" {
+			var ids []uint32
+			for f := range strings.SplitSeq(*r.joins, ",") {
+				id, err := strconv.ParseUint(strings.TrimSpace(f), 10, 31)
+				if err != nil || id == uint64(*r.dedupID) {
+					pub.Stop()
+					return true, fmt.Errorf("-scaleout.joins=%q: want other dedup process ids, e.g. 1,2", *r.joins)
+				}
+				ids = append(ids, uint32(id))
+			}
+			if raw == nil {
+				pub.Stop()
+				return true, fmt.Errorf("-scaleout.joins: dedup process %d has no checkpoint to hand riders on from (stop it once it has run, then start it again with narrower key-ranges= and -scaleout.joins)", *r.dedupID)
+			}
+			pub.Joined(ids)
 		}
 		if raw != nil {
 			if e.Identity == "" {
@@ -151,6 +180,7 @@ func runRole(rf *runFlags, log *slog.Logger, serveSet bool) (ok bool, err error)
 				return true, err
 			}
 			e.Durable = p.Ack
+			e.KeepRider = p.Holds
 		}
 		log.Info("run: dedup role", "source", *rf.src, "topic", r.so.Topic, "dedup_id", *r.dedupID)
 		runErr := e.Run(ctx, in, nil)

@@ -304,3 +304,92 @@ func TestDedupRoleKilledAndResumed(t *testing.T) {
 	}
 	t.Logf("%d rows equal", len(got))
 }
+
+// TestDedupJoinsMidStream: one dedup process owns every rider of the raw
+// topic (Key_Shared, sticky key-ranges=0-65535); once it has checkpointed it
+// is stopped (SIGTERM), and two take its place: it again with half the
+// riders (-scaleout.joins=1), and a new one with the other half, resuming
+// from its checkpoint (-scaleout.resume-from=0). Three aggregate processes,
+// started for one dedup process, write exactly the rows of one `run` of the
+// same events.
+func TestDedupJoinsMidStream(t *testing.T) {
+	s := startPulsar(t)
+	dir := t.TempDir()
+	n := 60000
+	if raceEnabled {
+		n = 30000
+	}
+	events := filepath.Join(dir, "events.ndjson")
+	if err := genCommand([]string{"-o", events, "-events", fmt.Sprint(n), "-rate", "6000", "-riders", "4000"}); err != nil {
+		t.Fatal(err)
+	}
+	raw := pulsarTopic(t) + "-raw"
+	if err := publishCommand([]string{"-to=" + s.URL() + "/" + raw, "-progress=never", "-batch-by-key", events}); err != nil {
+		t.Fatal(err)
+	}
+	base := append([]string{"-serve=", "-progress=never", "-parallelism=1"}, smallDef...)
+	single := filepath.Join(dir, "single.ndjson")
+	if err := runCommand(append([]string{"-source=file:" + events, "-sink=ndjson:" + single}, base...)); err != nil {
+		t.Fatal(err)
+	}
+	common := append([]string{"-scaleout.url=" + s.URL(), "-scaleout.topic=" + pulsarTopic(t), "-scaleout.region-res=6"}, base...)
+	ranges := []string{"0-21844", "21845-43689", "43690-65535"}
+	done := make(chan error, len(ranges))
+	var outs []string
+	for i, r := range ranges {
+		out := filepath.Join(dir, fmt.Sprint("agg", i, ".ndjson"))
+		outs = append(outs, out)
+		go func() {
+			done <- runCommand(append([]string{"-role=aggregate", "-scaleout.ranges=" + r, "-sink=ndjson:" + out}, common...))
+		}()
+	}
+	src := func(keys string) string {
+		return "-source=" + s.URL() + "/" + raw + "?subscription=dedup&type=key_shared&key-ranges=" + keys + "&until=end&receiver-queue=100"
+	}
+	cmd, stderr, first := runSubprocess(t, append([]string{"-role=dedup", src("0-65535"), "-source.chunk-bytes=65536"}, common...))
+	if _, ok := waitAcked(t, s, raw, "dedup", 0, first); !ok {
+		t.Fatalf("the first dedup process ended before it acknowledged anything: too few events\n%s", lastLines(stderr.String(), 5))
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	if err := <-first; err != nil {
+		t.Fatalf("the first dedup process, stopped: %v\n%s", err, lastLines(stderr.String(), 5))
+	}
+	if strings.Contains(stderr.String(), "counted ") && !strings.Contains(stderr.String(), "stopped without ending the stream") {
+		t.Fatalf("the first dedup process ended the stream instead of stopping: too few events\n%s", lastLines(stderr.String(), 8))
+	}
+	joined := make(chan error, 2)
+	go func() {
+		joined <- runCommand(append([]string{"-role=dedup", src("0-32767"), "-scaleout.joins=1"}, common...))
+	}()
+	go func() {
+		joined <- runCommand(append([]string{"-role=dedup", src("32768-65535"), "-scaleout.dedup-id=1", "-scaleout.resume-from=0"}, common...))
+	}()
+	for range 2 {
+		if err := <-joined; err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range ranges {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	lines := func(path string) []string {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.Split(strings.TrimSuffix(string(b), "\n"), "\n")
+	}
+	want := lines(single)
+	var got []string
+	for _, o := range outs {
+		got = append(got, lines(o)...)
+	}
+	slices.Sort(got)
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Fatalf("%d rows from the aggregate processes, %d from one process", len(got), len(want))
+	}
+	t.Logf("%d rows equal", len(got))
+}
