@@ -133,7 +133,10 @@ func (r *encodingRouter) Counted(evs []Counted) error {
 	}
 	r.events += len(evs)
 	for _, part := range r.perRegion {
-		r.msg.Events = part
+		// The header as a restarted dedup process sends it: an epoch
+		// from its clock, a start minute and a message number.
+		r.msg.Events, r.msg.Epoch, r.msg.Start = part, 1_796_456_698_035_938_190, 28_620_600
+		r.msg.Seq++
 		r.buf = AppendCountedMessage(r.buf[:0], &r.msg)
 		r.bytes += len(r.buf)
 		r.sent += len(part)

@@ -8,10 +8,10 @@
 // Recovery: with a sink that keeps state per part (store, cassandra) an
 // aggregate process commits each slot's counts and checkpoint with its rows,
 // acknowledges a message only once its minutes are committed, and restores
-// its slots when it starts, so that a process killed and started again, or
-// one taking a lost process's ranges, writes exactly the single process's
-// rows (SCALEOUT.md, "Recovery of the aggregate role"). Not built yet: the
-// dedup role's checkpoints and dedup processes joining (SCALEOUT.md's plan).
+// its slots when it starts; a dedup process stores a checkpoint on the state
+// topic before each watermark and resumes from it, and a dedup process can
+// join a running one (-scaleout.joins, -scaleout.resume-from). Every case
+// gives exactly the single process's rows (SCALEOUT.md).
 //
 // # Metrics
 //
@@ -21,6 +21,7 @@
 //	demandpipe_scaleout_duplicate_messages_total  messages dropped as copies of ones handled (redelivered after a lost connection)
 //	demandpipe_scaleout_replayed_events_total     events dropped because their slot was committed through their minute (restored)
 //	demandpipe_scaleout_acked_messages_total      messages acknowledged
+//	demandpipe_scaleout_dedup_restarts_total      a dedup process heard starting again on a slot (what it sent after its checkpoint taken back)
 //	demandpipe_scaleout_unacked_messages          gauge: messages handled and waiting for their minutes to commit
 //	demandpipe_scaleout_owned_slots               gauge: slots this process owns
 //	demandpipe_scaleout_restore_seconds           gauge: time restoring the slots from the sink at start

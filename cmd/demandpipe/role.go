@@ -42,7 +42,7 @@ type roleFlags struct {
 
 func newRoleFlags(fs *flag.FlagSet) *roleFlags {
 	r := &roleFlags{so: scaleout.DefaultConfig()}
-	r.role = fs.String("role", "all", "all: the whole pipeline in this process; dedup: read -source, dedup and publish counted events to -scaleout.topic (no sink); aggregate: consume -scaleout.topic and write the rows of the regions this process owns to -sink; with a store or cassandra sink it commits each slot's state with the rows and a process started on the same ranges (after a crash, or in place of a lost one) resumes them (pipeline/SCALEOUT.md)")
+	r.role = fs.String("role", "all", "all: the whole pipeline in this process; dedup: read -source, dedup and publish counted events to -scaleout.topic (no sink), with a checkpoint on the topic named -scaleout.topic plus -state before each watermark, from which the same command resumes; aggregate: consume -scaleout.topic and write the rows of the regions this process owns to -sink; with a store or cassandra sink it commits each slot's state with the rows and a process started on the same ranges (after a crash, or in place of a lost one) resumes them (pipeline/SCALEOUT.md)")
 	r.so.RegisterFlags(fs)
 	r.url = fs.String("scaleout.url", "pulsar://127.0.0.1:6650", "Pulsar service URL of the internal topic (token from DEMANDPIPE_PULSAR_TOKEN)")
 	r.dedupID = fs.Int("scaleout.dedup-id", 0, "dedup role: this process's number, 0..scaleout.dedups-1")
