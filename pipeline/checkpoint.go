@@ -76,6 +76,11 @@ func (s *sequencer) restore(st *seqState) {
 	maps.Copy(s.streak, st.streak)
 	s.lastCounted = st.lastCounted
 	s.anchorTS = s.maxTS
+	// The idle clock starts with the first batch after the restore: left
+	// at 0, the first idle batch (a broker slow to deliver after a
+	// restart) moved the frontier by the whole wall clock, and every
+	// event after it was late.
+	s.lastEventWall = idleClockUnset
 	s.stamped = s.frontier // the next resume point is due once it moves
 	s.lastEnd = [2]int64{st.pos, st.line}
 }

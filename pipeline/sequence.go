@@ -39,7 +39,7 @@ type sequencer struct {
 	frontier int64 // minutes <= frontier are closed
 	// idle clock: event time advances with the wall clock while no input
 	// arrives; anchored at the last event.
-	lastEventWall int64
+	lastEventWall int64 // idleClockUnset after a restore, until the next batch
 	anchorTS      int64
 
 	fut    futureRule
@@ -137,8 +137,14 @@ func (s *sequencer) front() int64 {
 	return s.maxTS
 }
 
+// idleClockUnset marks lastEventWall after a restore.
+const idleClockUnset = -1
+
 // sequence marks the counted events of b (in order) and stamps the frontier.
 func (s *sequencer) sequence(b *batch, st *Stats, wallNow int64) {
+	if s.lastEventWall == idleClockUnset {
+		s.lastEventWall = wallNow
+	}
 	if b.idle {
 		if s.haveTS && wallNow-s.lastEventWall >= s.idle {
 			s.advance(s.anchorTS + (wallNow - s.lastEventWall))

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/demandpipe/demandpipe/dedup"
 	"github.com/demandpipe/demandpipe/encode"
 )
 
@@ -168,5 +169,37 @@ func TestReaderAlone(t *testing.T) {
 		if err := <-errc; err != nil || string(got) != string(in) {
 			t.Fatalf("chunk %d: %v; %d bytes of %d", chunk, err, len(got), len(in))
 		}
+	}
+}
+
+// TestIdleClockAfterRestore: right after a restore, an idle batch (no
+// input yet: a broker slow to deliver after a restart) must not move the
+// frontier by the whole wall clock; the idle clock starts with the first
+// batch, and event time advances by the idle time from there.
+func TestIdleClockAfterRestore(t *testing.T) {
+	dt, err := dedup.New(dedup.DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := DefaultConfig()
+	s := newSequencer(30_000, 5_000, dt, cfg.Future.rule(true), encode.NewProducts(), 32)
+	const maxTS = 1_717_236_000_000 // 2024-06-01T10:00Z
+	st := &seqState{haveTS: true, maxTS: maxTS, frontier: maxTS/60_000 - 1}
+	for c := range st.lastCounted {
+		st.lastCounted[c] = noMinute
+	}
+	s.restore(st)
+	wall := time.Date(2026, 12, 5, 8, 0, 0, 0, time.UTC).UnixMilli()
+	var stats Stats
+	s.sequence(&batch{idle: true}, &stats, wall)
+	if s.frontier != st.frontier {
+		t.Fatalf("the first idle batch after a restore moved the frontier from minute %d to %d", st.frontier, s.frontier)
+	}
+	// 95 s of idle wall time later, event time has moved 95 s on from the
+	// last event: minutes before the one holding that minus the lateness
+	// (10:01:05) are closed.
+	s.sequence(&batch{idle: true}, &stats, wall+95_000)
+	if want := int64(maxTS+95_000-30_000)/60_000 - 1; s.frontier != want {
+		t.Fatalf("after 95 s idle: frontier minute %d, want %d", s.frontier, want)
 	}
 }
