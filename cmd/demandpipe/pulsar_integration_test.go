@@ -34,3 +34,10 @@ func TestIntegrationPulsarDeadLetter(t *testing.T) {
 	url, topic := realPulsar(t)
 	testDeadLetter(t, url, topic)
 }
+
+// TestIntegrationRolesEqualOneProcess: the scale-out roles (2 dedup and 3
+// aggregate processes, sticky Key_Shared ranges) against a real broker.
+func TestIntegrationRolesEqualOneProcess(t *testing.T) {
+	url, topic := realPulsar(t)
+	testRoles(t, url, topic, 2)
+}

@@ -24,12 +24,13 @@ import (
 // `run` of the same file, each row once.
 func TestRolesOverPulsarEqualOneProcess(t *testing.T) {
 	for _, dedups := range []int{1, 2} {
-		t.Run(fmt.Sprintf("dedups=%d", dedups), func(t *testing.T) { testRoles(t, dedups) })
+		t.Run(fmt.Sprintf("dedups=%d", dedups), func(t *testing.T) { testRoles(t, startPulsar(t).URL(), pulsarTopic(t), dedups) })
 	}
 }
 
-func testRoles(t *testing.T, dedups int) {
-	s := startPulsar(t)
+// testRoles runs the deployment against the broker at url (the test
+// double, or a real Pulsar: the integration suite), on topic.
+func testRoles(t *testing.T, url, topic string, dedups int) {
 	dir := t.TempDir()
 	events := filepath.Join(dir, "events.ndjson")
 	// No late events: a dedup process sees only its riders, so its
@@ -43,7 +44,7 @@ func testRoles(t *testing.T, dedups int) {
 	if err := runCommand(append([]string{"-source=file:" + events, "-sink=ndjson:" + single}, base...)); err != nil {
 		t.Fatal(err)
 	}
-	common := append([]string{"-scaleout.url=" + s.URL(), "-scaleout.topic=" + pulsarTopic(t), "-scaleout.region-res=6", fmt.Sprint("-scaleout.dedups=", dedups)}, base...)
+	common := append([]string{"-scaleout.url=" + url, "-scaleout.topic=" + topic, "-scaleout.region-res=6", fmt.Sprint("-scaleout.dedups=", dedups)}, base...)
 	ranges := []string{"0-21844", "21845-43689", "43690-65535"}
 	done := make(chan error, len(ranges))
 	var outs []string
