@@ -46,7 +46,7 @@ func newRoleFlags(fs *flag.FlagSet) *roleFlags {
 	r.so.RegisterFlags(fs)
 	r.url = fs.String("scaleout.url", "pulsar://127.0.0.1:6650", "Pulsar service URL of the internal topic (token from DEMANDPIPE_PULSAR_TOKEN)")
 	r.dedupID = fs.Int("scaleout.dedup-id", 0, "dedup role: this process's number, 0..scaleout.dedups-1")
-	r.dedups = fs.Int("scaleout.dedups", 1, "aggregate role: how many dedup processes publish (a minute closes when all of them have passed it)")
+	r.dedups = fs.Int("scaleout.dedups", 1, "aggregate role: how many dedup processes publish from the start (ids 0..N-1; a minute closes when all of them have passed it); processes that join later are announced on the topic (-scaleout.joins)")
 	r.ranges = fs.String("scaleout.ranges", "0-65535", "aggregate role: the Key_Shared sticky hash ranges this process owns, a-b[,c-d] within 0..65535; the processes' ranges must not overlap and together cover it")
 	r.sub = fs.String("scaleout.subscription", "demandpipe-aggregate", "aggregate role: the subscription on the internal topic (the same for every aggregate process)")
 	r.joins = fs.String("scaleout.joins", "", "dedup role, a join: the ids of the dedup processes that take some of this process's riders from its checkpoint on (it resumes with narrower -source key-ranges=; they with -scaleout.resume-from=this id); aggregators wait for them from then on")
