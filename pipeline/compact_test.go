@@ -34,7 +34,11 @@ func boxEvents(seed uint64, minutes, perMinute int, span float64, nProducts int,
 // minute brings cells never seen before and the old ones fall out of the
 // windows.
 func movingCity() []string {
-	return boxEvents(3, 90, 300, 0.3, 2, func(m int) (float64, float64) { return 40, -100 + 0.05*float64(m) })
+	perMinute := 300
+	if raceEnabled {
+		perMinute = 150 // the same minutes and movement, half the sources
+	}
+	return boxEvents(3, 90, perMinute, 0.3, 2, func(m int) (float64, float64) { return 40, -100 + 0.05*float64(m) })
 }
 
 // TestCellIndexFollowsTheInput: with moving cells the state stays flat

@@ -306,6 +306,9 @@ func TestFailuresNeverHang(t *testing.T) {
 	}
 	in := []byte(strings.Join(lines, "\n") + "\n")
 	rounds := 200
+	if raceEnabled {
+		rounds = 80 // ~0.2 s a round under the race detector
+	}
 	if testing.Short() {
 		rounds = 20
 	}

@@ -98,7 +98,10 @@ func (s routerSource) Watermark(through int64) error {
 func TestScaleOutEqualsSingleProcess(t *testing.T) {
 	gc := gen.DefaultConfig()
 	gc.EventsPerMinute, gc.Riders, gc.Hotspots, gc.RadiusKm = 3000, 2000, 4, 60
-	lines, _ := genWith(t, gc, 12*3000)
+	if raceEnabled {
+		gc.EventsPerMinute = 1000 // the same minutes and city, fewer sources
+	}
+	lines, _ := genWith(t, gc, 12*gc.EventsPerMinute)
 	def := feature.Definition{Resolution: 8, Rings: []int{0, 1, 3, 6}, Windows: []int{1, 4, 8}}
 	want, _, _ := runEngine(t, lines, def, 30_000, 2, 64<<10)
 	sortRows(want)
