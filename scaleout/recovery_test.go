@@ -428,16 +428,7 @@ func TestAggregateStopsWhenItsSlotsAreTaken(t *testing.T) {
 // events of minutes the aggregators closed already, so the aggregate
 // process stops with an error that says so rather than count them twice.
 func TestDedupRestartWithoutCheckpointIsRefused(t *testing.T) {
-	srv, err := pulsartest.Start(pulsartest.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
-	client, err := pulsar.NewClient(pulsar.ClientOptions{URL: srv.URL(), OperationTimeout: 10 * time.Second, Logger: plog.DefaultNopLogger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
+	_, client := startBroker(t)
 	cfg := DefaultConfig()
 	cfg.Topic, cfg.Slots = "persistent://public/default/counted", 4
 	pcfg := pipeline.DefaultConfig()
@@ -510,25 +501,9 @@ func TestDedupKilledAndResumed(t *testing.T) {
 	pcfg := pipeline.DefaultConfig()
 	pcfg.Def, pcfg.Parallelism = def, 2
 
-	single := &rows{}
-	e, err := pipeline.New(pcfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := e.Run(context.Background(), strings.NewReader(input), single); err != nil {
-		t.Fatal(err)
-	}
+	single := singleRun(t, pcfg, input)
 
-	srv, err := pulsartest.Start(pulsartest.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
-	client, err := pulsar.NewClient(pulsar.ClientOptions{URL: srv.URL(), OperationTimeout: 10 * time.Second, Logger: plog.DefaultNopLogger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
+	_, client := startBroker(t)
 	cfg := DefaultConfig()
 	cfg.Topic, cfg.RegionRes = "persistent://public/default/counted", 5
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)

@@ -56,25 +56,9 @@ func TestOneDedupThreeAggregatesEqualSingleProcess(t *testing.T) {
 	pcfg := pipeline.DefaultConfig()
 	pcfg.Def, pcfg.Parallelism = def, 2
 
-	single := &rows{}
-	e, err := pipeline.New(pcfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := e.Run(context.Background(), strings.NewReader(input), single); err != nil {
-		t.Fatal(err)
-	}
+	single := singleRun(t, pcfg, input)
 
-	srv, err := pulsartest.Start(pulsartest.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
-	client, err := pulsar.NewClient(pulsar.ClientOptions{URL: srv.URL(), OperationTimeout: 10 * time.Second, Logger: plog.DefaultNopLogger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
+	_, client := startBroker(t)
 	cfg := DefaultConfig()
 	cfg.Topic, cfg.RegionRes = "persistent://public/default/counted", 5 // small regions: the city spans many slots
 
@@ -173,4 +157,35 @@ func TestParseRangesAndValidate(t *testing.T) {
 			t.Fatalf("slot %d owned by both or neither", s)
 		}
 	}
+}
+
+// startBroker starts the Pulsar test double and a client of it, both
+// closed when the test ends.
+func startBroker(t *testing.T) (*pulsartest.Server, pulsar.Client) {
+	t.Helper()
+	srv, err := pulsartest.Start(pulsartest.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	client, err := pulsar.NewClient(pulsar.ClientOptions{URL: srv.URL(), OperationTimeout: 10 * time.Second, Logger: plog.DefaultNopLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(client.Close)
+	return srv, client
+}
+
+// singleRun is the single process's rows of input.
+func singleRun(t *testing.T, pcfg pipeline.Config, input string) *rows {
+	t.Helper()
+	single := &rows{}
+	e, err := pipeline.New(pcfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Run(context.Background(), strings.NewReader(input), single); err != nil {
+		t.Fatal(err)
+	}
+	return single
 }

@@ -108,15 +108,7 @@ func (s *Store) LoadPartState(part string) ([]byte, func(m int64) ([]byte, bool,
 		return nil, nil, nil
 	}
 	return cp, func(m int64) ([]byte, bool, error) {
-		v, closer, err := s.db.Get(partKey(nil, tagPartCounts, part, m))
-		if errors.Is(err, pebble.ErrNotFound) {
-			return nil, false, nil
-		}
-		if err != nil {
-			return nil, false, fmt.Errorf("store %s: %w", s.cfg.Dir, err)
-		}
-		defer closer.Close()
-		return slices.Clone(v), true, nil
+		return s.getCopy(partKey(nil, tagPartCounts, part, m))
 	}, nil
 }
 

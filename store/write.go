@@ -128,24 +128,26 @@ func (s *Store) StageState(m int64, st sink.State) {
 // LoadState returns the last committed checkpoint and a reader of minutes'
 // count records (sink.Checkpointer).
 func (s *Store) LoadState() ([]byte, func(m int64) ([]byte, bool, error), error) {
-	get := func(key []byte) ([]byte, bool, error) {
-		v, closer, err := s.db.Get(key)
-		if errors.Is(err, pebble.ErrNotFound) {
-			return nil, false, nil
-		}
-		if err != nil {
-			return nil, false, fmt.Errorf("store %s: %w", s.cfg.Dir, err)
-		}
-		defer closer.Close()
-		return slices.Clone(v), true, nil
-	}
-	cp, ok, err := get([]byte{tagCheckpoint})
+	cp, ok, err := s.getCopy([]byte{tagCheckpoint})
 	if err != nil || !ok {
 		return nil, nil, err
 	}
 	return cp, func(m int64) ([]byte, bool, error) {
-		return get(encode.AppendMinuteKey([]byte{tagCounts}, m))
+		return s.getCopy(encode.AppendMinuteKey([]byte{tagCounts}, m))
 	}, nil
+}
+
+// getCopy returns a copy of key's value; false when there is none.
+func (s *Store) getCopy(key []byte) ([]byte, bool, error) {
+	v, closer, err := s.db.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("store %s: %w", s.cfg.Dir, err)
+	}
+	defer closer.Close()
+	return slices.Clone(v), true, nil
 }
 
 var _ sink.Checkpointer = (*Store)(nil)

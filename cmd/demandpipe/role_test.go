@@ -71,13 +71,7 @@ func testRoles(t *testing.T, url, topic string, dedups int) {
 			t.Fatal(err)
 		}
 	}
-	lines := func(path string) []string {
-		b, err := os.ReadFile(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return strings.Split(strings.TrimSuffix(string(b), "\n"), "\n")
-	}
+	lines := func(path string) []string { return ndjsonLines(t, path) }
 	want := lines(single)
 	var got []string
 	for i, o := range outs {
@@ -283,13 +277,7 @@ func (d *dedupDeployment) check(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	lines := func(path string) []string {
-		b, err := os.ReadFile(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return strings.Split(strings.TrimSuffix(string(b), "\n"), "\n")
-	}
+	lines := func(path string) []string { return ndjsonLines(t, path) }
 	want := lines(d.single)
 	var got []string
 	for _, o := range d.outs {
@@ -373,4 +361,14 @@ func TestDedupJoinsMidStream(t *testing.T) {
 		}
 	}
 	d.check(t)
+}
+
+// ndjsonLines reads the rows of an ndjson sink's file.
+func ndjsonLines(t *testing.T, path string) []string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Split(strings.TrimSuffix(string(b), "\n"), "\n")
 }
