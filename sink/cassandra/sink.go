@@ -306,6 +306,27 @@ func (s *Sink) CloseMinute(ctx context.Context, m int64) error {
 	return nil
 }
 
+// sessionCloseTimeout bounds Session.Close: gocql v2.1.2 can block in it
+// for good after connections were dropped under it (its ring refresher
+// stuck in a refresh that stop waits for; seen once in CI, 9 minutes, in
+// TestFaults/down). Everything this sink wrote is acknowledged by then.
+const sessionCloseTimeout = 10 * time.Second
+
+// closeSession closes sess, giving up after sessionCloseTimeout (the
+// closing goroutine is then left behind, and said so).
+func closeSession(sess *gocql.Session, logf func(string, ...any)) {
+	done := make(chan struct{})
+	go func() {
+		sess.Close()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(sessionCloseTimeout):
+		logf("sink cassandra: the driver's session did not close within %s (a gocql hang after dropped connections); going on without it: every row was acknowledged before", sessionCloseTimeout)
+	}
+}
+
 // Close drains the queue (up to Queue.DrainTimeout), closes the session
 // and unregisters the metrics.
 func (s *Sink) Close() error {
@@ -313,7 +334,7 @@ func (s *Sink) Close() error {
 		return nil
 	}
 	err := s.q.Close()
-	s.sess.Close()
+	closeSession(s.sess, s.logf)
 	s.unregister()
 	if err != nil {
 		return fmt.Errorf("sink cassandra: %w", err)
