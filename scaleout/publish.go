@@ -45,7 +45,14 @@ type Publisher struct {
 	client  pulsar.Client
 }
 
+// closeFlushTimeout bounds Close's and Stop's wait for the messages sent
+// to be stored (the client's own send timeout is 30 s).
+const closeFlushTimeout = 30 * time.Second
+
 // NewPublisher publishes as dedup process src (0..dedups-1) with client.
+// ctx bounds every send: cancel it to abandon the process's output, not
+// to stop it (Stop flushes what was sent; a message sent with a cancelled
+// context fails, and so would Stop).
 func NewPublisher(ctx context.Context, client pulsar.Client, cfg Config, src uint32, def feature.Definition) (*Publisher, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -206,12 +213,10 @@ func (p *Publisher) Close() error {
 func (p *Publisher) Stop() error { return p.close(nil) }
 
 func (p *Publisher) close(err error) error {
-	ctx := p.ctx
-	if ctx.Err() != nil { // stopping: flush what was sent, within bounds
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-	}
+	// Flush what was sent, within bounds: a broker that went away fails
+	// the close in seconds instead of holding the process.
+	ctx, cancel := context.WithTimeout(p.ctx, closeFlushTimeout)
+	defer cancel()
 	if ferr := p.prod.FlushWithCtx(ctx); err == nil && ferr != nil {
 		err = fmt.Errorf("scaleout: flush: %w", ferr)
 	}

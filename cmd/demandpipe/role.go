@@ -118,7 +118,10 @@ func runRole(rf *runFlags, log *slog.Logger, serveSet bool) (ok bool, err error)
 		}
 		var pub *scaleout.Publisher
 		if err := client.Do(func() (err error) {
-			pub, err = scaleout.NewPublisher(ctx, client, r.so, uint32(*r.dedupID), rf.cfg.Def)
+			// Not the signal's context: on SIGTERM the engine stops, and
+			// what it sent before must still reach the broker (Stop), or
+			// the stop fails with "context canceled" sends.
+			pub, err = scaleout.NewPublisher(context.Background(), client, r.so, uint32(*r.dedupID), rf.cfg.Def)
 			return err
 		}); err != nil {
 			return true, err
