@@ -25,7 +25,11 @@ func TestStoreServesWhatTheEngineEmitted(t *testing.T) {
 	events := filepath.Join(dir, "events.ndjson")
 	rowsPath := filepath.Join(dir, "rows.ndjson")
 	storeDir := filepath.Join(dir, "store")
-	if err := genCommand([]string{"-o", events, "-events", "40000", "-rate", "8000", "-riders", "4000", "-products", "2", "-radius-km", "8"}); err != nil {
+	n := "40000" // 5 minutes
+	if raceEnabled {
+		n = "16000" // 2 minutes: 38 s under -race at 5
+	}
+	if err := genCommand([]string{"-o", events, "-events", n, "-rate", "8000", "-riders", "4000", "-products", "2", "-radius-km", "8"}); err != nil {
 		t.Fatal(err)
 	}
 	if err := runCommand([]string{"-source=file:" + events, "-sink=ndjson:" + rowsPath, "-progress=never"}); err != nil {
