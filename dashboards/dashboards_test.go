@@ -17,7 +17,7 @@ import (
 // Static checks: always run. The promtool parts skip, saying so, without
 // Debian's prometheus package.
 
-var dashboardFiles = []string{"overview.json", "source.json", "sequence.json", "close.json", "sink.json", "store.json", "serve.json"}
+var dashboardFiles = []string{"overview.json", "source.json", "sequence.json", "close.json", "sink.json", "store.json", "serve.json", "scaleout.json"}
 
 // dashboard is the part of Grafana's JSON model the tests read.
 type dashboard struct {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
@@ -16,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/demandpipe/demandpipe/internal/pulsartest"
 )
 
 // TestEndToEnd runs the real binary under a real Prometheus and evaluates
@@ -23,8 +26,9 @@ import (
 // the query API:
 //
 //   - no expression errors;
-//   - every metric name it selects is one the running demandpipe exports
-//     (read from its /metrics), a recording rule, Prometheus's `up`, or a
+//   - every metric name it selects is one the running processes export
+//     (read from their /metrics: a `run`, and a scale-out deployment of one
+//     dedup and one aggregate process), a recording rule, Prometheus's `up`, or a
 //     Cassandra-sink metric (demandpipe_sink_*: a store run has no sink
 //     queue, so those are checked against the full registry instead),
 //     or a recording rule over those;
@@ -33,10 +37,8 @@ import (
 //     and the Cassandra-specific ones (sinkOnly);
 //   - every rule is healthy after a few evaluations (/api/v1/rules).
 //
-// The run is `-source=gen:speed=60`: event time runs 60 times faster, so
-// minutes close every second; after about 5 s event time is more than the
-// future skew ahead of the clock and the rest is rejected as future, which
-// exercises those series too.
+// The run and the dedup process read `-source=gen:speed=60`: event time
+// runs 60 times faster, so minutes close every second.
 func TestEndToEnd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: the end-to-end run builds demandpipe and runs Prometheus (~30 s)")
@@ -58,9 +60,28 @@ func TestEndToEnd(t *testing.T) {
 	}
 
 	dpAddr, promAddr := freeAddr(t), freeAddr(t)
+	// -store.max-ahead: event time runs a minute a second, so the store
+	// would refuse minutes 10 minutes ahead of the clock after 10 s.
 	start(t, "demandpipe", bin, "run", "-source=gen:speed=60", "-sink=store:"+filepath.Join(dir, "store"),
-		"-serve="+dpAddr, "-progress=never", "-shutdown-timeout=10s")
+		"-serve="+dpAddr, "-progress=never", "-shutdown-timeout=10s", "-store.max-ahead=2h")
 	waitHTTP(t, "http://"+dpAddr+"/healthz", 30*time.Second)
+
+	// A scale-out deployment beside it (one dedup and one aggregate
+	// process) on the project's Pulsar test double: the Scale-out
+	// dashboard's and alerts' series come from real roles.
+	ps, err := pulsartest.Start(pulsartest.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ps.Close() })
+	dedupAddr, aggAddr := freeAddr(t), freeAddr(t)
+	roles := []string{"-scaleout.url=" + ps.URL(), "-scaleout.topic=persistent://public/default/e2e-counted", "-progress=never"}
+	start(t, "aggregate", bin, append([]string{"run", "-role=aggregate", "-scaleout.ranges=0-65535",
+		"-sink=store:" + filepath.Join(dir, "agg"), "-store.max-ahead=2h", "-serve=" + aggAddr}, roles...)...)
+	start(t, "dedup", bin, append([]string{"run", "-role=dedup", "-source=gen:speed=60", "-serve=" + dedupAddr}, roles...)...)
+	waitHTTP(t, "http://"+aggAddr+"/healthz", 30*time.Second)
+	waitHTTP(t, "http://"+dedupAddr+"/healthz", 30*time.Second)
+	targets := []string{dpAddr, dedupAddr, aggAddr}
 
 	rules, _ := filepath.Abs("rules.yml")
 	alerts, _ := filepath.Abs("alerts.yml")
@@ -72,8 +93,8 @@ rule_files: [%q, %q]
 scrape_configs:
   - job_name: demandpipe
     static_configs:
-      - targets: [%q]
-`, rules, alerts, dpAddr)
+      - targets: [%q, %q, %q]
+`, rules, alerts, targets[0], targets[1], targets[2])
 	cfgFile := filepath.Join(dir, "prom.yml")
 	if err := os.WriteFile(cfgFile, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
@@ -91,18 +112,27 @@ scrape_configs:
 				r.Body.Close()
 			}
 		}
-		n, _ := instant(api, `count_over_time(up{job="demandpipe"}[1m]) >= 5 and on () demandpipe_store_minute_commits_total > 1`)
-		if len(n) > 0 {
+		n, _ := instant(api, `count_over_time(up{job="demandpipe"}[1m]) >= 5 and on () demandpipe_store_minute_commits_total > 1`+
+			` and on () demandpipe_scaleout_closed_minute_timestamp_seconds > 0`)
+		if len(n) == len(targets) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatal("Prometheus did not scrape demandpipe 5 times with 2 minutes committed within 40 s")
+			t.Fatal("Prometheus did not scrape the three processes 5 times with 2 minutes committed by the run and one closed by the aggregate process within 40 s")
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
 	time.Sleep(2 * time.Second) // two more rule evaluations
+	// A dedup process's closed minute is its last watermark: it used to
+	// stay 0, and DemandpipeFeaturesStale fired on every dedup process.
+	if zero, err := instant(api, `demandpipe_pipeline_last_closed_minute_timestamp_seconds == 0`); err != nil || len(zero) > 0 {
+		t.Errorf("processes that have not closed a minute after it all: %s (%v)", zero, err)
+	}
 
-	exported := scrapedNames(t, "http://"+dpAddr+"/metrics")
+	exported := map[string]bool{}
+	for _, a := range targets {
+		maps.Copy(exported, scrapedNames(t, "http://"+a+"/metrics"))
+	}
 	full := exportedNames(t, fullRegistry(t))
 	recorded := recordedNames(t)
 	sinkRecorded := map[string]bool{} // recording rules over sink metrics

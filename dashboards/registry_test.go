@@ -2,19 +2,25 @@ package dashboards
 
 import (
 	"context"
+	"io"
 	"sort"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/apache/pulsar-client-go/pulsar"
+	plog "github.com/apache/pulsar-client-go/pulsar/log"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/demandpipe/demandpipe/internal/buildinfo"
 	"github.com/demandpipe/demandpipe/internal/cqltest"
+	"github.com/demandpipe/demandpipe/internal/pulsartest"
 	"github.com/demandpipe/demandpipe/pipeline"
+	"github.com/demandpipe/demandpipe/scaleout"
 	"github.com/demandpipe/demandpipe/serve"
+	"github.com/demandpipe/demandpipe/sink"
 	"github.com/demandpipe/demandpipe/sink/cassandra"
 	"github.com/demandpipe/demandpipe/source"
 	"github.com/demandpipe/demandpipe/store"
@@ -23,9 +29,10 @@ import (
 // fullRegistry holds every collector a `demandpipe run` can register, as
 // cmd/demandpipe wires them (newRegistry, run.go): the Go and process
 // collectors, demandpipe_build_info, the engine, the store and the HTTP
-// API (a store sink), the Pulsar source, and the Cassandra sink with its
-// queue (against the project's CQL test double). No single run registers
-// both sinks; the union is what dashboards and alerts may name.
+// API (a store sink), the Pulsar source, the scale-out roles' transports
+// (against the project's Pulsar test double), and the Cassandra sink with
+// its queue (against the project's CQL test double). No single process
+// registers all of them; the union is what dashboards and alerts may name.
 func fullRegistry(t *testing.T) *prometheus.Registry {
 	t.Helper()
 	reg := prometheus.NewRegistry()
@@ -52,6 +59,36 @@ func fullRegistry(t *testing.T) *prometheus.Registry {
 	// The Pulsar source's metrics (-source=pulsar://): its collectors read
 	// plain counters, which a zero Pulsar has.
 	if err := new(source.Pulsar).RegisterMetrics(reg); err != nil {
+		t.Fatal(err)
+	}
+
+	// The scale-out roles' transports (run -role=dedup|aggregate), on the
+	// project's Pulsar test double: an Aggregate subscribes when it is made.
+	ps, err := pulsartest.Start(pulsartest.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ps.Close() })
+	pc, err := pulsar.NewClient(pulsar.ClientOptions{URL: ps.URL(), OperationTimeout: 10 * time.Second, Logger: plog.DefaultNopLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pc.Close)
+	so := scaleout.DefaultConfig()
+	so.Topic = "persistent://public/default/counted"
+	agg, err := scaleout.NewAggregate(pc, so, "aggregate", []int{0, 65535}, 1, pipeline.DefaultConfig(), sink.NewNDJSON(io.Discard, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := agg.Register(reg); err != nil {
+		t.Fatal(err)
+	}
+	pub, err := scaleout.NewPublisher(context.Background(), pc, so, 0, pipeline.DefaultConfig().Def)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pub.Stop() })
+	if err := pub.Register(reg); err != nil {
 		t.Fatal(err)
 	}
 

@@ -39,7 +39,8 @@ import (
 //	demandpipe_pipeline_close_duration_seconds                histogram: start of a minute's close -> its rows durable
 //	demandpipe_pipeline_ingestion_seconds                     histogram: last input of a minute read -> its rows durable
 //	demandpipe_pipeline_max_event_timestamp_seconds           gauge: largest ts seen (0 before any)
-//	demandpipe_pipeline_last_closed_minute_timestamp_seconds  gauge: start of the last closed minute (0 before any)
+//	demandpipe_pipeline_last_closed_minute_timestamp_seconds  gauge: start of the last closed minute (0 before any;
+//	                                                          a dedup process: its last watermark)
 //	demandpipe_pipeline_event_time_delay_seconds              gauge: wall clock at scrape minus the largest ts
 //	                                                          (the watermark is -windows.lateness further back;
 //	                                                          NaN before the first event)

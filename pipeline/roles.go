@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"sync/atomic"
 
 	"github.com/demandpipe/demandpipe/encode"
 	"github.com/demandpipe/demandpipe/internal/h3batch"
@@ -69,6 +70,10 @@ type emitStage struct {
 	cpBuf                []byte
 	finalResume          *seqState
 	dropThrough          int64 // after a resume: events of minutes <= it were handed on before
+	// closed is Stats.Closed: a dedup process's last complete minute is
+	// its last watermark (demandpipe_pipeline_last_closed_minute_timestamp_seconds,
+	// which DemandpipeFeaturesStale reads: it stayed 0 in this role).
+	closed *atomic.Int64
 }
 
 func (s *emitStage) run(ctx context.Context, in <-chan *batch, free chan<- *batch) {
@@ -151,7 +156,13 @@ func (s *emitStage) watermark(through int64, resume *seqState) error {
 		}
 	}
 	s.wm = through
-	return s.w.Watermark(through)
+	if err := s.w.Watermark(through); err != nil {
+		return err
+	}
+	if s.closed != nil {
+		s.closed.Store(through)
+	}
+	return nil
 }
 
 // finish sends the end of input's watermark: every minute seen is complete.

@@ -182,12 +182,13 @@ func (e *Engine) Run(ctx context.Context, src io.Reader, snk sink.Writer) error 
 		// The dedup role: counted events leave the process instead of
 		// being counted (roles.go).
 		em := &emitStage{w: e.Emit, products: e.Products, fail: sv.fail, durable: e.Durable,
-			cpIdentity: e.Identity, cpConfig: cfg.configKey(), wm: noMinute, dropThrough: noMinute}
+			cpIdentity: e.Identity, cpConfig: cfg.configKey(), wm: noMinute, dropThrough: noMinute, closed: &e.Stats.Closed}
 		if c, ok := src.(Cursored); ok {
 			em.cursor = c.Cursor
 		}
 		if cp := e.resume; cp != nil {
 			em.wm, em.dropThrough = cp.closed, cp.closed
+			e.Stats.Closed.Store(cp.closed)
 		}
 		em.run(ctx, q.count, q.free) // on this goroutine
 		sv.wg.Wait()

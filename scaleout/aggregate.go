@@ -209,12 +209,6 @@ func (a *Aggregate) Register(reg prometheus.Registerer) error {
 		return nil
 	}
 	c := &a.stats
-	counter := func(name, help string, v *atomic.Int64) prometheus.Collector {
-		return prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "demandpipe", Subsystem: "scaleout", Name: name, Help: help}, func() float64 { return float64(v.Load()) })
-	}
-	gauge := func(name, help string, f func() float64) prometheus.Collector {
-		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "demandpipe", Subsystem: "scaleout", Name: name, Help: help}, f)
-	}
 	owned := 0
 	for _, o := range a.owned {
 		if o {
@@ -236,13 +230,23 @@ func (a *Aggregate) Register(reg prometheus.Registerer) error {
 			}
 			return 0
 		}),
-		gauge("watermark_lag_minutes", "Minutes between the highest and the lowest watermark over (dedup process, owned slot): a slot or a dedup process behind holds every close back.", func() float64 { return float64(c.lag.Load()) }),
+		gauge("watermark_lag_seconds", "Event time between the highest and the lowest watermark over (dedup process, owned slot), in whole minutes: a slot or a dedup process behind holds every close back.", func() float64 { return float64(c.lag.Load() * 60) }),
 	} {
 		if err := reg.Register(m); err != nil {
 			return fmt.Errorf("scaleout metrics: %w", err)
 		}
 	}
 	return nil
+}
+
+// counter and gauge are the package's metrics, read from plain atomics at
+// scrape time (nothing on the hot path).
+func counter(name, help string, v *atomic.Int64) prometheus.Collector {
+	return prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "demandpipe", Subsystem: "scaleout", Name: name, Help: help}, func() float64 { return float64(v.Load()) })
+}
+
+func gauge(name, help string, f func() float64) prometheus.Collector {
+	return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "demandpipe", Subsystem: "scaleout", Name: name, Help: help}, f)
 }
 
 // Run restores the owned slots (when durable), then consumes until every

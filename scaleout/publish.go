@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/apache/pulsar-client-go/pulsar"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/demandpipe/demandpipe/encode"
 	"github.com/demandpipe/demandpipe/feature"
@@ -43,6 +44,8 @@ type Publisher struct {
 	failed  atomic.Pointer[error] // first failed asynchronous send (set on the client's goroutine)
 	ctx     context.Context
 	client  pulsar.Client
+	// Read by the metrics (Register) at scrape time.
+	sent, sentBytes, checkpoints, checkpointed atomic.Int64
 }
 
 // closeFlushTimeout bounds Close's and Stop's wait for the messages sent
@@ -107,6 +110,33 @@ func (p *Publisher) Checkpoint(through int64, cp []byte) error {
 	}
 	if _, err := p.state.Send(p.ctx, &pulsar.ProducerMessage{Payload: cp, Key: stateKey(p.src)}); err != nil {
 		return fmt.Errorf("scaleout: checkpoint at minute %d to %s: %w", through, p.cfg.StateTopic(), err)
+	}
+	p.checkpoints.Add(1)
+	p.checkpointed.Store(through)
+	return nil
+}
+
+// Register adds the dedup process's transport metrics to reg:
+//
+//	demandpipe_scaleout_sent_messages_total   messages sent to the internal topic
+//	demandpipe_scaleout_sent_bytes_total      their payload bytes (over demandpipe_pipeline_counted_total: bytes per counted event)
+//	demandpipe_scaleout_checkpoints_total     checkpoints stored on the state topic
+//	demandpipe_scaleout_checkpoint_minute_timestamp_seconds  start of the minute the last checkpoint is complete through (0 before any)
+func (p *Publisher) Register(reg prometheus.Registerer) error {
+	if reg == nil {
+		return nil
+	}
+	for _, m := range []prometheus.Collector{
+		counter("sent_messages_total", "Messages this dedup process sent to the internal topic (events and watermarks).", &p.sent),
+		counter("sent_bytes_total", "Payload bytes of the messages sent to the internal topic.", &p.sentBytes),
+		counter("checkpoints_total", "Checkpoints stored on the state topic (one before each watermark).", &p.checkpoints),
+		gauge("checkpoint_minute_timestamp_seconds", "Start of the minute the last stored checkpoint is complete through (0 before any): a restart resumes there.", func() float64 {
+			return float64(p.checkpointed.Load() * 60)
+		}),
+	} {
+		if err := reg.Register(m); err != nil {
+			return fmt.Errorf("scaleout metrics: %w", err)
+		}
 	}
 	return nil
 }
@@ -235,6 +265,8 @@ func (p *Publisher) send(slot int) error {
 	p.seq++
 	p.buf = pipeline.AppendCountedMessage(p.buf[:0], &p.msg)
 	payload := append([]byte(nil), p.buf...) // the client keeps it until sent
+	p.sent.Add(1)
+	p.sentBytes.Add(int64(len(payload)))
 	p.prod.SendAsync(p.ctx, &pulsar.ProducerMessage{Payload: payload, Key: slotKey(slot)}, func(_ pulsar.MessageID, _ *pulsar.ProducerMessage, err error) {
 		if err != nil {
 			e := fmt.Errorf("scaleout: send to %s: %w", p.cfg.Topic, err)

@@ -574,7 +574,7 @@ func TestDedupKilledAndResumed(t *testing.T) {
 	firstPub.Stop()
 	// The second reads the whole input again from the checkpoint's
 	// position.
-	_, pub, err := dedup(ctx, strings.NewReader(input))
+	d, pub, err := dedup(ctx, strings.NewReader(input))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -586,6 +586,7 @@ func TestDedupKilledAndResumed(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	checkPublisherMetrics(t, pub, d.Stats.Closed.Load())
 	var got []string
 	restarts := int64(0)
 	for i, o := range outs {
@@ -610,4 +611,31 @@ func TestDedupKilledAndResumed(t *testing.T) {
 		t.Fatal("no aggregate process heard the dedup process start again")
 	}
 	t.Logf("%d rows equal; the aggregate processes heard the restart on %d slots", len(got), restarts)
+}
+
+// checkPublisherMetrics reads a finished dedup process's metrics: one
+// checkpoint at least, the last one at the last minute its engine closed
+// (a dedup process's closed minute is its last watermark, and each
+// watermark follows its checkpoint), and every message's bytes counted.
+func checkPublisherMetrics(t *testing.T, pub *Publisher, closed int64) {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	if err := pub.Register(reg); err != nil {
+		t.Fatal(err)
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := map[string]float64{}
+	for _, mf := range mfs {
+		m := mf.GetMetric()[0]
+		v[mf.GetName()] = m.GetCounter().GetValue() + m.GetGauge().GetValue()
+	}
+	sent, bytes := v["demandpipe_scaleout_sent_messages_total"], v["demandpipe_scaleout_sent_bytes_total"]
+	if sent == 0 || bytes < 10*sent || v["demandpipe_scaleout_checkpoints_total"] == 0 || closed <= 0 ||
+		v["demandpipe_scaleout_checkpoint_minute_timestamp_seconds"] != float64(closed*60) {
+		t.Fatalf("publisher metrics %v; the engine closed minute %d (%d s)", v, closed, closed*60)
+	}
+	t.Logf("publisher metrics %v", v)
 }

@@ -15,7 +15,8 @@
 //
 // # Metrics
 //
-// Namespace demandpipe, subsystem scaleout (Aggregate.Register):
+// Namespace demandpipe, subsystem scaleout: Aggregate.Register, in an
+// aggregate process:
 //
 //	demandpipe_scaleout_messages_total            internal-topic messages handled
 //	demandpipe_scaleout_duplicate_messages_total  messages dropped as copies of ones handled (redelivered after a lost connection)
@@ -26,7 +27,14 @@
 //	demandpipe_scaleout_owned_slots               gauge: slots this process owns
 //	demandpipe_scaleout_restore_seconds           gauge: time restoring the slots from the sink at start
 //	demandpipe_scaleout_closed_minute_timestamp_seconds  gauge: start of the last minute closed and committed
-//	demandpipe_scaleout_watermark_lag_minutes     gauge: minutes between the highest and the lowest watermark over (dedup process, owned slot)
+//	demandpipe_scaleout_watermark_lag_seconds     gauge: time between the highest and the lowest watermark over (dedup process, owned slot)
+//
+// and Publisher.Register, in a dedup process:
+//
+//	demandpipe_scaleout_sent_messages_total       messages sent to the internal topic
+//	demandpipe_scaleout_sent_bytes_total          their payload bytes
+//	demandpipe_scaleout_checkpoints_total         checkpoints stored on the state topic
+//	demandpipe_scaleout_checkpoint_minute_timestamp_seconds  gauge: start of the minute the last checkpoint is complete through
 package scaleout
 
 import (

@@ -126,6 +126,10 @@ func runRole(rf *runFlags, log *slog.Logger, serveSet bool) (ok bool, err error)
 		}); err != nil {
 			return true, err
 		}
+		if err := pub.Register(reg); err != nil {
+			pub.Stop()
+			return true, err
+		}
 		if f, ok := in.(interface{ Identity() string }); ok {
 			e.Identity = f.Identity()
 		}
