@@ -206,6 +206,33 @@ func ParsePulsarURL(spec string) (PulsarConfig, error) {
 	return c, nil
 }
 
+// serviceSettings are the settings of a connection alone: what
+// ParsePulsarService accepts.
+var serviceSettings = map[string]bool{"token-file": true, "tls-ca-file": true, "tls-allow-insecure": true,
+	"connect-timeout": true, "operation-timeout": true}
+
+// ParsePulsarService parses a connection without a topic, as
+// `run -scaleout.url` takes it: pulsar[+ssl]://HOST[:PORT][?k=v...] with
+// only the connection's settings (token-file, tls-ca-file,
+// tls-allow-insecure, connect-timeout, operation-timeout; the token may
+// also come from env DEMANDPIPE_PULSAR_TOKEN). The caller sets Topic.
+func ParsePulsarService(spec string) (PulsarConfig, error) {
+	rest, query, _ := strings.Cut(spec, "?")
+	if _, after, ok := strings.Cut(rest, "://"); ok && strings.Contains(after, "/") {
+		return DefaultPulsarConfig(), fmt.Errorf("pulsar %q: a service URL has no topic: want pulsar://HOST:PORT[?token-file=PATH&tls-ca-file=PATH] (pulsar+ssl:// for TLS)", spec)
+	}
+	q, err := url.ParseQuery(query)
+	if err != nil {
+		return DefaultPulsarConfig(), fmt.Errorf("pulsar %q: query: %v", spec, err)
+	}
+	for k := range q {
+		if !serviceSettings[k] && k != "token" { // ParsePulsarURL explains why not token=
+			return DefaultPulsarConfig(), fmt.Errorf("pulsar %q: %s= is not a connection setting: want token-file, tls-ca-file, tls-allow-insecure, connect-timeout or operation-timeout", spec, k)
+		}
+	}
+	return ParsePulsarURL(spec)
+}
+
 // ValidateConnection checks what a client needs: the service URL, topic,
 // timeouts and credentials.
 func (c *PulsarConfig) ValidateConnection() error {

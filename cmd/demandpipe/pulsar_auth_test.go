@@ -72,3 +72,46 @@ func TestPulsarTLSTokenRunEqualsFile(t *testing.T) {
 		t.Errorf("broker: Rejected = %d, TLSFailures = %d; want the refused token counted and no failed handshake", st.Rejected, st.TLSFailures)
 	}
 }
+
+// TestRolesOverTLSWithTokenFile: the scale-out roles connect with the
+// settings of -scaleout.url (pulsar+ssl://, tls-ca-file=, token-file=):
+// one dedup and three aggregate processes through a broker that serves TLS
+// and checks tokens write exactly one run's rows; a refused token ends a
+// role within seconds, naming the file; a topic or a consumer setting in
+// -scaleout.url is refused.
+func TestRolesOverTLSWithTokenFile(t *testing.T) {
+	t.Setenv(source.PulsarTokenEnv, "")
+	dir := t.TempDir()
+	tc, caPEM, err := pulsartest.GenerateTLS()
+	if err != nil {
+		t.Fatal(err)
+	}
+	caFile, tokenFile, wrongFile := filepath.Join(dir, "ca.pem"), filepath.Join(dir, "token"), filepath.Join(dir, "wrong-token")
+	for path, b := range map[string]string{caFile: string(caPEM), tokenFile: "the-token\n", wrongFile: "an-old-token\n"} {
+		if err := os.WriteFile(path, []byte(b), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s, err := pulsartest.Start(pulsartest.Config{TLS: tc, Tokens: []string{"the-token"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	testRoles(t, s.URL()+"?tls-ca-file="+caFile+"&token-file="+tokenFile, pulsarTopic(t), 1)
+
+	start := time.Now()
+	err = runCommand([]string{"-role=aggregate", "-scaleout.url=" + s.URL() + "?tls-ca-file=" + caFile + "&token-file=" + wrongFile,
+		"-scaleout.topic=" + pulsarTopic(t), "-sink=null:", "-serve=", "-progress=never"})
+	if err == nil || !strings.Contains(err.Error(), "authentication failed") || !strings.Contains(err.Error(), wrongFile) {
+		t.Fatalf("aggregate role with a refused token: %v, want authentication failed naming %s", err, wrongFile)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("aggregate role with a refused token failed after %s, want within seconds", d)
+	}
+	for _, bad := range []string{s.URL() + "/persistent://public/default/x", s.URL() + "?subscription=x"} {
+		err := runCommand([]string{"-role=aggregate", "-scaleout.url=" + bad, "-scaleout.topic=" + pulsarTopic(t), "-sink=null:", "-serve=", "-progress=never"})
+		if err == nil || !strings.Contains(err.Error(), "-scaleout.url") {
+			t.Errorf("-scaleout.url=%s: %v, want it refused", bad, err)
+		}
+	}
+}

@@ -44,7 +44,7 @@ func newRoleFlags(fs *flag.FlagSet) *roleFlags {
 	r := &roleFlags{so: scaleout.DefaultConfig()}
 	r.role = fs.String("role", "all", "all: the whole pipeline in this process; dedup: read -source, dedup and publish counted events to -scaleout.topic (no sink), with a checkpoint on the topic named -scaleout.topic plus -state before each watermark, from which the same command resumes; aggregate: consume -scaleout.topic and write the rows of the regions this process owns to -sink; with a store or cassandra sink it commits each slot's state with the rows and a process started on the same ranges (after a crash, or in place of a lost one) resumes them (pipeline/SCALEOUT.md)")
 	r.so.RegisterFlags(fs)
-	r.url = fs.String("scaleout.url", "pulsar://127.0.0.1:6650", "Pulsar service URL of the internal topic (token from DEMANDPIPE_PULSAR_TOKEN)")
+	r.url = fs.String("scaleout.url", "pulsar://127.0.0.1:6650", "Pulsar service URL of the internal topic and the state topic, pulsar://HOST:PORT or pulsar+ssl://HOST:PORT, with the connection's settings as a query: token-file=PATH (or env DEMANDPIPE_PULSAR_TOKEN), tls-ca-file=PATH, tls-allow-insecure=true (tests only), connect-timeout=D, operation-timeout=D")
 	r.dedupID = fs.Int("scaleout.dedup-id", 0, "dedup role: this process's number, 0..scaleout.dedups-1")
 	r.dedups = fs.Int("scaleout.dedups", 1, "aggregate role: how many dedup processes publish from the start (ids 0..N-1; a minute closes when all of them have passed it); processes that join later are announced on the topic (-scaleout.joins)")
 	r.ranges = fs.String("scaleout.ranges", "0-65535", "aggregate role: the Key_Shared sticky hash ranges this process owns, a-b[,c-d] within 0..65535; the processes' ranges must not overlap and together cover it")
@@ -68,8 +68,11 @@ func runRole(rf *runFlags, log *slog.Logger, serveSet bool) (ok bool, err error)
 	if err := r.so.Validate(); err != nil {
 		return true, err
 	}
-	pc := source.DefaultPulsarConfig()
-	pc.ServiceURL, pc.Topic, pc.Token = *r.url, r.so.Topic, os.Getenv(source.PulsarTokenEnv)
+	pc, err := source.ParsePulsarService(*r.url)
+	if err != nil {
+		return true, fmt.Errorf("-scaleout.url: %w", err)
+	}
+	pc.Topic = r.so.Topic
 	client, err := source.DialPulsar(pc)
 	if err != nil {
 		return true, fmt.Errorf("-scaleout.url: %w", err)
