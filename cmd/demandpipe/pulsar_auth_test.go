@@ -18,22 +18,8 @@ import (
 // authentication failed.
 func TestPulsarTLSTokenRunEqualsFile(t *testing.T) {
 	t.Setenv(source.PulsarTokenEnv, "") // the token comes from token-file= only
+	s, caFile, tokenFile, wrongFile := tlsTokenBroker(t)
 	dir := t.TempDir()
-	tc, caPEM, err := pulsartest.GenerateTLS()
-	if err != nil {
-		t.Fatal(err)
-	}
-	caFile, tokenFile, wrongFile := filepath.Join(dir, "ca.pem"), filepath.Join(dir, "token"), filepath.Join(dir, "wrong-token")
-	for path, b := range map[string]string{caFile: string(caPEM), tokenFile: "the-token\n", wrongFile: "an-old-token\n"} {
-		if err := os.WriteFile(path, []byte(b), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	s, err := pulsartest.Start(pulsartest.Config{TLS: tc, Tokens: []string{"the-token"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
 	topic := pulsarTopic(t)
 	url := s.URL() + "/" + topic
 	auth := "tls-ca-file=" + caFile + "&token-file=" + tokenFile
@@ -52,7 +38,7 @@ func TestPulsarTLSTokenRunEqualsFile(t *testing.T) {
 	compareStores(t, file, fromTopic)
 
 	start := time.Now()
-	err = runCommand(storeArgs(url+"?subscription=dp&until=end&tls-ca-file="+caFile+"&token-file="+wrongFile, filepath.Join(dir, "refused"), smallDef...))
+	err := runCommand(storeArgs(url+"?subscription=dp&until=end&tls-ca-file="+caFile+"&token-file="+wrongFile, filepath.Join(dir, "refused"), smallDef...))
 	if err == nil || !strings.Contains(err.Error(), "authentication failed") || !strings.Contains(err.Error(), wrongFile) {
 		t.Fatalf("run with a refused token: %v, want authentication failed naming %s", err, wrongFile)
 	}
@@ -81,26 +67,11 @@ func TestPulsarTLSTokenRunEqualsFile(t *testing.T) {
 // -scaleout.url is refused.
 func TestRolesOverTLSWithTokenFile(t *testing.T) {
 	t.Setenv(source.PulsarTokenEnv, "")
-	dir := t.TempDir()
-	tc, caPEM, err := pulsartest.GenerateTLS()
-	if err != nil {
-		t.Fatal(err)
-	}
-	caFile, tokenFile, wrongFile := filepath.Join(dir, "ca.pem"), filepath.Join(dir, "token"), filepath.Join(dir, "wrong-token")
-	for path, b := range map[string]string{caFile: string(caPEM), tokenFile: "the-token\n", wrongFile: "an-old-token\n"} {
-		if err := os.WriteFile(path, []byte(b), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	s, err := pulsartest.Start(pulsartest.Config{TLS: tc, Tokens: []string{"the-token"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
+	s, caFile, tokenFile, wrongFile := tlsTokenBroker(t)
 	testRoles(t, s.URL()+"?tls-ca-file="+caFile+"&token-file="+tokenFile, pulsarTopic(t), 1)
 
 	start := time.Now()
-	err = runCommand([]string{"-role=aggregate", "-scaleout.url=" + s.URL() + "?tls-ca-file=" + caFile + "&token-file=" + wrongFile,
+	err := runCommand([]string{"-role=aggregate", "-scaleout.url=" + s.URL() + "?tls-ca-file=" + caFile + "&token-file=" + wrongFile,
 		"-scaleout.topic=" + pulsarTopic(t), "-sink=null:", "-serve=", "-progress=never"})
 	if err == nil || !strings.Contains(err.Error(), "authentication failed") || !strings.Contains(err.Error(), wrongFile) {
 		t.Fatalf("aggregate role with a refused token: %v, want authentication failed naming %s", err, wrongFile)
@@ -114,4 +85,27 @@ func TestRolesOverTLSWithTokenFile(t *testing.T) {
 			t.Errorf("-scaleout.url=%s: %v, want it refused", bad, err)
 		}
 	}
+}
+
+// tlsTokenBroker starts the Pulsar test double serving TLS and accepting
+// one token, and writes the CA, that token and a refused one to files.
+func tlsTokenBroker(t *testing.T) (s *pulsartest.Server, caFile, tokenFile, wrongFile string) {
+	t.Helper()
+	dir := t.TempDir()
+	tc, caPEM, err := pulsartest.GenerateTLS()
+	if err != nil {
+		t.Fatal(err)
+	}
+	caFile, tokenFile, wrongFile = filepath.Join(dir, "ca.pem"), filepath.Join(dir, "token"), filepath.Join(dir, "wrong-token")
+	for path, b := range map[string]string{caFile: string(caPEM), tokenFile: "the-token\n", wrongFile: "an-old-token\n"} {
+		if err := os.WriteFile(path, []byte(b), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s, err = pulsartest.Start(pulsartest.Config{TLS: tc, Tokens: []string{"the-token"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s, caFile, tokenFile, wrongFile
 }
