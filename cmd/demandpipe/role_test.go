@@ -35,7 +35,11 @@ func testRoles(t *testing.T, url, topic string, dedups int) {
 	events := filepath.Join(dir, "events.ndjson")
 	// No late events: a dedup process sees only its riders, so its
 	// watermark, and so lateness, differ from one process's.
-	if err := genCommand([]string{"-o", events, "-events", "30000", "-rate", "6000", "-riders", "4000"}); err != nil {
+	n := 30000 // 5 minutes
+	if raceEnabled {
+		n = 18000 // 3 minutes: each process runs ~5x slower under -race
+	}
+	if err := genCommand([]string{"-o", events, "-events", fmt.Sprint(n), "-rate", "6000", "-riders", "4000"}); err != nil {
 		t.Fatal(err)
 	}
 	parts := splitByRider(t, events, dedups)
