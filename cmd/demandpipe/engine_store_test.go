@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/demandpipe/demandpipe/client"
+	"github.com/demandpipe/demandpipe/internal/testsize"
 	"github.com/demandpipe/demandpipe/serve"
 	"github.com/demandpipe/demandpipe/store"
 )
@@ -21,14 +22,12 @@ import (
 // up to 1,000 cells): the values must be identical, every minute must have
 // exactly as many rows, and cells without a row must read as explicit zeros.
 func TestStoreServesWhatTheEngineEmitted(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	events := filepath.Join(dir, "events.ndjson")
 	rowsPath := filepath.Join(dir, "rows.ndjson")
 	storeDir := filepath.Join(dir, "store")
-	n := "40000" // 5 minutes
-	if raceEnabled {
-		n = "16000" // 2 minutes: 38 s under -race at 5
-	}
+	n := testsize.Pick("12000", "40000") // 1.5 minutes (long: 5)
 	if err := genCommand([]string{"-o", events, "-events", n, "-rate", "8000", "-riders", "4000", "-products", "2", "-radius-km", "8"}); err != nil {
 		t.Fatal(err)
 	}

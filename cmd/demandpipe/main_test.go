@@ -13,15 +13,18 @@ import (
 	"time"
 
 	"github.com/demandpipe/demandpipe/internal/cqltest"
+	"github.com/demandpipe/demandpipe/internal/testsize"
 )
 
 // TestGenThenRun is the newcomer's path: gen a file, replay it, read rows.
 func TestGenThenRun(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	events := filepath.Join(dir, "events.ndjson.zst")
 	rows := filepath.Join(dir, "rows.ndjson")
 	rejects := filepath.Join(dir, "rejects.ndjson")
-	if err := genCommand([]string{"-o", events, "-events", "30000", "-rate", "10000", "-riders", "3000", "-malformed", "0.01"}); err != nil {
+	nEvents := testsize.Pick(10000, 30000)
+	if err := genCommand([]string{"-o", events, "-events", fmt.Sprint(nEvents), "-rate", "10000", "-riders", "3000", "-malformed", "0.01"}); err != nil {
 		t.Fatal(err)
 	}
 	if err := runCommand([]string{"-source=file:" + events, "-sink=ndjson:" + rows, "-rejects=" + rejects, "-progress=never"}); err != nil {
@@ -56,12 +59,13 @@ func TestGenThenRun(t *testing.T) {
 		t.Fatal("no rows")
 	}
 	rej, _ := os.ReadFile(rejects)
-	if c := strings.Count(string(rej), "\n"); c < 100 || c > 500 {
-		t.Fatalf("%d rejected lines for 1%% of 30000 malformed", c)
+	if c := strings.Count(string(rej), "\n"); c < nEvents/300 || c > nEvents/60 {
+		t.Fatalf("%d rejected lines for 1%% of %d malformed", c, nEvents)
 	}
 }
 
 func TestRunRejectsBadFlags(t *testing.T) {
+	t.Parallel()
 	for _, args := range [][]string{
 		{"-h3.resolution=16"},
 		{"-kring.rings=1,x"},
@@ -80,6 +84,7 @@ func TestRunRejectsBadFlags(t *testing.T) {
 // holds newer minutes used to drop every row silently and exit 0; now the
 // run stops with an error naming the minute, the window and the way out.
 func TestOlderReplayIntoStoreFails(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	newer, older := filepath.Join(dir, "newer.ndjson"), filepath.Join(dir, "older.ndjson")
 	for f, start := range map[string]string{newer: "2024-06-01T12:00:00Z", older: "2024-06-01T08:00:00Z"} {
@@ -101,6 +106,7 @@ func TestOlderReplayIntoStoreFails(t *testing.T) {
 // line endings, so the whole file is one over-long line or bad JSON)
 // exits non-zero instead of reporting success.
 func TestAllRejectedFails(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	f := filepath.Join(dir, "cr.ndjson")
 	line := `{"ts":1717236000000,"rider_id":"a","lat":40.7,"lng":-73.9,"product_type":"a1b2c3d4-0000-4000-8000-000000000001"}`
@@ -118,6 +124,7 @@ func TestAllRejectedFails(t *testing.T) {
 // and the queue flags reach the sink (every batch of one partition, at
 // most -sink.writers in flight).
 func TestRunIntoCassandra(t *testing.T) {
+	t.Parallel()
 	srv, err := cqltest.Start(cqltest.Config{})
 	if err != nil {
 		t.Fatal(err)
@@ -156,6 +163,7 @@ func TestHelpGoesToStdout(t *testing.T) {
 		main()
 		os.Exit(0)
 	}
+	t.Parallel()
 	run := func(args string) (string, int) {
 		cmd := exec.Command(os.Args[0], "-test.run=^TestHelpGoesToStdout$")
 		cmd.Env = append(os.Environ(), "DEMANDPIPE_MAIN_ARGS="+args)

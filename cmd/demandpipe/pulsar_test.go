@@ -1,9 +1,11 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"math/rand/v2"
 	"os"
@@ -19,7 +21,9 @@ import (
 
 	"github.com/demandpipe/demandpipe/gen"
 	"github.com/demandpipe/demandpipe/internal/pulsartest"
+	"github.com/demandpipe/demandpipe/internal/testsize"
 	"github.com/demandpipe/demandpipe/internal/topicread"
+	"github.com/demandpipe/demandpipe/source"
 )
 
 // Tests of the Pulsar path through the project's test broker with the real
@@ -78,6 +82,7 @@ func storeArgs(src, st string, extra ...string) []string {
 // subscription that does not resume (-resume=false, a new store) reads the
 // topic from its start again and gives them too.
 func TestPulsarRunEqualsFile(t *testing.T) {
+	t.Parallel()
 	s := startPulsar(t)
 	testRunEqualsFile(t, s.URL(), pulsarTopic(t))
 	if st, _ := s.Subscription(pulsarTopic(t), "dp"); st.Backlog != 0 {
@@ -123,29 +128,59 @@ var smallDef = []string{"-kring.rings=0,1,2,3,5", "-windows.minutes=1,2,4,8,16"}
 
 // runSubprocess runs demandpipe run with args in a child process (the test
 // binary, see TestKillAndResume) and returns it started, with its stderr.
-func runSubprocess(t *testing.T, args []string) (*exec.Cmd, *strings.Builder, <-chan error) {
+func runSubprocess(t *testing.T, args []string) (*exec.Cmd, *syncWriter, <-chan error) {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestKillAndResume$")
 	cmd.Env = append(os.Environ(), "DEMANDPIPE_RUN_ARGS="+strings.Join(args, "\x1f"))
-	var stderr strings.Builder
-	cmd.Stderr = &syncWriter{w: &stderr}
+	stderr := &syncWriter{}
+	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
-	return cmd, &stderr, done
+	return cmd, stderr, done
 }
 
+// syncWriter collects a child's stderr; String may be called while the
+// child writes.
 type syncWriter struct {
 	mu sync.Mutex
-	w  *strings.Builder
+	b  strings.Builder
 }
 
 func (s *syncWriter) Write(b []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.w.Write(b)
+	return s.b.Write(b)
+}
+
+func (s *syncWriter) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// waitCloses waits until the child has logged k "minute closed" lines, or
+// has ended (false).
+func waitCloses(t *testing.T, stderr *syncWriter, k int, done <-chan error) bool {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	for time.Now().Before(deadline) {
+		if strings.Count(stderr.String(), "minute closed") >= k {
+			return true
+		}
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("the run failed: %v\n%s", err, lastLines(stderr.String(), 5))
+			}
+			return false
+		case <-time.After(2 * time.Millisecond):
+		}
+	}
+	t.Fatalf("no %d minutes closed within 2 minutes:\n%s", k, lastLines(stderr.String(), 5))
+	return false
 }
 
 // waitAcked waits until the subscription's mark-delete position is past
@@ -177,11 +212,8 @@ func waitAcked(t *testing.T, s *pulsartest.Server, topic, sub string, after int6
 // command again resumes (its summary says so) and the stored rows equal
 // the file's.
 func TestPulsarKillAndResume(t *testing.T) {
-	n := 60000
-	if raceEnabled {
-		n = 20000
-	}
-	testKillAndResume(t, n, 0)
+	t.Parallel()
+	testKillAndResume(t, testsize.Pick(20000, 60000), 0)
 }
 
 // TestPulsarPartitionedKillAndResume: the same on a topic of 3 partitions,
@@ -191,17 +223,19 @@ func TestPulsarKillAndResume(t *testing.T) {
 // about 3 s of event time here) is well inside the lateness bound (30 s;
 // RECOVERY.md in source/).
 func TestPulsarPartitionedKillAndResume(t *testing.T) {
-	n := 40000
-	if raceEnabled {
-		n = 15000
-	}
-	testKillAndResume(t, n, 3)
+	t.Parallel()
+	testKillAndResume(t, testsize.Pick(20000, 40000), 3)
 }
 
 func testKillAndResume(t *testing.T, n, partitions int) {
 	s := startPulsar(t)
 	dir := t.TempDir()
-	events := genEvents(t, dir, n, "-malformed", "0.002")
+	// 5 minutes of events (rate 4000), published in three parts, one
+	// before each run: the first two runs read on (no until=end) until the
+	// test stops them after a checkpoint, the last reads to the end. So
+	// each stop lands mid-stream whatever the machine's speed.
+	events := genEvents(t, dir, n, "-malformed", "0.002", "-rate", "4000")
+	parts := splitLines(t, events, 0.4, 0.7)
 	topic := pulsarTopic(t)
 	sub := topic
 	if partitions > 0 {
@@ -210,23 +244,27 @@ func testKillAndResume(t *testing.T, n, partitions int) {
 		}
 		sub = topic + "-partition-0" // the acknowledgements watched
 	}
-	if err := publishCommand([]string{"-to=" + s.URL() + "/" + topic, "-progress=never", events}); err != nil {
-		t.Fatal(err)
+	publish := func(path string) {
+		if err := publishCommand([]string{"-to=" + s.URL() + "/" + topic, "-progress=never", path}); err != nil {
+			t.Fatal(err)
+		}
 	}
 	whole, killed := filepath.Join(dir, "whole"), filepath.Join(dir, "killed")
 	if err := runCommand(storeArgs("file:"+events, whole, smallDef...)); err != nil {
 		t.Fatal(err)
 	}
-	args := storeArgs(s.URL()+"/"+topic+"?subscription=dp&until=end&receiver-queue=100", killed, append(smallDef, "-source.chunk-bytes=65536")...)
-	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 5))
+	src := s.URL() + "/" + topic + "?subscription=dp&receiver-queue=100"
+	opts := append(smallDef, "-source.chunk-bytes=65536")
+	rng := rand.New(rand.NewPCG(testsize.Seed(t), 5))
 	mark := int64(-1)
-	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGKILL} {
-		cmd, stderr, done := runSubprocess(t, args)
+	for i, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGKILL} {
+		publish(parts[i])
+		cmd, stderr, done := runSubprocess(t, storeArgs(src, killed, append(opts, "-windows.idle-timeout=1h")...))
 		var ok bool
 		if mark, ok = waitAcked(t, s, sub, "dp", mark, done); !ok {
-			t.Fatalf("the run ended before a second checkpoint: too few events\n%s", stderr)
+			t.Fatalf("the run ended before a checkpoint: it should read on\n%s", stderr)
 		}
-		time.Sleep(time.Duration(rng.IntN(20)) * time.Millisecond) // somewhere after the checkpoint, before the end
+		time.Sleep(time.Duration(rng.IntN(20)) * time.Millisecond) // somewhere after the checkpoint
 		cmd.Process.Signal(sig)
 		err := <-done
 		switch sig {
@@ -241,7 +279,8 @@ func testKillAndResume(t *testing.T, n, partitions int) {
 		}
 		t.Logf("%s after the checkpoint acknowledged through entry %d: %s", sig, mark, lastLines(stderr.String(), 2))
 	}
-	_, stderr, done := runSubprocess(t, args)
+	publish(parts[2])
+	_, stderr, done := runSubprocess(t, storeArgs(src+"&until=end", killed, opts...))
 	if err := <-done; err != nil {
 		t.Fatalf("the resumed run: %v\n%s", err, stderr)
 	}
@@ -252,10 +291,42 @@ func testKillAndResume(t *testing.T, n, partitions int) {
 	compareStores(t, whole, killed)
 }
 
+// splitLines writes the events of path (plain or compressed) into
+// len(cuts)+1 plain files, cut at line ends after the given fractions of
+// its bytes.
+func splitLines(t *testing.T, path string, cuts ...float64) []string {
+	t.Helper()
+	f, err := source.OpenFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := io.ReadAll(f)
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var paths []string
+	from := 0
+	for i := range len(cuts) + 1 {
+		to := len(b)
+		if i < len(cuts) {
+			to = int(float64(len(b)) * cuts[i])
+			to += bytes.IndexByte(b[to:], '\n') + 1
+		}
+		p := fmt.Sprintf("%s.part%d.ndjson", path, i)
+		if err := os.WriteFile(p, b[from:to], 0o644); err != nil {
+			t.Fatal(err)
+		}
+		paths, from = append(paths, p), to
+	}
+	return paths
+}
+
 // TestPulsarFaultsLoseNothing: the broker drops every connection, then
 // restarts, while a run reads a topic of two partitions; the rows equal the
 // file's.
 func TestPulsarFaultsLoseNothing(t *testing.T) {
+	t.Parallel()
 	s := startPulsar(t)
 	dir := t.TempDir()
 	n := 40000
@@ -319,6 +390,7 @@ func TestPulsarFaultsLoseNothing(t *testing.T) {
 // (read back with a consumer: each rejected line's text, reason and line),
 // as many as the -rejects file has; the good ones make the file's rows.
 func TestPulsarDeadLetter(t *testing.T) {
+	t.Parallel()
 	testDeadLetter(t, startPulsar(t).URL(), pulsarTopic(t))
 }
 
@@ -368,6 +440,7 @@ func testDeadLetter(t *testing.T, url, topic string) {
 // TestPublishUnreachable: publishing to a broker that is not there fails
 // within the operation timeout, naming the broker.
 func TestPublishUnreachable(t *testing.T) {
+	t.Parallel()
 	s := startPulsar(t)
 	url := s.URL()
 	s.Close()
@@ -396,6 +469,7 @@ func TestPublishUnreachable(t *testing.T) {
 // TestPulsarHelp: `help publish` teaches the whole path (publish, run from
 // the topic, the test double); `help run` documents the pulsar:// knobs.
 func TestPulsarHelp(t *testing.T) {
+	t.Parallel()
 	help := func(what string) string {
 		cmd := exec.Command(os.Args[0], "-test.run=^TestHelpGoesToStdout$")
 		cmd.Env = append(os.Environ(), "DEMANDPIPE_MAIN_ARGS=help "+what)
@@ -424,6 +498,7 @@ func TestPulsarHelp(t *testing.T) {
 // subscription with until=end then resumes from its checkpoint, and the
 // rows equal the file's.
 func TestPulsarLiveDurationThenReplay(t *testing.T) {
+	t.Parallel()
 	s := startPulsar(t)
 	dir := t.TempDir()
 	events := genEvents(t, dir, 20000)
@@ -465,6 +540,7 @@ func TestPulsarLiveDurationThenReplay(t *testing.T) {
 // through a stall closes minutes as many seconds early as the stall lasts,
 // which this short stall only catches when it straddles a minute's close.)
 func TestPulsarReplayThroughAStall(t *testing.T) {
+	t.Parallel()
 	s := startPulsar(t)
 	dir := t.TempDir()
 	n := 20000
@@ -510,6 +586,7 @@ func TestPulsarReplayThroughAStall(t *testing.T) {
 // (ndjson:) nothing is ever acknowledged: the subscription keeps every
 // message for a run that keeps its state, and the run says so.
 func TestPulsarNoCheckpointNoAck(t *testing.T) {
+	t.Parallel()
 	s := startPulsar(t)
 	dir := t.TempDir()
 	events := genEvents(t, dir, 3000)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"fmt"
 	"maps"
 	"os"
@@ -14,6 +15,7 @@ import (
 	"github.com/cespare/xxhash/v2"
 
 	"github.com/demandpipe/demandpipe/internal/pulsartest"
+	"github.com/demandpipe/demandpipe/internal/testsize"
 	"github.com/demandpipe/demandpipe/store"
 )
 
@@ -23,6 +25,7 @@ import (
 // through the Pulsar test double, write together exactly the rows of one
 // `run` of the same file, each row once.
 func TestRolesOverPulsarEqualOneProcess(t *testing.T) {
+	t.Parallel()
 	for _, dedups := range []int{1, 2} {
 		t.Run(fmt.Sprintf("dedups=%d", dedups), func(t *testing.T) { testRoles(t, startPulsar(t).URL(), pulsarTopic(t), dedups) })
 	}
@@ -126,12 +129,15 @@ func splitByRider(t *testing.T, path string, n int) []string {
 // flags: the three stores together hold exactly the rows of one `run` of
 // the same file.
 func TestAggregateRoleKilledAndRestarted(t *testing.T) {
+	t.Parallel()
 	s := startPulsar(t)
 	dir := t.TempDir()
-	n := 120000
-	if raceEnabled {
-		n = 60000
-	}
+	// 4 minutes of events (long: 20). The dedup process reads them from a
+	// pipe that the test fills: the first 60% (two minutes and more, so
+	// the first minute closes), then, once the second aggregate process is
+	// killed, the rest. So the kill always lands mid-stream, however fast
+	// or slow the machine.
+	n := testsize.Pick(24000, 120000)
 	events := filepath.Join(dir, "events.ndjson")
 	if err := genCommand([]string{"-o", events, "-events", fmt.Sprint(n), "-rate", "6000", "-riders", "4000"}); err != nil {
 		t.Fatal(err)
@@ -147,16 +153,19 @@ func TestAggregateRoleKilledAndRestarted(t *testing.T) {
 	stores := make([]string, len(ranges))
 	args := make([][]string, len(ranges))
 	dones := make([]<-chan error, len(ranges))
-	stderrs := make([]*strings.Builder, len(ranges))
+	stderrs := make([]*syncWriter, len(ranges))
 	cmds := make([]*exec.Cmd, len(ranges))
 	for i, r := range ranges {
 		stores[i] = filepath.Join(dir, fmt.Sprint("agg", i))
 		args[i] = append([]string{"-role=aggregate", "-scaleout.ranges=" + r, "-sink=store:" + stores[i]}, common...)
 		cmds[i], stderrs[i], dones[i] = runSubprocess(t, args[i])
 	}
+	pipe, rest := gatedPipe(t, events, 0.6)
 	dedupDone := make(chan error, 1)
 	go func() {
-		dedupDone <- runCommand(append([]string{"-role=dedup", "-source=file:" + events}, common...))
+		// A pipe is a live input: the idle clock must not move event time
+		// while the test holds the rest back.
+		dedupDone <- runCommand(append([]string{"-role=dedup", "-source=file:" + pipe, "-windows.idle-timeout=1h"}, common...))
 	}()
 	// Some minutes are committed and acknowledged: kill the second process.
 	if _, ok := waitAcked(t, s, topic, "demandpipe-aggregate", 0, dones[1]); !ok {
@@ -164,8 +173,9 @@ func TestAggregateRoleKilledAndRestarted(t *testing.T) {
 	}
 	cmds[1].Process.Signal(syscall.SIGKILL)
 	if err := <-dones[1]; err == nil {
-		t.Fatalf("SIGKILL: the aggregate process had ended already: too few events\n%s", lastLines(stderrs[1].String(), 5))
+		t.Fatalf("SIGKILL: the aggregate process had ended already\n%s", lastLines(stderrs[1].String(), 5))
 	}
+	close(rest)
 	_, stderrs[1], dones[1] = runSubprocess(t, args[1])
 	if err := <-dedupDone; err != nil {
 		t.Fatal(err)
@@ -203,6 +213,42 @@ func TestAggregateRoleKilledAndRestarted(t *testing.T) {
 	t.Logf("%d rows equal", len(got))
 }
 
+// gatedPipe makes a named pipe that gives the lines of path: the first
+// fraction of them at once, the rest once the returned channel is closed,
+// then the end of the input. A test that must act mid-stream (a kill) holds
+// the rest back until it has.
+func gatedPipe(t *testing.T, path string, fraction float64) (string, chan struct{}) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cut := int(float64(len(b)) * fraction)
+	cut += bytes.IndexByte(b[cut:], '\n') + 1
+	pipe := path + ".pipe"
+	if err := syscall.Mkfifo(pipe, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	rest := make(chan struct{})
+	go func() {
+		f, err := os.OpenFile(pipe, os.O_WRONLY, 0)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer f.Close()
+		if _, err := f.Write(b[:cut]); err != nil {
+			t.Error(err)
+			return
+		}
+		<-rest
+		if _, err := f.Write(b[cut:]); err != nil {
+			t.Error(err)
+		}
+	}()
+	return pipe, rest
+}
+
 // storeRows reads every row of the store at dir, keyed by minute, product
 // and cell.
 func storeRows(t *testing.T, dir string) map[string]string {
@@ -217,8 +263,9 @@ func storeRows(t *testing.T, dir string) map[string]string {
 	out := map[string]string{}
 	for _, m := range s.Minutes(nil) {
 		for _, p := range s.Products() {
+			group := fmt.Sprint(m.Minute, p)
 			if err := s.Scan(m.Minute, p, func(cell uint64, f []int32) bool {
-				out[fmt.Sprint(m.Minute, p, cell)] = fmt.Sprint(f)
+				out[group+rowString(cell, nil)] = rowString(0, f)
 				return true
 			}); err != nil {
 				t.Fatal(err)
@@ -229,28 +276,45 @@ func storeRows(t *testing.T, dir string) map[string]string {
 }
 
 // dedupDeployment is the fixture of the dedup-role tests: n generated
-// events on a raw topic (published with publishArgs), the rows of one `run`
-// of them, and three aggregate processes (ndjson sinks) running.
+// events, the first 60% of them on a raw topic (published with
+// publishArgs) and the rest held back for publishRest, the rows of one
+// `run` of them all, and three aggregate processes (ndjson sinks) running.
+// Holding the rest back makes a test's stop land mid-stream whatever the
+// machine's speed.
 type dedupDeployment struct {
-	s      *pulsartest.Server
-	raw    string   // the raw topic
-	common []string // the flags every role shares
-	single string   // one run's rows
-	outs   []string // the aggregate processes' rows
-	done   chan error
+	s           *pulsartest.Server
+	raw         string   // the raw topic
+	common      []string // the flags every role shares
+	single      string   // one run's rows
+	outs        []string // the aggregate processes' rows
+	done        chan error
+	rest        string   // the events not published yet
+	publishArgs []string // their publish flags
 }
 
 func startDedupDeployment(t *testing.T, n int, publishArgs ...string) *dedupDeployment {
 	t.Helper()
-	d := &dedupDeployment{s: startPulsar(t), raw: pulsarTopic(t) + "-raw", done: make(chan error, 3)}
+	d := &dedupDeployment{s: startPulsar(t), raw: pulsarTopic(t) + "-raw", done: make(chan error, 3), publishArgs: publishArgs}
 	dir := t.TempDir()
 	events := filepath.Join(dir, "events.ndjson")
 	if err := genCommand([]string{"-o", events, "-events", fmt.Sprint(n), "-rate", "6000", "-riders", "4000"}); err != nil {
 		t.Fatal(err)
 	}
-	if err := publishCommand(append(append([]string{"-to=" + d.s.URL() + "/" + d.raw, "-progress=never"}, publishArgs...), events)); err != nil {
+	b, err := os.ReadFile(events)
+	if err != nil {
 		t.Fatal(err)
 	}
+	cut := len(b) * 6 / 10
+	cut += bytes.IndexByte(b[cut:], '\n') + 1
+	first := filepath.Join(dir, "first.ndjson")
+	d.rest = filepath.Join(dir, "rest.ndjson")
+	if err := os.WriteFile(first, b[:cut], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(d.rest, b[cut:], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d.publish(t, first)
 	base := append([]string{"-serve=", "-progress=never", "-parallelism=1"}, smallDef...)
 	d.single = filepath.Join(dir, "single.ndjson")
 	if err := runCommand(append([]string{"-source=file:" + events, "-sink=ndjson:" + d.single}, base...)); err != nil {
@@ -267,9 +331,27 @@ func startDedupDeployment(t *testing.T, n int, publishArgs ...string) *dedupDepl
 	return d
 }
 
-// source is the -source flag of a dedup process on the raw topic.
+func (d *dedupDeployment) publish(t *testing.T, path string) {
+	t.Helper()
+	if err := publishCommand(append(append([]string{"-to=" + d.s.URL() + "/" + d.raw, "-progress=never"}, d.publishArgs...), path)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// publishRest puts the events held back on the raw topic.
+func (d *dedupDeployment) publishRest(t *testing.T) { d.publish(t, d.rest) }
+
+// source is the -source flag of a dedup process on the raw topic that
+// reads to the end of the topic (until=end): the one that ends the stream.
 func (d *dedupDeployment) source(query string) string {
 	return "-source=" + d.s.URL() + "/" + d.raw + "?subscription=dedup&until=end&receiver-queue=100" + query
+}
+
+// liveSource is the -source flag of a dedup process on the raw topic that
+// reads on until it is stopped, its idle clock off while the test holds the
+// rest of the events back.
+func (d *dedupDeployment) liveSource(query string) []string {
+	return []string{"-source=" + d.s.URL() + "/" + d.raw + "?subscription=dedup&receiver-queue=100" + query, "-windows.idle-timeout=1h"}
 }
 
 // check waits for the aggregate processes and compares their rows with
@@ -301,21 +383,19 @@ func (d *dedupDeployment) check(t *testing.T) {
 // the three aggregate processes write exactly the rows of one `run` of the
 // same events.
 func TestDedupRoleKilledAndResumed(t *testing.T) {
-	n := 60000
-	if raceEnabled {
-		n = 30000
-	}
-	d := startDedupDeployment(t, n)
-	args := append([]string{"-role=dedup", d.source(""), "-source.chunk-bytes=65536"}, d.common...)
-	cmd, stderr, done := runSubprocess(t, args)
+	t.Parallel()
+	d := startDedupDeployment(t, testsize.Pick(18000, 60000)) // 3 minutes (long: 10)
+	opts := append([]string{"-role=dedup", "-source.chunk-bytes=65536"}, d.common...)
+	cmd, stderr, done := runSubprocess(t, append(d.liveSource(""), opts...))
 	if _, ok := waitAcked(t, d.s, d.raw, "dedup", 0, done); !ok {
-		t.Fatalf("the dedup process ended before it acknowledged anything: too few events\n%s", lastLines(stderr.String(), 5))
+		t.Fatalf("the dedup process ended before it acknowledged anything\n%s", lastLines(stderr.String(), 5))
 	}
 	cmd.Process.Signal(syscall.SIGKILL)
 	if err := <-done; err == nil {
 		t.Fatalf("SIGKILL: the dedup process had ended already\n%s", lastLines(stderr.String(), 5))
 	}
-	_, stderr, done = runSubprocess(t, args)
+	d.publishRest(t)
+	_, stderr, done = runSubprocess(t, append([]string{d.source("")}, opts...))
 	if err := <-done; err != nil {
 		t.Fatalf("the resumed dedup process: %v\n%s", err, lastLines(stderr.String(), 8))
 	}
@@ -333,25 +413,22 @@ func TestDedupRoleKilledAndResumed(t *testing.T) {
 // started for one dedup process, write exactly the rows of one `run` of the
 // same events.
 func TestDedupJoinsMidStream(t *testing.T) {
-	// The first process checkpoints after the first minute and is stopped
-	// long before the end (10 minutes of events; 6.7 under -race).
-	n := 60000
-	if raceEnabled {
-		n = 40000
-	}
-	d := startDedupDeployment(t, n, "-batch-by-key")
+	t.Parallel()
+	d := startDedupDeployment(t, testsize.Pick(18000, 60000), "-batch-by-key") // 3 minutes (long: 10)
 	keys := func(r string) string { return d.source("&type=key_shared&key-ranges=" + r) }
-	cmd, stderr, first := runSubprocess(t, append([]string{"-role=dedup", keys("0-65535"), "-source.chunk-bytes=65536"}, d.common...))
-	if _, ok := waitAcked(t, d.s, d.raw, "dedup", 0, first); !ok {
-		t.Fatalf("the first dedup process ended before it acknowledged anything: too few events\n%s", lastLines(stderr.String(), 5))
+	first := append(d.liveSource("&type=key_shared&key-ranges=0-65535"), "-role=dedup", "-source.chunk-bytes=65536")
+	cmd, stderr, done := runSubprocess(t, append(first, d.common...))
+	if _, ok := waitAcked(t, d.s, d.raw, "dedup", 0, done); !ok {
+		t.Fatalf("the first dedup process ended before it acknowledged anything\n%s", lastLines(stderr.String(), 5))
 	}
 	cmd.Process.Signal(syscall.SIGTERM)
-	if err := <-first; err != nil {
+	if err := <-done; err != nil {
 		t.Fatalf("the first dedup process, stopped: %v\n%s", err, lastLines(stderr.String(), 5))
 	}
 	if !strings.Contains(stderr.String(), "stopped without ending the stream") {
-		t.Fatalf("the first dedup process ended the stream instead of stopping: too few events\n%s", lastLines(stderr.String(), 8))
+		t.Fatalf("the first dedup process ended the stream instead of stopping\n%s", lastLines(stderr.String(), 8))
 	}
+	d.publishRest(t)
 	joined := make(chan error, 2)
 	go func() {
 		joined <- runCommand(append([]string{"-role=dedup", keys("0-32767"), "-scaleout.joins=1"}, d.common...))

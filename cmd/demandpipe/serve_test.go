@@ -18,6 +18,7 @@ import (
 )
 
 func TestStartServerAndShutdown(t *testing.T) {
+	t.Parallel()
 	sc := store.DefaultConfig()
 	sc.Dir = t.TempDir()
 	st, err := store.Open(sc, nil)
@@ -63,6 +64,7 @@ func TestServeCommand(t *testing.T) {
 		}
 		return
 	}
+	t.Parallel()
 	sc := store.DefaultConfig()
 	sc.Dir = t.TempDir()
 	st, err := store.Open(sc, nil)

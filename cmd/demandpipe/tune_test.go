@@ -13,6 +13,7 @@ import (
 // TestTuneCommand runs `demandpipe tune` on a small grid against the
 // in-process test double and reads its CSV and SVG back.
 func TestTuneCommand(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	csvPath, svgPath := filepath.Join(dir, "tune.csv"), filepath.Join(dir, "tune.svg")
 	maxPoint := "1s"
@@ -50,6 +51,7 @@ func TestTuneCommand(t *testing.T) {
 }
 
 func TestTuneRejectsBadFlags(t *testing.T) {
+	t.Parallel()
 	for _, args := range [][]string{
 		{"-sink.writers=64..4"},
 		{"-sink.batch-rows=0"},

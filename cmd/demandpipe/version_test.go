@@ -8,6 +8,7 @@ import (
 )
 
 func TestVersion(t *testing.T) {
+	t.Parallel()
 	var b bytes.Buffer
 	if err := writeVersion(&b); err != nil {
 		t.Fatal(err)
