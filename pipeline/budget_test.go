@@ -21,6 +21,7 @@ func hostileCity() []string {
 // the same events, and shedding only ever lowers a feature (it removes
 // sources): every row of the bounded run is at most the unbounded one's.
 func TestMemoryBudgetHolds(t *testing.T) {
+	t.Parallel()
 	lines := hostileCity()
 	def := feature.Definition{Resolution: 9, Rings: []int{0, 1, 3}, Windows: []int{1, 4, 8}}
 	const budget = 16 << 20

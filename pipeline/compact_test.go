@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/demandpipe/demandpipe/feature"
+	"github.com/demandpipe/demandpipe/internal/testsize"
 )
 
 // boxEvents makes `minutes` minutes of perMinute events, each a new rider
@@ -34,10 +35,7 @@ func boxEvents(seed uint64, minutes, perMinute int, span float64, nProducts int,
 // minute brings cells never seen before and the old ones fall out of the
 // windows.
 func movingCity() []string {
-	perMinute := 300
-	if raceEnabled {
-		perMinute = 150 // the same minutes and movement, half the sources
-	}
+	perMinute := testsize.Pick(100, 300) // the same minutes and movement, a third of the sources
 	return boxEvents(3, 90, perMinute, 0.3, 2, func(m int) (float64, float64) { return 40, -100 + 0.05*float64(m) })
 }
 

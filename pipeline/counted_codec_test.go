@@ -12,6 +12,7 @@ import (
 	"github.com/demandpipe/demandpipe/encode"
 	"github.com/demandpipe/demandpipe/feature"
 	"github.com/demandpipe/demandpipe/gen"
+	"github.com/demandpipe/demandpipe/internal/testsize"
 )
 
 func sortCounted(evs []Counted) []Counted {
@@ -32,6 +33,7 @@ func sortCounted(evs []Counted) []Counted {
 // (events as a multiset: the encoding sums them), and every truncation of
 // an encoding is an error, never a panic or a wrong message.
 func TestCountedMessageRoundTrip(t *testing.T) {
+	t.Parallel()
 	rng := rand.New(rand.NewPCG(8, 8))
 	for i := range 300 {
 		m := &CountedMessage{Source: rng.Uint32(), Epoch: rng.Uint64(), Start: int64(rng.IntN(1<<30)) - 1<<29, Seq: rng.Uint64(), Watermark: int64(rng.IntN(1<<30)) - 1<<29}
@@ -68,6 +70,7 @@ func TestCountedMessageRoundTrip(t *testing.T) {
 // TestCountedMessageVersion1: a version-1 message (no epoch) still
 // decodes, with epoch 0.
 func TestCountedMessageVersion1(t *testing.T) {
+	t.Parallel()
 	// version 1, source 3, seq 7, watermark 5 (zigzag 10), no products, one
 	// group: minute delta 9 (zigzag 18), code 0, one cell 1 with count 2.
 	b := []byte{1, 3, 7, 10, 0, 1, 18, 0, 1, 1, 2}
@@ -149,8 +152,9 @@ func (r *encodingRouter) Counted(evs []Counted) error {
 // event on a generated metro stream (SCALEOUT.md quotes it): per region
 // message, headers included.
 func TestCountedBytesPerEvent(t *testing.T) {
+	t.Parallel()
 	gc := gen.DefaultConfig()
-	lines, _ := genWith(t, gc, 60_000)
+	lines, _ := genWith(t, gc, testsize.Pick(20_000, 60_000))
 	cfg := DefaultConfig()
 	cfg.Def, cfg.Parallelism = feature.Default(), 2
 	e, err := New(cfg)

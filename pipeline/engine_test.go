@@ -20,6 +20,7 @@ import (
 	"github.com/demandpipe/demandpipe/encode"
 	"github.com/demandpipe/demandpipe/feature"
 	"github.com/demandpipe/demandpipe/gen"
+	"github.com/demandpipe/demandpipe/internal/testsize"
 	"github.com/demandpipe/demandpipe/sink"
 )
 
@@ -36,6 +37,7 @@ func ev(ts string, rider string, lat, lng float64) string {
 // rings {0,1}, windows {1,2}, lateness 0: features are
 // [k0w1, k0w2, k1w1, k1w2].
 func TestGoldenHandChecked(t *testing.T) {
+	t.Parallel()
 	// X = 882a100d67fffff (Times Square), Y = 882a100d65fffff, a neighbour.
 	const X, Y = 0x882a100d67fffff, 0x882a100d65fffff
 	lines := []string{
@@ -111,6 +113,7 @@ func TestGoldenHandChecked(t *testing.T) {
 // TestLatenessBoundary: minute m closes exactly when largest ts - lateness
 // reaches (m+1)*60000.
 func TestLatenessBoundary(t *testing.T) {
+	t.Parallel()
 	def := feature.Definition{Resolution: 8, Rings: []int{0}, Windows: []int{1}}
 	for _, tc := range []struct {
 		trigger string
@@ -131,16 +134,17 @@ func TestLatenessBoundary(t *testing.T) {
 // malformed lines, ndjson output is byte-identical at parallelism 1, 2 and
 // 4 with different chunk sizes.
 func TestDeterministicAcrossParallelism(t *testing.T) {
+	t.Parallel()
 	gc := gen.DefaultConfig()
 	gc.EventsPerMinute = 20_000
 	gc.Riders = 5000
 	gc.LateFraction = 0.01
 	gc.MalformedFraction = 0.01
 	n := 60_000
-	if raceEnabled {
-		// 3 minutes at a third of the rate: the same minute boundaries and
-		// chunk splits are crossed, in half the -race time (40 s).
-		gc.EventsPerMinute, gc.Riders, n = 6000, 2000, 18_000
+	if !testsize.Long() {
+		// 2 minutes at a third of the rate: minute boundaries and chunk
+		// splits are crossed, in a fifth of the -race time (40 s).
+		gc.EventsPerMinute, gc.Riders, n = 6000, 2000, 12_000
 	}
 	in, err := gen.Generate(gc, n)
 	if err != nil {
@@ -169,6 +173,7 @@ func TestDeterministicAcrossParallelism(t *testing.T) {
 }
 
 func TestRejectsFileAndLongLines(t *testing.T) {
+	t.Parallel()
 	good := ev("10:00:05", "a", 40.7580, -73.9855)
 	long := `{"pad":"` + strings.Repeat("x", 5000) + `"}`
 	in := strings.Join([]string{good, "not json", "", long, `{"ts":1}`, good + "\r"}, "\n") // no final newline
@@ -205,6 +210,7 @@ func checkRejects(t *testing.T, in string, r io.Reader) {
 
 // TestSinkFailureStopsRun: a sink error ends the run with that error.
 func TestSinkFailureStopsRun(t *testing.T) {
+	t.Parallel()
 	var lines []string
 	for i := range 300 {
 		lines = append(lines, ev(fmt.Sprintf("10:%02d:00", i/10), fmt.Sprint("r", i), 40.7580, -73.9855))
@@ -245,6 +251,7 @@ func (r *slowReader) Live() bool { return true }
 // TestIdleAdvancesWatermark: on a quiet live source, minutes close once
 // the idle timeout passes, as event time follows the (fake) clock.
 func TestIdleAdvancesWatermark(t *testing.T) {
+	t.Parallel()
 	var mu sync.Mutex
 	now := time.Unix(1_800_000_000, 0)
 	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
@@ -284,6 +291,7 @@ func TestIdleAdvancesWatermark(t *testing.T) {
 // TestCancelStops: cancelling the context ends Run promptly with its error,
 // even with a reader that never returns more data on its own.
 func TestCancelStops(t *testing.T) {
+	t.Parallel()
 	src := &slowReader{close: make(chan struct{})}
 	ctx, cancel := context.WithCancel(context.Background())
 	e, _ := New(DefaultConfig())
@@ -301,6 +309,7 @@ func TestCancelStops(t *testing.T) {
 // definition's, the future rule's, dedup's, kring's) refuses values out of
 // its range with an error naming its flag, and the defaults pass.
 func TestConfigValidate(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		flag string
 		mut  func(*Config)

@@ -13,6 +13,7 @@ import (
 )
 
 func TestMetricsReadStats(t *testing.T) {
+	t.Parallel()
 	lines := []string{ev("10:00:05", "a", 40.7580, -73.9855), ev("10:00:06", "a", 40.7580, -73.9855), "junk"}
 	_, _, e := runEngine(t, lines, DefaultConfig().Def, 30_000, 1, 4096)
 	reg := prometheus.NewRegistry()
@@ -65,6 +66,7 @@ func mustFind(t *testing.T, reg *prometheus.Registry, reason string) prometheus.
 // TestMetricsTimes pins the time gauges (base units, unix seconds) and the
 // delay computed at scrape time against an injected clock.
 func TestMetricsTimes(t *testing.T) {
+	t.Parallel()
 	e, err := New(DefaultConfig())
 	if err != nil {
 		t.Fatal(err)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/demandpipe/demandpipe/feature"
 	"github.com/demandpipe/demandpipe/gen"
+	"github.com/demandpipe/demandpipe/internal/testsize"
 )
 
 // TestRealNYCPickups checks the engine against the reference on real
@@ -16,6 +17,7 @@ import (
 // ../shared/data/README.md), default definition, 60 minutes of a busy
 // evening, riders paired so that some events are duplicates.
 func TestRealNYCPickups(t *testing.T) {
+	t.Parallel()
 	ps, err := gen.ReadPickupsFile("../../shared/data/uber-nyc-pickups-2014-04-02-to-30.csv.gz")
 	if errors.Is(err, fs.ErrNotExist) {
 		t.Skipf("shared NYC data not beside the repo: %v", err)
@@ -24,7 +26,7 @@ func TestRealNYCPickups(t *testing.T) {
 		t.Fatal(err)
 	}
 	from := time.Date(2014, 4, 4, 19, 0, 0, 0, time.UTC).UnixMilli()
-	to := from + 60*60_000
+	to := from + int64(testsize.Pick(30, 60))*60_000 // a thin evening: half an hour (long: an hour)
 	out, _ := gen.AppendPickupWindow(nil, ps, from, to)
 	lines := strings.Split(strings.TrimSuffix(string(out), "\n"), "\n")
 	if len(lines) < 100 {

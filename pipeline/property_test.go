@@ -146,6 +146,7 @@ func runEngineSparse(t testing.TB, lines []string, def feature.Definition, laten
 // order, whatever the parallelism and chunking, and whichever sources take
 // the per-source path (all, the default rule's, none).
 func TestEngineMatchesReference(t *testing.T) {
+	t.Parallel()
 	centers := []h3.LatLng{{Lat: 40.75, Lng: -73.98}, {Lat: -33.87, Lng: 151.21}, {Lat: 51.5, Lng: -0.12}}
 	for seed := range 60 {
 		rng := rand.New(rand.NewPCG(uint64(seed), 7))
@@ -174,6 +175,7 @@ func TestEngineMatchesReference(t *testing.T) {
 // TestEngineDefaultDefinition runs the default definition (rings to 20,
 // windows to 32) against the reference on a denser stream.
 func TestEngineDefaultDefinition(t *testing.T) {
+	t.Parallel()
 	rng := rand.New(rand.NewPCG(42, 42))
 	def := feature.Default()
 	sc := randomScenario(rng, h3.LatLng{Lat: 40.75, Lng: -73.98}, def)

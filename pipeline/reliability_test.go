@@ -19,6 +19,7 @@ import (
 	"github.com/demandpipe/demandpipe/encode"
 	"github.com/demandpipe/demandpipe/feature"
 	"github.com/demandpipe/demandpipe/gen"
+	"github.com/demandpipe/demandpipe/internal/testsize"
 	"github.com/demandpipe/demandpipe/sink"
 	"github.com/demandpipe/demandpipe/source"
 )
@@ -64,10 +65,8 @@ func tsOf(t testing.TB, line string) int64 {
 // rule, ~50,000 on-time events were dropped as late; now it is one future
 // reject and every row equals the clean stream's.
 func TestFutureEventDoesNotFalsify(t *testing.T) {
-	n := 100_000
-	if raceEnabled {
-		n = 40_000 // 21 s under -race at 100,000
-	}
+	t.Parallel()
+	n := testsize.Pick(20_000, 100_000) // 21 s under -race at 100,000
 	lines := genLines(t, n, 1, time.Date(2024, 6, 1, 10, 0, 0, 0, time.UTC))
 	clean, _, ce := runEngine(t, lines, smallDef, 30_000, 2, 64<<10)
 	mid := n / 2
@@ -87,6 +86,7 @@ func TestFutureEventDoesNotFalsify(t *testing.T) {
 // agreeing on one time, never move the frontier; the rejects file keeps
 // their lines.
 func TestFutureFewRidersNeverConfirm(t *testing.T) {
+	t.Parallel()
 	lines := genLines(t, 20_000, 2, time.Date(2024, 6, 1, 10, 0, 0, 0, time.UTC))
 	clean, _, _ := runEngine(t, lines, smallDef, 30_000, 2, 16<<10)
 	ahead := tsOf(t, lines[5000]) + 2*3_600_000
@@ -122,6 +122,7 @@ func TestFutureFewRidersNeverConfirm(t *testing.T) {
 // TestGenuineGapLosesNothing: the whole stream jumps three hours (an outage,
 // a restart): the rows equal those of the contract without the rule.
 func TestGenuineGapLosesNothing(t *testing.T) {
+	t.Parallel()
 	before := genLines(t, 30_000, 3, time.Date(2024, 6, 1, 10, 0, 0, 0, time.UTC))
 	after := genLines(t, 30_000, 4, time.Date(2024, 6, 1, 13, 30, 0, 0, time.UTC))
 	in := append(before, after...)
@@ -137,6 +138,7 @@ func TestGenuineGapLosesNothing(t *testing.T) {
 // TestFutureLiveWallClock: on a live source, ts beyond now + skew is future
 // at once.
 func TestFutureLiveWallClock(t *testing.T) {
+	t.Parallel()
 	now := time.Date(2024, 6, 1, 9, 58, 0, 0, time.UTC) // this machine's clock: now + skew = 10:03
 	cfg := DefaultConfig()
 	cfg.Def = smallDef
@@ -162,6 +164,7 @@ func TestFutureLiveWallClock(t *testing.T) {
 // many chunks): each is one line_too_long reject, and the rows equal the
 // clean stream's.
 func TestLongLinesChangeNoRow(t *testing.T) {
+	t.Parallel()
 	lines := genLines(t, 6000, 5, time.Date(2024, 6, 1, 10, 0, 0, 0, time.UTC))
 	clean, _, ce := runEngine(t, lines, smallDef, 30_000, 2, 8<<10)
 	for seed := range 12 {
@@ -228,6 +231,7 @@ func (r *chopReader) Read(p []byte) (int, error) {
 // TestHugeLineBoundedMemory: a line far over the limit is skipped as it
 // streams by: the engine never holds more than the limit plus a chunk of it.
 func TestHugeLineBoundedMemory(t *testing.T) {
+	t.Parallel()
 	good := ev("10:00:05", "a", 40.7580, -73.9855)
 	const lineBytes = 64 << 20
 	src := &patternReader{head: []byte(good + "\n{\"pad\":\""), fill: lineBytes, tail: []byte("\"}\n" + good + "\n")}
@@ -279,6 +283,7 @@ func (r *patternReader) Read(p []byte) (int, error) {
 
 // TestByteOrderMarkSkipped: a UTF-8 BOM does not cost the first event.
 func TestByteOrderMarkSkipped(t *testing.T) {
+	t.Parallel()
 	in := "\xef\xbb\xbf" + ev("10:00:05", "a", 40.7580, -73.9855) + "\n" + ev("10:00:06", "b", 40.7580, -73.9855) + "\n"
 	for _, chunk := range []int{1, 2, 1 << 20} {
 		e, _ := New(DefaultConfig())
@@ -301,6 +306,7 @@ func (failWriter) Write([]byte) (int, error) { return 0, errors.New("injected re
 // every time (the hand-off between dispatch and parsers used to strand a
 // batch the sequencer then waited for forever).
 func TestFailuresNeverHang(t *testing.T) {
+	t.Parallel()
 	lines := genLines(t, 4000, 6, time.Date(2024, 6, 1, 10, 0, 0, 0, time.UTC))
 	for i := range 20 {
 		lines[i*97] = "not json " + strings.Repeat("x", 5000) // 100 KB of rejects: the file fails mid-run
@@ -310,10 +316,7 @@ func TestFailuresNeverHang(t *testing.T) {
 		lines[i] = withTS(lines[i], tsOf(t, lines[i])+3*60_000)
 	}
 	in := []byte(strings.Join(lines, "\n") + "\n")
-	rounds := 200
-	if raceEnabled {
-		rounds = 80 // ~0.2 s a round under the race detector
-	}
+	rounds := testsize.Pick(30, 200) // ~0.2 s a round under the race detector
 	if testing.Short() {
 		rounds = 20
 	}
@@ -357,6 +360,7 @@ func TestFailuresNeverHang(t *testing.T) {
 // the same ones whatever the parallelism and chunking, and every other row
 // equals the reference's.
 func TestProductCodesReusedAndLimitDeterministic(t *testing.T) {
+	t.Parallel()
 	base := time.Date(2024, 6, 1, 10, 0, 0, 0, time.UTC).UnixMilli()
 	prod := func(i int) string { return fmt.Sprintf("%08x-0000-4000-8000-%012x", 0xabc00000+i, i) }
 	line := func(ts int64, rider string, p string) string {
@@ -412,6 +416,7 @@ func TestProductCodesReusedAndLimitDeterministic(t *testing.T) {
 // clock (speed) is bounded by its own event clock, not the wall clock: none
 // of its events is future, and minutes close at its pace.
 func TestFastGeneratorIsNotFuture(t *testing.T) {
+	t.Parallel()
 	src, err := source.OpenGen("speed=240,rate=20000,riders=2000")
 	if err != nil {
 		t.Fatal(err)

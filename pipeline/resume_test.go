@@ -17,6 +17,7 @@ import (
 	"github.com/demandpipe/demandpipe/encode"
 	"github.com/demandpipe/demandpipe/feature"
 	"github.com/demandpipe/demandpipe/gen"
+	"github.com/demandpipe/demandpipe/internal/testsize"
 	"github.com/demandpipe/demandpipe/sink"
 )
 
@@ -117,12 +118,13 @@ func genWith(t testing.TB, gc gen.Config, n int) ([]string, *gen.Generator) {
 // future-clock lines, a gap of 12 minutes and a jump of the whole stream.
 func resumeInput(t *testing.T) []string {
 	gc := gen.DefaultConfig()
-	gc.EventsPerMinute, gc.Riders, gc.Hotspots = 1500, 800, 3
+	perMinute := testsize.Pick(600, 1500) // the same minutes, fewer sources
+	gc.EventsPerMinute, gc.Riders, gc.Hotspots = perMinute, perMinute/2, 3
 	gc.LateFraction, gc.MalformedFraction = 0.01, 0.005
-	lines, g := genWith(t, gc, 15*1500)
+	lines, g := genWith(t, gc, 15*perMinute)
 	g.SetStart(time.Date(2024, 6, 1, 10, 27, 0, 0, time.UTC).UnixMilli()) // a gap: the stream jumps 12 minutes
 	var buf []byte
-	for range 10 * 1500 {
+	for range 10 * perMinute {
 		buf = g.Append(buf)
 	}
 	lines = append(lines, strings.Split(strings.TrimSuffix(string(buf), "\n"), "\n")...)
@@ -136,6 +138,7 @@ func resumeInput(t *testing.T) []string {
 // whatever the crash point, chunk size and parallelism; the resumed run
 // reads only from the checkpoint's position on.
 func TestResumeAfterCrashEqualsUninterrupted(t *testing.T) {
+	t.Parallel()
 	lines := resumeInput(t)
 	in := []byte(strings.Join(lines, "\n") + "\n")
 	def := feature.Definition{Resolution: 8, Rings: []int{0, 1, 2}, Windows: []int{1, 4, 8}}
@@ -156,10 +159,7 @@ func TestResumeAfterCrashEqualsUninterrupted(t *testing.T) {
 	want := full.all()
 	minutes := slices.Sorted(maps.Keys(full.rows))
 	rng := rand.New(rand.NewPCG(5, 5))
-	rounds := 10
-	if raceEnabled {
-		rounds = 3
-	}
+	rounds := testsize.Pick(3, 10)
 	for round := range rounds {
 		crashAt := minutes[1+rng.IntN(len(minutes)-2)]
 		par, chunk := 1+round%3, []int{4 << 10, 16 << 10, 64 << 10}[round%3]
@@ -192,6 +192,7 @@ func TestResumeAfterCrashEqualsUninterrupted(t *testing.T) {
 // TestResumeRefusesAnotherInput: a checkpoint of one input never resumes
 // another, nor a run with other semantics.
 func TestResumeRefusesAnotherInput(t *testing.T) {
+	t.Parallel()
 	lines := resumeInput(t)
 	d := newMemDurable()
 	cfg := DefaultConfig()
@@ -217,6 +218,7 @@ func TestResumeRefusesAnotherInput(t *testing.T) {
 // the end of the input once every minute is committed; a resume from the
 // last checkpoint starts at the last position told.
 func TestDurablePositionsGrow(t *testing.T) {
+	t.Parallel()
 	lines := resumeInput(t)
 	in := strings.Join(lines, "\n") + "\n"
 	cfg := DefaultConfig()
@@ -320,6 +322,7 @@ func (s *msgSource) ResumeAt(pos int64, cursor []byte) error {
 // equal an uninterrupted run's, and no position is named before the last
 // one acknowledged.
 func TestResumeWithCursor(t *testing.T) {
+	t.Parallel()
 	lines := resumeInput(t)
 	cfg := DefaultConfig()
 	cfg.Def, cfg.Parallelism = smallDef, 2

@@ -15,6 +15,7 @@ import (
 	"github.com/demandpipe/demandpipe/encode"
 	"github.com/demandpipe/demandpipe/feature"
 	"github.com/demandpipe/demandpipe/gen"
+	"github.com/demandpipe/demandpipe/internal/testsize"
 )
 
 // router stands in for the internal topic: it hands each dedup process's
@@ -96,11 +97,10 @@ func (s routerSource) Watermark(through int64) error {
 // split between them, as a Key_Shared subscription by rider does) + 3
 // aggregators.
 func TestScaleOutEqualsSingleProcess(t *testing.T) {
+	t.Parallel()
 	gc := gen.DefaultConfig()
 	gc.EventsPerMinute, gc.Riders, gc.Hotspots, gc.RadiusKm = 3000, 2000, 4, 60
-	if raceEnabled {
-		gc.EventsPerMinute = 1000 // the same minutes and city, fewer sources
-	}
+	gc.EventsPerMinute = testsize.Pick(700, 3000) // the same minutes and city, fewer sources
 	lines, _ := genWith(t, gc, 12*gc.EventsPerMinute)
 	def := feature.Definition{Resolution: 8, Rings: []int{0, 1, 3, 6}, Windows: []int{1, 4, 8}}
 	want, _, _ := runEngine(t, lines, def, 30_000, 2, 64<<10)
@@ -207,6 +207,7 @@ func (r *recorder) Checkpoint(through int64, cp []byte) error {
 // are exactly one uninterrupted run's. Every watermark follows its
 // checkpoint.
 func TestDedupRoleResumes(t *testing.T) {
+	t.Parallel()
 	gc := gen.DefaultConfig()
 	gc.EventsPerMinute, gc.Riders, gc.LateFraction = 3000, 1500, 0.02
 	buf, err := gen.Generate(gc, 12*3000)

@@ -15,6 +15,7 @@ import (
 // product and cell, hands every minute up to through to the closer at once
 // (and only once), and after a resume ignores minutes already committed.
 func TestCounterAlone(t *testing.T) {
+	t.Parallel()
 	c := newCounter(make(chan *minuteCounts, 8))
 	for _, e := range []Counted{{7, 100, 0}, {5, 100, 0}, {5, 100, 0}, {5, 200, 1}, {6, 300, 0}, {7, 100, 0}} {
 		c.add(e)
@@ -72,6 +73,7 @@ func TestCounterAlone(t *testing.T) {
 // sides), so processes owning a partition of the cells together emit the
 // single-process rows.
 func TestCloserOwnsOnlyItsCells(t *testing.T) {
+	t.Parallel()
 	lines := genLines(t, 20_000, 9, time.Date(2024, 6, 1, 10, 0, 0, 0, time.UTC))
 	run := func(owns func(uint64) bool) []row {
 		cfg := DefaultConfig()
@@ -101,6 +103,7 @@ func TestCloserOwnsOnlyItsCells(t *testing.T) {
 // idle timeout an idle tick (stamped with the clock) goes the same way;
 // the end of input closes both queues.
 func TestDispatcherAlone(t *testing.T) {
+	t.Parallel()
 	q := newQueues(4)
 	clock := time.Unix(1_800_000_000, 0)
 	d := &dispatcher{idle: 400 * time.Millisecond, now: func() time.Time { return clock }}
@@ -142,6 +145,7 @@ func TestDispatcherAlone(t *testing.T) {
 // whose buffers, concatenated, are the input, each knowing its input offset
 // and first line (the positions checkpoints resume from).
 func TestReaderAlone(t *testing.T) {
+	t.Parallel()
 	lines := genLines(t, 3000, 12, time.Date(2024, 6, 1, 10, 0, 0, 0, time.UTC))
 	in := []byte(strings.Join(lines, "\n") + "\n")
 	for _, chunk := range []int{4 << 10, 64 << 10} {
@@ -177,6 +181,7 @@ func TestReaderAlone(t *testing.T) {
 // frontier by the whole wall clock; the idle clock starts with the first
 // batch, and event time advances by the idle time from there.
 func TestIdleClockAfterRestore(t *testing.T) {
+	t.Parallel()
 	dt, err := dedup.New(dedup.DefaultConfig())
 	if err != nil {
 		t.Fatal(err)
