@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/demandpipe/demandpipe/internal/testsize"
+
 	"github.com/apache/pulsar-client-go/pulsar"
 	plog "github.com/apache/pulsar-client-go/pulsar/log"
 	"github.com/prometheus/client_golang/prometheus"
@@ -67,6 +69,7 @@ func (c *committed) CloseMinute(ctx context.Context, m int64) error {
 // and a new process takes its ranges and its store: together they write
 // exactly the single process's rows, and rows written twice agree.
 func TestAggregateKilledAndReplaced(t *testing.T) {
+	t.Parallel()
 	testTakeover(t, "replace")
 }
 
@@ -78,6 +81,7 @@ func TestAggregateKilledAndReplaced(t *testing.T) {
 // restores them together (the counts of the minutes between come from the
 // slots' records) and the rows equal the single process's.
 func TestAggregateRangesTakenOverByAnother(t *testing.T) {
+	t.Parallel()
 	testTakeover(t, "merge")
 }
 
@@ -87,16 +91,17 @@ func TestAggregateRangesTakenOverByAnother(t *testing.T) {
 // come again and are dropped by their number; the rows equal the single
 // process's.
 func TestAggregateConnectionDropsLoseNothing(t *testing.T) {
+	// Not parallel: it failed once in three runs beside the package's
+	// other tests (15,584 of 197,000 rows missing after the drops, seen
+	// 2026-12-06; once before without parallel tests too): a timing bug
+	// that is not found yet, see the notes. Alone it passed 10 of 10.
 	testTakeover(t, "drops")
 }
 
 func testTakeover(t *testing.T, mode string) {
 	merge := mode == "merge"
 	gc := gen.DefaultConfig()
-	gc.EventsPerMinute, gc.Riders, gc.Hotspots, gc.RadiusKm = 1000, 2000, 4, 40
-	if raceEnabled {
-		gc.EventsPerMinute = 300 // the same minutes, fewer sources
-	}
+	gc.EventsPerMinute, gc.Riders, gc.Hotspots, gc.RadiusKm = testsize.Pick(300, 1000), 2000, 4, 40 // the same minutes, fewer sources (long: 1000)
 	buf, err := gen.Generate(gc, 16*gc.EventsPerMinute)
 	if err != nil {
 		t.Fatal(err)
@@ -359,6 +364,8 @@ func (r *rowsOnly) Close() error { return nil }
 // with an error that says what happened and that nothing is lost (the
 // client alone ends its Receive with "consumer closed").
 func TestAggregateStopsWhenItsSlotsAreTaken(t *testing.T) {
+	// Not parallel: the replacement must win the race against the cut-off
+	// process's reconnection, which it does not on a loaded machine.
 	srv, err := pulsartest.Start(pulsartest.Config{})
 	if err != nil {
 		t.Fatal(err)
@@ -428,6 +435,7 @@ func TestAggregateStopsWhenItsSlotsAreTaken(t *testing.T) {
 // events of minutes the aggregators closed already, so the aggregate
 // process stops with an error that says so rather than count them twice.
 func TestDedupRestartWithoutCheckpointIsRefused(t *testing.T) {
+	t.Parallel()
 	_, client := startBroker(t)
 	cfg := DefaultConfig()
 	cfg.Topic, cfg.Slots = "persistent://public/default/counted", 4
@@ -486,11 +494,9 @@ func TestDedupRestartWithoutCheckpointIsRefused(t *testing.T) {
 // checkpoint, and the three aggregate processes write exactly the single
 // process's rows.
 func TestDedupKilledAndResumed(t *testing.T) {
+	t.Parallel()
 	gc := gen.DefaultConfig()
-	gc.EventsPerMinute, gc.Riders, gc.Hotspots, gc.RadiusKm = 1000, 2000, 4, 40
-	if raceEnabled {
-		gc.EventsPerMinute = 300
-	}
+	gc.EventsPerMinute, gc.Riders, gc.Hotspots, gc.RadiusKm = testsize.Pick(300, 1000), 2000, 4, 40
 	buf, err := gen.Generate(gc, 16*gc.EventsPerMinute)
 	if err != nil {
 		t.Fatal(err)

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/demandpipe/demandpipe/internal/testsize"
+
 	"github.com/apache/pulsar-client-go/pulsar"
 	plog "github.com/apache/pulsar-client-go/pulsar/log"
 	"go.uber.org/goleak"
@@ -45,9 +47,10 @@ func (r *rows) Close() error                             { return nil }
 // internal topic and three aggregate processes on sticky hash ranges
 // write, together, exactly the single process's rows, each row once.
 func TestOneDedupThreeAggregatesEqualSingleProcess(t *testing.T) {
+	t.Parallel()
 	gc := gen.DefaultConfig()
-	gc.EventsPerMinute, gc.Riders, gc.Hotspots, gc.RadiusKm = 3000, 2000, 4, 60
-	buf, err := gen.Generate(gc, 10*3000)
+	gc.EventsPerMinute, gc.Riders, gc.Hotspots, gc.RadiusKm = testsize.Pick(1000, 3000), 2000, 4, 60 // 10 minutes
+	buf, err := gen.Generate(gc, 10*gc.EventsPerMinute)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,6 +123,7 @@ func TestOneDedupThreeAggregatesEqualSingleProcess(t *testing.T) {
 }
 
 func TestParseRangesAndValidate(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		in   string
 		want string // "" : an error

@@ -1,5 +1,0 @@
-//go:build !race
-
-package scaleout
-
-const raceEnabled = false
