@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/demandpipe/demandpipe/internal/testsize"
+
 	"github.com/demandpipe/demandpipe/gen"
 	"github.com/demandpipe/demandpipe/pipeline"
 	"github.com/demandpipe/demandpipe/store"
@@ -64,7 +66,7 @@ func TestPageOnSyntheticCity(t *testing.T) {
 		t.Skipf("headless page test skipped: %s not found (apt-get install -y chromium)", chromiumPath)
 	}
 	gc := gen.DefaultConfig()
-	gc.EventsPerMinute = 12_000
+	gc.EventsPerMinute = testsize.Pick(6_000, 12_000)
 	gc.Riders = 30_000
 	gc.Start = time.Now().UTC().Truncate(time.Minute).Add(-9 * time.Minute)
 	events, err := gen.Generate(gc, 8*gc.EventsPerMinute)
@@ -91,7 +93,7 @@ func TestPageOnSyntheticCity(t *testing.T) {
 // FiveThirtyEight's release does.
 var nycBases = [][2]string{{"B02512", "Unter"}, {"B02598", "Hinter"}, {"B02617", "Weiter"}, {"B02682", "Schmecken"}, {"B02764", "Danach-NY"}}
 
-// TestPageOnNYCPickups replays six evening hours of the real NYC pickups
+// TestPageOnNYCPickups replays two evening hours (long: six) of the real NYC pickups
 // (2-10 a minute over the whole city): the page must open on the busiest
 // minute (the store is a replay), on the busiest product, shown by its
 // name, with a view that is not one flat colour: the "19 identical yellow
@@ -114,7 +116,7 @@ func TestPageOnNYCPickups(t *testing.T) {
 		t.Fatal(err)
 	}
 	from := time.Date(2014, 4, 4, 16, 0, 0, 0, time.UTC).UnixMilli()
-	to := from + 6*time.Hour.Milliseconds()
+	to := from + testsize.Pick[int64](2, 6)*time.Hour.Milliseconds() // an evening: 2 hours (long: 6)
 	var events []byte
 	n := 0
 	for i, pk := range pickups {
