@@ -11,9 +11,12 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/demandpipe/demandpipe/internal/testsize"
 
 	gocql "github.com/apache/cassandra-gocql-driver/v2"
 
@@ -29,8 +32,9 @@ const resumeChildEnv = "DEMANDPIPE_CASSANDRA_RESUME_CHILD"
 var resumeDef = feature.Definition{Resolution: 8, Rings: []int{0, 1, 2}, Windows: []int{1, 2, 4, 16}}
 
 // resumeRun runs the engine over the input file into keyspace ks at port,
-// resuming when the sink holds a checkpoint of it. logf gets one line.
-func resumeRun(port int, ks, input string, logf func(string, ...any)) error {
+// resuming when the sink holds a checkpoint of it. logf gets one line;
+// closed, if not nil, hears of every closed minute.
+func resumeRun(port int, ks, input string, logf func(string, ...any), closed func(m int64)) error {
 	in, err := os.ReadFile(input)
 	if err != nil {
 		return err
@@ -56,6 +60,9 @@ func resumeRun(port int, ks, input string, logf func(string, ...any)) error {
 	}
 	id := "file:" + input + ":" + strconv.Itoa(len(in))
 	e.Identity = id
+	if closed != nil {
+		e.OnClose = func(m, _ int64, _ time.Duration) { closed(m) }
+	}
 	res, err := e.Resume(s, id)
 	if err != nil {
 		s.Close()
@@ -84,7 +91,8 @@ func TestKillAndResume(t *testing.T) {
 	if arg := os.Getenv(resumeChildEnv); arg != "" {
 		f := strings.Split(arg, "\x1f")
 		port, _ := strconv.Atoi(f[0])
-		if err := resumeRun(port, f[1], f[2], func(format string, args ...any) { fmt.Fprintf(os.Stderr, format+"\n", args...) }); err != nil {
+		logf := func(format string, args ...any) { fmt.Fprintf(os.Stderr, format+"\n", args...) }
+		if err := resumeRun(port, f[1], f[2], logf, func(m int64) { logf("minute closed %d", m) }); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
 		}
@@ -93,10 +101,7 @@ func TestKillAndResume(t *testing.T) {
 	srv := startServer(t, 0)
 	// 25 minutes of input either way: more than the longest window, so
 	// count records are deleted as the run goes.
-	perMinute, slow := 6000, 1
-	if raceEnabled {
-		perMinute, slow = 2000, 5
-	}
+	perMinute := testsize.Pick(1000, 6000)
 	n := 25 * perMinute
 	gc := gen.DefaultConfig()
 	gc.EventsPerMinute, gc.Riders, gc.Hotspots = perMinute, perMinute*3/4, 4
@@ -111,46 +116,46 @@ func TestKillAndResume(t *testing.T) {
 	if err := os.WriteFile(input, buf, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	start := time.Now()
-	if err := resumeRun(srv.Port(), "whole", input, t.Logf); err != nil {
+	if err := resumeRun(srv.Port(), "whole", input, t.Logf, nil); err != nil {
 		t.Fatal(err)
 	}
-	wholeTook := time.Since(start)
-	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
-	kills, resumes := 0, 0
-	for attempt := range 8 {
+	// Each attempt is killed a few milliseconds after it has closed a
+	// minute: every kill lands mid-run (each attempt moves on by a minute
+	// or two of the 25), wherever the machine's speed puts it.
+	rng := rand.New(rand.NewPCG(testsize.Seed(t), 7))
+	kills, resumes := testsize.Pick(4, 8), 0
+	lastClosed := int64(-1)
+	for attempt := range kills {
 		cmd := exec.Command(os.Args[0], "-test.run=^TestKillAndResume$")
 		cmd.Env = append(os.Environ(), resumeChildEnv+"="+strings.Join([]string{strconv.Itoa(srv.Port()), "killed", input}, "\x1f"))
-		var stderr strings.Builder
-		cmd.Stderr = &stderr
+		stderr := &lockedBuilder{}
+		cmd.Stderr = stderr
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
 		done := make(chan error, 1)
 		go func() { done <- cmd.Wait() }()
-		// Kill somewhere within about an uninterrupted run's time (plus
-		// the child's start-up).
-		after := time.Duration(slow)*150*time.Millisecond + time.Duration(rng.Int64N(int64(wholeTook)+1))
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Fatalf("attempt %d: %v\n%s", attempt, err, stderr.String())
+		for !strings.Contains(stderr.String(), "minute closed") {
+			select {
+			case err := <-done:
+				t.Fatalf("attempt %d ended before it closed a minute (%v):\n%s", attempt, err, stderr.String())
+			case <-time.After(2 * time.Millisecond):
 			}
-			t.Logf("attempt %d ran to the end: %s", attempt, strings.TrimSpace(stderr.String()))
-			if strings.Contains(stderr.String(), "resumed") {
-				resumes++
-			}
-		case <-time.After(after):
-			cmd.Process.Signal(syscall.SIGKILL)
-			<-done
-			kills++
-			t.Logf("attempt %d killed after %v", attempt, after.Round(time.Millisecond))
-			continue
 		}
-		break
+		time.Sleep(time.Duration(rng.IntN(30)) * time.Millisecond)
+		cmd.Process.Signal(syscall.SIGKILL)
+		if err := <-done; err == nil {
+			t.Fatalf("attempt %d: SIGKILL: the run had ended already:\n%s", attempt, stderr.String())
+		}
+		m, _ := strconv.ParseInt(strings.Fields(stderr.String()[strings.Index(stderr.String(), "minute closed"):])[2], 10, 64)
+		if m <= lastClosed {
+			t.Fatalf("attempt %d closed minute %d first, after minute %d was closed: it did not resume", attempt, m, lastClosed)
+		}
+		lastClosed = m
+		t.Logf("attempt %d killed after minute %d", attempt, m)
 	}
 	var line string
-	if err := resumeRun(srv.Port(), "killed", input, func(f string, a ...any) { line = fmt.Sprintf(f, a...) }); err != nil {
+	if err := resumeRun(srv.Port(), "killed", input, func(f string, a ...any) { line = fmt.Sprintf(f, a...) }, nil); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("last run: %s", line)
@@ -158,10 +163,30 @@ func TestKillAndResume(t *testing.T) {
 		resumes++
 	}
 	t.Logf("%d kills, %d resumed runs", kills, resumes)
+
 	if resumes == 0 {
 		t.Fatal("no run resumed: the checkpoint was never found")
 	}
 	compareKeyspaces(t, srv.Port(), "whole", "killed")
+}
+
+// lockedBuilder collects a child's stderr; String may be called while the
+// child writes.
+type lockedBuilder struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuilder) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuilder) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 // compareKeyspaces checks that two keyspaces hold the same feature rows,

@@ -1,5 +1,0 @@
-//go:build !race
-
-package cassandra
-
-const raceEnabled = false

@@ -1,6 +1,0 @@
-//go:build race
-
-package cassandra
-
-// raceEnabled: the race detector slows the engine ~10x; long tests scale down.
-const raceEnabled = true
