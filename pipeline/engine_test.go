@@ -12,6 +12,7 @@ import (
 	"sync"
 	"testing"
 	"testing/iotest"
+	"testing/synctest"
 	"time"
 
 	"github.com/uber/h3-go/v4"
@@ -249,43 +250,56 @@ func (r *slowReader) Read(p []byte) (int, error) {
 func (r *slowReader) Live() bool { return true }
 
 // TestIdleAdvancesWatermark: on a quiet live source, minutes close once
-// the idle timeout passes, as event time follows the (fake) clock.
+// the idle timeout passes, as event time follows the clock. In a synctest
+// bubble the clock is fake and synctest.Wait returns only once every
+// goroutine of the engine is blocked, so "not closed yet" is checked after
+// the engine has done all it would do, on any machine.
 func TestIdleAdvancesWatermark(t *testing.T) {
 	t.Parallel()
-	var mu sync.Mutex
-	now := time.Unix(1_800_000_000, 0)
-	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
-	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
-	cfg := DefaultConfig()
-	cfg.Now = clock
-	cfg.IdleTimeout = 200 * time.Millisecond
-	e, _ := New(cfg)
-	src := &slowReader{data: []byte(ev("10:00:05", "a", 40.7580, -73.9855) + "\n"), close: make(chan struct{})}
-	c := &collect{}
-	done := make(chan error)
-	go func() { done <- e.Run(context.Background(), src, c) }()
-	deadline := time.Now().Add(10 * time.Second)
-	for e.Stats.Counted.Load() == 0 && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
-	}
-	// 10:00:05 + 30s lateness: minute 10:00 closes once event time passes
-	// 10:01:30, i.e. 85s of quiet on the clock.
-	advance(80 * time.Second)
-	time.Sleep(300 * time.Millisecond)
-	if e.Stats.Minutes.Load() != 0 {
-		t.Fatal("closed too early")
-	}
-	advance(10 * time.Second)
-	for e.Stats.Minutes.Load() == 0 && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
-	close(src.close)
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
-	if c.closed[0] != 1717236000000/60000 {
-		t.Fatalf("closed %v", c.closed)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		cfg := DefaultConfig()
+		cfg.IdleTimeout = 200 * time.Millisecond
+		// The bubble's clock starts in 2000, before the event: the engine's
+		// clock is the bubble's moved to 2027, so that the event is not in
+		// the future of a live source.
+		start := time.Now()
+		cfg.Now = func() time.Time { return time.Unix(1_800_000_000, 0).Add(time.Since(start)) }
+		e, _ := New(cfg)
+		src := &slowReader{data: []byte(ev("10:00:05", "a", 40.7580, -73.9855) + "\n"), close: make(chan struct{})}
+		c := &collect{}
+		done := make(chan error)
+		go func() { done <- e.Run(context.Background(), src, c) }()
+		// The stages hand batches on by timers too: let fake time run in
+		// small steps until the event is counted.
+		for range 100 {
+			if synctest.Wait(); e.Stats.Counted.Load() == 1 {
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		if e.Stats.Counted.Load() != 1 {
+			t.Fatalf("counted %d, want the one event", e.Stats.Counted.Load())
+		}
+		// 10:00:05 + 30s lateness: minute 10:00 closes once event time passes
+		// 10:01:30, i.e. 85s of quiet on the clock.
+		time.Sleep(80 * time.Second)
+		synctest.Wait()
+		if e.Stats.Minutes.Load() != 0 {
+			t.Fatal("closed too early")
+		}
+		time.Sleep(10 * time.Second)
+		synctest.Wait()
+		if e.Stats.Minutes.Load() != 1 {
+			t.Fatalf("%d minutes closed after 90 s of quiet, want 1", e.Stats.Minutes.Load())
+		}
+		close(src.close)
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		if c.closed[0] != 1717236000000/60000 {
+			t.Fatalf("closed %v", c.closed)
+		}
+	})
 }
 
 // TestCancelStops: cancelling the context ends Run promptly with its error,

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -182,9 +183,16 @@ type recorder struct {
 	cps    [][]byte
 	cpAt   []int64
 	wms    []int64
+	// checkpointed is the minute of the last checkpoint, for a test to
+	// wait on while the engine runs.
+	checkpointed atomic.Int64
 }
 
-func newRecorder() *recorder { return &recorder{events: map[string]int{}} }
+func newRecorder() *recorder {
+	r := &recorder{events: map[string]int{}}
+	r.checkpointed.Store(noMinute)
+	return r
+}
 
 func (r *recorder) Product(code byte, u encode.UUID) error { r.names[code] = u; return nil }
 func (r *recorder) Counted(evs []Counted) error {
@@ -196,6 +204,7 @@ func (r *recorder) Counted(evs []Counted) error {
 func (r *recorder) Watermark(through int64) error { r.wms = append(r.wms, through); return nil }
 func (r *recorder) Checkpoint(through int64, cp []byte) error {
 	r.cps, r.cpAt = append(r.cps, slices.Clone(cp)), append(r.cpAt, through)
+	r.checkpointed.Store(through)
 	return nil
 }
 
@@ -209,8 +218,8 @@ func (r *recorder) Checkpoint(through int64, cp []byte) error {
 func TestDedupRoleResumes(t *testing.T) {
 	t.Parallel()
 	gc := gen.DefaultConfig()
-	gc.EventsPerMinute, gc.Riders, gc.LateFraction = 3000, 1500, 0.02
-	buf, err := gen.Generate(gc, 12*3000)
+	gc.EventsPerMinute, gc.Riders, gc.LateFraction = testsize.Pick(1500, 3000), 1500, 0.02
+	buf, err := gen.Generate(gc, 12*gc.EventsPerMinute)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -218,7 +227,7 @@ func TestDedupRoleResumes(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.Def = feature.Definition{Resolution: 8, Rings: []int{0, 1}, Windows: []int{1, 2}}
 	cfg.Parallelism = 2
-	run := func(in io.Reader, ctx context.Context, raw []byte) (*recorder, *Resumed, error) {
+	run := func(in io.Reader, ctx context.Context, raw []byte, rec *recorder) (*recorder, *Resumed, error) {
 		e, err := New(cfg)
 		if err != nil {
 			t.Fatal(err)
@@ -230,11 +239,10 @@ func TestDedupRoleResumes(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		rec := newRecorder()
 		e.Emit = rec
 		return rec, r, e.Run(ctx, in, nil)
 	}
-	whole, _, err := run(strings.NewReader(input), context.Background(), nil)
+	whole, _, err := run(strings.NewReader(input), context.Background(), nil, newRecorder())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -252,12 +260,25 @@ func TestDedupRoleResumes(t *testing.T) {
 		pr, pw := io.Pipe()
 		ctx, stop := context.WithCancel(context.Background())
 		done := make(chan *recorder, 1)
+		rec := newRecorder()
 		go func() {
-			rec, _, _ := run(pr, ctx, nil)
+			run(pr, ctx, nil, rec)
 			done <- rec
 		}()
 		io.WriteString(pw, input[:cut])
-		time.Sleep(100 * time.Millisecond) // let it take in what it was given
+		// Stop once it has checkpointed what all but the last (partial)
+		// chunks it was given close: the minutes before the watermark of
+		// the input up to 512 KiB before the cut.
+		maxTS, before := int64(0), input[:cut-512<<10]
+		for line := range strings.Lines(before[:strings.LastIndexByte(before, '\n')+1]) {
+			maxTS = max(maxTS, tsOf(t, strings.TrimSuffix(line, "\n")))
+		}
+		want := (maxTS-cfg.Lateness.Milliseconds())/60_000 - 1
+		for deadline := time.Now().Add(time.Minute); rec.checkpointed.Load() < want; time.Sleep(time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("cut at %d: no checkpoint through minute %d within a minute (last: %d)", cut, want, rec.checkpointed.Load())
+			}
+		}
 		stop()
 		pw.Close()
 		first := <-done
@@ -265,7 +286,7 @@ func TestDedupRoleResumes(t *testing.T) {
 			t.Fatalf("cut at %d: no checkpoint", cut)
 		}
 		w := first.cpAt[len(first.cpAt)-1]
-		second, r, err := run(strings.NewReader(input), context.Background(), first.cps[len(first.cps)-1])
+		second, r, err := run(strings.NewReader(input), context.Background(), first.cps[len(first.cps)-1], newRecorder())
 		if err != nil {
 			t.Fatal(err)
 		}
