@@ -118,6 +118,38 @@ func DefaultPulsarConfig() PulsarConfig {
 	}
 }
 
+const redacted = "REDACTED"
+
+// RedactURL returns a source or sink spec fit to print: user info before
+// the host ("user:password@") and the values of token= and password=
+// replaced by REDACTED. Specs that are not URLs come back as they are.
+func RedactURL(spec string) string {
+	scheme, rest, ok := strings.Cut(spec, "://")
+	if !ok {
+		return spec
+	}
+	rest, query, hasQuery := strings.Cut(rest, "?")
+	host, path, hasPath := strings.Cut(rest, "/")
+	if i := strings.LastIndexByte(host, '@'); i >= 0 {
+		host = redacted + "@" + host[i+1:]
+	}
+	out := scheme + "://" + host
+	if hasPath {
+		out += "/" + path
+	}
+	if !hasQuery {
+		return out
+	}
+	parts := strings.Split(query, "&")
+	for i, p := range parts {
+		k, _, _ := strings.Cut(p, "=")
+		if k == "token" || k == "password" {
+			parts[i] = k + "=" + redacted
+		}
+	}
+	return out + "?" + strings.Join(parts, "&")
+}
+
 // PulsarTokenEnv is the environment variable holding a token.
 const PulsarTokenEnv = "DEMANDPIPE_PULSAR_TOKEN"
 
@@ -129,12 +161,15 @@ func ParsePulsarURL(spec string) (PulsarConfig, error) {
 	c := DefaultPulsarConfig()
 	scheme, rest, ok := strings.Cut(spec, "://")
 	if !ok || (scheme != "pulsar" && scheme != "pulsar+ssl") {
-		return c, fmt.Errorf("pulsar %q: want pulsar://HOST:PORT/persistent://TENANT/NS/TOPIC?subscription=NAME (or pulsar+ssl://)", spec)
+		return c, fmt.Errorf("pulsar %q: want pulsar://HOST:PORT/persistent://TENANT/NS/TOPIC?subscription=NAME (or pulsar+ssl://)", RedactURL(spec))
 	}
 	rest, query, _ := strings.Cut(rest, "?")
 	host, topic, _ := strings.Cut(rest, "/")
+	if strings.Contains(host, "@") {
+		return c, fmt.Errorf("pulsar %q: credentials in the URL are refused (they would end up in logs and shell history): put the token in env %s or in a file (token-file=PATH)", RedactURL(spec), PulsarTokenEnv)
+	}
 	if host == "" {
-		return c, fmt.Errorf("pulsar %q: no HOST:PORT after %s://", spec, scheme)
+		return c, fmt.Errorf("pulsar %q: no HOST:PORT after %s://", RedactURL(spec), scheme)
 	}
 	if !strings.Contains(host, ":") {
 		host += ":6650"
@@ -149,7 +184,7 @@ func ParsePulsarURL(spec string) (PulsarConfig, error) {
 	}
 	q, err := url.ParseQuery(query)
 	if err != nil {
-		return c, fmt.Errorf("pulsar %q: query: %v", spec, err)
+		return c, fmt.Errorf("pulsar %q: query: %v", RedactURL(spec), err)
 	}
 	for k, vs := range q {
 		v := vs[len(vs)-1]
@@ -199,6 +234,9 @@ func ParsePulsarURL(spec string) (PulsarConfig, error) {
 			return c, fmt.Errorf("pulsar: unknown setting %q\n%s", k, PulsarSpecHelp)
 		}
 		if err != nil {
+			if k == "token" {
+				v = redacted // the refusal must not print the secret it refuses
+			}
 			return c, fmt.Errorf("pulsar: %s=%q: %v\n%s", k, v, err, PulsarSpecHelp)
 		}
 	}
@@ -219,15 +257,15 @@ var serviceSettings = map[string]bool{"token-file": true, "tls-ca-file": true, "
 func ParsePulsarService(spec string) (PulsarConfig, error) {
 	rest, query, _ := strings.Cut(spec, "?")
 	if _, after, ok := strings.Cut(rest, "://"); ok && strings.Contains(after, "/") {
-		return DefaultPulsarConfig(), fmt.Errorf("pulsar %q: a service URL has no topic: want pulsar://HOST:PORT[?token-file=PATH&tls-ca-file=PATH] (pulsar+ssl:// for TLS)", spec)
+		return DefaultPulsarConfig(), fmt.Errorf("pulsar %q: a service URL has no topic: want pulsar://HOST:PORT[?token-file=PATH&tls-ca-file=PATH] (pulsar+ssl:// for TLS)", RedactURL(spec))
 	}
 	q, err := url.ParseQuery(query)
 	if err != nil {
-		return DefaultPulsarConfig(), fmt.Errorf("pulsar %q: query: %v", spec, err)
+		return DefaultPulsarConfig(), fmt.Errorf("pulsar %q: query: %v", RedactURL(spec), err)
 	}
 	for k := range q {
 		if !serviceSettings[k] && k != "token" { // ParsePulsarURL explains why not token=
-			return DefaultPulsarConfig(), fmt.Errorf("pulsar %q: %s= is not a connection setting: want token-file, tls-ca-file, tls-allow-insecure, connect-timeout or operation-timeout", spec, k)
+			return DefaultPulsarConfig(), fmt.Errorf("pulsar %q: %s= is not a connection setting: want token-file, tls-ca-file, tls-allow-insecure, connect-timeout or operation-timeout", RedactURL(spec), k)
 		}
 	}
 	return ParsePulsarURL(spec)

@@ -34,3 +34,46 @@ func TestParsePulsarService(t *testing.T) {
 		}
 	}
 }
+
+// TestSecretsNeverPrinted: a token or a password in a URL is refused, and
+// no refusal or log line prints it (it would end up in logs and CI output);
+// user info before the host is refused too.
+func TestSecretsNeverPrinted(t *testing.T) {
+	const secret = "s3cr3t-T0KEN"
+	for _, spec := range []string{
+		"pulsar://b:6650/rides?subscription=s&token=" + secret,
+		"pulsar://user:" + secret + "@b:6650/rides?subscription=s",
+		"pulsar+ssl://" + secret + "@b/rides?subscription=s",
+		"pulsar://user:" + secret + "@b:6650/rides?subscription=s&nosuch=1",
+		"pulsar://b:6650?token=" + secret,
+		"pulsar://user:" + secret + "@b:6650",
+		"pulsar://user:" + secret + "@b:6650/persistent://public/default/t",
+		"kafka://user:" + secret + "@b:9092/rides",
+	} {
+		var err error
+		if strings.HasPrefix(spec, "kafka") {
+			_, err = Open(spec)
+		} else if strings.Count(spec, "/") == 2 || strings.Contains(spec, "persistent://") && !strings.Contains(spec, "subscription") {
+			_, err = ParsePulsarService(spec)
+		} else {
+			_, err = ParsePulsarURL(spec)
+		}
+		if err == nil {
+			t.Errorf("%s: accepted", RedactURL(spec))
+			continue
+		}
+		if strings.Contains(err.Error(), secret) {
+			t.Errorf("the refusal prints the secret: %v", err)
+		}
+	}
+	for spec, want := range map[string]string{
+		"pulsar://u:" + secret + "@b:6650/t?subscription=s&token=" + secret: "pulsar://REDACTED@b:6650/t?subscription=s&token=REDACTED",
+		"cassandra://h/ks?password=" + secret + "&rf=1":                     "cassandra://h/ks?password=REDACTED&rf=1",
+		"file:events.ndjson": "file:events.ndjson",
+		"pulsar://b:6650/persistent://public/default/t?subscription=s": "pulsar://b:6650/persistent://public/default/t?subscription=s",
+	} {
+		if got := RedactURL(spec); got != want {
+			t.Errorf("RedactURL(%q) = %q, want %q", spec, got, want)
+		}
+	}
+}

@@ -53,5 +53,5 @@ func Open(spec string) (Source, error) {
 	case "pulsar", "pulsar+ssl":
 		return OpenPulsar(spec)
 	}
-	return nil, fmt.Errorf("source %q: unknown kind %q (known: file, gen, pulsar, pulsar+ssl)", spec, kind)
+	return nil, fmt.Errorf("source %q: unknown kind %q (known: file, gen, pulsar, pulsar+ssl)", RedactURL(spec), kind)
 }

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/demandpipe/demandpipe/internal/testsize"
+
 	"go.uber.org/goleak"
 )
 
@@ -88,9 +90,19 @@ func TestServiceTimeChangesRecommendation(t *testing.T) {
 		t.Logf("service %v: %s: %s", service, rep.Recommendation.Flags(), rep.Recommendation.Reason)
 		return rep.Recommendation.Point
 	}
-	fast, slow := recommend(0), recommend(slowStore)
-	if fast.Writers != 4 || slow.Writers != 64 {
-		t.Fatalf("recommended %v at 0 ms and %v at %v: want 4 writers, then 64", fast, slow, slowStore)
+	// The slow store's half is Little's law (4 writers cannot pass 4 x
+	// batch / service), so it holds on a loaded machine. The fast half
+	// compares two CPU-bound points, which a second copy of the suite on
+	// the same 2 cores can swap (seen: 4 writers at 5,058 rows/s against
+	// 64 at 15,472): it runs in the long set (DEMANDPIPE_TEST_LONG=1).
+	if slow := recommend(slowStore); slow.Writers != 64 {
+		t.Fatalf("recommended %v at %v: want 64 writers", slow, slowStore)
+	}
+	if !testsize.Long() {
+		return
+	}
+	if fast := recommend(0); fast.Writers != 4 {
+		t.Fatalf("recommended %v at 0 ms: want 4 writers (64 at %v)", fast, slowStore)
 	}
 }
 

@@ -45,6 +45,13 @@ func genCommand(args []string) error {
 	if *events < 0 {
 		return fmt.Errorf("-events=%d: must be >= 0", *events)
 	}
+	o := *out
+	if o == "-" {
+		o = ""
+	}
+	if err := checkOutputs([]namedPath{{"-from-csv=" + *fromCSV, *fromCSV}}, []namedPath{{"-o=" + *out, o}}); err != nil {
+		return err
+	}
 	var pickups []gen.Pickup
 	if *fromCSV != "" {
 		f, err := os.Open(*fromCSV)

@@ -171,7 +171,7 @@ func runRole(rf *runFlags, log *slog.Logger, serveSet bool) (ok bool, err error)
 		if raw != nil {
 			if e.Identity == "" {
 				pub.Stop()
-				return true, fmt.Errorf("dedup process %d has a checkpoint on %s, but this input (%s) cannot be resumed (no identity: stdin or a pipe); use a file or a pulsar:// source", *r.dedupID, r.so.StateTopic(), *rf.src)
+				return true, fmt.Errorf("dedup process %d has a checkpoint on %s, but this input (%s) cannot be resumed (no identity: stdin or a pipe); use a file or a pulsar:// source", *r.dedupID, r.so.StateTopic(), source.RedactURL(*rf.src))
 			}
 			resumed, err := e.ResumeEmit(raw, e.Identity)
 			if err != nil {
@@ -192,7 +192,7 @@ func runRole(rf *runFlags, log *slog.Logger, serveSet bool) (ok bool, err error)
 			e.Durable = p.Ack
 			e.KeepRider = p.Holds
 		}
-		log.Info("run: dedup role", "source", *rf.src, "topic", r.so.Topic, "dedup_id", *r.dedupID)
+		log.Info("run: dedup role", "source", source.RedactURL(*rf.src), "topic", r.so.Topic, "dedup_id", *r.dedupID)
 		runErr := e.Run(ctx, in, nil)
 		var closeErr error
 		if stopped.Load() {

@@ -132,6 +132,12 @@ func runCommand(args []string) error {
 		return err
 	}
 
+	if err := checkOutputs(
+		[]namedPath{{"-source=" + *src, filePath(*src, "file")}},
+		[]namedPath{{"-sink=" + *snk, filePath(*snk, "ndjson")}, {"-rejects=" + *rejects, *rejects}},
+	); err != nil {
+		return err
+	}
 	if ok, err := runRole(rf, log, serveSet); ok {
 		return err
 	}
@@ -279,7 +285,7 @@ func runCommand(args []string) error {
 		defer t.Stop()
 	}
 
-	log.Info("run", "source", *src, "sink", *snk, "definition", cfg.Def.String(), "lateness", cfg.Lateness.String(), "parallelism", cfg.Parallelism, "input", durationOr(*duration))
+	log.Info("run", "source", source.RedactURL(*src), "sink", source.RedactURL(*snk), "definition", cfg.Def.String(), "lateness", cfg.Lateness.String(), "parallelism", cfg.Parallelism, "input", durationOr(*duration))
 	e.OnClose = func(m, rows int64, took time.Duration) {
 		log.Info("minute closed", "minute", encode.MinuteStart(m).Format(time.RFC3339), "rows", rows, "took", took.Round(time.Millisecond).String())
 	}

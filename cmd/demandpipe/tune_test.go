@@ -25,6 +25,10 @@ func TestTuneCommand(t *testing.T) {
 		"-parallelism=2", "-sink.writers=1..4x4", "-sink.batch-rows=20", "-tune.service-time=1ms",
 		"-tune.events=20000", "-tune.rate=2000", "-tune.window=100ms", "-tune.steady-windows=2",
 		"-tune.max-point-time=" + maxPoint, "-sink.queue-capacity=4096", "-kring.rings=0,1,2,5",
+		// The CSV and SVG are under test, not the recommendation: a loaded
+		// machine (a second copy of the suite) put every point's p99 over
+		// the default 250 ms, and the sweep then ends in an error.
+		"-tune.max-p99=1m",
 		"-tune.csv=" + csvPath, "-tune.svg=" + svgPath,
 	})
 	if err != nil {
