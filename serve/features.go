@@ -8,10 +8,11 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/demandpipe/demandpipe/read"
+
 	"github.com/valyala/fastjson"
 
 	"github.com/demandpipe/demandpipe/encode"
-	"github.com/demandpipe/demandpipe/store"
 )
 
 // latest marks "no minute given": answer from the newest closed minute.
@@ -78,7 +79,7 @@ func (s *Server) resolveMinute(w http.ResponseWriter, st *reqState, m int64) (in
 	}
 	l, ok := s.r.LatestMinute()
 	if !ok {
-		return 0, s.failRead(w, st, store.ErrNoMinute)
+		return 0, s.failRead(w, st, read.ErrNoMinute)
 	}
 	return l, 0
 }
@@ -182,7 +183,7 @@ func (rc *rowContext) appendHead(dst []byte) []byte {
 
 // appendRow appends one row answer:
 // {"h3":…,"product_type":…,"minute":…,"age_seconds":…,"found":…,"features":[{"k":0,"w":1,"value":N},…]}
-func (s *Server) appendRow(dst []byte, rc *rowContext, st *reqState, row store.Row) []byte {
+func (s *Server) appendRow(dst []byte, rc *rowContext, st *reqState, row read.Row) []byte {
 	dst = append(dst, `{"h3":"`...)
 	dst = encode.AppendCell(dst, row.Cell)
 	dst = append(dst, `",`...)

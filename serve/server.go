@@ -7,28 +7,17 @@ import (
 	"sync"
 	"time"
 
+	"github.com/demandpipe/demandpipe/read"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/demandpipe/demandpipe/encode"
 	"github.com/demandpipe/demandpipe/feature"
-	"github.com/demandpipe/demandpipe/store"
 )
 
-// Reader is what the API reads; *store.Store implements it.
-type Reader interface {
-	Definition() feature.Definition
-	LatestMinute() (int64, bool)
-	Minute(m int64) (store.MinuteInfo, bool)
-	Minutes(dst []store.MinuteInfo) []store.MinuteInfo
-	Products() []encode.UUID
-	HasProduct(u encode.UUID) bool
-	Get(dst []int32, minute int64, product encode.UUID, cell uint64) (store.Row, error)
-	GetMany(rows []store.Row, minute int64, product encode.UUID, cells []uint64) ([]store.Row, error)
-	ScanFeature(minute int64, product encode.UUID, index int, fn func(cell uint64, v int32) bool) error
-	Scan(minute int64, product encode.UUID, fn func(cell uint64, features []int32) bool) error
-}
-
-var _ Reader = (*store.Store)(nil)
+// Reader is what the API reads (read.Reader): the embedded store and
+// Cassandra implement it.
+type Reader = read.Reader
 
 // Server is the HTTP API and page over a Reader. It is an http.Handler,
 // safe for concurrent use, and never blocks the store's writer.
@@ -57,10 +46,10 @@ type reqState struct {
 	out   []byte
 	body  []byte
 	cells []uint64
-	rows  []store.Row
+	rows  []read.Row
 	feats []int32
 	divs  []int
-	mins  []store.MinuteInfo
+	mins  []read.MinuteInfo
 	mapv  []mapCell
 	q     query
 }
@@ -176,14 +165,14 @@ func (s *Server) fail(w http.ResponseWriter, st *reqState, code int, msg string)
 // store is 503 (not ready yet), anything else 500.
 func (s *Server) failRead(w http.ResponseWriter, st *reqState, err error) int {
 	switch {
-	case errors.Is(err, store.ErrUnknownProduct) && !s.hasMinute():
+	case errors.Is(err, read.ErrUnknownProduct) && !s.hasMinute():
 		w.Header().Set("Retry-After", "60")
-		return s.fail(w, st, http.StatusServiceUnavailable, store.ErrNoMinute.Error())
-	case errors.Is(err, store.ErrUnknownProduct):
+		return s.fail(w, st, http.StatusServiceUnavailable, read.ErrNoMinute.Error())
+	case errors.Is(err, read.ErrUnknownProduct):
 		return s.fail(w, st, http.StatusBadRequest, "product: "+err.Error()+" (GET /v1/products lists the known ones)")
-	case errors.Is(err, store.ErrMinuteNotFound):
+	case errors.Is(err, read.ErrMinuteNotFound):
 		return s.fail(w, st, http.StatusNotFound, err.Error()+" (GET /v1/minutes lists the available ones)")
-	case errors.Is(err, store.ErrNoMinute):
+	case errors.Is(err, read.ErrNoMinute):
 		w.Header().Set("Retry-After", "60")
 		return s.fail(w, st, http.StatusServiceUnavailable, err.Error())
 	default:

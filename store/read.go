@@ -8,20 +8,17 @@ import (
 	"slices"
 	"sync"
 
+	"github.com/demandpipe/demandpipe/read"
+
 	"github.com/cockroachdb/pebble/v2"
 
 	"github.com/demandpipe/demandpipe/encode"
 )
 
-// Row is one read answer. Features is all zeros with Found=false when the
-// cell had no row in the (closed) minute: the engine writes rows for cells
-// with a non-zero feature only, so a missing row means zero demand, not
-// missing data.
-type Row struct {
-	Cell     uint64
-	Found    bool
-	Features []int32
-}
+// Row is one read answer (read.Row).
+type Row = read.Row
+
+var _ read.Reader = (*Store)(nil)
 
 // LatestMinute is the newest closed minute.
 func (s *Store) LatestMinute() (int64, bool) {

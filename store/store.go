@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/demandpipe/demandpipe/read"
+
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/sstable"
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -46,20 +48,16 @@ var compressions = map[string]*sstable.CompressionProfile{
 	"none":   sstable.NoCompression,
 }
 
-// Errors of the read API; serve maps them to HTTP statuses.
+// Errors of the read API (package read); ErrClosed is the store's own.
 var (
 	ErrClosed         = errors.New("store: closed")
-	ErrNoMinute       = errors.New("store: no closed minute yet")
-	ErrMinuteNotFound = errors.New("store: minute not closed, or past retention")
-	ErrUnknownProduct = errors.New("store: unknown product")
+	ErrNoMinute       = read.ErrNoMinute
+	ErrMinuteNotFound = read.ErrMinuteNotFound
+	ErrUnknownProduct = read.ErrUnknownProduct
 )
 
-// MinuteInfo describes a closed minute.
-type MinuteInfo struct {
-	Minute   int64 // unix minute
-	Rows     int   // rows stored for it (all products)
-	ClosedMS int64 // wall-clock unix ms when it was committed
-}
+// MinuteInfo describes a closed minute (read.MinuteInfo).
+type MinuteInfo = read.MinuteInfo
 
 // Store is a feature store. It is a sink.Writer (one writer goroutine at a
 // time) and serves reads concurrently (read.go).

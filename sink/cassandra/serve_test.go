@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/demandpipe/demandpipe/read"
+
 	"github.com/uber/h3-go/v4"
 
 	"github.com/demandpipe/demandpipe/encode"
@@ -206,7 +208,7 @@ func TestStoreRefresh(t *testing.T) {
 	if _, ok := st.LatestMinute(); ok {
 		t.Fatal("a minute before any was written")
 	}
-	if _, err := st.Get(nil, d.minutes[0], d.products[0], d.cells[0]); !errors.Is(err, store.ErrNoMinute) {
+	if _, err := st.Get(nil, d.minutes[0], d.products[0], d.cells[0]); !errors.Is(err, read.ErrNoMinute) {
 		t.Fatalf("empty: %v", err)
 	}
 	if err := d.write(ctx, s); err != nil {

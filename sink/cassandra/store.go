@@ -10,17 +10,18 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/demandpipe/demandpipe/read"
+
 	gocql "github.com/apache/cassandra-gocql-driver/v2"
 
 	"github.com/demandpipe/demandpipe/encode"
 	"github.com/demandpipe/demandpipe/feature"
-	"github.com/demandpipe/demandpipe/store"
 )
 
 // Store answers serve's queries (it satisfies serve.Reader) from what a
 // Sink wrote, as the embedded store answers them from its directory: the
-// same minutes, products, rows and errors (store.ErrNoMinute,
-// store.ErrMinuteNotFound, store.ErrUnknownProduct).
+// same minutes, products, rows and errors (read.ErrNoMinute,
+// read.ErrMinuteNotFound, read.ErrUnknownProduct).
 //
 // The closed minutes come from the minutes table (a minute is listed once
 // its rows are all written), newest first, those within the TTL of the
@@ -65,7 +66,7 @@ type StoreOptions struct {
 // snapshot is one reading of the minutes table.
 type snapshot struct {
 	at       time.Time
-	minutes  []store.MinuteInfo                // newest first
+	minutes  []read.MinuteInfo                 // newest first
 	regions  map[int64]map[encode.UUID][]int64 // minute -> product -> its partitions' regions, sorted
 	products []encode.UUID
 	known    map[encode.UUID]bool
@@ -148,7 +149,7 @@ func (s *Store) load(ctx context.Context) error {
 	iter := s.sess.Query(s.list, s.name, int(max(ttlMin, 1))).Idempotent(true).IterContext(ctx)
 	sn := &snapshot{at: s.opt.Now(), regions: map[int64]map[encode.UUID][]int64{}, known: map[encode.UUID]bool{}}
 	var (
-		mi      store.MinuteInfo
+		mi      read.MinuteInfo
 		regions []byte
 		derr    error
 	)
@@ -221,16 +222,16 @@ func (s *Store) LatestMinute() (int64, bool) {
 }
 
 // Minutes appends the closed minutes within the TTL to dst, latest first.
-func (s *Store) Minutes(dst []store.MinuteInfo) []store.MinuteInfo {
+func (s *Store) Minutes(dst []read.MinuteInfo) []read.MinuteInfo {
 	return append(dst, s.current().minutes...)
 }
 
 // Minute describes closed minute m, if it is listed.
-func (s *Store) Minute(m int64) (store.MinuteInfo, bool) {
+func (s *Store) Minute(m int64) (read.MinuteInfo, bool) {
 	mins := s.current().minutes
-	i, ok := slices.BinarySearchFunc(mins, m, func(mi store.MinuteInfo, t int64) int { return cmp.Compare(t, mi.Minute) })
+	i, ok := slices.BinarySearchFunc(mins, m, func(mi read.MinuteInfo, t int64) int { return cmp.Compare(t, mi.Minute) })
 	if !ok {
-		return store.MinuteInfo{}, false
+		return read.MinuteInfo{}, false
 	}
 	return mins[i], true
 }
@@ -248,12 +249,12 @@ func (s *Store) resolve(minute int64, product encode.UUID) ([]int64, error) {
 	byProduct, ok := sn.regions[minute]
 	if !ok {
 		if len(sn.minutes) == 0 {
-			return nil, store.ErrNoMinute
+			return nil, read.ErrNoMinute
 		}
-		return nil, fmt.Errorf("%w: %s", store.ErrMinuteNotFound, encode.MinuteStart(minute).Format("2006-01-02T15:04:05Z"))
+		return nil, fmt.Errorf("%w: %s", read.ErrMinuteNotFound, encode.MinuteStart(minute).Format("2006-01-02T15:04:05Z"))
 	}
 	if !sn.known[product] {
-		return nil, fmt.Errorf("%w: %s", store.ErrUnknownProduct, product)
+		return nil, fmt.Errorf("%w: %s", read.ErrUnknownProduct, product)
 	}
 	return byProduct[product], nil
 }
@@ -266,10 +267,10 @@ func (s *Store) zero(dst []int32) []int32 {
 
 // Get reads the row of (minute, product, cell); absent rows are zeros
 // with Found false.
-func (s *Store) Get(dst []int32, minute int64, product encode.UUID, cell uint64) (store.Row, error) {
-	rows, err := s.GetMany([]store.Row{{Features: dst}}, minute, product, []uint64{cell})
+func (s *Store) Get(dst []int32, minute int64, product encode.UUID, cell uint64) (read.Row, error) {
+	rows, err := s.GetMany([]read.Row{{Features: dst}}, minute, product, []uint64{cell})
 	if err != nil {
-		return store.Row{}, err
+		return read.Row{}, err
 	}
 	return rows[0], nil
 }
@@ -277,7 +278,7 @@ func (s *Store) Get(dst []int32, minute int64, product encode.UUID, cell uint64)
 // GetMany reads the rows of cells for (minute, product), in the order of
 // cells, into rows (reused when large enough): one query per region that
 // has rows in that minute (Reader.Get), none for the others.
-func (s *Store) GetMany(rows []store.Row, minute int64, product encode.UUID, cells []uint64) ([]store.Row, error) {
+func (s *Store) GetMany(rows []read.Row, minute int64, product encode.UUID, cells []uint64) ([]read.Row, error) {
 	regions, err := s.resolve(minute, product)
 	if err != nil {
 		return rows, err
@@ -389,3 +390,6 @@ func (s *Store) scan(minute int64, product encode.UUID, fn func(cell uint64, v [
 	}
 	return nil
 }
+
+// Store answers the API as the embedded store does.
+var _ read.Reader = (*Store)(nil)
