@@ -17,6 +17,8 @@ package source
 import (
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"strings"
 )
 
@@ -36,22 +38,54 @@ type Source interface {
 	Close() error
 }
 
-// Open builds a source from a spec: "file:PATH" ("file:-" is stdin),
-// "gen:" with optional comma-separated settings, e.g.
+// Opener builds a Source from the part of a -source spec after "kind:".
+type Opener func(arg string) (Source, error)
+
+// Openers maps source kinds to their constructors, as sink.Openers does
+// for sinks: a command (or a test) opens only the kinds it holds.
+type Openers map[string]Opener
+
+// Builtin returns the kinds this package provides: file, gen, pulsar and
+// pulsar+ssl.
+func Builtin() Openers {
+	return Openers{
+		"file":       opener(OpenFile),
+		"gen":        opener(OpenGen),
+		"pulsar":     opener(func(arg string) (*Pulsar, error) { return OpenPulsar("pulsar:" + arg) }),
+		"pulsar+ssl": opener(func(arg string) (*Pulsar, error) { return OpenPulsar("pulsar+ssl:" + arg) }),
+	}
+}
+
+// opener adapts a constructor of a concrete source, so that a failed open
+// returns a nil Source, not a Source holding a nil pointer.
+func opener[S Source](open func(string) (S, error)) Opener {
+	return func(arg string) (Source, error) {
+		s, err := open(arg)
+		if err != nil {
+			return nil, err
+		}
+		return s, nil
+	}
+}
+
+// Open builds a source from a spec "kind:arg": "file:PATH" ("file:-" is
+// stdin), "gen:" with optional comma-separated settings, e.g.
 // "gen:rate=200000,riders=500000,seed=7,speed=10" (see GenSpecHelp), or
 // "pulsar://HOST:PORT/TOPIC?subscription=NAME" (see PulsarSpecHelp).
-func Open(spec string) (Source, error) {
+func (o Openers) Open(spec string) (Source, error) {
 	kind, arg, ok := strings.Cut(spec, ":")
 	if !ok {
-		return nil, fmt.Errorf("source %q: want file:PATH, file:-, gen:[k=v,...] or pulsar://HOST:PORT/TOPIC?subscription=NAME", spec)
+		return nil, fmt.Errorf("source %q: want file:PATH, file:-, gen:[k=v,...] or pulsar://HOST:PORT/TOPIC?subscription=NAME", RedactURL(spec))
 	}
-	switch kind {
-	case "file":
-		return OpenFile(arg)
-	case "gen":
-		return OpenGen(arg)
-	case "pulsar", "pulsar+ssl":
-		return OpenPulsar(spec)
+	open, found := o[kind]
+	if !found {
+		return nil, fmt.Errorf("source %q: unknown kind %q (known: %s)", RedactURL(spec), kind, strings.Join(o.Kinds(), ", "))
 	}
-	return nil, fmt.Errorf("source %q: unknown kind %q (known: file, gen, pulsar, pulsar+ssl)", RedactURL(spec), kind)
+	return open(arg)
 }
+
+// Kinds lists the kinds, sorted.
+func (o Openers) Kinds() []string { return slices.Sorted(maps.Keys(o)) }
+
+// Open opens spec with the Builtin kinds.
+func Open(spec string) (Source, error) { return Builtin().Open(spec) }

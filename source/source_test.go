@@ -119,3 +119,27 @@ func TestParseGenSpecErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestOpeners: sources open from a map of kinds as sinks do; an unknown
+// kind names the known ones, and a failed open returns a nil Source.
+func TestOpeners(t *testing.T) {
+	if got := strings.Join(Builtin().Kinds(), ","); got != "file,gen,pulsar,pulsar+ssl" {
+		t.Fatalf("kinds %s", got)
+	}
+	if _, err := Open("kafka://b:9092/rides"); err == nil || !strings.Contains(err.Error(), "known: file, gen, pulsar, pulsar+ssl") {
+		t.Fatalf("unknown kind: %v", err)
+	}
+	s, err := Open("file:/nonexistent/events.ndjson")
+	if err == nil || s != nil {
+		t.Fatalf("a missing file: source %v, err %v; want a nil Source and an error", s, err)
+	}
+	only := Openers{"gen": Builtin()["gen"]}
+	if _, err := only.Open("file:-"); err == nil || !strings.Contains(err.Error(), "known: gen") {
+		t.Fatalf("a set without file: %v", err)
+	}
+	g, err := only.Open("gen:rate=1000,seed=1")
+	if err != nil || !g.Live() {
+		t.Fatalf("gen: %v", err)
+	}
+	g.Close()
+}
