@@ -399,3 +399,36 @@ func (r *byteReader) fail() {
 	}
 	r.b = nil
 }
+
+// checkpointer assembles a run's checkpoints, the one place that does:
+// the single process's closer and the dedup role's emit stage both hold
+// one. A checkpoint names the input (identity), the settings that must
+// match on resume (config), the last closed minute, the sequencer's state
+// at the resume point, the source's cursor there and the product codes.
+type checkpointer struct {
+	identity string // the input's (Engine.Identity)
+	config   string // Config.configKey
+	// cursor names a checkpoint's input position in the source's terms
+	// (Cursored), stored with it; nil: byte offsets are enough.
+	cursor   func(pos int64) ([]byte, error)
+	products *encode.Products
+	buf      []byte
+}
+
+// encode is the checkpoint "minutes through closed are committed; resume
+// from resume". The result is valid until the next call.
+func (c *checkpointer) encode(closed int64, resume *seqState) ([]byte, error) {
+	cp := checkpoint{identity: c.identity, config: c.config, closed: closed, seq: *resume}
+	if c.cursor != nil {
+		cur, err := c.cursor(resume.pos)
+		if err != nil {
+			return nil, fmt.Errorf("checkpoint: the source cannot name input position %d: %w", resume.pos, err)
+		}
+		cp.cursor = cur
+	}
+	for code := range c.products.Len() {
+		cp.products = append(cp.products, c.products.UUID(byte(code)))
+	}
+	c.buf = cp.encode(c.buf[:0])
+	return c.buf, nil
+}

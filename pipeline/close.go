@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"cmp"
 	"context"
-	"fmt"
 	"slices"
 	"sync"
 	"time"
@@ -90,10 +89,8 @@ type closer struct {
 	// keeps them
 	cpSink    sink.Checkpointer
 	maxW      int
-	identity  string
-	configKey string
+	cp        checkpointer
 	countsBuf []byte
-	cpBuf     []byte
 	cpClosed  int64 // closed minute of the last checkpoint staged
 	// onDurable is told each input position a committed checkpoint makes
 	// unneeded (Engine.Durable).
@@ -101,10 +98,7 @@ type closer struct {
 	// stageParts, when set (an Aggregator keeping state per part, parts.go),
 	// stages every owned part's state for minute m before it commits.
 	stageParts func(m int64) error
-	// cursor names a checkpoint's input position in the source's terms
-	// (Cursored), stored with it; nil: byte offsets are enough.
-	cursor  func(pos int64) ([]byte, error)
-	onClose func(m, rows int64, took time.Duration, received int64) // Engine.OnClose and the histograms
+	onClose    func(m, rows int64, took time.Duration, received int64) // Engine.OnClose and the histograms
 }
 
 // closeRequest asks the closing half to close every minute up to through;
@@ -139,7 +133,7 @@ func newCloser(cfg Config, products *encode.Products, snk sink.Writer, st *Stats
 	a.out.Names = products
 	a.cpSink, _ = snk.(sink.Checkpointer)
 	a.maxW = slices.Max(cfg.Def.Windows)
-	a.configKey = cfg.configKey()
+	a.cp.config, a.cp.products = cfg.configKey(), products
 	a.cpClosed = noMinute
 	return a, nil
 }
@@ -498,19 +492,7 @@ func (a *closer) flush(ctx context.Context, m int64, nF int, rows *int64) error 
 // encodeCheckpoint is the resume state after req: minutes through
 // req.through are committed once the minute it goes with is.
 func (a *closer) encodeCheckpoint(req *closeRequest) ([]byte, error) {
-	cp := checkpoint{identity: a.identity, config: a.configKey, closed: req.through, seq: *req.resume}
-	if a.cursor != nil {
-		c, err := a.cursor(req.resume.pos)
-		if err != nil {
-			return nil, fmt.Errorf("checkpoint: the source cannot name input position %d: %w", req.resume.pos, err)
-		}
-		cp.cursor = c
-	}
-	for c := range a.products.Len() {
-		cp.products = append(cp.products, a.products.UUID(byte(c)))
-	}
-	a.cpBuf = cp.encode(a.cpBuf[:0])
-	return a.cpBuf, nil
+	return a.cp.encode(req.through, req.resume)
 }
 
 // restore rebuilds the windows of a resumed run from the count records of

@@ -251,7 +251,7 @@ func (mc *minuteCounts) addN(cell uint64, p byte, n int32) {
 func (a *Aggregator) stageParts(m int64) error {
 	ps := a.parts
 	keep := m - int64(a.agg.maxW) + 2 - int64(ps.cfg.Retain)
-	ps.cp = encodePartCheckpoint(ps.cp[:0], ps.cfg.Layout, a.agg.configKey, m)
+	ps.cp = encodePartCheckpoint(ps.cp[:0], ps.cfg.Layout, a.agg.cp.config, m)
 	for p, own := range ps.owned {
 		if !own {
 			continue
@@ -321,8 +321,8 @@ func (a *Aggregator) Restore(ctx context.Context) error {
 		if layout != ps.cfg.Layout {
 			return fmt.Errorf("aggregator: part %s was written with layout %q, this process has %q: a deployment keeps its layout (or starts over on a new subscription and sink)", ps.cfg.Names[p], layout, ps.cfg.Layout)
 		}
-		if config != a.agg.configKey {
-			return fmt.Errorf("aggregator: part %s was written with definition %q, this process has %q", ps.cfg.Names[p], config, a.agg.configKey)
+		if config != a.agg.cp.config {
+			return fmt.Errorf("aggregator: part %s was written with definition %q, this process has %q", ps.cfg.Names[p], config, a.agg.cp.config)
 		}
 		have = append(have, loaded{p, m, counts})
 	}

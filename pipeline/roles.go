@@ -64,12 +64,10 @@ type emitStage struct {
 	hasFinal bool
 	failed   bool
 	// checkpoints (a CheckpointingWriter)
-	durable              func(pos int64) // Engine.Durable: the source may let go of the input before pos
-	cursor               func(pos int64) ([]byte, error)
-	cpIdentity, cpConfig string
-	cpBuf                []byte
-	finalResume          *seqState
-	dropThrough          int64 // after a resume: events of minutes <= it were handed on before
+	durable     func(pos int64) // Engine.Durable: the source may let go of the input before pos
+	cp          checkpointer
+	finalResume *seqState
+	dropThrough int64 // after a resume: events of minutes <= it were handed on before
 	// closed is Stats.Closed: a dedup process's last complete minute is
 	// its last watermark (demandpipe_pipeline_last_closed_minute_timestamp_seconds,
 	// which DemandpipeFeaturesStale reads: it stayed 0 in this role).
@@ -136,19 +134,11 @@ func (s *emitStage) watermark(through int64, resume *seqState) error {
 		if resume == nil {
 			return nil // no resume point for it: the next watermark carries one
 		}
-		cp := checkpoint{identity: s.cpIdentity, config: s.cpConfig, closed: through, seq: *resume}
-		if s.cursor != nil {
-			c, err := s.cursor(resume.pos)
-			if err != nil {
-				return fmt.Errorf("checkpoint: the source cannot name input position %d: %w", resume.pos, err)
-			}
-			cp.cursor = c
+		buf, err := s.cp.encode(through, resume)
+		if err != nil {
+			return err
 		}
-		for c := range s.products.Len() {
-			cp.products = append(cp.products, s.products.UUID(byte(c)))
-		}
-		s.cpBuf = cp.encode(s.cpBuf[:0])
-		if err := cw.Checkpoint(through, s.cpBuf); err != nil {
+		if err := cw.Checkpoint(through, buf); err != nil {
 			return err
 		}
 		if s.durable != nil {

@@ -101,10 +101,10 @@ func (e *Engine) Run(ctx context.Context, src io.Reader, snk sink.Writer) error 
 	if err != nil {
 		return err
 	}
-	agg.identity = e.Identity
+	agg.cp.identity = e.Identity
 	agg.onDurable = e.Durable
 	if c, ok := src.(Cursored); ok {
-		agg.cursor = c.Cursor
+		agg.cp.cursor = c.Cursor
 	}
 	if e.OnClose != nil || e.observeClose != nil {
 		agg.onClose = func(m, rows int64, took time.Duration, received int64) {
@@ -182,9 +182,9 @@ func (e *Engine) Run(ctx context.Context, src io.Reader, snk sink.Writer) error 
 		// The dedup role: counted events leave the process instead of
 		// being counted (roles.go).
 		em := &emitStage{w: e.Emit, products: e.Products, fail: sv.fail, durable: e.Durable,
-			cpIdentity: e.Identity, cpConfig: cfg.configKey(), wm: noMinute, dropThrough: noMinute, closed: &e.Stats.Closed}
+			cp: checkpointer{identity: e.Identity, config: cfg.configKey(), products: e.Products}, wm: noMinute, dropThrough: noMinute, closed: &e.Stats.Closed}
 		if c, ok := src.(Cursored); ok {
-			em.cursor = c.Cursor
+			em.cp.cursor = c.Cursor
 		}
 		if cp := e.resume; cp != nil {
 			em.wm, em.dropThrough = cp.closed, cp.closed
