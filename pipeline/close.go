@@ -213,10 +213,42 @@ func (a *closer) allEmpty() bool {
 	return true
 }
 
-// closeMinute computes and emits the rows of minute m.
+// closeMinute computes and emits the rows of minute m, in named steps:
+// place the minute's sources (sequential), smooth and slide the windows
+// (parallel per product), emit the rows in canonical order, then commit
+// the minute with its state and checkpoint, and account for it. While
+// restoring it stops after the windows: no rows.
 func (a *closer) closeMinute(ctx context.Context, m int64, mc *minuteCounts, req *closeRequest, last func() bool, restoring bool) error {
 	start := time.Now()
-	// 1. Sequential: map sources to cell indices, computing new disks.
+	work, err := a.placeSources(m, mc, restoring)
+	if err != nil {
+		return err
+	}
+	a.slideWindows(m, work, restoring)
+	if restoring {
+		a.expire(m)
+		a.smoother.Evict(m)
+		return nil
+	}
+	rows, targets, err := a.emitRows(ctx, m, work)
+	if err != nil {
+		return err
+	}
+	a.expire(m)
+	if err := a.commit(ctx, m, mc, req, last); err != nil {
+		return err
+	}
+	a.smoother.Evict(m)
+	a.maybeCompact(m)
+	a.publishBytes()
+	a.account(m, mc, rows, targets, time.Since(start))
+	return nil
+}
+
+// placeSources (step 1, sequential) maps minute m's sources to cell
+// indices, computing new disks, and returns the products with work: new
+// counts, or windows that still hold data.
+func (a *closer) placeSources(m int64, mc *minuteCounts, restoring bool) ([]*productState, error) {
 	var work []*productState
 	used := int64(-1) // the state's bytes, once the budget needs them
 	for p := range encode.MaxProducts {
@@ -233,17 +265,23 @@ func (a *closer) closeMinute(ctx context.Context, m int64, mc *minuteCounts, req
 		if hasCounts {
 			var err error
 			if a.srcCells, ps.cnts, err = a.place(ps, mc.cells[p], mc.counts[p], m, !restoring, &used, a.srcCells[:0], ps.cnts[:0]); err != nil {
-				return err
+				return nil, err
 			}
 			if ps.src, err = a.smoother.Prepare(a.srcCells, m, ps.src); err != nil {
-				return err
+				return nil, err
 			}
 		} else if ps.empty() {
 			continue
 		}
 		work = append(work, ps)
 	}
-	// 2. Parallel per product: smooth, slide, collect and sort targets.
+	return work, nil
+}
+
+// slideWindows (step 2, parallel per product) smooths the sources, slides
+// the windows to m and, unless restoring, collects and sorts the targets
+// this process emits.
+func (a *closer) slideWindows(m int64, work []*productState, restoring bool) {
 	cells := a.smoother.Cells
 	var wg sync.WaitGroup
 	next := make(chan *productState, len(work))
@@ -276,49 +314,54 @@ func (a *closer) closeMinute(ctx context.Context, m int64, mc *minuteCounts, req
 		}(a.scratch[w])
 	}
 	wg.Wait()
-	if restoring {
-		a.expire(m)
-		a.smoother.Evict(m)
-		return nil
-	}
+}
+
+// emitRows (step 3) hands minute m's rows to the sink in (product UUID,
+// cell) order: a canonical order that does not depend on arrival order or
+// on how codes were assigned. It returns the rows and the active targets.
+func (a *closer) emitRows(ctx context.Context, m int64, work []*productState) (rows, targets int64, err error) {
 	var missing []*sparseDisk
 	for _, ps := range work {
 		missing = append(missing, ps.sparse.missing...)
 	}
 	if len(missing) > 0 {
 		if err := computeDisks(missing, a.def.MaxRingValue(), a.workers); err != nil {
-			return err
+			return 0, 0, err
 		}
 	}
-	// 3. Emit in (product UUID, cell) order: a canonical order that does
-	// not depend on arrival order or on how codes were assigned.
 	slices.SortFunc(work, func(x, y *productState) int {
 		ux, uy := a.products.UUIDAt(x.code, m), a.products.UUIDAt(y.code, m)
 		return bytes.Compare(ux[:], uy[:])
 	})
 	nF := a.def.NumFeatures()
 	a.out.Reset(m, nF)
-	var rows, targets int64
 	for _, ps := range work {
 		targets += int64(ps.win.Active())
 		if len(ps.sparse.srcs) > 0 {
 			n, err := a.emitMerged(ctx, m, ps, &rows)
 			if err != nil {
-				return err
+				return 0, 0, err
 			}
 			targets += n
 			continue
 		}
 		for _, cs := range ps.order {
 			if err := a.emit(ctx, m, ps.code, cs.cell, ps.win.Row(cs.slot), &rows); err != nil {
-				return err
+				return 0, 0, err
 			}
 		}
 	}
 	if err := a.flush(ctx, m, nF, &rows); err != nil {
-		return err
+		return 0, 0, err
 	}
-	a.expire(m)
+	return rows, targets, nil
+}
+
+// commit (step 4) stages the minute's count record and, on the request's
+// last minute, its checkpoint, then the owned parts' state, and commits
+// minute m in the sink. Once committed, the checkpoint's input position
+// is reported durable.
+func (a *closer) commit(ctx context.Context, m int64, mc *minuteCounts, req *closeRequest, last func() bool) error {
 	durable := int64(-1)
 	if a.cpSink != nil {
 		var cp []byte
@@ -345,22 +388,23 @@ func (a *closer) closeMinute(ctx context.Context, m int64, mc *minuteCounts, req
 		// before its position again, so the source may let it go.
 		a.onDurable(durable)
 	}
-	a.smoother.Evict(m)
-	a.maybeCompact(m)
-	a.publishBytes()
+	return nil
+}
+
+// account (step 5) tells OnClose and the stats about closed minute m.
+func (a *closer) account(m int64, mc *minuteCounts, rows, targets int64, took time.Duration) {
 	if a.onClose != nil {
 		received := int64(0)
 		if mc != nil {
 			received = mc.received
 		}
-		a.onClose(m, rows, time.Since(start), received)
+		a.onClose(m, rows, took, received)
 	}
 	a.stats.Rows.Add(rows)
 	a.stats.Minutes.Add(1)
 	a.stats.Closed.Store(m)
 	a.stats.Targets.Store(targets)
-	a.stats.CloseNanos.Add(int64(time.Since(start)))
-	return nil
+	a.stats.CloseNanos.Add(int64(took))
 }
 
 // emit appends one row to the batch, handing full batches to the sink.

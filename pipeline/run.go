@@ -97,45 +97,9 @@ func (e *Engine) Run(ctx context.Context, src io.Reader, snk sink.Writer) error 
 	l, ok := src.(interface{ Live() bool })
 	live := ok && l.Live()
 	seq := newSequencer(cfg.Lateness.Milliseconds(), cfg.IdleTimeout.Milliseconds(), dt, cfg.Future.rule(live), e.Products, slices.Max(cfg.Def.Windows))
-	agg, err := newAggregator(cfg, e.Products, snk, &e.Stats)
+	agg, err := e.newLocalAggregator(ctx, src, snk, seq)
 	if err != nil {
 		return err
-	}
-	agg.cp.identity = e.Identity
-	agg.onDurable = e.Durable
-	if c, ok := src.(Cursored); ok {
-		agg.cp.cursor = c.Cursor
-	}
-	if e.OnClose != nil || e.observeClose != nil {
-		agg.onClose = func(m, rows int64, took time.Duration, received int64) {
-			if e.observeClose != nil {
-				e.observeClose(m, took, received)
-			}
-			if e.OnClose != nil {
-				e.OnClose(m, rows, took)
-			}
-		}
-	}
-	if cp := e.resume; cp != nil {
-		start := time.Now()
-		if e.KeepRider != nil {
-			// Another process resumed from the same checkpoint with the
-			// other riders: each keeps the held events of its own.
-			held := cp.seq.held[:0]
-			for _, p := range cp.seq.held {
-				if e.KeepRider(p.rider) {
-					held = append(held, p)
-				}
-			}
-			cp.seq.held = held
-		}
-		seq.restore(&cp.seq)
-		if e.Emit == nil {
-			if err := agg.restore(ctx, cp.closed, e.resumeCounts); err != nil {
-				return fmt.Errorf("resume: %w", err)
-			}
-		}
-		e.Stats.RestoreNanos.Store(int64(time.Since(start)))
 	}
 	var rejects *bufio.Writer
 	if e.Rejects != nil {
@@ -179,42 +143,9 @@ func (e *Engine) Run(ctx context.Context, src io.Reader, snk sink.Writer) error 
 	sv.spawn(func() { sq.run(ctx, q.seq, q.count, q.loc) })
 	loc.spawn(sv, q.loc)
 	if e.Emit != nil {
-		// The dedup role: counted events leave the process instead of
-		// being counted (roles.go).
-		em := &emitStage{w: e.Emit, products: e.Products, fail: sv.fail, durable: e.Durable,
-			cp: checkpointer{identity: e.Identity, config: cfg.configKey(), products: e.Products}, wm: noMinute, dropThrough: noMinute, closed: &e.Stats.Closed}
-		if c, ok := src.(Cursored); ok {
-			em.cp.cursor = c.Cursor
-		}
-		if cp := e.resume; cp != nil {
-			em.wm, em.dropThrough = cp.closed, cp.closed
-			e.Stats.Closed.Store(cp.closed)
-		}
-		em.run(ctx, q.count, q.free) // on this goroutine
-		sv.wg.Wait()
-		if ctx.Err() == nil {
-			<-readDone
-			if err := em.finish(); err != nil {
-				sv.fail(fmt.Errorf("dedup role: %w", err))
-			}
-		}
-		close(q.close)
+		e.emitCounted(ctx, src, sv, q, readDone) // the dedup role (roles.go)
 	} else {
-		closed := make(chan struct{})
-		go func() {
-			defer close(closed)
-			cls.run(ctx, q.close)
-		}()
-		cnt.run(ctx, q.count, q.free, q.close) // on this goroutine
-		sv.wg.Wait()
-		if ctx.Err() == nil {
-			<-readDone // chunks is closed: the reader has returned or is returning
-		}
-		if ctx.Err() == nil {
-			cnt.finish(ctx, q.close)
-		}
-		close(q.close)
-		<-closed
+		countAndClose(ctx, cnt, cls, sv, q, readDone)
 	}
 	fail := sv.err()
 	if rejects != nil {
@@ -226,6 +157,98 @@ func (e *Engine) Run(ctx context.Context, src io.Reader, snk sink.Writer) error 
 		return fail
 	}
 	return context.Cause(ctx)
+}
+
+// newLocalAggregator builds the single process's aggregator on snk (the
+// count and close stages) with the run's identity, cursor and callbacks,
+// and restores the sequencer and the windows from a resume checkpoint.
+func (e *Engine) newLocalAggregator(ctx context.Context, src io.Reader, snk sink.Writer, seq *sequencer) (*aggregator, error) {
+	agg, err := newAggregator(e.cfg, e.Products, snk, &e.Stats)
+	if err != nil {
+		return nil, err
+	}
+	agg.cp.identity = e.Identity
+	agg.onDurable = e.Durable
+	if c, ok := src.(Cursored); ok {
+		agg.cp.cursor = c.Cursor
+	}
+	if e.OnClose != nil || e.observeClose != nil {
+		agg.onClose = func(m, rows int64, took time.Duration, received int64) {
+			if e.observeClose != nil {
+				e.observeClose(m, took, received)
+			}
+			if e.OnClose != nil {
+				e.OnClose(m, rows, took)
+			}
+		}
+	}
+	if cp := e.resume; cp != nil {
+		start := time.Now()
+		if e.KeepRider != nil {
+			// Another process resumed from the same checkpoint with the
+			// other riders: each keeps the held events of its own.
+			held := cp.seq.held[:0]
+			for _, p := range cp.seq.held {
+				if e.KeepRider(p.rider) {
+					held = append(held, p)
+				}
+			}
+			cp.seq.held = held
+		}
+		seq.restore(&cp.seq)
+		if e.Emit == nil {
+			if err := agg.restore(ctx, cp.closed, e.resumeCounts); err != nil {
+				return nil, fmt.Errorf("resume: %w", err)
+			}
+		}
+		e.Stats.RestoreNanos.Store(int64(time.Since(start)))
+	}
+	return agg, nil
+}
+
+// countAndClose is the single process's tail, on this goroutine: count
+// the located batches and close minutes (closeStage on its own
+// goroutine), then, once ingest has ended without a failure, close the
+// last minutes.
+func countAndClose(ctx context.Context, cnt *countStage, cls *closeStage, sv *supervisor, q *queues, readDone <-chan struct{}) {
+	closed := make(chan struct{})
+	go func() {
+		defer close(closed)
+		cls.run(ctx, q.close)
+	}()
+	cnt.run(ctx, q.count, q.free, q.close)
+	sv.wg.Wait()
+	if ctx.Err() == nil {
+		<-readDone // chunks is closed: the reader has returned or is returning
+	}
+	if ctx.Err() == nil {
+		cnt.finish(ctx, q.close)
+	}
+	close(q.close)
+	<-closed
+}
+
+// emitCounted is the dedup role's tail, on this goroutine: counted events
+// leave the process (Emit) instead of being counted.
+func (e *Engine) emitCounted(ctx context.Context, src io.Reader, sv *supervisor, q *queues, readDone <-chan struct{}) {
+	em := &emitStage{w: e.Emit, products: e.Products, fail: sv.fail, durable: e.Durable,
+		cp: checkpointer{identity: e.Identity, config: e.cfg.configKey(), products: e.Products}, wm: noMinute, dropThrough: noMinute, closed: &e.Stats.Closed}
+	if c, ok := src.(Cursored); ok {
+		em.cp.cursor = c.Cursor
+	}
+	if cp := e.resume; cp != nil {
+		em.wm, em.dropThrough = cp.closed, cp.closed
+		e.Stats.Closed.Store(cp.closed)
+	}
+	em.run(ctx, q.count, q.free)
+	sv.wg.Wait()
+	if ctx.Err() == nil {
+		<-readDone
+		if err := em.finish(); err != nil {
+			sv.fail(fmt.Errorf("dedup role: %w", err))
+		}
+	}
+	close(q.close)
 }
 
 // read (the reader stage) fills batches with whole lines. A line longer than MaxLineBytes ends
