@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/demandpipe/demandpipe/internal/testsize"
+
 	"github.com/demandpipe/demandpipe/encode"
 )
 
@@ -176,7 +178,7 @@ func TestKillMidMinute(t *testing.T) {
 // fast as it can; every minute it reported closed is there and whole, and
 // so is any other minute the store lists.
 func TestKillAnytime(t *testing.T) {
-	r := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
+	r := rand.New(rand.NewPCG(testsize.Seed(t), 1))
 	for round := range 2 {
 		dir := t.TempDir()
 		cmd, lines := startWriter(t, dir, 0)
