@@ -63,8 +63,22 @@ func parse(fs *flag.FlagSet, args []string, synopsis, more string) error {
 	if helpOut != nil {
 		fs.SetOutput(helpOut)
 	}
+	asked := false // -h, -help or --help: the whole list of flags
+	for _, a := range args {
+		if a == "--" {
+			break
+		}
+		if a == "-h" || a == "-help" || a == "--help" || a == "--h" {
+			asked = true
+		}
+	}
 	fs.Usage = func() {
 		out := fs.Output()
+		if !asked {
+			// A mistake: the error (printed by the flag package), a
+			// suggestion and where the list is, not 200 lines of help.
+			return
+		}
 		fmt.Fprintf(out, "%s\n\nFlags (default in parentheses), by stage in the order data meets them:\n", synopsis)
 		for _, g := range flagGroups(fs) {
 			if g.title != "" {
@@ -86,6 +100,12 @@ func parse(fs *flag.FlagSet, args []string, synopsis, more string) error {
 		if errors.Is(err, flag.ErrHelp) {
 			os.Exit(0)
 		}
+		if name, ok := strings.CutPrefix(err.Error(), "flag provided but not defined: -"); ok {
+			if near := nearestFlags(fs, name); len(near) > 0 {
+				fmt.Fprintf(fs.Output(), "did you mean -%s?\n", strings.Join(near, " or -"))
+			}
+		}
+		fmt.Fprintf(fs.Output(), "demandpipe help %s lists every flag with its default\n", fs.Name())
 		return errUsage
 	}
 	if fs.NArg() > 0 {
@@ -153,4 +173,49 @@ func flagGroups(fs *flag.FlagSet) []flagGroup {
 		out[0].title = ""
 	}
 	return out
+}
+
+// nearestFlags returns the flags of fs closest to the misspelled name: at
+// most 2 edits away, or, failing that, those that contain it or that it
+// contains ("writers" for "sink.writers").
+func nearestFlags(fs *flag.FlagSet, name string) []string {
+	name = strings.TrimPrefix(strings.SplitN(name, "=", 2)[0], "-")
+	best, bestD := []string(nil), 3
+	var contains []string
+	fs.VisitAll(func(f *flag.Flag) {
+		d := editDistance(name, f.Name)
+		switch {
+		case d < bestD:
+			best, bestD = []string{f.Name}, d
+		case d == bestD:
+			best = append(best, f.Name)
+		}
+		if len(name) >= 4 && (strings.Contains(f.Name, name) || strings.Contains(name, f.Name)) {
+			contains = append(contains, f.Name)
+		}
+	})
+	if len(best) == 0 && len(contains) <= 3 {
+		return contains
+	}
+	return best
+}
+
+// editDistance is the Levenshtein distance of a and b.
+func editDistance(a, b string) int {
+	prev, cur := make([]int, len(b)+1), make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
 }

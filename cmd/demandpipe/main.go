@@ -76,6 +76,12 @@ func main() {
 				}
 				main()
 				return
+			case "version":
+				fmt.Println("demandpipe version (also --version): prints the module version, commit, build date and Go version; it takes no flags.")
+				return
+			case "help":
+				fmt.Print(usage)
+				return
 			default:
 				fmt.Fprintf(os.Stderr, "demandpipe help: unknown command %q\n\n%s", args[0], usage)
 				os.Exit(2)

@@ -226,3 +226,30 @@ func TestLogFormatJSON(t *testing.T) {
 		t.Fatal("-log.format=xml accepted")
 	}
 }
+
+// TestMisspelledFlagSuggests: a mistyped flag gets the error, the nearest
+// flags and where the full list is: a few lines, not the whole help.
+// (Not parallel: it sets helpOut.)
+func TestMisspelledFlagSuggests(t *testing.T) {
+	var out strings.Builder
+	helpOut = &out
+	defer func() { helpOut = nil }()
+	for _, tc := range []struct {
+		run  func([]string) error
+		args []string
+		want string
+	}{
+		{runCommand, []string{"-sink.writer=4"}, "did you mean -sink.writers?"},
+		{runCommand, []string{"-kring.ring=0,1"}, "did you mean -kring.rings?"},
+		{genCommand, []string{"-event=3"}, "did you mean -events?"},
+		{runCommand, []string{"-zzzzzzzz"}, "demandpipe help run lists every flag"},
+	} {
+		out.Reset()
+		if err := tc.run(tc.args); err == nil {
+			t.Errorf("%v accepted", tc.args)
+		}
+		if got := out.String(); !strings.Contains(got, tc.want) || strings.Count(got, "\n") > 4 {
+			t.Errorf("%v: output %q, want a few lines with %q", tc.args, got, tc.want)
+		}
+	}
+}
