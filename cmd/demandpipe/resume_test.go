@@ -133,3 +133,23 @@ func firstDiff(a, b []string) string {
 	}
 	return "the end of the shorter"
 }
+
+// TestRerunFinishedReplaySaysSo: the same replay again after it finished
+// resumes at the end of its input and says that there was nothing new,
+// instead of a summary of zeros that looks like a failed read.
+func TestRerunFinishedReplaySaysSo(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	events := genEvents(t, dir, 3000)
+	args := storeArgs("file:"+events, filepath.Join(dir, "store"), "-kring.rings=0,1", "-windows.minutes=1,2")
+	if err := runCommand(args); err != nil {
+		t.Fatal(err)
+	}
+	_, stderr, done := runSubprocess(t, args)
+	if err := <-done; err != nil {
+		t.Fatalf("the second run: %v\n%s", err, stderr)
+	}
+	if !strings.Contains(stderr.String(), "nothing new") {
+		t.Fatalf("the second run of a finished replay does not say there was nothing new:\n%s", lastLines(stderr.String(), 10))
+	}
+}

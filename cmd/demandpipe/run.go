@@ -313,6 +313,11 @@ func runCommand(args []string) error {
 	if resumed != nil {
 		fmt.Fprintf(os.Stderr, "  resumed after        %s  (input from byte %d, line %d; windows restored in %.2fs)\n",
 			encode.MinuteStart(resumed.Minute).Format(time.RFC3339), resumed.Pos, resumed.Line, float64(e.Stats.RestoreNanos.Load())/1e9)
+		if sum.Lines == 0 && sum.Blank == 0 && runErr == nil && pulsarSrc == nil {
+			// Re-running a finished replay: say so rather than look like
+			// a run that did nothing.
+			fmt.Fprintf(os.Stderr, "  nothing new          an earlier run read this input to its end and committed every minute; -resume=false starts over\n")
+		}
 	}
 	if pulsarSrc != nil {
 		fmt.Fprintf(os.Stderr, "  pulsar               %s\n", pulsarSrc.Summary())
