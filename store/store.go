@@ -165,15 +165,25 @@ func Open(cfg Config, reg prometheus.Registerer) (*Store, error) {
 		if errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EWOULDBLOCK) || strings.Contains(err.Error(), "lock held") {
 			return nil, fmt.Errorf("store %s is in use by another process (a running `demandpipe run`? serve it with run -serve=ADDR): %w", cfg.Dir, err)
 		}
+		if f.Err() != nil {
+			return nil, err // the failure names the store already
+		}
 		return nil, fmt.Errorf("store %s: %w", cfg.Dir, err)
 	}
 	s := &Store{cfg: cfg, db: db, fs: fsCloser, wo: pebble.NoSync, faults: f, vfs: base}
 	if cfg.Sync {
 		s.wo = pebble.Sync
 	}
-	if err := s.load(); err != nil {
-		db.Close()
+	// load reads pebble on this goroutine's behalf: under guard, so that
+	// corruption, which pebble reports through Logger.Fatalf, is an error
+	// here (it ended the caller's goroutine inside Fatalf, and a `serve`
+	// or `run` opening a corrupt store hung).
+	if err := f.guard(s.load); err != nil {
+		closeFailed(db, f)
 		fsCloser.Close()
+		if f.Err() != nil {
+			return nil, err // the failure names the store already
+		}
 		return nil, fmt.Errorf("store %s: %w", cfg.Dir, err)
 	}
 	s.nf = s.def.NumFeatures()
@@ -355,4 +365,21 @@ type quietLogger struct{}
 
 func (quietLogger) Errorf(format string, args ...any) {
 	fmt.Fprintf(os.Stderr, "store: "+format+"\n", args...)
+}
+
+// closeFailed closes db after a failure: pebble may end the closing
+// goroutine inside Fatalf, or wait on work that will not finish, so it
+// closes on a goroutine of its own and is given 5 s.
+func closeFailed(db *pebble.DB, f *faults) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer func() { recover() }() // a failed pebble may panic on Close
+		db.Close()
+	}()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		quietLogger{}.Errorf("store %s: closing after the failure did not finish within 5 s; going on", f.dir)
+	}
 }
