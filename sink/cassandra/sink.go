@@ -114,7 +114,10 @@ func Open(ctx context.Context, cfg Config, opt Options) (*Sink, error) {
 	}
 	if cfg.CreateSchema {
 		for _, st := range SchemaStatements(cfg) {
-			if err := sess.Query(st).ExecContext(ctx); err != nil {
+			if err := openRetry(ctx, func() error { return sess.Query(st).ExecContext(ctx) }); err != nil {
+				if !Permanent(err) {
+					return fail(fmt.Errorf("sink cassandra: create schema: the cluster did not answer within %v of retries: %w (overloaded, or nodes down: check the cluster's health)", openRetryFor, err))
+				}
 				return fail(fmt.Errorf("sink cassandra: create schema: %w", err))
 			}
 		}
@@ -122,8 +125,11 @@ func Open(ctx context.Context, cfg Config, opt Options) (*Sink, error) {
 	// Preparing the INSERT checks the table exists with our columns, and
 	// its round trip shows whether the codec was negotiated.
 	probe := fmt.Sprintf("SELECT cell, f FROM %s.%s WHERE product = ? AND minute = ? AND region = ? LIMIT 1", cfg.Keyspace, cfg.Table)
-	if err := sess.Query(probe, gocql.UUID{}, int64(0), int64(0)).ExecContext(ctx); err != nil {
-		return fail(fmt.Errorf("sink cassandra: table %s.%s: %w (create it with `demandpipe schema cassandra` or ?create=true)", cfg.Keyspace, cfg.Table, err))
+	if err := openRetry(ctx, func() error { return sess.Query(probe, gocql.UUID{}, int64(0), int64(0)).ExecContext(ctx) }); err != nil {
+		if Permanent(err) {
+			return fail(fmt.Errorf("sink cassandra: table %s.%s: %w (create it with `demandpipe schema cassandra` or ?create=true)", cfg.Keyspace, cfg.Table, err))
+		}
+		return fail(fmt.Errorf("sink cassandra: table %s.%s: the cluster did not answer within %v of retries: %w (overloaded, or nodes down: check the cluster's health)", cfg.Keyspace, cfg.Table, openRetryFor, err))
 	}
 	s.codec = "none"
 	if comp != nil {
@@ -379,6 +385,33 @@ func (s *Sink) send(ctx context.Context, rows []row) error {
 	b := s.sess.Batch(gocql.UnloggedBatch)
 	b.Entries = sc.entries
 	return b.ExecContext(ctx)
+}
+
+// openRetryFor bounds the retries of Open's statements (schema, probe): a
+// coordinator that is overloaded or timing out for a few seconds (a node
+// restarting, a schema agreement under way) does not fail the run, while a
+// cluster that stays down fails it within seconds, not after the write
+// path's minutes of backoff.
+var openRetryFor = 10 * time.Second
+
+// openRetry runs fn until it succeeds, fails with an error Permanent
+// calls permanent, or openRetryFor has passed, backing off 100 ms, 200 ms,
+// ... up to 2 s.
+func openRetry(ctx context.Context, fn func() error) error {
+	deadline := time.Now().Add(openRetryFor)
+	wait := 100 * time.Millisecond
+	for {
+		err := fn()
+		if err == nil || Permanent(err) || time.Now().Add(wait).After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 2*time.Second)
+	}
 }
 
 // Permanent reports errors a retry cannot fix: the server refused the

@@ -428,3 +428,30 @@ func TestOpener(t *testing.T) {
 		t.Fatal("bad spec opened")
 	}
 }
+
+// TestOpenRetriesTransientErrors: an overloaded coordinator during schema
+// creation and the table probe is retried (it used to fail the run at
+// once, saying to create a table that existed); a cluster that keeps
+// timing out fails Open within the retry bound, saying to check the
+// cluster, not to create the table.
+func TestOpenRetriesTransientErrors(t *testing.T) {
+	defer func(d time.Duration) { openRetryFor = d }(openRetryFor)
+	openRetryFor = 2 * time.Second
+	srv := startServer(t, 0)
+	cfg := testConfig(srv)
+	srv.InjectFault(cqltest.FaultOverloaded, 3)
+	s, err := Open(context.Background(), cfg, Options{Logf: t.Logf})
+	if err != nil {
+		t.Fatalf("3 overloaded answers at Open: %v", err)
+	}
+	s.Close()
+	srv.SetFaultRate(cqltest.FaultTimeout, 1)
+	defer srv.ClearFaults()
+	start := time.Now()
+	_, err = Open(context.Background(), cfg, Options{Logf: t.Logf})
+	took := time.Since(start)
+	if err == nil || strings.Contains(err.Error(), "create it") || !strings.Contains(err.Error(), "check the cluster") || took > 3*openRetryFor {
+		t.Fatalf("a cluster timing out: after %v: %v", took, err)
+	}
+	t.Logf("a cluster timing out: after %v: %v", took.Round(time.Millisecond), err)
+}
