@@ -12,10 +12,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/demandpipe/demandpipe/internal/syncbuf"
 
 	"github.com/valyala/fastjson"
 
@@ -128,11 +129,11 @@ var smallDef = []string{"-kring.rings=0,1,2,3,5", "-windows.minutes=1,2,4,8,16"}
 
 // runSubprocess runs demandpipe run with args in a child process (the test
 // binary, see TestKillAndResume) and returns it started, with its stderr.
-func runSubprocess(t *testing.T, args []string) (*exec.Cmd, *syncWriter, <-chan error) {
+func runSubprocess(t *testing.T, args []string) (*exec.Cmd, *syncbuf.Buffer, <-chan error) {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestKillAndResume$")
 	cmd.Env = append(os.Environ(), "DEMANDPIPE_RUN_ARGS="+strings.Join(args, "\x1f"))
-	stderr := &syncWriter{}
+	stderr := &syncbuf.Buffer{}
 	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -142,28 +143,9 @@ func runSubprocess(t *testing.T, args []string) (*exec.Cmd, *syncWriter, <-chan 
 	return cmd, stderr, done
 }
 
-// syncWriter collects a child's stderr; String may be called while the
-// child writes.
-type syncWriter struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncWriter) Write(b []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(b)
-}
-
-func (s *syncWriter) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // waitCloses waits until the child has logged k "minute closed" lines, or
 // has ended (false).
-func waitCloses(t *testing.T, stderr *syncWriter, k int, done <-chan error) bool {
+func waitCloses(t *testing.T, stderr *syncbuf.Buffer, k int, done <-chan error) bool {
 	t.Helper()
 	deadline := time.Now().Add(2 * time.Minute)
 	for time.Now().Before(deadline) {

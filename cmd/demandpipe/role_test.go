@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/demandpipe/demandpipe/internal/syncbuf"
+
 	"github.com/cespare/xxhash/v2"
 
 	"github.com/demandpipe/demandpipe/internal/pulsartest"
@@ -153,7 +155,7 @@ func TestAggregateRoleKilledAndRestarted(t *testing.T) {
 	stores := make([]string, len(ranges))
 	args := make([][]string, len(ranges))
 	dones := make([]<-chan error, len(ranges))
-	stderrs := make([]*syncWriter, len(ranges))
+	stderrs := make([]*syncbuf.Buffer, len(ranges))
 	cmds := make([]*exec.Cmd, len(ranges))
 	for i, r := range ranges {
 		stores[i] = filepath.Join(dir, fmt.Sprint("agg", i))

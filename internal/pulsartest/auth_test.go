@@ -1,7 +1,6 @@
 package pulsartest
 
 import (
-	"bytes"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -11,9 +10,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/demandpipe/demandpipe/internal/syncbuf"
 
 	"github.com/apache/pulsar-client-go/pulsar"
 	plog "github.com/apache/pulsar-client-go/pulsar/log"
@@ -39,30 +39,12 @@ func startTLSBroker(t *testing.T, cfg Config) (*Server, string) {
 	return startBroker(t, cfg), caFile
 }
 
-// lockedBuffer collects the client's log lines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
 // newAuthClient is newClient with TLS trust, a token and a short
 // operation timeout (a refused connection is retried until it passes);
 // the client's warnings go to the returned buffer.
-func newAuthClient(t *testing.T, url, caFile, token string) (pulsar.Client, *lockedBuffer) {
+func newAuthClient(t *testing.T, url, caFile, token string) (pulsar.Client, *syncbuf.Buffer) {
 	t.Helper()
-	logs := &lockedBuffer{}
+	logs := &syncbuf.Buffer{}
 	opts := pulsar.ClientOptions{
 		URL:                   url,
 		OperationTimeout:      time.Second,

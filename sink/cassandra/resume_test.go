@@ -11,10 +11,11 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/demandpipe/demandpipe/internal/syncbuf"
 
 	"github.com/demandpipe/demandpipe/internal/testsize"
 
@@ -128,7 +129,7 @@ func TestKillAndResume(t *testing.T) {
 	for attempt := range kills {
 		cmd := exec.Command(os.Args[0], "-test.run=^TestKillAndResume$")
 		cmd.Env = append(os.Environ(), resumeChildEnv+"="+strings.Join([]string{strconv.Itoa(srv.Port()), "killed", input}, "\x1f"))
-		stderr := &lockedBuilder{}
+		stderr := &syncbuf.Buffer{}
 		cmd.Stderr = stderr
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
@@ -168,25 +169,6 @@ func TestKillAndResume(t *testing.T) {
 		t.Fatal("no run resumed: the checkpoint was never found")
 	}
 	compareKeyspaces(t, srv.Port(), "whole", "killed")
-}
-
-// lockedBuilder collects a child's stderr; String may be called while the
-// child writes.
-type lockedBuilder struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuilder) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuilder) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // compareKeyspaces checks that two keyspaces hold the same feature rows,
