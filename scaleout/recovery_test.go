@@ -12,8 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/demandpipe/demandpipe/internal/testsize"
-
 	"github.com/apache/pulsar-client-go/pulsar"
 	plog "github.com/apache/pulsar-client-go/pulsar/log"
 	"github.com/prometheus/client_golang/prometheus"
@@ -23,6 +21,7 @@ import (
 	"github.com/demandpipe/demandpipe/gen"
 	"github.com/demandpipe/demandpipe/internal/cqltest"
 	"github.com/demandpipe/demandpipe/internal/pulsartest"
+	"github.com/demandpipe/demandpipe/internal/testsize"
 	"github.com/demandpipe/demandpipe/pipeline"
 	"github.com/demandpipe/demandpipe/sink"
 	"github.com/demandpipe/demandpipe/sink/cassandra"

@@ -9,8 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/demandpipe/demandpipe/internal/testsize"
-
 	"github.com/apache/pulsar-client-go/pulsar"
 	plog "github.com/apache/pulsar-client-go/pulsar/log"
 	"go.uber.org/goleak"
@@ -20,6 +18,7 @@ import (
 	"github.com/demandpipe/demandpipe/gen"
 	"github.com/demandpipe/demandpipe/internal/leakcheck"
 	"github.com/demandpipe/demandpipe/internal/pulsartest"
+	"github.com/demandpipe/demandpipe/internal/testsize"
 	"github.com/demandpipe/demandpipe/pipeline"
 )
 

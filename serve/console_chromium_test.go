@@ -11,9 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/demandpipe/demandpipe/internal/testsize"
-
 	"github.com/demandpipe/demandpipe/gen"
+	"github.com/demandpipe/demandpipe/internal/testsize"
 	"github.com/demandpipe/demandpipe/pipeline"
 	"github.com/demandpipe/demandpipe/store"
 )

@@ -8,11 +8,10 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/demandpipe/demandpipe/read"
-
 	"github.com/valyala/fastjson"
 
 	"github.com/demandpipe/demandpipe/encode"
+	"github.com/demandpipe/demandpipe/read"
 )
 
 // latest marks "no minute given": answer from the newest closed minute.

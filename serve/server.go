@@ -7,12 +7,11 @@ import (
 	"sync"
 	"time"
 
-	"github.com/demandpipe/demandpipe/read"
-
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/demandpipe/demandpipe/encode"
 	"github.com/demandpipe/demandpipe/feature"
+	"github.com/demandpipe/demandpipe/read"
 )
 
 // Reader is what the API reads (read.Reader): the embedded store and

@@ -13,9 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/demandpipe/demandpipe/internal/testsize"
-
 	"github.com/demandpipe/demandpipe/encode"
+	"github.com/demandpipe/demandpipe/internal/testsize"
 )
 
 // The crash tests re-execute the test binary as a writer process

@@ -8,11 +8,10 @@ import (
 	"slices"
 	"sync"
 
-	"github.com/demandpipe/demandpipe/read"
-
 	"github.com/cockroachdb/pebble/v2"
 
 	"github.com/demandpipe/demandpipe/encode"
+	"github.com/demandpipe/demandpipe/read"
 )
 
 // Row is one read answer (read.Row).

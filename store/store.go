@@ -14,8 +14,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/demandpipe/demandpipe/read"
-
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/sstable"
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -23,6 +21,7 @@ import (
 
 	"github.com/demandpipe/demandpipe/encode"
 	"github.com/demandpipe/demandpipe/feature"
+	"github.com/demandpipe/demandpipe/read"
 )
 
 // Key tags (doc.go).

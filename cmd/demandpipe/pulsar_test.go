@@ -16,12 +16,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/demandpipe/demandpipe/internal/syncbuf"
-
 	"github.com/valyala/fastjson"
 
 	"github.com/demandpipe/demandpipe/gen"
 	"github.com/demandpipe/demandpipe/internal/pulsartest"
+	"github.com/demandpipe/demandpipe/internal/syncbuf"
 	"github.com/demandpipe/demandpipe/internal/testsize"
 	"github.com/demandpipe/demandpipe/internal/topicread"
 	"github.com/demandpipe/demandpipe/source"

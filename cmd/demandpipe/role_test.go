@@ -12,11 +12,10 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/demandpipe/demandpipe/internal/syncbuf"
-
 	"github.com/cespare/xxhash/v2"
 
 	"github.com/demandpipe/demandpipe/internal/pulsartest"
+	"github.com/demandpipe/demandpipe/internal/syncbuf"
 	"github.com/demandpipe/demandpipe/internal/testsize"
 	"github.com/demandpipe/demandpipe/store"
 )

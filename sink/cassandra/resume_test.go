@@ -15,14 +15,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/demandpipe/demandpipe/internal/syncbuf"
-
-	"github.com/demandpipe/demandpipe/internal/testsize"
-
 	gocql "github.com/apache/cassandra-gocql-driver/v2"
 
 	"github.com/demandpipe/demandpipe/feature"
 	"github.com/demandpipe/demandpipe/gen"
+	"github.com/demandpipe/demandpipe/internal/syncbuf"
+	"github.com/demandpipe/demandpipe/internal/testsize"
 	"github.com/demandpipe/demandpipe/pipeline"
 )
 

@@ -13,13 +13,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/demandpipe/demandpipe/read"
-
 	"github.com/uber/h3-go/v4"
 
 	"github.com/demandpipe/demandpipe/encode"
 	"github.com/demandpipe/demandpipe/gen"
 	"github.com/demandpipe/demandpipe/pipeline"
+	"github.com/demandpipe/demandpipe/read"
 	"github.com/demandpipe/demandpipe/serve"
 	"github.com/demandpipe/demandpipe/sink"
 	"github.com/demandpipe/demandpipe/store"

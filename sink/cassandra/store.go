@@ -10,12 +10,11 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/demandpipe/demandpipe/read"
-
 	gocql "github.com/apache/cassandra-gocql-driver/v2"
 
 	"github.com/demandpipe/demandpipe/encode"
 	"github.com/demandpipe/demandpipe/feature"
+	"github.com/demandpipe/demandpipe/read"
 )
 
 // Store answers serve's queries (it satisfies serve.Reader) from what a
