@@ -367,7 +367,9 @@ func (a *closer) commit(ctx context.Context, m int64, mc *minuteCounts, req *clo
 		var cp []byte
 		if req != nil && req.resume != nil && last() {
 			var err error
-			if cp, err = a.encodeCheckpoint(req); err != nil {
+			// The resume state after req: minutes through req.through are
+			// committed once minute m is.
+			if cp, err = a.cp.encode(req.through, req.resume); err != nil {
 				return err
 			}
 			a.cpClosed = req.through
@@ -531,12 +533,6 @@ func (a *closer) flush(ctx context.Context, m int64, nF int, rows *int64) error 
 	*rows += int64(a.out.Len())
 	a.out.Reset(m, nF)
 	return nil
-}
-
-// encodeCheckpoint is the resume state after req: minutes through
-// req.through are committed once the minute it goes with is.
-func (a *closer) encodeCheckpoint(req *closeRequest) ([]byte, error) {
-	return a.cp.encode(req.through, req.resume)
 }
 
 // restore rebuilds the windows of a resumed run from the count records of

@@ -167,11 +167,8 @@ func (e *Engine) newLocalAggregator(ctx context.Context, src io.Reader, snk sink
 	if err != nil {
 		return nil, err
 	}
-	agg.cp.identity = e.Identity
+	agg.cp = e.checkpointer(src)
 	agg.onDurable = e.Durable
-	if c, ok := src.(Cursored); ok {
-		agg.cp.cursor = c.Cursor
-	}
 	if e.OnClose != nil || e.observeClose != nil {
 		agg.onClose = func(m, rows int64, took time.Duration, received int64) {
 			if e.observeClose != nil {
@@ -206,6 +203,16 @@ func (e *Engine) newLocalAggregator(ctx context.Context, src io.Reader, snk sink
 	return agg, nil
 }
 
+// checkpointer assembles this run's checkpoints over src: its identity,
+// the settings a resume must match, and src's cursor when it has one.
+func (e *Engine) checkpointer(src io.Reader) checkpointer {
+	cp := checkpointer{identity: e.Identity, config: e.cfg.configKey(), products: e.Products}
+	if c, ok := src.(Cursored); ok {
+		cp.cursor = c.Cursor
+	}
+	return cp
+}
+
 // countAndClose is the single process's tail, on this goroutine: count
 // the located batches and close minutes (closeStage on its own
 // goroutine), then, once ingest has ended without a failure, close the
@@ -232,10 +239,7 @@ func countAndClose(ctx context.Context, cnt *countStage, cls *closeStage, sv *su
 // leave the process (Emit) instead of being counted.
 func (e *Engine) emitCounted(ctx context.Context, src io.Reader, sv *supervisor, q *queues, readDone <-chan struct{}) {
 	em := &emitStage{w: e.Emit, products: e.Products, fail: sv.fail, durable: e.Durable,
-		cp: checkpointer{identity: e.Identity, config: e.cfg.configKey(), products: e.Products}, wm: noMinute, dropThrough: noMinute, closed: &e.Stats.Closed}
-	if c, ok := src.(Cursored); ok {
-		em.cp.cursor = c.Cursor
-	}
+		cp: e.checkpointer(src), wm: noMinute, dropThrough: noMinute, closed: &e.Stats.Closed}
 	if cp := e.resume; cp != nil {
 		em.wm, em.dropThrough = cp.closed, cp.closed
 		e.Stats.Closed.Store(cp.closed)

@@ -278,6 +278,12 @@ func testKillAndResume(t *testing.T, n, partitions int) {
 	compareStores(t, whole, killed)
 }
 
+// lineCut is the end of the line that holds the byte at fraction of b.
+func lineCut(b []byte, fraction float64) int {
+	cut := int(float64(len(b)) * fraction)
+	return cut + bytes.IndexByte(b[cut:], '\n') + 1
+}
+
 // splitLines writes the events of path (plain or compressed) into
 // len(cuts)+1 plain files, cut at line ends after the given fractions of
 // its bytes.
@@ -297,8 +303,7 @@ func splitLines(t *testing.T, path string, cuts ...float64) []string {
 	for i := range len(cuts) + 1 {
 		to := len(b)
 		if i < len(cuts) {
-			to = int(float64(len(b)) * cuts[i])
-			to += bytes.IndexByte(b[to:], '\n') + 1
+			to = lineCut(b, cuts[i])
 		}
 		p := fmt.Sprintf("%s.part%d.ndjson", path, i)
 		if err := os.WriteFile(p, b[from:to], 0o644); err != nil {

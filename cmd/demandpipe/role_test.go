@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"fmt"
 	"maps"
 	"os"
@@ -224,8 +223,7 @@ func gatedPipe(t *testing.T, path string, fraction float64) (string, chan struct
 	if err != nil {
 		t.Fatal(err)
 	}
-	cut := int(float64(len(b)) * fraction)
-	cut += bytes.IndexByte(b[cut:], '\n') + 1
+	cut := lineCut(b, fraction)
 	pipe := path + ".pipe"
 	if err := syscall.Mkfifo(pipe, 0o600); err != nil {
 		t.Fatal(err)
@@ -301,21 +299,9 @@ func startDedupDeployment(t *testing.T, n int, publishArgs ...string) *dedupDepl
 	if err := genCommand([]string{"-o", events, "-events", fmt.Sprint(n), "-rate", "6000", "-riders", "4000"}); err != nil {
 		t.Fatal(err)
 	}
-	b, err := os.ReadFile(events)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cut := len(b) * 6 / 10
-	cut += bytes.IndexByte(b[cut:], '\n') + 1
-	first := filepath.Join(dir, "first.ndjson")
-	d.rest = filepath.Join(dir, "rest.ndjson")
-	if err := os.WriteFile(first, b[:cut], 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(d.rest, b[cut:], 0o644); err != nil {
-		t.Fatal(err)
-	}
-	d.publish(t, first)
+	parts := splitLines(t, events, 0.6)
+	d.rest = parts[1]
+	d.publish(t, parts[0])
 	base := append([]string{"-serve=", "-progress=never", "-parallelism=1"}, smallDef...)
 	d.single = filepath.Join(dir, "single.ndjson")
 	if err := runCommand(append([]string{"-source=file:" + events, "-sink=ndjson:" + d.single}, base...)); err != nil {

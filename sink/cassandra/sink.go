@@ -116,7 +116,7 @@ func Open(ctx context.Context, cfg Config, opt Options) (*Sink, error) {
 		for _, st := range SchemaStatements(cfg) {
 			if err := openRetry(ctx, func() error { return sess.Query(st).ExecContext(ctx) }); err != nil {
 				if !Permanent(err) {
-					return fail(fmt.Errorf("sink cassandra: create schema: the cluster did not answer within %v of retries: %w (overloaded, or nodes down: check the cluster's health)", openRetryFor, err))
+					return fail(unanswered("create schema", err))
 				}
 				return fail(fmt.Errorf("sink cassandra: create schema: %w", err))
 			}
@@ -129,7 +129,7 @@ func Open(ctx context.Context, cfg Config, opt Options) (*Sink, error) {
 		if Permanent(err) {
 			return fail(fmt.Errorf("sink cassandra: table %s.%s: %w (create it with `demandpipe schema cassandra` or ?create=true)", cfg.Keyspace, cfg.Table, err))
 		}
-		return fail(fmt.Errorf("sink cassandra: table %s.%s: the cluster did not answer within %v of retries: %w (overloaded, or nodes down: check the cluster's health)", cfg.Keyspace, cfg.Table, openRetryFor, err))
+		return fail(unanswered("table "+cfg.Keyspace+"."+cfg.Table, err))
 	}
 	s.codec = "none"
 	if comp != nil {
@@ -393,6 +393,12 @@ func (s *Sink) send(ctx context.Context, rows []row) error {
 // cluster that stays down fails it within seconds, not after the write
 // path's minutes of backoff.
 var openRetryFor = 10 * time.Second
+
+// unanswered is Open's error for a statement still failing transiently
+// when openRetry gives up: the cluster is the problem, not the schema.
+func unanswered(what string, err error) error {
+	return fmt.Errorf("sink cassandra: %s: the cluster did not answer within %v of retries: %w (overloaded, or nodes down: check the cluster's health)", what, openRetryFor, err)
+}
 
 // openRetry runs fn until it succeeds, fails with an error Permanent
 // calls permanent, or openRetryFor has passed, backing off 100 ms, 200 ms,
