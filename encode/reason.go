@@ -21,7 +21,7 @@ const (
 	DuplicateField         // a required field appears twice at the top level
 	TooManyProducts        // a 257th distinct product type
 	LineTooLong            // longer than the source's line limit
-	Future                 // too far ahead of event time, never confirmed (pipeline's future rule)
+	Future                 // ahead of the machine's clock, or of a minute the end of the input left open (pipeline's event time)
 	NumReasons
 )
 

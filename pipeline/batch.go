@@ -30,7 +30,8 @@ type batch struct {
 	ts       []int64
 	lat, lng []float64
 	prod     []byte
-	hash     []uint64
+	hash     []uint64 // dedup.Mix(rkey, product)
+	rkey     []uint64 // xxhash of the rider id: the rider clock's key
 	riderOff []uint32
 	riders   []byte
 	rejects  []reject
@@ -44,11 +45,11 @@ type batch struct {
 	gen            uint64    // the product registry's generation at parse time
 
 	// sequence stage
-	dropped     []pending // events the sequencer rejects (future, too_many_products) while sequencing this batch
-	counted     []int32   // indices of counted events
-	minute      []int64   // per counted event
-	frontier    int64     // minutes <= frontier are closed after this batch
-	final       int64     // eof: close through this minute
+	endRejects  []aheadEvent // eof: counted events the final close leaves out (future)
+	counted     []int32      // indices of counted events
+	minute      []int64      // per counted event
+	frontier    int64        // minutes <= frontier are closed after this batch
+	final       int64        // eof: close through this minute
 	hasFinal    bool
 	resume      *seqState // where a restart after the close this batch triggers resumes (checkpoint.go)
 	finalResume *seqState // eof: the same for the final close
@@ -85,33 +86,17 @@ func (b *batch) reset() {
 	b.tooLong = b.tooLong[:0]
 	b.idle, b.eof, b.hasFinal = false, false, false
 	b.resume, b.finalResume = nil, nil
-	b.ts, b.lat, b.lng, b.prod, b.hash = b.ts[:0], b.lat[:0], b.lng[:0], b.prod[:0], b.hash[:0]
+	b.ts, b.lat, b.lng, b.prod, b.hash, b.rkey = b.ts[:0], b.lat[:0], b.lng[:0], b.prod[:0], b.hash[:0], b.rkey[:0]
 	b.riderOff, b.riders, b.rejects = b.riderOff[:0], b.riders[:0], b.rejects[:0]
 	b.blank, b.lines = 0, 0
 	b.counted, b.minute, b.cells = b.counted[:0], b.minute[:0], b.cells[:0]
 	b.evLine, b.evStart, b.evEnd = b.evLine[:0], b.evStart[:0], b.evEnd[:0]
 	b.newProds = b.newProds[:0]
-	clear(b.dropped) // drop references to held lines
-	b.dropped = b.dropped[:0]
+	clear(b.endRejects)
+	b.endRejects = b.endRejects[:0]
 }
 
 func (b *batch) rider(i int) []byte { return b.riders[b.riderOff[i]:b.riderOff[i+1]] }
-
-// appendEvent adds an event the sequencer releases from its hold, so that
-// the later stages see it like one parsed from this batch.
-func (b *batch) appendEvent(p *pending) int {
-	b.ts = append(b.ts, p.ts)
-	b.lat = append(b.lat, p.lat)
-	b.lng = append(b.lng, p.lng)
-	b.prod = append(b.prod, p.prod)
-	b.hash = append(b.hash, p.hash)
-	b.riders = append(b.riders, p.rider...)
-	b.riderOff = append(b.riderOff, uint32(len(b.riders)))
-	b.evLine = append(b.evLine, p.line)
-	b.evStart = append(b.evStart, -1)
-	b.evEnd = append(b.evEnd, -1)
-	return len(b.ts) - 1
-}
 
 // parse projects every line of the batch (parse stage; runs in parallel
 // across batches).
@@ -158,7 +143,9 @@ func (b *batch) parse(p *encode.Projector, products *encode.Products, maxLine in
 		b.lat = append(b.lat, ev.Lat)
 		b.lng = append(b.lng, ev.Lng)
 		b.prod = append(b.prod, code)
-		b.hash = append(b.hash, dedup.Mix(xxhash.Sum64(ev.Rider), code))
+		rk := xxhash.Sum64(ev.Rider)
+		b.rkey = append(b.rkey, rk)
+		b.hash = append(b.hash, dedup.Mix(rk, code))
 		b.riders = append(b.riders, ev.Rider...)
 		b.riderOff = append(b.riderOff, uint32(len(b.riders)))
 		b.evLine = append(b.evLine, line)

@@ -4,8 +4,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"maps"
-	"math"
 	"slices"
 
 	"github.com/demandpipe/demandpipe/encode"
@@ -29,9 +27,11 @@ import (
 // or dropped by the counter, those of later minutes meet exactly the state
 // they met the first time.
 
-// checkpointVersion changes with the encoding. Version 2 adds the source's
-// cursor at the end; version 1 (no cursor) still decodes.
-const checkpointVersion = 2
+// checkpointVersion changes with the encoding. Version 3 holds event time
+// by riders (the K riders' latest times) where version 2 held the future
+// rule's held events: an older checkpoint is not resumable (the run starts
+// over, as after a change of settings), since its rule gave other rows.
+const checkpointVersion = 3
 
 // seqState is the sequencer's state at a batch boundary, and where in the
 // input that boundary is: what a resume from there restores.
@@ -39,10 +39,11 @@ type seqState struct {
 	pos, line       int64
 	haveTS          bool
 	maxTS, frontier int64
-	ref             int64
-	refSet          bool
-	held            []pending
-	streak          map[uint64]int64
+	clockKey        []uint64 // riderClock
+	clockTS         []int64
+	t, tailMax      int64
+	haveT           bool
+	ahead           []aheadEvent // entries are values; their text is never written
 	lastCounted     [encode.MaxProducts]int64
 }
 
@@ -50,32 +51,21 @@ type seqState struct {
 func (s *sequencer) capture(dst *seqState, pos, line int64) {
 	dst.pos, dst.line = pos, line
 	dst.haveTS, dst.maxTS, dst.frontier = s.haveTS, s.maxTS, s.frontier
-	dst.ref, dst.refSet = s.ref, s.refSet
-	dst.held = dst.held[:0]
-	if len(s.held) > 0 {
-		dst.held = append(dst.held, s.held...) // entries are values; their slices are never written
-	}
-	if len(s.streak) > 0 {
-		dst.streak = maps.Clone(s.streak)
-	} else {
-		dst.streak = nil
-	}
+	dst.clockKey = append(dst.clockKey[:0], s.clock.key...)
+	dst.clockTS = append(dst.clockTS[:0], s.clock.ts...)
+	dst.t, dst.tailMax, dst.haveT = s.t, s.tailMax, s.haveT
+	dst.ahead = append(dst.ahead[:0], s.ahead...)
 	dst.lastCounted = s.lastCounted
 }
 
 // restore puts the sequencer back in state st.
 func (s *sequencer) restore(st *seqState) {
 	s.haveTS, s.maxTS, s.frontier = st.haveTS, st.maxTS, st.frontier
-	s.ref, s.refSet = st.ref, st.refSet
-	s.held = append(s.held[:0], st.held...)
-	s.oldest = math.MaxInt64
-	for _, p := range s.held {
-		s.oldest = min(s.oldest, p.heldAt)
-	}
-	clear(s.streak)
-	maps.Copy(s.streak, st.streak)
+	s.clock.set(st.clockKey, st.clockTS)
+	s.t, s.tailMax, s.haveT = st.t, st.tailMax, st.haveT
+	s.ahead = append(s.ahead[:0], st.ahead...)
 	s.lastCounted = st.lastCounted
-	s.anchorTS = s.maxTS
+	s.anchorTS, s.haveAnchor = s.clock.floor()
 	// The idle clock starts with the first batch after the restore: left
 	// at 0, the first idle batch (a broker slow to deliver after a
 	// restart) moved the frontier by the whole wall clock, and every
@@ -105,7 +95,7 @@ type checkpoint struct {
 // configKey names what a resumed run must share with the run it resumes.
 func (c Config) configKey() string {
 	f := c.Future
-	return fmt.Sprintf("%s;lateness=%s;future=%s,%d,%d,%s", c.Def, c.Lateness, f.MaxSkew, f.ConfirmRiders, f.MaxHeld, f.MaxHold)
+	return fmt.Sprintf("%s;lateness=%s;future=%s,%d", c.Def, c.Lateness, f.MaxSkew, f.ConfirmRiders)
 }
 
 func (cp *checkpoint) encode(dst []byte) []byte {
@@ -119,33 +109,24 @@ func (cp *checkpoint) encode(dst []byte) []byte {
 	dst = appendBool(dst, st.haveTS)
 	dst = binary.AppendVarint(dst, st.maxTS)
 	dst = binary.AppendVarint(dst, st.frontier)
-	dst = appendBool(dst, st.refSet)
-	dst = binary.AppendVarint(dst, st.ref)
+	dst = binary.AppendUvarint(dst, uint64(len(st.clockKey)))
+	for j, k := range st.clockKey {
+		dst = binary.LittleEndian.AppendUint64(dst, k)
+		dst = binary.AppendVarint(dst, st.clockTS[j])
+	}
+	dst = appendBool(dst, st.haveT)
+	dst = binary.AppendVarint(dst, st.t)
+	dst = binary.AppendVarint(dst, st.tailMax)
+	dst = binary.AppendUvarint(dst, uint64(len(st.ahead)))
+	for _, a := range st.ahead {
+		dst = binary.AppendVarint(dst, a.minute)
+		dst = binary.AppendVarint(dst, a.line)
+		dst = appendString(dst, string(a.text))
+	}
 	dst = binary.AppendUvarint(dst, uint64(len(cp.products)))
 	for c, u := range cp.products {
 		dst = append(dst, u[:]...)
 		dst = binary.AppendVarint(dst, st.lastCounted[c])
-	}
-	dst = binary.AppendUvarint(dst, uint64(len(st.held)))
-	for _, p := range st.held {
-		dst = binary.AppendVarint(dst, p.ts)
-		dst = binary.LittleEndian.AppendUint64(dst, math.Float64bits(p.lat))
-		dst = binary.LittleEndian.AppendUint64(dst, math.Float64bits(p.lng))
-		u := p.uuid
-		if !p.newProduct {
-			u = cp.products[p.prod]
-		}
-		dst = append(dst, u[:]...)
-		dst = binary.AppendVarint(dst, p.line)
-		dst = binary.AppendVarint(dst, p.heldAt)
-		dst = appendString(dst, string(p.rider))
-		dst = appendString(dst, string(p.text))
-	}
-	keys := slices.Sorted(maps.Keys(st.streak))
-	dst = binary.AppendUvarint(dst, uint64(len(keys)))
-	for _, k := range keys {
-		dst = binary.AppendUvarint(dst, k)
-		dst = binary.AppendVarint(dst, st.streak[k])
 	}
 	return appendString(dst, string(cp.cursor))
 }
@@ -155,14 +136,29 @@ var errCorrupt = errors.New("corrupt checkpoint")
 func decodeCheckpoint(b []byte) (*checkpoint, error) {
 	r := byteReader{b: b}
 	v := r.uvarint()
-	if v != 1 && v != checkpointVersion {
-		return nil, fmt.Errorf("checkpoint version %d, this build reads 1 and %d", v, checkpointVersion)
+	if v != checkpointVersion {
+		return nil, fmt.Errorf("%w: the checkpoint is of version %d, written before event time by riders (this build writes %d)", ErrNotResumable, v, checkpointVersion)
 	}
 	cp := &checkpoint{identity: r.string(), config: r.string(), closed: r.varint()}
 	st := &cp.seq
 	st.pos, st.line = r.varint(), r.varint()
 	st.haveTS, st.maxTS, st.frontier = r.bool(), r.varint(), r.varint()
-	st.refSet, st.ref = r.bool(), r.varint()
+	nk := r.uvarint()
+	if nk > maxConfirmRiders {
+		return nil, errCorrupt
+	}
+	for range nk {
+		st.clockKey = append(st.clockKey, r.u64())
+		st.clockTS = append(st.clockTS, r.varint())
+	}
+	st.haveT, st.t, st.tailMax = r.bool(), r.varint(), r.varint()
+	na := r.uvarint()
+	if na > maxAhead {
+		return nil, errCorrupt
+	}
+	for range na {
+		st.ahead = append(st.ahead, aheadEvent{minute: r.varint(), line: r.varint(), text: []byte(r.string())})
+	}
 	np := r.uvarint()
 	if np > encode.MaxProducts {
 		return nil, errCorrupt
@@ -174,32 +170,8 @@ func decodeCheckpoint(b []byte) (*checkpoint, error) {
 	for c := int(np); c < encode.MaxProducts; c++ {
 		st.lastCounted[c] = noMinute
 	}
-	nh := r.uvarint()
-	if nh > 10_000_000 {
-		return nil, errCorrupt
-	}
-	for range nh {
-		p := pending{ts: r.varint(), lat: math.Float64frombits(r.u64()), lng: math.Float64frombits(r.u64()), reason: encode.Future}
-		p.uuid, p.newProduct = r.uuid(), true // resolved to a code on restore
-		p.line, p.heldAt = r.varint(), r.varint()
-		p.rider, p.text = []byte(r.string()), []byte(r.string())
-		st.held = append(st.held, p)
-	}
-	ns := r.uvarint()
-	if ns > 10_000_000 {
-		return nil, errCorrupt
-	}
-	if ns > 0 {
-		st.streak = map[uint64]int64{}
-	}
-	for range ns {
-		k := r.uvarint()
-		st.streak[k] = r.varint()
-	}
-	if v >= 2 {
-		if c := r.string(); c != "" {
-			cp.cursor = []byte(c)
-		}
+	if c := r.string(); c != "" {
+		cp.cursor = []byte(c)
 	}
 	if r.err != nil || len(r.b) != 0 {
 		return nil, errCorrupt

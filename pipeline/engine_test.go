@@ -36,7 +36,8 @@ func ev(ts string, rider string, lat, lng float64) string {
 
 // TestGoldenHandChecked pins rows worked out by hand (see the comments) for
 // rings {0,1}, windows {1,2}, lateness 0: features are
-// [k0w1, k0w2, k1w1, k1w2].
+// [k0w1, k0w2, k1w1, k1w2]. Three riders: event time by one rider (K=1, the
+// largest ts), so that one event closes a minute.
 func TestGoldenHandChecked(t *testing.T) {
 	t.Parallel()
 	// X = 882a100d67fffff (Times Square), Y = 882a100d65fffff, a neighbour.
@@ -49,7 +50,7 @@ func TestGoldenHandChecked(t *testing.T) {
 		ev("10:00:50", "c", 40.7580, -73.9855),   // late: 10:00 closed
 	}
 	def := feature.Definition{Resolution: 8, Rings: []int{0, 1}, Windows: []int{1, 2}}
-	rows, sink, e := runEngine(t, lines, def, 0, 2, 4096)
+	rows, sink, e := runEngineFuture(t, lines, def, 0, 2, 4096, oneRider)
 	s := e.Stats.Snapshot()
 	if s.Counted != 3 || s.Duplicates != 1 || s.Late != 1 || s.RejectedTotal != 0 {
 		t.Fatalf("counted %d dup %d late %d rejected %d", s.Counted, s.Duplicates, s.Late, s.RejectedTotal)
@@ -111,8 +112,11 @@ func TestGoldenHandChecked(t *testing.T) {
 	}
 }
 
-// TestLatenessBoundary: minute m closes exactly when largest ts - lateness
-// reaches (m+1)*60000.
+// oneRider is event time by one rider: T is the largest ts (K=1).
+var oneRider = FutureConfig{MaxSkew: DefaultFutureConfig().MaxSkew, ConfirmRiders: 1}
+
+// TestLatenessBoundary: minute m closes exactly when event time - lateness
+// reaches (m+1)*60000 (K=1: event time is the largest ts).
 func TestLatenessBoundary(t *testing.T) {
 	t.Parallel()
 	def := feature.Definition{Resolution: 8, Rings: []int{0}, Windows: []int{1}}
@@ -124,10 +128,42 @@ func TestLatenessBoundary(t *testing.T) {
 		{"10:01:30", 1},     // watermark 10:01:00: 10:00 closed
 	} {
 		lines := []string{ev("10:00:10", "a", 40.7580, -73.9855), ev(tc.trigger, "b", 40.7580, -73.9855), ev("10:00:59", "c", 40.7580, -73.9855)}
-		_, _, e := runEngine(t, lines, def, 30_000, 1, 4096)
+		_, _, e := runEngineFuture(t, lines, def, 30_000, 1, 4096, oneRider)
 		if got := e.Stats.Late.Load(); got != tc.late {
 			t.Errorf("trigger %s: late %d, want %d", tc.trigger, got, tc.late)
 		}
+	}
+}
+
+// TestOneRiderCannotCloseAMinute: with K=2, event time is the second
+// largest of the riders' latest ts. Rider b five minutes ahead closes
+// nothing (c's 10:00:59 still counts); once a second rider, d, is past
+// 10:01:30, 10:00 closes and e's 10:00:50 is late. b's own event counts in
+// the minute it claims.
+func TestOneRiderCannotCloseAMinute(t *testing.T) {
+	t.Parallel()
+	def := feature.Definition{Resolution: 8, Rings: []int{0}, Windows: []int{1}}
+	lines := []string{
+		ev("10:00:10", "a", 40.7580, -73.9855),
+		ev("10:05:00", "b", 40.7580, -73.9855), // alone ahead: T stays 10:00:10
+		ev("10:00:59", "c", 40.7580, -73.9855), // counted
+		ev("10:01:30", "d", 40.7580, -73.9855), // T = 10:01:30: 10:00 closes
+		ev("10:00:50", "e", 40.7580, -73.9855), // late
+	}
+	rows, sink, e := runEngineFuture(t, lines, def, 30_000, 1, 4096, FutureConfig{MaxSkew: time.Minute, ConfirmRiders: 2})
+	// The end of the input closes through d's 10:01 (T) and the events
+	// since T last moved (e's 10:00:50): b's 10:05 is not reached, so b is
+	// rejected as future at the end, and its minute never closes.
+	if s := e.Stats.Snapshot(); s.Late != 1 || s.Counted != 3 || s.Rejected["future"] != 1 || s.RejectedTotal != 1 {
+		t.Fatalf("%+v", s)
+	}
+	m0 := int64(1717236000000 / 60000)
+	got := map[int64]int32{}
+	for _, r := range rows {
+		got[r.minute-m0] += r.features[0]
+	}
+	if want := map[int64]int32{0: 2, 1: 1}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("counts by minute %v, want %v; closed %v; stats %+v", got, want, sink.closed, e.Stats.Snapshot())
 	}
 }
 
@@ -343,8 +379,7 @@ func TestConfigValidate(t *testing.T) {
 		{"max-memory", func(c *Config) { c.MaxMemory = -1 }},
 		{"windows.max-future-skew", func(c *Config) { c.Future.MaxSkew = -time.Second }},
 		{"windows.future-confirm-riders", func(c *Config) { c.Future.ConfirmRiders = 0 }},
-		{"windows.future-max-held", func(c *Config) { c.Future.MaxHeld = 1 }},
-		{"windows.future-max-hold", func(c *Config) { c.Future.MaxHold = time.Second }},
+		{"windows.future-confirm-riders", func(c *Config) { c.Future.ConfirmRiders = maxConfirmRiders + 1 }},
 		{"dedup.initial-keys", func(c *Config) { c.Dedup.InitialKeys = 1 }},
 		{"kring.max-cached-disks", func(c *Config) { c.Kring.MaxCachedDisks = 0 }},
 		{"kring.sparse-below", func(c *Config) { c.Kring.SparseBelow = -1 }},

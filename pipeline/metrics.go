@@ -19,7 +19,7 @@ import (
 //	demandpipe_pipeline_lines_total                           non-blank input lines
 //	demandpipe_pipeline_blank_lines_total                     blank lines (skipped, not rejected)
 //	demandpipe_pipeline_input_bytes_total                     input bytes (decompressed)
-//	demandpipe_pipeline_rejected_total{reason}                rejected lines, by reason (encode.Reason: a fixed set; "future" for the future rule)
+//	demandpipe_pipeline_rejected_total{reason}                rejected lines, by reason (encode.Reason: a fixed set; "future": ahead of the clock or left open at the end)
 //	demandpipe_pipeline_late_total                            events whose minute had closed
 //	demandpipe_pipeline_duplicates_total                      events dropped by dedup
 //	demandpipe_pipeline_counted_total                         events that count
@@ -27,7 +27,7 @@ import (
 //	demandpipe_pipeline_rows_total                            rows handed to the sink
 //	demandpipe_pipeline_minute_closes_total                   minutes closed
 //	demandpipe_pipeline_close_seconds_total                   time spent closing minutes
-//	demandpipe_pipeline_held_events                           gauge: events held by the future rule
+//	demandpipe_pipeline_event_time_lead_seconds               gauge: largest ts - event time T (the K-th rider)
 //	demandpipe_pipeline_targets                               gauge: (cell, product) pairs with data
 //	demandpipe_pipeline_state_bytes                           gauge: windows and cached disks
 //	demandpipe_pipeline_dedup_bytes                           gauge: dedup tables of open minutes
@@ -70,7 +70,13 @@ func (e *Engine) registerMetrics(reg prometheus.Registerer, now func() time.Time
 		counter("rows_total", "Feature rows handed to the sink.", func() float64 { return float64(s.Rows.Load()) }),
 		counter("minute_closes_total", "Minutes closed.", func() float64 { return float64(s.Minutes.Load()) }),
 		counter("close_seconds_total", "Wall time spent closing minutes.", func() float64 { return float64(s.CloseNanos.Load()) / 1e9 }),
-		gauge("held_events", "Events held by the future rule (ahead of the frontier by more than -windows.max-future-skew), after the last batch.", func() float64 { return float64(s.Held.Load()) }),
+		gauge("event_time_lead_seconds", "How far the largest accepted ts is ahead of event time (the -windows.future-confirm-riders-th largest of riders' latest ts), seconds: milliseconds on a dense stream; minutes on a thin one; hours on a dense one means a few riders' clocks are fast (their events count in the minutes they claim and move nothing else). NaN before K riders.", func() float64 {
+			t := s.EventTime.Load()
+			if t == 0 {
+				return math.NaN()
+			}
+			return float64(s.MaxTS.Load()-t) / 1e3
+		}),
 		gauge("targets", "(cell, product) pairs with data in some window after the last close.", func() float64 { return float64(s.Targets.Load()) }),
 		gauge("state_bytes", "Memory held by the sliding windows, the sparse sources, the cell index, the smoothing scratch and the cached k-ring disks after the last close.", func() float64 { return float64(s.StateBytes.Load()) }),
 		gauge("dedup_bytes", "Memory held by the dedup tables of the open minutes.", func() float64 { return float64(s.DedupBytes.Load()) }),

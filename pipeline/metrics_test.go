@@ -77,7 +77,7 @@ func TestMetricsTimes(t *testing.T) {
 	if err := e.registerMetrics(reg, func() time.Time { return now }); err != nil {
 		t.Fatal(err)
 	}
-	names := []string{"demandpipe_pipeline_event_time_delay_seconds", "demandpipe_pipeline_held_events",
+	names := []string{"demandpipe_pipeline_event_time_delay_seconds", "demandpipe_pipeline_event_time_lead_seconds",
 		"demandpipe_pipeline_last_closed_minute_timestamp_seconds", "demandpipe_pipeline_max_event_timestamp_seconds"}
 	// Before the first event the delay is NaN (not 56 years), the rest 0.
 	mfs, err := reg.Gather()
@@ -92,15 +92,15 @@ func TestMetricsTimes(t *testing.T) {
 		}
 	}
 	e.Stats.MaxTS.Store(ts.UnixMilli())
-	e.Stats.Closed.Store(ts.Unix()/60 - 1) // 10:06
-	e.Stats.Held.Store(7)
+	e.Stats.Closed.Store(ts.Unix()/60 - 1)         // 10:06
+	e.Stats.EventTime.Store(ts.UnixMilli() - 2500) // the 16th rider 2.5 s behind the largest ts
 	want := `
 # HELP demandpipe_pipeline_event_time_delay_seconds Wall clock at scrape minus the largest event ts seen, seconds; the watermark is -windows.lateness further back. NaN before the first event.
 # TYPE demandpipe_pipeline_event_time_delay_seconds gauge
 demandpipe_pipeline_event_time_delay_seconds 95
-# HELP demandpipe_pipeline_held_events Events held by the future rule (ahead of the frontier by more than -windows.max-future-skew), after the last batch.
-# TYPE demandpipe_pipeline_held_events gauge
-demandpipe_pipeline_held_events 7
+# HELP demandpipe_pipeline_event_time_lead_seconds How far the largest accepted ts is ahead of event time (the -windows.future-confirm-riders-th largest of riders' latest ts), seconds: milliseconds on a dense stream; minutes on a thin one; hours on a dense one means a few riders' clocks are fast (their events count in the minutes they claim and move nothing else). NaN before K riders.
+# TYPE demandpipe_pipeline_event_time_lead_seconds gauge
+demandpipe_pipeline_event_time_lead_seconds 2.5
 # HELP demandpipe_pipeline_last_closed_minute_timestamp_seconds Start of the last closed minute, unix seconds (0 before the first close).
 # TYPE demandpipe_pipeline_last_closed_minute_timestamp_seconds gauge
 demandpipe_pipeline_last_closed_minute_timestamp_seconds 1.71723636e+09

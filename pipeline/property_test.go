@@ -90,22 +90,16 @@ func randomDef(rng *rand.Rand) feature.Definition {
 	}
 }
 
-// randomFuture picks the future rule of a scenario: off, the default, or
-// strict settings that the scenario's few riders can confirm.
+// randomFuture picks event time for a scenario: off (the largest ts), the
+// default, or a K the scenario's few riders reach.
 func randomFuture(rng *rand.Rand) FutureConfig {
 	switch rng.IntN(4) {
 	case 0:
-		return FutureConfig{MaxSkew: 0, ConfirmRiders: 1, MaxHeld: 1, MaxHold: time.Minute}
+		return FutureConfig{MaxSkew: 0, ConfirmRiders: 1}
 	case 1:
 		return DefaultFutureConfig()
 	}
-	c := FutureConfig{
-		MaxSkew:       time.Duration(1+rng.IntN(10)) * time.Minute,
-		ConfirmRiders: 1 + rng.IntN(4),
-		MaxHold:       time.Duration(1+rng.IntN(30)) * time.Minute,
-	}
-	c.MaxHeld = c.ConfirmRiders + rng.IntN(20)
-	return c
+	return FutureConfig{MaxSkew: time.Duration(1+rng.IntN(10)) * time.Minute, ConfirmRiders: 1 + rng.IntN(6)}
 }
 
 func runEngine(t testing.TB, lines []string, def feature.Definition, latenessMs int64, par, chunk int) ([]row, *collect, *Engine) {
@@ -159,7 +153,7 @@ func TestEngineMatchesReference(t *testing.T) {
 		}
 		sc := randomScenario(rng, center, def)
 		fc := randomFuture(rng)
-		want := referenceRule(t, sc.lines, def, sc.latenessMs, fc.rule(false))
+		want := referenceRule(t, sc.lines, def, sc.latenessMs, fc.rule())
 		t.Run(fmt.Sprintf("seed=%d/%s/late=%d/future=%v", seed, def, sc.latenessMs, fc), func(t *testing.T) {
 			for _, run := range []struct{ par, sparse int }{{1, 1 << 20}, {3, 4}, {2, 0}} {
 				got, sink, _ := runEngineSparse(t, sc.lines, def, sc.latenessMs, run.par, 4096, fc, run.sparse)

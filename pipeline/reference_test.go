@@ -5,10 +5,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/uber/h3-go/v4"
 
@@ -73,15 +75,17 @@ type refEvent struct {
 }
 
 // reference computes the contract's rows the obvious way: maps, loops and
-// h3.GridDiskDistances, straight from the numbered semantics, with
-// the default future rule.
+// h3.GridDiskDistances, straight from the README's numbered semantics, with
+// the default event time.
 func reference(t testing.TB, lines []string, def feature.Definition, latenessMs int64) []row {
-	return referenceRule(t, lines, def, latenessMs, DefaultFutureConfig().rule(false))
+	return referenceRule(t, lines, def, latenessMs, DefaultFutureConfig().rule())
 }
 
-// referenceRule is reference with the future rule of fr (README
-// "Semantics"), written out plainly: a list of held events in arrival
-// order and, on confirmation, a sort of the riders' times.
+// referenceRule is reference with event time of fr (README "Semantics" 1,
+// 1a and 6), written out plainly: every rider's latest time in a map, T the
+// K-th largest of them by sorting those not below the last T (T never
+// falls, as latest times only grow), and the end of the input closing through
+// the later of T and the largest ts since T last changed.
 func referenceRule(t testing.TB, lines []string, def feature.Definition, latenessMs int64, fr futureRule) []row {
 	t.Helper()
 	type key struct {
@@ -89,84 +93,14 @@ func referenceRule(t testing.TB, lines []string, def feature.Definition, latenes
 		product string
 		minute  int64
 	}
-	type refEv struct {
-		ts       int64
-		rider    string
-		prod     string
-		lat, lng float64
-		heldAt   int64
-	}
 	counts := map[key]int32{}
 	seen := map[string]bool{}
-	haveMax, maxTS := false, int64(0)
+	latest := map[string]int64{} // every rider's latest accepted ts
+	cand := map[string]int64{}   // the riders whose latest is >= T (all, before T)
+	haveT, T := false, int64(0)
+	tail, haveTS := int64(0), false
 	closedThrough := int64(-1 << 62)
-	first := int64(1 << 62)
-	accept := func(e refEv) {
-		m := floorDiv(e.ts, 60000)
-		if m <= closedThrough {
-			return // late
-		}
-		dk := fmt.Sprintf("%s|%s|%d", e.rider, e.prod, m)
-		if !seen[dk] {
-			seen[dk] = true
-			c, err := h3.LatLngToCell(h3.LatLng{Lat: e.lat, Lng: e.lng}, def.Resolution)
-			if err != nil {
-				t.Fatal(err)
-			}
-			counts[key{uint64(c), e.prod, m}]++
-			first = min(first, m)
-		}
-		if !haveMax || e.ts > maxTS {
-			haveMax, maxTS = true, e.ts
-		}
-		closedThrough = max(closedThrough, floorDiv(maxTS-latenessMs, 60000)-1)
-	}
-	// The future rule.
-	var held []refEv
-	streak := map[string]int64{} // rider -> largest ts held since the last accepted event
-	confirmed, haveConfirmed := int64(0), false
-	front := func() int64 {
-		if haveConfirmed && confirmed > maxTS {
-			return confirmed
-		}
-		return maxTS
-	}
-	var offer func(e refEv, arriving bool)
-	offer = func(e refEv, arriving bool) {
-		if fr.skew == 0 || !haveMax || e.ts <= front()+fr.skew {
-			streak = map[string]int64{}
-			accept(e)
-			return
-		}
-		if !arriving { // released but still ahead: back in the hold
-			held = append(held, e)
-			return
-		}
-		e.heldAt = front()
-		if len(held) == fr.maxHeld {
-			held = held[1:] // the oldest is rejected as future
-		}
-		held = append(held, e)
-		streak[e.rider] = max(streak[e.rider], e.ts)
-		if len(streak) < fr.confirm {
-			return
-		}
-		var times []int64
-		for _, v := range streak {
-			times = append(times, v)
-		}
-		slices.Sort(times)
-		slices.Reverse(times)
-		if x := times[fr.confirm-1]; !haveConfirmed || x > confirmed {
-			confirmed, haveConfirmed = x, true
-		}
-		streak = map[string]int64{}
-		release := held
-		held = nil
-		for _, h := range release {
-			offer(h, false)
-		}
-	}
+	now := time.Now().UnixMilli()
 	for _, l := range lines {
 		var ev refEvent
 		if err := json.Unmarshal([]byte(l), &ev); err != nil || ev.TS == nil || ev.Rider == nil || ev.Lat == nil || ev.Lng == nil || ev.Product == nil {
@@ -179,20 +113,61 @@ func referenceRule(t testing.TB, lines []string, def feature.Definition, latenes
 		if _, ok := encode.ParseUUID([]byte(*ev.Product)); !ok {
 			continue
 		}
-		offer(refEv{ts: ts, rider: *ev.Rider, prod: strings.ToLower(*ev.Product), lat: *ev.Lat, lng: *ev.Lng}, true)
-		// Held events the frontier has left maxHold behind are rejected.
-		kept := held[:0:0]
-		for _, h := range held {
-			if front()-h.heldAt <= fr.maxHold {
-				kept = append(kept, h)
-			}
+		if fr.skew > 0 && ts > now+fr.skew {
+			continue // future
 		}
-		held = kept
+		prod, rider := strings.ToLower(*ev.Product), *ev.Rider
+		m := floorDiv(ts, 60000)
+		if m <= closedThrough {
+			continue // late
+		}
+		dk := fmt.Sprintf("%s|%s|%d", rider, prod, m)
+		if !seen[dk] {
+			seen[dk] = true
+			c, err := h3.LatLngToCell(h3.LatLng{Lat: *ev.Lat, Lng: *ev.Lng}, def.Resolution)
+			if err != nil {
+				t.Fatal(err)
+			}
+			counts[key{uint64(c), prod, m}]++
+		}
+		if !haveTS || ts > tail {
+			tail = ts
+		}
+		haveTS = true
+		if old, ok := latest[rider]; !ok || ts > old {
+			latest[rider] = ts
+		}
+		if !haveT || latest[rider] >= T {
+			cand[rider] = latest[rider]
+		}
+		if len(latest) < fr.confirm {
+			continue
+		}
+		times := slices.Sorted(maps.Values(cand))
+		x := times[len(times)-fr.confirm]
+		maps.DeleteFunc(cand, func(_ string, v int64) bool { return v < x })
+		if !haveT || x != T {
+			haveT, T = true, x
+			tail = ts
+			closedThrough = max(closedThrough, floorDiv(T-latenessMs, 60000)-1)
+		}
 	}
-	if !haveMax || first == 1<<62 {
+	if !haveTS {
 		return nil
 	}
-	last := floorDiv(maxTS, 60000)
+	end := tail
+	if haveT {
+		end = max(end, T)
+	}
+	last := max(floorDiv(end, 60000), closedThrough)
+	for k := range counts {
+		if k.minute > last {
+			delete(counts, k) // never closed: rejected as future at the end
+		}
+	}
+	if len(counts) == 0 {
+		return nil
+	}
 	// D[minute][product][target][ki]
 	type tk struct {
 		product string
@@ -235,14 +210,14 @@ func referenceRule(t testing.TB, lines []string, def feature.Definition, latenes
 	// Only minutes some window reaches can have rows (a bad clock can make
 	// first..last span millennia).
 	maxW := int64(slices.Max(def.Windows))
-	cand := map[int64]bool{}
+	minutes := map[int64]bool{}
 	for i := range d {
 		for m := i; m < i+maxW && m <= last; m++ {
-			cand[m] = true
+			minutes[m] = true
 		}
 	}
 	var out []row
-	for m := range cand {
+	for m := range minutes {
 		f := map[tk][]int32{}
 		for wi, w := range def.Windows {
 			for i := m - int64(w) + 1; i <= m; i++ {

@@ -126,7 +126,7 @@ func TestGenuineGapLosesNothing(t *testing.T) {
 	before := genLines(t, 30_000, 3, time.Date(2024, 6, 1, 10, 0, 0, 0, time.UTC))
 	after := genLines(t, 30_000, 4, time.Date(2024, 6, 1, 13, 30, 0, 0, time.UTC))
 	in := append(before, after...)
-	off := FutureConfig{MaxSkew: 0, ConfirmRiders: 1, MaxHeld: 1, MaxHold: time.Minute}
+	off := FutureConfig{MaxSkew: 0, ConfirmRiders: 1}
 	want, _, we := runEngineFuture(t, in, smallDef, 30_000, 2, 32<<10, off)
 	got, _, e := runEngineFuture(t, in, smallDef, 30_000, 2, 32<<10, DefaultFutureConfig())
 	if s := e.Stats.Snapshot(); s.RejectedTotal != we.Stats.Snapshot().RejectedTotal || s.Counted != we.Stats.Snapshot().Counted {

@@ -45,10 +45,6 @@ type Engine struct {
 	// called: nothing would survive a restart.
 	Durable func(pos int64)
 
-	// KeepRider, if set, says which riders' held events (the future rule)
-	// a resumed run keeps: a scale-out dedup process resuming from a
-	// checkpoint another process shares with it keeps its own riders'.
-	KeepRider func(rider []byte) bool
 	// Emit, if set, makes Run the dedup role of a scale-out (roles.go):
 	// counted events and watermarks go to Emit instead of being counted,
 	// and the sink is not used (it may be nil).
@@ -96,7 +92,7 @@ func (e *Engine) Run(ctx context.Context, src io.Reader, snk sink.Writer) error 
 	}
 	l, ok := src.(interface{ Live() bool })
 	live := ok && l.Live()
-	seq := newSequencer(cfg.Lateness.Milliseconds(), cfg.IdleTimeout.Milliseconds(), dt, cfg.Future.rule(live), e.Products, slices.Max(cfg.Def.Windows))
+	seq := newSequencer(cfg.Lateness.Milliseconds(), cfg.IdleTimeout.Milliseconds(), dt, cfg.Future.rule(), e.Products, slices.Max(cfg.Def.Windows))
 	agg, err := e.newLocalAggregator(ctx, src, snk, seq)
 	if err != nil {
 		return err
@@ -114,8 +110,7 @@ func (e *Engine) Run(ctx context.Context, src io.Reader, snk sink.Writer) error 
 	rd := &reader{e: e, src: src}
 	// The source says what time it is in event time, when it knows better
 	// than the wall clock (the generator runs event time faster with
-	// speed): idle progress and the future rule's bound on live sources
-	// follow it.
+	// speed): idle progress and the clock bound on ts (future) follow it.
 	now := cfg.Now
 	if c, ok := src.(interface{ EventClock() time.Time }); ok {
 		now = c.EventClock
@@ -181,17 +176,6 @@ func (e *Engine) newLocalAggregator(ctx context.Context, src io.Reader, snk sink
 	}
 	if cp := e.resume; cp != nil {
 		start := time.Now()
-		if e.KeepRider != nil {
-			// Another process resumed from the same checkpoint with the
-			// other riders: each keeps the held events of its own.
-			held := cp.seq.held[:0]
-			for _, p := range cp.seq.held {
-				if e.KeepRider(p.rider) {
-					held = append(held, p)
-				}
-			}
-			cp.seq.held = held
-		}
 		seq.restore(&cp.seq)
 		if e.Emit == nil {
 			if err := agg.restore(ctx, cp.closed, e.resumeCounts); err != nil {
@@ -416,13 +400,11 @@ func writeRejects(w *bufio.Writer, b *batch) error {
 			return err
 		}
 	}
-	for _, p := range b.dropped {
+	for _, a := range b.endRejects {
 		line = append(line[:0], `{"line":`...)
-		line = strconv.AppendInt(line, p.line, 10)
-		line = append(line, `,"reason":"`...)
-		line = append(line, p.reason.String()...)
-		line = append(line, `","text":`...)
-		line = encode.AppendJSONString(line, p.text)
+		line = strconv.AppendInt(line, a.line, 10)
+		line = append(line, `,"reason":"future","text":`...)
+		line = encode.AppendJSONString(line, a.text)
 		line = append(line, "}\n"...)
 		if _, err := w.Write(line); err != nil {
 			return err

@@ -1,11 +1,9 @@
 package pipeline
 
 import (
-	"maps"
+	"bytes"
 	"math"
 	"slices"
-
-	"github.com/cespare/xxhash/v2"
 
 	"github.com/demandpipe/demandpipe/dedup"
 	"github.com/demandpipe/demandpipe/encode"
@@ -13,42 +11,45 @@ import (
 
 const noMinute = math.MinInt64 / 4
 
-// sequencer applies the watermark, lateness, the future rule and dedup in
+// sequencer applies the watermark, lateness, the clock bound and dedup in
 // arrival order. It is the one stage that must see events one at a time in
-// order; it does only a compare and a hash-table probe per event (~30 ns),
-// so it keeps up with several parse workers.
+// order; it does a compare, a scan of K rider times at most and a
+// hash-table probe per event (~30 ns), so it keeps up with several parse
+// workers.
 //
-// The future rule (README, "Semantics"): an event more than skew ahead of
-// the event-time frontier F = max(largest accepted ts, last confirmed time)
-// is held: not counted, not moving the watermark. The stream is taken to
-// have moved (a gap in the data, a restart after an outage) once the held
-// events that arrived since the last accepted one come from confirm
-// distinct riders; the confirmed time is the confirm-th largest of their
-// per-rider largest ts, so fewer than confirm riders with bad clocks can
-// never set it. Then every held event within skew of the new frontier is
-// accepted, in arrival order, exactly as it would have been without the
-// rule. An event still held when maxHeld newer ones are held, when the
-// frontier has moved maxHold past the time it was held, or at the end of
-// the input is rejected as future.
+// Event time (README "Semantics" 1 and 1a; docs/EVENT-TIME.md): T is the
+// K-th largest of distinct riders' latest accepted times (riderClock), the
+// watermark is T - lateness. No event is held or rejected for being ahead
+// of the others: it is counted in the minute it claims, and since K-1
+// riders cannot raise the K-th largest, its damage stays inside its own
+// footprint (its disk over its minute's windows). Only an event ahead of
+// this machine's clock by more than the skew is rejected (future).
 type sequencer struct {
 	lateness int64 // ms
 	idle     int64 // ms
 	dedup    *dedup.Table
 	haveTS   bool
-	maxTS    int64
+	maxTS    int64 // largest accepted ts: a finite input closes through its minute
+	clock    riderClock
 	frontier int64 // minutes <= frontier are closed
 	// idle clock: event time advances with the wall clock while no input
-	// arrives; anchored at the last event.
+	// arrives; anchored at T (never at the largest ts: a bad clock must not
+	// be the anchor).
 	lastEventWall int64 // idleClockUnset after a restore, until the next batch
 	anchorTS      int64
+	haveAnchor    bool
 
-	fut    futureRule
-	ref    int64            // last confirmed time (ms); valid when refSet
-	refSet bool             //
-	held   []pending        // arrival order
-	streak map[uint64]int64 // rider -> largest ts, held since the last accepted event
-	vals   []int64          // scratch for confirm
-	oldest int64            // smallest heldAt in held
+	fut futureRule
+	// The end of a finite input closes through the later of T and tailMax,
+	// the largest ts accepted since T last moved: an honest thin tail (the
+	// last riders of a night) closes, while an event ahead that other
+	// riders' later events contradicted does not (docs/EVENT-TIME.md).
+	t, tailMax int64
+	haveT      bool
+	// ahead: the counted events of minutes after T's (all of them before K
+	// riders), which the end of the input may leave unclosed; those are
+	// then rejected as future, with their lines. At most maxAhead.
+	ahead []aheadEvent
 
 	// product codes (see assignProduct)
 	products    *encode.Products
@@ -69,36 +70,111 @@ type sequencer struct {
 	accepted   bool
 }
 
-// futureRule is the future rule's knobs (Config.Future).
-type futureRule struct {
-	skew    int64 // ms; 0: rule off
-	confirm int   // distinct riders
-	maxHeld int
-	maxHold int64 // ms of frontier progress
-	live    bool  // also bound ts by the wall clock
+// aheadEvent is a counted event of a minute after T's: its minute, and its
+// line for the rejects file should the input end before T reaches it.
+type aheadEvent struct {
+	minute, line int64
+	text         []byte
 }
 
-// pending is an event the sequencer holds (or rejects as future). Holding
-// is rare, so it owns copies of its rider id and line.
-type pending struct {
-	ts       int64
-	lat, lng float64
-	prod     byte
-	hash     uint64
-	riderKey uint64 // the rider alone: riders are counted, not events
-	line     int64
-	heldAt   int64 // frontier (ms) when first held
-	rider    []byte
-	text     []byte // the line, for the rejects file
-	reason   encode.Reason
-	// newProduct: the product had no code when the event was held; it
-	// gets one when the event is released.
-	newProduct bool
-	uuid       encode.UUID
+// maxAhead bounds the events kept ahead of T's minute. A dense stream keeps
+// about K at a minute's turn; only a stream of fewer than K riders, or riders
+// far ahead, fill it. Past it an event ahead is rejected as future at once.
+const maxAhead = 100_000
+
+// futureRule is event time's knobs (Config.Future).
+type futureRule struct {
+	skew    int64 // ms; 0: no clock bound
+	confirm int   // K, distinct riders
+}
+
+// riderClock keeps the K largest of distinct riders' latest accepted times
+// (rider hashes, so 16 entries of 16 bytes). Its K-th largest, T, is event
+// time. Exact: a rider outside the K never has a latest time above the
+// smallest inside (latest times only grow), so an event enters only by
+// beating the smallest. An event at or below T costs one compare; one
+// above it a scan of K (~10 ns at K=16).
+type riderClock struct {
+	k   int
+	key []uint64 // xxhash of the rider id alone: one rider with many products counts once
+	ts  []int64
+	low int // index of the smallest once full
+}
+
+func newRiderClock(k int) riderClock {
+	return riderClock{k: k, key: make([]uint64, 0, k), ts: make([]int64, 0, k)}
+}
+
+// observe records rider r's accepted ts and reports whether T may have
+// moved.
+func (c *riderClock) observe(r uint64, ts int64) bool {
+	full := len(c.ts) == c.k
+	if full && ts <= c.ts[c.low] {
+		return false
+	}
+	for j, kk := range c.key {
+		if kk == r {
+			if ts <= c.ts[j] {
+				return false
+			}
+			c.ts[j] = ts
+			if full && j == c.low {
+				c.findLow()
+				return true
+			}
+			return false
+		}
+	}
+	if !full {
+		c.key, c.ts = append(c.key, r), append(c.ts, ts)
+		if len(c.ts) == c.k {
+			c.findLow()
+			return true
+		}
+		return false
+	}
+	c.key[c.low], c.ts[c.low] = r, ts
+	c.findLow()
+	return true
+}
+
+func (c *riderClock) findLow() {
+	low := 0
+	for j := 1; j < len(c.ts); j++ {
+		if c.ts[j] < c.ts[low] {
+			low = j
+		}
+	}
+	c.low = low
+}
+
+// time is T, once K riders have been seen.
+func (c *riderClock) time() (int64, bool) {
+	if len(c.ts) < c.k {
+		return 0, false
+	}
+	return c.ts[c.low], true
+}
+
+// floor is the smallest of the riders' latest times (T once full): what
+// the idle clock starts from while fewer than K riders have been seen.
+func (c *riderClock) floor() (int64, bool) {
+	if len(c.ts) == 0 {
+		return 0, false
+	}
+	return slices.Min(c.ts), true
+}
+
+func (c *riderClock) set(keys []uint64, ts []int64) {
+	c.key = append(c.key[:0], keys...)
+	c.ts = append(c.ts[:0], ts...)
+	if len(c.ts) == c.k {
+		c.findLow()
+	}
 }
 
 func newSequencer(lateness, idle int64, dt *dedup.Table, fr futureRule, products *encode.Products, maxW int) *sequencer {
-	s := &sequencer{lateness: lateness, idle: idle, dedup: dt, frontier: noMinute, fut: fr, streak: map[uint64]int64{},
+	s := &sequencer{lateness: lateness, idle: idle, dedup: dt, frontier: noMinute, fut: fr, clock: newRiderClock(fr.confirm),
 		products: products, maxW: int64(maxW), lastMinute: noMinute, stamped: noMinute}
 	for i := range s.lastCounted {
 		s.lastCounted[i] = noMinute
@@ -116,25 +192,12 @@ func floorDiv(a, b int64) int64 {
 
 func minuteOf(ts int64) int64 { return floorDiv(ts, 60000) }
 
-// advance raises the largest ts and closes the minutes it passes.
-func (s *sequencer) advance(ts int64) {
-	if s.haveTS && ts <= s.maxTS {
-		return
-	}
-	s.haveTS = true
-	s.maxTS = ts
-	if f := floorDiv(ts-s.lateness, 60000) - 1; f > s.frontier {
+// advance closes the minutes event time t (less lateness) passes.
+func (s *sequencer) advance(t int64) {
+	if f := floorDiv(t-s.lateness, 60000) - 1; f > s.frontier {
 		s.frontier = f
 		s.dedup.Release(f)
 	}
-}
-
-// front is the event-time frontier the future rule measures from.
-func (s *sequencer) front() int64 {
-	if s.refSet && s.ref > s.maxTS {
-		return s.ref
-	}
-	return s.maxTS
 }
 
 // idleClockUnset marks lastEventWall after a restore.
@@ -146,7 +209,7 @@ func (s *sequencer) sequence(b *batch, st *Stats, wallNow int64) {
 		s.lastEventWall = wallNow
 	}
 	if b.idle {
-		if s.haveTS && wallNow-s.lastEventWall >= s.idle {
+		if s.haveAnchor && wallNow-s.lastEventWall >= s.idle {
 			s.advance(s.anchorTS + (wallNow - s.lastEventWall))
 		}
 	}
@@ -160,7 +223,10 @@ func (s *sequencer) sequence(b *batch, st *Stats, wallNow int64) {
 		s.reresolve(b, 0) // a code changed owner after b was parsed
 	}
 	np := 0 // next of b.newProds
-	skew := s.fut.skew
+	ahead := int64(math.MaxInt64)
+	if s.fut.skew > 0 {
+		ahead = wallNow + s.fut.skew
+	}
 	for i, n := 0, len(b.ts); i < n; i++ {
 		var newP *newProd // the event's product has no code yet
 		if np < len(b.newProds) && b.newProds[np].idx == int32(i) {
@@ -168,25 +234,10 @@ func (s *sequencer) sequence(b *batch, st *Stats, wallNow int64) {
 			np++
 		}
 		ts := b.ts[i]
-		if skew > 0 {
-			if s.fut.live && ts > wallNow+skew {
-				// Ahead of this machine's clock: no confirmation can make
-				// it true.
-				b.dropped = append(b.dropped, s.pendingOf(b, i, newP, encode.Future))
-				continue
-			}
-			if s.haveTS && ts > s.front()+skew {
-				gen := s.products.Gen()
-				s.hold(b, s.pendingOf(b, i, newP, encode.Future))
-				if s.front()-s.oldest > s.fut.maxHold {
-					s.expire(b)
-				}
-				if s.products.Gen() != gen {
-					s.reresolve(b, i+1) // released events changed a code's owner
-					np = 0
-				}
-				continue
-			}
+		if ts > ahead {
+			// Ahead of this machine's clock: no rider can make it true.
+			b.rejects = append(b.rejects, reject{line: b.evLine[i], reason: encode.Future, start: b.evStart[i], end: b.evEnd[i]})
+			continue
 		}
 		// A new product gets its code as its first on-time event is
 		// accepted (a late one needs none).
@@ -202,47 +253,64 @@ func (s *sequencer) sequence(b *batch, st *Stats, wallNow int64) {
 			}
 		}
 		s.accept(b, i)
-		if len(s.held) > 0 && s.front()-s.oldest > s.fut.maxHold {
-			s.expire(b)
-		}
 	}
 	if s.accepted {
 		s.lastEventWall = wallNow
-		s.anchorTS = s.maxTS
+		s.anchorTS, s.haveAnchor = s.clock.floor()
+	}
+	if b.eof && s.haveTS {
+		s.finish(b, st)
 	}
 	b.frontier = s.frontier
 	s.lastEnd = [2]int64{b.endPos, b.endLine}
 	s.stampResume(b)
-	if b.eof {
-		// Nothing can confirm what is still held.
-		b.dropped = append(b.dropped, s.held...)
-		clear(s.held)
-		s.held = s.held[:0]
-		if s.haveTS {
-			b.final, b.hasFinal = minuteOf(s.maxTS), true
-		}
-	}
 	st.Late.Add(s.late)
 	st.Duplicates.Add(s.dups)
 	st.Counted.Add(int64(len(b.counted)))
-	st.Held.Store(int64(len(s.held)))
 	st.DedupBytes.Store(int64(s.dedup.Bytes()))
 	if s.haveTS {
 		st.MaxTS.Store(s.maxTS)
+		if t, ok := s.clock.time(); ok {
+			st.EventTime.Store(t)
+		}
 	}
 }
 
-// accept is the contract's step for an event that is not ahead: late, or
-// first for its (rider, product, minute), or a duplicate; it moves the
-// watermark unless late.
-func (s *sequencer) accept(b *batch, i int) {
-	if len(s.streak) > 0 {
-		clear(s.streak)
+// finish sets the final close of a finite input: through the later of T
+// and tailMax (and at least what is closed). Counted events of later
+// minutes are rejected as future: their minutes never close.
+func (s *sequencer) finish(b *batch, st *Stats) {
+	end := s.tailMax
+	if s.haveT {
+		end = max(end, s.t)
 	}
+	b.final, b.hasFinal = max(minuteOf(end), s.frontier), true
+	keep := s.ahead[:0]
+	for _, a := range s.ahead {
+		if a.minute > b.final {
+			b.endRejects = append(b.endRejects, a)
+		} else {
+			keep = append(keep, a)
+		}
+	}
+	clear(s.ahead[len(keep):])
+	s.ahead = keep
+	st.Counted.Add(-int64(len(b.endRejects)))
+}
+
+// accept is the contract's step for an event within the clock bound: late,
+// or first for its (rider, product, minute), or a duplicate; it moves the
+// rider's latest time (and so, maybe, T) unless late.
+func (s *sequencer) accept(b *batch, i int) {
 	ts := b.ts[i]
 	m := minuteOf(ts)
 	if m <= s.frontier {
 		s.late++
+		return
+	}
+	isAhead := !s.haveT || m > minuteOf(s.t)
+	if isAhead && len(s.ahead) >= maxAhead {
+		b.rejects = append(b.rejects, reject{line: b.evLine[i], reason: encode.Future, start: b.evStart[i], end: b.evEnd[i]})
 		return
 	}
 	s.accepted = true
@@ -255,28 +323,42 @@ func (s *sequencer) accept(b *batch, i int) {
 		if p := b.prod[i]; m > s.lastCounted[p] {
 			s.lastCounted[p] = m
 		}
+		if isAhead {
+			s.ahead = append(s.ahead, aheadEvent{minute: m, line: b.evLine[i], text: bytes.Clone(trimCR(b.buf[b.evStart[i]:b.evEnd[i]]))})
+		}
 	} else {
 		s.dups++
 	}
-	s.advance(ts)
+	if !s.haveTS || ts > s.maxTS {
+		s.haveTS, s.maxTS = true, ts
+	}
+	s.tailMax = max(s.tailMax, ts)
+	if s.clock.observe(b.rkey[i], ts) {
+		if t, _ := s.clock.time(); !s.haveT || t != s.t {
+			s.moved(t)
+			s.tailMax = ts
+		}
+	}
 }
 
-// pendingOf copies event i of b out of the batch, to be held or dropped
-// for reason r; newP is its product when it has no code yet.
-func (s *sequencer) pendingOf(b *batch, i int, newP *newProd, r encode.Reason) pending {
-	rd := b.rider(i)
-	p := pending{
-		ts: b.ts[i], lat: b.lat[i], lng: b.lng[i], prod: b.prod[i], hash: b.hash[i],
-		riderKey: xxhash.Sum64(rd), line: b.evLine[i], heldAt: s.front(),
-		rider: append([]byte(nil), rd...), reason: r,
+// moved takes T's new value: closes the minutes it passes and forgets the
+// events ahead it has reached.
+func (s *sequencer) moved(t int64) {
+	turned := !s.haveT || minuteOf(t) != minuteOf(s.t)
+	s.t, s.haveT = t, true
+	s.advance(t)
+	if !turned || len(s.ahead) == 0 {
+		return
 	}
-	if newP != nil {
-		p.newProduct, p.uuid = true, newP.uuid
+	tm := minuteOf(t)
+	keep := s.ahead[:0]
+	for _, a := range s.ahead {
+		if a.minute > tm {
+			keep = append(keep, a)
+		}
 	}
-	if b.evStart[i] >= 0 {
-		p.text = append([]byte(nil), trimCR(b.buf[b.evStart[i]:b.evEnd[i]])...)
-	}
-	return p
+	clear(s.ahead[len(keep):])
+	s.ahead = keep
 }
 
 func trimCR(l []byte) []byte {
@@ -284,74 +366,6 @@ func trimCR(l []byte) []byte {
 		l = l[:len(l)-1]
 	}
 	return l
-}
-
-// hold keeps p and confirms the new time once enough riders agree.
-func (s *sequencer) hold(b *batch, p pending) {
-	if len(s.held) >= s.fut.maxHeld {
-		b.dropped = append(b.dropped, s.held[0])
-		s.held[0] = pending{}
-		s.held = s.held[1:]
-	}
-	if len(s.held) == 0 || p.heldAt < s.oldest {
-		s.oldest = p.heldAt
-	}
-	s.held = append(s.held, p)
-	if old, ok := s.streak[p.riderKey]; !ok || p.ts > old {
-		s.streak[p.riderKey] = p.ts
-	}
-	if len(s.streak) < s.fut.confirm {
-		return
-	}
-	// Confirmed: the confirm-th largest per-rider time.
-	s.vals = s.vals[:0]
-	for _, v := range s.streak {
-		s.vals = append(s.vals, v)
-	}
-	slices.Sort(s.vals)
-	x := s.vals[len(s.vals)-s.fut.confirm]
-	if !s.refSet || x > s.ref {
-		s.ref, s.refSet = x, true
-	}
-	clear(s.streak)
-	// Release in arrival order; what is still ahead stays held (its
-	// riders are fewer than confirm, so it cannot confirm again alone).
-	held := s.held
-	s.held = nil
-	s.oldest = math.MaxInt64
-	for k := range held {
-		q := &held[k]
-		if q.ts > s.front()+s.fut.skew {
-			s.held = append(s.held, *q)
-			s.oldest = min(s.oldest, q.heldAt)
-			continue
-		}
-		j := b.appendEvent(q)
-		if q.newProduct && minuteOf(q.ts) > s.frontier && !s.assignProduct(b, j, q.uuid) {
-			q.reason = encode.TooManyProducts
-			b.dropped = append(b.dropped, *q)
-			continue
-		}
-		s.accept(b, j)
-	}
-	clear(held)
-}
-
-// expire rejects held events the frontier has left maxHold behind.
-func (s *sequencer) expire(b *batch) {
-	f := s.front()
-	keep := s.held[:0]
-	s.oldest = math.MaxInt64
-	for _, p := range s.held {
-		if f-p.heldAt > s.fut.maxHold {
-			b.dropped = append(b.dropped, p)
-		} else {
-			keep = append(keep, p)
-			s.oldest = min(s.oldest, p.heldAt)
-		}
-	}
-	clear(s.held[len(keep):])
-	s.held = keep
 }
 
 // assignProduct gives event i's new product a code, in arrival order. Past
@@ -367,24 +381,16 @@ func (s *sequencer) assignProduct(b *batch, i int, u encode.UUID) bool {
 	// owner again before its own events are counted.
 	s.lastCounted[c] = max(s.lastCounted[c], s.frontier+1)
 	b.prod[i] = c
-	b.hash[i] = dedup.Mix(xxhash.Sum64(b.rider(i)), c)
+	b.hash[i] = dedup.Mix(b.rkey[i], c)
 	return true
 }
 
 // reusable: no window holds product c's counts any more (its last counted
-// minute has slid out of the longest window of every minute still open),
-// and no held event names it. Rows of minutes before the reuse keep its
+// minute has slid out of the longest window of every minute still open).
+// Rows of minutes before the reuse keep its
 // old owner's name (encode.Products.UUIDAt).
 func (s *sequencer) reusable(c byte) bool {
-	if s.lastCounted[c] > s.frontier-s.maxW {
-		return false
-	}
-	for k := range s.held {
-		if s.held[k].prod == c {
-			return false
-		}
-	}
-	return true
+	return s.lastCounted[c] <= s.frontier-s.maxW
 }
 
 // reresolve looks up again the products of events from..end of b (by
@@ -395,9 +401,6 @@ func (s *sequencer) reresolve(b *batch, from int) {
 	b.gen = s.products.Gen()
 	var ev encode.Event
 	for j := from; j < len(b.ts); j++ {
-		if b.evStart[j] < 0 {
-			continue // released from the hold: its code is protected
-		}
 		if r := s.proj.Project(b.buf[b.evStart[j]:b.evEnd[j]], &ev); r != encode.OK {
 			panic("pipeline: a parsed line no longer projects") // parse and Project are one function
 		}
@@ -407,7 +410,7 @@ func (s *sequencer) reresolve(b *batch, from int) {
 			continue
 		}
 		b.prod[j] = c
-		b.hash[j] = dedup.Mix(xxhash.Sum64(b.rider(j)), c)
+		b.hash[j] = dedup.Mix(b.rkey[j], c)
 	}
 }
 
@@ -423,8 +426,9 @@ func (s *sequencer) noteMinute(m int64) {
 	if s.batchSnap == nil {
 		// A copy of the state before the batch (atStart is reused).
 		snap := s.atStart
-		snap.held = slices.Clone(s.atStart.held)
-		snap.streak = maps.Clone(s.atStart.streak)
+		snap.clockKey = slices.Clone(s.atStart.clockKey)
+		snap.clockTS = slices.Clone(s.atStart.clockTS)
+		snap.ahead = slices.Clone(s.atStart.ahead)
 		s.batchSnap = &snap
 	}
 	s.open = append(s.open, openMinute{minute: m, at: s.batchSnap})

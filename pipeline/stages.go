@@ -186,10 +186,8 @@ func (s *sequenceStage) run(ctx context.Context, in <-chan *batch, toCount, toLo
 		for _, r := range b.rejects {
 			s.stats.Rejected[r.reason].Add(1)
 		}
-		for k := range b.dropped {
-			s.stats.Rejected[b.dropped[k].reason].Add(1)
-		}
-		if s.rejects != nil && len(b.rejects)+len(b.dropped) > 0 {
+		s.stats.Rejected[encode.Future].Add(int64(len(b.endRejects)))
+		if s.rejects != nil && len(b.rejects)+len(b.endRejects) > 0 {
 			err := writeRejects(s.rejects, b)
 			if err == nil && s.flushEach {
 				err = s.rejects.Flush()

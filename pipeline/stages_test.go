@@ -187,9 +187,12 @@ func TestIdleClockAfterRestore(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := DefaultConfig()
-	s := newSequencer(30_000, 5_000, dt, cfg.Future.rule(true), encode.NewProducts(), 32)
+	s := newSequencer(30_000, 5_000, dt, cfg.Future.rule(), encode.NewProducts(), 32)
 	const maxTS = 1_717_236_000_000 // 2024-06-01T10:00Z
-	st := &seqState{haveTS: true, maxTS: maxTS, frontier: maxTS/60_000 - 1}
+	st := &seqState{haveTS: true, maxTS: maxTS, frontier: maxTS/60_000 - 1, haveT: true, t: maxTS, tailMax: maxTS}
+	for r := range uint64(cfg.Future.ConfirmRiders) {
+		st.clockKey, st.clockTS = append(st.clockKey, r), append(st.clockTS, maxTS)
+	}
 	for c := range st.lastCounted {
 		st.lastCounted[c] = noMinute
 	}

@@ -26,7 +26,7 @@ type Stats struct {
 	Closed       atomic.Int64 // last closed minute (unix minute), 0 before any
 	CloseNanos   atomic.Int64 // time spent closing minutes
 	Targets      atomic.Int64 // (cell, product) targets with data after the last close
-	Held         atomic.Int64 // events held by the future rule after the last batch
+	EventTime    atomic.Int64 // T, the K-th rider's latest ts (unix ms), 0 before K riders
 	RestoreNanos atomic.Int64 // time spent restoring windows from a checkpoint
 	Compactions  atomic.Int64 // renumberings of the cell index (closer.maybeCompact)
 	OverBudget   atomic.Int64 // counted events shed at a close: their cell was new and the state at Config.MaxMemory

@@ -18,9 +18,11 @@
 //
 // Semantics are the contract's (README "Semantics" 1-6: minutes, watermark
 // and lateness, late and duplicate events, disk sums, windows, the rows of a
-// closed minute in product-then-cell order, every minute closed at the end).
-// Left out, because the generated inputs it runs on never need them: the
-// future rule 1a (gen makes no far-future events), line_too_long (lines are
+// closed minute in product-then-cell order, every minute closed at the end)
+// with event time as a first job takes it, Flink's bounded out-of-orderness:
+// the largest ts, the engine's -windows.future-confirm-riders=1. Left out,
+// because the generated inputs it runs on never need them: the rest of
+// event time by riders 1a (gen makes no events ahead of the clock), line_too_long (lines are
 // read whole), duplicate_field (encoding/json keeps the last value), the
 // 256-active-products limit, and idle-timeout on live sources (inputs are
 // finite). On such inputs its rows equal the engine's (naive_test.go).

@@ -39,12 +39,10 @@ func engineFlags(fs *flag.FlagSet, c *pipeline.Config) {
 	fs.IntVar(&c.Def.Resolution, "h3.resolution", c.Def.Resolution, "H3 resolution of the hexagons, 0..15 (8: ~0.74 km² cells)")
 	fs.Var(intList{&c.Def.Rings}, "kring.rings", "k-ring radii K in output order, each 0..30, at most 16")
 	fs.Var(intList{&c.Def.Windows}, "windows.minutes", "sliding-window lengths W in minutes in output order, each 1..60, at most 16")
-	fs.DurationVar(&c.Lateness, "windows.lateness", c.Lateness, "how far behind the largest ts an event may be and still count; minute m closes when largest ts - lateness >= end of m")
+	fs.DurationVar(&c.Lateness, "windows.lateness", c.Lateness, "how far behind event time an event may be and still count; minute m closes when event time - lateness >= end of m")
 	fs.DurationVar(&c.IdleTimeout, "windows.idle-timeout", c.IdleTimeout, "with no input for this long, event time advances with the clock so minutes still close")
-	fs.DurationVar(&c.Future.MaxSkew, "windows.max-future-skew", c.Future.MaxSkew, "an event further ahead of event time than this is held until -windows.future-confirm-riders riders confirm the jump, else rejected as future; on a live source ts > now + skew is future (0: rule off)")
-	fs.IntVar(&c.Future.ConfirmRiders, "windows.future-confirm-riders", c.Future.ConfirmRiders, "distinct riders, all ahead with no on-time event between them, that confirm a jump of the whole stream (a gap, a restart)")
-	fs.IntVar(&c.Future.MaxHeld, "windows.future-max-held", c.Future.MaxHeld, "events held ahead at once; past it the oldest is rejected as future")
-	fs.DurationVar(&c.Future.MaxHold, "windows.future-max-hold", c.Future.MaxHold, "a held event is rejected as future once event time has moved this far since it was held")
+	fs.DurationVar(&c.Future.MaxSkew, "windows.max-future-skew", c.Future.MaxSkew, "an event with ts more than this ahead of the machine's clock is rejected as future, on every source (0: off, and event time is then the largest ts of all)")
+	fs.IntVar(&c.Future.ConfirmRiders, "windows.future-confirm-riders", c.Future.ConfirmRiders, "K: event time is the K-th largest of distinct riders' latest ts, so fewer than K riders cannot close a minute or make another rider's event late (1..1024)")
 	fs.IntVar(&c.Parallelism, "parallelism", c.Parallelism, "cores to use (GOMAXPROCS) and parse and H3 workers (default: number of CPUs); dedup and ordering stay sequential")
 	fs.IntVar(&c.ChunkBytes, "source.chunk-bytes", c.ChunkBytes, "input bytes per unit of parallel work")
 	fs.IntVar(&c.MaxLineBytes, "source.max-line-bytes", c.MaxLineBytes, "longest accepted input line; longer lines are rejected (line_too_long)")
@@ -135,7 +133,7 @@ var stages = []struct{ key, title string }{
 	{"h3", "h3: locating events"},
 	{"dedup", "dedup: one event per rider, product and minute"},
 	{"kring", "kring: smoothing over rings"},
-	{"windows", "windows: sliding windows, watermark and the future rule"},
+	{"windows", "windows: sliding windows, event time by riders and lateness"},
 	{"store", "store: the embedded feature store (-sink=store:DIR)"},
 	{"serve", "serve: the HTTP API and the page"},
 	{"scaleout", "scaleout: the dedup and aggregate roles over Pulsar (-role; pipeline/SCALEOUT.md)"},

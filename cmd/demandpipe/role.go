@@ -190,7 +190,6 @@ func runRole(rf *runFlags, log *slog.Logger, serveSet bool) (ok bool, err error)
 				return true, err
 			}
 			e.Durable = p.Ack
-			e.KeepRider = p.Holds
 		}
 		log.Info("run: dedup role", "source", source.RedactURL(*rf.src), "topic", r.so.Topic, "dedup_id", *r.dedupID)
 		runErr := e.Run(ctx, in, nil)

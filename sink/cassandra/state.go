@@ -50,7 +50,8 @@ const (
 	// KB (4 bytes a source cell), one chunk. Cassandra refuses mutations
 	// over max_mutation_size (half the 32 MiB commit log segment) and
 	// warns far below; 1 MiB chunks keep every write small while a
-	// checkpoint holding 10,000 held events (~2 MB) takes 2-3 chunks.
+	// checkpoint holding 10,000 events ahead of event time (~2 MB) takes 2-3
+	// chunks.
 	defaultChunkBytes = 1 << 20
 	// maxRecordBytes bounds what LoadState assembles (a corrupt size).
 	maxRecordBytes = 1 << 30
