@@ -273,7 +273,7 @@ func (a *closer) stateFor(m int64, mc *minuteCounts, cp []byte) sink.State {
 	if a.cpClosed != noMinute {
 		keep = a.cpClosed - int64(a.maxW) + 2
 	}
-	return sink.State{Counts: a.countsBuf, Checkpoint: cp, KeepFrom: keep}
+	return sink.State{Counts: a.countsBuf, Checkpoint: cp, KeepFrom: keep, Clock: min(a.clock, m)}
 }
 
 // --- small codec helpers ---

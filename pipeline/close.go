@@ -92,6 +92,7 @@ type closer struct {
 	cp        checkpointer
 	countsBuf []byte
 	cpClosed  int64 // closed minute of the last checkpoint staged
+	clock     int64 // newest minute closed by event time (sink.State.Clock)
 	// onDurable is told each input position a committed checkpoint makes
 	// unneeded (Engine.Durable).
 	onDurable func(pos int64)
@@ -105,6 +106,7 @@ type closer struct {
 // counts holds the counts of those minutes that had any.
 type closeRequest struct {
 	through int64
+	clock   int64 // minutes <= clock are closed by event time, not only by the end of the input
 	first   int64
 	counts  []*minuteCounts
 	resume  *seqState // where a restart after this close resumes
@@ -134,13 +136,14 @@ func newCloser(cfg Config, products *encode.Products, snk sink.Writer, st *Stats
 	a.cpSink, _ = snk.(sink.Checkpointer)
 	a.maxW = slices.Max(cfg.Def.Windows)
 	a.cp.config, a.cp.products = cfg.configKey(), products
-	a.cpClosed = noMinute
+	a.cpClosed, a.clock = noMinute, noMinute
 	return a, nil
 }
 
 // closeThrough (closing half) closes every minute up to req.through, in
 // order.
 func (a *closer) closeThrough(ctx context.Context, req closeRequest) error {
+	a.clock = max(a.clock, req.clock)
 	if a.next == noMinute {
 		if req.through < req.first {
 			// Nothing to close yet, and a later batch may still count an

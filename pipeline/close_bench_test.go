@@ -67,7 +67,7 @@ func BenchmarkCloseMinute(b *testing.B) {
 			}
 			for range 3 { // warm the disk cache
 				fill()
-				req, _ := a.request(m, nil)
+				req, _ := a.request(m, m, nil)
 				if err := a.closeThrough(context.Background(), req); err != nil {
 					b.Fatal(err)
 				}
@@ -79,7 +79,7 @@ func BenchmarkCloseMinute(b *testing.B) {
 				b.StopTimer()
 				fill()
 				b.StartTimer()
-				req, _ := a.request(m, resume)
+				req, _ := a.request(m, m, resume)
 				if err := a.closeThrough(context.Background(), req); err != nil {
 					b.Fatal(err)
 				}
@@ -212,7 +212,7 @@ func BenchmarkCloseSparse(b *testing.B) {
 				}
 				held = min(held+200, 200*32)
 				b.StartTimer()
-				req, _ := a.request(m, nil)
+				req, _ := a.request(m, m, nil)
 				if err := a.closeThrough(context.Background(), req); err != nil {
 					b.Fatal(err)
 				}

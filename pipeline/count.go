@@ -95,13 +95,13 @@ func (a *counter) count(b *batch) {
 
 // request takes the counts of every minute up to through out of the open
 // set; ok is false when there is nothing new to close.
-func (a *counter) request(through int64, resume *seqState) (closeRequest, bool) {
+func (a *counter) request(through, clock int64, resume *seqState) (closeRequest, bool) {
 	if a.first == noMinute || through <= a.sent {
 		return closeRequest{}, false
 	}
 	a.sent = through
 	a.last = nil // its minute may go to the closer now
-	req := closeRequest{through: through, first: a.first, resume: resume}
+	req := closeRequest{through: through, clock: min(clock, through), first: a.first, resume: resume}
 	keep := a.open[:0]
 	for _, mc := range a.open {
 		if mc.minute <= through {

@@ -262,7 +262,7 @@ func (a *Aggregator) Watermark(ctx context.Context, src int, through int64) erro
 			return err
 		}
 	}
-	if req, ok := a.agg.request(low, nil); ok {
+	if req, ok := a.agg.request(low, low, nil); ok {
 		return a.agg.closeThrough(ctx, req)
 	}
 	return nil

@@ -229,6 +229,7 @@ type countStage struct {
 	final       int64
 	hasFinal    bool
 	finalResume *seqState
+	frontier    int64 // the last batch's: what the final close confirms
 }
 
 func (c *countStage) run(ctx context.Context, in <-chan *batch, free chan<- *batch, closeQ chan<- closeRequest) {
@@ -239,7 +240,8 @@ func (c *countStage) run(ctx context.Context, in <-chan *batch, free chan<- *bat
 			if b.hasFinal {
 				c.final, c.hasFinal, c.finalResume = b.final, true, b.finalResume
 			}
-			c.send(ctx, closeQ, b.frontier, b.resume)
+			c.frontier = b.frontier
+			c.send(ctx, closeQ, b.frontier, b.frontier, b.resume)
 		}
 		b.reset()
 		free <- b
@@ -249,12 +251,12 @@ func (c *countStage) run(ctx context.Context, in <-chan *batch, free chan<- *bat
 // finish asks for the final close at the end of the input.
 func (c *countStage) finish(ctx context.Context, closeQ chan<- closeRequest) {
 	if c.hasFinal {
-		c.send(ctx, closeQ, c.final, c.finalResume)
+		c.send(ctx, closeQ, c.final, c.frontier, c.finalResume)
 	}
 }
 
-func (c *countStage) send(ctx context.Context, closeQ chan<- closeRequest, through int64, resume *seqState) {
-	if req, ok := c.agg.request(through, resume); ok {
+func (c *countStage) send(ctx context.Context, closeQ chan<- closeRequest, through, clock int64, resume *seqState) {
+	if req, ok := c.agg.request(through, clock, resume); ok {
 		select {
 		case closeQ <- req:
 		case <-ctx.Done():

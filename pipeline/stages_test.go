@@ -20,7 +20,7 @@ func TestCounterAlone(t *testing.T) {
 	for _, e := range []Counted{{7, 100, 0}, {5, 100, 0}, {5, 100, 0}, {5, 200, 1}, {6, 300, 0}, {7, 100, 0}} {
 		c.add(e)
 	}
-	req, ok := c.request(6, nil)
+	req, ok := c.request(6, 6, nil)
 	if !ok || req.through != 6 || req.first != 5 || len(req.counts) != 2 {
 		t.Fatalf("request(6): %+v %v", req, ok)
 	}
@@ -50,18 +50,18 @@ func TestCounterAlone(t *testing.T) {
 			t.Fatalf("minute %d handed over early", mc.minute)
 		}
 	}
-	if _, ok := c.request(6, nil); ok {
+	if _, ok := c.request(6, 6, nil); ok {
 		t.Fatal("the same minutes requested twice")
 	}
 	c.add(Counted{7, 100, 0})
-	req, _ = c.request(7, nil)
+	req, _ = c.request(7, 7, nil)
 	if len(req.counts) != 1 || total(req.counts[0])[[2]uint64{0, 100}] != 3 {
 		t.Fatalf("minute 7: %+v", req.counts)
 	}
 	c.resumeAt(9)
 	c.add(Counted{9, 1, 0})
 	c.add(Counted{10, 1, 0})
-	req, _ = c.request(10, nil)
+	req, _ = c.request(10, 10, nil)
 	if len(req.counts) != 1 || req.counts[0].minute != 10 {
 		t.Fatalf("after a resume at 9: %+v", req.counts)
 	}

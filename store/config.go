@@ -24,9 +24,12 @@ type Config struct {
 	// zero value adopts the stored definition, or feature.Default() for a
 	// new store.
 	Definition feature.Definition
-	// Retention keeps minutes newer than the newest closed minute minus
-	// Retention (event time, so a replay keeps its last two hours too),
-	// whole minutes, 1m..168h. One bad row cannot move that clock: a
+	// Retention keeps minutes newer than the retention clock minus
+	// Retention, whole minutes, 1m..168h. The clock is the newest minute
+	// closed by event time (sink.State.Clock: a replay keeps its last two
+	// hours too, and the last few riders of an input, whose minutes the
+	// end of the input closes, cannot move it), or the newest closed minute
+	// for a writer that stages no state. One bad row cannot move it: a
 	// minute more than MaxAhead ahead of the machine's clock is refused,
 	// and so is a minute already behind the window (it would be deleted
 	// at once); both stop the run with an error that names the way out. Default 2h: 120 minutes of a dense metro
@@ -136,7 +139,7 @@ func (c Config) Validate() error {
 // -store.compression and -store.sync, with c's values as defaults. The
 // directory is the command's own flag (-sink=store:DIR, serve -store=DIR).
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
-	fs.DurationVar(&c.Retention, "store.retention", c.Retention, "keep closed minutes this long behind the newest one (whole minutes, 1m..168h)")
+	fs.DurationVar(&c.Retention, "store.retention", c.Retention, "keep closed minutes this long behind the newest one closed by event time (whole minutes, 1m..168h)")
 	fs.IntVar(&c.CompactEvery, "store.compact-every", c.CompactEvery, "compact expired key ranges after this many expired minutes (1..1440)")
 	fs.Int64Var(&c.MemTableBytes, "store.memtable-bytes", c.MemTableBytes, "pebble memtable size in bytes (1 MiB..1 GiB)")
 	fs.Int64Var(&c.CacheBytes, "store.cache-bytes", c.CacheBytes, "pebble block cache size in bytes (0..64 GiB)")

@@ -15,6 +15,7 @@
 //	"r" | minute(4) code(1) cell(8)  a row's features (encode.AppendRowValue)
 //	"k"                          the engine's checkpoint (sink.Checkpointer)
 //	"c" | minute(4)              the engine's source counts of a minute
+//	"t"                          the retention clock: newest minute closed by event time (varint)
 //	"K" | len(1) part | minute(4)  a part's checkpoint after minute (sink.PartCheckpointer, parts.go)
 //	"C" | len(1) part | minute(4)  a part's source counts of a minute
 //

@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/demandpipe/demandpipe/encode"
+	"github.com/demandpipe/demandpipe/sink"
 )
 
 var soakMinutes = flag.Int("store.soak-minutes", 0, "run TestRetentionSoak over this many minutes (e.g. 1000)")
@@ -190,5 +191,48 @@ func TestFarFutureMinuteRefused(t *testing.T) {
 	writeMinute(t, s, names, testMinute0+5, 1, cells, 100)
 	if _, ok := s.Minute(testMinute0 + 5); !ok {
 		t.Fatal("the next real minute was not stored")
+	}
+}
+
+// TestRetentionFollowsEventTime: the retention clock follows the newest
+// minute closed by event time (sink.State.Clock), not the newest closed
+// minute: minutes the end of an input closes for its last few riders (15
+// made-up riders with the current time after a day-old replay) expire
+// nothing, also after a reopen; a minute event time closes does move it.
+func TestRetentionFollowsEventTime(t *testing.T) {
+	c := testConfig(t.TempDir())
+	c.Retention = 5 * time.Minute
+	now := time.Unix((testMinute0+24*60)*60, 0) // the replay is a day old
+	c.Now = func() time.Time { return now }
+	s := openTest(t, c)
+	names := encode.NewProducts()
+	cells := testCells(20)
+	closeWith := func(m, clock int64) {
+		t.Helper()
+		s.StageState(m, sink.State{Clock: clock})
+		writeMinute(t, s, names, m, 1, cells, 100)
+	}
+	for i := range int64(5) {
+		closeWith(testMinute0+i, testMinute0+i) // closed by event time
+	}
+	tail := int64(testMinute0 + 24*60)
+	closeWith(tail, testMinute0+4) // closed only by the end of the input
+	if got := len(s.Minutes(nil)); got != 6 {
+		t.Fatalf("%d minutes listed after the tail minute, want 6: the tail moved the retention clock", got)
+	}
+	s.Close()
+	s = openTest(t, c)
+	defer s.Close()
+	writeMinute(t, s, names, testMinute0+5, 1, cells, 100) // a later run of the replay, without state
+	if got := len(s.Minutes(nil)); got != 6 {
+		t.Fatalf("%d minutes listed after a reopen and the next real minute, want 6 (testMinute0 expires, 1..5 and the tail stay)", got)
+	}
+	if _, ok := s.Minute(testMinute0 + 1); !ok {
+		t.Fatal("a replay minute expired")
+	}
+	s.StageState(tail+1, sink.State{Clock: tail + 1})
+	writeMinute(t, s, names, tail+1, 1, cells, 100)
+	if got := len(s.Minutes(nil)); got != 2 {
+		t.Fatalf("%d minutes listed once event time reached the tail, want 2", got)
 	}
 }

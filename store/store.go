@@ -34,6 +34,8 @@ const (
 	// each recent minute's source counts
 	tagCheckpoint = 'k'
 	tagCounts     = 'c'
+	// the retention clock (writer.clock)
+	tagClock = 't'
 )
 
 // formatVersion is stored with the definition; a store written by a future

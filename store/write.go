@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"slices"
@@ -42,9 +43,16 @@ type writer struct {
 	// newest minute at open). The writer's alone: readers never need it.
 	last [encode.MaxProducts]int64
 
-	latest    int64 // newest closed minute, -1 when none
-	cutoff    int64 // minutes below cutoff are deleted
-	compacted int64 // expired ranges below this were compacted
+	latest int64 // newest closed minute, -1 when none
+	cutoff int64 // minutes below cutoff are deleted
+	// clock is what retention follows: the newest minute closed by event
+	// time (sink.State.Clock), which the last riders of a finite input
+	// cannot move; the newest closed minute for a writer without state.
+	clock int64
+	// reuseCutoff: the cutoff a product code reused in the open minute
+	// needs (productCode), enforced by its commit.
+	reuseCutoff int64
+	compacted   int64 // expired ranges below this were compacted
 
 	key, val []byte
 	bytes    int64 // encoded bytes of the open minute
@@ -63,6 +71,12 @@ func (w *writer) init(s *Store) {
 	if mins := *s.minutes.Load(); len(mins) > 0 {
 		w.latest = mins[0].Minute
 		w.cutoff = mins[len(mins)-1].Minute
+	}
+	w.clock = w.latest // a store written before the clock was kept
+	if v, ok, err := s.getCopy([]byte{tagClock}); err == nil && ok {
+		if c, n := binary.Varint(v); n == len(v) && n > 0 {
+			w.clock = c
+		}
 	}
 	w.compacted = w.cutoff
 	w.ctx, w.cancel = context.WithCancel(context.Background())
@@ -222,12 +236,15 @@ func (w *writer) productCode(u encode.UUID) (byte, error) {
 		code = byte(n)
 	} else {
 		// The cutoff once the open minute commits: the minutes it expires
-		// are unlisted in the same commit that publishes the reuse.
-		cutoff := max(w.cutoff, max(w.latest, w.minute)-w.s.cfg.retentionMinutes()+1)
+		// are unlisted in the same commit that publishes the reuse. (A
+		// minute that does not move the retention clock, the last riders
+		// of an input, still expires what a reuse needs: reuseCutoff.)
+		cutoff := max(w.cutoff, max(w.clock, w.minute)-w.s.cfg.retentionMinutes()+1)
 		found := false
 		for c := range encode.MaxProducts {
 			if w.last[c] < cutoff && !w.pendingCode(byte(c)) {
 				code, found = byte(c), true
+				w.reuseCutoff = max(w.reuseCutoff, cutoff)
 				break
 			}
 		}
@@ -296,6 +313,15 @@ func (s *Store) CloseMinute(_ context.Context, m int64) error {
 			w.countsFrom = st.KeepFrom
 		}
 	}
+	clock := max(w.clock, m)
+	if st := w.state; st != nil && w.stateMinute == m {
+		clock = max(w.clock, min(m, st.Clock))
+	}
+	if clock != w.clock {
+		if err := w.batch.Set([]byte{tagClock}, binary.AppendVarint(w.val[:0], clock), nil); err != nil {
+			return fmt.Errorf("store: %w", err)
+		}
+	}
 	w.state = nil
 	if err := w.commitParts(m); err != nil {
 		return err
@@ -313,7 +339,7 @@ func (s *Store) CloseMinute(_ context.Context, m int64) error {
 		}
 	}
 	newLatest := max(w.latest, m)
-	newCutoff := max(w.cutoff, newLatest-s.cfg.retentionMinutes()+1)
+	newCutoff := max(w.cutoff, clock-s.cfg.retentionMinutes()+1, w.reuseCutoff)
 	expired := 0
 	if newCutoff > w.cutoff {
 		if err := w.expire(w.cutoff, newCutoff); err != nil {
@@ -377,7 +403,7 @@ func (s *Store) CloseMinute(_ context.Context, m int64) error {
 	w.stats.Minutes++
 	w.stats.Bytes += w.bytes
 	s.met.bytesWritten.Add(float64(w.bytes))
-	w.latest, w.cutoff = newLatest, newCutoff
+	w.latest, w.cutoff, w.clock, w.reuseCutoff = newLatest, newCutoff, clock, 0
 	w.minute, w.rows = -1, 0
 	if w.cutoff-w.compacted >= int64(s.cfg.CompactEvery) && s.compact(w.compacted, w.cutoff) {
 		w.compacted = w.cutoff

@@ -12,8 +12,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/demandpipe/demandpipe/encode"
 	"github.com/demandpipe/demandpipe/internal/cqltest"
 	"github.com/demandpipe/demandpipe/internal/testsize"
+	"github.com/demandpipe/demandpipe/store"
 )
 
 // TestGenThenRun is the newcomer's path: gen a file, replay it, read rows.
@@ -99,6 +101,59 @@ func TestOlderReplayIntoStoreFails(t *testing.T) {
 	err := runCommand([]string{"-source=file:" + older, st, "-serve=", "-progress=never", "-kring.rings=0,1", "-windows.minutes=1,2"})
 	if err == nil || !strings.Contains(err.Error(), "minute 2024-06-01T0") || !strings.Contains(err.Error(), "retention window") || !strings.Contains(err.Error(), "-sink=store:NEWDIR") {
 		t.Fatalf("older replay: err = %v", err)
+	}
+}
+
+// TestFewRidersCannotMoveTheStoreClock is issue 21 point 4: made-up rider
+// ids carrying the current time, appended to a 2024 replay into a store.
+// Fifteen (fewer than -windows.future-confirm-riders) are closed at the end
+// of the input, as the last riders of a thin night are, but do not move the
+// store's retention clock: every 2024 minute stays (was: every one
+// expired), and a later run of the next hour still writes. Sixteen would.
+func TestFewRidersCannotMoveTheStoreClock(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	replay, next := filepath.Join(dir, "replay.ndjson"), filepath.Join(dir, "next.ndjson")
+	for f, start := range map[string]string{replay: "2024-06-01T10:00:00Z", next: "2024-06-01T10:30:00Z"} {
+		if err := genCommand([]string{"-o", f, "-events", "20000", "-rate", "1000", "-riders", "2000", "-start", start}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f, err := os.OpenFile(replay, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UnixMilli()
+	for i := range 15 {
+		fmt.Fprintf(f, `{"ts":%d,"rider_id":"made-up-%d","lat":40.758,"lng":-73.9855,"product_type":"a1b2c3d4-0000-4000-8000-000000000001"}`+"\n", now-int64(i)*1000, i)
+	}
+	f.Close()
+	storeDir := filepath.Join(dir, "store")
+	args := []string{"-sink=store:" + storeDir, "-serve=", "-progress=never", "-kring.rings=0,1", "-windows.minutes=1,2"}
+	if err := runCommand(append([]string{"-source=file:" + replay}, args...)); err != nil {
+		t.Fatal(err)
+	}
+	c := store.DefaultConfig()
+	c.Dir, c.ReadOnly = storeDir, true
+	s, err := store.Open(c, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mins := s.Minutes(nil)
+	s.Close()
+	var replayed []string
+	for _, m := range mins {
+		if ts := encode.MinuteStart(m.Minute); ts.Year() == 2024 {
+			replayed = append(replayed, ts.Format("15:04"))
+		}
+	}
+	// 20,000 events at 1,000 a minute: minutes 10:00-10:19 and their
+	// windows' trailing minute.
+	if len(replayed) < 20 || len(mins) != len(replayed)+1 {
+		t.Fatalf("after the made-up riders the store lists %d minutes, %d of the replay: %v", len(mins), len(replayed), replayed)
+	}
+	if err := runCommand(append([]string{"-source=file:" + next}, args...)); err != nil {
+		t.Fatalf("the next hour after the attack: %v", err)
 	}
 }
 
