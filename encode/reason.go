@@ -22,6 +22,7 @@ const (
 	TooManyProducts        // a 257th distinct product type
 	LineTooLong            // longer than the source's line limit
 	Future                 // ahead of the machine's clock, or of a minute the end of the input left open (pipeline's event time)
+	UnknownProduct         // product_type not in the products file (run -products=FILE)
 	NumReasons
 )
 
@@ -30,6 +31,7 @@ var reasonNames = [NumReasons]string{
 	"missing_ts", "missing_rider_id", "missing_lat", "missing_lng", "missing_product_type",
 	"bad_ts", "bad_rider_id", "bad_lat", "bad_lng", "bad_product_type",
 	"duplicate_field", "too_many_products", "line_too_long", "future",
+	"unknown_product",
 }
 
 // String is the reason's stable snake_case name, used in summaries, metrics

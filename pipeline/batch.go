@@ -100,7 +100,7 @@ func (b *batch) rider(i int) []byte { return b.riders[b.riderOff[i]:b.riderOff[i
 
 // parse projects every line of the batch (parse stage; runs in parallel
 // across batches).
-func (b *batch) parse(p *encode.Projector, products *encode.Products, maxLine int) {
+func (b *batch) parse(p *encode.Projector, products *encode.Products, maxLine int, allow map[encode.UUID]string) {
 	var ev encode.Event
 	b.gen = products.Gen()
 	b.riderOff = append(b.riderOff, 0)
@@ -131,6 +131,9 @@ func (b *batch) parse(p *encode.Projector, products *encode.Products, maxLine in
 		code, known := byte(0), true
 		if r == encode.OK {
 			code, known = products.Lookup(ev.Product)
+			if _, ok := allow[ev.Product]; !known && allow != nil && !ok {
+				r = encode.UnknownProduct // a map probe only for a product without a code yet
+			}
 		}
 		if r != encode.OK {
 			b.rejects = append(b.rejects, reject{line: line, reason: r, start: int32(s), end: int32(end)})

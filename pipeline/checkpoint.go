@@ -1,10 +1,14 @@
 package pipeline
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
+
+	"github.com/cespare/xxhash/v2"
 
 	"github.com/demandpipe/demandpipe/encode"
 	"github.com/demandpipe/demandpipe/internal/cellindex"
@@ -95,7 +99,17 @@ type checkpoint struct {
 // configKey names what a resumed run must share with the run it resumes.
 func (c Config) configKey() string {
 	f := c.Future
-	return fmt.Sprintf("%s;lateness=%s;future=%s,%d", c.Def, c.Lateness, f.MaxSkew, f.ConfirmRiders)
+	key := fmt.Sprintf("%s;lateness=%s;future=%s,%d", c.Def, c.Lateness, f.MaxSkew, f.ConfirmRiders)
+	if c.Products != nil {
+		// Which products count changes results: the allow-list's UUIDs,
+		// hashed (a checkpoint holds this string).
+		h := xxhash.New()
+		for _, u := range slices.SortedFunc(maps.Keys(c.Products), func(a, b encode.UUID) int { return bytes.Compare(a[:], b[:]) }) {
+			h.Write(u[:])
+		}
+		key += fmt.Sprintf(";products=%d:%016x", len(c.Products), h.Sum64())
+	}
+	return key
 }
 
 func (cp *checkpoint) encode(dst []byte) []byte {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/demandpipe/demandpipe/dedup"
+	"github.com/demandpipe/demandpipe/encode"
 	"github.com/demandpipe/demandpipe/feature"
 	"github.com/demandpipe/demandpipe/kring"
 )
@@ -55,10 +56,16 @@ type Config struct {
 	// (over_budget), instead of the process dying: rows then understate
 	// those places, by design and visibly.
 	MaxMemory int64
-	// Future is the rule for events far ahead of event time.
+	// Future is event time: K riders, and the bound by the machine's clock.
 	Future FutureConfig
-	Dedup  dedup.Config
-	Kring  kring.Config
+	// Products, if set, are the only product types counted (-products=FILE,
+	// package productfile); an event of any other is rejected as
+	// unknown_product in the parse stage, so junk product UUIDs cost only
+	// their own events instead of taking the 256 product codes from real
+	// products. nil admits every product type.
+	Products map[encode.UUID]string
+	Dedup    dedup.Config
+	Kring    kring.Config
 	// Now is the wall clock, injectable for tests. Default time.Now.
 	Now func() time.Time
 }

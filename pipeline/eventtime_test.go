@@ -5,6 +5,7 @@ package pipeline
 // rejected for being far from the previous one.
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -198,4 +199,58 @@ func changedRows(a, b []row) []int64 {
 		out = append(out, r.minute)
 	}
 	return out
+}
+
+// TestJunkProductsCostOnlyThemselves is issue 21 point 5: 1,000 events,
+// each with a new random product UUID, ahead of real data. With the
+// products file (Config.Products, -products=FILE) each is one
+// unknown_product reject and the real products' rows are the clean
+// stream's; without it the junk takes all 256 product codes and real
+// events are rejected as too_many_products (the reason to give the file
+// where producers are not trusted).
+func TestJunkProductsCostOnlyThemselves(t *testing.T) {
+	t.Parallel()
+	lines := genLines(t, 6000, 31, time.Date(2024, 6, 1, 10, 0, 0, 0, time.UTC))
+	allow := map[encode.UUID]string{}
+	var ev encode.Event
+	var p encode.Projector
+	for _, l := range lines {
+		if p.Project([]byte(l), &ev) == encode.OK {
+			allow[ev.Product] = "real " + ev.Product.String()[:8]
+		}
+	}
+	rng := rand.New(rand.NewPCG(testsize.Seed(t), 31))
+	var junk []string
+	for i := range 1000 {
+		var u encode.UUID
+		for j := range u {
+			u[j] = byte(rng.IntN(256))
+		}
+		l := strings.Replace(lines[i%len(lines)], `"rider_id":"`, `"rider_id":"junk-`, 1)
+		i := strings.Index(l, `"product_type":"`) + len(`"product_type":"`)
+		junk = append(junk, l[:i]+u.String()+l[i+36:])
+	}
+	in := append(junk, lines...)
+	run := func(products map[encode.UUID]string, input []string) ([]row, Summary) {
+		cfg := DefaultConfig()
+		cfg.Def, cfg.Parallelism, cfg.ChunkBytes, cfg.Products = smallDef, 2, 16<<10, products
+		e, err := New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := &collect{}
+		if err := e.Run(context.Background(), strings.NewReader(strings.Join(input, "\n")+"\n"), c); err != nil {
+			t.Fatal(err)
+		}
+		return c.rows, e.Stats.Snapshot()
+	}
+	clean, cs := run(nil, lines)
+	got, s := run(allow, in)
+	if s.Rejected["unknown_product"] != 1000 || s.Counted != cs.Counted || s.Late != cs.Late {
+		t.Fatalf("with the products file: %+v\nclean: %+v", s, cs)
+	}
+	rowsEqual(t, got, clean)
+	if _, s := run(nil, in); s.Rejected["too_many_products"] == 0 {
+		t.Fatalf("without the products file the junk took no code from real products: %+v", s)
+	}
 }

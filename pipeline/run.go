@@ -117,7 +117,7 @@ func (e *Engine) Run(ctx context.Context, src io.Reader, snk sink.Writer) error 
 	}
 	e.clock = now
 	disp := &dispatcher{idle: cfg.IdleTimeout, now: now}
-	parse := &parserPool{n: n, products: e.Products, maxLine: cfg.MaxLineBytes}
+	parse := &parserPool{n: n, products: e.Products, maxLine: cfg.MaxLineBytes, allow: cfg.Products}
 	sq := &sequenceStage{seq: seq, stats: &e.Stats, now: now, rejects: rejects, flushEach: live, fail: sv.fail}
 	loc := &locatorPool{n: n, res: cfg.Def.Resolution, stats: &e.Stats}
 	cnt := &countStage{agg: agg}

@@ -29,7 +29,7 @@ func BenchmarkSequence(b *testing.B) {
 		}
 		bt := newBatch()
 		bt.buf = append(bt.buf, text[:n]...)
-		bt.parse(&pr, products, 1<<20)
+		bt.parse(&pr, products, 1<<20, nil)
 		batches = append(batches, bt)
 		text = text[n:]
 	}

@@ -142,6 +142,7 @@ type parserPool struct {
 	n        int
 	products *encode.Products
 	maxLine  int
+	allow    map[encode.UUID]string // Config.Products; nil: every product
 }
 
 func (p *parserPool) spawn(sv *supervisor, in <-chan *batch) {
@@ -149,7 +150,7 @@ func (p *parserPool) spawn(sv *supervisor, in <-chan *batch) {
 		sv.spawn(func() {
 			var pr encode.Projector
 			for b := range in {
-				b.parse(&pr, p.products, p.maxLine)
+				b.parse(&pr, p.products, p.maxLine, p.allow)
 				b.parsed <- struct{}{}
 			}
 		})

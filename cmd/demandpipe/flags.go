@@ -11,6 +11,7 @@ import (
 
 	"github.com/demandpipe/demandpipe/feature"
 	"github.com/demandpipe/demandpipe/pipeline"
+	"github.com/demandpipe/demandpipe/productfile"
 )
 
 var errUsage = errors.New("usage")
@@ -34,8 +35,36 @@ func (l intList) Set(s string) error {
 	return nil
 }
 
+// productsFlag is -products=FILE: the products file loaded when the flag is
+// parsed, so a bad file stops the command before anything runs.
+type productsFlag struct {
+	c    *pipeline.Config
+	path string
+}
+
+func (p *productsFlag) String() string {
+	if p == nil {
+		return ""
+	}
+	return p.path
+}
+
+func (p *productsFlag) Set(path string) error {
+	if path == "" {
+		p.c.Products, p.path = nil, ""
+		return nil
+	}
+	names, err := productfile.Load(path)
+	if err != nil {
+		return err
+	}
+	p.c.Products, p.path = names, path
+	return nil
+}
+
 // engineFlags registers the pipeline's knobs on fs, dotted by package.
 func engineFlags(fs *flag.FlagSet, c *pipeline.Config) {
+	fs.Var(&productsFlag{c: c}, "products", "the products file (uuid,name per line, or JSON; the file -serve.product-names takes): only its product types count, any other is rejected as unknown_product, so junk product UUIDs cannot take the 256 product codes from real ones (default: every product type)")
 	fs.IntVar(&c.Def.Resolution, "h3.resolution", c.Def.Resolution, "H3 resolution of the hexagons, 0..15 (8: ~0.74 km² cells)")
 	fs.Var(intList{&c.Def.Rings}, "kring.rings", "k-ring radii K in output order, each 0..30, at most 16")
 	fs.Var(intList{&c.Def.Windows}, "windows.minutes", "sliding-window lengths W in minutes in output order, each 1..60, at most 16")

@@ -308,3 +308,34 @@ func TestMisspelledFlagSuggests(t *testing.T) {
 		}
 	}
 }
+
+// TestProductsFlag: -products=FILE loads the products file when the flag is
+// parsed (a bad line stops run with the file and line named), and admits
+// only its products: another product type is rejected as unknown_product.
+func TestProductsFlag(t *testing.T) {
+	var out strings.Builder // not parallel: helpOut is the package's
+	helpOut = &out
+	defer func() { helpOut = nil }()
+	dir := t.TempDir()
+	events, bad, good := filepath.Join(dir, "events.ndjson"), filepath.Join(dir, "bad.csv"), filepath.Join(dir, "good.csv")
+	const known = "a1b2c3d4-0000-4000-8000-000000000001"
+	lines := `{"ts":1717236000000,"rider_id":"a","lat":40.758,"lng":-73.9855,"product_type":"` + known + `"}` + "\n" +
+		`{"ts":1717236001000,"rider_id":"b","lat":40.758,"lng":-73.9855,"product_type":"b1b2c3d4-0000-4000-8000-000000000002"}` + "\n"
+	for f, text := range map[string]string{events: lines, bad: known + ",uberX\nnot-a-uuid,Pool\n", good: "uuid,name\n" + known + ",uberX\n"} {
+		if err := os.WriteFile(f, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	err := runCommand([]string{"-source=file:" + events, "-sink=null:", "-progress=never", "-products=" + bad})
+	if err == nil || !strings.Contains(out.String(), "-products: "+bad+": line 2: \"not-a-uuid\"") {
+		t.Fatalf("bad products file: %v\n%s", err, out.String())
+	}
+	rejects := filepath.Join(dir, "rejects.ndjson")
+	if err := runCommand([]string{"-source=file:" + events, "-sink=null:", "-progress=never", "-products=" + good, "-rejects=" + rejects}); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(rejects)
+	if err != nil || !strings.Contains(string(b), `{"line":2,"reason":"unknown_product"`) || strings.Count(string(b), "\n") != 1 {
+		t.Fatalf("rejects: %s %v", b, err)
+	}
+}

@@ -52,7 +52,10 @@ func TestKillAndResume(t *testing.T) {
 		if !waitCloses(t, stderr, 1, done) {
 			t.Fatalf("attempt %d ran to the end before its first close: too few events\n%s", attempt, lastLines(stderr.String(), 3))
 		}
-		time.Sleep(time.Duration(rng.IntN(30)) * time.Millisecond) // somewhere in the next minute
+		// Somewhere in the next minute: without -race a minute of this
+		// input is ~3 ms of work, so the kill must follow the close log at
+		// once (up to 30 ms ran the last attempt to its end in 1 of 4 runs).
+		time.Sleep(time.Duration(rng.IntN(3)) * time.Millisecond)
 		cmd.Process.Signal(syscall.SIGKILL)
 		if err := <-done; err == nil {
 			t.Fatalf("attempt %d: SIGKILL: the run had ended already: too few events\n%s", attempt, lastLines(stderr.String(), 3))
