@@ -8,9 +8,11 @@ import (
 	"github.com/cespare/xxhash/v2"
 )
 
-func first(t *Table, m int64, p byte, rider string) bool {
-	return t.First(m, p, Mix(xxhash.Sum64String(rider), p), []byte(rider))
+func add(t *Table, m int64, p byte, rider string) Outcome {
+	return t.Add(m, Mix(xxhash.Sum64String(rider), p), Mix(CheckOf([]byte(rider)), p))
 }
+
+func first(t *Table, m int64, p byte, rider string) bool { return add(t, m, p, rider) == First }
 
 func TestFirstPerRiderProductMinute(t *testing.T) {
 	tb, _ := New(DefaultConfig())
@@ -29,18 +31,19 @@ func TestFirstPerRiderProductMinute(t *testing.T) {
 	}
 }
 
-// TestHashCollisionsStillExact forces every rider onto one hash: the full
-// id comparison must keep them apart.
+// TestHashCollisionsStillExact forces every rider onto one xxhash (what
+// an input crafted against the public hash does): the check hash, keyed
+// by a seed the input never sees, keeps them apart.
 func TestHashCollisionsStillExact(t *testing.T) {
 	tb, _ := New(Config{InitialKeys: 16})
 	for i := range 200 {
 		r := []byte(fmt.Sprint("rider-", i))
-		if !tb.First(1, 0, 42, r) {
+		if tb.Add(1, 42, Mix(CheckOf(r), 0)) != First {
 			t.Fatalf("rider %d reported as duplicate under a colliding hash", i)
 		}
 	}
 	for i := range 200 {
-		if tb.First(1, 0, 42, []byte(fmt.Sprint("rider-", i))) {
+		if tb.Add(1, 42, Mix(CheckOf([]byte(fmt.Sprint("rider-", i))), 0)) != Duplicate {
 			t.Fatalf("rider %d not remembered", i)
 		}
 	}
@@ -67,21 +70,64 @@ func TestMatchesMap(t *testing.T) {
 	}
 }
 
-func BenchmarkFirst(b *testing.B) {
+// TestMaxBytesBoundsTheTables: past MaxBytes a new key is Full (never New
+// twice for one key, never a Dup for a key not kept), the tables stay
+// within the bound, and keys already kept are still told apart; a released
+// minute frees its room for the next.
+func TestMaxBytesBoundsTheTables(t *testing.T) {
+	const max = 64 << 10 // 4,096 slots of 16 bytes
+	tb, err := New(Config{InitialKeys: 16, MaxBytes: max})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kept, full := map[string]bool{}, 0
+	for i := range 10_000 {
+		r := fmt.Sprint("rider-", i)
+		switch add(tb, 1, 0, r) {
+		case First:
+			kept[r] = true
+		case Full:
+			full++
+		case Duplicate:
+			t.Fatalf("%s: a duplicate of a key never added", r)
+		}
+		if tb.Bytes() > max {
+			t.Fatalf("after %d keys the tables hold %d bytes, over %d", i+1, tb.Bytes(), max)
+		}
+	}
+	if full == 0 || len(kept) < 2048 {
+		t.Fatalf("%d kept, %d full: want the bound reached, and most of it used", len(kept), full)
+	}
+	for r := range kept {
+		if add(tb, 1, 0, r) != Duplicate {
+			t.Fatalf("%s kept, then forgotten", r)
+		}
+	}
+	tb.Release(1)
+	if first(tb, 2, 0, "rider-9999") != true {
+		t.Fatal("a released minute's room is not reused")
+	}
+	if err := (Config{InitialKeys: 16, MaxBytes: -1}).Validate(); err == nil {
+		t.Fatal("negative MaxBytes accepted")
+	}
+}
+
+func BenchmarkAdd(b *testing.B) {
 	for _, riders := range []int{10_000, 500_000} {
 		b.Run(fmt.Sprintf("riders=%d", riders), func(b *testing.B) {
 			tb, _ := New(DefaultConfig())
-			ids := make([][]byte, riders)
 			hs := make([]uint64, riders)
-			for i := range ids {
-				ids[i] = []byte(fmt.Sprint("r-", i))
-				hs[i] = Mix(xxhash.Sum64(ids[i]), 1)
+			cs := make([]uint64, riders)
+			for i := range hs {
+				id := []byte(fmt.Sprint("r-", i))
+				hs[i] = Mix(xxhash.Sum64(id), 1)
+				cs[i] = Mix(CheckOf(id), 1)
 			}
 			b.ReportAllocs()
 			i := 0
 			m := int64(0)
 			for b.Loop() {
-				tb.First(m, 1, hs[i], ids[i])
+				tb.Add(m, hs[i], cs[i])
 				i++
 				if i == riders {
 					i = 0
@@ -90,5 +136,14 @@ func BenchmarkFirst(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// BenchmarkCheckOf: the check hash the parse workers compute per event.
+func BenchmarkCheckOf(b *testing.B) {
+	id := []byte("rider-3f2a9c4e-5b6d-4e7f-8a9b-0c1d2e3f4a5b")
+	b.ReportAllocs()
+	for b.Loop() {
+		CheckOf(id)
 	}
 }

@@ -32,6 +32,7 @@ type batch struct {
 	prod     []byte
 	hash     []uint64 // dedup.Mix(rkey, product)
 	rkey     []uint64 // xxhash of the rider id: the rider clock's key
+	rcheck   []uint64 // dedup.CheckOf the rider id
 	riderOff []uint32
 	riders   []byte
 	rejects  []reject
@@ -86,7 +87,7 @@ func (b *batch) reset() {
 	b.tooLong = b.tooLong[:0]
 	b.idle, b.eof, b.hasFinal = false, false, false
 	b.resume, b.finalResume = nil, nil
-	b.ts, b.lat, b.lng, b.prod, b.hash, b.rkey = b.ts[:0], b.lat[:0], b.lng[:0], b.prod[:0], b.hash[:0], b.rkey[:0]
+	b.ts, b.lat, b.lng, b.prod, b.hash, b.rkey, b.rcheck = b.ts[:0], b.lat[:0], b.lng[:0], b.prod[:0], b.hash[:0], b.rkey[:0], b.rcheck[:0]
 	b.riderOff, b.riders, b.rejects = b.riderOff[:0], b.riders[:0], b.rejects[:0]
 	b.blank, b.lines = 0, 0
 	b.counted, b.minute, b.cells = b.counted[:0], b.minute[:0], b.cells[:0]
@@ -148,6 +149,7 @@ func (b *batch) parse(p *encode.Projector, products *encode.Products, maxLine in
 		b.prod = append(b.prod, code)
 		rk := xxhash.Sum64(ev.Rider)
 		b.rkey = append(b.rkey, rk)
+		b.rcheck = append(b.rcheck, dedup.CheckOf(ev.Rider))
 		b.hash = append(b.hash, dedup.Mix(rk, code))
 		b.riders = append(b.riders, ev.Rider...)
 		b.riderOff = append(b.riderOff, uint32(len(b.riders)))

@@ -124,7 +124,7 @@ func newCloser(cfg Config, products *encode.Products, snk sink.Writer, st *Stats
 		workers: cfg.Parallelism, batchRow: cfg.BatchRows, next: noMinute, free: free,
 		owns:      cfg.Owns,
 		compactAt: minCompact,
-		budget:    cfg.MaxMemory / 10 * 9, // the rest: slack for arrays growing by doubling
+		budget:    (cfg.MaxMemory - dedupShare(cfg.MaxMemory)) / 10 * 9, // the rest: slack for arrays growing by doubling
 		perTarget: perTargetBytes(cfg),
 		perSource: perTargetBytes(cfg) * int64(feature.DiskCells(cfg.Def.MaxRingValue())),
 		rule:      newSparseRule(cfg.Kring.SparseBelow, cfg.Def.Resolution, cfg.Def.MaxRingValue(), slices.Max(cfg.Def.Windows)),

@@ -47,14 +47,17 @@ type Config struct {
 	// aggregate role of a scale-out keeps its regions' cells); nil emits
 	// every cell. Not a flag: the scale-out roles set it.
 	Owns func(cell uint64) bool
-	// MaxMemory bounds the close state (windows, sparse sources, cell index,
-	// disks, scratch: the state_bytes metric) in bytes (-max-memory, default
+	// MaxMemory bounds the engine's state in bytes (-max-memory, default
 	// DefaultMaxMemory: a third of the machine's memory or of the cgroup's
 	// limit, since the Go heap holds up to twice the live state between
-	// collections); 0: no bound. Past it, sources in places the state does
-	// not hold yet are shed at their minute's close and counted
-	// (over_budget), instead of the process dying: rows then understate
-	// those places, by design and visibly.
+	// collections); 0: no bound. A quarter is the dedup tables' (16 bytes a
+	// key whatever the rider id's length: the dedup_bytes metric), the rest
+	// the close state (windows, sparse sources, cell index, disks, scratch:
+	// state_bytes). Past it, events are shed and counted (over_budget)
+	// instead of the process dying: at dedup, an event whose key has no room
+	// (so no event is ever counted twice); at its minute's close, a source
+	// in a place the state does not hold yet. Rows then understate those
+	// places, by design and visibly.
 	MaxMemory int64
 	// Future is event time: K riders, and the bound by the machine's clock.
 	Future FutureConfig
@@ -178,6 +181,10 @@ func (c FutureConfig) rule() futureRule {
 	}
 	return futureRule{skew: c.MaxSkew.Milliseconds(), confirm: k}
 }
+
+// dedupShare is the dedup tables' part of MaxMemory (0: no bound): a
+// quarter, 64 MiB of 256: 4M slots, room for 3M keys of one minute.
+func dedupShare(maxMemory int64) int64 { return maxMemory / 4 }
 
 // DefaultMaxMemory is a third of the memory this process may use: the
 // machine's (MemTotal in /proc/meminfo) or, if lower, its cgroup's limit

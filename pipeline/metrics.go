@@ -33,7 +33,7 @@ import (
 //	demandpipe_pipeline_dedup_bytes                           gauge: dedup tables of open minutes
 //	demandpipe_pipeline_restore_seconds_total                 time restoring windows on resume
 //	demandpipe_pipeline_cell_index_compactions_total          renumberings of the cell index to the cells still held
-//	demandpipe_pipeline_over_budget_events_total              counted events shed at a close over -max-memory
+//	demandpipe_pipeline_over_budget_events_total              events shed over -max-memory (at dedup or at a close)
 //	demandpipe_pipeline_max_memory_bytes                      the budget (-max-memory; 0: none)
 //	demandpipe_pipeline_freshness_seconds                     histogram: end of a minute (event time) -> its rows durable
 //	demandpipe_pipeline_close_duration_seconds                histogram: start of a minute's close -> its rows durable
@@ -79,8 +79,8 @@ func (e *Engine) registerMetrics(reg prometheus.Registerer, now func() time.Time
 		}),
 		gauge("targets", "(cell, product) pairs with data in some window after the last close.", func() float64 { return float64(s.Targets.Load()) }),
 		gauge("state_bytes", "Memory held by the sliding windows, the sparse sources, the cell index, the smoothing scratch and the cached k-ring disks after the last close.", func() float64 { return float64(s.StateBytes.Load()) }),
-		gauge("dedup_bytes", "Memory held by the dedup tables of the open minutes.", func() float64 { return float64(s.DedupBytes.Load()) }),
-		counter("over_budget_events_total", "Counted events shed at their minute's close because their cell was new and the state had reached -max-memory (their rows are understated).", func() float64 { return float64(s.OverBudget.Load()) }),
+		gauge("dedup_bytes", "Memory held by the dedup tables (16 bytes a key; at most a quarter of -max-memory).", func() float64 { return float64(s.DedupBytes.Load()) }),
+		counter("over_budget_events_total", "Events shed over -max-memory: at dedup (no room for their key in the dedup quarter) or at their minute's close (their cell was new and the close state was full). Their rows are understated.", func() float64 { return float64(s.OverBudget.Load()) }),
 		gauge("max_memory_bytes", "The bound on the close state (-max-memory); 0: none. Compare with state_bytes.", func() float64 { return float64(e.cfg.MaxMemory) }),
 		counter("cell_index_compactions_total", "Renumberings of the cell index to the cells the windows still hold (moving cells would grow it forever).", func() float64 { return float64(s.Compactions.Load()) }),
 		counter("restore_seconds_total", "Time spent restoring windows from a checkpoint on resume.", func() float64 { return float64(s.RestoreNanos.Load()) / 1e9 }),

@@ -86,7 +86,9 @@ func (e *Engine) Run(ctx context.Context, src io.Reader, snk sink.Writer) error 
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 
-	dt, err := dedup.New(cfg.Dedup)
+	dc := cfg.Dedup
+	dc.MaxBytes = dedupShare(cfg.MaxMemory)
+	dt, err := dedup.New(dc)
 	if err != nil {
 		return err
 	}

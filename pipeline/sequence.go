@@ -66,8 +66,8 @@ type sequencer struct {
 	lastEnd    [2]int64     // pos and line after the last input batch
 
 	// per-batch tallies
-	late, dups int64
-	accepted   bool
+	late, dups, shed int64
+	accepted         bool
 }
 
 // aheadEvent is a counted event of a minute after T's: its minute, and its
@@ -213,7 +213,7 @@ func (s *sequencer) sequence(b *batch, st *Stats, wallNow int64) {
 			s.advance(s.anchorTS + (wallNow - s.lastEventWall))
 		}
 	}
-	s.late, s.dups, s.accepted = 0, 0, false
+	s.late, s.dups, s.shed, s.accepted = 0, 0, 0, false
 	if b.idle { // no input: it sits where the last input batch ended
 		b.pos, b.firstLine, b.endPos, b.endLine = s.lastEnd[0], s.lastEnd[1], s.lastEnd[0], s.lastEnd[1]
 	}
@@ -266,6 +266,7 @@ func (s *sequencer) sequence(b *batch, st *Stats, wallNow int64) {
 	s.stampResume(b)
 	st.Late.Add(s.late)
 	st.Duplicates.Add(s.dups)
+	st.OverBudget.Add(s.shed)
 	st.Counted.Add(int64(len(b.counted)))
 	st.DedupBytes.Store(int64(s.dedup.Bytes()))
 	if s.haveTS {
@@ -317,7 +318,8 @@ func (s *sequencer) accept(b *batch, i int) {
 	if m != s.lastMinute {
 		s.noteMinute(m)
 	}
-	if s.dedup.First(m, b.prod[i], b.hash[i], b.rider(i)) {
+	switch s.dedup.Add(m, b.hash[i], dedup.Mix(b.rcheck[i], b.prod[i])) {
+	case dedup.First:
 		b.counted = append(b.counted, int32(i))
 		b.minute = append(b.minute, m)
 		if p := b.prod[i]; m > s.lastCounted[p] {
@@ -326,8 +328,10 @@ func (s *sequencer) accept(b *batch, i int) {
 		if isAhead {
 			s.ahead = append(s.ahead, aheadEvent{minute: m, line: b.evLine[i], text: bytes.Clone(trimCR(b.buf[b.evStart[i]:b.evEnd[i]]))})
 		}
-	} else {
+	case dedup.Duplicate:
 		s.dups++
+	case dedup.Full:
+		s.shed++ // no room for its key: not counted, never twice
 	}
 	if !s.haveTS || ts > s.maxTS {
 		s.haveTS, s.maxTS = true, ts

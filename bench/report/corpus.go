@@ -32,6 +32,7 @@ type cev struct {
 	lat, lng float64
 	product  byte
 	hash     uint64 // dedup.Mix(xxhash(rider), product)
+	check    uint64 // dedup.Mix(dedup.CheckOf(rider), product)
 	rider    []byte // aliases data
 	uuid     encode.UUID
 }
@@ -64,7 +65,7 @@ func newCorpus(cfg Config) (*corpus, error) {
 			rider = bytes.Clone(rider)
 		}
 		c.evs = append(c.evs, cev{minute: floorDiv(ev.TS, 60000), lat: ev.Lat, lng: ev.Lng, product: code,
-			hash: dedup.Mix(xxhash.Sum64(rider), code), rider: rider, uuid: ev.Product})
+			hash: dedup.Mix(xxhash.Sum64(rider), code), check: dedup.Mix(dedup.CheckOf(rider), code), rider: rider, uuid: ev.Product})
 	}
 	if len(c.evs) == 0 {
 		return nil, fmt.Errorf("no valid events generated")
@@ -77,7 +78,7 @@ func newCorpus(cfg Config) (*corpus, error) {
 	}
 	c.first = make([]bool, len(c.evs))
 	for i, e := range c.evs {
-		c.first[i] = t.First(e.minute, e.product, e.hash, e.rider)
+		c.first[i] = t.Add(e.minute, e.hash, e.check) == dedup.First
 	}
 	lat, lng := make([]float64, len(c.evs)), make([]float64, len(c.evs))
 	for i, e := range c.evs {

@@ -118,7 +118,7 @@ func (r *run) dedup() error {
 		}
 		first := make([]bool, n)
 		for i, e := range c.evs {
-			first[i] = t.First(e.minute, e.product, e.hash, e.rider)
+			first[i] = t.Add(e.minute, e.hash, e.check) == dedup.First
 		}
 		return first, nil
 	}
@@ -179,8 +179,8 @@ dedup table both ways.
 | **on vs off** | **%s** | | %.2fx fewer |
 
 The dedup state alone, the same %d probes: off, a `+"`fmt.Sprintf(\"%%s|%%s|%%d\")`"+` key in a
-`+"`map[string]bool`"+` (naive); on, `+"`dedup.Table`"+` (xxhash of the rider, product folded in, an
-open-addressed table per minute comparing rider bytes on a hash match).
+`+"`map[string]bool`"+` (naive); on, `+"`dedup.Table`"+` (a 128-bit key: xxhash of the rider and a
+seeded maphash, product folded in; an open-addressed table of 16-byte slots per minute).
 
 | | probes/s (median) | slowest to fastest round |
 |---|---|---|
