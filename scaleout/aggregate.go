@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -57,6 +58,7 @@ type Aggregate struct {
 	stats   counters
 	ranges  []int
 	lost    *lostSlots
+	members *members
 }
 
 // lostSlots hears the client close the consumer for a cause: with sticky
@@ -186,6 +188,10 @@ func NewAggregate(client pulsar.Client, cfg Config, sub string, ranges []int, de
 	if err != nil {
 		return nil, fmt.Errorf("scaleout: subscribe to %s: %w", cfg.Topic, err)
 	}
+	if a.members, err = newMembers(client, cfg, sub, ranges, slog.Default()); err != nil {
+		a.cons.Close()
+		return nil, err
+	}
 	return a, nil
 }
 
@@ -230,6 +236,8 @@ func (a *Aggregate) Register(reg prometheus.Registerer) error {
 			}
 			return 0
 		}),
+		gauge("uncovered_slots", "Slots no live aggregate process of this deployment holds (-scaleout.ranges leave a gap: their regions' rows are missing), as announced on the members topic.", func() float64 { return float64(a.members.uncovered.Load()) }),
+		gauge("overlapping_slots", "Slots two or more live aggregate processes of this deployment hold (a takeover under way, or ranges that overlap).", func() float64 { return float64(a.members.overlapping.Load()) }),
 		gauge("watermark_lag_seconds", "Event time between the highest and the lowest watermark over (dedup process, owned slot), in whole minutes: a slot or a dedup process behind holds every close back.", func() float64 { return float64(c.lag.Load() * 60) }),
 	} {
 		if err := reg.Register(m); err != nil {
@@ -255,13 +263,22 @@ func gauge(name, help string, f func() float64) prometheus.Collector {
 // started again on the same ranges ends too.
 func (a *Aggregate) Run(ctx context.Context) error {
 	defer a.cons.Close()
+	defer a.members.close()
 	// Tinder's lesson: a process that no longer holds its slots stops at
 	// once. A close already under way completes; it writes what the new
 	// owner writes (SCALEOUT.md, "A process that lost its slots").
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	a.lost.watch(cancel)
+	mctx, stopMembers := context.WithCancel(ctx)
+	var mwg sync.WaitGroup
+	mwg.Go(func() { a.members.run(mctx) })
 	err := a.run(ctx)
+	if err == nil {
+		err = a.members.finish(ctx)
+	}
+	stopMembers()
+	mwg.Wait()
 	if errors.Is(context.Cause(ctx), errLostSlots) {
 		a.lost.mu.Lock()
 		cause := a.lost.cause

@@ -28,6 +28,8 @@
 //	demandpipe_scaleout_restore_seconds           gauge: time restoring the slots from the sink at start
 //	demandpipe_scaleout_closed_minute_timestamp_seconds  gauge: start of the last minute closed and committed
 //	demandpipe_scaleout_watermark_lag_seconds     gauge: time between the highest and the lowest watermark over (dedup process, owned slot)
+//	demandpipe_scaleout_uncovered_slots           gauge: slots no live aggregate process holds (a gap in the ranges; members.go)
+//	demandpipe_scaleout_overlapping_slots         gauge: slots two or more live aggregate processes hold
 //
 // and Publisher.Register, in a dedup process:
 //
