@@ -119,3 +119,98 @@ func lastLine(s, prefix string) string {
 	}
 	return ""
 }
+
+// TestCorruptReadFailsTheStore: a store whose row blocks are corrupt
+// opens (Open reads only the small keys), and the first read of a bad
+// block returns pebble's corruption error and fails the store: Done is
+// closed and Err says why, so a process serving it ends with a clear error
+// instead of answering some reads and not others (serve answers that read
+// 500 and exits: TestServeEndsOnCorruptStore in cmd/demandpipe). In a
+// child process, as above.
+func TestCorruptReadFailsTheStore(t *testing.T) {
+	if dir := os.Getenv(envCorruptReadDir); dir != "" {
+		corruptReadChild(dir)
+	}
+	dir := t.TempDir()
+	corruptRows(t, dir)
+	cmd := exec.Command(os.Args[0], "-test.run=^TestCorruptReadFailsTheStore$")
+	cmd.Env = append(os.Environ(), envCorruptReadDir+"="+dir)
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 3 || !strings.Contains(string(out), "corruption") || !strings.Contains(string(out), "store failed: true") {
+		t.Fatalf("reading a store with corrupt rows: %v\n%s", err, out)
+	}
+	t.Logf("%.400s", lastLine(string(out), "error: "))
+}
+
+const envCorruptReadDir = "DEMANDPIPE_CORRUPT_READ_DIR"
+
+// corruptRows writes a store of 4 minutes of 2 products x 3,000 cells at
+// dir and flips bytes in the middle of its largest table file, where the
+// row blocks are (keys sort by tag, and rows, 'r', are most of the bytes):
+// its index and footer stay whole, so it opens.
+func corruptRows(t testing.TB, dir string) {
+	t.Helper()
+	s := openTest(t, testConfig(dir))
+	names := encode.NewProducts()
+	cells := testCells(3000)
+	for i := range 4 {
+		writeMinute(t, s, names, testMinute0+int64(i), 2, cells, 500)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	ssts, _ := filepath.Glob(filepath.Join(dir, "*.sst"))
+	largest, size := "", int64(0)
+	for _, f := range ssts {
+		if fi, err := os.Stat(f); err == nil && fi.Size() > size {
+			largest, size = f, fi.Size()
+		}
+	}
+	if largest == "" {
+		t.Fatal("no table file to corrupt: the test no longer reaches pebble's tables")
+	}
+	b, err := os.ReadFile(largest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := len(b) * 2 / 5; i < len(b)*3/5; i += 97 {
+		b[i] ^= 0x5a
+	}
+	if err := os.WriteFile(largest, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// corruptReadChild opens the store (exit 4 if that fails), reads every
+// row, and exits 3 with the read's error and whether the store failed.
+func corruptReadChild(dir string) {
+	c := testConfig(dir)
+	c.ReadOnly = true
+	s, err := Open(c, nil)
+	if err != nil {
+		fmt.Println("open:", err)
+		os.Exit(4)
+	}
+	cells := testCells(3000)
+	var rows []Row
+	for _, m := range s.Minutes(nil) {
+		for _, p := range s.Products() {
+			if err == nil {
+				rows, err = s.GetMany(rows, m.Minute, p, cells)
+			}
+		}
+	}
+	if err != nil {
+		failed := false
+		select {
+		case <-s.Done():
+			failed = s.Err() != nil
+		case <-time.After(time.Second):
+		}
+		fmt.Println("error:", err)
+		fmt.Println("store failed:", failed)
+		os.Exit(3)
+	}
+	os.Exit(0)
+}

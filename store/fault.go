@@ -59,8 +59,21 @@ func (f *faults) describe(err error) error {
 	if isDiskFull(err) {
 		return fmt.Errorf("store %s: disk full (%w): the minutes committed so far stay readable; free space and run the same command again", f.dir, err)
 	}
-	return fmt.Errorf("store %s: %w", f.dir, err)
+	return fmt.Errorf("store %s: %w", f.dir, firstLine{err})
 }
+
+// firstLine shows only the first line of a pebble error: its corruption
+// errors carry their stack traces in Error() (cockroachdb/errors' detail
+// lines, ~50 of them), which belong in a debugger, not in the message a
+// run ends with. errors.Is and As still see the whole error.
+type firstLine struct{ err error }
+
+func (e firstLine) Error() string {
+	s, _, _ := strings.Cut(e.err.Error(), "\n")
+	return s
+}
+
+func (e firstLine) Unwrap() error { return e.err }
 
 // errDiskFull marks a failure found by our own free-space check.
 var errDiskFull = errors.New("no space left on device")

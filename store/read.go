@@ -94,23 +94,48 @@ func (s *Store) Get(dst []int32, minute int64, product encode.UUID, cell uint64)
 	s.met.readRows.Inc()
 	var kb [1 + encode.RowKeyLen]byte
 	key := encode.AppendRowKey(append(kb[:0], tagRow), minute, code, cell)
-	v, closer, err := s.db.Get(key)
 	var r Row
-	switch {
-	case errors.Is(err, pebble.ErrNotFound):
-		r = Row{Cell: cell, Features: s.zero(dst)}
-	case err != nil:
-		return Row{}, fmt.Errorf("store: %w", err)
-	default:
-		f, err := encode.DecodeRowValue(dst[:0], v)
-		closer.Close()
-		if err != nil {
-			return Row{}, fmt.Errorf("store: row %x: %w", key, err)
+	err = s.read(func() error {
+		v, closer, err := s.db.Get(key)
+		switch {
+		case errors.Is(err, pebble.ErrNotFound):
+			r = Row{Cell: cell, Features: s.zero(dst)}
+		case err != nil:
+			return fmt.Errorf("store: %w", err)
+		default:
+			f, err := encode.DecodeRowValue(dst[:0], v)
+			closer.Close()
+			if err != nil {
+				return fmt.Errorf("store: row %x: %w", key, err)
+			}
+			r = Row{Cell: cell, Found: true, Features: f}
 		}
-		r = Row{Cell: cell, Found: true, Features: f}
+		return nil
+	})
+	if err != nil {
+		return Row{}, err
 	}
 	return r, s.stillListed(minute)
 }
+
+// read runs fn, the pebble part of a read, under the store's guard (a
+// pebble Fatalf ends only fn's goroutine, and a read stuck behind a failed
+// store returns at once), and fails the store on corruption: a table that
+// does not check out will not heal, so the process ends with a clear error
+// (Done) instead of answering some reads and not others.
+func (s *Store) read(fn func() error) error {
+	err := s.faults.guard(fn)
+	if errors.Is(err, pebble.ErrCorruption) {
+		s.faults.fail(err)
+		return s.faults.Err() // one line, with the store and the file
+	}
+	return err
+}
+
+// Done is closed when the store has failed (corruption, a full disk, a
+// pebble fatal error); Err then says why. A process serving the store
+// stops then: every read and write after it fails.
+func (s *Store) Done() <-chan struct{} { return s.faults.failed }
 
 // stillListed is checked after a read: retention unlists a minute before
 // deleting its rows, so a minute still listed after the read was whole
@@ -162,31 +187,37 @@ func (s *Store) GetMany(rows []Row, minute int64, product encode.UUID, cells []u
 	}
 	slices.SortFunc(sc.order, func(a, b cellIndex) int { return cmp.Compare(a.cell, b.cell) })
 
-	lo, hi := s.productBounds(sc, minute, code)
-	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
-	if err != nil {
-		return rows, fmt.Errorf("store: %w", err)
-	}
-	for _, ci := range sc.order {
-		r := &rows[ci.i]
-		r.Cell, r.Found = ci.cell, false
-		sc.key = encode.AppendRowKey(append(sc.key[:0], tagRow), minute, code, ci.cell)
-		if it.SeekGE(sc.key) && bytes.Equal(it.Key(), sc.key) {
-			v, err := it.ValueAndErr()
-			if err == nil {
-				r.Features, err = encode.DecodeRowValue(r.Features[:0], v)
-			}
-			if err != nil {
-				it.Close()
-				return rows, fmt.Errorf("store: row %x: %w", sc.key, err)
-			}
-			r.Found = true
-			continue
+	err = s.read(func() error {
+		lo, hi := s.productBounds(sc, minute, code)
+		it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+		if err != nil {
+			return fmt.Errorf("store: %w", err)
 		}
-		r.Features = s.zero(r.Features)
-	}
-	if err := errors.Join(it.Error(), it.Close()); err != nil {
-		return rows, fmt.Errorf("store: %w", err)
+		for _, ci := range sc.order {
+			r := &rows[ci.i]
+			r.Cell, r.Found = ci.cell, false
+			sc.key = encode.AppendRowKey(append(sc.key[:0], tagRow), minute, code, ci.cell)
+			if it.SeekGE(sc.key) && bytes.Equal(it.Key(), sc.key) {
+				v, err := it.ValueAndErr()
+				if err == nil {
+					r.Features, err = encode.DecodeRowValue(r.Features[:0], v)
+				}
+				if err != nil {
+					it.Close()
+					return fmt.Errorf("store: row %x: %w", sc.key, err)
+				}
+				r.Found = true
+				continue
+			}
+			r.Features = s.zero(r.Features)
+		}
+		if err := errors.Join(it.Error(), it.Close()); err != nil {
+			return fmt.Errorf("store: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return rows, err
 	}
 	return rows, s.stillListed(minute)
 }
@@ -231,37 +262,43 @@ func (s *Store) scan(minute int64, product encode.UUID, fn func(cell uint64, v [
 		return err
 	}
 	s.met.readScan.Inc()
-	var sc readScratch
-	lo, hi := s.productBounds(&sc, minute, code)
-	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	err = s.read(func() error {
+		var sc readScratch
+		lo, hi := s.productBounds(&sc, minute, code)
+		it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+		if err != nil {
+			return fmt.Errorf("store: %w", err)
+		}
+		n := 0
+		for it.First(); it.Valid(); it.Next() {
+			k, err := encode.ParseRowKey(it.Key()[1:])
+			if err != nil {
+				it.Close()
+				return fmt.Errorf("store: %w", err)
+			}
+			v, err := it.ValueAndErr()
+			if err != nil {
+				it.Close()
+				return fmt.Errorf("store: %w", err)
+			}
+			n++
+			more, err := fn(k.Cell, v)
+			if err != nil {
+				it.Close()
+				return fmt.Errorf("store: row %x: %w", it.Key(), err)
+			}
+			if !more {
+				break
+			}
+		}
+		s.met.readRows.Add(float64(n))
+		if err := errors.Join(it.Error(), it.Close()); err != nil {
+			return fmt.Errorf("store: %w", err)
+		}
+		return nil
+	})
 	if err != nil {
-		return fmt.Errorf("store: %w", err)
-	}
-	n := 0
-	for it.First(); it.Valid(); it.Next() {
-		k, err := encode.ParseRowKey(it.Key()[1:])
-		if err != nil {
-			it.Close()
-			return fmt.Errorf("store: %w", err)
-		}
-		v, err := it.ValueAndErr()
-		if err != nil {
-			it.Close()
-			return fmt.Errorf("store: %w", err)
-		}
-		n++
-		more, err := fn(k.Cell, v)
-		if err != nil {
-			it.Close()
-			return fmt.Errorf("store: row %x: %w", it.Key(), err)
-		}
-		if !more {
-			break
-		}
-	}
-	s.met.readRows.Add(float64(n))
-	if err := errors.Join(it.Error(), it.Close()); err != nil {
-		return fmt.Errorf("store: %w", err)
+		return err
 	}
 	return s.stillListed(minute)
 }

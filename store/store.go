@@ -342,9 +342,20 @@ func (s *Store) Close() error {
 	var err error
 	if ferr := s.faults.Err(); ferr != nil {
 		// Pebble may be stuck behind a flush that cannot finish: give it
-		// a moment, then leave it to the process's exit.
+		// a moment, then leave it to the process's exit. After a corrupt
+		// block its Close may also panic on a reference the failed read
+		// left (genericcache: "element has outstanding references"),
+		// which would end the process with a stack trace instead of the
+		// store's error: recovered here.
 		done := make(chan error, 1)
-		go func() { done <- s.db.Close() }()
+		go func() {
+			defer func() {
+				if r := recover(); r != nil {
+					done <- fmt.Errorf("pebble close: %v", r)
+				}
+			}()
+			done <- s.db.Close()
+		}()
 		select {
 		case <-done:
 		case <-time.After(closeTimeout):

@@ -128,10 +128,10 @@ var smallDef = []string{"-kring.rings=0,1,2,3,5", "-windows.minutes=1,2,4,8,16"}
 
 // runSubprocess runs demandpipe run with args in a child process (the test
 // binary, see TestKillAndResume) and returns it started, with its stderr.
-func runSubprocess(t *testing.T, args []string) (*exec.Cmd, *syncbuf.Buffer, <-chan error) {
+func runSubprocess(t *testing.T, args []string, env ...string) (*exec.Cmd, *syncbuf.Buffer, <-chan error) {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestKillAndResume$")
-	cmd.Env = append(os.Environ(), "DEMANDPIPE_RUN_ARGS="+strings.Join(args, "\x1f"))
+	cmd.Env = append(append(os.Environ(), "DEMANDPIPE_RUN_ARGS="+strings.Join(args, "\x1f")), env...)
 	stderr := &syncbuf.Buffer{}
 	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {

@@ -7,10 +7,10 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/demandpipe/demandpipe/internal/testsize"
 	"github.com/demandpipe/demandpipe/store"
@@ -21,6 +21,14 @@ import (
 // every stored minute equals an uninterrupted run's.
 func TestKillAndResume(t *testing.T) {
 	if args := os.Getenv("DEMANDPIPE_RUN_ARGS"); args != "" {
+		if n, _ := strconv.Atoi(os.Getenv("DEMANDPIPE_KILL_AFTER_CLOSES")); n > 0 {
+			closes := 0
+			afterClose = func() {
+				if closes++; closes == n {
+					syscall.Kill(os.Getpid(), syscall.SIGKILL) // mid-run: the next minute is being read
+				}
+			}
+		}
 		if err := runCommand(strings.Split(args, "\x1f")); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
@@ -48,15 +56,12 @@ func TestKillAndResume(t *testing.T) {
 	killed := filepath.Join(dir, "killed")
 	rng := rand.New(rand.NewPCG(testsize.Seed(t), 3))
 	for attempt := range kills {
-		cmd, stderr, done := runSubprocess(t, args(killed))
-		if !waitCloses(t, stderr, 1, done) {
-			t.Fatalf("attempt %d ran to the end before its first close: too few events\n%s", attempt, lastLines(stderr.String(), 3))
-		}
-		// Somewhere in the next minute: without -race a minute of this
-		// input is ~3 ms of work, so the kill must follow the close log at
-		// once (up to 30 ms ran the last attempt to its end in 1 of 4 runs).
-		time.Sleep(time.Duration(rng.IntN(3)) * time.Millisecond)
-		cmd.Process.Signal(syscall.SIGKILL)
+		// The child kills itself right after its n-th close (1 or 2),
+		// while it reads the next minute: a point the input guarantees
+		// (a kill sent from here after the close log came too late in 1
+		// of 4 runs without -race, where a minute is ~3 ms of work).
+		n := 1 + rng.IntN(2)
+		_, stderr, done := runSubprocess(t, args(killed), "DEMANDPIPE_KILL_AFTER_CLOSES="+strconv.Itoa(n))
 		if err := <-done; err == nil {
 			t.Fatalf("attempt %d: SIGKILL: the run had ended already: too few events\n%s", attempt, lastLines(stderr.String(), 3))
 		}

@@ -100,6 +100,11 @@ func newRunFlags() *runFlags {
 	return r
 }
 
+// afterClose, if set, runs after each minute's close is logged: the kill
+// tests' child processes kill themselves there, at a point the input
+// guarantees, however fast the machine reads.
+var afterClose func()
+
 func runCommand(args []string) error {
 	rf := newRunFlags()
 	fs, src, snk, serveAddr := rf.fs, rf.src, rf.snk, rf.serveAddr
@@ -284,10 +289,28 @@ func runCommand(args []string) error {
 		t := time.AfterFunc(*duration, stopInput)
 		defer t.Stop()
 	}
+	if f, ok := out.(interface {
+		Done() <-chan struct{}
+		Err() error
+	}); ok {
+		// The store failed (a corrupt table met by a read of the API, a
+		// full disk): nothing more can commit, so stop now with its error
+		// instead of at the next close, a minute away on a live input.
+		go func() {
+			select {
+			case <-f.Done():
+				cancelCause(fmt.Errorf("the store failed: %w", f.Err()))
+			case <-ctx.Done():
+			}
+		}()
+	}
 
 	log.Info("run", "source", source.RedactURL(*src), "sink", source.RedactURL(*snk), "definition", cfg.Def.String(), "lateness", cfg.Lateness.String(), "parallelism", cfg.Parallelism, "input", durationOr(*duration))
 	e.OnClose = func(m, rows int64, took time.Duration) {
 		log.Info("minute closed", "minute", encode.MinuteStart(m).Format(time.RFC3339), "rows", rows, "took", took.Round(time.Millisecond).String())
+		if afterClose != nil {
+			afterClose()
+		}
 	}
 	term := isTerminal(os.Stderr)
 	pctx, pstop := context.WithCancel(ctx)

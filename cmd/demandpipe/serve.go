@@ -57,6 +57,8 @@ func serveCommand(args []string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	var st serve.Reader
+	var failed <-chan struct{} // closed when the embedded store fails (corruption, a full disk)
+	storeErr := func() error { return nil }
 	where := *dir
 	if strings.HasPrefix(*dir, "cassandra://") {
 		// The pricing services' reads from Cassandra, exactly as from the
@@ -79,6 +81,7 @@ func serveCommand(args []string) error {
 		}
 		defer lst.Close()
 		st = lst
+		failed, storeErr = lst.Done(), lst.Err
 	}
 	srv, err := startServer(*addr, vc, st, reg, reg)
 	if err != nil {
@@ -94,6 +97,11 @@ func serveCommand(args []string) error {
 		fmt.Fprintln(os.Stderr, "demandpipe: stopping: finishing in-flight requests")
 	case err := <-srv.Done:
 		return err
+	case <-failed:
+		// A corrupt table does not heal: stop answering (the read that
+		// found it answered 500) and exit non-zero, so a supervisor sees it.
+		srv.Shutdown(time.Second)
+		return fmt.Errorf("serve: the store failed, stopping: %w", storeErr())
 	}
 	return srv.Shutdown(5 * time.Second)
 }
