@@ -98,6 +98,11 @@ func (f *faults) listener() *pebble.EventListener {
 				f.fail(err)
 			}
 		},
+		// Pebble's default for a corrupt block is Fatalf, synchronously in
+		// the read that found it: the reading goroutine ended there (an
+		// API request unanswered, the engine's restore hung). Failing the
+		// store instead lets the read return pebble's corruption error.
+		DataCorruption:  func(info pebble.DataCorruptionInfo) { f.fail(fmt.Errorf("%s", info)) },
 		WriteStallBegin: func(pebble.WriteStallBeginInfo) { f.stalls.Add(1) },
 		FlushEnd: func(info pebble.FlushInfo) {
 			if info.Err == nil {

@@ -118,16 +118,42 @@ func (s *Store) Get(dst []int32, minute int64, product encode.UUID, cell uint64)
 	return r, s.stillListed(minute)
 }
 
-// read runs fn, the pebble part of a read, under the store's guard (a
-// pebble Fatalf ends only fn's goroutine, and a read stuck behind a failed
-// store returns at once), and fails the store on corruption: a table that
+// read runs fn, the pebble part of a read, on the caller's goroutine (a
+// goroutine per read, as guard does for writes, made a point read 2.8x
+// slower: 2.8 -> 7.9 us), and fails the store on corruption: a table that
 // does not check out will not heal, so the process ends with a clear error
-// (Done) instead of answering some reads and not others.
-func (s *Store) read(fn func() error) error {
-	err := s.faults.guard(fn)
+// (Done) instead of answering some reads and not others. A pebble panic is
+// recovered into the store's failure; a pebble Fatalf has failed the store
+// before it ends the reading goroutine (an HTTP request then gets no
+// answer, and serve exits on Done).
+func (s *Store) read(fn func() error) (err error) {
+	if err := s.faults.Err(); err != nil {
+		return err
+	}
+	done := false
+	defer func() {
+		if done {
+			return
+		}
+		if r := recover(); r != nil {
+			perr, ok := r.(error)
+			if !ok {
+				perr = fmt.Errorf("pebble: %v", r)
+			}
+			s.faults.fail(perr)
+			err = s.faults.Err()
+		}
+	}()
+	err = fn()
+	done = true
+	if err == nil {
+		return nil
+	}
 	if errors.Is(err, pebble.ErrCorruption) {
 		s.faults.fail(err)
-		return s.faults.Err() // one line, with the store and the file
+	}
+	if ferr := s.faults.Err(); ferr != nil {
+		return ferr // failed by this read (pebble's DataCorruption event): one line, with the store and the file
 	}
 	return err
 }
