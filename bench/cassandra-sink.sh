@@ -63,7 +63,7 @@ run() {
 			[ -n "$addr" ] && break
 			sleep 0.05
 		done
-		url="cassandra://${addr}/bench?create=true&compression=$CODEC"
+		url="cassandra://${addr}/bench?create=true&rf=1&compression=$CODEC"
 	else
 		url=null:
 	fi

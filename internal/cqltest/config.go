@@ -22,6 +22,17 @@ type Config struct {
 	ClusterName string
 	DataCenter  string
 	Rack        string
+	// LiveNodes is how many nodes of the cluster the double stands for are
+	// up, all in DataCenter. A keyspace's live replicas are min(its
+	// replication factor there, LiveNodes), and a read or write at a
+	// consistency level needing more gets UNAVAILABLE, as from Cassandra
+	// (consistency.go). Default 1, a single real node: there a keyspace
+	// with replication_factor 3 fails LOCAL_QUORUM (required 2, alive 1),
+	// so tests of a client's defaults see what a one-node cluster does.
+	// Clients still reach only this node (system.peers stays empty); the
+	// others hold no data and count only for consistency. Server.SetLiveNodes
+	// changes it while running (a node dies, comes back).
+	LiveNodes int
 	// ReleaseVersion is system.local.release_version. Default "4.0.11": drivers
 	// then query system_schema and try system.peers_v2, as with Cassandra 4.
 	ReleaseVersion string
@@ -47,6 +58,8 @@ const (
 	DefaultClusterName    = "cqltest"
 	DefaultDataCenter     = "datacenter1"
 	DefaultRack           = "rack1"
+	DefaultLiveNodes      = 1
+	MaxLiveNodes          = 1000
 	DefaultReleaseVersion = "4.0.11"
 	DefaultCQLVersion     = "3.4.5"
 	DefaultMaxFrameBytes  = 256 << 20
@@ -65,6 +78,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Rack == "" {
 		c.Rack = DefaultRack
+	}
+	if c.LiveNodes == 0 {
+		c.LiveNodes = DefaultLiveNodes
 	}
 	if c.ReleaseVersion == "" {
 		c.ReleaseVersion = DefaultReleaseVersion
@@ -92,6 +108,9 @@ func (c Config) Validate() error {
 	}
 	if c.Latency < 0 || c.Latency > time.Minute {
 		return fmt.Errorf("cqltest: Config.Latency %v: want 0..1m", c.Latency)
+	}
+	if c.LiveNodes < 1 || c.LiveNodes > MaxLiveNodes {
+		return fmt.Errorf("cqltest: Config.LiveNodes %d: want 1..%d (this node is one of them)", c.LiveNodes, MaxLiveNodes)
 	}
 	if c.MaxFrameBytes < 1<<10 || c.MaxFrameBytes > 1<<30 {
 		return fmt.Errorf("cqltest: Config.MaxFrameBytes %d: want 1 KiB..1 GiB", c.MaxFrameBytes)

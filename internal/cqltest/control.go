@@ -20,6 +20,7 @@ import (
 //	POST /drop                          DropConnections
 //	POST /down?for=5s                   Down (for=0 or absent: until /up)
 //	POST /up                            Up
+//	POST /nodes?live=2                  SetLiveNodes (a node dies or comes back)
 func (s *Server) ControlHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /stats", func(w http.ResponseWriter, r *http.Request) {
@@ -78,6 +79,14 @@ func (s *Server) ControlHandler() http.Handler {
 		if err := s.Up(); err != nil {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 		}
+	})
+	mux.HandleFunc("POST /nodes", func(w http.ResponseWriter, r *http.Request) {
+		n, err := strconv.Atoi(r.FormValue("live"))
+		if err != nil || n < 1 || n > MaxLiveNodes {
+			http.Error(w, "live: want the number of live nodes, 1.."+strconv.Itoa(MaxLiveNodes), http.StatusBadRequest)
+			return
+		}
+		s.SetLiveNodes(n)
 	})
 	return mux
 }

@@ -2,9 +2,10 @@
 // speaks enough of Cassandra's protocol (v3 and v4) for the Go driver
 // (github.com/apache/cassandra-gocql-driver/v2) and the DataStax Python driver
 // to connect, create a schema, write and read rows. It keeps everything in
-// memory, in one process, with no replication, no persistence and no real
-// consistency levels. It is NOT a database: use it for tests and demos where no
-// Cassandra can run, never to hold data.
+// memory, in one process, with no replication and no persistence; consistency
+// levels are checked against the live nodes it stands for (Config.LiveNodes,
+// default 1), as a real coordinator checks them. It is NOT a database: use it
+// for tests and demos where no Cassandra can run, never to hold data.
 //
 // Frames are decoded and encoded with github.com/datastax/go-cassandra-native-protocol;
 // the accept loop, handshake and compression are our own (that library's
@@ -17,7 +18,7 @@
 //
 // In a Go test:
 //
-//	srv, err := cqltest.Start(cqltest.Config{}) // 127.0.0.1, any free port
+//	srv, err := cqltest.Start(cqltest.Config{}) // 127.0.0.1, any free port, one live node
 //	defer srv.Close()
 //	cluster := gocql.NewCluster("127.0.0.1")
 //	cluster.Port = srv.Port()
@@ -30,6 +31,7 @@
 //	Cluster(["127.0.0.1"], port=9042, protocol_version=4, compression="lz4",
 //	        schema_metadata_enabled=False, token_metadata_enabled=False)
 //	curl -XPOST '127.0.0.1:9142/fault?kind=overloaded&n=3'; curl 127.0.0.1:9142/stats
+//	curl -XPOST '127.0.0.1:9142/nodes?live=1'   # (started with -live-nodes 3) two nodes die
 //
 // # Supported
 //
@@ -46,8 +48,23 @@
 //     re-prepare), BATCH (logged, unlogged, of queries or prepared ids).
 //     Pipelining: every request runs in its own goroutine and is answered on its
 //     stream id. Paging of SELECT results by page size.
+//   - Consistency levels as Cassandra 4.0/5.0 checks them before contacting
+//     replicas (ConsistencyLevel.blockFor, ReplicaPlans.assureSufficientLiveReplicas;
+//     consistency.go): a QUERY, EXECUTE or BATCH that reads or writes a user
+//     keyspace needing more live replicas than min(its replication factor in
+//     DataCenter, LiveNodes) is answered UNAVAILABLE (0x1000) with the
+//     consistency, required and alive counts, and applies nothing. ONE, TWO,
+//     THREE need 1, 2, 3; QUORUM (and SERIAL) the sum of the factors / 2 + 1;
+//     LOCAL_QUORUM the local factor / 2 + 1; ALL the sum; LOCAL_ONE 1 in the
+//     local DC; EACH_QUORUM a local quorum in every DC of a
+//     NetworkTopologyStrategy keyspace (other DCs have no live node here);
+//     ANY never fails. With the default single node, a keyspace of
+//     replication_factor 3 fails LOCAL_QUORUM (required 2, alive 1), as on a
+//     real one-node cluster. SetLiveNodes (and POST /nodes) kills or revives
+//     nodes while running.
 //   - system.local (Murmur3Partitioner, one token, release_version 4.0.11),
-//     system.peers and system.peers_v2 (empty: a single node), and the
+//     system.peers and system.peers_v2 (empty: clients reach one node, the
+//     other LiveNodes count only for consistency), and the
 //     system_schema tables keyspaces, tables, columns (rebuilt on every schema
 //     change), views, types, functions, aggregates, indexes, triggers (empty).
 //   - CREATE KEYSPACE / TABLE [IF NOT EXISTS] with types ascii, bigint, blob,
@@ -82,9 +99,13 @@
 // secondary indexes, materialized views, user types, functions, aggregates,
 // counters arithmetic (UPDATE c = c + 1), collection updates, lightweight
 // transactions with conditions other than IF [NOT] EXISTS, conditional
-// batches, per-cell TTLs and timestamps, tokens and token() in WHERE, and any
-// consistency level semantics (all are accepted). Unsupported CQL gets a
-// SYNTAX_ERROR or INVALID error naming the problem.
+// batches, per-cell TTLs and timestamps, tokens and token() in WHERE, and
+// consistency beyond the live-replica check: no replica ever times out or
+// disagrees unless a fault is injected, a read at ANY is not refused, a
+// lightweight transaction is checked at its consistency only (not at the
+// serial consistency of its Paxos round), and TRUNCATE does not need every
+// node up. Unsupported CQL gets a SYNTAX_ERROR or INVALID error naming the
+// problem.
 //
 // # Faults and statistics
 //
@@ -102,6 +123,9 @@
 // versions used and refused, requests by opcode, statements by kind, batches
 // and the distinct partitions each touched, rows written, errors by name,
 // injected faults, the in-flight peak, and bytes received and sent.
+//
+// An UNAVAILABLE for a consistency the live nodes cannot meet is not an
+// injected fault: it is not counted in Stats.Injected, only in Stats.Errors.
 //
 // A note for users of gocql v2 against this single node: SimpleRetryPolicy and
 // ExponentialBackoffRetryPolicy retry on the *next host* only, so with one node

@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/datastax/go-cassandra-native-protocol/message"
+	"github.com/datastax/go-cassandra-native-protocol/primitive"
 )
 
 // errCode picks the protocol ERROR a request failure becomes.
@@ -17,6 +18,7 @@ const (
 	codeUnprepared
 	codeProtocol
 	codeServer
+	codeUnavailable
 )
 
 // reqError is a request failure that is answered with an ERROR message; the
@@ -26,6 +28,9 @@ type reqError struct {
 	msg       string
 	ks, table string // AlreadyExists
 	id        []byte // Unprepared
+	// Unavailable: the level asked for and the replicas it needs and has.
+	cl              primitive.ConsistencyLevel
+	required, alive int32
 }
 
 func (e *reqError) Error() string { return e.msg }
@@ -55,6 +60,8 @@ func errorMessage(err error) message.Message {
 		return &message.ProtocolError{ErrorMessage: re.msg}
 	case codeServer:
 		return &message.ServerError{ErrorMessage: re.msg}
+	case codeUnavailable:
+		return &message.Unavailable{ErrorMessage: re.msg, Consistency: re.cl, Required: re.required, Alive: re.alive}
 	}
 	return &message.Invalid{ErrorMessage: re.msg}
 }

@@ -22,6 +22,10 @@ type execCtx struct {
 	pagingState  []byte
 	skipMetadata bool
 	now          int64 // unix nanoseconds, for TTLs
+	// cl is the request's consistency level; checkCL says to check it
+	// against the live replicas (a client's request, not Server.Exec).
+	cl      primitive.ConsistencyLevel
+	checkCL bool
 }
 
 func (x *execCtx) checkArity(st *statement) error {
@@ -269,6 +273,13 @@ func (s *Server) execSelect(x *execCtx, t *table, st *statement) (message.Messag
 	}
 	if hasLimit && limit <= 0 {
 		return nil, invalidf("LIMIT must be strictly positive")
+	}
+	// Like Cassandra, a valid statement meets the replica check: after
+	// its values are bound and checked, before any replica is read.
+	if x.checkCL {
+		if err := s.assureLive(t, x.cl); err != nil {
+			return nil, err
+		}
 	}
 	t.mu.RLock()
 	var data message.RowSet

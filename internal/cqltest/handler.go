@@ -50,9 +50,9 @@ func (s *Server) handle(c *conn, m message.Message) (resp message.Message, drop 
 }
 
 func newExecCtx(s *Server, o *message.QueryOptions, ks string) (*execCtx, primitive.ConsistencyLevel, error) {
-	x := &execCtx{keyspace: ks, now: s.cfg.Now().UnixNano()}
+	x := &execCtx{keyspace: ks, now: s.cfg.Now().UnixNano(), cl: primitive.ConsistencyLevelOne, checkCL: true}
 	if o == nil {
-		return x, primitive.ConsistencyLevelOne, nil
+		return x, x.cl, nil
 	}
 	if len(o.NamedValues) > 0 {
 		return nil, 0, invalidf("named bind values are not supported by cqltest")
@@ -61,6 +61,7 @@ func newExecCtx(s *Server, o *message.QueryOptions, ks string) (*execCtx, primit
 		x.keyspace = o.Keyspace
 	}
 	x.values, x.pageSize, x.pagingState, x.skipMetadata = o.PositionalValues, o.PageSize, o.PagingState, o.SkipMetadata
+	x.cl = o.Consistency
 	return x, o.Consistency, nil
 }
 
@@ -146,6 +147,13 @@ func (s *Server) exec(c *conn, st *statement, x *execCtx) (message.Message, erro
 		m, err := s.planWrite(x, t, st)
 		if err != nil {
 			return nil, err
+		}
+		// The replica check comes after validation, as in Cassandra
+		// (StorageProxy.mutate), and an unavailable write applies nothing.
+		if x.checkCL {
+			if err := s.assureLive(t, x.cl); err != nil {
+				return nil, err
+			}
 		}
 		applied, existing := m.apply(x.now)
 		if applied && st.kind != stmtDelete {
@@ -277,6 +285,12 @@ func (s *Server) runBatch(c *conn, b *message.Batch) (message.Message, bool) {
 		}
 		for _, k := range muts[i].keys {
 			partitions[partition{t, k}] = true
+		}
+	}
+	// Every mutation must find its replicas alive before any is applied.
+	for _, m := range muts {
+		if err := s.assureLive(m.t, b.Consistency); err != nil {
+			return errorMessage(err), false
 		}
 	}
 	written := 0

@@ -6,7 +6,10 @@ import (
 	"math/rand/v2"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	"github.com/datastax/go-cassandra-native-protocol/primitive"
 )
 
 // Server is a CQL native protocol test double listening on TCP. It is safe for
@@ -16,6 +19,7 @@ type Server struct {
 	store  *store
 	stats  stats
 	faults faults
+	live   atomic.Int32 // live nodes (Config.LiveNodes, SetLiveNodes)
 
 	schemaMu sync.Mutex // serialises rewrites of the system tables
 
@@ -39,12 +43,13 @@ func Start(cfg Config) (*Server, error) {
 	cfg = cfg.withDefaults()
 	s := &Server{
 		cfg:      cfg,
-		store:    newStore(cfg.Now),
+		store:    newStore(cfg.Now, cfg.DataCenter),
 		prepared: map[string]*prepared{},
 		conns:    map[*conn]struct{}{},
 	}
 	s.faults.rng = rand.New(rand.NewPCG(cfg.Seed, 0x9e3779b97f4a7c15))
 	s.faults.latency = cfg.Latency
+	s.live.Store(int32(cfg.LiveNodes))
 	s.stats.reset()
 	s.installSystem()
 	ln, err := net.Listen("tcp", cfg.Addr)
@@ -57,6 +62,23 @@ func Start(cfg Config) (*Server, error) {
 	s.wg.Add(1)
 	go s.acceptLoop(ln)
 	return s, nil
+}
+
+// SetLiveNodes sets how many nodes of the cluster are up (Config.LiveNodes),
+// from the next statement on: fewer than a consistency level needs makes
+// reads and writes answer UNAVAILABLE until enough are back. n is clamped to
+// 1..MaxLiveNodes: this node, answering, is always one of them.
+func (s *Server) SetLiveNodes(n int) {
+	s.live.Store(int32(max(1, min(n, MaxLiveNodes))))
+}
+
+// LiveNodes is the number of live nodes (Config.LiveNodes, SetLiveNodes).
+func (s *Server) LiveNodes() int { return int(s.live.Load()) }
+
+// assureLive returns UNAVAILABLE when cl needs more live replicas of t's
+// keyspace than there are (consistency.go); nil for the system tables.
+func (s *Server) assureLive(t *table, cl primitive.ConsistencyLevel) error {
+	return t.placement.check(cl, int(s.live.Load()), s.cfg.DataCenter)
 }
 
 // Addr is the listening address, host:port, e.g. "127.0.0.1:40123".
@@ -228,7 +250,8 @@ func (s *Server) Rows(keyspace, table string) (int, error) {
 
 // Exec runs one CQL statement as a client would (in no keyspace unless the
 // statement names one), for setting up test data without a driver. SELECT
-// results are returned as rows of raw cell bytes.
+// results are returned as rows of raw cell bytes. It carries no consistency
+// level, so it never meets the live-replica check.
 func (s *Server) Exec(query string) ([][][]byte, error) {
 	st, err := parse(query)
 	if err != nil {

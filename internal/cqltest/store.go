@@ -40,6 +40,7 @@ type column struct {
 type keyspace struct {
 	name          string
 	replication   map[string]string
+	placement     *placement // replication parsed; nil: never checked
 	durableWrites bool
 	tables        map[string]*table
 }
@@ -55,6 +56,9 @@ type table struct {
 	// defaultTTL is default_time_to_live in seconds (0: rows never expire).
 	defaultTTL int64
 	id         [16]byte
+	// placement is the keyspace's, for the consistency check of each
+	// statement without a lookup of the keyspace.
+	placement *placement
 
 	mu    sync.RWMutex
 	parts map[string]*partition
@@ -75,15 +79,16 @@ type row struct {
 }
 
 type store struct {
-	now func() time.Time
+	now     func() time.Time
+	localDC string // Config.DataCenter, where every live node is
 
 	mu        sync.RWMutex
 	keyspaces map[string]*keyspace
 	schemaGen uint64
 }
 
-func newStore(now func() time.Time) *store {
-	return &store{now: now, keyspaces: map[string]*keyspace{}}
+func newStore(now func() time.Time, localDC string) *store {
+	return &store{now: now, localDC: localDC, keyspaces: map[string]*keyspace{}}
 }
 
 // newTable builds a table from a parsed CREATE TABLE.
@@ -301,6 +306,7 @@ func (s *store) createKeyspace(st *statement) (created bool, err error) {
 	if cls := ks.replication["class"]; cls != "" && !strings.Contains(cls, ".") {
 		ks.replication["class"] = "org.apache.cassandra.locator." + cls
 	}
+	ks.placement = parsePlacement(ks.replication, s.localDC)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.keyspaces[st.keyspace] != nil {
@@ -334,6 +340,7 @@ func (s *store) createTable(ks string, st *statement) (created bool, err error) 
 		}
 		return false, &reqError{code: codeAlreadyExists, msg: "Table " + ks + "." + st.table + " already exists", ks: ks, table: st.table}
 	}
+	t.placement = k.placement
 	k.tables[st.table] = t
 	s.schemaGen++
 	return true, nil

@@ -230,6 +230,7 @@ func TestConfigValidate(t *testing.T) {
 	}
 	for _, c := range []Config{
 		{Addr: "no-port"}, {Latency: -1}, {Latency: 2 * time.Minute}, {MaxFrameBytes: 10}, {MaxFrameBytes: 2 << 30},
+		{LiveNodes: -1}, {LiveNodes: MaxLiveNodes + 1},
 	} {
 		if err := c.Validate(); err == nil {
 			t.Errorf("%+v accepted", c)

@@ -50,7 +50,9 @@ type Config struct {
 	Definition feature.Definition
 	// Consistency of writes and reads (?consistency=, default LOCAL_QUORUM:
 	// with replication factor 3 a write survives one replica down and a
-	// LOCAL_QUORUM read sees it).
+	// LOCAL_QUORUM read sees it). It needs rf/2+1 live replicas, so a
+	// one-node cluster needs rf=1; Open fails at once, saying so, when the
+	// live replicas cannot meet it (or the state's LOCAL_QUORUM floor).
 	Consistency string
 	// LocalDC (?dc=) makes routing prefer that data centre's replicas
 	// (DCAwareRoundRobinPolicy under the token-aware policy). Empty: any

@@ -19,6 +19,15 @@
 // CloseMinute returns once the server acknowledged every row of the minute.
 // A batch still failing after -sink.max-retries fails the run.
 //
+// Consistency (consistency.go): Open reads the table at Config.Consistency
+// and at the state's consistency; a cluster whose live replicas cannot meet
+// one (Cassandra answers UNAVAILABLE, e.g. rf=3 at LOCAL_QUORUM on one node:
+// 2 needed, 1 alive) fails Open at once, naming the setting, the keyspace's
+// replication, what is alive and what would fit, not the first minute after
+// the queue's retries. An UNAVAILABLE after Open (nodes died) is retried like
+// any transient error, and a batch dropped for it says how many replicas the
+// consistency needs and how many are alive.
+//
 // Compression: SnappyS2 (the protocol's "snappy" codec, on
 // klauspost/compress/s2) or the driver's lz4. gocql drops a codec the
 // server does not list without a word; Open detects that, logs a warning

@@ -122,14 +122,13 @@ func Open(ctx context.Context, cfg Config, opt Options) (*Sink, error) {
 			}
 		}
 	}
-	// Preparing the INSERT checks the table exists with our columns, and
-	// its round trip shows whether the codec was negotiated.
+	// Preparing the probe checks the table exists with our columns, its
+	// round trip shows whether the codec was negotiated, and reading at the
+	// rows' and the state's consistency whether the live replicas can meet
+	// them (consistency.go).
 	probe := fmt.Sprintf("SELECT cell, f FROM %s.%s WHERE product = ? AND minute = ? AND region = ? LIMIT 1", cfg.Keyspace, cfg.Table)
-	if err := openRetry(ctx, func() error { return sess.Query(probe, gocql.UUID{}, int64(0), int64(0)).ExecContext(ctx) }); err != nil {
-		if Permanent(err) {
-			return fail(fmt.Errorf("sink cassandra: table %s.%s: %w (create it with `demandpipe schema cassandra` or ?create=true)", cfg.Keyspace, cfg.Table, err))
-		}
-		return fail(unanswered("table "+cfg.Keyspace+"."+cfg.Table, err))
+	if err := s.probeConsistency(ctx, probe); err != nil {
+		return fail(err)
 	}
 	s.codec = "none"
 	if comp != nil {
@@ -379,12 +378,18 @@ func (s *Sink) send(ctx context.Context, rows []row) error {
 		s.scratch.Put(sc)
 	}()
 	sc.bind(s.insert, rows)
+	var err error
 	if len(rows) == 1 {
-		return s.sess.Query(s.insert, sc.args...).Idempotent(true).ExecContext(ctx)
+		err = s.sess.Query(s.insert, sc.args...).Idempotent(true).ExecContext(ctx)
+	} else {
+		b := s.sess.Batch(gocql.UnloggedBatch)
+		b.Entries = sc.entries
+		err = b.ExecContext(ctx)
 	}
-	b := s.sess.Batch(gocql.UnloggedBatch)
-	b.Entries = sc.entries
-	return b.ExecContext(ctx)
+	if err != nil {
+		return s.explainUnavailable(err)
+	}
+	return nil
 }
 
 // openRetryFor bounds the retries of Open's statements (schema, probe): a
@@ -401,14 +406,14 @@ func unanswered(what string, err error) error {
 }
 
 // openRetry runs fn until it succeeds, fails with an error Permanent
-// calls permanent, or openRetryFor has passed, backing off 100 ms, 200 ms,
-// ... up to 2 s.
+// calls permanent or with UNAVAILABLE (probeConsistency says why), or
+// openRetryFor has passed, backing off 100 ms, 200 ms, ... up to 2 s.
 func openRetry(ctx context.Context, fn func() error) error {
 	deadline := time.Now().Add(openRetryFor)
 	wait := 100 * time.Millisecond
 	for {
 		err := fn()
-		if err == nil || Permanent(err) || time.Now().Add(wait).After(deadline) {
+		if err == nil || Permanent(err) || asUnavailable(err) != nil || time.Now().Add(wait).After(deadline) {
 			return err
 		}
 		select {

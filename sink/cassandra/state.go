@@ -514,6 +514,7 @@ func (s *Sink) exec(ctx context.Context, stmt string, args ...any) error {
 		if err == nil {
 			return nil
 		}
+		err = s.explainUnavailable(err)
 		if Permanent(err) || attempt >= qc.MaxRetries || ctx.Err() != nil {
 			return fmt.Errorf("after %d attempts: %w", attempt+1, err)
 		}
@@ -537,6 +538,9 @@ func (s *Sink) exec(ctx context.Context, stmt string, args ...any) error {
 func (s *Sink) openState(ctx context.Context) error {
 	def := s.cfg.Definition.String()
 	got, ok, err := s.getRecord(ctx, kindDefinition, 0)
+	if u := asUnavailable(err); u != nil {
+		return s.unmet(ctx, u) // nodes died since the probe
+	}
 	if err != nil {
 		return fmt.Errorf("sink cassandra: table %s.%s: %w (create it with `demandpipe schema cassandra` or ?create=true)", s.cfg.Keyspace, StateTable, err)
 	}

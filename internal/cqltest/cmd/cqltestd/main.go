@@ -4,6 +4,12 @@
 //
 //	go run ./internal/cqltest/cmd/cqltestd -addr 127.0.0.1:9042 -latency 2ms -control 127.0.0.1:9142
 //
+// -live-nodes (default 1) is how many live nodes the double's consistency
+// checks count: with 1, as on a real one-node cluster, a keyspace with
+// replication_factor 3 answers LOCAL_QUORUM reads and writes with
+// UNAVAILABLE; create keyspaces with replication_factor 1 (the sink's ?rf=1)
+// or run with -live-nodes 3.
+//
 // -cpuprofile writes a CPU profile of the double itself, and -gogc (default
 // 400) sets its garbage collector's target: it holds every row in memory.
 package main
@@ -31,10 +37,11 @@ func main() {
 	flag.DurationVar(&cfg.Latency, "latency", 0, "service time of each statement on a user keyspace")
 	flag.StringVar(&cfg.ClusterName, "cluster-name", cqltest.DefaultClusterName, "system.local cluster_name")
 	flag.StringVar(&cfg.DataCenter, "dc", cqltest.DefaultDataCenter, "system.local data_center")
+	flag.IntVar(&cfg.LiveNodes, "live-nodes", cqltest.DefaultLiveNodes, "live nodes (all in -dc) that consistency levels count: a keyspace's live replicas are min(its replication factor, this); fewer than a level needs answers UNAVAILABLE")
 	flag.Uint64Var(&cfg.Seed, "seed", 1, "seed for fault rates")
 	fault := flag.String("fault", "none", "fault for a fraction of statements: overloaded, timeout, unavailable, server-error, drop")
 	rate := flag.Float64("fault-rate", 0, "fraction of statements that get -fault (0..1)")
-	control := flag.String("control", "", "HTTP control address (GET /stats, POST /fault, /latency, /drop, /down, /up); empty: off")
+	control := flag.String("control", "", "HTTP control address (GET /stats, POST /fault, /latency, /drop, /down, /up, /nodes); empty: off")
 	verbose := flag.Bool("v", false, "log connections and protocol errors")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the double to this file until it stops (measuring its own cost)")
 	gcPercent := flag.Int("gogc", 400, "garbage collector target percentage (debug.SetGCPercent; the GOGC environment variable, if set, wins)")
@@ -70,6 +77,10 @@ func main() {
 	}
 	if *rate < 0 || *rate > 1 {
 		log.Fatalf("-fault-rate %v: want 0..1", *rate)
+	}
+	// Config takes 0 for its default (1); a 0 given here is a mistake.
+	if cfg.LiveNodes < 1 || cfg.LiveNodes > cqltest.MaxLiveNodes {
+		log.Fatalf("-live-nodes %d: want 1..%d (this node is one of them)", cfg.LiveNodes, cqltest.MaxLiveNodes)
 	}
 	if *verbose {
 		cfg.Logf = log.Printf
