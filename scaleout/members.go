@@ -65,7 +65,12 @@ type members struct {
 	cfg     Config
 	self    announcement
 	prod    pulsar.Producer
-	reader  pulsar.Reader
+	// cons reads every process's announcements: a non-durable exclusive
+	// subscription of its own from the earliest message. (A pulsar.Reader
+	// does the same, but v0.21.0's Reader.Next races the reconnect loop on
+	// the consumer's last dequeued message: -race failed a test that cuts
+	// connections.)
+	cons pulsar.Consumer
 	log     *slog.Logger
 	started time.Time
 	// reportAfter is the constant; a test of a gap shortens it.
@@ -90,7 +95,8 @@ func newMembers(client pulsar.Client, cfg Config, sub string, ranges []int, log 
 	if m.prod, err = client.CreateProducer(pulsar.ProducerOptions{Topic: cfg.MembersTopic(), Name: "demandpipe-aggregate-" + m.self.ID}); err != nil {
 		return nil, fmt.Errorf("scaleout: members topic %s: %w", cfg.MembersTopic(), err)
 	}
-	if m.reader, err = client.CreateReader(pulsar.ReaderOptions{Topic: cfg.MembersTopic(), StartMessageID: pulsar.EarliestMessageID()}); err != nil {
+	if m.cons, err = client.Subscribe(pulsar.ConsumerOptions{Topic: cfg.MembersTopic(), SubscriptionName: "demandpipe-members-" + m.self.ID,
+		Type: pulsar.Exclusive, SubscriptionMode: pulsar.NonDurable, SubscriptionInitialPosition: pulsar.SubscriptionPositionEarliest}); err != nil {
 		m.prod.Close()
 		return nil, fmt.Errorf("scaleout: members topic %s: %w", cfg.MembersTopic(), err)
 	}
@@ -114,10 +120,11 @@ func (m *members) run(ctx context.Context) {
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		for {
-			msg, err := m.reader.Next(ctx)
+			msg, err := m.cons.Receive(ctx)
 			if err != nil {
-				return // ctx done, or the reader closed
+				return // ctx done, or the consumer closed
 			}
+			m.cons.Ack(msg)
 			var a announcement
 			if json.Unmarshal(msg.Payload(), &a) != nil || a.Sub != m.self.Sub || a.ID == "" {
 				continue // another deployment's, or not ours to read
@@ -264,6 +271,6 @@ func (m *members) finish(ctx context.Context) error {
 }
 
 func (m *members) close() {
-	m.reader.Close()
+	m.cons.Close()
 	m.prod.Close()
 }
