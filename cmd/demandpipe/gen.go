@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -69,30 +70,9 @@ func genCommand(args []string) error {
 	if err != nil {
 		return err
 	}
-	var w io.Writer = os.Stdout
-	var closers []io.Closer
-	if *out != "-" {
-		f, err := os.Create(*out)
-		if err != nil {
-			return err
-		}
-		closers = append(closers, f)
-		w = f
-	}
-	bw := bufio.NewWriterSize(w, 1<<20)
-	w = bw
-	switch {
-	case strings.HasSuffix(*out, ".gz"):
-		zw, _ := gzip.NewWriterLevel(bw, gzip.BestSpeed)
-		w = zw
-		closers = append([]io.Closer{zw}, closers...)
-	case strings.HasSuffix(*out, ".zst"):
-		zw, err := zstd.NewWriter(bw, zstd.WithEncoderLevel(zstd.SpeedFastest))
-		if err != nil {
-			return err
-		}
-		w = zw
-		closers = append([]io.Closer{zw}, closers...)
+	w, finish, err := createGenOutput(*out)
+	if err != nil {
+		return err
 	}
 	term := isTerminal(os.Stderr)
 	var buf []byte
@@ -115,20 +95,8 @@ func genCommand(args []string) error {
 			}
 		}
 	}
-	for _, cl := range closers {
-		if cl == closers[len(closers)-1] {
-			if err := bw.Flush(); err != nil {
-				return err
-			}
-		}
-		if err := cl.Close(); err != nil {
-			return err
-		}
-	}
-	if len(closers) == 0 {
-		if err := bw.Flush(); err != nil {
-			return err
-		}
+	if err := finish(); err != nil {
+		return err
 	}
 	first, last := c.Start, time.UnixMilli(g.NextArrival()).UTC()
 	if len(pickups) > 0 {
@@ -138,4 +106,48 @@ func genCommand(args []string) error {
 		*events, float64(bytes)/1e6, float64(bytes)/float64(max(*events, 1)), *out, time.Since(begin).Seconds(),
 		first.Format(time.RFC3339), last.Format(time.RFC3339))
 	return nil
+}
+
+// createGenOutput opens gen's output: path ("-" is stdout), buffered,
+// compressed by its suffix (.gz, .zst). finish flushes and closes it, in
+// order: the compressor, the buffer, the file.
+func createGenOutput(path string) (w io.Writer, finish func() error, err error) {
+	var f *os.File
+	if path != "-" {
+		if f, err = os.Create(path); err != nil {
+			return nil, nil, err
+		}
+	}
+	var dst io.Writer = os.Stdout
+	if f != nil {
+		dst = f
+	}
+	bw := bufio.NewWriterSize(dst, 1<<20)
+	var zw io.WriteCloser
+	switch {
+	case strings.HasSuffix(path, ".gz"):
+		zw, _ = gzip.NewWriterLevel(bw, gzip.BestSpeed)
+	case strings.HasSuffix(path, ".zst"):
+		if zw, err = zstd.NewWriter(bw, zstd.WithEncoderLevel(zstd.SpeedFastest)); err != nil {
+			if f != nil {
+				f.Close()
+			}
+			return nil, nil, err
+		}
+	}
+	finish = func() error {
+		var errs []error
+		if zw != nil {
+			errs = append(errs, zw.Close())
+		}
+		errs = append(errs, bw.Flush())
+		if f != nil {
+			errs = append(errs, f.Close())
+		}
+		return errors.Join(errs...)
+	}
+	if zw != nil {
+		return zw, finish, nil
+	}
+	return bw, finish, nil
 }

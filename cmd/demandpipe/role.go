@@ -78,9 +78,9 @@ func runRole(rf *runFlags, log *slog.Logger, serveSet bool) (ok bool, err error)
 		return true, fmt.Errorf("-scaleout.url: %w", err)
 	}
 	defer client.Close()
-	reg := newRegistry()
+	j := &roleJob{rf: rf, r: r, log: log, client: client, reg: newRegistry(), start: time.Now()}
 	if serveSet && *rf.serveAddr != "" {
-		srv, err := startServer(*rf.serveAddr, rf.vc, nil, reg, reg)
+		srv, err := startServer(*rf.serveAddr, rf.vc, nil, j.reg, j.reg)
 		if err != nil {
 			return true, err
 		}
@@ -89,163 +89,189 @@ func runRole(rf *runFlags, log *slog.Logger, serveSet bool) (ok bool, err error)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var stopped atomic.Bool
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 	defer signal.Stop(sigs)
 	go func() {
 		select {
 		case <-sigs:
-			stopped.Store(true)
+			j.stopped.Store(true)
 			log.Info("stopping: the open minutes stay for a process started on the same ranges")
 			cancel()
 		case <-ctx.Done():
 		}
 	}()
-	start := time.Now()
 	if *r.role == "dedup" {
-		if *r.dedupID < 0 {
-			return true, fmt.Errorf("-scaleout.dedup-id=%d: must be >= 0", *r.dedupID)
-		}
-		in, err := source.Open(*rf.src)
-		if err != nil {
-			return true, err
-		}
-		defer in.Close()
-		e, err := pipeline.New(rf.cfg)
-		if err != nil {
-			return true, err
-		}
-		if err := e.RegisterMetrics(reg); err != nil {
-			return true, err
-		}
-		var pub *scaleout.Publisher
-		if err := client.Do(func() (err error) {
-			// Not the signal's context: on SIGTERM the engine stops, and
-			// what it sent before must still reach the broker (Stop), or
-			// the stop fails with "context canceled" sends.
-			pub, err = scaleout.NewPublisher(context.Background(), client, r.so, uint32(*r.dedupID), rf.cfg.Def)
-			return err
-		}); err != nil {
-			return true, err
-		}
-		if err := pub.Register(reg); err != nil {
-			pub.Stop()
-			return true, err
-		}
-		if f, ok := in.(interface{ Identity() string }); ok {
-			e.Identity = f.Identity()
-		}
-		// A dedup process resumes from its last checkpoint on the state
-		// topic: the sequencer restored, the input read from the
-		// checkpoint's position on, and the aggregators told to take back
-		// what it sent after it (SCALEOUT.md).
-		raw, err := scaleout.LoadCheckpoint(ctx, client, r.so, uint32(*r.dedupID))
-		if err == nil && raw == nil && *r.from >= 0 {
-			// A join: start where the process this one takes riders from
-			// stopped; its own checkpoints go under its own id.
-			if raw, err = scaleout.LoadCheckpoint(ctx, client, r.so, uint32(*r.from)); err == nil && raw == nil {
-				err = fmt.Errorf("-scaleout.resume-from=%d: that dedup process has no checkpoint on %s", *r.from, r.so.StateTopic())
-			}
-		}
-		if err != nil {
-			pub.Stop()
-			return true, err
-		}
-		if *r.joins != "" {
-			var ids []uint32
-			for f := range strings.SplitSeq(*r.joins, ",") {
-				id, err := strconv.ParseUint(strings.TrimSpace(f), 10, 31)
-				if err != nil || id == uint64(*r.dedupID) {
-					pub.Stop()
-					return true, fmt.Errorf("-scaleout.joins=%q: want other dedup process ids, e.g. 1,2", *r.joins)
-				}
-				ids = append(ids, uint32(id))
-			}
-			if raw == nil {
-				pub.Stop()
-				return true, fmt.Errorf("-scaleout.joins: dedup process %d has no checkpoint to hand riders on from (stop it once it has run, then start it again with narrower key-ranges= and -scaleout.joins)", *r.dedupID)
-			}
-			pub.Joined(ids)
-		}
-		if raw != nil {
-			if e.Identity == "" {
-				pub.Stop()
-				return true, fmt.Errorf("dedup process %d has a checkpoint on %s, but this input (%s) cannot be resumed (no identity: stdin or a pipe); use a file or a pulsar:// source", *r.dedupID, r.so.StateTopic(), source.RedactURL(*rf.src))
-			}
-			resumed, err := e.ResumeEmit(raw, e.Identity)
-			if err != nil {
-				pub.Stop()
-				return true, fmt.Errorf("dedup process %d: %w (its checkpoint is on %s)", *r.dedupID, err, r.so.StateTopic())
-			}
-			pub.Resumed(resumed.Minute)
-			log.Info("resuming from the checkpoint", "after_minute", encode.MinuteStart(resumed.Minute).Format(time.RFC3339), "input_byte", resumed.Pos)
-		}
-		e.Emit = pub
-		if p, ok := in.(*source.Pulsar); ok {
-			// Raw messages are acknowledged once a checkpoint past them is
-			// on the state topic (Engine.Durable).
-			if err := p.RegisterMetrics(reg); err != nil {
-				pub.Stop()
-				return true, err
-			}
-			e.Durable = p.Ack
-		}
-		log.Info("run: dedup role", "source", source.RedactURL(*rf.src), "topic", r.so.Topic, "dedup_id", *r.dedupID)
-		runErr := e.Run(ctx, in, nil)
-		var closeErr error
-		if stopped.Load() {
-			// Not the end of the input: no EndOfStream, the aggregators wait.
-			closeErr = pub.Stop()
-			log.Warn("stopped without ending the stream: the aggregate processes wait for this dedup process; start it again with the same flags to resume from its checkpoint")
-			if errors.Is(runErr, context.Canceled) {
-				runErr = nil
-			}
-		} else {
-			closeErr = pub.Close()
-		}
-		e.Stats.Snapshot().Write(os.Stderr, time.Since(start).Seconds())
-		return true, errors.Join(runErr, closeErr)
+		return true, j.dedup(ctx)
 	}
+	return true, j.aggregate(ctx)
+}
+
+// roleJob is one process of a scale-out deployment (pipeline/SCALEOUT.md).
+type roleJob struct {
+	rf      *runFlags
+	r       *roleFlags
+	log     *slog.Logger
+	client  *source.PulsarClient
+	reg     *prometheus.Registry
+	start   time.Time
+	stopped atomic.Bool // a signal asked it to stop
+}
+
+// dedup runs the dedup role: the engine up to the counted events, sent to
+// the internal topic by a Publisher.
+func (j *roleJob) dedup(ctx context.Context) error {
+	rf, r, log := j.rf, j.r, j.log
+	if *r.dedupID < 0 {
+		return fmt.Errorf("-scaleout.dedup-id=%d: must be >= 0", *r.dedupID)
+	}
+	in, err := source.Open(*rf.src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	e, err := pipeline.New(rf.cfg)
+	if err != nil {
+		return err
+	}
+	if err := e.RegisterMetrics(j.reg); err != nil {
+		return err
+	}
+	var pub *scaleout.Publisher
+	if err := j.client.Do(func() (err error) {
+		// Not the signal's context: on SIGTERM the engine stops, and
+		// what it sent before must still reach the broker (Stop), or
+		// the stop fails with "context canceled" sends.
+		pub, err = scaleout.NewPublisher(context.Background(), j.client, r.so, uint32(*r.dedupID), rf.cfg.Def)
+		return err
+	}); err != nil {
+		return err
+	}
+	if err := j.prepareDedup(ctx, in, e, pub); err != nil {
+		pub.Stop()
+		return err
+	}
+	log.Info("run: dedup role", "source", source.RedactURL(*rf.src), "topic", r.so.Topic, "dedup_id", *r.dedupID)
+	runErr := e.Run(ctx, in, nil)
+	var closeErr error
+	if j.stopped.Load() {
+		// Not the end of the input: no EndOfStream, the aggregators wait.
+		closeErr = pub.Stop()
+		log.Warn("stopped without ending the stream: the aggregate processes wait for this dedup process; start it again with the same flags to resume from its checkpoint")
+		if errors.Is(runErr, context.Canceled) {
+			runErr = nil
+		}
+	} else {
+		closeErr = pub.Close()
+	}
+	e.Stats.Snapshot().Write(os.Stderr, time.Since(j.start).Seconds())
+	return errors.Join(runErr, closeErr)
+}
+
+// prepareDedup registers the publisher's metrics and resumes the engine
+// from the dedup process's last checkpoint on the state topic (or, joining,
+// from the process it takes riders from): the sequencer restored, the
+// input read from the checkpoint's position on, and the aggregators told
+// to take back what it sent after it (SCALEOUT.md).
+func (j *roleJob) prepareDedup(ctx context.Context, in source.Source, e *pipeline.Engine, pub *scaleout.Publisher) error {
+	rf, r := j.rf, j.r
+	if err := pub.Register(j.reg); err != nil {
+		return err
+	}
+	if f, ok := in.(interface{ Identity() string }); ok {
+		e.Identity = f.Identity()
+	}
+	raw, err := scaleout.LoadCheckpoint(ctx, j.client, r.so, uint32(*r.dedupID))
+	if err == nil && raw == nil && *r.from >= 0 {
+		// A join: start where the process this one takes riders from
+		// stopped; its own checkpoints go under its own id.
+		if raw, err = scaleout.LoadCheckpoint(ctx, j.client, r.so, uint32(*r.from)); err == nil && raw == nil {
+			err = fmt.Errorf("-scaleout.resume-from=%d: that dedup process has no checkpoint on %s", *r.from, r.so.StateTopic())
+		}
+	}
+	if err != nil {
+		return err
+	}
+	if *r.joins != "" {
+		var ids []uint32
+		for f := range strings.SplitSeq(*r.joins, ",") {
+			id, err := strconv.ParseUint(strings.TrimSpace(f), 10, 31)
+			if err != nil || id == uint64(*r.dedupID) {
+				return fmt.Errorf("-scaleout.joins=%q: want other dedup process ids, e.g. 1,2", *r.joins)
+			}
+			ids = append(ids, uint32(id))
+		}
+		if raw == nil {
+			return fmt.Errorf("-scaleout.joins: dedup process %d has no checkpoint to hand riders on from (stop it once it has run, then start it again with narrower key-ranges= and -scaleout.joins)", *r.dedupID)
+		}
+		pub.Joined(ids)
+	}
+	if raw != nil {
+		if e.Identity == "" {
+			return fmt.Errorf("dedup process %d has a checkpoint on %s, but this input (%s) cannot be resumed (no identity: stdin or a pipe); use a file or a pulsar:// source", *r.dedupID, r.so.StateTopic(), source.RedactURL(*rf.src))
+		}
+		resumed, err := e.ResumeEmit(raw, e.Identity)
+		if err != nil {
+			return fmt.Errorf("dedup process %d: %w (its checkpoint is on %s)", *r.dedupID, err, r.so.StateTopic())
+		}
+		pub.Resumed(resumed.Minute)
+		j.log.Info("resuming from the checkpoint", "after_minute", encode.MinuteStart(resumed.Minute).Format(time.RFC3339), "input_byte", resumed.Pos)
+	}
+	e.Emit = pub
+	if p, ok := in.(*source.Pulsar); ok {
+		// Raw messages are acknowledged once a checkpoint past them is
+		// on the state topic (Engine.Durable).
+		if err := p.RegisterMetrics(j.reg); err != nil {
+			return err
+		}
+		e.Durable = p.Ack
+	}
+	return nil
+}
+
+// aggregate runs the aggregate role: the counted events of its ranges'
+// slots, closed into rows of its regions' cells.
+func (j *roleJob) aggregate(ctx context.Context) error {
+	rf, r, log := j.rf, j.r, j.log
 	ranges, err := scaleout.ParseRanges(*r.ranges)
 	if err != nil {
-		return true, err
+		return err
 	}
 	if *r.dedups < 1 {
-		return true, fmt.Errorf("-scaleout.dedups=%d: must be >= 1", *r.dedups)
+		return fmt.Errorf("-scaleout.dedups=%d: must be >= 1", *r.dedups)
 	}
 	sc := rf.sc
 	sc.Definition = rf.cfg.Def
-	out, err := rf.openSink(reg, sc)
+	out, err := rf.openSink(j.reg, sc)
 	if err != nil {
-		return true, err
+		return err
 	}
 	var agg *scaleout.Aggregate
-	if err := client.Do(func() (err error) {
-		agg, err = scaleout.NewAggregate(client, r.so, *r.sub, ranges, *r.dedups, rf.cfg, out)
+	if err := j.client.Do(func() (err error) {
+		agg, err = scaleout.NewAggregate(j.client, r.so, *r.sub, ranges, *r.dedups, rf.cfg, out)
 		return err
 	}); err != nil {
 		out.Close()
-		return true, err
+		return err
 	}
-	if err := agg.Register(reg); err != nil {
+	if err := agg.Register(j.reg); err != nil {
 		out.Close()
-		return true, err
+		return err
 	}
 	if !agg.Durable() {
 		log.Warn("the aggregate role keeps no state with this sink: a lost process means running the deployment again (use -sink=store:DIR or cassandra:…)", "sink", *rf.snk)
 	}
 	log.Info("run: aggregate role", "topic", r.so.Topic, "ranges", *r.ranges, "dedups", *r.dedups, "sink", *rf.snk, "durable", agg.Durable())
 	runErr := agg.Run(ctx)
-	if stopped.Load() && errors.Is(runErr, context.Canceled) {
+	if j.stopped.Load() && errors.Is(runErr, context.Canceled) {
 		runErr = nil // a requested stop: nothing uncommitted was acknowledged
 	}
 	closeErr := out.Close()
-	agg.Stats().Snapshot().Write(os.Stderr, time.Since(start).Seconds())
+	agg.Stats().Snapshot().Write(os.Stderr, time.Since(j.start).Seconds())
 	tr := agg.Transport()
 	fmt.Fprintf(os.Stderr, "scaleout: %d messages, %d acknowledged, %d duplicate messages dropped, %d events dropped as committed already (restored from the sink)\n",
 		tr.Messages, tr.Acked, tr.Duplicates, tr.Replayed)
-	return true, errors.Join(runErr, closeErr)
+	return errors.Join(runErr, closeErr)
 }
 
 // openSink opens -sink with the run's store (sc) and Cassandra settings.

@@ -107,74 +107,104 @@ var afterClose func()
 
 func runCommand(args []string) error {
 	rf := newRunFlags()
-	fs, src, snk, serveAddr := rf.fs, rf.src, rf.snk, rf.serveAddr
-	rejects, duration, resume, shutdownTimeout, progress := rf.rejects, rf.duration, rf.resume, rf.shutdownTimeout, rf.progress
-	if err := parse(fs, args, "demandpipe run [flags]: run the pipeline from a source to a sink.", runMore); err != nil {
+	if err := parse(rf.fs, args, "demandpipe run [flags]: run the pipeline from a source to a sink.", runMore); err != nil {
 		return err
 	}
-	cfg, sc, vc := rf.cfg, rf.sc, rf.vc
-	log, err := newLogger(*rf.logFormat, *rf.logLevel)
+	log, serveSet, err := rf.check()
 	if err != nil {
-		return err
-	}
-	if err := cfg.Validate(); err != nil {
 		return err
 	}
 	// -parallelism is the number of cores used, not only of workers.
-	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(cfg.Parallelism))
-	switch *progress {
-	case "auto", "always", "never":
-	default:
-		return fmt.Errorf("-progress=%q: want auto, always or never", *progress)
-	}
-
-	serveSet := false
-	fs.Visit(func(f *flag.Flag) { serveSet = serveSet || f.Name == "serve" })
-	if err := sc.Validate(); err != nil {
-		return err
-	}
-	if err := vc.Validate(); err != nil {
-		return err
-	}
-
-	if err := checkOutputs(
-		[]namedPath{{"-source=" + *src, filePath(*src, "file")}},
-		[]namedPath{{"-sink=" + *snk, filePath(*snk, "ndjson")}, {"-rejects=" + *rejects, *rejects}},
-	); err != nil {
-		return err
-	}
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(rf.cfg.Parallelism))
 	if ok, err := runRole(rf, log, serveSet); ok {
 		return err
 	}
-	in, err := source.Open(*src)
+	j := &runJob{rf: rf, log: log, serveSet: serveSet}
+	err = j.open()
+	defer j.close()
 	if err != nil {
 		return err
 	}
-	defer in.Close()
-	reg := newRegistry()
-	sc.Definition = cfg.Def
-	if c, ok := in.(interface{ EventClock() time.Time }); ok {
+	ctx, cancelCause := context.WithCancelCause(context.Background())
+	defer cancelCause(nil)
+	defer j.control(ctx, cancelCause)()
+	return j.execute(ctx)
+}
+
+// check validates run's flags and makes its logger; serveSet says whether
+// -serve was given explicitly.
+func (rf *runFlags) check() (log *slog.Logger, serveSet bool, err error) {
+	if log, err = newLogger(*rf.logFormat, *rf.logLevel); err != nil {
+		return nil, false, err
+	}
+	switch *rf.progress {
+	case "auto", "always", "never":
+	default:
+		return nil, false, fmt.Errorf("-progress=%q: want auto, always or never", *rf.progress)
+	}
+	rf.fs.Visit(func(f *flag.Flag) { serveSet = serveSet || f.Name == "serve" })
+	for _, v := range []interface{ Validate() error }{rf.cfg, rf.sc, rf.vc} {
+		if err := v.Validate(); err != nil {
+			return nil, false, err
+		}
+	}
+	err = checkOutputs(
+		[]namedPath{{"-source=" + *rf.src, filePath(*rf.src, "file")}},
+		[]namedPath{{"-sink=" + *rf.snk, filePath(*rf.snk, "ndjson")}, {"-rejects=" + *rf.rejects, *rf.rejects}},
+	)
+	return log, serveSet, err
+}
+
+// runJob is one `run` of the single process: its source, sink, engine,
+// server and what it resumed from.
+type runJob struct {
+	rf        *runFlags
+	log       *slog.Logger
+	serveSet  bool
+	in        source.Source
+	out       sink.Writer
+	e         *pipeline.Engine
+	reg       *prometheus.Registry
+	srv       *runningServer
+	resumed   *pipeline.Resumed
+	pulsarSrc *source.Pulsar
+	rejects   *os.File
+}
+
+// open opens the source, the sink, the engine and the server, and resumes
+// from the sink's checkpoint. On an error nothing stays open but the
+// source, which the caller closes.
+func (j *runJob) open() (err error) {
+	rf := j.rf
+	if j.in, err = source.Open(*rf.src); err != nil {
+		return err
+	}
+	j.reg = newRegistry()
+	rf.sc.Definition = rf.cfg.Def
+	if c, ok := j.in.(interface{ EventClock() time.Time }); ok {
 		// A source with a clock of its own (the generator, sped up): the
 		// store's bound on minutes ahead and the API's ages follow it,
 		// not the machine's clock.
-		sc.Now, vc.Now = c.EventClock, c.EventClock
+		rf.sc.Now, rf.vc.Now = c.EventClock, c.EventClock
 	}
-	out, err := rf.openSink(reg, sc)
-	if err != nil {
+	if j.out, err = rf.openSink(j.reg, rf.sc); err != nil {
 		return err
 	}
-	e, err := pipeline.New(cfg)
-	if err != nil {
-		out.Close()
+	defer func() {
+		if err != nil {
+			j.out.Close()
+		}
+	}()
+	if j.e, err = pipeline.New(rf.cfg); err != nil {
 		return err
 	}
-	if err := e.RegisterMetrics(reg); err != nil {
-		out.Close()
+	if err = j.e.RegisterMetrics(j.reg); err != nil {
 		return err
 	}
+	in := j.in
 	// The source's lag: how much of the input is still to read (a file's
 	// size is known; pipes and the generator report -1).
-	reg.MustRegister(
+	j.reg.MustRegister(
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "demandpipe", Subsystem: "source", Name: "read_bytes",
 			Help: "Input bytes read from the source, as stored (compressed files: compressed bytes)."},
 			func() float64 { r, _ := in.Position(); return float64(r) }),
@@ -182,114 +212,127 @@ func runCommand(args []string) error {
 			Help: "The source's size in bytes as stored, -1 when unknown (pipes, the generator): lag = size - read."},
 			func() float64 { _, n := in.Position(); return float64(n) }),
 	)
-	var srv *runningServer
-	if st, ok := out.(*store.Store); ok && *serveAddr != "" {
-		if srv, err = startServer(*serveAddr, vc, st, reg, reg); err != nil {
-			out.Close()
+	if err = j.serve(); err != nil {
+		return err
+	}
+	if err = j.resume(); err != nil {
+		return err
+	}
+	if *rf.rejects != "" {
+		if j.rejects, err = os.Create(*rf.rejects); err != nil {
+			return fmt.Errorf("-rejects: %w", err)
+		}
+		j.e.Rejects = j.rejects
+	}
+	if j.pulsarSrc, _ = j.in.(*source.Pulsar); j.pulsarSrc != nil {
+		return wirePulsar(j.pulsarSrc, j.e, j.out, j.reg, j.log)
+	}
+	return nil
+}
+
+// close releases the source and the rejects file (the sink is closed by
+// execute, or by open when it fails).
+func (j *runJob) close() {
+	if j.rejects != nil {
+		j.rejects.Close()
+	}
+	if j.in != nil {
+		j.in.Close()
+	}
+}
+
+// serve starts the API and the page on a store (or on Cassandra, when
+// -serve is given), or only /metrics and /healthz on another sink.
+func (j *runJob) serve() (err error) {
+	addr, vc, reg, log := *j.rf.serveAddr, j.rf.vc, j.reg, j.log
+	if st, ok := j.out.(*store.Store); ok && addr != "" {
+		if j.srv, err = startServer(addr, vc, st, reg, reg); err != nil {
 			return err
 		}
-		log.Info("serving features, the heat map and /metrics", "url", "http://"+srv.Addr+"/")
-	} else if cs, ok := out.(*cassandra.Sink); ok && *serveAddr != "" && serveSet {
+		log.Info("serving features, the heat map and /metrics", "url", "http://"+j.srv.Addr+"/")
+	} else if cs, ok := j.out.(*cassandra.Sink); ok && addr != "" && j.serveSet {
 		// Serve from Cassandra on the sink's own connection.
 		cst, err := cassandra.NewStore(context.Background(), cs.Session(), cs.Config(), cassandra.StoreOptions{})
 		if err == nil {
-			srv, err = startServer(*serveAddr, vc, cst, reg, reg)
+			j.srv, err = startServer(addr, vc, cst, reg, reg)
 		}
 		if err != nil {
-			out.Close()
 			return err
 		}
-		log.Info("serving features from Cassandra, the heat map and /metrics", "url", "http://"+srv.Addr+"/")
-	} else if serveSet && *serveAddr != "" {
+		log.Info("serving features from Cassandra, the heat map and /metrics", "url", "http://"+j.srv.Addr+"/")
+	} else if j.serveSet && addr != "" {
 		// Not a store: serve what can be served, the metrics.
-		if srv, err = startServer(*serveAddr, vc, nil, reg, reg); err != nil {
-			out.Close()
+		if j.srv, err = startServer(addr, vc, nil, reg, reg); err != nil {
 			return err
 		}
-		log.Info("serving /metrics and /healthz (the API needs a store sink)", "url", "http://"+srv.Addr+"/")
+		log.Info("serving /metrics and /healthz (the API needs a store sink)", "url", "http://"+j.srv.Addr+"/")
 	}
-	if f, ok := in.(interface{ Identity() string }); ok {
-		e.Identity = f.Identity() // empty for stdin and pipes: never resumed
-	}
-	var resumed *pipeline.Resumed
-	if cp, ok := out.(sink.Checkpointer); ok && *resume {
-		if e.Identity != "" {
-			resumed, err = e.Resume(cp, e.Identity)
-			if errors.Is(err, pipeline.ErrNotResumable) { // Resume changed nothing
-				log.Warn("starting from the beginning of the input", "why", err.Error())
-				err = nil
-			}
-			if err != nil {
-				out.Close()
-				return err
-			}
-		}
-	}
-	if resumed != nil {
-		log.Info("resuming from the checkpoint (-resume=false starts over)", "committed_through", encode.MinuteStart(resumed.Minute).Format(time.RFC3339), "input_byte", resumed.Pos, "input_line", resumed.Line)
-	}
-	if *rejects != "" {
-		f, err := os.Create(*rejects)
-		if err != nil {
-			out.Close()
-			return fmt.Errorf("-rejects: %w", err)
-		}
-		defer f.Close()
-		e.Rejects = f
-	}
-	pulsarSrc, _ := in.(*source.Pulsar)
-	if pulsarSrc != nil {
-		if err := wirePulsar(pulsarSrc, e, out, reg, log); err != nil {
-			out.Close()
-			return err
-		}
-	}
+	return nil
+}
 
-	ctx, cancelCause := context.WithCancelCause(context.Background())
-	cancel := func() { cancelCause(nil) }
-	defer cancel()
-	// stopInput ends the input gracefully: a file or the generator ends
-	// (every minute seen so far closes); a Pulsar run is cancelled instead,
-	// committing nothing further (RECOVERY.md in source/).
-	stopInput := in.Stop
-	if pulsarSrc != nil {
+// resume takes up the sink's checkpoint of this input, if it has one.
+func (j *runJob) resume() (err error) {
+	if f, ok := j.in.(interface{ Identity() string }); ok {
+		j.e.Identity = f.Identity() // empty for stdin and pipes: never resumed
+	}
+	cp, ok := j.out.(sink.Checkpointer)
+	if !ok || !*j.rf.resume || j.e.Identity == "" {
+		return nil
+	}
+	j.resumed, err = j.e.Resume(cp, j.e.Identity)
+	if errors.Is(err, pipeline.ErrNotResumable) { // Resume changed nothing
+		j.log.Warn("starting from the beginning of the input", "why", err.Error())
+		return nil
+	}
+	if err != nil || j.resumed == nil { // nil: no checkpoint yet
+		return err
+	}
+	r := j.resumed
+	j.log.Info("resuming from the checkpoint (-resume=false starts over)", "committed_through", encode.MinuteStart(r.Minute).Format(time.RFC3339), "input_byte", r.Pos, "input_line", r.Line)
+	return nil
+}
+
+// control stops the run: the first signal ends the input gracefully (a
+// file or the generator ends and every minute seen so far closes; a
+// Pulsar run is cancelled instead, committing nothing further: RECOVERY.md
+// in source/), a second stops at once; -duration ends the input; a failed
+// store stops at once. It returns the cleanup.
+func (j *runJob) control(ctx context.Context, cancelCause context.CancelCauseFunc) func() {
+	log, shutdownTimeout := j.log, *j.rf.shutdownTimeout
+	stopInput := j.in.Stop
+	if j.pulsarSrc != nil {
 		stopInput = func() { cancelCause(errPulsarStopped) }
 	}
-	// First signal: end the input, close all minutes, flush. Second: stop now.
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
-	defer signal.Stop(sigs)
 	go func() {
-		n := 0
-		for {
+		for n := 1; ; n++ {
 			select {
 			case <-sigs:
-				n++
-				if n == 1 {
-					if pulsarSrc != nil {
-						log.Info("stopping without closing the open minutes: the next run resumes from the last checkpoint (signal again to stop at once)", "forced_after", shutdownTimeout.String())
-					} else {
-						log.Info("stopping: closing the minutes seen so far (signal again to stop at once)", "forced_after", shutdownTimeout.String())
-					}
-					stopInput()
-					hardStop(*shutdownTimeout, "the graceful stop")
-				} else {
-					cancel()
-					// A stop must end the process even when a dependency
-					// never answers (a disk that cannot flush, a server gone).
-					hardStop(5*time.Second, "the stop")
-					return
-				}
 			case <-ctx.Done():
 				return
 			}
+			if n > 1 {
+				cancelCause(nil)
+				// A stop must end the process even when a dependency
+				// never answers (a disk that cannot flush, a server gone).
+				hardStop(5*time.Second, "the stop")
+				return
+			}
+			if j.pulsarSrc != nil {
+				log.Info("stopping without closing the open minutes: the next run resumes from the last checkpoint (signal again to stop at once)", "forced_after", shutdownTimeout.String())
+			} else {
+				log.Info("stopping: closing the minutes seen so far (signal again to stop at once)", "forced_after", shutdownTimeout.String())
+			}
+			stopInput()
+			hardStop(shutdownTimeout, "the graceful stop")
 		}
 	}()
-	if *duration > 0 {
-		t := time.AfterFunc(*duration, stopInput)
-		defer t.Stop()
+	stopTimer := func() bool { return false }
+	if d := *j.rf.duration; d > 0 {
+		stopTimer = time.AfterFunc(d, stopInput).Stop
 	}
-	if f, ok := out.(interface {
+	if f, ok := j.out.(interface {
 		Done() <-chan struct{}
 		Err() error
 	}); ok {
@@ -304,8 +347,17 @@ func runCommand(args []string) error {
 			}
 		}()
 	}
+	return func() {
+		stopTimer()
+		signal.Stop(sigs)
+	}
+}
 
-	log.Info("run", "source", source.RedactURL(*src), "sink", source.RedactURL(*snk), "definition", cfg.Def.String(), "lateness", cfg.Lateness.String(), "parallelism", cfg.Parallelism, "input", durationOr(*duration))
+// execute runs the engine to its end, stops the server, closes the sink
+// and writes the summary.
+func (j *runJob) execute(ctx context.Context) error {
+	rf, e, log := j.rf, j.e, j.log
+	log.Info("run", "source", source.RedactURL(*rf.src), "sink", source.RedactURL(*rf.snk), "definition", rf.cfg.Def.String(), "lateness", rf.cfg.Lateness.String(), "parallelism", rf.cfg.Parallelism, "input", durationOr(*rf.duration))
 	e.OnClose = func(m, rows int64, took time.Duration) {
 		log.Info("minute closed", "minute", encode.MinuteStart(m).Format(time.RFC3339), "rows", rows, "took", took.Round(time.Millisecond).String())
 		if afterClose != nil {
@@ -314,39 +366,39 @@ func runCommand(args []string) error {
 	}
 	term := isTerminal(os.Stderr)
 	pctx, pstop := context.WithCancel(ctx)
-	if *progress == "always" || (*progress == "auto" && term) {
+	if p := *rf.progress; p == "always" || (p == "auto" && term) {
 		width := func() int { return 0 }
 		if term {
 			width = func() int { return terminalWidth(os.Stderr) }
 		}
-		go e.Progress(pctx, os.Stderr, in.Position, time.Second, width)
+		go e.Progress(pctx, os.Stderr, j.in.Position, time.Second, width)
 	}
 	start := time.Now()
-	runErr := e.Run(ctx, in, out)
+	runErr := e.Run(ctx, j.in, j.out)
 	pstop()
-	if srv != nil {
+	if j.srv != nil {
 		// Stop serving before the store closes under the readers.
-		if err := srv.Shutdown(5 * time.Second); err != nil {
+		if err := j.srv.Shutdown(5 * time.Second); err != nil {
 			log.Warn("server shutdown", "err", err.Error())
 		}
 	}
-	closeErr := out.Close()
+	closeErr := j.out.Close()
 	sum := e.Stats.Snapshot()
 	sum.Write(os.Stderr, time.Since(start).Seconds())
-	if resumed != nil {
+	if r := j.resumed; r != nil {
 		fmt.Fprintf(os.Stderr, "  resumed after        %s  (input from byte %d, line %d; windows restored in %.2fs)\n",
-			encode.MinuteStart(resumed.Minute).Format(time.RFC3339), resumed.Pos, resumed.Line, float64(e.Stats.RestoreNanos.Load())/1e9)
-		if sum.Lines == 0 && sum.Blank == 0 && runErr == nil && pulsarSrc == nil {
+			encode.MinuteStart(r.Minute).Format(time.RFC3339), r.Pos, r.Line, float64(e.Stats.RestoreNanos.Load())/1e9)
+		if sum.Lines == 0 && sum.Blank == 0 && runErr == nil && j.pulsarSrc == nil {
 			// Re-running a finished replay: say so rather than look like
 			// a run that did nothing.
 			fmt.Fprintf(os.Stderr, "  nothing new          an earlier run read this input to its end and committed every minute; -resume=false starts over\n")
 		}
 	}
-	if pulsarSrc != nil {
-		fmt.Fprintf(os.Stderr, "  pulsar               %s\n", pulsarSrc.Summary())
+	if j.pulsarSrc != nil {
+		fmt.Fprintf(os.Stderr, "  pulsar               %s\n", j.pulsarSrc.Summary())
 	}
 	if errors.Is(runErr, errPulsarStopped) {
-		fmt.Fprintf(os.Stderr, "  stopped              without closing the open minutes (%s); the next run resumes from the last checkpoint\n", pulsarAcked(pulsarSrc))
+		fmt.Fprintf(os.Stderr, "  stopped              without closing the open minutes (%s); the next run resumes from the last checkpoint\n", pulsarAcked(j.pulsarSrc))
 		return closeErr
 	}
 	if runErr != nil {
