@@ -76,6 +76,61 @@ type srcCounts struct {
 	mc  *minuteCounts
 }
 
+// loadedPart is a part's checkpoint as Restore loads it.
+type loadedPart struct {
+	p      int
+	closed int64
+	counts func(int64) ([]byte, bool, error)
+}
+
+// loadParts loads the owned parts' checkpoints and checks they can be
+// restored together: the same layout and definition, every part either
+// fresh or complete, and none more than Retain minutes past the lowest, c.
+func (a *Aggregator) loadParts() (have []loadedPart, c int64, err error) {
+	ps := a.parts
+	var fresh []string
+	for p, own := range ps.owned {
+		if !own {
+			continue
+		}
+		raw, counts, err := ps.snk.LoadPartState(ps.cfg.Names[p])
+		if err != nil {
+			return nil, 0, fmt.Errorf("aggregator: restore part %s: %w", ps.cfg.Names[p], err)
+		}
+		if raw == nil {
+			fresh = append(fresh, ps.cfg.Names[p])
+			continue
+		}
+		layout, config, m, err := decodePartCheckpoint(raw)
+		if err != nil {
+			return nil, 0, fmt.Errorf("aggregator: restore part %s: %w", ps.cfg.Names[p], err)
+		}
+		if layout != ps.cfg.Layout {
+			return nil, 0, fmt.Errorf("aggregator: part %s was written with layout %q, this process has %q: a deployment keeps its layout (or starts over on a new subscription and sink)", ps.cfg.Names[p], layout, ps.cfg.Layout)
+		}
+		if config != a.agg.cp.config {
+			return nil, 0, fmt.Errorf("aggregator: part %s was written with definition %q, this process has %q", ps.cfg.Names[p], config, a.agg.cp.config)
+		}
+		have = append(have, loadedPart{p, m, counts})
+	}
+	if len(have) == 0 {
+		return nil, 0, nil
+	}
+	if len(fresh) > 0 {
+		return nil, 0, fmt.Errorf("aggregator: parts %v have no checkpoint while part %s is complete through minute %d: a part that never closed cannot join parts that did (were the slots or the subscription changed?)",
+			fresh, ps.cfg.Names[have[0].p], have[0].closed)
+	}
+	low := slices.MinFunc(have, func(x, y loadedPart) int { return cmp.Compare(x.closed, y.closed) })
+	c = low.closed
+	for _, l := range have {
+		if l.closed-c > int64(ps.cfg.Retain) {
+			return nil, 0, fmt.Errorf("aggregator: part %s is complete through minute %d, %d minutes past part %s's minute %d, and keeps its counts for only %d minutes past its windows: restore them in different processes, or widen the retention",
+				ps.cfg.Names[l.p], l.closed, l.closed-c, ps.cfg.Names[low.p], c, ps.cfg.Retain)
+		}
+	}
+	return have, c, nil
+}
+
 // restoredSrc marks counts restored from a part's records: no dedup
 // process takes them back.
 const restoredSrc = -1
@@ -295,54 +350,13 @@ func (a *Aggregator) Restore(ctx context.Context) error {
 	if ps.snk == nil {
 		return nil
 	}
-	type loaded struct {
-		p      int
-		closed int64
-		counts func(int64) ([]byte, bool, error)
+	have, c, err := a.loadParts()
+	if err != nil || len(have) == 0 {
+		return err
 	}
-	var have []loaded
-	var fresh []string
-	for p, own := range ps.owned {
-		if !own {
-			continue
-		}
-		raw, counts, err := ps.snk.LoadPartState(ps.cfg.Names[p])
-		if err != nil {
-			return fmt.Errorf("aggregator: restore part %s: %w", ps.cfg.Names[p], err)
-		}
-		if raw == nil {
-			fresh = append(fresh, ps.cfg.Names[p])
-			continue
-		}
-		layout, config, m, err := decodePartCheckpoint(raw)
-		if err != nil {
-			return fmt.Errorf("aggregator: restore part %s: %w", ps.cfg.Names[p], err)
-		}
-		if layout != ps.cfg.Layout {
-			return fmt.Errorf("aggregator: part %s was written with layout %q, this process has %q: a deployment keeps its layout (or starts over on a new subscription and sink)", ps.cfg.Names[p], layout, ps.cfg.Layout)
-		}
-		if config != a.agg.cp.config {
-			return fmt.Errorf("aggregator: part %s was written with definition %q, this process has %q", ps.cfg.Names[p], config, a.agg.cp.config)
-		}
-		have = append(have, loaded{p, m, counts})
-	}
-	if len(have) == 0 {
-		return nil
-	}
-	if len(fresh) > 0 {
-		return fmt.Errorf("aggregator: parts %v have no checkpoint while part %s is complete through minute %d: a part that never closed cannot join parts that did (were the slots or the subscription changed?)",
-			fresh, ps.cfg.Names[have[0].p], have[0].closed)
-	}
-	low := slices.MinFunc(have, func(x, y loaded) int { return cmp.Compare(x.closed, y.closed) })
-	c := low.closed
-	for _, l := range have {
-		if l.closed-c > int64(ps.cfg.Retain) {
-			return fmt.Errorf("aggregator: part %s is complete through minute %d, %d minutes past part %s's minute %d, and keeps its counts for only %d minutes past its windows: restore them in different processes, or widen the retention",
-				ps.cfg.Names[l.p], l.closed, l.closed-c, ps.cfg.Names[low.p], c, ps.cfg.Retain)
-		}
-	}
+
 	// Each source of a minute is taken from the part it counts from.
-	each := func(l loaded, m int64, fn func(cell uint64, code byte, n int32)) error {
+	each := func(l loadedPart, m int64, fn func(cell uint64, code byte, n int32)) error {
 		rec, ok, err := l.counts(m)
 		if err != nil || !ok {
 			return err

@@ -247,117 +247,23 @@ func (e *Engine) emitCounted(ctx context.Context, src io.Reader, sv *supervisor,
 // chunk however long the line is, and the lines after it are untouched.
 // A UTF-8 byte-order mark at the start of the input is dropped.
 func (e *Engine) read(ctx context.Context, src io.Reader, free chan *batch, out chan<- *batch) error {
-	cfg := e.cfg
 	l, ok := src.(interface{ Live() bool })
-	live := ok && l.Live()
-	line, next := e.startLine, e.startPos
-	streamOff := e.startPos // bytes read from src so far (src starts at startPos)
-	if c, ok := src.(Cursored); ok && e.resume != nil {
-		// The source goes to the checkpoint's position itself (a message
-		// broker: the messages after the cursor's).
-		if err := c.ResumeAt(e.startPos, e.resume.cursor); err != nil {
-			return fmt.Errorf("resume: %w", err)
-		}
-	} else if e.startPos > 0 {
-		// Resuming: the input up to the checkpoint's position was read by
-		// the run that wrote it. (A seekable source could seek instead;
-		// this also works through gzip and zstd.)
-		if _, err := io.CopyN(io.Discard, src, e.startPos); err != nil {
-			return fmt.Errorf("resume: skipping to input offset %d: %w (is it the same input?)", e.startPos, err)
-		}
+	c := &chunker{cfg: e.cfg, src: src, stats: &e.Stats, live: ok && l.Live(),
+		line: e.startLine, next: e.startPos, streamOff: e.startPos}
+	if err := e.seekStart(src); err != nil {
+		return err
 	}
-	var carry []byte  // partial line carried to the next chunk
-	skipping := false // inside an over-long line: drop bytes up to its end
-	bomDone := false
-	eof := false
-	for !eof {
+	for !c.eof {
 		var b *batch
 		select {
 		case b = <-free:
 		case <-ctx.Done():
 			return nil
 		}
-		b.reset()
-		if cap(b.buf) > 4*cfg.ChunkBytes {
-			b.buf = nil // a long line grew it: give the memory back
+		if err := c.fill(b); err != nil {
+			return err
 		}
-		b.firstLine = line
-		b.pos = next // stream offset of b.buf[0] (set again below while skipping)
-		b.buf = append(b.buf[:0], carry...)
-		carry = carry[:0]
-		// lineStart is the offset just past the last newline in b.buf.
-		lineStart := 0
-		cut := false // an over-long line was cut: the batch ends with it
-		for !eof && (len(b.buf) < cfg.ChunkBytes || lineStart == 0) {
-			if cap(b.buf)-len(b.buf) < cfg.ChunkBytes/4 {
-				// Amortised doubling: a long line costs O(its length) in
-				// copies, not O(length^2 / chunk).
-				b.buf = slices.Grow(b.buf, max(cfg.ChunkBytes, len(b.buf)))
-			}
-			n := len(b.buf)
-			k, err := src.Read(b.buf[n:cap(b.buf)])
-			e.Stats.Bytes.Add(int64(k))
-			streamOff += int64(k)
-			if skipping && k > 0 {
-				data := b.buf[n : n+k]
-				if j := bytes.IndexByte(data, '\n'); j >= 0 {
-					k = copy(b.buf[n:cap(b.buf)], data[j+1:])
-					skipping = false
-					b.pos = streamOff - int64(k) // b.buf is empty while skipping
-				} else {
-					k = 0
-				}
-			}
-			b.buf = b.buf[:n+k]
-			if errors.Is(err, io.EOF) {
-				eof = true
-			} else if err != nil {
-				return fmt.Errorf("read input: %w", err)
-			}
-			if !bomDone && (len(b.buf) >= len(utf8BOM) || eof) {
-				bomDone = true
-				if bytes.HasPrefix(b.buf, utf8BOM) {
-					b.buf = b.buf[:copy(b.buf, b.buf[len(utf8BOM):])]
-					b.pos += int64(len(utf8BOM))
-					n = 0
-				}
-			}
-			if j := bytes.LastIndexByte(b.buf[n:], '\n'); j >= 0 {
-				lineStart = n + j + 1
-			}
-			if len(b.buf)-lineStart > cfg.MaxLineBytes {
-				// The line in progress is over the limit: keep a prefix for
-				// the rejects file, drop the rest as it arrives.
-				lineNo := line + int64(bytes.Count(b.buf[:lineStart], newline))
-				b.tooLong = append(b.tooLong, tooLong{line: lineNo, prefix: append([]byte(nil), b.buf[lineStart:lineStart+1024]...)})
-				b.buf = b.buf[:lineStart]
-				skipping = !eof
-				cut = true
-				break
-			}
-			if k > 0 && live && lineStart > 0 {
-				break // hand over what we have: keeps latency low
-			}
-		}
-		line += int64(bytes.Count(b.buf, newline))
-		b.endPos, b.endLine = b.pos+int64(len(b.buf)), line // after the cut: the long line's start
-		switch {
-		case cut:
-			line++ // the over-long line, whole
-		case eof:
-			if len(b.buf) > 0 && b.buf[len(b.buf)-1] != '\n' {
-				line++
-			}
-		default:
-			// Cut at the last newline; keep the tail for the next chunk.
-			carry = append(carry, b.buf[lineStart:]...)
-			b.buf = b.buf[:lineStart]
-			b.endPos = b.pos + int64(lineStart)
-			next = b.endPos
-		}
-		b.eof = eof
-		b.readAt = time.Now().UnixNano()
-		if len(b.buf) == 0 && len(b.tooLong) == 0 && !eof {
+		if len(b.buf) == 0 && len(b.tooLong) == 0 && !c.eof {
 			free <- b // the pool has room for every batch: never blocks
 			continue
 		}
@@ -368,6 +274,138 @@ func (e *Engine) read(ctx context.Context, src io.Reader, free chan *batch, out 
 		}
 	}
 	return nil
+}
+
+// seekStart positions src at the resume point: the source goes there
+// itself when it has cursors (a message broker: the messages after the
+// cursor's); else the input up to it, read by the run that wrote the
+// checkpoint, is skipped (a seekable source could seek instead; this also
+// works through gzip and zstd).
+func (e *Engine) seekStart(src io.Reader) error {
+	if c, ok := src.(Cursored); ok && e.resume != nil {
+		if err := c.ResumeAt(e.startPos, e.resume.cursor); err != nil {
+			return fmt.Errorf("resume: %w", err)
+		}
+	} else if e.startPos > 0 {
+		if _, err := io.CopyN(io.Discard, src, e.startPos); err != nil {
+			return fmt.Errorf("resume: skipping to input offset %d: %w (is it the same input?)", e.startPos, err)
+		}
+	}
+	return nil
+}
+
+// chunker cuts the input into batches of whole lines (Engine.read).
+type chunker struct {
+	cfg       Config
+	src       io.Reader
+	stats     *Stats
+	live      bool
+	line      int64  // number of the next line
+	next      int64  // input offset of the next batch's first byte
+	streamOff int64  // bytes read from src so far (src starts at the resume offset)
+	carry     []byte // partial line carried to the next chunk
+	skipping  bool   // inside an over-long line: drop bytes up to its end
+	bomDone   bool
+	eof       bool
+}
+
+// fill reads into b up to a chunk of whole lines (or what a live source has
+// now, or up to an over-long line, which ends the batch) and sets its
+// positions.
+func (c *chunker) fill(b *batch) error {
+	cfg := c.cfg
+	b.reset()
+	if cap(b.buf) > 4*cfg.ChunkBytes {
+		b.buf = nil // a long line grew it: give the memory back
+	}
+	b.firstLine = c.line
+	b.pos = c.next // stream offset of b.buf[0] (set again below while skipping)
+	b.buf = append(b.buf[:0], c.carry...)
+	c.carry = c.carry[:0]
+	// lineStart is the offset just past the last newline in b.buf.
+	lineStart := 0
+	cut := false // an over-long line was cut: the batch ends with it
+	for !c.eof && (len(b.buf) < cfg.ChunkBytes || lineStart == 0) {
+		n, k, err := c.readMore(b)
+		if err != nil {
+			return err
+		}
+		if j := bytes.LastIndexByte(b.buf[n:], '\n'); j >= 0 {
+			lineStart = n + j + 1
+		}
+		if len(b.buf)-lineStart > cfg.MaxLineBytes {
+			// The line in progress is over the limit: keep a prefix for
+			// the rejects file, drop the rest as it arrives.
+			lineNo := c.line + int64(bytes.Count(b.buf[:lineStart], newline))
+			b.tooLong = append(b.tooLong, tooLong{line: lineNo, prefix: append([]byte(nil), b.buf[lineStart:lineStart+1024]...)})
+			b.buf = b.buf[:lineStart]
+			c.skipping = !c.eof
+			cut = true
+			break
+		}
+		if k > 0 && c.live && lineStart > 0 {
+			break // hand over what we have: keeps latency low
+		}
+	}
+	c.line += int64(bytes.Count(b.buf, newline))
+	b.endPos, b.endLine = b.pos+int64(len(b.buf)), c.line // after the cut: the long line's start
+	switch {
+	case cut:
+		c.line++ // the over-long line, whole
+	case c.eof:
+		if len(b.buf) > 0 && b.buf[len(b.buf)-1] != '\n' {
+			c.line++
+		}
+	default:
+		// Cut at the last newline; keep the tail for the next chunk.
+		c.carry = append(c.carry, b.buf[lineStart:]...)
+		b.buf = b.buf[:lineStart]
+		b.endPos = b.pos + int64(lineStart)
+		c.next = b.endPos
+	}
+	b.eof = c.eof
+	b.readAt = time.Now().UnixNano()
+	return nil
+}
+
+// readMore appends one read of src to b.buf, dropping what belongs to an
+// over-long line being skipped and a byte-order mark at the start of the
+// input. n is where the new bytes start in b.buf, k how many were kept.
+func (c *chunker) readMore(b *batch) (n, k int, err error) {
+	if cap(b.buf)-len(b.buf) < c.cfg.ChunkBytes/4 {
+		// Amortised doubling: a long line costs O(its length) in copies,
+		// not O(length^2 / chunk).
+		b.buf = slices.Grow(b.buf, max(c.cfg.ChunkBytes, len(b.buf)))
+	}
+	n = len(b.buf)
+	k, rerr := c.src.Read(b.buf[n:cap(b.buf)])
+	c.stats.Bytes.Add(int64(k))
+	c.streamOff += int64(k)
+	if c.skipping && k > 0 {
+		data := b.buf[n : n+k]
+		if j := bytes.IndexByte(data, '\n'); j >= 0 {
+			k = copy(b.buf[n:cap(b.buf)], data[j+1:])
+			c.skipping = false
+			b.pos = c.streamOff - int64(k) // b.buf is empty while skipping
+		} else {
+			k = 0
+		}
+	}
+	b.buf = b.buf[:n+k]
+	if errors.Is(rerr, io.EOF) {
+		c.eof = true
+	} else if rerr != nil {
+		return n, k, fmt.Errorf("read input: %w", rerr)
+	}
+	if !c.bomDone && (len(b.buf) >= len(utf8BOM) || c.eof) {
+		c.bomDone = true
+		if bytes.HasPrefix(b.buf, utf8BOM) {
+			b.buf = b.buf[:copy(b.buf, b.buf[len(utf8BOM):])]
+			b.pos += int64(len(utf8BOM))
+			n = 0
+		}
+	}
+	return n, k, nil
 }
 
 var (
