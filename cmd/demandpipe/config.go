@@ -11,16 +11,22 @@ import (
 const configMore = `Lists every knob of "demandpipe run": its flag, its default on this machine, and
 what it does (ranges are in the descriptions, and each package's Validate enforces
 them). -format=json gives the same as data, for scripts and for sweeps
-("demandpipe tune" varies some of them). "demandpipe help run" explains them by stage.`
+("demandpipe tune" varies some of them); -format=yaml a complete, commented config file
+for "demandpipe run -config=FILE" (flags override it). "demandpipe help run" explains
+them by stage.`
 
 // configCommand lists run's knobs.
 func configCommand(args []string) error {
 	fs := flag.NewFlagSet("config", flag.ContinueOnError)
-	format := fs.String("format", "text", "text or json")
-	if err := parse(fs, args, "demandpipe config [-format=text|json]: list the knobs of run with their defaults.", configMore); err != nil {
+	format := fs.String("format", "text", "text, json or yaml (a config file for run -config)")
+	if err := parse(fs, args, "demandpipe config [-format=text|json|yaml]: list the knobs of run with their defaults.", configMore); err != nil {
 		return err
 	}
 	rf := newRunFlags()
+	if *format == "yaml" {
+		_, err := os.Stdout.Write(writeConfigYAML(flagGroups(rf.fs)))
+		return err
+	}
 	type knob struct {
 		Stage   string `json:"stage"`
 		Flag    string `json:"flag"`
@@ -50,19 +56,16 @@ func configCommand(args []string) error {
 				stage = k.Stage
 				fmt.Printf("%s\n", stage)
 			}
-			fmt.Printf("  %-*s %s\n", w, k.Flag+"="+k.Default, firstSentence(k.Usage))
+			// The whole description, wrapped: a cut one hid the ranges.
+			for i, l := range wrapWords(k.Usage, max(40, 100-w)) {
+				flag := ""
+				if i == 0 {
+					flag = k.Flag + "=" + k.Default
+				}
+				fmt.Printf("  %-*s %s\n", w, flag, l)
+			}
 		}
 		return nil
 	}
-	return fmt.Errorf("-format=%q: want text or json", *format)
-}
-
-func firstSentence(s string) string {
-	if i := strings.Index(s, "; "); i > 0 && i < 100 {
-		return s[:i]
-	}
-	if len(s) > 110 {
-		return s[:107] + "..."
-	}
-	return s
+	return fmt.Errorf("-format=%q: want text, json or yaml", *format)
 }

@@ -83,6 +83,7 @@ func newRunFlags() *runFlags {
 	r.fs = fs
 	r.src = fs.String("source", "gen:", "where events come from: file:PATH, file:-, gen:[k=v,...] or pulsar://HOST:6650/TOPIC?subscription=NAME")
 	r.snk = fs.String("sink", "store:"+store.DefaultDir, "where rows go: store:DIR, cassandra://HOSTS/KEYSPACE?…, ndjson:PATH, ndjson:- or null:")
+	fs.String("config", "", "a YAML file of settings, one key per flag without its dash (sink.writers: 16); flags on the command line override it; `demandpipe config -format=yaml` prints one with every default")
 	r.serveAddr = fs.String("serve", "127.0.0.1:8080", "with a store sink, serve the API, the page and /metrics on HOST:PORT while running; with another sink, given explicitly, only /metrics and /healthz (empty: no server)")
 	r.sc.RegisterFlags(fs)
 	r.cc.Queue.RegisterFlags(fs)
@@ -107,6 +108,9 @@ var afterClose func()
 
 func runCommand(args []string) error {
 	rf := newRunFlags()
+	if err := applyConfigFile(rf.fs, args); err != nil {
+		return err
+	}
 	if err := parse(rf.fs, args, "demandpipe run [flags]: run the pipeline from a source to a sink.", runMore); err != nil {
 		return err
 	}
