@@ -7,12 +7,17 @@
 //
 // A binary built outside a VCS checkout, or a test binary, has no
 // revision: "unknown" stands in for any value the toolchain left empty.
+// The release build (`make build`, Makefile) stamps the version (git
+// describe), the commit and the build date with -ldflags -X into stamped*,
+// which take precedence: a binary built from a source archive, with no
+// VCS at hand, still says what it is.
 package buildinfo
 
 import (
 	"fmt"
 	"runtime"
 	"runtime/debug"
+	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -29,13 +34,33 @@ type Info struct {
 	GoVersion string // the Go toolchain that built the binary
 }
 
+// Set by the release build: go build -ldflags "-X
+// github.com/demandpipe/demandpipe/internal/buildinfo.stampedVersion=…"
+// (Makefile, target build).
+var stampedVersion, stampedCommit, stampedDate string
+
 // Get reads the running binary's build information.
 func Get() Info {
 	bi, ok := debug.ReadBuildInfo()
-	if !ok {
-		return Info{Version: Unknown, Revision: Unknown, GoVersion: runtime.Version()}
+	i := Info{Version: Unknown, Revision: Unknown, GoVersion: runtime.Version()}
+	if ok {
+		i = fromBuildInfo(bi)
 	}
-	return fromBuildInfo(bi)
+	return i.stamped(stampedVersion, stampedCommit, stampedDate)
+}
+
+// stamped overrides i with the release build's values, those it was given.
+func (i Info) stamped(version, commit, date string) Info {
+	if version != "" {
+		i.Version = version
+	}
+	if commit != "" {
+		i.Revision, i.Modified = commit, strings.HasSuffix(version, "-dirty")
+	}
+	if date != "" {
+		i.Time = date
+	}
+	return i
 }
 
 func fromBuildInfo(bi *debug.BuildInfo) Info {

@@ -1,6 +1,7 @@
 package buildinfo
 
 import (
+	"os"
 	"runtime"
 	"runtime/debug"
 	"strings"
@@ -58,5 +59,35 @@ demandpipe_build_info{goversion="go1.26.0",revision="abc",version="v1.2.3"} 1
 	}
 	if n, err := testutil.GatherAndCount(reg2, "demandpipe_build_info"); err != nil || n != 1 {
 		t.Fatalf("Register: %d series, %v", n, err)
+	}
+}
+
+// TestStamped: the release build's -ldflags values win over what the
+// toolchain recorded (a source archive has no VCS), each on its own.
+func TestStamped(t *testing.T) {
+	base := Info{Version: "(devel)", Revision: Unknown, GoVersion: "go1.26.0"}
+	got := base.stamped("v0.9.0-12-g2842f7f-dirty", "2842f7f0a1b2c3d4", "2026-12-06T23:00:00Z")
+	if s := got.String(); s != "demandpipe v0.9.0-12-g2842f7f-dirty commit 2842f7f0a1b2c3d4 (modified) 2026-12-06T23:00:00Z go1.26.0" {
+		t.Fatalf("String() = %q", s)
+	}
+	if got := base.stamped("", "", ""); got != base {
+		t.Fatalf("nothing stamped changed %+v", got)
+	}
+}
+
+// TestMakefileStampsThese: the release build's -X flags name variables
+// that exist here (the linker ignores a misspelled one silently).
+func TestMakefileStampsThese(t *testing.T) {
+	b, err := os.ReadFile("../../Makefile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range []string{"stampedVersion", "stampedCommit", "stampedDate"} {
+		if !strings.Contains(string(b), "internal/buildinfo."+v+"=") {
+			t.Errorf("the Makefile does not stamp %s", v)
+		}
+	}
+	if strings.Count(string(b), "-X ") != 3 {
+		t.Errorf("the Makefile stamps %d variables, this package has 3", strings.Count(string(b), "-X "))
 	}
 }
