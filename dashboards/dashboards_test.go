@@ -425,3 +425,57 @@ func TestMetricNames(t *testing.T) {
 		}
 	}
 }
+
+// TestProvisioning: the Grafana provisioning files parse, provide a
+// Prometheus data source the dashboards' `datasource` variable lists (its
+// query is the data source type), and load the dashboards from one folder.
+func TestProvisioning(t *testing.T) {
+	var ds struct {
+		APIVersion  int `yaml:"apiVersion"`
+		Datasources []struct {
+			Name, UID, Type, Access, URL string
+			IsDefault                    bool `yaml:"isDefault"`
+		}
+	}
+	readYAML(t, "provisioning/datasources/demandpipe.yml", &ds)
+	if ds.APIVersion != 1 || len(ds.Datasources) != 1 {
+		t.Fatalf("datasources: %+v", ds)
+	}
+	d := ds.Datasources[0]
+	if d.Type != "prometheus" || d.Access != "proxy" || d.URL == "" || d.UID == "" || !d.IsDefault {
+		t.Fatalf("data source %+v", d)
+	}
+	for f, db := range loadDashboards(t) {
+		found := false
+		for _, v := range db.Templating.List {
+			if v.Name == "datasource" && v.Type == "datasource" && string(v.Query) == `"`+d.Type+`"` {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("%s: no datasource variable of type %s: the provisioned data source would not be offered", f, d.Type)
+		}
+	}
+	var dp struct {
+		APIVersion int `yaml:"apiVersion"`
+		Providers  []struct {
+			Name, Folder, Type string
+			Options            struct{ Path string }
+		}
+	}
+	readYAML(t, "provisioning/dashboards/demandpipe.yml", &dp)
+	if dp.APIVersion != 1 || len(dp.Providers) != 1 || dp.Providers[0].Type != "file" || dp.Providers[0].Options.Path == "" || dp.Providers[0].Folder == "" {
+		t.Fatalf("dashboards provider: %+v", dp)
+	}
+}
+
+func readYAML(t *testing.T, path string, v any) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.Unmarshal(b, v); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+}
