@@ -152,7 +152,12 @@ func (j *roleJob) dedup(ctx context.Context) error {
 		return err
 	}
 	log.Info("run: dedup role", "source", source.RedactURL(*rf.src), "topic", r.so.Topic, "dedup_id", *r.dedupID)
+	stopReport := j.report(ctx, reportEvery, func() []any {
+		s := e.Stats.Snapshot()
+		return []any{"lines", s.Lines, "counted", s.Counted, "late", s.Late, "rejected", s.RejectedTotal, "watermark", minuteText(s.Closed, s.Minutes)}
+	})
 	runErr := e.Run(ctx, in, nil)
+	stopReport()
 	var closeErr error
 	if j.stopped.Load() {
 		// Not the end of the input: no EndOfStream, the aggregators wait.
@@ -262,7 +267,12 @@ func (j *roleJob) aggregate(ctx context.Context) error {
 		log.Warn("the aggregate role keeps no state with this sink: a lost process means running the deployment again (use -sink=store:DIR or cassandra:…)", "sink", *rf.snk)
 	}
 	log.Info("run: aggregate role", "topic", r.so.Topic, "ranges", *r.ranges, "dedups", *r.dedups, "sink", *rf.snk, "durable", agg.Durable())
+	stopReport := j.report(ctx, reportEvery, func() []any {
+		tr, s := agg.Transport(), agg.Stats().Snapshot()
+		return []any{"messages", tr.Messages, "acked", tr.Acked, "rows", s.Rows, "closed", minuteText(s.Closed, s.Minutes)}
+	})
 	runErr := agg.Run(ctx)
+	stopReport()
 	if j.stopped.Load() && errors.Is(runErr, context.Canceled) {
 		runErr = nil // a requested stop: nothing uncommitted was acknowledged
 	}
@@ -283,3 +293,39 @@ func (rf *runFlags) openSink(reg prometheus.Registerer, sc store.Config) (sink.W
 	openers["cassandra"] = cassandra.NewOpener(cc, cassandra.Options{Registerer: reg, Logf: logf})
 	return openers.Open(*rf.snk)
 }
+
+// reportEvery is how often a role logs its progress: the roles have no
+// progress line, and a process that said nothing for the first minutes
+// looked stuck (issue 24).
+const reportEvery = 15 * time.Second
+
+// report logs fields() as a progress line every interval until ctx is done
+// or the returned stop is called.
+func (j *roleJob) report(ctx context.Context, interval time.Duration, fields func() []any) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				j.log.Info("progress", append([]any{"elapsed", time.Since(j.start).Round(time.Second).String()}, fields()...)...)
+			}
+		}
+	}()
+	return func() { cancel(); <-done }
+}
+
+// minuteText is a closed minute (unix minutes) as RFC 3339, "none" before
+// the first.
+func minuteText(m, minutes int64) string {
+	if minutes == 0 && m == 0 {
+		return "none"
+	}
+	return encode.MinuteStart(m).Format(time.RFC3339)
+}
+
