@@ -46,7 +46,13 @@ const (
 )
 
 // MembersTopic is where a deployment's aggregate processes announce their
-// ranges.
+// ranges. It needs no durable subscription: each process reads it with a
+// non-durable one, so once no aggregate process runs the topic has no
+// client and no subscription, and a broker deletes it with its messages
+// within a minute or two (brokerDeleteInactiveTopicsEnabled, as for the
+// state topic in state.go). That loses nothing: an announcement only
+// counts for liveFor, a process that starts announces itself at once, and
+// a topic deleted is created again on its first use.
 func (c Config) MembersTopic() string { return c.Topic + "-members" }
 
 // announcement is one process's message on the members topic (JSON: any
@@ -62,15 +68,15 @@ type announcement struct {
 
 // members is one process's view of its deployment's processes.
 type members struct {
-	cfg     Config
-	self    announcement
-	prod    pulsar.Producer
+	cfg  Config
+	self announcement
+	prod pulsar.Producer
 	// cons reads every process's announcements: a non-durable exclusive
 	// subscription of its own from the earliest message. (A pulsar.Reader
 	// does the same, but v0.21.0's Reader.Next races the reconnect loop on
 	// the consumer's last dequeued message: -race failed a test that cuts
 	// connections.)
-	cons pulsar.Consumer
+	cons    pulsar.Consumer
 	log     *slog.Logger
 	started time.Time
 	// reportAfter is the constant; a test of a gap shortens it.

@@ -31,6 +31,13 @@ type Publisher struct {
 	joins []uint32
 	seq   uint64
 	state pulsar.Producer // the checkpoints, on StateTopic (Checkpoint)
+	// keep is this process's consumer on StateSubscription, the durable
+	// subscription that keeps the state topic and its checkpoints while no
+	// dedup process runs; it acknowledges the checkpoints each new one
+	// replaces (state.go). last is this start's latest checkpoint (nil
+	// before the first).
+	keep  pulsar.Consumer
+	last  pulsar.MessageID
 	maxK  int
 	names [encode.MaxProducts]encode.UUID
 	named [encode.MaxProducts]bool
@@ -68,10 +75,17 @@ func NewPublisher(ctx context.Context, client pulsar.Client, cfg Config, src uin
 	if err != nil {
 		return nil, fmt.Errorf("scaleout: producer on %s: %w", cfg.Topic, err)
 	}
+	// Before any checkpoint is stored, the subscription that keeps them
+	// (state.go).
+	keep, err := subscribeState(client, cfg, src)
+	if err != nil {
+		prod.Close()
+		return nil, err
+	}
 	// The epoch tells aggregators that the process started again: the
 	// dedup role does not resume yet (SCALEOUT.md), so its events of open
 	// minutes would come twice, and they stop instead.
-	return &Publisher{cfg: cfg, prod: prod, src: src, epoch: uint64(time.Now().UnixNano()), start: pipeline.NoWatermark,
+	return &Publisher{cfg: cfg, prod: prod, src: src, epoch: uint64(time.Now().UnixNano()), start: pipeline.NoWatermark, keep: keep,
 		maxK: def.MaxRingValue(), slotsOf: map[uint64][]int{}, per: make([][]pipeline.Counted, cfg.Slots), ctx: ctx, client: client}, nil
 }
 
@@ -94,7 +108,9 @@ func stateKey(src uint32) string { return fmt.Sprintf("dedup-%d", src) }
 
 // Checkpoint implements pipeline.CheckpointingWriter: every message sent
 // so far is stored (a flush), then the checkpoint is, on the state topic
-// (a send waited for); only then does the engine send the watermark.
+// (a send waited for); only then does the engine send the watermark. The
+// checkpoints it replaces are then acknowledged on StateSubscription
+// (state.go).
 func (p *Publisher) Checkpoint(through int64, cp []byte) error {
 	if err := p.prod.FlushWithCtx(p.ctx); err != nil {
 		return fmt.Errorf("scaleout: flush before the checkpoint at minute %d: %w", through, err)
@@ -104,15 +120,23 @@ func (p *Publisher) Checkpoint(through int64, cp []byte) error {
 	}
 	if p.state == nil {
 		var err error
+		// Each checkpoint is an entry of its own (a batch of one: a send
+		// is waited for before the next), so that acknowledging one
+		// acknowledges no other. Not DisableBatching: v0.21.0's unbatched
+		// send reads the producer's encryptor and name while its
+		// reconnection writes them (-race failed
+		// TestAggregateConnectionDropsLoseNothing).
 		if p.state, err = p.client.CreateProducer(pulsar.ProducerOptions{Topic: p.cfg.StateTopic(), Name: fmt.Sprintf("demandpipe-dedup-%d-state", p.src)}); err != nil {
 			return fmt.Errorf("scaleout: producer on the state topic %s: %w", p.cfg.StateTopic(), err)
 		}
 	}
-	if _, err := p.state.Send(p.ctx, &pulsar.ProducerMessage{Payload: cp, Key: stateKey(p.src)}); err != nil {
+	id, err := p.state.Send(p.ctx, &pulsar.ProducerMessage{Payload: cp, Key: stateKey(p.src)})
+	if err != nil {
 		return fmt.Errorf("scaleout: checkpoint at minute %d to %s: %w", through, p.cfg.StateTopic(), err)
 	}
 	p.checkpoints.Add(1)
 	p.checkpointed.Store(through)
+	p.release(id)
 	return nil
 }
 
@@ -254,6 +278,7 @@ func (p *Publisher) close(err error) error {
 	if p.state != nil {
 		p.state.Close()
 	}
+	p.keep.Close() // sends the acknowledgements still grouped; the subscription stays
 	if err == nil {
 		err = p.err()
 	}

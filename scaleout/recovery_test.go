@@ -494,6 +494,24 @@ func TestDedupRestartWithoutCheckpointIsRefused(t *testing.T) {
 // process's rows.
 func TestDedupKilledAndResumed(t *testing.T) {
 	t.Parallel()
+	testDedupKilledAndResumed(t, false)
+}
+
+// TestDedupResumesAfterTheBrokerDeletedIdleTopics (issue 22 P2): the same,
+// with the broker deleting inactive topics every 200 ms (its default is
+// every 60 s), and the dedup process down until the broker has checked
+// three times: the state topic, which no process writes or reads then,
+// stays with its checkpoints because StateSubscription keeps it, and the
+// new process resumes from its checkpoint. (Without the subscription the
+// topic went with every checkpoint, the new process started from nothing
+// and the aggregators stopped with "the deployment cannot go on
+// exactly".)
+func TestDedupResumesAfterTheBrokerDeletedIdleTopics(t *testing.T) {
+	t.Parallel()
+	testDedupKilledAndResumed(t, true)
+}
+
+func testDedupKilledAndResumed(t *testing.T, idle bool) {
 	gc := gen.DefaultConfig()
 	gc.EventsPerMinute, gc.Riders, gc.Hotspots, gc.RadiusKm = testsize.Pick(300, 1000), 2000, 4, 40
 	buf, err := gen.Generate(gc, 16*gc.EventsPerMinute)
@@ -508,7 +526,11 @@ func TestDedupKilledAndResumed(t *testing.T) {
 
 	single := singleRun(t, pcfg, input)
 
-	_, client := startBroker(t)
+	bcfg := pulsartest.Config{}
+	if idle {
+		bcfg.DeleteInactiveTopicsFrequency = inactiveEvery
+	}
+	srv, client := startBrokerWith(t, bcfg)
 	cfg := DefaultConfig()
 	cfg.Topic, cfg.RegionRes = "persistent://public/default/counted", 5
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
@@ -525,7 +547,9 @@ func TestDedupKilledAndResumed(t *testing.T) {
 		}
 		go func() { errs <- aggs[i].Run(ctx) }()
 	}
+	starts := 0
 	dedup := func(ctx context.Context, in io.Reader) (*pipeline.Engine, *Publisher, error) {
+		starts++
 		d, err := pipeline.New(pcfg)
 		if err != nil {
 			t.Fatal(err)
@@ -538,6 +562,9 @@ func TestDedupKilledAndResumed(t *testing.T) {
 		raw, err := LoadCheckpoint(ctx, client, cfg, 0)
 		if err != nil {
 			t.Fatal(err)
+		}
+		if starts > 1 && raw == nil {
+			t.Fatalf("the second dedup process finds no checkpoint on %s (%d entries there)", cfg.StateTopic(), srv.TopicEntries(cfg.StateTopic()))
 		}
 		if raw != nil {
 			r, err := d.ResumeEmit(raw, "the input")
@@ -577,6 +604,15 @@ func TestDedupKilledAndResumed(t *testing.T) {
 		t.Fatalf("the first dedup process: %v", err)
 	}
 	firstPub.Stop()
+	if idle {
+		// No dedup process runs: the state topic has no producer and no
+		// consumer until the broker has checked three times (a topic is
+		// deleted at most two checks after its last client left).
+		waitChecks(t, srv, 3)
+		if srv.TopicEntries(cfg.StateTopic()) == 0 {
+			t.Fatalf("the broker deleted the state topic with its checkpoints (%d topics deleted)", srv.Stats().TopicsDeleted)
+		}
+	}
 	// The second reads the whole input again from the checkpoint's
 	// position.
 	d, pub, err := dedup(ctx, strings.NewReader(input))

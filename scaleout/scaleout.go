@@ -11,7 +11,11 @@
 // its slots when it starts; a dedup process stores a checkpoint on the state
 // topic before each watermark and resumes from it, and a dedup process can
 // join a running one (-scaleout.joins, -scaleout.resume-from). Every case
-// gives exactly the single process's rows (SCALEOUT.md).
+// gives exactly the single process's rows (SCALEOUT.md). The durable
+// subscription StateSubscription keeps the state topic and each process's
+// latest checkpoint while no dedup process runs, which a broker that
+// deletes inactive topics (its default) would otherwise take within a
+// minute or two (state.go).
 //
 // # Metrics
 //
@@ -102,8 +106,8 @@ func (c Config) Validate() error {
 }
 
 // StateTopic is where dedup processes keep their checkpoints: the internal
-// topic's name with "-state" (keyed by dedup process; a compacted topic
-// keeps the last of each).
+// topic's name with "-state" (keyed by dedup process; the durable
+// subscription StateSubscription keeps the latest of each: state.go).
 func (c Config) StateTopic() string { return c.Topic + "-state" }
 
 // maxCachedCells bounds the per-cell caches of slots (~100 bytes a cell);

@@ -168,7 +168,13 @@ func TestParseRangesAndValidate(t *testing.T) {
 // closed when the test ends.
 func startBroker(t *testing.T) (*pulsartest.Server, pulsar.Client) {
 	t.Helper()
-	srv, err := pulsartest.Start(pulsartest.Config{})
+	return startBrokerWith(t, pulsartest.Config{})
+}
+
+// startBrokerWith is startBroker with the double's configuration cfg.
+func startBrokerWith(t *testing.T, cfg pulsartest.Config) (*pulsartest.Server, pulsar.Client) {
+	t.Helper()
+	srv, err := pulsartest.Start(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -24,7 +24,9 @@ const PulsarSpecHelp = `pulsar://HOST:6650/persistent://TENANT/NS/TOPIC?subscrip
   initial=P            where a NEW subscription starts: earliest (default) or latest
   until=end            end once every message that existed at start is read (a replay that
                        behaves like a file; a run that does not resume reads from the first)
-  dead-letter=TOPIC    publish every rejected line there (properties reason, line)
+  dead-letter=TOPIC    publish every rejected line there (properties reason, line); the
+                       durable subscription demandpipe-dead-letters, made at start, keeps
+                       them until read (a broker deletes a topic nobody subscribes to)
   receiver-queue=N     messages prefetched per partition (default 1000, 1..1000000)
   merge-wait=D         partitions are merged in event-time order (a message's event time, else
                        its publish time); a live stream holds a message up to this long for a
@@ -65,7 +67,9 @@ type PulsarConfig struct {
 	// UntilEnd: the stream ends once every message that existed when the
 	// first Read ran has been read (GET_LAST_MESSAGE_ID per partition).
 	UntilEnd bool
-	// DeadLetter: if set, the topic every rejected line is published to.
+	// DeadLetter: if set, the topic every rejected line is published to;
+	// the source subscribes DeadLetterSubscription to it when it starts,
+	// so that the dead letters are kept until read.
 	DeadLetter string
 	// ReceiverQueue: messages the client prefetches per partition. Default
 	// 1000, the client's: at ~150 bytes an event, 150 KB a partition.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -20,6 +21,7 @@ import (
 // rejected message must never be acknowledged without its copy stored).
 type deadLetter struct {
 	prod    pulsar.Producer
+	keep    pulsar.Consumer // on DeadLetterSubscription, nil if another consumer holds it
 	topic   string
 	timeout time.Duration
 	stats   *pulsarStats
@@ -30,15 +32,62 @@ type deadLetter struct {
 	err error
 }
 
+// DeadLetterSubscription is the durable subscription the source makes on
+// its dead-letter topic when it starts, so that the dead letters are kept
+// until someone reads them: whoever handles them consumes this
+// subscription (and acknowledges what it has dealt with).
+//
+// Without it a dead-letter topic has a producer only while a run goes,
+// and no subscription: a Pulsar broker deletes such a topic, with its
+// messages, a minute or two after the run ends
+// (brokerDeleteInactiveTopicsEnabled=true, every 60 s,
+// delete_when_no_subscriptions: PersistentTopic.checkGC), and with the
+// default retention (0) it keeps nothing a subscription does not hold
+// even before that. An unacknowledged message on a durable subscription
+// is kept whatever the retention, and the subscription keeps the topic.
+const DeadLetterSubscription = "demandpipe-dead-letters"
+
 func newDeadLetter(client pulsar.Client, cfg PulsarConfig, stats *pulsarStats) (*deadLetter, error) {
+	keep, err := keepDeadLetters(client, cfg)
+	if err != nil {
+		return nil, err
+	}
 	prod, err := client.CreateProducer(pulsar.ProducerOptions{
 		Topic:       cfg.DeadLetter,
 		SendTimeout: cfg.OperationTimeout,
 	})
 	if err != nil {
+		if keep != nil {
+			keep.Close()
+		}
 		return nil, fmt.Errorf("pulsar: dead-letter producer on %s: %w (is the topic's namespace there?)", cfg.DeadLetter, err)
 	}
-	return &deadLetter{prod: prod, topic: cfg.DeadLetter, timeout: cfg.OperationTimeout, stats: stats}, nil
+	return &deadLetter{prod: prod, keep: keep, topic: cfg.DeadLetter, timeout: cfg.OperationTimeout, stats: stats}, nil
+}
+
+// keepDeadLetters makes sure DeadLetterSubscription exists on the
+// dead-letter topic before anything is published there: it subscribes
+// (Shared, from the earliest message, so that dead letters of earlier
+// runs still on the topic are kept too). The consumer, which never
+// receives, stays until the source closes (closing it at once races the
+// client's start of the consumer, which logs errors); the subscription
+// stays after it. A subscription busy with a consumer of another type
+// (someone reading the dead letters) exists already: then nil, no error.
+func keepDeadLetters(client pulsar.Client, cfg PulsarConfig) (pulsar.Consumer, error) {
+	c, err := client.Subscribe(pulsar.ConsumerOptions{
+		Topic:                       cfg.DeadLetter,
+		SubscriptionName:            DeadLetterSubscription,
+		Type:                        pulsar.Shared,
+		SubscriptionInitialPosition: pulsar.SubscriptionPositionEarliest,
+		ReceiverQueueSize:           1,
+	})
+	if err != nil {
+		if strings.Contains(err.Error(), "ConsumerBusy") {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("pulsar: the subscription %s that keeps the dead letters on %s: %w (is the topic's namespace there?)", DeadLetterSubscription, cfg.DeadLetter, err)
+	}
+	return c, nil
 }
 
 func (d *deadLetter) failed() error {
@@ -117,5 +166,8 @@ func (d *deadLetter) flush() error {
 func (d *deadLetter) close() error {
 	err := d.flush()
 	d.prod.Close()
+	if d.keep != nil {
+		d.keep.Close() // the subscription stays
+	}
 	return err
 }

@@ -587,6 +587,62 @@ func TestPulsarDeadLetter(t *testing.T) {
 	}
 }
 
+// TestPulsarDeadLettersOutliveTheRun (issue 22 P2): dead letters stay on
+// their topic after the run ends, through a broker that deletes inactive
+// topics (every 200 ms here; a broker's default is every 60 s) and checks
+// three times: the source made DeadLetterSubscription when it started,
+// and that durable subscription keeps the topic and its messages until
+// someone reads them. (Without it the topic, which then has no client and
+// no subscription, went with the dead letters.)
+func TestPulsarDeadLettersOutliveTheRun(t *testing.T) {
+	const every = 200 * time.Millisecond
+	s, err := pulsartest.Start(pulsartest.Config{DeleteInactiveTopicsFrequency: every})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	topic := testTopic(t)
+	dlq := topic + "-dlq"
+	publish(t, s, topic, []string{`{"ok":1}`}, nil)
+	p, err := OpenPulsar(s.URL() + "/" + topic + "?subscription=sub&dead-letter=" + dlq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := p.RejectsWriter(nil)
+	if _, err := w.Write([]byte(`{"line":3,"reason":"bad_json","text":"{nope"}` + "\n" + `{"line":9,"reason":"no_ts","text":"{\"a\":1}"}` + "\n")); err != nil {
+		t.Fatal(err)
+	}
+	_, ends := readLines(t, p, 1)
+	p.Ack(ends[0])
+	if got := p.stats.deadLettered.Load(); got != 2 {
+		t.Fatalf("%d dead-lettered after Ack, want 2", got)
+	}
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// The run is over: nobody produces to or consumes from the dead-letter
+	// topic while the broker checks three times (a topic is deleted at
+	// most two checks after its last client left).
+	want := s.Stats().InactiveTopicChecks + 3
+	for deadline := time.Now().Add(30 * every); s.Stats().InactiveTopicChecks < want; time.Sleep(every / 4) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the broker did not check for inactive topics 3 times in %v", 30*every)
+		}
+	}
+	if s.TopicEntries(dlq) == 0 {
+		t.Fatalf("the dead-letter topic is empty after the broker's checks (%d topics deleted)", s.Stats().TopicsDeleted)
+	}
+	if st, ok := s.Subscription(dlq, DeadLetterSubscription); !ok || st.Backlog != int64(s.TopicEntries(dlq)) {
+		t.Fatalf("subscription %s: %+v (exists %v), want every entry in its backlog", DeadLetterSubscription, st, ok)
+	}
+	wants := []string{"{nope", `{"a":1}`}
+	for i, m := range topicread.Read(t, s.URL(), dlq, len(wants), 5*time.Second, true) {
+		if string(m.Payload()) != wants[i] {
+			t.Fatalf("dead letter %d: %q, want %q", i, m.Payload(), wants[i])
+		}
+	}
+}
+
 // TestPulsarDeadLetterFailureFailsTheRun: when the dead-letter topic
 // cannot be written, Ack acknowledges nothing and Read reports the error.
 func TestPulsarDeadLetterFailureFailsTheRun(t *testing.T) {

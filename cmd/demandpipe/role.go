@@ -328,4 +328,3 @@ func minuteText(m, minutes int64) string {
 	}
 	return encode.MinuteStart(m).Format(time.RFC3339)
 }
-

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"slices"
+	"time"
 )
 
 // Config configures a Server. The zero value is usable: every field has a
@@ -62,6 +63,45 @@ type Config struct {
 	// challenges. Default none: any method and data are accepted.
 	Tokens []string
 
+	// Inactive topics are deleted, with their messages, as a Pulsar broker
+	// does by default (conf/broker.conf: brokerDeleteInactiveTopicsEnabled=
+	// true, brokerDeleteInactiveTopicsFrequencySeconds=60,
+	// brokerDeleteInactiveTopicsMode=delete_when_no_subscriptions,
+	// brokerDeleteInactiveTopicsMaxInactiveDurationSeconds unset, which
+	// means the frequency). Every DeleteInactiveTopicsFrequency the double
+	// runs the broker's check (BrokerService.checkGC, then
+	// PersistentTopic.checkGC and isActive for each topic): a topic with
+	// a producer or a consumer connected, or (delete_when_no_subscriptions)
+	// a subscription, or (delete_when_subscriptions_caught_up) a
+	// subscription with a backlog, is active; one that has been inactive
+	// for DeleteInactiveTopicsMaxInactive is deleted with its messages and
+	// its subscriptions, and created again, empty, on its next use. A
+	// reader's subscription is non-durable and goes with its consumer, so
+	// only a durable subscription keeps an idle topic (inactive.go).
+
+	// DeleteInactiveTopicsDisabled keeps every topic for ever
+	// (brokerDeleteInactiveTopicsEnabled=false). Default false: inactive
+	// topics are deleted.
+	DeleteInactiveTopicsDisabled bool
+
+	// DeleteInactiveTopicsFrequency is how often the check runs
+	// (brokerDeleteInactiveTopicsFrequencySeconds). Default 60 s, the
+	// broker's. Range 1 ms .. 24 h; tests shorten it to see a deletion.
+	DeleteInactiveTopicsFrequency time.Duration
+
+	// DeleteInactiveTopicsMaxInactive is how long a topic must have been
+	// inactive to be deleted
+	// (brokerDeleteInactiveTopicsMaxInactiveDurationSeconds). Default:
+	// DeleteInactiveTopicsFrequency, as in the broker. Range 1 ms .. 24 h.
+	DeleteInactiveTopicsMaxInactive time.Duration
+
+	// DeleteInactiveTopicsMode is brokerDeleteInactiveTopicsMode:
+	// "delete_when_no_subscriptions" (default, the broker's: any
+	// subscription keeps a topic) or "delete_when_subscriptions_caught_up"
+	// (only a subscription with unacknowledged messages does; the
+	// subscriptions are deleted with the topic).
+	DeleteInactiveTopicsMode string
+
 	// Logf, if set, receives one line per connection event and protocol
 	// error. Default: silent.
 	Logf func(format string, args ...any)
@@ -75,6 +115,17 @@ const (
 	defaultMaxMessageSize = 5 << 20
 	defaultProtocol       = 20
 	defaultMaxReplay      = 10000
+
+	// defaultInactiveFrequency is brokerDeleteInactiveTopicsFrequencySeconds=60
+	// in conf/broker.conf.
+	defaultInactiveFrequency = 60 * time.Second
+)
+
+// The values of Config.DeleteInactiveTopicsMode, those of the broker's
+// brokerDeleteInactiveTopicsMode (InactiveTopicDeleteMode).
+const (
+	DeleteWhenNoSubscriptions = "delete_when_no_subscriptions"
+	DeleteWhenCaughtUp        = "delete_when_subscriptions_caught_up"
 )
 
 func (c *Config) setDefaults() {
@@ -92,6 +143,17 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxReplay == 0 {
 		c.MaxReplay = defaultMaxReplay
+	}
+	if c.DeleteInactiveTopicsFrequency == 0 {
+		c.DeleteInactiveTopicsFrequency = defaultInactiveFrequency
+	}
+	if c.DeleteInactiveTopicsMaxInactive == 0 {
+		// ServiceConfiguration: the max inactive duration, when not set,
+		// is the frequency.
+		c.DeleteInactiveTopicsMaxInactive = c.DeleteInactiveTopicsFrequency
+	}
+	if c.DeleteInactiveTopicsMode == "" {
+		c.DeleteInactiveTopicsMode = DeleteWhenNoSubscriptions
 	}
 }
 
@@ -116,6 +178,19 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxReplay < 0 || c.MaxReplay > 1<<24 {
 		return fmt.Errorf("pulsartest: Config.MaxReplay %d out of range [1, 16777216]", c.MaxReplay)
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"DeleteInactiveTopicsFrequency", c.DeleteInactiveTopicsFrequency}, {"DeleteInactiveTopicsMaxInactive", c.DeleteInactiveTopicsMaxInactive}} {
+		if d.v != 0 && (d.v < time.Millisecond || d.v > 24*time.Hour) {
+			return fmt.Errorf("pulsartest: Config.%s %v out of range [1ms, 24h]", d.name, d.v)
+		}
+	}
+	switch c.DeleteInactiveTopicsMode {
+	case "", DeleteWhenNoSubscriptions, DeleteWhenCaughtUp:
+	default:
+		return fmt.Errorf("pulsartest: Config.DeleteInactiveTopicsMode %q: want %s or %s", c.DeleteInactiveTopicsMode, DeleteWhenNoSubscriptions, DeleteWhenCaughtUp)
 	}
 	if c.TLS != nil && len(c.TLS.Certificates) == 0 && c.TLS.GetCertificate == nil && c.TLS.GetConfigForClient == nil {
 		return fmt.Errorf("pulsartest: Config.TLS has no certificate (set Certificates)")

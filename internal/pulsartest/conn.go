@@ -106,7 +106,10 @@ func (c *conn) shutdownLocked() {
 	}
 	c.closed = true
 	delete(c.s.conns, c)
-	clear(c.producers)
+	for id, p := range c.producers {
+		delete(c.producers, id)
+		p.t.removeProducer()
+	}
 	for id, cons := range c.consumers {
 		delete(c.consumers, id)
 		cons.sub.removeConsumer(cons, true)
@@ -219,7 +222,10 @@ func (c *conn) handle(f frame) error {
 		if err != nil {
 			return err
 		}
-		delete(c.producers, req.id)
+		if p := c.producers[req.id]; p != nil {
+			delete(c.producers, req.id)
+			p.t.removeProducer()
+		}
 		c.sendCmd(encSuccess(req.requestID))
 	case cmdSubscribe:
 		return c.handleSubscribe(body)
@@ -281,6 +287,7 @@ func (c *conn) handle(f frame) error {
 		delete(c.consumers, req.id)
 		cons.sub.removeConsumer(cons, false)
 		delete(cons.sub.t.subs, cons.sub.name)
+		cons.sub.t.lastActive = time.Now() // as PersistentTopic.unsubscribe does
 		c.sendCmd(encSuccess(req.requestID))
 	case cmdGetLastMessageID:
 		req, err := decodeConsumerReq(body)
@@ -331,7 +338,12 @@ func (c *conn) handleProducer(body []byte) error {
 		s.nextName++
 		pname = fmt.Sprintf("pulsartest-%d", s.nextName)
 	}
-	c.producers[cmd.producerID] = &producer{id: cmd.producerID, name: pname, t: s.topicLocked(name)}
+	if old := c.producers[cmd.producerID]; old != nil { // the same producer again: replaced
+		old.t.removeProducer()
+	}
+	t := s.topicLocked(name)
+	t.producers++
+	c.producers[cmd.producerID] = &producer{id: cmd.producerID, name: pname, t: t}
 	c.sendCmd(encProducerSuccess(cmd.requestID, pname))
 	return nil
 }

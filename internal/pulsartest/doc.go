@@ -6,10 +6,11 @@
 // run against this.
 //
 // It is a TEST DOUBLE, NOT A BROKER FOR PRODUCTION: messages live in memory
-// only and are lost when the process exits; nothing is ever trimmed, so
-// memory grows with every message sent (StoredBytes reports it);
-// authentication is a byte comparison of tokens (no JWT is verified) and
-// there is no authorization, replication, retention or admin REST API.
+// only and are lost when the process exits; acknowledged messages are never
+// trimmed, so memory grows with every message sent until a topic is
+// deleted (StoredBytes reports it); authentication is a byte comparison of
+// tokens (no JWT is verified) and there is no authorization, replication,
+// retention or admin REST API.
 //
 // # Use from Go
 //
@@ -25,6 +26,11 @@
 //	    -partitions orders=3 -control 127.0.0.1:8089
 //	curl -XPOST 'http://127.0.0.1:8089/stall?for=2s'   # fault injection
 //	curl http://127.0.0.1:8089/stats
+//
+// Like a broker with its default configuration, the double deletes a topic
+// nobody uses (below): publish to a topic and consume it minutes later
+// only with a subscription made first, or with
+// -delete-inactive-topics=false.
 //
 // With TLS and token authentication (a client then needs pulsar+ssl://, a
 // trust store holding the certificate's CA, and the token):
@@ -83,6 +89,21 @@
 //     from 0) kept in memory for replay and seek; per subscription a cursor
 //     (mark-delete position + individually acked entries) that survives
 //     consumer reconnects, connection drops and Restart.
+//   - Inactive topic deletion with the broker's defaults
+//     (brokerDeleteInactiveTopicsEnabled=true, checked every
+//     brokerDeleteInactiveTopicsFrequencySeconds=60, mode
+//     delete_when_no_subscriptions, max inactive duration = the frequency;
+//     Config.DeleteInactiveTopics*, pulsartestd -delete-inactive-topics*):
+//     a topic with no producer, no consumer and (in that mode) no
+//     subscription for the inactive duration is deleted with its messages
+//     and created again, empty, with a new ledger, on its next use, as
+//     PersistentTopic.checkGC does. Durable subscriptions persist without
+//     consumers and keep their topic; non-durable ones (readers) vanish
+//     with their consumer and keep nothing. A partitioned topic loses its
+//     partitions one by one and keeps its partition count
+//     (brokerDeleteInactivePartitionedTopicMetadataEnabled=false).
+//     delete_when_subscriptions_caught_up is supported too. Stats counts
+//     the checks and the topics deleted (inactive.go).
 //   - Fault injection: DropConnections, DisconnectConsumer, StallDispatch,
 //     Stop/Start/Restart on the same address keeping messages and cursors;
 //     over HTTP via ControlHandler (pulsartestd -control).
@@ -96,6 +117,14 @@
 //     unacked, sent only with EnableBatchIndexAcknowledgment) is ignored: the
 //     entry stays unacked until acked whole, so its messages may be
 //     redelivered; the client's default whole-batch acks are exact.
+//   - No retention policy and no ledger trimming: a topic keeps every
+//     message, acknowledged or not, until it is deleted for inactivity (a
+//     broker with the default retention of 0 drops acknowledged messages,
+//     and those of a topic without a subscription, when a ledger rolls
+//     over). Inactive topic deletion checks every topic (a broker, only
+//     those it has loaded), restarts every topic's inactivity clock on a
+//     Start after Stop, and deletes nothing while stopped; namespace and
+//     topic policies that override it do not exist.
 //   - Key_Shared does not hold back keys for newly joined consumers
 //     (Pulsar's ordering guarantee across consumer changes); per-key order
 //     holds while the consumer set is stable.

@@ -35,6 +35,12 @@ type Server struct {
 	stats       Stats
 
 	wg sync.WaitGroup // accept loops and connection goroutines
+
+	// The inactivity monitor (inactive.go), nil channels when
+	// Config.DeleteInactiveTopicsDisabled.
+	monitorStop chan struct{}
+	monitorDone chan struct{}
+	monitorOnce sync.Once
 }
 
 // ErrClosed is returned by operations on a closed Server.
@@ -64,6 +70,10 @@ func Start(cfg Config) (*Server, error) {
 	}
 	if err := s.listen(); err != nil {
 		return nil, err
+	}
+	if !cfg.DeleteInactiveTopicsDisabled {
+		s.monitorStop, s.monitorDone = make(chan struct{}), make(chan struct{})
+		go s.inactivityMonitor()
 	}
 	return s, nil
 }
@@ -95,6 +105,7 @@ func (s *Server) listen() error {
 		s.advertised = net.JoinHostPort(host, port)
 	}
 	s.running = true
+	s.restartInactivityLocked()
 	s.wg.Add(1)
 	go s.acceptLoop(ln)
 	return nil
@@ -172,6 +183,10 @@ func (s *Server) Close() error {
 		s.stallTimer = nil
 	}
 	s.mu.Unlock()
+	if s.monitorStop != nil {
+		s.monitorOnce.Do(func() { close(s.monitorStop) })
+		<-s.monitorDone
+	}
 	return nil
 }
 

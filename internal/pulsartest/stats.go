@@ -32,6 +32,12 @@ type Stats struct {
 	// (Config.TLS): a client without TLS, or one that does not trust the
 	// certificate.
 	TLSFailures int64
+	// InactiveTopicChecks counts runs of the inactive topic check (one
+	// every Config.DeleteInactiveTopicsFrequency while the server runs).
+	InactiveTopicChecks int64
+	// TopicsDeleted counts topics (partitions of a partitioned topic one
+	// by one) deleted with their messages for being inactive.
+	TopicsDeleted int64
 }
 
 // Stats returns a snapshot of the counters.

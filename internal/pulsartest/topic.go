@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/demandpipe/demandpipe/internal/murmur3"
 )
@@ -14,17 +15,21 @@ import (
 // topic is a non-partitioned topic (or one partition): an in-memory ledger
 // of entries and its subscriptions. Each topic has one ledger for its whole
 // life, so a position is just the entry id; message ids carry the ledger id
-// so that ids from other topics can be told apart. Entries are never
-// trimmed: the double keeps every message until Close, which is what makes
-// replay and seek work (and what bounds its use to tests).
+// so that ids from other topics can be told apart (a topic deleted for
+// inactivity and created again gets a new ledger). Entries are never
+// trimmed: the double keeps every message until Close or the topic's
+// deletion (inactive.go), which is what makes replay and seek work (and
+// what bounds its use to tests).
 type topic struct {
-	srv       *Server
-	name      string
-	ledger    int64
-	partition int // index if the topic is a partition, else -1
-	entries   []*entry
-	subs      map[string]*subscription
-	bytes     int64
+	srv        *Server
+	name       string
+	ledger     int64
+	partition  int // index if the topic is a partition, else -1
+	entries    []*entry
+	subs       map[string]*subscription
+	bytes      int64
+	producers  int       // connected producers (the broker's usage count counts them and the consumers)
+	lastActive time.Time // AbstractTopic.lastActive: see inactive.go
 }
 
 // entry is one stored SEND: a single message or a whole batch, kept as the
@@ -157,7 +162,7 @@ func PartitionName(topic string, i int) string {
 func (s *Server) topicLocked(name string) *topic {
 	t := s.topics[name]
 	if t == nil {
-		t = &topic{srv: s, name: name, ledger: s.nextLedger, partition: -1, subs: make(map[string]*subscription)}
+		t = &topic{srv: s, name: name, ledger: s.nextLedger, partition: -1, subs: make(map[string]*subscription), lastActive: time.Now()}
 		s.nextLedger++
 		if i := strings.LastIndex(name, partitionSuffix); i >= 0 {
 			if n, err := strconv.Atoi(name[i+len(partitionSuffix):]); err == nil && n >= 0 {

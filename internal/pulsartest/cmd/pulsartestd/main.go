@@ -8,6 +8,12 @@
 //	go run ./internal/pulsartest/cmd/pulsartestd -addr 127.0.0.1:6650 \
 //	    -partitions orders=3 -partitions events=2 -control 127.0.0.1:8089
 //
+// As a broker with its default configuration, it deletes a topic, with
+// its messages, once the topic has had no producer, no consumer and no
+// subscription for a minute or two (-delete-inactive-topics=false keeps
+// every topic; -delete-inactive-topics-frequency and -max-inactive change
+// the timing).
+//
 // With TLS (clients use pulsar+ssl://) and a token:
 //
 //	go run ./internal/pulsartest/cmd/pulsartestd -addr 127.0.0.1:6651 \
@@ -28,6 +34,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/demandpipe/demandpipe/internal/pulsartest"
 )
@@ -94,27 +101,59 @@ func tlsConfig(certFile, keyFile string) (*tls.Config, error) {
 	return &tls.Config{Certificates: []tls.Certificate{cert}}, nil
 }
 
-func main() {
+// settings are what the flags ask for: the double's configuration and
+// the process's own options.
+type settings struct {
+	cfg     pulsartest.Config
+	control string
+	verbose bool
+}
+
+// parseFlags reads the command line (without the program name).
+func parseFlags(args []string) (settings, error) {
+	fs := flag.NewFlagSet("pulsartestd", flag.ContinueOnError)
 	parts := partitionsFlag{}
 	var tokens tokensFlag
-	addr := flag.String("addr", "127.0.0.1:6650", "TCP address for the Pulsar binary protocol")
-	advertised := flag.String("advertised", "", "host:port returned in LOOKUP answers (default: the listen address)")
-	maxMsg := flag.Int("max-message-size", 5<<20, "maximum message size announced to clients, bytes")
-	control := flag.String("control", "", "if set, HTTP address for fault injection and stats (POST /drop, /stall?for=1s, /restart, /disconnect?topic=&sub=, GET /stats)")
-	verbose := flag.Bool("v", false, "log connections and protocol errors")
-	tlsCert := flag.String("tls-cert", "", "PEM certificate (chain) file: serve TLS (clients use pulsar+ssl://); needs -tls-key")
-	tlsKey := flag.String("tls-key", "", "PEM private key file for -tls-cert")
-	flag.Var(parts, "partitions", "partitioned topic as name=N (repeatable)")
-	flag.Var(&tokens, "token", "accept this token (auth method \"token\"; repeatable); with any -token or -token-file, CONNECTs without an accepted token are refused")
-	flag.Var(tokenFilesFlag{&tokens}, "token-file", "accept the token held in this file (repeatable)")
-	flag.Parse()
-
+	addr := fs.String("addr", "127.0.0.1:6650", "TCP address for the Pulsar binary protocol")
+	advertised := fs.String("advertised", "", "host:port returned in LOOKUP answers (default: the listen address)")
+	maxMsg := fs.Int("max-message-size", 5<<20, "maximum message size announced to clients, bytes")
+	control := fs.String("control", "", "if set, HTTP address for fault injection and stats (POST /drop, /stall?for=1s, /restart, /disconnect?topic=&sub=, GET /stats)")
+	verbose := fs.Bool("v", false, "log connections, protocol errors and topics deleted for inactivity")
+	tlsCert := fs.String("tls-cert", "", "PEM certificate (chain) file: serve TLS (clients use pulsar+ssl://); needs -tls-key")
+	tlsKey := fs.String("tls-key", "", "PEM private key file for -tls-cert")
+	deleteInactive := fs.Bool("delete-inactive-topics", true, "delete a topic, with its messages, once it has had no producer, no consumer and no subscription for -delete-inactive-topics-max-inactive, as a broker does by default (brokerDeleteInactiveTopicsEnabled)")
+	inactiveEvery := fs.Duration("delete-inactive-topics-frequency", time.Minute, "how often inactive topics are looked for (brokerDeleteInactiveTopicsFrequencySeconds)")
+	inactiveFor := fs.Duration("delete-inactive-topics-max-inactive", 0, "how long a topic must be inactive to be deleted (brokerDeleteInactiveTopicsMaxInactiveDurationSeconds; default: the frequency)")
+	inactiveMode := fs.String("delete-inactive-topics-mode", pulsartest.DeleteWhenNoSubscriptions, "brokerDeleteInactiveTopicsMode: "+pulsartest.DeleteWhenNoSubscriptions+" (any subscription keeps a topic) or "+pulsartest.DeleteWhenCaughtUp+" (only one with a backlog does)")
+	fs.Var(parts, "partitions", "partitioned topic as name=N (repeatable)")
+	fs.Var(&tokens, "token", "accept this token (auth method \"token\"; repeatable); with any -token or -token-file, CONNECTs without an accepted token are refused")
+	fs.Var(tokenFilesFlag{&tokens}, "token-file", "accept the token held in this file (repeatable)")
+	if err := fs.Parse(args); err != nil {
+		return settings{}, err
+	}
 	tc, err := tlsConfig(*tlsCert, *tlsKey)
+	if err != nil {
+		return settings{}, err
+	}
+	cfg := pulsartest.Config{Addr: *addr, AdvertisedAddr: *advertised, MaxMessageSize: *maxMsg, Partitions: parts, TLS: tc, Tokens: tokens,
+		DeleteInactiveTopicsDisabled: !*deleteInactive, DeleteInactiveTopicsFrequency: *inactiveEvery,
+		DeleteInactiveTopicsMaxInactive: *inactiveFor, DeleteInactiveTopicsMode: *inactiveMode}
+	if err := cfg.Validate(); err != nil {
+		return settings{}, err
+	}
+	return settings{cfg: cfg, control: *control, verbose: *verbose}, nil
+}
+
+func main() {
+	st, err := parseFlags(os.Args[1:])
+	if errors.Is(err, flag.ErrHelp) {
+		os.Exit(0)
+	}
 	if err != nil {
 		log.Fatal(err)
 	}
-	cfg := pulsartest.Config{Addr: *addr, AdvertisedAddr: *advertised, MaxMessageSize: *maxMsg, Partitions: parts, TLS: tc, Tokens: tokens}
-	if *verbose {
+	cfg := st.cfg
+	if st.verbose {
 		cfg.Logf = log.Printf
 	}
 	srv, err := pulsartest.Start(cfg)
@@ -122,14 +161,22 @@ func main() {
 		log.Fatal(err)
 	}
 	auth := "no authentication"
-	if len(tokens) > 0 {
-		auth = fmt.Sprintf("token authentication (%d accepted)", len(tokens))
+	if len(cfg.Tokens) > 0 {
+		auth = fmt.Sprintf("token authentication (%d accepted)", len(cfg.Tokens))
 	}
-	log.Printf("pulsartestd (test double, in-memory only) serving %s, %s", srv.URL(), auth)
+	inactive := "inactive topics kept"
+	if !cfg.DeleteInactiveTopicsDisabled {
+		every := cfg.DeleteInactiveTopicsFrequency
+		if every == 0 {
+			every = time.Minute
+		}
+		inactive = "inactive topics deleted (checked every " + every.String() + ")"
+	}
+	log.Printf("pulsartestd (test double, in-memory only) serving %s, %s, %s", srv.URL(), auth, inactive)
 
 	var hs *http.Server
-	if *control != "" {
-		ln, err := net.Listen("tcp", *control)
+	if st.control != "" {
+		ln, err := net.Listen("tcp", st.control)
 		if err != nil {
 			log.Fatal(err)
 		}

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/demandpipe/demandpipe/internal/pulsartest"
 )
@@ -77,6 +78,40 @@ func TestTLSConfig(t *testing.T) {
 	for _, pair := range [][2]string{{certFile, ""}, {"", keyFile}, {keyFile, certFile}} {
 		if _, err := tlsConfig(pair[0], pair[1]); err == nil {
 			t.Errorf("tlsConfig(%q, %q) accepted", pair[0], pair[1])
+		}
+	}
+}
+
+// TestInactiveTopicFlags: the -delete-inactive-topics flags reach the
+// double's Config, their defaults leave the double's (the broker's)
+// defaults in place, and out-of-range values are refused.
+func TestInactiveTopicFlags(t *testing.T) {
+	st, err := parseFlags(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := st.cfg
+	if c.DeleteInactiveTopicsDisabled || c.DeleteInactiveTopicsFrequency != time.Minute || c.DeleteInactiveTopicsMaxInactive != 0 ||
+		c.DeleteInactiveTopicsMode != pulsartest.DeleteWhenNoSubscriptions {
+		t.Errorf("defaults: %+v", c)
+	}
+	st, err = parseFlags([]string{"-delete-inactive-topics=false", "-delete-inactive-topics-frequency=200ms",
+		"-delete-inactive-topics-max-inactive=1s", "-delete-inactive-topics-mode=" + pulsartest.DeleteWhenCaughtUp, "-partitions", "orders=3"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c = st.cfg
+	if !c.DeleteInactiveTopicsDisabled || c.DeleteInactiveTopicsFrequency != 200*time.Millisecond || c.DeleteInactiveTopicsMaxInactive != time.Second ||
+		c.DeleteInactiveTopicsMode != pulsartest.DeleteWhenCaughtUp || c.Partitions["orders"] != 3 {
+		t.Errorf("set: %+v", c)
+	}
+	for _, bad := range [][]string{
+		{"-delete-inactive-topics-mode=never"},
+		{"-delete-inactive-topics-frequency=-1s"},
+		{"-delete-inactive-topics-max-inactive=48h"},
+	} {
+		if _, err := parseFlags(bad); err == nil {
+			t.Errorf("%q accepted", bad)
 		}
 	}
 }
