@@ -45,7 +45,11 @@ const (
 type Result struct {
 	Point
 	// RowsPerSec are rows acknowledged by the store per second;
-	// EventsPerSec raw events the engine consumed per second.
+	// EventsPerSec raw events the engine consumed per second, or, when it
+	// had read its whole input before the span (the sink is the slower:
+	// a replay is read ahead, and the table said 0 events/s), the events
+	// that rate of rows stands for at the run's events per row
+	// (eventsRate).
 	RowsPerSec, EventsPerSec float64
 	// P99Write is the upper bound of the write-latency histogram bucket
 	// that holds the 99th percentile of write attempts (the sink queue's
@@ -198,7 +202,7 @@ loop:
 		res.Measured = d
 		res.Rows = to.rows - from.rows
 		res.RowsPerSec = float64(res.Rows) / s
-		res.EventsPerSec = float64(to.lines-from.lines) / s
+		res.EventsPerSec = eventsRate(from, to, end, res.RowsPerSec, s)
 		res.Failures = to.failures - from.failures
 		h := histDelta(from.hist, to.hist)
 		res.Writes = int64(h.Count)
@@ -295,3 +299,14 @@ func rss() int64 {
 	}
 	return pages * int64(os.Getpagesize())
 }
+
+// eventsRate is the events per second of the span from..to (s seconds):
+// the lines read in it, or, when none was (the whole input was read before
+// the span), rowsPerSec at the run's events per row (end: the whole run).
+func eventsRate(from, to, end mark, rowsPerSec, s float64) float64 {
+	if n := to.lines - from.lines; n > 0 || end.rows == 0 {
+		return float64(n) / s
+	}
+	return rowsPerSec * float64(end.lines) / float64(end.rows)
+}
+
