@@ -1,8 +1,6 @@
 package pipeline
 
 import (
-	"errors"
-	"io/fs"
 	"strings"
 	"testing"
 	"time"
@@ -18,13 +16,7 @@ import (
 // evening, riders paired so that some events are duplicates.
 func TestRealNYCPickups(t *testing.T) {
 	t.Parallel()
-	ps, err := gen.ReadPickupsFile("../../shared/data/uber-nyc-pickups-2014-04-02-to-30.csv.gz")
-	if errors.Is(err, fs.ErrNotExist) {
-		t.Skipf("shared NYC data not beside the repo: %v", err)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
+	ps := nycPickups(t)
 	from := time.Date(2014, 4, 4, 19, 0, 0, 0, time.UTC).UnixMilli()
 	to := from + int64(testsize.Pick(30, 60))*60_000 // a thin evening: half an hour (long: an hour)
 	out, _ := gen.AppendPickupWindow(nil, ps, from, to)

@@ -81,21 +81,7 @@ func TestOneDedupThreeAggregatesEqualSingleProcess(t *testing.T) {
 	for _, a := range aggs {
 		go func() { errs <- a.Run(ctx) }()
 	}
-	pub, err := NewPublisher(ctx, client, cfg, 0, def)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, err := pipeline.New(pcfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d.Emit = pub
-	if err := d.Run(ctx, strings.NewReader(input), nil); err != nil {
-		t.Fatal(err)
-	}
-	if err := pub.Close(); err != nil {
-		t.Fatal(err)
-	}
+	counted := runDedup(ctx, t, client, cfg, pcfg, input)
 	for range aggs {
 		if err := <-errs; err != nil {
 			t.Fatal(err)
@@ -120,7 +106,7 @@ func TestOneDedupThreeAggregatesEqualSingleProcess(t *testing.T) {
 	if len(got) != len(want) || !slices.Equal(got, want) {
 		t.Fatalf("%d rows from the aggregate processes (%d, %d, %d), %d from one process", len(got), len(outs[0].rows), len(outs[1].rows), len(outs[2].rows), len(want))
 	}
-	t.Logf("%d rows equal: %d + %d + %d from 3 aggregate processes; %d counted events", len(got), len(outs[0].rows), len(outs[1].rows), len(outs[2].rows), d.Stats.Counted.Load())
+	t.Logf("%d rows equal: %d + %d + %d from 3 aggregate processes; %d counted events", len(got), len(outs[0].rows), len(outs[1].rows), len(outs[2].rows), counted)
 }
 
 func TestParseRangesAndValidate(t *testing.T) {
@@ -245,21 +231,7 @@ func TestRangeGapIsReported(t *testing.T) {
 	for _, a := range aggs {
 		go func() { errs <- a.Run(ctx) }()
 	}
-	pub, err := NewPublisher(ctx, client, cfg, 0, def)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, err := pipeline.New(pcfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d.Emit = pub
-	if err := d.Run(ctx, strings.NewReader(string(buf)), nil); err != nil {
-		t.Fatal(err)
-	}
-	if err := pub.Close(); err != nil {
-		t.Fatal(err)
-	}
+	runDedup(ctx, t, client, cfg, pcfg, string(buf))
 	for range aggs {
 		err := <-errs
 		if !errors.Is(err, errRangeGap) || !strings.Contains(err.Error(), fmt.Sprint(gap)) {
@@ -271,4 +243,27 @@ func TestRangeGapIsReported(t *testing.T) {
 			t.Errorf("process %d: uncovered_slots = %d, want %d", i, got, len(gap))
 		}
 	}
+}
+
+// runDedup runs one dedup process (id 0) over input to its end: the engine
+// in the dedup role, its counted events and watermarks published, then the
+// end of the stream. It returns the events it counted.
+func runDedup(ctx context.Context, t *testing.T, client pulsar.Client, cfg Config, pcfg pipeline.Config, input string) int64 {
+	t.Helper()
+	pub, err := NewPublisher(ctx, client, cfg, 0, pcfg.Def)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := pipeline.New(pcfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.Emit = pub
+	if err := d.Run(ctx, strings.NewReader(input), nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := pub.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return d.Stats.Counted.Load()
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/demandpipe/demandpipe/encode"
+	"github.com/demandpipe/demandpipe/internal/corruptfile"
 )
 
 // TestCorruptStoreIsAClearError: bytes flipped in every table file of a
@@ -26,16 +27,7 @@ func TestCorruptStoreIsAClearError(t *testing.T) {
 		corruptChild(dir, os.Getenv(envCorruptReadOnly) == "true")
 	}
 	dir := t.TempDir()
-	c := testConfig(dir)
-	s := openTest(t, c)
-	names := encode.NewProducts()
-	cells := testCells(3000)
-	for i := range 4 {
-		writeMinute(t, s, names, testMinute0+int64(i), 2, cells, 500)
-	}
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
+	writeCorruptible(t, dir)
 	ssts, _ := filepath.Glob(filepath.Join(dir, "*.sst"))
 	if len(ssts) == 0 {
 		t.Fatal("no table file to corrupt: the test no longer reaches pebble's tables")
@@ -145,11 +137,20 @@ func TestCorruptReadFailsTheStore(t *testing.T) {
 
 const envCorruptReadDir = "DEMANDPIPE_CORRUPT_READ_DIR"
 
-// corruptRows writes a store of 4 minutes of 2 products x 3,000 cells at
-// dir and flips bytes in the middle of its largest table file, where the
-// row blocks are (keys sort by tag, and rows, 'r', are most of the bytes):
-// its index and footer stay whole, so it opens.
+// corruptRows writes the test store at dir and flips bytes in the middle
+// of its largest table file, where the row blocks are: its index and
+// footer stay whole, so it opens.
 func corruptRows(t testing.TB, dir string) {
+	t.Helper()
+	writeCorruptible(t, dir)
+	if err := corruptfile.LargestTable(dir); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// writeCorruptible writes a store of 4 minutes of 2 products x 3,000
+// cells at dir and closes it.
+func writeCorruptible(t testing.TB, dir string) {
 	t.Helper()
 	s := openTest(t, testConfig(dir))
 	names := encode.NewProducts()
@@ -158,26 +159,6 @@ func corruptRows(t testing.TB, dir string) {
 		writeMinute(t, s, names, testMinute0+int64(i), 2, cells, 500)
 	}
 	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	ssts, _ := filepath.Glob(filepath.Join(dir, "*.sst"))
-	largest, size := "", int64(0)
-	for _, f := range ssts {
-		if fi, err := os.Stat(f); err == nil && fi.Size() > size {
-			largest, size = f, fi.Size()
-		}
-	}
-	if largest == "" {
-		t.Fatal("no table file to corrupt: the test no longer reaches pebble's tables")
-	}
-	b, err := os.ReadFile(largest)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := len(b) * 2 / 5; i < len(b)*3/5; i += 97 {
-		b[i] ^= 0x5a
-	}
-	if err := os.WriteFile(largest, b, 0o644); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -309,4 +309,3 @@ func eventsRate(from, to, end mark, rowsPerSec, s float64) float64 {
 	}
 	return rowsPerSec * float64(end.lines) / float64(end.rows)
 }
-

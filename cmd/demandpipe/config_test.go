@@ -14,16 +14,7 @@ import (
 // TestConfigListsEveryKnob: `demandpipe config -format=json` lists every
 // flag of run once, grouped by stage with the source and the sink first.
 func TestConfigListsEveryKnob(t *testing.T) {
-	r, w, _ := os.Pipe()
-	stdout := os.Stdout
-	os.Stdout = w
-	err := configCommand([]string{"-format=json"})
-	w.Close()
-	os.Stdout = stdout
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _ := io.ReadAll(r)
+	b := captureStdout(t, func() error { return configCommand([]string{"-format=json"}) })
 	var knobs []struct{ Stage, Flag, Default, Usage string }
 	if err := json.Unmarshal(b, &knobs); err != nil {
 		t.Fatalf("%v: %s", err, b)
@@ -51,16 +42,7 @@ func TestConfigListsEveryKnob(t *testing.T) {
 // the order, and an unknown key or a bad value is refused with the file,
 // the line and a suggestion.
 func TestConfigFile(t *testing.T) {
-	r, w, _ := os.Pipe()
-	stdout := os.Stdout
-	os.Stdout = w
-	err := configCommand([]string{"-format=yaml"})
-	w.Close()
-	os.Stdout = stdout
-	if err != nil {
-		t.Fatal(err)
-	}
-	yml, _ := io.ReadAll(r)
+	yml := captureStdout(t, func() error { return configCommand([]string{"-format=yaml"}) })
 	want, got := newRunFlags(), newRunFlags()
 	if err := loadConfig(got.fs, "defaults.yaml", yml); err != nil {
 		t.Fatalf("%v\n%s", err, yml)
@@ -121,4 +103,23 @@ func TestConfigFile(t *testing.T) {
 	if err := applyConfigFile(newRunFlags().fs, []string{"-config=" + file + ".missing"}); err == nil || !strings.Contains(err.Error(), "-config: open ") {
 		t.Errorf("missing file: %v", err)
 	}
+}
+
+// captureStdout is what fn writes on os.Stdout (the test swaps it: not
+// parallel).
+func captureStdout(t *testing.T, fn func() error) []byte {
+	t.Helper()
+	r, w, _ := os.Pipe()
+	stdout := os.Stdout
+	os.Stdout = w
+	out := make(chan []byte)
+	go func() { b, _ := io.ReadAll(r); out <- b }()
+	err := fn()
+	w.Close()
+	os.Stdout = stdout
+	b := <-out
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/demandpipe/demandpipe/internal/syncbuf"
+	"github.com/demandpipe/demandpipe/internal/corruptfile"
 )
 
 // TestServeEndsOnCorruptStore is issue 22's corrupt store: `serve` of a
@@ -40,17 +40,10 @@ func TestServeEndsOnCorruptStore(t *testing.T) {
 	if err := runCommand([]string{"-source=file:" + events, "-sink=store:" + storeDir, "-serve=", "-progress=never", "-kring.rings=0,1,2", "-windows.minutes=1,2"}); err != nil {
 		t.Fatal(err)
 	}
-	corruptLargestTable(t, storeDir)
-
-	cmd := exec.Command(os.Args[0], "-test.run=^TestServeEndsOnCorruptStore$")
-	cmd.Env = append(os.Environ(), "DEMANDPIPE_SERVE_ARGS="+strings.Join([]string{"-store=" + storeDir, "-addr=127.0.0.1:0"}, "\x1f"))
-	stderr := &syncbuf.Buffer{}
-	cmd.Stderr = stderr
-	if err := cmd.Start(); err != nil {
+	if err := corruptfile.LargestTable(storeDir); err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
+	cmd, stderr, done := startChild(t, "^TestServeEndsOnCorruptStore$", "DEMANDPIPE_SERVE_ARGS="+strings.Join([]string{"-store=" + storeDir, "-addr=127.0.0.1:0"}, "\x1f"))
 	defer cmd.Process.Kill()
 	addr := ""
 	re := regexp.MustCompile(`on http://([0-9.:]+)/`)
@@ -116,32 +109,5 @@ func getJSON(t *testing.T, url string, v any) {
 	defer resp.Body.Close()
 	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
 		t.Fatalf("%s: %v", url, err)
-	}
-}
-
-// corruptLargestTable flips bytes in the middle of the store's largest
-// table file, where its row blocks are (keys sort by tag, and rows are
-// most of the bytes); the index and footer stay whole, so it opens.
-func corruptLargestTable(t *testing.T, dir string) {
-	t.Helper()
-	ssts, _ := filepath.Glob(filepath.Join(dir, "*.sst"))
-	largest, size := "", int64(0)
-	for _, f := range ssts {
-		if fi, err := os.Stat(f); err == nil && fi.Size() > size {
-			largest, size = f, fi.Size()
-		}
-	}
-	if largest == "" {
-		t.Fatal("no table file to corrupt")
-	}
-	b, err := os.ReadFile(largest)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := len(b) * 2 / 5; i < len(b)*3/5; i += 97 {
-		b[i] ^= 0x5a
-	}
-	if err := os.WriteFile(largest, b, 0o644); err != nil {
-		t.Fatal(err)
 	}
 }

@@ -130,8 +130,16 @@ var smallDef = []string{"-kring.rings=0,1,2,3,5", "-windows.minutes=1,2,4,8,16"}
 // binary, see TestKillAndResume) and returns it started, with its stderr.
 func runSubprocess(t *testing.T, args []string, env ...string) (*exec.Cmd, *syncbuf.Buffer, <-chan error) {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestKillAndResume$")
-	cmd.Env = append(append(os.Environ(), "DEMANDPIPE_RUN_ARGS="+strings.Join(args, "\x1f")), env...)
+	return startChild(t, "^TestKillAndResume$", append([]string{"DEMANDPIPE_RUN_ARGS=" + strings.Join(args, "\x1f")}, env...)...)
+}
+
+// startChild starts this test binary again running only the test named by
+// the pattern, with env added (the test's child mode reads it), its stderr
+// kept and its end on the returned channel.
+func startChild(t *testing.T, test string, env ...string) (*exec.Cmd, *syncbuf.Buffer, <-chan error) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run="+test)
+	cmd.Env = append(os.Environ(), env...)
 	stderr := &syncbuf.Buffer{}
 	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {
