@@ -108,11 +108,11 @@ func (c *conn) shutdownLocked() {
 	delete(c.s.conns, c)
 	for id, p := range c.producers {
 		delete(c.producers, id)
-		p.t.removeProducer()
+		p.t.removeProducer(p)
 	}
 	for id, cons := range c.consumers {
 		delete(c.consumers, id)
-		cons.sub.removeConsumer(cons, true)
+		cons.sub.removeConsumer(cons)
 	}
 	c.wmu.Lock()
 	c.wclosed = true
@@ -224,7 +224,7 @@ func (c *conn) handle(f frame) error {
 		}
 		if p := c.producers[req.id]; p != nil {
 			delete(c.producers, req.id)
-			p.t.removeProducer()
+			p.t.removeProducer(p)
 		}
 		c.sendCmd(encSuccess(req.requestID))
 	case cmdSubscribe:
@@ -267,7 +267,7 @@ func (c *conn) handle(f frame) error {
 		}
 		if cons := c.consumers[req.id]; cons != nil {
 			delete(c.consumers, req.id)
-			cons.sub.removeConsumer(cons, true)
+			cons.sub.removeConsumer(cons)
 		}
 		c.sendCmd(encSuccess(req.requestID))
 	case cmdUnsubscribe:
@@ -285,7 +285,7 @@ func (c *conn) handle(f frame) error {
 			return nil
 		}
 		delete(c.consumers, req.id)
-		cons.sub.removeConsumer(cons, false)
+		cons.sub.removeConsumer(cons)
 		delete(cons.sub.t.subs, cons.sub.name)
 		cons.sub.t.lastActive = time.Now() // as PersistentTopic.unsubscribe does
 		c.sendCmd(encSuccess(req.requestID))
@@ -333,17 +333,34 @@ func (c *conn) handleProducer(body []byte) error {
 	if !ok {
 		return nil
 	}
+	if old := c.producers[cmd.producerID]; old != nil {
+		// The same producer id again on this connection (a client retrying
+		// a CommandProducer whose answer it missed): the broker's
+		// ServerCnx.handleProducer answers success for the producer it
+		// already has ("Producer with id is already present on the
+		// connection") and changes nothing.
+		c.sendCmd(encProducerSuccess(cmd.requestID, old.name))
+		return nil
+	}
 	pname := cmd.producerName
 	if pname == "" {
 		s.nextName++
 		pname = fmt.Sprintf("pulsartest-%d", s.nextName)
 	}
-	if old := c.producers[cmd.producerID]; old != nil { // the same producer again: replaced
-		old.t.removeProducer()
-	}
 	t := s.topicLocked(name)
-	t.producers++
-	c.producers[cmd.producerID] = &producer{id: cmd.producerID, name: pname, t: t}
+	if t.names[pname] != nil {
+		// Producer names are unique per topic while connected: the broker
+		// refuses a second one (AbstractTopic#internalAddProducer /
+		// tryOverwriteOldProducer, ProducerBusyException, answered as
+		// ServerError ProducerBusy). The name is free again once the first
+		// producer closes or its connection drops.
+		c.sendCmd(encError(cmd.requestID, errProducerBusy,
+			fmt.Sprintf("Producer with name '%s' is already connected to topic", pname)))
+		return nil
+	}
+	p := &producer{id: cmd.producerID, name: pname, t: t}
+	t.addProducer(p)
+	c.producers[cmd.producerID] = p
 	c.sendCmd(encProducerSuccess(cmd.requestID, pname))
 	return nil
 }
@@ -393,7 +410,7 @@ func (c *conn) handleSubscribe(body []byte) error {
 		// A re-subscribe on the same connection (after CLOSE_CONSUMER from
 		// the broker) replaces the old registration.
 		delete(c.consumers, cmd.consumerID)
-		old.sub.removeConsumer(old, true)
+		old.sub.removeConsumer(old)
 	}
 	t := s.topicLocked(name)
 	sub := t.subs[cmd.subscription]
@@ -454,7 +471,7 @@ func (c *conn) handleSeek(body []byte) error {
 	// re-sends FLOW) from the new position with an empty receiver queue.
 	consumers := append([]*consumer(nil), sub.consumers...)
 	for _, cc := range consumers {
-		sub.removeConsumer(cc, false)
+		sub.removeConsumer(cc)
 	}
 	sub.resetTo(pos)
 	c.sendCmd(encSuccess(cmd.requestID))

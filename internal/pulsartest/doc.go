@@ -60,7 +60,16 @@
 //     Partitioned topics are created with CreatePartitionedTopic (or
 //     Config.Partitions, or -partitions); partition i of "t" is
 //     "t-partition-i". Non-partitioned topics are created on first use.
-//   - PRODUCER/PRODUCER_SUCCESS, SEND/SEND_RECEIPT/SEND_ERROR. Batches and
+//   - PRODUCER/PRODUCER_SUCCESS, SEND/SEND_RECEIPT/SEND_ERROR. Producer
+//     names are unique per topic while connected: a second producer with
+//     a connected producer's name, from any connection, gets ERROR
+//     ProducerBusy ("Producer with name '…' is already connected to
+//     topic"), as from the broker's AbstractTopic#internalAddProducer; the
+//     name is free again once that producer closes or its connection
+//     drops. A repeated PRODUCER for a producer id the connection already
+//     has is answered with success for that producer, changing nothing
+//     (ServerCnx.handleProducer). Producers without a name get a unique
+//     one. Batches and
 //     compression are the client's business: an entry is stored as sent
 //     (metadata + payload) and passed through to consumers; the broker reads
 //     num_messages_in_batch to count messages and charge permits.
@@ -78,7 +87,12 @@
 //     Initial position Latest or Earliest; non-durable subscriptions
 //     (readers) start at start_message_id and vanish with their consumer.
 //   - FLOW permits, MESSAGE dispatch within permits (counted in messages,
-//     a batch costs its size), redelivery count on redelivered entries.
+//     a batch costs its size). The redelivery count of an entry goes up
+//     only on REDELIVER_UNACKNOWLEDGED_MESSAGES (a negative ack or the
+//     client's ack timeout), as the broker's InMemoryRedeliveryTracker
+//     counts; messages a consumer held when it closed or disconnected are
+//     dispatched again with their count unchanged (Stats.Redelivered
+//     counts both kinds of re-dispatch).
 //   - ACK individual and cumulative, with ACK_RESPONSE when the client asks
 //     (AckWithResponse); REDELIVER_UNACKNOWLEDGED_MESSAGES (all or listed);
 //     SEEK by message id and by publish time (cursor reset, then
@@ -125,6 +139,10 @@
 //     those it has loaded), restarts every topic's inactivity clock on a
 //     Start after Stop, and deletes nothing while stopped; namespace and
 //     topic policies that override it do not exist.
+//   - A producer name held by a connection the double still sees as open
+//     stays busy: the broker probes the old connection
+//     (checkConnectionLiveness) and frees the name if it is dead; the
+//     double frees it only when the connection closes or fails.
 //   - Key_Shared does not hold back keys for newly joined consumers
 //     (Pulsar's ordering guarantee across consumer changes); per-key order
 //     holds while the consumer set is stable.

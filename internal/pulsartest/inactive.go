@@ -37,8 +37,12 @@ import "time"
 // then). While stopped (Stop), it deletes nothing.
 
 // removeProducer drops one of t's producers (AbstractTopic.
-// handleProducerRemoved: the usage count goes down and lastActive moves).
-func (t *topic) removeProducer() {
+// handleProducerRemoved: the usage count goes down and lastActive moves)
+// and frees its name.
+func (t *topic) removeProducer(p *producer) {
+	if t.names[p.name] == p {
+		delete(t.names, p.name)
+	}
 	t.producers--
 	t.lastActive = time.Now()
 }

@@ -75,6 +75,7 @@ const (
 	errSubscriptionNotFnd serverError = 12
 	errConsumerNotFound   serverError = 13
 	errConsumerBusy       serverError = 5
+	errProducerBusy       serverError = 16
 	errInvalidTopicName   serverError = 17
 	errConsumerAssign     serverError = 19
 	errNotAllowed         serverError = 22

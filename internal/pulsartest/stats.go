@@ -14,7 +14,8 @@ type Stats struct {
 	// included.
 	Dispatched int64
 	// Redelivered counts messages dispatched again after a consumer
-	// disconnected or asked for redelivery.
+	// disconnected or asked for redelivery (only the latter raises the
+	// redelivery count a consumer sees, as in the broker).
 	Redelivered int64
 	// Acked counts messages acknowledged (each entry once per
 	// subscription).

@@ -33,7 +33,8 @@ type subscription struct {
 	readPos      int64
 	replay       map[int64]struct{}
 	owner        map[int64]*consumer
-	redeliveries map[int64]uint32
+	redeliveries map[int64]uint32   // the broker's redelivery count (InMemoryRedeliveryTracker)
+	sent         map[int64]struct{} // unacked entries dispatched at least once (Stats.Redelivered)
 
 	consumers []*consumer // in join order
 	rr        int         // Shared round-robin cursor
@@ -61,6 +62,7 @@ func newSubscription(t *topic, name string, typ subType, durable bool) *subscrip
 		replay:       make(map[int64]struct{}),
 		owner:        make(map[int64]*consumer),
 		redeliveries: make(map[int64]uint32),
+		sent:         make(map[int64]struct{}),
 	}
 }
 
@@ -73,6 +75,7 @@ func (s *subscription) resetTo(pos int64) {
 	clear(s.replay)
 	clear(s.owner)
 	clear(s.redeliveries)
+	clear(s.sent)
 	for _, c := range s.consumers {
 		clear(c.pending)
 	}
@@ -100,9 +103,15 @@ func (s *subscription) addConsumer(c *consumer, cmd subscribeCmd) error {
 	return nil
 }
 
-// removeConsumer detaches c; its pending entries are parked for replay,
-// counting a redelivery when countRedelivery is set.
-func (s *subscription) removeConsumer(c *consumer, countRedelivery bool) {
+// removeConsumer detaches c; its pending entries are parked for replay
+// with their redelivery count unchanged. As in the broker, only a request
+// for redelivery (a negative ack or the client's ack timeout, both sent
+// as REDELIVER_UNACKNOWLEDGED_MESSAGES: Consumer.
+// redeliverUnacknowledgedMessages, InMemoryRedeliveryTracker.
+// incrementAndGetRedeliveryCount) counts one; a consumer that closes or
+// disconnects does not (PersistentDispatcherMultipleConsumers.
+// removeConsumer only adds its pending messages to the replay set).
+func (s *subscription) removeConsumer(c *consumer) {
 	i := slices.Index(s.consumers, c)
 	if i < 0 {
 		return
@@ -111,7 +120,7 @@ func (s *subscription) removeConsumer(c *consumer, countRedelivery bool) {
 	if s.typ == subKeyShared {
 		s.ks.remove(c)
 	}
-	s.requeue(c, nil, countRedelivery)
+	s.requeue(c, nil, false)
 	if len(s.consumers) == 0 && !s.durable {
 		delete(s.t.subs, s.name)
 		return
@@ -306,13 +315,13 @@ func (s *subscription) send(c *consumer, e int64) {
 	s.owner[e] = c
 	c.pending[e] = struct{}{}
 	c.permits -= int64(ent.numMessages) // permits count messages, not entries
-	n := s.redeliveries[e]
-	c.c.send(appendFrame(nil, encMessage(c.id, s.t.ledger, e, n), ent.stored))
+	c.c.send(appendFrame(nil, encMessage(c.id, s.t.ledger, e, s.redeliveries[e]), ent.stored))
 	st := &s.t.srv.stats
 	st.Dispatched += int64(ent.numMessages)
-	if n > 0 {
+	if _, again := s.sent[e]; again {
 		st.Redelivered += int64(ent.numMessages)
 	}
+	s.sent[e] = struct{}{}
 }
 
 // entryOf maps an acked id to an entry of this topic, or -1.
@@ -376,6 +385,7 @@ func (s *subscription) ackEntry(e int64) {
 	}
 	delete(s.replay, e)
 	delete(s.redeliveries, e)
+	delete(s.sent, e)
 	s.t.srv.stats.Acked += int64(s.t.entries[e].numMessages)
 }
 

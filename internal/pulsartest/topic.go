@@ -28,8 +28,9 @@ type topic struct {
 	entries    []*entry
 	subs       map[string]*subscription
 	bytes      int64
-	producers  int       // connected producers (the broker's usage count counts them and the consumers)
-	lastActive time.Time // AbstractTopic.lastActive: see inactive.go
+	producers  int                  // connected producers (the broker's usage count counts them and the consumers)
+	names      map[string]*producer // connected producers by name (unique per topic, AbstractTopic.producers)
+	lastActive time.Time            // AbstractTopic.lastActive: see inactive.go
 }
 
 // entry is one stored SEND: a single message or a whole batch, kept as the
@@ -46,6 +47,12 @@ type producer struct {
 	id   uint64
 	name string
 	t    *topic
+}
+
+// addProducer registers p, whose name the caller checked is free.
+func (t *topic) addProducer(p *producer) {
+	t.names[p.name] = p
+	t.producers++
 }
 
 // append stores one SEND and returns its entry id.
@@ -162,7 +169,7 @@ func PartitionName(topic string, i int) string {
 func (s *Server) topicLocked(name string) *topic {
 	t := s.topics[name]
 	if t == nil {
-		t = &topic{srv: s, name: name, ledger: s.nextLedger, partition: -1, subs: make(map[string]*subscription), lastActive: time.Now()}
+		t = &topic{srv: s, name: name, ledger: s.nextLedger, partition: -1, subs: make(map[string]*subscription), names: make(map[string]*producer), lastActive: time.Now()}
 		s.nextLedger++
 		if i := strings.LastIndex(name, partitionSuffix); i >= 0 {
 			if n, err := strconv.Atoi(name[i+len(partitionSuffix):]); err == nil && n >= 0 {
