@@ -46,6 +46,15 @@ func (f *faults) fail(err error) {
 	})
 }
 
+// failPanic records a pebble panic (recovered) as the failure.
+func (f *faults) failPanic(r any) {
+	err, ok := r.(error)
+	if !ok {
+		err = fmt.Errorf("pebble: %v", r)
+	}
+	f.fail(err)
+}
+
 // Err is the failure, or nil.
 func (f *faults) Err() error {
 	if p := f.err.Load(); p != nil {
@@ -132,11 +141,7 @@ func (f *faults) guard(fn func() error) error {
 			// runtime ends the process anyway; the free-space check
 			// (checkFree) exists so that pebble never gets there.
 			if r := recover(); r != nil {
-				err, ok := r.(error)
-				if !ok {
-					err = fmt.Errorf("pebble: %v", r)
-				}
-				f.fail(err)
+				f.failPanic(r)
 			}
 			done <- f.Err()
 		}()

@@ -136,11 +136,7 @@ func (s *Store) read(fn func() error) (err error) {
 			return
 		}
 		if r := recover(); r != nil {
-			perr, ok := r.(error)
-			if !ok {
-				perr = fmt.Errorf("pebble: %v", r)
-			}
-			s.faults.fail(perr)
+			s.faults.failPanic(r)
 			err = s.faults.Err()
 		}
 	}()
