@@ -231,6 +231,13 @@ func (s *Store) GetMany(rows []Row, minute int64, product encode.UUID, cells []u
 				r.Found = true
 				continue
 			}
+			if err := it.Error(); err != nil {
+				// A block that does not check out: stop here, not seek
+				// into it again for every cell left (a corrupt block made
+				// a 3,000-cell read take 3.5 s).
+				it.Close()
+				return fmt.Errorf("store: %w", err)
+			}
 			r.Features = s.zero(r.Features)
 		}
 		if err := errors.Join(it.Error(), it.Close()); err != nil {
