@@ -8,12 +8,10 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
 	"runtime"
-	"strconv"
-	"strings"
 	"time"
 
+	"github.com/demandpipe/demandpipe/internal/procmem"
 	"github.com/demandpipe/demandpipe/pipeline"
 	"github.com/demandpipe/demandpipe/sink"
 )
@@ -64,25 +62,8 @@ func Replay(data []byte, cfg pipeline.Config) (Result, error) {
 		Parallelism: cfg.Parallelism, Events: s.Lines, Counted: s.Counted, Rows: s.Rows,
 		Minutes: s.Minutes, Seconds: secs, CloseSeconds: s.CloseSeconds,
 		Mallocs: after.Mallocs - before.Mallocs, AllocBytes: after.TotalAlloc - before.TotalAlloc,
-		PeakRSSBytes: PeakRSS(), Bytes: int64(len(data)),
+		PeakRSSBytes: procmem.PeakRSS(), Bytes: int64(len(data)),
 	}, nil
-}
-
-// PeakRSS reads the process's resident high-water mark (Linux), or -1.
-func PeakRSS() int64 {
-	b, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		return -1
-	}
-	for _, l := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(l, "VmHWM:"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-			if err == nil {
-				return kb << 10
-			}
-		}
-	}
-	return -1
 }
 
 // Compare replays data once per parallelism value, interleaved rounds times,

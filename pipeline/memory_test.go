@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/demandpipe/demandpipe/feature"
+	"github.com/demandpipe/demandpipe/internal/procmem"
 	"github.com/demandpipe/demandpipe/internal/testsize"
 	"github.com/demandpipe/demandpipe/sink"
 )
@@ -129,18 +130,7 @@ func manyRidersChild(spec string) {
 		os.Exit(1)
 	}
 	s := e.Stats.Snapshot()
-	// The peak RSS from the kernel: VmHWM of this process's own memory
-	// (the child's rusage would count the parent's pages: exec follows a
-	// vfork that shares them).
-	rss := int64(0)
-	if b, err := os.ReadFile("/proc/self/status"); err == nil {
-		for l := range strings.Lines(string(b)) {
-			if f := strings.Fields(l); len(f) >= 2 && f[0] == "VmHWM:" {
-				kb, _ := strconv.ParseInt(f[1], 10, 64)
-				rss = kb << 10
-			}
-		}
-	}
-	fmt.Printf("peak=%d rss=%d counted=%d shed=%d dups=%d\n", peak.Load(), rss, s.Counted, s.OverBudget, s.Duplicates)
+	// The peak RSS from the kernel, of this process's own memory.
+	fmt.Printf("peak=%d rss=%d counted=%d shed=%d dups=%d\n", peak.Load(), procmem.PeakRSS(), s.Counted, s.OverBudget, s.Duplicates)
 	os.Exit(0)
 }

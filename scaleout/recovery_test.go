@@ -225,15 +225,7 @@ func testTakeover(t *testing.T, mode string) {
 	ranges := [][]int{{0, 21844}, {21845, 43689}, {43690, 65535}}
 	procs := []*proc{start(0, ranges[0]), start(1, ranges[1]), start(2, ranges[2])}
 
-	pub, err := NewPublisher(ctx, client, cfg, 0, def)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, err := pipeline.New(pcfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d.Emit = pub
+	d, pub := newDedup(ctx, t, client, cfg, pcfg)
 	pr, pw := io.Pipe()
 	dedupDone := make(chan error, 1)
 	go func() { dedupDone <- d.Run(ctx, pr, nil) }()

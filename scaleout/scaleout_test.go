@@ -250,6 +250,20 @@ func TestRangeGapIsReported(t *testing.T) {
 // end of the stream. It returns the events it counted.
 func runDedup(ctx context.Context, t *testing.T, client pulsar.Client, cfg Config, pcfg pipeline.Config, input string) int64 {
 	t.Helper()
+	d, pub := newDedup(ctx, t, client, cfg, pcfg)
+	if err := d.Run(ctx, strings.NewReader(input), nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := pub.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return d.Stats.Counted.Load()
+}
+
+// newDedup is dedup process 0: an engine in the dedup role emitting to a
+// Publisher on cfg's topic.
+func newDedup(ctx context.Context, t *testing.T, client pulsar.Client, cfg Config, pcfg pipeline.Config) (*pipeline.Engine, *Publisher) {
+	t.Helper()
 	pub, err := NewPublisher(ctx, client, cfg, 0, pcfg.Def)
 	if err != nil {
 		t.Fatal(err)
@@ -259,11 +273,5 @@ func runDedup(ctx context.Context, t *testing.T, client pulsar.Client, cfg Confi
 		t.Fatal(err)
 	}
 	d.Emit = pub
-	if err := d.Run(ctx, strings.NewReader(input), nil); err != nil {
-		t.Fatal(err)
-	}
-	if err := pub.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return d.Stats.Counted.Load()
+	return d, pub
 }
