@@ -10,9 +10,9 @@ import (
 
 	"github.com/cespare/xxhash/v2"
 
+	"github.com/demandpipe/demandpipe/aggregate"
 	"github.com/demandpipe/demandpipe/encode"
-	"github.com/demandpipe/demandpipe/internal/cellindex"
-	"github.com/demandpipe/demandpipe/sink"
+	"github.com/demandpipe/demandpipe/internal/wire"
 )
 
 // Checkpoints (RECOVERY.md has the argument). At the close of a minute M
@@ -114,13 +114,13 @@ func (c Config) configKey() string {
 
 func (cp *checkpoint) encode(dst []byte) []byte {
 	dst = binary.AppendUvarint(dst, checkpointVersion)
-	dst = appendString(dst, cp.identity)
-	dst = appendString(dst, cp.config)
+	dst = wire.AppendString(dst, cp.identity)
+	dst = wire.AppendString(dst, cp.config)
 	dst = binary.AppendVarint(dst, cp.closed)
 	st := &cp.seq
 	dst = binary.AppendVarint(dst, st.pos)
 	dst = binary.AppendVarint(dst, st.line)
-	dst = appendBool(dst, st.haveTS)
+	dst = wire.AppendBool(dst, st.haveTS)
 	dst = binary.AppendVarint(dst, st.maxTS)
 	dst = binary.AppendVarint(dst, st.frontier)
 	dst = binary.AppendUvarint(dst, uint64(len(st.clockKey)))
@@ -128,262 +128,69 @@ func (cp *checkpoint) encode(dst []byte) []byte {
 		dst = binary.LittleEndian.AppendUint64(dst, k)
 		dst = binary.AppendVarint(dst, st.clockTS[j])
 	}
-	dst = appendBool(dst, st.haveT)
+	dst = wire.AppendBool(dst, st.haveT)
 	dst = binary.AppendVarint(dst, st.t)
 	dst = binary.AppendVarint(dst, st.tailMax)
 	dst = binary.AppendUvarint(dst, uint64(len(st.ahead)))
 	for _, a := range st.ahead {
 		dst = binary.AppendVarint(dst, a.minute)
 		dst = binary.AppendVarint(dst, a.line)
-		dst = appendString(dst, string(a.text))
+		dst = wire.AppendString(dst, string(a.text))
 	}
 	dst = binary.AppendUvarint(dst, uint64(len(cp.products)))
 	for c, u := range cp.products {
 		dst = append(dst, u[:]...)
 		dst = binary.AppendVarint(dst, st.lastCounted[c])
 	}
-	return appendString(dst, string(cp.cursor))
+	return wire.AppendString(dst, string(cp.cursor))
 }
 
 var errCorrupt = errors.New("corrupt checkpoint")
 
 func decodeCheckpoint(b []byte) (*checkpoint, error) {
-	r := byteReader{b: b}
-	v := r.uvarint()
+	r := wire.Reader{B: b}
+	v := r.Uvarint()
 	if v != checkpointVersion {
 		return nil, fmt.Errorf("%w: the checkpoint is of version %d, written before event time by riders (this build writes %d)", ErrNotResumable, v, checkpointVersion)
 	}
-	cp := &checkpoint{identity: r.string(), config: r.string(), closed: r.varint()}
+	cp := &checkpoint{identity: r.String(), config: r.String(), closed: r.Varint()}
 	st := &cp.seq
-	st.pos, st.line = r.varint(), r.varint()
-	st.haveTS, st.maxTS, st.frontier = r.bool(), r.varint(), r.varint()
-	nk := r.uvarint()
+	st.pos, st.line = r.Varint(), r.Varint()
+	st.haveTS, st.maxTS, st.frontier = r.Bool(), r.Varint(), r.Varint()
+	nk := r.Uvarint()
 	if nk > maxConfirmRiders {
 		return nil, errCorrupt
 	}
 	for range nk {
-		st.clockKey = append(st.clockKey, r.u64())
-		st.clockTS = append(st.clockTS, r.varint())
+		st.clockKey = append(st.clockKey, r.U64())
+		st.clockTS = append(st.clockTS, r.Varint())
 	}
-	st.haveT, st.t, st.tailMax = r.bool(), r.varint(), r.varint()
-	na := r.uvarint()
+	st.haveT, st.t, st.tailMax = r.Bool(), r.Varint(), r.Varint()
+	na := r.Uvarint()
 	if na > maxAhead {
 		return nil, errCorrupt
 	}
 	for range na {
-		st.ahead = append(st.ahead, aheadEvent{minute: r.varint(), line: r.varint(), text: []byte(r.string())})
+		st.ahead = append(st.ahead, aheadEvent{minute: r.Varint(), line: r.Varint(), text: []byte(r.String())})
 	}
-	np := r.uvarint()
+	np := r.Uvarint()
 	if np > encode.MaxProducts {
 		return nil, errCorrupt
 	}
 	for c := range int(np) {
-		cp.products = append(cp.products, r.uuid())
-		st.lastCounted[c] = r.varint()
+		cp.products = append(cp.products, r.UUID())
+		st.lastCounted[c] = r.Varint()
 	}
 	for c := int(np); c < encode.MaxProducts; c++ {
-		st.lastCounted[c] = noMinute
+		st.lastCounted[c] = aggregate.NoMinute
 	}
-	if c := r.string(); c != "" {
+	if c := r.String(); c != "" {
 		cp.cursor = []byte(c)
 	}
-	if r.err != nil || len(r.b) != 0 {
+	if !r.Done() {
 		return nil, errCorrupt
 	}
 	return cp, nil
-}
-
-// appendCounts encodes a minute's source counts: per product (UUID), its
-// cells in increasing order as deltas, each with its count; ~4 bytes a cell.
-func appendCounts(dst []byte, mc *minuteCounts, products *encode.Products, m int64) []byte {
-	type pc struct {
-		u encode.UUID
-		p int
-	}
-	var ps []pc
-	if mc != nil {
-		for p := range encode.MaxProducts {
-			if ix := mc.cells[p]; ix != nil && ix.Len() > 0 {
-				ps = append(ps, pc{products.UUIDAt(byte(p), m), p})
-			}
-		}
-	}
-	dst = binary.AppendUvarint(dst, uint64(len(ps)))
-	var order []uint32
-	for _, x := range ps {
-		ix := mc.cells[x.p]
-		order = order[:0]
-		for i := range ix.Len() {
-			if mc.counts[x.p][i] > 0 { // 0: shed over the memory budget
-				order = append(order, uint32(i))
-			}
-		}
-		slices.SortFunc(order, func(a, b uint32) int {
-			ca, cb := ix.Cell(a), ix.Cell(b)
-			if ca < cb {
-				return -1
-			}
-			if ca > cb {
-				return 1
-			}
-			return 0
-		})
-		dst = append(dst, x.u[:]...)
-		dst = binary.AppendUvarint(dst, uint64(len(order)))
-		prev := uint64(0)
-		for _, i := range order {
-			c := ix.Cell(i)
-			dst = binary.AppendUvarint(dst, c-prev)
-			dst = binary.AppendUvarint(dst, uint64(mc.counts[x.p][i]))
-			prev = c
-		}
-	}
-	return dst
-}
-
-// decodeCounts fills mc (reset) from a count record, giving products codes.
-func decodeCounts(b []byte, mc *minuteCounts, m int64, products *encode.Products) error {
-	r := byteReader{b: b}
-	mc.minute = m
-	np := r.uvarint()
-	if np > encode.MaxProducts {
-		return errCorrupt
-	}
-	for range np {
-		u := r.uuid()
-		code, err := products.Code(u)
-		if err != nil {
-			return fmt.Errorf("checkpoint counts of minute %d: %w", m, err)
-		}
-		n := r.uvarint()
-		if n > 1<<28 {
-			return errCorrupt
-		}
-		ix := cellindex.New(int(n))
-		mc.cells[code] = ix
-		cell := uint64(0)
-		for range n {
-			cell += r.uvarint()
-			k := ix.Insert(cell)
-			if int(k) == len(mc.counts[code]) {
-				mc.counts[code] = append(mc.counts[code], 0)
-			}
-			mc.counts[code][k] += int32(r.uvarint())
-		}
-	}
-	if r.err != nil || len(r.b) != 0 {
-		return errCorrupt
-	}
-	return nil
-}
-
-// stateFor is what the closer stages with minute m's rows.
-func (a *closer) stateFor(m int64, mc *minuteCounts, cp []byte) sink.State {
-	a.countsBuf = appendCounts(a.countsBuf[:0], mc, a.products, m)
-	// Keep what the last checkpoint needs: a minute can commit without
-	// one (when a later minute of its close carries it), and a restart
-	// then resumes from the previous checkpoint.
-	keep := int64(0)
-	if a.cpClosed != noMinute {
-		keep = a.cpClosed - int64(a.maxW) + 2
-	}
-	return sink.State{Counts: a.countsBuf, Checkpoint: cp, KeepFrom: keep, Clock: min(a.clock, m)}
-}
-
-// --- small codec helpers ---
-
-func appendString(dst []byte, s string) []byte {
-	return append(binary.AppendUvarint(dst, uint64(len(s))), s...)
-}
-
-func appendBool(dst []byte, v bool) []byte {
-	if v {
-		return append(dst, 1)
-	}
-	return append(dst, 0)
-}
-
-type byteReader struct {
-	b   []byte
-	err error
-}
-
-func (r *byteReader) uvarint() uint64 {
-	v, n := binary.Uvarint(r.b)
-	if n <= 0 {
-		r.fail()
-		return 0
-	}
-	r.b = r.b[n:]
-	return v
-}
-
-func (r *byteReader) varint() int64 {
-	v, n := binary.Varint(r.b)
-	if n <= 0 {
-		r.fail()
-		return 0
-	}
-	r.b = r.b[n:]
-	return v
-}
-
-func (r *byteReader) bool() bool {
-	if len(r.b) < 1 {
-		r.fail()
-		return false
-	}
-	v := r.b[0] == 1
-	r.b = r.b[1:]
-	return v
-}
-
-func (r *byteReader) byte() byte {
-	if len(r.b) < 1 {
-		r.fail()
-		return 0
-	}
-	v := r.b[0]
-	r.b = r.b[1:]
-	return v
-}
-
-func (r *byteReader) u64() uint64 {
-	if len(r.b) < 8 {
-		r.fail()
-		return 0
-	}
-	v := binary.LittleEndian.Uint64(r.b)
-	r.b = r.b[8:]
-	return v
-}
-
-func (r *byteReader) uuid() (u encode.UUID) {
-	if len(r.b) < 16 {
-		r.fail()
-		return u
-	}
-	copy(u[:], r.b)
-	r.b = r.b[16:]
-	return u
-}
-
-func (r *byteReader) string() string {
-	n := r.uvarint()
-	if n > uint64(len(r.b)) {
-		r.fail()
-		return ""
-	}
-	s := string(r.b[:n])
-	r.b = r.b[n:]
-	return s
-}
-
-func (r *byteReader) fail() {
-	if r.err == nil {
-		r.err = errCorrupt
-	}
-	r.b = nil
 }
 
 // checkpointer assembles a run's checkpoints, the one place that does:
@@ -418,3 +225,14 @@ func (c *checkpointer) encode(closed int64, resume *seqState) ([]byte, error) {
 	c.buf = cp.encode(c.buf[:0])
 	return c.buf, nil
 }
+
+// resumePoint is a close request's aggregate.Resume: the run's checkpointer
+// and the sequencer's state at the resume point. The close encodes it only
+// when it commits the request's last minute into a durable sink.
+type resumePoint struct {
+	cp *checkpointer
+	st *seqState
+}
+
+func (r *resumePoint) Checkpoint(closed int64) ([]byte, error) { return r.cp.encode(closed, r.st) }
+func (r *resumePoint) Pos() int64                              { return r.st.pos }

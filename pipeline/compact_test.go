@@ -46,10 +46,9 @@ func TestCellIndexFollowsTheInput(t *testing.T) {
 	lines := movingCity()
 	def := feature.Definition{Resolution: 9, Rings: []int{0, 1, 3}, Windows: []int{1, 4}}
 	want := reference(t, lines, def, 30_000)
-	defer func(v int) { minCompact = v }(minCompact)
 	run := func(compactAt int) (states []int64, compactions int64) {
-		minCompact = compactAt
 		cfg := DefaultConfig()
+		cfg.compactAt = compactAt
 		cfg.Def, cfg.Parallelism, cfg.Kring.SparseBelow = def, 2, 0
 		e, err := New(cfg)
 		if err != nil {

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/demandpipe/demandpipe/aggregate"
 	"github.com/demandpipe/demandpipe/dedup"
 	"github.com/demandpipe/demandpipe/encode"
 	"github.com/demandpipe/demandpipe/feature"
@@ -71,6 +72,20 @@ type Config struct {
 	Kring    kring.Config
 	// Now is the wall clock, injectable for tests. Default time.Now.
 	Now func() time.Time
+
+	compactAt int // aggregate.Config.CompactAt: tests lower it
+}
+
+// Aggregate is the configuration of the count and close (package
+// aggregate) this engine's knobs make: three quarters of MaxMemory (the
+// dedup tables have the rest), and Key naming the settings a resume must
+// match.
+func (c Config) Aggregate() aggregate.Config {
+	return aggregate.Config{
+		Def: c.Def, Parallelism: c.Parallelism, BatchRows: c.BatchRows,
+		MaxMemory: c.MaxMemory - dedupShare(c.MaxMemory), Owns: c.Owns, Kring: c.Kring,
+		Key: c.configKey(), CompactAt: c.compactAt,
+	}
 }
 
 // DefaultConfig returns the contract's defaults.

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/demandpipe/demandpipe/aggregate"
 	"github.com/demandpipe/demandpipe/encode"
 	"github.com/demandpipe/demandpipe/feature"
 	"github.com/demandpipe/demandpipe/gen"
@@ -25,11 +26,11 @@ import (
 type router struct {
 	mu       sync.Mutex // dedup processes run at once
 	src      int
-	aggs     []*Aggregator
+	aggs     []*aggregate.Aggregator
 	owner    func(region uint64) int
 	maxK     int
 	res      int
-	per      [][]Counted
+	per      [][]aggregate.Counted
 	regions  []uint64
 	sent     int // events handed to aggregators (halo copies included)
 	received int // events from dedup
@@ -51,7 +52,7 @@ func (s routerSource) Product(code byte, u encode.UUID) error {
 	return nil
 }
 
-func (s routerSource) Counted(evs []Counted) error {
+func (s routerSource) Counted(evs []aggregate.Counted) error {
 	r := s.r
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -60,7 +61,7 @@ func (s routerSource) Counted(evs []Counted) error {
 	}
 	for _, c := range evs {
 		var err error
-		if r.regions, err = Regions(c.Cell, r.maxK, r.res, r.regions[:0]); err != nil {
+		if r.regions, err = aggregate.Regions(c.Cell, r.maxK, r.res, r.regions[:0]); err != nil {
 			return err
 		}
 		seen := map[int]bool{}
@@ -112,14 +113,14 @@ func TestScaleOutEqualsSingleProcess(t *testing.T) {
 	for _, dedups := range []int{1, 2} {
 		const nAgg = 3
 		owner := func(region uint64) int { return int(maphash.Comparable(seed, region) % nAgg) }
-		r := &router{maxK: slices0Max(def.Rings), res: regionRes, owner: owner, per: make([][]Counted, nAgg)}
+		r := &router{maxK: slices0Max(def.Rings), res: regionRes, owner: owner, per: make([][]aggregate.Counted, nAgg)}
 		sinks := make([]*collect, nAgg)
 		for i := range nAgg {
 			cfg := DefaultConfig()
 			cfg.Def, cfg.Parallelism = def, 1
-			cfg.Owns = func(cell uint64) bool { return owner(Region(cell, regionRes)) == i }
+			cfg.Owns = func(cell uint64) bool { return owner(aggregate.Region(cell, regionRes)) == i }
 			sinks[i] = &collect{}
-			a, err := NewAggregator(cfg, dedups, sinks[i])
+			a, err := aggregate.NewAggregator(cfg.Aggregate(), dedups, sinks[i], nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -195,7 +196,7 @@ func newRecorder() *recorder {
 }
 
 func (r *recorder) Product(code byte, u encode.UUID) error { r.names[code] = u; return nil }
-func (r *recorder) Counted(evs []Counted) error {
+func (r *recorder) Counted(evs []aggregate.Counted) error {
 	for _, c := range evs {
 		r.events[fmt.Sprint(c.Minute, r.names[c.Product], c.Cell)]++
 	}

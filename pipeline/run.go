@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/demandpipe/demandpipe/aggregate"
 	"github.com/demandpipe/demandpipe/dedup"
 	"github.com/demandpipe/demandpipe/encode"
 	"github.com/demandpipe/demandpipe/sink"
@@ -95,7 +96,7 @@ func (e *Engine) Run(ctx context.Context, src io.Reader, snk sink.Writer) error 
 	l, ok := src.(interface{ Live() bool })
 	live := ok && l.Live()
 	seq := newSequencer(cfg.Lateness.Milliseconds(), cfg.IdleTimeout.Milliseconds(), dt, cfg.Future.rule(), e.Products, slices.Max(cfg.Def.Windows))
-	agg, err := e.newLocalAggregator(ctx, src, snk, seq)
+	agg, err := e.newLocalAggregator(ctx, snk, seq)
 	if err != nil {
 		return err
 	}
@@ -122,8 +123,9 @@ func (e *Engine) Run(ctx context.Context, src io.Reader, snk sink.Writer) error 
 	parse := &parserPool{n: n, products: e.Products, maxLine: cfg.MaxLineBytes, allow: cfg.Products}
 	sq := &sequenceStage{seq: seq, stats: &e.Stats, now: now, rejects: rejects, flushEach: live, fail: sv.fail}
 	loc := &locatorPool{n: n, res: cfg.Def.Resolution, stats: &e.Stats}
-	cnt := &countStage{agg: agg}
-	cls := &closeStage{closer: agg.closer, fail: sv.fail}
+	cp := e.checkpointer(src)
+	cnt := &countStage{agg: agg, cp: &cp}
+	cls := &closeStage{closer: agg, fail: sv.fail}
 
 	// The reader is not waited for after a failure: a Read blocked on a
 	// quiet pipe must not hold up the error (it ends at its next Read).
@@ -156,31 +158,30 @@ func (e *Engine) Run(ctx context.Context, src io.Reader, snk sink.Writer) error 
 	return context.Cause(ctx)
 }
 
-// newLocalAggregator builds the single process's aggregator on snk (the
-// count and close stages) with the run's identity, cursor and callbacks,
-// and restores the sequencer and the windows from a resume checkpoint.
-func (e *Engine) newLocalAggregator(ctx context.Context, src io.Reader, snk sink.Writer, seq *sequencer) (*aggregator, error) {
-	agg, err := newAggregator(e.cfg, e.Products, snk, &e.Stats)
+// newLocalAggregator builds the single process's count and close on snk
+// with the run's callbacks, and restores the sequencer and the windows from
+// a resume checkpoint.
+func (e *Engine) newLocalAggregator(ctx context.Context, snk sink.Writer, seq *sequencer) (*aggregate.Local, error) {
+	agg, err := aggregate.NewLocal(e.cfg.Aggregate(), e.Products, snk, &e.Stats.Stats)
 	if err != nil {
 		return nil, err
 	}
-	agg.cp = e.checkpointer(src)
-	agg.onDurable = e.Durable
+	agg.OnDurable(e.Durable)
 	if e.OnClose != nil || e.observeClose != nil {
-		agg.onClose = func(m, rows int64, took time.Duration, received int64) {
+		agg.OnClose(func(m, rows int64, took time.Duration, received int64) {
 			if e.observeClose != nil {
 				e.observeClose(m, took, received)
 			}
 			if e.OnClose != nil {
 				e.OnClose(m, rows, took)
 			}
-		}
+		})
 	}
 	if cp := e.resume; cp != nil {
 		start := time.Now()
 		seq.restore(&cp.seq)
 		if e.Emit == nil {
-			if err := agg.restore(ctx, cp.closed, e.resumeCounts); err != nil {
+			if err := agg.Restore(ctx, cp.closed, e.resumeCounts); err != nil {
 				return nil, fmt.Errorf("resume: %w", err)
 			}
 		}
@@ -225,7 +226,7 @@ func countAndClose(ctx context.Context, cnt *countStage, cls *closeStage, sv *su
 // leave the process (Emit) instead of being counted.
 func (e *Engine) emitCounted(ctx context.Context, src io.Reader, sv *supervisor, q *queues, readDone <-chan struct{}) {
 	em := &emitStage{w: e.Emit, products: e.Products, fail: sv.fail, durable: e.Durable,
-		cp: e.checkpointer(src), wm: noMinute, dropThrough: noMinute, closed: &e.Stats.Closed}
+		cp: e.checkpointer(src), wm: aggregate.NoMinute, dropThrough: aggregate.NoMinute, closed: &e.Stats.Closed}
 	if cp := e.resume; cp != nil {
 		em.wm, em.dropThrough = cp.closed, cp.closed
 		e.Stats.Closed.Store(cp.closed)

@@ -5,11 +5,12 @@ import (
 	"math"
 	"slices"
 
+	"github.com/demandpipe/demandpipe/aggregate"
 	"github.com/demandpipe/demandpipe/dedup"
 	"github.com/demandpipe/demandpipe/encode"
 )
 
-const noMinute = math.MinInt64 / 4
+const noMinute = aggregate.NoMinute
 
 // sequencer applies the watermark, lateness, the clock bound and dedup in
 // arrival order. It is the one stage that must see events one at a time in

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/demandpipe/demandpipe/aggregate"
 	"github.com/demandpipe/demandpipe/encode"
 	"github.com/demandpipe/demandpipe/internal/h3batch"
 )
@@ -28,14 +29,14 @@ import (
 // queues are the bounded channels between the stages.
 type queues struct {
 	free, chunks, parse, seq, loc, count chan *batch
-	close                                chan closeRequest
+	close                                chan aggregate.CloseRequest
 }
 
 func newQueues(nb int) *queues {
 	q := &queues{
 		free: make(chan *batch, nb), chunks: make(chan *batch, nb), parse: make(chan *batch, nb),
 		seq: make(chan *batch, nb), loc: make(chan *batch, nb), count: make(chan *batch, nb),
-		close: make(chan closeRequest, 1), // one close ahead: back-pressure from a slow sink
+		close: make(chan aggregate.CloseRequest, 1), // one close ahead: back-pressure from a slow sink
 	}
 	for range nb {
 		q.free <- newBatch()
@@ -226,18 +227,19 @@ func (l *locatorPool) spawn(sv *supervisor, in <-chan *batch) {
 // countStage runs the counter over batches in order and asks the closer
 // for the minutes each batch's frontier closes.
 type countStage struct {
-	agg         *aggregator
+	agg         *aggregate.Local
+	cp          *checkpointer // the run's, for the resume points of close requests
 	final       int64
 	hasFinal    bool
 	finalResume *seqState
 	frontier    int64 // the last batch's: what the final close confirms
 }
 
-func (c *countStage) run(ctx context.Context, in <-chan *batch, free chan<- *batch, closeQ chan<- closeRequest) {
+func (c *countStage) run(ctx context.Context, in <-chan *batch, free chan<- *batch, closeQ chan<- aggregate.CloseRequest) {
 	for b := range in {
 		<-b.located
 		if ctx.Err() == nil {
-			c.agg.count(b)
+			c.count(b)
 			if b.hasFinal {
 				c.final, c.hasFinal, c.finalResume = b.final, true, b.finalResume
 			}
@@ -250,14 +252,28 @@ func (c *countStage) run(ctx context.Context, in <-chan *batch, free chan<- *bat
 }
 
 // finish asks for the final close at the end of the input.
-func (c *countStage) finish(ctx context.Context, closeQ chan<- closeRequest) {
+func (c *countStage) finish(ctx context.Context, closeQ chan<- aggregate.CloseRequest) {
 	if c.hasFinal {
 		c.send(ctx, closeQ, c.final, c.frontier, c.finalResume)
 	}
 }
 
-func (c *countStage) send(ctx context.Context, closeQ chan<- closeRequest, through, clock int64, resume *seqState) {
-	if req, ok := c.agg.request(through, clock, resume); ok {
+// count counts the batch's located events.
+func (c *countStage) count(b *batch) {
+	c.agg.SetReceived(b.readAt)
+	for j, i := range b.counted {
+		if cell := b.cells[j]; cell != 0 { // 0: H3 could not place it (counted in H3Errors)
+			c.agg.Count(aggregate.Counted{Minute: b.minute[j], Cell: cell, Product: b.prod[i]})
+		}
+	}
+}
+
+func (c *countStage) send(ctx context.Context, closeQ chan<- aggregate.CloseRequest, through, clock int64, resume *seqState) {
+	var r aggregate.Resume // nil unless resume is: a nil *resumePoint is not a nil Resume
+	if resume != nil {
+		r = &resumePoint{cp: c.cp, st: resume}
+	}
+	if req, ok := c.agg.Request(through, clock, r); ok {
 		select {
 		case closeQ <- req:
 		case <-ctx.Done():
@@ -268,16 +284,16 @@ func (c *countStage) send(ctx context.Context, closeQ chan<- closeRequest, throu
 // closeStage runs the closer over close requests; after a failure it
 // drains them.
 type closeStage struct {
-	closer *closer
+	closer *aggregate.Local
 	fail   func(error)
 }
 
-func (c *closeStage) run(ctx context.Context, in <-chan closeRequest) {
+func (c *closeStage) run(ctx context.Context, in <-chan aggregate.CloseRequest) {
 	for req := range in {
 		if ctx.Err() != nil {
 			continue // drain
 		}
-		if err := c.closer.closeThrough(ctx, req); err != nil {
+		if err := c.closer.CloseThrough(ctx, req); err != nil {
 			c.fail(err)
 		}
 	}

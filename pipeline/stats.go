@@ -6,33 +6,26 @@ import (
 	"strings"
 	"sync/atomic"
 
+	"github.com/demandpipe/demandpipe/aggregate"
 	"github.com/demandpipe/demandpipe/encode"
 )
 
 // Stats are the engine's plain counters, updated once per batch, read by the
 // progress line, the summary and (later) a metrics layer.
 type Stats struct {
-	Lines        atomic.Int64 // non-blank input lines
-	Blank        atomic.Int64 // blank lines (skipped, not rejections)
-	Bytes        atomic.Int64 // input bytes read
-	Rejected     [encode.NumReasons]atomic.Int64
-	Late         atomic.Int64 // valid events whose minute was already closed
-	Duplicates   atomic.Int64 // valid, on time, not first for (rider, product, minute)
-	Counted      atomic.Int64 // first events: the ones that count
-	H3Errors     atomic.Int64 // counted events H3 could not place (never seen; counted to be sure)
-	Rows         atomic.Int64 // rows handed to the sink
-	Minutes      atomic.Int64 // minutes closed
-	MaxTS        atomic.Int64 // largest ts seen (unix ms)
-	Closed       atomic.Int64 // last closed minute (unix minute), 0 before any
-	CloseNanos   atomic.Int64 // time spent closing minutes
-	Targets      atomic.Int64 // (cell, product) targets with data after the last close
-	EventTime    atomic.Int64 // T, the K-th rider's latest ts (unix ms), 0 before K riders
-	RestoreNanos atomic.Int64 // time spent restoring windows from a checkpoint
-	Compactions  atomic.Int64 // renumberings of the cell index (closer.maybeCompact)
-	OverBudget   atomic.Int64 // counted events shed at a close: their cell was new and the state at Config.MaxMemory
-	ShedSources  atomic.Int64 // (cell, product) sources of a minute shed over the budget
-	StateBytes   atomic.Int64 // the close state after the last close (closer.stateBytes)
-	DedupBytes   atomic.Int64 // dedup tables after the last batch
+	// aggregate.Stats are the count's and close's counters (Counted, Rows,
+	// Minutes, Closed, StateBytes…), promoted here.
+	aggregate.Stats
+	Lines      atomic.Int64 // non-blank input lines
+	Blank      atomic.Int64 // blank lines (skipped, not rejections)
+	Bytes      atomic.Int64 // input bytes read
+	Rejected   [encode.NumReasons]atomic.Int64
+	Late       atomic.Int64 // valid events whose minute was already closed
+	Duplicates atomic.Int64 // valid, on time, not first for (rider, product, minute)
+	H3Errors   atomic.Int64 // counted events H3 could not place (never seen; counted to be sure)
+	MaxTS      atomic.Int64 // largest ts seen (unix ms)
+	EventTime  atomic.Int64 // T, the K-th rider's latest ts (unix ms), 0 before K riders
+	DedupBytes atomic.Int64 // dedup tables after the last batch
 }
 
 // Summary is a snapshot of Stats.

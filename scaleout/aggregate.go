@@ -12,6 +12,7 @@ import (
 	"github.com/apache/pulsar-client-go/pulsar"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/demandpipe/demandpipe/aggregate"
 	"github.com/demandpipe/demandpipe/pipeline"
 	"github.com/demandpipe/demandpipe/sink"
 )
@@ -31,14 +32,15 @@ import (
 // "Recovery"). With any other sink a message is acknowledged once handled
 // and a lost process means running the deployment again.
 type Aggregate struct {
+	eng    pipeline.Stats // the count and close counters (aggregate.Stats) inside the engine's, for its summary
 	cfg    Config
-	agg    *pipeline.Aggregator
+	agg    *aggregate.Aggregator
 	cons   pulsar.Consumer
 	owned  []bool
 	dedups int
 	wm     [][]int64 // [dedup][slot]
 	low    int64
-	msg    pipeline.CountedMessage
+	msg    aggregate.CountedMessage
 	maxK   int
 	// countFrom caches, per source cell, the owned slot its events are
 	// counted from: an event reaching several slots this process owns
@@ -136,14 +138,14 @@ func NewAggregate(client pulsar.Client, cfg Config, sub string, ranges []int, de
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	a := &Aggregate{cfg: cfg, owned: cfg.owned(ranges), dedups: dedups, low: pipeline.NoWatermark,
+	a := &Aggregate{cfg: cfg, owned: cfg.owned(ranges), dedups: dedups, low: aggregate.NoWatermark,
 		maxK: pcfg.Def.MaxRingValue(), countFrom: map[uint64]int{}}
 	if !slices.Contains(a.owned, true) {
 		return nil, fmt.Errorf("scaleout.ranges %v: no slot of the %d falls in them (widen the ranges)", ranges, cfg.Slots)
 	}
-	pcfg.Owns = func(cell uint64) bool { return a.owned[cfg.slotOf(pipeline.Region(cell, cfg.RegionRes))] }
+	pcfg.Owns = func(cell uint64) bool { return a.owned[cfg.slotOf(aggregate.Region(cell, cfg.RegionRes))] }
 	var err error
-	if a.agg, err = pipeline.NewAggregator(pcfg, dedups, snk); err != nil {
+	if a.agg, err = aggregate.NewAggregator(pcfg.Aggregate(), dedups, snk, &a.eng.Stats); err != nil {
 		return nil, err
 	}
 	// The slots are parts: kept apart per slot and per dedup process, and
@@ -158,7 +160,7 @@ func NewAggregate(client pulsar.Client, cfg Config, sub string, ranges []int, de
 			owned = append(owned, s)
 		}
 	}
-	if err := a.agg.UseParts(pipeline.PartConfig{Names: names, Owned: owned, Layout: cfg.Layout(a.maxK),
+	if err := a.agg.UseParts(aggregate.PartConfig{Names: names, Owned: owned, Layout: cfg.Layout(a.maxK),
 		Retain: cfg.Retain, CountFrom: a.slotFrom}, pc); err != nil {
 		return nil, err
 	}
@@ -170,7 +172,7 @@ func NewAggregate(client pulsar.Client, cfg Config, sub string, ranges []int, de
 		a.lastSeq[d] = make([]int64, cfg.Slots)
 		a.epoch[d] = make([]uint64, cfg.Slots)
 		for s := range a.wm[d] {
-			a.wm[d][s] = pipeline.NoWatermark
+			a.wm[d][s] = aggregate.NoWatermark
 			a.lastSeq[d][s] = -1
 		}
 	}
@@ -200,7 +202,7 @@ func NewAggregate(client pulsar.Client, cfg Config, sub string, ranges []int, de
 func (a *Aggregate) Durable() bool { return a.durable }
 
 // Stats are the engine's counters.
-func (a *Aggregate) Stats() *pipeline.Stats { return &a.agg.Stats }
+func (a *Aggregate) Stats() *pipeline.Stats { return &a.eng }
 
 // Transport returns the transport's counters.
 func (a *Aggregate) Transport() Stats {
@@ -294,7 +296,7 @@ func (a *Aggregate) run(ctx context.Context) error {
 			return err
 		}
 		for s, own := range a.owned {
-			if c := a.agg.Committed(s); own && c != pipeline.NoWatermark {
+			if c := a.agg.Committed(s); own && c != aggregate.NoWatermark {
 				// Every dedup process had passed c on s when it committed.
 				for d := range a.wm {
 					a.wm[d][s] = c
@@ -407,7 +409,7 @@ func (a *Aggregate) member(d int, start int64) error {
 // handle takes one message; last is the last minute it carries (its
 // events' and its watermark's), EndOfStream for an end of stream.
 func (a *Aggregate) handle(ctx context.Context, m pulsar.Message) (last int64, err error) {
-	last = pipeline.NoWatermark
+	last = aggregate.NoWatermark
 	slot, ok := parseSlotKey(m.Key())
 	if !ok || slot >= a.cfg.Slots {
 		return last, fmt.Errorf("scaleout: message key %q is no slot of %d", m.Key(), a.cfg.Slots)
@@ -415,7 +417,7 @@ func (a *Aggregate) handle(ctx context.Context, m pulsar.Message) (last int64, e
 	if !a.owned[slot] {
 		return last, fmt.Errorf("scaleout: %w (%d): are two processes' ranges overlapping, or the hash ranges not sticky?", errNotMine, slot)
 	}
-	if err := pipeline.DecodeCountedMessage(m.Payload(), &a.msg); err != nil {
+	if err := aggregate.DecodeCountedMessage(m.Payload(), &a.msg); err != nil {
 		return last, fmt.Errorf("scaleout: message %v: %w", m.ID(), err)
 	}
 	src := int(a.msg.Source)
@@ -470,12 +472,12 @@ func (a *Aggregate) handle(ctx context.Context, m pulsar.Message) (last int64, e
 	if err != nil {
 		return last, err
 	}
-	if a.msg.Watermark == pipeline.NoWatermark {
+	if a.msg.Watermark == aggregate.NoWatermark {
 		return last, nil
 	}
 	last = max(last, a.msg.Watermark)
 	a.wm[src][slot] = max(a.wm[src][slot], a.msg.Watermark)
-	low, high := int64(EndOfStream), int64(pipeline.NoWatermark)
+	low, high := int64(EndOfStream), int64(aggregate.NoWatermark)
 	for d := range a.wm {
 		for s, own := range a.owned {
 			if own {
@@ -486,14 +488,14 @@ func (a *Aggregate) handle(ctx context.Context, m pulsar.Message) (last int64, e
 			}
 		}
 	}
-	if low != pipeline.NoWatermark && high != pipeline.NoWatermark && low <= high {
+	if low != aggregate.NoWatermark && high != aggregate.NoWatermark && low <= high {
 		a.stats.lag.Store(high - low)
 	}
 	if low <= a.low {
 		return last, nil
 	}
 	a.low = low
-	if low == pipeline.NoWatermark || low == EndOfStream {
+	if low == aggregate.NoWatermark || low == EndOfStream {
 		// EndOfStream follows a dedup process's final watermark on every
 		// slot: its last minutes are closed already.
 		return last, nil

@@ -10,9 +10,9 @@ import (
 	"github.com/apache/pulsar-client-go/pulsar"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/demandpipe/demandpipe/aggregate"
 	"github.com/demandpipe/demandpipe/encode"
 	"github.com/demandpipe/demandpipe/feature"
-	"github.com/demandpipe/demandpipe/pipeline"
 )
 
 // EndOfStream, as a watermark, says that the dedup process has finished:
@@ -45,8 +45,8 @@ type Publisher struct {
 	// disk computation per cell, not per event).
 	slotsOf map[uint64][]int
 	regions []uint64
-	per     [][]pipeline.Counted
-	msg     pipeline.CountedMessage
+	per     [][]aggregate.Counted
+	msg     aggregate.CountedMessage
 	buf     []byte
 	failed  atomic.Pointer[error] // first failed asynchronous send (set on the client's goroutine)
 	ctx     context.Context
@@ -85,8 +85,8 @@ func NewPublisher(ctx context.Context, client pulsar.Client, cfg Config, src uin
 	// The epoch tells aggregators that the process started again: the
 	// dedup role does not resume yet (SCALEOUT.md), so its events of open
 	// minutes would come twice, and they stop instead.
-	return &Publisher{cfg: cfg, prod: prod, src: src, epoch: uint64(time.Now().UnixNano()), start: pipeline.NoWatermark, keep: keep,
-		maxK: def.MaxRingValue(), slotsOf: map[uint64][]int{}, per: make([][]pipeline.Counted, cfg.Slots), ctx: ctx, client: client}, nil
+	return &Publisher{cfg: cfg, prod: prod, src: src, epoch: uint64(time.Now().UnixNano()), start: aggregate.NoWatermark, keep: keep,
+		maxK: def.MaxRingValue(), slotsOf: map[uint64][]int{}, per: make([][]aggregate.Counted, cfg.Slots), ctx: ctx, client: client}, nil
 }
 
 // Joined says that dedup processes ids took some of this process's riders
@@ -194,7 +194,7 @@ func (p *Publisher) Product(code byte, u encode.UUID) error {
 }
 
 // Counted implements pipeline.CountedWriter.
-func (p *Publisher) Counted(evs []pipeline.Counted) error {
+func (p *Publisher) Counted(evs []aggregate.Counted) error {
 	for s := range p.per {
 		p.per[s] = p.per[s][:0]
 	}
@@ -223,10 +223,10 @@ func (p *Publisher) Counted(evs []pipeline.Counted) error {
 		for _, c := range part {
 			if !used[c.Product] {
 				used[c.Product] = true
-				p.msg.Products = append(p.msg.Products, pipeline.ProductName{Code: c.Product, UUID: p.names[c.Product]})
+				p.msg.Products = append(p.msg.Products, aggregate.ProductName{Code: c.Product, UUID: p.names[c.Product]})
 			}
 		}
-		p.msg.Events, p.msg.Watermark = part, pipeline.NoWatermark
+		p.msg.Events, p.msg.Watermark = part, aggregate.NoWatermark
 		if err := p.send(s); err != nil {
 			return err
 		}
@@ -288,7 +288,7 @@ func (p *Publisher) close(err error) error {
 func (p *Publisher) send(slot int) error {
 	p.msg.Source, p.msg.Epoch, p.msg.Start, p.msg.Joins, p.msg.Seq = p.src, p.epoch, p.start, p.joins, p.seq
 	p.seq++
-	p.buf = pipeline.AppendCountedMessage(p.buf[:0], &p.msg)
+	p.buf = aggregate.AppendCountedMessage(p.buf[:0], &p.msg)
 	payload := append([]byte(nil), p.buf...) // the client keeps it until sent
 	p.sent.Add(1)
 	p.sentBytes.Add(int64(len(payload)))

@@ -16,6 +16,7 @@ import (
 	plog "github.com/apache/pulsar-client-go/pulsar/log"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/demandpipe/demandpipe/aggregate"
 	"github.com/demandpipe/demandpipe/encode"
 	"github.com/demandpipe/demandpipe/feature"
 	"github.com/demandpipe/demandpipe/gen"
@@ -448,7 +449,7 @@ func TestDedupRestartWithoutCheckpointIsRefused(t *testing.T) {
 		if err := pub.Product(0, encode.UUID{1}); err != nil {
 			t.Fatal(err)
 		}
-		if err := pub.Counted([]pipeline.Counted{{Minute: 100, Cell: 0x8828308281fffff}}); err != nil {
+		if err := pub.Counted([]aggregate.Counted{{Minute: 100, Cell: 0x8828308281fffff}}); err != nil {
 			t.Fatal(err)
 		}
 		if i == 0 {

@@ -52,7 +52,7 @@ import (
 
 	"github.com/cespare/xxhash/v2"
 
-	"github.com/demandpipe/demandpipe/pipeline"
+	"github.com/demandpipe/demandpipe/aggregate"
 
 	"github.com/demandpipe/demandpipe/internal/keyshared"
 )
@@ -71,13 +71,13 @@ type Config struct {
 	// Retain is how many minutes an aggregate process keeps each slot's
 	// count records past what its windows need (-scaleout.retain, default
 	// 60): slots committed by different processes can be restored together
-	// while they are at most this far apart (pipeline.PartConfig.Retain).
+	// while they are at most this far apart (aggregate.PartConfig.Retain).
 	Retain int
 }
 
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
-	return Config{Slots: 64, RegionRes: 3, Retain: pipeline.DefaultPartRetain}
+	return Config{Slots: 64, RegionRes: 3, Retain: aggregate.DefaultPartRetain}
 }
 
 // RegisterFlags binds the fields to -scaleout.* flags.
@@ -123,7 +123,7 @@ func (c Config) slotOf(region uint64) int {
 // reaches within maxK (its halo), each once.
 func (c Config) cellSlots(cell uint64, maxK int, regions *[]uint64, dst []int) ([]int, error) {
 	var err error
-	if *regions, err = pipeline.Regions(cell, maxK, c.RegionRes, (*regions)[:0]); err != nil {
+	if *regions, err = aggregate.Regions(cell, maxK, c.RegionRes, (*regions)[:0]); err != nil {
 		return dst, err
 	}
 	for _, g := range *regions {

@@ -1,4 +1,4 @@
-package pipeline
+package aggregate
 
 import (
 	"bytes"
@@ -66,7 +66,7 @@ type closer struct {
 
 	state    [encode.MaxProducts]*productState
 	scratch  []*kring.Scratch
-	next     int64 // next minute to close; noMinute before the first event
+	next     int64 // next minute to close; NoMinute before the first event
 	out      encode.Batch
 	srcCells []uint64
 	rule     *sparseRule // which sources take the per-source path (sparse.go)
@@ -78,18 +78,16 @@ type closer struct {
 	denseIdx, sparseIdx          []int32 // scratch of place: a minute's sources by path
 	// compactAt: the cell index is renumbered to the cells the windows
 	// still hold once it has this many (maybeCompact)
-	compactAt int
+	compactAt, minCompact int
 	// owns filters the rows emitted: only cells this process owns (the
 	// aggregate role of a scale-out keeps the cells of its regions); nil:
 	// all. Every cell's windows are kept either way: a source near a
 	// region's border feeds cells on both sides.
 	owns func(cell uint64) bool
 
-	// checkpoints (checkpoint.go): staged with the rows when the sink
-	// keeps them
+	// checkpoints: staged with the rows when the sink keeps them
 	cpSink    sink.Checkpointer
 	maxW      int
-	cp        checkpointer
 	countsBuf []byte
 	cpClosed  int64 // closed minute of the last checkpoint staged
 	clock     int64 // newest minute closed by event time (sink.State.Clock)
@@ -102,14 +100,29 @@ type closer struct {
 	onClose    func(m, rows int64, took time.Duration, received int64) // Engine.OnClose and the histograms
 }
 
-// closeRequest asks the closing half to close every minute up to through;
-// counts holds the counts of those minutes that had any.
-type closeRequest struct {
+// CloseRequest asks the closing half to close every minute up to through;
+// counts holds the counts of those minutes that had any. The count side
+// makes them (Local.Request), the close side carries them out
+// (Local.CloseThrough), on another goroutine.
+type CloseRequest struct {
 	through int64
 	clock   int64 // minutes <= clock are closed by event time, not only by the end of the input
 	first   int64
 	counts  []*minuteCounts
-	resume  *seqState // where a restart after this close resumes
+	resume  Resume // where a restart after this close resumes; nil: none
+}
+
+// Resume is where a restart after a close resumes: the ingest side's state
+// at an input position, which the close commits atomically with the rows of
+// the request's last minute when the sink keeps checkpoints. The close does
+// not look inside it.
+type Resume interface {
+	// Checkpoint encodes "minutes through closed are committed; resume
+	// here". The bytes are used before the next call.
+	Checkpoint(closed int64) ([]byte, error)
+	// Pos is the input position a restart reads from: once the checkpoint
+	// is committed, the input before it is never needed again.
+	Pos() int64
 }
 
 func newCloser(cfg Config, products *encode.Products, snk sink.Writer, st *Stats, free chan *minuteCounts) (*closer, error) {
@@ -121,13 +134,14 @@ func newCloser(cfg Config, products *encode.Products, snk sink.Writer, st *Stats
 	}
 	a := &closer{
 		def: cfg.Def, products: products, smoother: sm, sink: snk, stats: st,
-		workers: cfg.Parallelism, batchRow: cfg.BatchRows, next: noMinute, free: free,
-		owns:      cfg.Owns,
-		compactAt: minCompact,
-		budget:    (cfg.MaxMemory - dedupShare(cfg.MaxMemory)) / 10 * 9, // the rest: slack for arrays growing by doubling
-		perTarget: perTargetBytes(cfg),
-		perSource: perTargetBytes(cfg) * int64(feature.DiskCells(cfg.Def.MaxRingValue())),
-		rule:      newSparseRule(cfg.Kring.SparseBelow, cfg.Def.Resolution, cfg.Def.MaxRingValue(), slices.Max(cfg.Def.Windows)),
+		workers: cfg.Parallelism, batchRow: cfg.BatchRows, next: NoMinute, free: free,
+		owns:       cfg.Owns,
+		compactAt:  cmp.Or(cfg.CompactAt, minCompact),
+		minCompact: cmp.Or(cfg.CompactAt, minCompact),
+		budget:     cfg.MaxMemory / 10 * 9, // the rest: slack for arrays growing by doubling
+		perTarget:  perTargetBytes(cfg),
+		perSource:  perTargetBytes(cfg) * int64(feature.DiskCells(cfg.Def.MaxRingValue())),
+		rule:       newSparseRule(cfg.Kring.SparseBelow, cfg.Def.Resolution, cfg.Def.MaxRingValue(), slices.Max(cfg.Def.Windows)),
 	}
 	for range a.workers {
 		a.scratch = append(a.scratch, &kring.Scratch{})
@@ -135,16 +149,15 @@ func newCloser(cfg Config, products *encode.Products, snk sink.Writer, st *Stats
 	a.out.Names = products
 	a.cpSink, _ = snk.(sink.Checkpointer)
 	a.maxW = slices.Max(cfg.Def.Windows)
-	a.cp.config, a.cp.products = cfg.configKey(), products
-	a.cpClosed, a.clock = noMinute, noMinute
+	a.cpClosed, a.clock = NoMinute, NoMinute
 	return a, nil
 }
 
 // closeThrough (closing half) closes every minute up to req.through, in
 // order.
-func (a *closer) closeThrough(ctx context.Context, req closeRequest) error {
+func (a *closer) closeThrough(ctx context.Context, req CloseRequest) error {
 	a.clock = max(a.clock, req.clock)
-	if a.next == noMinute {
+	if a.next == NoMinute {
 		if req.through < req.first {
 			// Nothing to close yet, and a later batch may still count an
 			// earlier minute (one the watermark has not closed): fixing
@@ -221,7 +234,7 @@ func (a *closer) allEmpty() bool {
 // (parallel per product), emit the rows in canonical order, then commit
 // the minute with its state and checkpoint, and account for it. While
 // restoring it stops after the windows: no rows.
-func (a *closer) closeMinute(ctx context.Context, m int64, mc *minuteCounts, req *closeRequest, last func() bool, restoring bool) error {
+func (a *closer) closeMinute(ctx context.Context, m int64, mc *minuteCounts, req *CloseRequest, last func() bool, restoring bool) error {
 	start := time.Now()
 	work, err := a.placeSources(m, mc, restoring)
 	if err != nil {
@@ -364,7 +377,7 @@ func (a *closer) emitRows(ctx context.Context, m int64, work []*productState) (r
 // last minute, its checkpoint, then the owned parts' state, and commits
 // minute m in the sink. Once committed, the checkpoint's input position
 // is reported durable.
-func (a *closer) commit(ctx context.Context, m int64, mc *minuteCounts, req *closeRequest, last func() bool) error {
+func (a *closer) commit(ctx context.Context, m int64, mc *minuteCounts, req *CloseRequest, last func() bool) error {
 	durable := int64(-1)
 	if a.cpSink != nil {
 		var cp []byte
@@ -372,11 +385,11 @@ func (a *closer) commit(ctx context.Context, m int64, mc *minuteCounts, req *clo
 			var err error
 			// The resume state after req: minutes through req.through are
 			// committed once minute m is.
-			if cp, err = a.cp.encode(req.through, req.resume); err != nil {
+			if cp, err = req.resume.Checkpoint(req.through); err != nil {
 				return err
 			}
 			a.cpClosed = req.through
-			durable = req.resume.pos
+			durable = req.resume.Pos()
 		}
 		a.cpSink.StageState(m, a.stateFor(m, mc, cp))
 	}
@@ -479,8 +492,9 @@ func perTargetBytes(cfg Config) int64 {
 }
 
 // minCompact is the smallest cell index worth renumbering: 2^17 cells hold
-// ~2.6 MB of index and ~5 MB of smoothing scratch per worker.
-var minCompact = 1 << 17 // a var: tests lower it
+// ~2.6 MB of index and ~5 MB of smoothing scratch per worker
+// (Config.CompactAt overrides it).
+const minCompact = 1 << 17
 
 // maybeCompact renumbers the cell index to the cells the windows still
 // hold once it has grown by half of what the last renumbering kept (and by
@@ -513,7 +527,7 @@ func (a *closer) maybeCompact(m int64) {
 		a.scratch[i] = &kring.Scratch{} // sized for the old index: let it go
 	}
 	n := a.smoother.Cells.Len()
-	a.compactAt = n + max(minCompact, n/2)
+	a.compactAt = n + max(a.minCompact, n/2)
 	a.stats.Compactions.Add(1)
 }
 

@@ -1,4 +1,4 @@
-package pipeline
+package aggregate
 
 import (
 	"cmp"
@@ -8,6 +8,7 @@ import (
 	"slices"
 
 	"github.com/demandpipe/demandpipe/encode"
+	"github.com/demandpipe/demandpipe/internal/wire"
 )
 
 // CountedMessage is one message of the scale-out's internal topic
@@ -33,7 +34,7 @@ type ProductName struct {
 }
 
 // NoWatermark marks a message that moves no watermark.
-const NoWatermark = noMinute
+const NoWatermark = NoMinute
 
 type countedRun struct {
 	c Counted
@@ -139,43 +140,43 @@ const maxCountedEvents = 1 << 24
 // DecodeCountedMessage decodes b into m (its slices reused), expanding each
 // (cell, count) into count events.
 func DecodeCountedMessage(b []byte, m *CountedMessage) error {
-	r := byteReader{b: b}
-	v := r.uvarint()
+	r := wire.Reader{B: b}
+	v := r.Uvarint()
 	if v != 1 && v != countedVersion {
-		if r.err != nil {
+		if r.Err != nil {
 			return errCountedCorrupt
 		}
 		return fmt.Errorf("counted message version %d, this build reads 1 and %d", v, countedVersion)
 	}
-	src := r.uvarint()
+	src := r.Uvarint()
 	if src > 1<<32-1 {
 		return errCountedCorrupt
 	}
 	m.Source, m.Epoch, m.Start, m.Joins = uint32(src), 0, NoWatermark, m.Joins[:0]
 	if v >= 2 {
-		m.Epoch, m.Start = r.uvarint(), r.varint()
-		nj := r.uvarint()
-		if nj > maxJoins || r.err != nil {
+		m.Epoch, m.Start = r.Uvarint(), r.Varint()
+		nj := r.Uvarint()
+		if nj > maxJoins || r.Err != nil {
 			return errCountedCorrupt
 		}
 		for range nj {
-			j := r.uvarint()
+			j := r.Uvarint()
 			if j > 1<<32-1 {
 				return errCountedCorrupt
 			}
 			m.Joins = append(m.Joins, uint32(j))
 		}
 	}
-	m.Seq, m.Watermark = r.uvarint(), r.varint()
-	np := r.uvarint()
-	if np > encode.MaxProducts || r.err != nil {
+	m.Seq, m.Watermark = r.Uvarint(), r.Varint()
+	np := r.Uvarint()
+	if np > encode.MaxProducts || r.Err != nil {
 		return errCountedCorrupt
 	}
 	m.Products = m.Products[:0]
 	clear(m.names[:])
 	for range np {
-		code := r.byte()
-		u := r.uuid()
+		code := r.Byte()
+		u := r.UUID()
 		if m.names[code] {
 			return fmt.Errorf("%w: product code %d named twice", errCountedCorrupt, code)
 		}
@@ -183,20 +184,20 @@ func DecodeCountedMessage(b []byte, m *CountedMessage) error {
 		m.Products = append(m.Products, ProductName{code, u})
 	}
 	m.Events = m.Events[:0]
-	groups := r.uvarint()
+	groups := r.Uvarint()
 	minute := int64(0)
-	for g := uint64(0); g < groups && r.err == nil; g++ {
-		minute += r.varint()
-		code := r.byte()
-		n := r.uvarint()
-		if n > uint64(len(r.b)) { // each cell takes at least 2 bytes
+	for g := uint64(0); g < groups && r.Err == nil; g++ {
+		minute += r.Varint()
+		code := r.Byte()
+		n := r.Uvarint()
+		if n > uint64(len(r.B)) { // each cell takes at least 2 bytes
 			return errCountedCorrupt
 		}
 		cell := uint64(0)
 		for range n {
-			cell += r.uvarint()
-			count := r.uvarint()
-			if r.err != nil || count == 0 || uint64(len(m.Events))+count > maxCountedEvents {
+			cell += r.Uvarint()
+			count := r.Uvarint()
+			if r.Err != nil || count == 0 || uint64(len(m.Events))+count > maxCountedEvents {
 				return errCountedCorrupt
 			}
 			for range count {
@@ -204,7 +205,7 @@ func DecodeCountedMessage(b []byte, m *CountedMessage) error {
 			}
 		}
 	}
-	if r.err != nil || len(r.b) != 0 {
+	if r.Err != nil || len(r.B) != 0 {
 		return errCountedCorrupt
 	}
 	return nil

@@ -1,4 +1,4 @@
-package pipeline
+package aggregate
 
 import (
 	"github.com/demandpipe/demandpipe/internal/cellindex"
@@ -16,7 +16,7 @@ type Counted struct {
 }
 
 // counter counts events per open minute (the count stage, on its own
-// goroutine) and hands minutes to the closer as closeRequests. It owns its
+// goroutine) and hands minutes to the closer as CloseRequests. It owns its
 // fields; it shares with the closer only the free list of minuteCounts.
 type counter struct {
 	open        []*minuteCounts
@@ -29,7 +29,7 @@ type counter struct {
 }
 
 func newCounter(free chan *minuteCounts) *counter {
-	return &counter{first: noMinute, sent: noMinute, free: free, dropThrough: noMinute}
+	return &counter{first: NoMinute, sent: NoMinute, free: free, dropThrough: NoMinute}
 }
 
 // add counts one event.
@@ -77,31 +77,21 @@ func (a *counter) counts(m int64) *minuteCounts {
 	}
 	mc.minute = m
 	a.open = append(a.open, mc)
-	if a.first == noMinute || m < a.first {
+	if a.first == NoMinute || m < a.first {
 		a.first = m
 	}
 	return mc
 }
 
-// count adds the batch's located events.
-func (a *counter) count(b *batch) {
-	a.received = b.readAt
-	for j, i := range b.counted {
-		if cell := b.cells[j]; cell != 0 { // 0: H3 could not place it (counted in H3Errors)
-			a.add(Counted{Minute: b.minute[j], Cell: cell, Product: b.prod[i]})
-		}
-	}
-}
-
 // request takes the counts of every minute up to through out of the open
 // set; ok is false when there is nothing new to close.
-func (a *counter) request(through, clock int64, resume *seqState) (closeRequest, bool) {
-	if a.first == noMinute || through <= a.sent {
-		return closeRequest{}, false
+func (a *counter) request(through, clock int64, resume Resume) (CloseRequest, bool) {
+	if a.first == NoMinute || through <= a.sent {
+		return CloseRequest{}, false
 	}
 	a.sent = through
 	a.last = nil // its minute may go to the closer now
-	req := closeRequest{through: through, clock: min(clock, through), first: a.first, resume: resume}
+	req := CloseRequest{through: through, clock: min(clock, through), first: a.first, resume: resume}
 	keep := a.open[:0]
 	for _, mc := range a.open {
 		if mc.minute <= through {

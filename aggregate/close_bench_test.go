@@ -1,4 +1,4 @@
-package pipeline
+package aggregate
 
 import (
 	"context"
@@ -36,11 +36,11 @@ func BenchmarkCloseMinute(b *testing.B) {
 			code, _ := products.Code(encode.UUID{1})
 			var st Stats
 			var snk sink.Writer = &sink.Null{}
-			var resume *seqState
+			var resume Resume
 			if bc.cp {
-				snk, resume = &nullCheckpointer{}, &seqState{}
+				snk, resume = &nullCheckpointer{}, &fixedResume{cp: make([]byte, 96)}
 			}
-			a, err := newAggregator(cfg, products, snk, &st)
+			a, err := newLocal(cfg, products, snk, &st)
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -98,26 +98,35 @@ func BenchmarkCount(b *testing.B) {
 	cfg := DefaultConfig()
 	products := encode.NewProducts()
 	var st Stats
-	a, err := newAggregator(cfg, products, &sink.Null{}, &st)
+	a, err := newLocal(cfg, products, &sink.Null{}, &st)
 	if err != nil {
 		b.Fatal(err)
 	}
 	center, _ := h3.LatLngToCell(h3.LatLng{Lat: 40.75, Lng: -73.98}, 8)
 	disk, _ := h3.GridDisk(center, 40)
-	bt := newBatch()
-	for i := range 4096 {
-		bt.prod = append(bt.prod, byte(i%3))
-		bt.counted = append(bt.counted, int32(i))
-		bt.minute = append(bt.minute, 1)
-		bt.cells = append(bt.cells, uint64(disk[(i*7919)%len(disk)]))
+	evs := make([]Counted, 4096)
+	for i := range evs {
+		evs[i] = Counted{Minute: 1, Cell: uint64(disk[(i*7919)%len(disk)]), Product: byte(i % 3)}
 	}
-	a.count(bt) // warm: tables sized for this minute
+	count := func() {
+		for _, c := range evs {
+			a.Count(c)
+		}
+	}
+	count() // warm: tables sized for this minute
 	b.ReportAllocs()
 	for b.Loop() {
-		a.count(bt)
+		count()
 	}
-	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(bt.counted)), "ns/event")
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(evs)), "ns/event")
 }
+
+// fixedResume is a resume point whose checkpoint is a fixed blob (the
+// size of a sequencer's state with few riders).
+type fixedResume struct{ cp []byte }
+
+func (r *fixedResume) Checkpoint(int64) ([]byte, error) { return r.cp, nil }
+func (r *fixedResume) Pos() int64                       { return 0 }
 
 // nullCheckpointer discards rows and state (engine-side cost only).
 type nullCheckpointer struct {
@@ -163,7 +172,7 @@ func BenchmarkRestore(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		var st Stats
-		a, err := newAggregator(cfg, encode.NewProducts(), &sink.Null{}, &st)
+		a, err := newLocal(cfg, encode.NewProducts(), &sink.Null{}, &st)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -190,7 +199,7 @@ func BenchmarkCloseSparse(b *testing.B) {
 			products := encode.NewProducts()
 			code, _ := products.Code(encode.UUID{1})
 			var st Stats
-			a, err := newAggregator(cfg, products, &sink.Null{}, &st)
+			a, err := newLocal(cfg, products, &sink.Null{}, &st)
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -1,4 +1,4 @@
-package pipeline
+package aggregate
 
 import (
 	"cmp"
@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/demandpipe/demandpipe/internal/cellindex"
+	"github.com/demandpipe/demandpipe/internal/wire"
 	"github.com/demandpipe/demandpipe/sink"
 )
 
@@ -108,8 +109,8 @@ func (a *Aggregator) loadParts() (have []loadedPart, c int64, err error) {
 		if layout != ps.cfg.Layout {
 			return nil, 0, fmt.Errorf("aggregator: part %s was written with layout %q, this process has %q: a deployment keeps its layout (or starts over on a new subscription and sink)", ps.cfg.Names[p], layout, ps.cfg.Layout)
 		}
-		if config != a.agg.cp.config {
-			return nil, 0, fmt.Errorf("aggregator: part %s was written with definition %q, this process has %q", ps.cfg.Names[p], config, a.agg.cp.config)
+		if config != a.key {
+			return nil, 0, fmt.Errorf("aggregator: part %s was written with definition %q, this process has %q", ps.cfg.Names[p], config, a.key)
 		}
 		have = append(have, loadedPart{p, m, counts})
 	}
@@ -140,18 +141,18 @@ const partCheckpointVersion = 1
 
 func encodePartCheckpoint(dst []byte, layout, config string, m int64) []byte {
 	dst = binary.AppendUvarint(dst, partCheckpointVersion)
-	dst = appendString(dst, layout)
-	dst = appendString(dst, config)
+	dst = wire.AppendString(dst, layout)
+	dst = wire.AppendString(dst, config)
 	return binary.AppendVarint(dst, m)
 }
 
 func decodePartCheckpoint(b []byte) (layout, config string, m int64, err error) {
-	r := byteReader{b: b}
-	if v := r.uvarint(); v != partCheckpointVersion {
+	r := wire.Reader{B: b}
+	if v := r.Uvarint(); v != partCheckpointVersion {
 		return "", "", 0, fmt.Errorf("part checkpoint version %d, this build reads %d", v, partCheckpointVersion)
 	}
-	layout, config, m = r.string(), r.string(), r.varint()
-	if r.err != nil || len(r.b) != 0 {
+	layout, config, m = r.String(), r.String(), r.Varint()
+	if r.Err != nil || len(r.B) != 0 {
 		return "", "", 0, errCorrupt
 	}
 	return layout, config, m, nil
@@ -171,10 +172,10 @@ func (a *Aggregator) UseParts(pc PartConfig, snk sink.PartCheckpointer) error {
 	if pc.Retain < 0 {
 		return fmt.Errorf("aggregator: parts: retain %d minutes, want >= 0", pc.Retain)
 	}
-	ps := &partState{cfg: pc, snk: snk, owned: make([]bool, len(pc.Names)), flushed: noMinute,
+	ps := &partState{cfg: pc, snk: snk, owned: make([]bool, len(pc.Names)), flushed: NoMinute,
 		committed: make([]int64, len(pc.Names)), open: make([][]srcCounts, len(pc.Names))}
 	for i := range ps.committed {
-		ps.committed[i] = noMinute
+		ps.committed[i] = NoMinute
 	}
 	for _, p := range pc.Owned {
 		if p < 0 || p >= len(pc.Names) {
@@ -306,7 +307,7 @@ func (mc *minuteCounts) addN(cell uint64, p byte, n int32) {
 func (a *Aggregator) stageParts(m int64) error {
 	ps := a.parts
 	keep := m - int64(a.agg.maxW) + 2 - int64(ps.cfg.Retain)
-	ps.cp = encodePartCheckpoint(ps.cp[:0], ps.cfg.Layout, a.agg.cp.config, m)
+	ps.cp = encodePartCheckpoint(ps.cp[:0], ps.cfg.Layout, a.key, m)
 	for p, own := range ps.owned {
 		if !own {
 			continue
