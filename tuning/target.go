@@ -4,7 +4,7 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/demandpipe/demandpipe/internal/cqltest"
+	"github.com/demandpipe/demandpipe/internal/doubles"
 	"github.com/demandpipe/demandpipe/sink"
 	"github.com/demandpipe/demandpipe/sink/cassandra"
 )
@@ -48,7 +48,7 @@ func (c Config) open(ctx context.Context, p Point) (target, func(), error) {
 	}
 	// A fresh double per point: it keeps every row in memory, and a
 	// point's rows must not weigh on the next point's heap.
-	srv, err := cqltest.Start(cqltest.Config{Latency: c.ServiceTime})
+	srv, err := doubles.StartCQL(c.ServiceTime)
 	if err != nil {
 		return nil, nil, fmt.Errorf("tuning: test double: %w", err)
 	}

@@ -12,7 +12,7 @@ import (
 	"github.com/demandpipe/demandpipe/bench/naive"
 	"github.com/demandpipe/demandpipe/encode"
 	"github.com/demandpipe/demandpipe/gen"
-	"github.com/demandpipe/demandpipe/internal/cqltest"
+	"github.com/demandpipe/demandpipe/internal/doubles"
 	"github.com/demandpipe/demandpipe/pipeline"
 	"github.com/demandpipe/demandpipe/sink/cassandra"
 )
@@ -41,12 +41,12 @@ func (r *run) sink() error {
 	n := min(r.cfg.SinkRows, full.Len())
 	sub := &encode.Batch{Minute: full.Minute, NumFeatures: full.NumFeatures, Names: full.Names,
 		Cells: full.Cells[:n], Products: full.Products[:n], Features: full.Features[:n*full.NumFeatures]}
-	slow, err := cqltest.Start(cqltest.Config{Latency: serviceTime})
+	slow, err := doubles.StartCQL(serviceTime)
 	if err != nil {
 		return err
 	}
 	defer slow.Close()
-	fast, err := cqltest.Start(cqltest.Config{})
+	fast, err := doubles.StartCQL(0)
 	if err != nil {
 		return err
 	}
@@ -58,7 +58,7 @@ func (r *run) sink() error {
 			s.Close()
 		}
 	}()
-	open := func(srv *cqltest.Server, batch, writers int, codec string) (*cassandra.Sink, error) {
+	open := func(srv doubles.Server, batch, writers int, codec string) (*cassandra.Sink, error) {
 		cfg := cassandra.DefaultConfig()
 		cfg.Hosts, cfg.Port, cfg.CreateSchema, cfg.ReplicationFactor = []string{"127.0.0.1"}, srv.Port(), true, 1
 		cfg.Table = fmt.Sprintf("features_b%d_w%d_%s", batch, writers, codec)
@@ -113,8 +113,7 @@ func (r *run) sink() error {
 			c0, t0 := cpuTime(), time.Now()
 			err := write(s, full)()
 			sec := time.Since(t0).Seconds()
-			st := fast.Stats()
-			wire[i] = append(wire[i], float64(st.BytesReceived)/float64(full.Len()))
+			wire[i] = append(wire[i], float64(fast.BytesReceived())/float64(full.Len()))
 			cpu[i] = append(cpu[i], float64((cpuTime()-c0).Nanoseconds())/float64(full.Len()))
 			return sec, err
 		}

@@ -7,6 +7,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"strings"
 )
 
 const usage = `demandpipe: raw rider events in, merged demand-feature rows out.
@@ -22,6 +23,7 @@ Usage:
   demandpipe schema cassandra  print the CQL of the Cassandra sink's tables
   demandpipe config [-format=json]  list every knob of run with its default
   demandpipe version         print the module version, commit and Go version (also --version)
+  demandpipe healthcheck [flags]  exit 0 when /readyz on :8080 answers 200 (the container's HEALTHCHECK)
   demandpipe help  COMMAND   explain a command's flags
 
 Data flow: source -> projection (ts, rider_id, lat, lng, product_type) -> dedup
@@ -64,10 +66,12 @@ func main() {
 		err = configCommand(args)
 	case "version", "-version", "--version":
 		err = versionCommand(args)
+	case "healthcheck":
+		err = healthcheckCommand(args)
 	case "help", "-h", "-help", "--help":
 		if len(args) > 0 {
 			switch args[0] {
-			case "run", "gen", "publish", "bench", "tune", "serve", "schema", "config":
+			case "run", "gen", "publish", "bench", "tune", "serve", "schema", "config", "healthcheck":
 				// Asked for: help goes to stdout, so it pipes into grep.
 				helpOut = os.Stdout
 				os.Args = []string{os.Args[0], args[0], "-h"}
@@ -83,14 +87,16 @@ func main() {
 				fmt.Print(usage)
 				return
 			default:
-				fmt.Fprintf(os.Stderr, "demandpipe help: unknown command %q\n\n%s", args[0], usage)
+				fmt.Fprintf(os.Stderr, "demandpipe help: unknown command %q%s\n", args[0], suggestCommand(args[0]))
 				os.Exit(2)
 			}
 		}
 		fmt.Print(usage)
 		return
 	default:
-		fmt.Fprintf(os.Stderr, "demandpipe: unknown command %q\n\n%s", cmd, usage)
+		// One line and a pointer, not the whole usage: a typo's answer
+		// should fit on the screen it was typed on.
+		fmt.Fprintf(os.Stderr, "demandpipe: unknown command %q%s\n", cmd, suggestCommand(cmd))
 		os.Exit(2)
 	}
 	if err != nil {
@@ -100,4 +106,33 @@ func main() {
 		fmt.Fprintf(os.Stderr, "demandpipe %s: %v\n", cmd, err)
 		os.Exit(1)
 	}
+}
+
+// commands are the commands main knows, for suggestions.
+var commands = []string{"run", "gen", "publish", "bench", "tune", "serve", "schema", "config", "version", "healthcheck", "help"}
+
+// suggestCommand is ": did you mean X?" for the nearest command to name
+// (or names sharing its prefix), followed by where the list is.
+func suggestCommand(name string) string {
+	best, bestD := []string(nil), 3
+	for _, c := range commands {
+		switch d := editDistance(strings.ToLower(name), c); {
+		case d < bestD:
+			best, bestD = []string{c}, d
+		case d == bestD:
+			best = append(best, c)
+		}
+	}
+	if len(best) == 0 {
+		for _, c := range commands {
+			if len(name) >= 2 && strings.HasPrefix(c, strings.ToLower(name)) {
+				best = append(best, c)
+			}
+		}
+	}
+	out := ""
+	if len(best) > 0 {
+		out = ": did you mean " + strings.Join(best, " or ") + "?"
+	}
+	return out + " (demandpipe help lists the commands)"
 }

@@ -339,3 +339,24 @@ func TestProductsFlag(t *testing.T) {
 		t.Fatalf("rejects: %s %v", b, err)
 	}
 }
+
+// TestMisspelledCommandSuggests: a mistyped command gets one line naming
+// the nearest commands and where the list is, not the whole usage.
+func TestMisspelledCommandSuggests(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]string{
+		"rnu":     `unknown command "rnu": did you mean run? (demandpipe help lists the commands)`,
+		"sevre":   `unknown command "sevre": did you mean serve?`,
+		"tun":     `did you mean run or tune?`,
+		"zzzzzzz": `unknown command "zzzzzzz" (demandpipe help lists the commands)`,
+	} {
+		if got := suggestCommand(in); !strings.Contains(`unknown command "`+in+`"`+got, want) {
+			t.Errorf("%s: %q, want %q", in, got, want)
+		}
+	}
+	for _, c := range commands {
+		if got := suggestCommand(c); !strings.Contains(got, "did you mean "+c) {
+			t.Errorf("%s itself is not its own nearest command: %q", c, got)
+		}
+	}
+}
