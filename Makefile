@@ -3,8 +3,12 @@
 # exports. `go build ./cmd/demandpipe` works too; it carries only what the Go
 # toolchain records (the commit, in a git checkout).
 #
-#   make build     bin/demandpipe, stamped (CGO for H3)
+#   make build     bin/demandpipe, stamped (CGO for H3), without the test
+#                  servers (-tags nodoubles: internal/doubles)
 #   make test      the whole suite, as .ci/run runs it
+#   make docker    the image (Dockerfile), stamped the same way; needs a Docker
+#                  engine with BuildKit (deploy/deploy_test.go checks the
+#                  Dockerfile and runs its build line without one)
 
 PKG      := github.com/demandpipe/demandpipe
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo unknown)
@@ -14,7 +18,11 @@ LDFLAGS  := -X $(PKG)/internal/buildinfo.stampedVersion=$(VERSION) -X $(PKG)/int
 
 .PHONY: build test
 build:
-	CGO_ENABLED=1 go build -trimpath -ldflags "$(LDFLAGS)" -o bin/demandpipe ./cmd/demandpipe
+	CGO_ENABLED=1 go build -trimpath -tags nodoubles -ldflags "$(LDFLAGS)" -o bin/demandpipe ./cmd/demandpipe
 
 test:
 	bash .ci/run
+
+.PHONY: docker
+docker:
+	docker build --build-arg VERSION=$(VERSION) --build-arg COMMIT=$(COMMIT) --build-arg DATE=$(DATE) -t demandpipe:$(VERSION) -t demandpipe:latest .
