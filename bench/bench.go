@@ -48,6 +48,9 @@ func Replay(data []byte, cfg pipeline.Config) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
+	for range cfg.Extra {
+		e.ExtraSinks = append(e.ExtraSinks, &sink.Null{})
+	}
 	var before, after runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&before)

@@ -56,7 +56,8 @@ type batch struct {
 	finalResume *seqState // eof: the same for the final close
 
 	// locate stage
-	cells      []uint64 // per counted event; 0 = H3 error
+	cells      []uint64   // per counted event, at the definition's resolution; 0 = H3 error
+	more       [][]uint64 // the same at each further resolution of a run's definitions (Engine.resolutions[1:])
 	clat, clng []float64
 
 	parsed, located chan struct{}
@@ -91,6 +92,9 @@ func (b *batch) reset() {
 	b.riderOff, b.riders, b.rejects = b.riderOff[:0], b.riders[:0], b.rejects[:0]
 	b.blank, b.lines = 0, 0
 	b.counted, b.minute, b.cells = b.counted[:0], b.minute[:0], b.cells[:0]
+	for i := range b.more {
+		b.more[i] = b.more[i][:0]
+	}
 	b.evLine, b.evStart, b.evEnd = b.evLine[:0], b.evStart[:0], b.evEnd[:0]
 	b.newProds = b.newProds[:0]
 	clear(b.endRejects)
@@ -172,15 +176,36 @@ func isBlank(l []byte) bool {
 	return true
 }
 
-// locate computes the cell of every counted event (locate stage; parallel).
-// Only counted events pay for H3, in one cgo call per batch.
-func (b *batch) locate(l *h3batch.Locator, res int) (errs int64) {
+// locate computes the cell of every counted event (locate stage; parallel)
+// at res[0], and at each further resolution of the run's definitions into
+// more. Only counted events pay for H3, in one cgo call per batch and
+// resolution. A coarser definition's cells are located again rather than
+// taken as parents of finer ones: H3 is not exactly hierarchical, and the
+// parent of a point's res-9 cell is not its res-8 cell for 7.1% of points
+// (measured over New York), so parents would change a definition's rows.
+func (b *batch) locate(l *h3batch.Locator, res []int) (errs int64) {
 	b.clat, b.clng = b.clat[:0], b.clng[:0]
 	for _, i := range b.counted {
 		b.clat = append(b.clat, b.lat[i])
 		b.clng = append(b.clng, b.lng[i])
 	}
 	var n int
-	b.cells, n = l.Cells(b.clat, b.clng, res, b.cells[:0])
-	return int64(n)
+	b.cells, n = l.Cells(b.clat, b.clng, res[0], b.cells[:0])
+	errs = int64(n)
+	for len(b.more) < len(res)-1 {
+		b.more = append(b.more, nil)
+	}
+	for i, r := range res[1:] {
+		b.more[i], n = l.Cells(b.clat, b.clng, r, b.more[i][:0])
+		errs += int64(n)
+	}
+	return errs
+}
+
+// cellsAt is the counted events' cells at the run's ri-th resolution.
+func (b *batch) cellsAt(ri int) []uint64 {
+	if ri == 0 {
+		return b.cells
+	}
+	return b.more[ri-1]
 }

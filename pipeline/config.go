@@ -1,9 +1,11 @@
 package pipeline
 
 import (
+	"cmp"
 	"fmt"
 	"os"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -19,8 +21,17 @@ import (
 // Config holds the engine's knobs. Flags of `demandpipe run` map one to one.
 type Config struct {
 	// Def is the feature definition (-h3.resolution, -kring.rings,
-	// -windows.minutes).
+	// -windows.minutes), or the first of a definitions file.
 	Def feature.Definition
+	// DefName names Def among several definitions (the first name of a
+	// definitions file); "" is feature.DefaultName.
+	DefName string
+	// Extra are further definitions computed in the same pass (the rest of
+	// -definitions=FILE): parsing, event time and dedup run once, each
+	// counted event is located once per distinct resolution, and each
+	// definition smooths and slides its own windows over its own counts
+	// into its own sink (Engine.ExtraSinks). Default none.
+	Extra []feature.Named
 	// Lateness is how far behind the largest ts seen an event may be and
 	// still count (-windows.lateness, default 30s). Minute m closes once
 	// largest ts - Lateness >= end of m.
@@ -83,9 +94,37 @@ type Config struct {
 func (c Config) Aggregate() aggregate.Config {
 	return aggregate.Config{
 		Def: c.Def, Parallelism: c.Parallelism, BatchRows: c.BatchRows,
-		MaxMemory: c.MaxMemory - dedupShare(c.MaxMemory), Owns: c.Owns, Kring: c.Kring,
+		MaxMemory: c.closeShare(), Owns: c.Owns, Kring: c.Kring,
 		Key: c.configKey(), CompactAt: c.compactAt,
 	}
+}
+
+// Named is Def with its name.
+func (c Config) Named() feature.Named {
+	return feature.Named{Name: cmp.Or(c.DefName, feature.DefaultName), Definition: c.Def}
+}
+
+// closeShare is each definition's part of MaxMemory: what the dedup tables
+// leave, split evenly among the definitions (0: no bound).
+func (c Config) closeShare() int64 {
+	return (c.MaxMemory - dedupShare(c.MaxMemory)) / int64(1+len(c.Extra))
+}
+
+// resolutions are the distinct resolutions of the run's definitions,
+// Def's first, and for each definition (Def, then Extra) the index of its
+// resolution among them.
+func (c Config) resolutions() (res []int, of []int) {
+	res = []int{c.Def.Resolution}
+	of = []int{0}
+	for _, d := range c.Extra {
+		i := slices.Index(res, d.Resolution)
+		if i < 0 {
+			i = len(res)
+			res = append(res, d.Resolution)
+		}
+		of = append(of, i)
+	}
+	return res, of
 }
 
 // DefaultConfig returns the contract's defaults.
@@ -131,6 +170,12 @@ func (c Config) Validate() error {
 	}
 	if c.MaxMemory != 0 && c.MaxMemory < 16<<20 {
 		return fmt.Errorf("max-memory=%d: must be 0 (no bound) or at least 16 MiB", c.MaxMemory)
+	}
+	if len(c.Extra) > 0 {
+		all := append([]feature.Named{c.Named()}, c.Extra...)
+		if err := feature.ValidateSet(all); err != nil {
+			return err
+		}
 	}
 	if err := c.Future.Validate(); err != nil {
 		return err

@@ -46,6 +46,14 @@ type Engine struct {
 	// called: nothing would survive a restart.
 	Durable func(pos int64)
 
+	// ExtraSinks receive the rows of Config.Extra, one sink per definition
+	// in order; they must keep no state (sink.Checkpointer): a resume
+	// restores only the run's definition for now (issue 23).
+	ExtraSinks []sink.Writer
+	// ExtraStats are the count and close counters of Config.Extra's
+	// definitions (Stats holds the run's definition's).
+	ExtraStats []aggregate.Stats
+
 	// Emit, if set, makes Run the dedup role of a scale-out (roles.go):
 	// counted events and watermarks go to Emit instead of being counted,
 	// and the sink is not used (it may be nil).
@@ -96,7 +104,7 @@ func (e *Engine) Run(ctx context.Context, src io.Reader, snk sink.Writer) error 
 	l, ok := src.(interface{ Live() bool })
 	live := ok && l.Live()
 	seq := newSequencer(cfg.Lateness.Milliseconds(), cfg.IdleTimeout.Milliseconds(), dt, cfg.Future.rule(), e.Products, slices.Max(cfg.Def.Windows))
-	agg, err := e.newLocalAggregator(ctx, snk, seq)
+	aggs, err := e.newLocalAggregators(ctx, snk, seq)
 	if err != nil {
 		return err
 	}
@@ -122,10 +130,14 @@ func (e *Engine) Run(ctx context.Context, src io.Reader, snk sink.Writer) error 
 	disp := &dispatcher{idle: cfg.IdleTimeout, now: now}
 	parse := &parserPool{n: n, products: e.Products, maxLine: cfg.MaxLineBytes, allow: cfg.Products}
 	sq := &sequenceStage{seq: seq, stats: &e.Stats, now: now, rejects: rejects, flushEach: live, fail: sv.fail}
-	loc := &locatorPool{n: n, res: cfg.Def.Resolution, stats: &e.Stats}
+	res, resOf := cfg.resolutions()
+	loc := &locatorPool{n: n, res: res, stats: &e.Stats}
 	cp := e.checkpointer(src)
-	cnt := &countStage{agg: agg, cp: &cp}
-	cls := &closeStage{closer: agg, fail: sv.fail}
+	cnt := &countStage{cp: &cp}
+	for k, a := range aggs {
+		cnt.aggs = append(cnt.aggs, defAgg{local: a, res: resOf[k]})
+	}
+	cls := &closeStage{fail: sv.fail}
 
 	// The reader is not waited for after a failure: a Read blocked on a
 	// quiet pipe must not hold up the error (it ends at its next Read).
@@ -156,6 +168,40 @@ func (e *Engine) Run(ctx context.Context, src io.Reader, snk sink.Writer) error 
 		return fail
 	}
 	return context.Cause(ctx)
+}
+
+// newLocalAggregators builds the count and close of the run's definition
+// (newLocalAggregator) and of each further definition (Config.Extra) on its
+// sink.
+func (e *Engine) newLocalAggregators(ctx context.Context, snk sink.Writer, seq *sequencer) ([]*aggregate.Local, error) {
+	if len(e.ExtraSinks) != len(e.cfg.Extra) {
+		return nil, fmt.Errorf("pipeline: %d further definitions and %d sinks for them", len(e.cfg.Extra), len(e.ExtraSinks))
+	}
+	if len(e.cfg.Extra) > 0 && e.Emit != nil {
+		return nil, errors.New("pipeline: the dedup role computes no definition: give the definitions to the aggregate role")
+	}
+	if len(e.cfg.Extra) > 0 && e.resume != nil {
+		return nil, errors.New("pipeline: resuming a run of several definitions is not built yet (issue 23): -resume=false starts over")
+	}
+	agg, err := e.newLocalAggregator(ctx, snk, seq)
+	if err != nil {
+		return nil, err
+	}
+	aggs := []*aggregate.Local{agg}
+	e.ExtraStats = make([]aggregate.Stats, len(e.cfg.Extra))
+	for k, d := range e.cfg.Extra {
+		if _, ok := e.ExtraSinks[k].(sink.Checkpointer); ok {
+			return nil, fmt.Errorf("definition %s: its sink keeps state, and a resume restores only the first definition for now: give further definitions ndjson: or null: sinks", d.Name)
+		}
+		ac := e.cfg.Aggregate()
+		ac.Def = d.Definition
+		a, err := aggregate.NewLocal(ac, e.Products, e.ExtraSinks[k], &e.ExtraStats[k])
+		if err != nil {
+			return nil, fmt.Errorf("definition %s: %w", d.Name, err)
+		}
+		aggs = append(aggs, a)
+	}
+	return aggs, nil
 }
 
 // newLocalAggregator builds the single process's count and close on snk

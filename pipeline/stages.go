@@ -29,14 +29,14 @@ import (
 // queues are the bounded channels between the stages.
 type queues struct {
 	free, chunks, parse, seq, loc, count chan *batch
-	close                                chan aggregate.CloseRequest
+	close                                chan closeJob
 }
 
 func newQueues(nb int) *queues {
 	q := &queues{
 		free: make(chan *batch, nb), chunks: make(chan *batch, nb), parse: make(chan *batch, nb),
 		seq: make(chan *batch, nb), loc: make(chan *batch, nb), count: make(chan *batch, nb),
-		close: make(chan aggregate.CloseRequest, 1), // one close ahead: back-pressure from a slow sink
+		close: make(chan closeJob, 1), // one close ahead: back-pressure from a slow sink
 	}
 	for range nb {
 		q.free <- newBatch()
@@ -206,7 +206,7 @@ func (s *sequenceStage) run(ctx context.Context, in <-chan *batch, toCount, toLo
 // locatorPool computes the cells of counted events on n workers.
 type locatorPool struct {
 	n     int
-	res   int
+	res   []int // the run's distinct resolutions, the definition's first
 	stats *Stats
 }
 
@@ -224,10 +224,26 @@ func (l *locatorPool) spawn(sv *supervisor, in <-chan *batch) {
 	}
 }
 
-// countStage runs the counter over batches in order and asks the closer
+// defAgg is one definition's count and close in a run: the first is the
+// run's definition (Config.Def), the others Config.Extra in order.
+type defAgg struct {
+	local *aggregate.Local
+	res   int // index of its resolution in the run's (batch.cellsAt)
+}
+
+// closeJob is what one batch's frontier closes: a request per definition
+// with minutes to close, the run's definition first.
+type closeJob []defRequest
+
+type defRequest struct {
+	local *aggregate.Local
+	req   aggregate.CloseRequest
+}
+
+// countStage runs the counters over batches in order and asks the closers
 // for the minutes each batch's frontier closes.
 type countStage struct {
-	agg         *aggregate.Local
+	aggs        []defAgg
 	cp          *checkpointer // the run's, for the resume points of close requests
 	final       int64
 	hasFinal    bool
@@ -235,7 +251,7 @@ type countStage struct {
 	frontier    int64 // the last batch's: what the final close confirms
 }
 
-func (c *countStage) run(ctx context.Context, in <-chan *batch, free chan<- *batch, closeQ chan<- aggregate.CloseRequest) {
+func (c *countStage) run(ctx context.Context, in <-chan *batch, free chan<- *batch, closeQ chan<- closeJob) {
 	for b := range in {
 		<-b.located
 		if ctx.Err() == nil {
@@ -252,49 +268,65 @@ func (c *countStage) run(ctx context.Context, in <-chan *batch, free chan<- *bat
 }
 
 // finish asks for the final close at the end of the input.
-func (c *countStage) finish(ctx context.Context, closeQ chan<- aggregate.CloseRequest) {
+func (c *countStage) finish(ctx context.Context, closeQ chan<- closeJob) {
 	if c.hasFinal {
 		c.send(ctx, closeQ, c.final, c.frontier, c.finalResume)
 	}
 }
 
-// count counts the batch's located events.
+// count counts the batch's located events, for each definition at its
+// resolution.
 func (c *countStage) count(b *batch) {
-	c.agg.SetReceived(b.readAt)
-	for j, i := range b.counted {
-		if cell := b.cells[j]; cell != 0 { // 0: H3 could not place it (counted in H3Errors)
-			c.agg.Count(aggregate.Counted{Minute: b.minute[j], Cell: cell, Product: b.prod[i]})
+	for _, a := range c.aggs {
+		a.local.SetReceived(b.readAt)
+		cells := b.cellsAt(a.res)
+		for j, i := range b.counted {
+			if cell := cells[j]; cell != 0 { // 0: H3 could not place it (counted in H3Errors)
+				a.local.Count(aggregate.Counted{Minute: b.minute[j], Cell: cell, Product: b.prod[i]})
+			}
 		}
 	}
 }
 
-func (c *countStage) send(ctx context.Context, closeQ chan<- aggregate.CloseRequest, through, clock int64, resume *seqState) {
-	var r aggregate.Resume // nil unless resume is: a nil *resumePoint is not a nil Resume
-	if resume != nil {
-		r = &resumePoint{cp: c.cp, st: resume}
+// send asks every definition's closer for the minutes through closes. Only
+// the run's definition carries the resume point: its sink keeps the
+// checkpoint (Engine.Run refuses further definitions into sinks that keep
+// state).
+func (c *countStage) send(ctx context.Context, closeQ chan<- closeJob, through, clock int64, resume *seqState) {
+	var job closeJob
+	for k, a := range c.aggs {
+		var r aggregate.Resume // nil unless resume is: a nil *resumePoint is not a nil Resume
+		if resume != nil && k == 0 {
+			r = &resumePoint{cp: c.cp, st: resume}
+		}
+		if req, ok := a.local.Request(through, clock, r); ok {
+			job = append(job, defRequest{a.local, req})
+		}
 	}
-	if req, ok := c.agg.Request(through, clock, r); ok {
+	if job != nil {
 		select {
-		case closeQ <- req:
+		case closeQ <- job:
 		case <-ctx.Done():
 		}
 	}
 }
 
-// closeStage runs the closer over close requests; after a failure it
+// closeStage runs the closers over close jobs, one definition after the
+// other (each fans its products out over the workers); after a failure it
 // drains them.
 type closeStage struct {
-	closer *aggregate.Local
-	fail   func(error)
+	fail func(error)
 }
 
-func (c *closeStage) run(ctx context.Context, in <-chan aggregate.CloseRequest) {
-	for req := range in {
-		if ctx.Err() != nil {
-			continue // drain
-		}
-		if err := c.closer.CloseThrough(ctx, req); err != nil {
-			c.fail(err)
+func (c *closeStage) run(ctx context.Context, in <-chan closeJob) {
+	for job := range in {
+		for _, d := range job {
+			if ctx.Err() != nil {
+				break // drain
+			}
+			if err := d.local.CloseThrough(ctx, d.req); err != nil {
+				c.fail(err)
+			}
 		}
 	}
 }

@@ -8,7 +8,6 @@ import (
 
 	"github.com/demandpipe/demandpipe/bench"
 	"github.com/demandpipe/demandpipe/bench/report"
-	"github.com/demandpipe/demandpipe/feature"
 	"github.com/demandpipe/demandpipe/gen"
 	"github.com/demandpipe/demandpipe/pipeline"
 )
@@ -24,8 +23,11 @@ func benchCommand(args []string) error {
 	fs.IntVar(&gc.EventsPerMinute, "rate", gc.EventsPerMinute, "generated raw events per minute of event time")
 	fs.IntVar(&gc.Riders, "riders", gc.Riders, "generated rider population")
 	reportPath := fs.String("report", "", "instead, measure each optimization alone against bench/naive (-rounds rounds a side) and write the markdown report to this path, e.g. bench/REPORT.md")
-	engineFlags(fs, &cfg)
+	defs := engineFlags(fs, &cfg)
 	if err := parse(fs, args, "demandpipe bench [flags]: generate events in memory and replay them through the pipeline into null:.", ""); err != nil {
+		return err
+	}
+	if err := defs.apply(fs, &cfg); err != nil {
 		return err
 	}
 	if err := cfg.Validate(); err != nil {
@@ -45,6 +47,6 @@ func benchCommand(args []string) error {
 		return err
 	}
 	fmt.Fprintf(os.Stderr, "demandpipe bench: generated %d events (%.0f MB, %d riders, %d events/min) in %.1fs; definition %s\n",
-		*events, float64(len(data))/1e6, gc.Riders, gc.EventsPerMinute, time.Since(start).Seconds(), feature.Definition(cfg.Def))
+		*events, float64(len(data))/1e6, gc.Riders, gc.EventsPerMinute, time.Since(start).Seconds(), definitionsText(cfg))
 	return bench.Compare(os.Stdout, data, cfg, pars, *rounds)
 }

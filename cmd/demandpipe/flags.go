@@ -62,8 +62,11 @@ func (p *productsFlag) Set(path string) error {
 	return nil
 }
 
-// engineFlags registers the pipeline's knobs on fs, dotted by package.
-func engineFlags(fs *flag.FlagSet, c *pipeline.Config) {
+// engineFlags registers the pipeline's knobs on fs, dotted by package. The
+// returned -definitions flag applies once fs is parsed (definitionsFlag.apply).
+func engineFlags(fs *flag.FlagSet, c *pipeline.Config) *definitionsFlag {
+	defs := &definitionsFlag{}
+	fs.Var(defs, "definitions", "a YAML file of named definitions ({name, resolution, rings, windows} each) computed in one pass: the first is the run's default, each further one's rows go to the -sink file with its name before the extension (ndjson: and null: sinks so far); replaces -h3.resolution, -kring.rings and -windows.minutes")
 	fs.Var(&productsFlag{c: c}, "products", "the products file (uuid,name per line, or JSON; the file -serve.product-names takes): only its product types count, any other is rejected as unknown_product, so junk product UUIDs cannot take the 256 product codes from real ones (default: every product type)")
 	fs.IntVar(&c.Def.Resolution, "h3.resolution", c.Def.Resolution, "H3 resolution of the hexagons, 0..15 (8: ~0.74 km² cells)")
 	fs.Var(intList{&c.Def.Rings}, "kring.rings", "k-ring radii K in output order, each 0..30, at most 16")
@@ -80,6 +83,7 @@ func engineFlags(fs *flag.FlagSet, c *pipeline.Config) {
 	fs.IntVar(&c.Kring.MaxCachedDisks, "kring.max-cached-disks", c.Kring.MaxCachedDisks, "bound on cached k-ring disks (~5 KB each at k=20)")
 	fs.Int64Var(&c.MaxMemory, "max-memory", c.MaxMemory, "bound in bytes on the engine's close state (windows, cell index, disks: the state_bytes metric); past it, events in places not held yet are shed at their minute's close and counted as over budget. 0: no bound. Default: a third of this machine's memory")
 	fs.IntVar(&c.Kring.SparseBelow, "kring.sparse-below", c.Kring.SparseBelow, "sources in a region with fewer sources a minute are kept per source, not per target (memory of isolated riders); 0: never. Rows are the same")
+	return defs
 }
 
 // helpOut, when set, receives -h output (demandpipe help CMD: stdout).

@@ -65,6 +65,9 @@ func runRole(rf *runFlags, log *slog.Logger, serveSet bool) (ok bool, err error)
 	default:
 		return true, fmt.Errorf("-role=%q: want all, dedup or aggregate", *r.role)
 	}
+	if len(rf.cfg.Extra) > 0 {
+		return true, fmt.Errorf("-role=%s with -definitions: the scale-out roles compute one definition so far (issue 23)", *r.role)
+	}
 	if err := r.so.Validate(); err != nil {
 		return true, err
 	}

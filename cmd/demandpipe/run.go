@@ -75,6 +75,7 @@ type runFlags struct {
 	logFormat       *string
 	logLevel        *string
 	role            *roleFlags
+	defs            *definitionsFlag
 }
 
 func newRunFlags() *runFlags {
@@ -96,7 +97,7 @@ func newRunFlags() *runFlags {
 	r.progress = fs.String("progress", "auto", "progress line on stderr: auto (when stderr is a terminal), always or never")
 	r.logFormat = fs.String("log.format", "text", "log lines on stderr as text or json (log/slog); the summary at the end stays text")
 	r.logLevel = fs.String("log.level", "info", "debug, info (one line per minute closed), warn or error")
-	engineFlags(fs, &r.cfg)
+	r.defs = engineFlags(fs, &r.cfg)
 	r.role = newRoleFlags(fs)
 	return r
 }
@@ -147,6 +148,14 @@ func (rf *runFlags) check() (log *slog.Logger, serveSet bool, err error) {
 		return nil, false, fmt.Errorf("-progress=%q: want auto, always or never", *rf.progress)
 	}
 	rf.fs.Visit(func(f *flag.Flag) { serveSet = serveSet || f.Name == "serve" })
+	if err := rf.defs.apply(rf.fs, &rf.cfg); err != nil {
+		return nil, false, err
+	}
+	for _, d := range rf.cfg.Extra {
+		if _, err := extraSinkSpec(*rf.snk, d.Name); err != nil {
+			return nil, false, err
+		}
+	}
 	for _, v := range []interface{ Validate() error }{rf.cfg, rf.sc, rf.vc} {
 		if err := v.Validate(); err != nil {
 			return nil, false, err
@@ -154,7 +163,7 @@ func (rf *runFlags) check() (log *slog.Logger, serveSet bool, err error) {
 	}
 	err = checkOutputs(
 		[]namedPath{{"-source=" + *rf.src, filePath(*rf.src, "file")}},
-		[]namedPath{{"-sink=" + *rf.snk, filePath(*rf.snk, "ndjson")}, {"-rejects=" + *rf.rejects, *rf.rejects}},
+		append([]namedPath{{"-sink=" + *rf.snk, filePath(*rf.snk, "ndjson")}, {"-rejects=" + *rf.rejects, *rf.rejects}}, rf.extraOutputs()...),
 	)
 	return log, serveSet, err
 }
@@ -202,6 +211,14 @@ func (j *runJob) open() (err error) {
 	if j.e, err = pipeline.New(rf.cfg); err != nil {
 		return err
 	}
+	if j.e.ExtraSinks, err = openExtraSinks(*rf.snk, rf.cfg); err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			closeAll(j.e.ExtraSinks)
+		}
+	}()
 	if err = j.e.RegisterMetrics(j.reg); err != nil {
 		return err
 	}
@@ -361,7 +378,7 @@ func (j *runJob) control(ctx context.Context, cancelCause context.CancelCauseFun
 // and writes the summary.
 func (j *runJob) execute(ctx context.Context) error {
 	rf, e, log := j.rf, j.e, j.log
-	log.Info("run", "source", source.RedactURL(*rf.src), "sink", source.RedactURL(*rf.snk), "definition", rf.cfg.Def.String(), "lateness", rf.cfg.Lateness.String(), "parallelism", rf.cfg.Parallelism, "input", durationOr(*rf.duration))
+	log.Info("run", "source", source.RedactURL(*rf.src), "sink", source.RedactURL(*rf.snk), "definition", definitionsText(rf.cfg), "lateness", rf.cfg.Lateness.String(), "parallelism", rf.cfg.Parallelism, "input", durationOr(*rf.duration))
 	e.OnClose = func(m, rows int64, took time.Duration) {
 		log.Info("minute closed", "minute", encode.MinuteStart(m).Format(time.RFC3339), "rows", rows, "took", took.Round(time.Millisecond).String())
 		if afterClose != nil {
@@ -386,7 +403,7 @@ func (j *runJob) execute(ctx context.Context) error {
 			log.Warn("server shutdown", "err", err.Error())
 		}
 	}
-	closeErr := j.out.Close()
+	closeErr := errors.Join(j.out.Close(), closeAll(e.ExtraSinks))
 	sum := e.Stats.Snapshot()
 	sum.Write(os.Stderr, time.Since(start).Seconds())
 	if r := j.resumed; r != nil {
@@ -397,6 +414,9 @@ func (j *runJob) execute(ctx context.Context) error {
 			// a run that did nothing.
 			fmt.Fprintf(os.Stderr, "  nothing new          an earlier run read this input to its end and committed every minute; -resume=false starts over\n")
 		}
+	}
+	for k, d := range rf.cfg.Extra {
+		fmt.Fprintf(os.Stderr, "  definition %-9s %d rows written\n", d.Name, e.ExtraStats[k].Rows.Load())
 	}
 	if j.pulsarSrc != nil {
 		fmt.Fprintf(os.Stderr, "  pulsar               %s\n", j.pulsarSrc.Summary())
