@@ -104,6 +104,13 @@ func (c Config) Named() feature.Named {
 	return feature.Named{Name: cmp.Or(c.DefName, feature.DefaultName), Definition: c.Def}
 }
 
+// forDef is c computing d instead of its own definitions: the settings a
+// further definition's checkpoints record and its count and close use.
+func (c Config) forDef(d feature.Named) Config {
+	c.Def, c.DefName, c.Extra = d.Definition, d.Name, nil
+	return c
+}
+
 // closeShare is each definition's part of MaxMemory: what the dedup tables
 // leave, split evenly among the definitions (0: no bound).
 func (c Config) closeShare() int64 {

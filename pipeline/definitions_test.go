@@ -2,6 +2,9 @@ package pipeline
 
 import (
 	"context"
+	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -91,4 +94,69 @@ type stateSink struct{ collect }
 func (*stateSink) StageState(int64, sink.State) {}
 func (*stateSink) LoadState() ([]byte, func(int64) ([]byte, bool, error), error) {
 	return nil, nil, nil
+}
+
+// TestDefinitionsResumeEachFromItsOwnCheckpoint: two definitions into
+// sinks that keep state, the run crashing in one sink's commit (so the
+// sinks' checkpoints are a minute apart, either way round), then resumed:
+// the input is read from the earlier checkpoint, each definition restores
+// its own windows and counts only the minutes it had not committed, and
+// each definition's rows equal an uninterrupted run's.
+func TestDefinitionsResumeEachFromItsOwnCheckpoint(t *testing.T) {
+	t.Parallel()
+	lines := resumeInput(t)
+	in := strings.Join(lines, "\n") + "\n"
+	def := feature.Definition{Resolution: 8, Rings: []int{0, 1, 2}, Windows: []int{1, 4, 8}}
+	fine := []feature.Named{{Name: "fine", Definition: feature.Definition{Resolution: 9, Rings: []int{0, 2}, Windows: []int{3, 1}}}}
+	run := func(a, b *memDurable, resume bool) (*Resumed, error) {
+		cfg := DefaultConfig()
+		cfg.Def, cfg.Extra, cfg.Parallelism, cfg.ChunkBytes = def, fine, 2, 16<<10
+		e, err := New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.Identity, e.ExtraSinks = "defs-input", []sink.Writer{b}
+		var durable []int64
+		e.Durable = func(pos int64) { durable = append(durable, pos) }
+		var res *Resumed
+		if resume {
+			if res, err = e.Resume(a, "defs-input"); err != nil || res == nil {
+				t.Fatalf("resume: %v %v", res, err)
+			}
+		}
+		err = e.Run(context.Background(), strings.NewReader(in), a)
+		if !slices.IsSorted(durable) {
+			t.Errorf("durable positions go back: %v", durable)
+		}
+		return res, err
+	}
+	wantA, wantB := newMemDurable(), newMemDurable()
+	if _, err := run(wantA, wantB, false); err != nil {
+		t.Fatal(err)
+	}
+	minutes := slices.Sorted(maps.Keys(wantA.rows))
+	for _, failB := range []bool{false, true} {
+		t.Run(fmt.Sprintf("crash-in-fine=%v", failB), func(t *testing.T) {
+			a, b := newMemDurable(), newMemDurable()
+			crashAt := minutes[len(minutes)/2]
+			if failB {
+				b.failAt = crashAt // a has committed crashAt, b not: b's checkpoint is the earlier
+			} else {
+				a.failAt = crashAt
+			}
+			if _, err := run(a, b, false); err == nil || err.Error() != "crash" {
+				t.Fatalf("first run: %v", err)
+			}
+			a.failAt, b.failAt = -1, -1
+			res, err := run(a, b, true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Minute >= crashAt {
+				t.Errorf("resumed after minute %d, the crash was at %d", res.Minute, crashAt)
+			}
+			diffRows(t, a.all(), wantA.all())
+			diffRows(t, b.all(), wantB.all())
+		})
+	}
 }

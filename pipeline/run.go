@@ -3,17 +3,20 @@ package pipeline
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/demandpipe/demandpipe/aggregate"
 	"github.com/demandpipe/demandpipe/dedup"
 	"github.com/demandpipe/demandpipe/encode"
+	"github.com/demandpipe/demandpipe/feature"
 	"github.com/demandpipe/demandpipe/sink"
 )
 
@@ -71,6 +74,12 @@ type Engine struct {
 	startPos, startLine int64
 	resume              *checkpoint
 	resumeCounts        func(m int64) ([]byte, bool, error)
+	// extraResume: where each further definition resumes (its own sink's
+	// checkpoint), when Resume found them
+	extraResume []defResume
+	// resumeClosed: the run's definition's last committed minute (the
+	// resume point's, unless an earlier definition's checkpoint is it)
+	resumeClosed int64
 }
 
 // New builds an engine.
@@ -132,10 +141,15 @@ func (e *Engine) Run(ctx context.Context, src io.Reader, snk sink.Writer) error 
 	sq := &sequenceStage{seq: seq, stats: &e.Stats, now: now, rejects: rejects, flushEach: live, fail: sv.fail}
 	res, resOf := cfg.resolutions()
 	loc := &locatorPool{n: n, res: res, stats: &e.Stats}
-	cp := e.checkpointer(src)
-	cnt := &countStage{cp: &cp}
+	cnt := &countStage{}
 	for k, a := range aggs {
-		cnt.aggs = append(cnt.aggs, defAgg{local: a, res: resOf[k]})
+		cfgK := cfg
+		if k > 0 {
+			cfgK = cfg.forDef(cfg.Extra[k-1])
+		}
+		cp := e.checkpointer(src)
+		cp.config = cfgK.configKey() // each definition's checkpoint names its own
+		cnt.aggs = append(cnt.aggs, defAgg{local: a, res: resOf[k], cp: &cp})
 	}
 	cls := &closeStage{fail: sv.fail}
 
@@ -180,8 +194,11 @@ func (e *Engine) newLocalAggregators(ctx context.Context, snk sink.Writer, seq *
 	if len(e.cfg.Extra) > 0 && e.Emit != nil {
 		return nil, errors.New("pipeline: the dedup role computes no definition: give the definitions to the aggregate role")
 	}
-	if len(e.cfg.Extra) > 0 && e.resume != nil {
-		return nil, errors.New("pipeline: resuming a run of several definitions is not built yet (issue 23): -resume=false starts over")
+	_, keeps := snk.(sink.Checkpointer)
+	for k, d := range e.cfg.Extra {
+		if _, ok := e.ExtraSinks[k].(sink.Checkpointer); ok != keeps {
+			return nil, fmt.Errorf("definition %s: its sink keeps state and the first definition's does not, or the other way round: give every definition the same kind of sink, so that a restart resumes all of them", d.Name)
+		}
 	}
 	agg, err := e.newLocalAggregator(ctx, snk, seq)
 	if err != nil {
@@ -189,19 +206,49 @@ func (e *Engine) newLocalAggregators(ctx context.Context, snk sink.Writer, seq *
 	}
 	aggs := []*aggregate.Local{agg}
 	e.ExtraStats = make([]aggregate.Stats, len(e.cfg.Extra))
+	var start time.Time
 	for k, d := range e.cfg.Extra {
-		if _, ok := e.ExtraSinks[k].(sink.Checkpointer); ok {
-			return nil, fmt.Errorf("definition %s: its sink keeps state, and a resume restores only the first definition for now: give further definitions ndjson: or null: sinks", d.Name)
-		}
-		ac := e.cfg.Aggregate()
-		ac.Def = d.Definition
+		ac := e.cfg.forDef(d).Aggregate()
+		ac.MaxMemory = e.cfg.closeShare() // the definitions share what dedup leaves
 		a, err := aggregate.NewLocal(ac, e.Products, e.ExtraSinks[k], &e.ExtraStats[k])
 		if err != nil {
 			return nil, fmt.Errorf("definition %s: %w", d.Name, err)
 		}
+		if k < len(e.extraResume) {
+			start = time.Now()
+			r := e.extraResume[k]
+			if err := a.Restore(ctx, r.closed, r.counts); err != nil {
+				return nil, fmt.Errorf("resume definition %s: %w", d.Name, err)
+			}
+			e.ExtraStats[k].RestoreNanos.Store(int64(time.Since(start)))
+		}
 		aggs = append(aggs, a)
 	}
+	if len(aggs) > 1 && e.Durable != nil {
+		e.shareDurable(aggs)
+	}
 	return aggs, nil
+}
+
+// shareDurable reports an input position durable only once every
+// definition's sink has committed a checkpoint at or past it: a restart
+// resumes from the earliest of their checkpoints, so the source must keep
+// the input from there.
+func (e *Engine) shareDurable(aggs []*aggregate.Local) {
+	at := make([]int64, len(aggs))
+	for k := range at {
+		at[k] = -1
+	}
+	reported := int64(-1)
+	for k, a := range aggs {
+		a.OnDurable(func(pos int64) { // all on the close goroutine
+			at[k] = max(at[k], pos)
+			if low := slices.Min(at); low > reported {
+				reported = low
+				e.Durable(low)
+			}
+		})
+	}
 }
 
 // newLocalAggregator builds the single process's count and close on snk
@@ -227,7 +274,7 @@ func (e *Engine) newLocalAggregator(ctx context.Context, snk sink.Writer, seq *s
 		start := time.Now()
 		seq.restore(&cp.seq)
 		if e.Emit == nil {
-			if err := agg.Restore(ctx, cp.closed, e.resumeCounts); err != nil {
+			if err := agg.Restore(ctx, e.resumeClosed, e.resumeCounts); err != nil {
 				return nil, fmt.Errorf("resume: %w", err)
 			}
 		}
@@ -532,12 +579,99 @@ type Resumed struct {
 // It returns nil when the sink holds no checkpoint. identity names the input
 // (it must be the checkpoint's); the definition and the knobs that change
 // results must be the same too.
+//
+// With further definitions (Config.Extra, whose sinks ExtraSinks must be
+// set first), each definition's sink holds its own checkpoint: the run
+// reads the input from the earliest of them, and each definition restores
+// its windows from its own and counts only minutes after it. Replaying the
+// input from an earlier point makes the same decisions as the first run
+// (RECOVERY.md), so every definition's rows equal an uninterrupted run's.
 func (e *Engine) Resume(snk sink.Checkpointer, identity string) (*Resumed, error) {
 	raw, counts, err := snk.LoadState()
-	if err != nil || raw == nil {
+	if err != nil {
 		return nil, err
 	}
+	if len(e.cfg.Extra) > 0 {
+		return e.resumeDefs(raw, counts, identity)
+	}
+	if raw == nil {
+		return nil, nil
+	}
 	return e.resumeFrom(raw, counts, identity)
+}
+
+// defResume is where one definition resumes: its last committed minute and
+// its sink's count records.
+type defResume struct {
+	closed int64
+	counts func(m int64) ([]byte, bool, error)
+}
+
+// resumeDefs is Resume with further definitions: every sink's checkpoint
+// is checked against its definition, and the earliest becomes the run's
+// resume point.
+func (e *Engine) resumeDefs(raw []byte, counts func(m int64) ([]byte, bool, error), identity string) (*Resumed, error) {
+	if len(e.ExtraSinks) != len(e.cfg.Extra) {
+		return nil, fmt.Errorf("resume: %d further definitions and %d sinks for them", len(e.cfg.Extra), len(e.ExtraSinks))
+	}
+	type loaded struct {
+		cp     *checkpoint
+		counts func(m int64) ([]byte, bool, error)
+	}
+	all := make([]loaded, 1+len(e.cfg.Extra))
+	named := append([]feature.Named{e.cfg.Named()}, e.cfg.Extra...)
+	have := 0
+	for k := range all {
+		rawK, countsK := raw, counts
+		cfgK := e.cfg
+		if k > 0 {
+			cs, ok := e.ExtraSinks[k-1].(sink.Checkpointer)
+			if !ok {
+				return nil, nil // sinks that keep no state: nothing to resume
+			}
+			var err error
+			if rawK, countsK, err = cs.LoadState(); err != nil {
+				return nil, fmt.Errorf("resume definition %s: %w", named[k].Name, err)
+			}
+			cfgK = e.cfg.forDef(named[k])
+		}
+		if rawK == nil {
+			continue
+		}
+		cp, err := e.checkResumable(rawK, identity, cfgK.configKey())
+		if err != nil {
+			return nil, fmt.Errorf("definition %s: %w", named[k].Name, err)
+		}
+		all[k], have = loaded{cp, countsK}, have+1
+	}
+	switch {
+	case have == 0:
+		return nil, nil
+	case have < len(all):
+		var missing []string
+		for k, l := range all {
+			if l.cp == nil {
+				missing = append(missing, named[k].Name)
+			}
+		}
+		return nil, fmt.Errorf("%w: definitions %s have no checkpoint in their sinks while the others do (a definition added to a deployment is backfilled from counts, not built yet: issue 23); run them into new sinks, or all with -resume=false", ErrNotResumable, strings.Join(missing, ", "))
+	}
+	// The earliest: by input position, then by minute (a gap in the input
+	// leaves the position of several closes the same).
+	base := slices.MinFunc(all, func(a, b loaded) int {
+		return cmp.Or(cmp.Compare(a.cp.seq.pos, b.cp.seq.pos), cmp.Compare(a.cp.closed, b.cp.closed))
+	})
+	if err := e.takeProducts(base.cp); err != nil {
+		return nil, err
+	}
+	e.resume, e.resumeCounts = base.cp, all[0].counts
+	e.resumeClosed = all[0].cp.closed
+	e.extraResume = e.extraResume[:0]
+	for _, l := range all[1:] {
+		e.extraResume = append(e.extraResume, defResume{l.cp.closed, l.counts})
+	}
+	e.startPos, e.startLine = base.cp.seq.pos, base.cp.seq.line
+	return &Resumed{Minute: base.cp.closed, Pos: base.cp.seq.pos, Line: base.cp.seq.line}, nil
 }
 
 // ResumeEmit prepares Run in the dedup role (Emit set) to continue from a
@@ -549,6 +683,21 @@ func (e *Engine) ResumeEmit(raw []byte, identity string) (*Resumed, error) {
 }
 
 func (e *Engine) resumeFrom(raw []byte, counts func(m int64) ([]byte, bool, error), identity string) (*Resumed, error) {
+	cp, err := e.checkResumable(raw, identity, e.cfg.configKey())
+	if err != nil {
+		return nil, err
+	}
+	if err := e.takeProducts(cp); err != nil {
+		return nil, err
+	}
+	e.resume, e.resumeCounts, e.resumeClosed = cp, counts, cp.closed
+	e.startPos, e.startLine = cp.seq.pos, cp.seq.line
+	return &Resumed{Minute: cp.closed, Pos: cp.seq.pos, Line: cp.seq.line}, nil
+}
+
+// checkResumable decodes a checkpoint and checks that it is of this input
+// and of the settings named by key.
+func (e *Engine) checkResumable(raw []byte, identity, key string) (*checkpoint, error) {
 	cp, err := decodeCheckpoint(raw)
 	if err != nil {
 		return nil, fmt.Errorf("resume: %w", err)
@@ -556,18 +705,21 @@ func (e *Engine) resumeFrom(raw []byte, counts func(m int64) ([]byte, bool, erro
 	if cp.identity != identity {
 		return nil, fmt.Errorf("%w: the sink's checkpoint is of another input (%s), not %s", ErrNotResumable, cp.identity, identity)
 	}
-	if want := e.cfg.configKey(); cp.config != want {
-		return nil, fmt.Errorf("%w: the checkpoint was written with %q, this run has %q (use the same flags to resume)", ErrNotResumable, cp.config, want)
+	if cp.config != key {
+		return nil, fmt.Errorf("%w: the checkpoint was written with %q, this run has %q (use the same flags to resume)", ErrNotResumable, cp.config, key)
 	}
+	return cp, nil
+}
+
+// takeProducts gives the checkpoint's products their codes.
+func (e *Engine) takeProducts(cp *checkpoint) error {
 	if e.Products.Len() > 0 {
-		return nil, fmt.Errorf("resume: the engine has already run")
+		return fmt.Errorf("resume: the engine has already run")
 	}
 	for _, u := range cp.products {
 		if _, err := e.Products.Code(u); err != nil {
-			return nil, fmt.Errorf("resume: %w", err)
+			return fmt.Errorf("resume: %w", err)
 		}
 	}
-	e.resume, e.resumeCounts = cp, counts
-	e.startPos, e.startLine = cp.seq.pos, cp.seq.line
-	return &Resumed{Minute: cp.closed, Pos: cp.seq.pos, Line: cp.seq.line}, nil
+	return nil
 }

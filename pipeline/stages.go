@@ -228,7 +228,8 @@ func (l *locatorPool) spawn(sv *supervisor, in <-chan *batch) {
 // run's definition (Config.Def), the others Config.Extra in order.
 type defAgg struct {
 	local *aggregate.Local
-	res   int // index of its resolution in the run's (batch.cellsAt)
+	res   int           // index of its resolution in the run's (batch.cellsAt)
+	cp    *checkpointer // its checkpoints (each names its own definition)
 }
 
 // closeJob is what one batch's frontier closes: a request per definition
@@ -244,7 +245,6 @@ type defRequest struct {
 // for the minutes each batch's frontier closes.
 type countStage struct {
 	aggs        []defAgg
-	cp          *checkpointer // the run's, for the resume points of close requests
 	final       int64
 	hasFinal    bool
 	finalResume *seqState
@@ -288,16 +288,14 @@ func (c *countStage) count(b *batch) {
 	}
 }
 
-// send asks every definition's closer for the minutes through closes. Only
-// the run's definition carries the resume point: its sink keeps the
-// checkpoint (Engine.Run refuses further definitions into sinks that keep
-// state).
+// send asks every definition's closer for the minutes through closes; each
+// commits the resume point into its own sink with its own checkpoint.
 func (c *countStage) send(ctx context.Context, closeQ chan<- closeJob, through, clock int64, resume *seqState) {
 	var job closeJob
-	for k, a := range c.aggs {
+	for _, a := range c.aggs {
 		var r aggregate.Resume // nil unless resume is: a nil *resumePoint is not a nil Resume
-		if resume != nil && k == 0 {
-			r = &resumePoint{cp: c.cp, st: resume}
+		if resume != nil {
+			r = &resumePoint{cp: a.cp, st: resume}
 		}
 		if req, ok := a.local.Request(through, clock, r); ok {
 			job = append(job, defRequest{a.local, req})

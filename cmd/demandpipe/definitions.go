@@ -8,9 +8,12 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/demandpipe/demandpipe/feature"
 	"github.com/demandpipe/demandpipe/pipeline"
 	"github.com/demandpipe/demandpipe/sink"
+	"github.com/demandpipe/demandpipe/store"
 )
 
 // definitionsFlag is -definitions=FILE (issue 23): a YAML list of named
@@ -76,13 +79,17 @@ func (d *definitionsFlag) apply(fs *flag.FlagSet, c *pipeline.Config) error {
 // extraSinkSpec is the sink of a further definition named name, derived
 // from the run's -sink: ndjson:rows.ndjson gives ndjson:rows.NAME.ndjson
 // (the name before the first extension, so rows.ndjson.gz gives
-// rows.NAME.ndjson.gz), null: gives null:. The store and Cassandra keep one
-// definition's rows for now, and stdout holds one stream.
+// rows.NAME.ndjson.gz), store:DIR gives store:DIR.NAME (a store of its own
+// beside the first: rows, checkpoints and retention apart), null: gives
+// null:. Cassandra keeps one definition's rows for now, and stdout holds
+// one stream.
 func extraSinkSpec(spec, name string) (string, error) {
 	kind, arg, _ := strings.Cut(spec, ":")
 	switch {
 	case kind == "null":
 		return "null:", nil
+	case kind == "store" && arg != "":
+		return "store:" + filepath.Clean(arg) + "." + name, nil
 	case kind == "ndjson" && arg != "" && arg != "-":
 		dir, base := filepath.Split(arg)
 		stem, ext, _ := strings.Cut(base, ".")
@@ -93,18 +100,23 @@ func extraSinkSpec(spec, name string) (string, error) {
 	case kind == "ndjson":
 		return "", errors.New("-definitions with -sink=ndjson:- : stdout holds one definition's rows; give -sink=ndjson:FILE (further definitions go to FILE with their name before the extension)")
 	default:
-		return "", fmt.Errorf("-definitions with -sink=%s: only ndjson:FILE and null: take several definitions so far (a store or keyspace keeping each definition apart is issue 23, not built yet)", kind)
+		return "", fmt.Errorf("-definitions with -sink=%s: only store:DIR, ndjson:FILE and null: take several definitions so far (a keyspace keeping each definition apart is issue 23, not built yet)", kind)
 	}
 }
 
-// openExtraSinks opens the sinks of c.Extra beside the run's -sink.
-func openExtraSinks(spec string, c pipeline.Config) ([]sink.Writer, error) {
+// openExtraSinks opens the sinks of rf.cfg.Extra beside the run's -sink,
+// each store with its definition and its metrics labelled with its name.
+func (rf *runFlags) openExtraSinks(reg prometheus.Registerer, sc store.Config) ([]sink.Writer, error) {
 	var out []sink.Writer
-	for _, d := range c.Extra {
-		s, err := extraSinkSpec(spec, d.Name)
+	for _, d := range rf.cfg.Extra {
+		s, err := extraSinkSpec(*rf.snk, d.Name)
 		if err == nil {
+			openers := sink.Builtin()
+			scd := sc
+			scd.Definition = d.Definition
+			openers["store"] = store.Opener(scd, definitionRegisterer(reg, d.Name))
 			var w sink.Writer
-			if w, err = sink.Builtin().Open(s); err == nil {
+			if w, err = openers.Open(s); err == nil {
 				out = append(out, w)
 				continue
 			}
@@ -145,4 +157,11 @@ func closeAll(sinks []sink.Writer) error {
 		errs = append(errs, w.Close())
 	}
 	return errors.Join(errs...)
+}
+
+// definitionRegisterer labels the metrics registered through it with
+// definition=name: several stores in one process register the same
+// metrics, one set per definition.
+func definitionRegisterer(reg prometheus.Registerer, name string) prometheus.Registerer {
+	return prometheus.WrapRegistererWith(prometheus.Labels{"definition": name}, reg)
 }

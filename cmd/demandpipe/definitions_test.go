@@ -50,13 +50,28 @@ func TestDefinitionsFile(t *testing.T) {
 			t.Errorf("%s (%d bytes) differs from the run of its definition alone, %s (%d bytes)", got, len(g), want, len(w))
 		}
 	}
+	// Into stores: the first definition's in DIR, each other's in DIR.NAME,
+	// each equal to a store written by its definition alone; a second run
+	// resumes every definition and adds nothing.
+	st := filepath.Join(dir, "st")
+	for range 2 {
+		if err := runCommand(storeArgs("file:"+events, st, "-definitions="+defs)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	alone := filepath.Join(dir, "fine-alone")
+	if err := runCommand(storeArgs("file:"+events, alone, "-h3.resolution=9", "-kring.rings=0,2,7", "-windows.minutes=3,5,1")); err != nil {
+		t.Fatal(err)
+	}
+	compareStores(t, st+".fine", alone)
+
 	src := "-source=file:" + events
 	for _, tc := range []struct {
 		args []string
 		want string
 	}{
 		{[]string{src, "-sink=ndjson:" + both, "-h3.resolution=9"}, "drop -h3.resolution or put it in the file"},
-		{[]string{src, "-sink=store:" + filepath.Join(dir, "st")}, "only ndjson:FILE and null: take several definitions so far"},
+		{[]string{src, "-sink=cassandra://127.0.0.1:1/ks"}, "only store:DIR, ndjson:FILE and null: take several definitions so far"},
 		{[]string{src, "-sink=ndjson:-"}, "stdout holds one definition's rows"},
 		// definition fine would write rows.fine.ndjson, the input here
 		{[]string{"-source=file:" + filepath.Join(dir, "rows.fine.ndjson"), "-sink=ndjson:" + both}, "name the same file"},

@@ -200,7 +200,12 @@ func (j *runJob) open() (err error) {
 		// not the machine's clock.
 		rf.sc.Now, rf.vc.Now = c.EventClock, c.EventClock
 	}
-	if j.out, err = rf.openSink(j.reg, rf.sc); err != nil {
+	sinkReg := prometheus.Registerer(j.reg)
+	if len(rf.cfg.Extra) > 0 {
+		// Several stores register the same metrics: one set per definition.
+		sinkReg = definitionRegisterer(j.reg, rf.cfg.Named().Name)
+	}
+	if j.out, err = rf.openSink(sinkReg, rf.sc); err != nil {
 		return err
 	}
 	defer func() {
@@ -211,7 +216,7 @@ func (j *runJob) open() (err error) {
 	if j.e, err = pipeline.New(rf.cfg); err != nil {
 		return err
 	}
-	if j.e.ExtraSinks, err = openExtraSinks(*rf.snk, rf.cfg); err != nil {
+	if j.e.ExtraSinks, err = rf.openExtraSinks(j.reg, rf.sc); err != nil {
 		return err
 	}
 	defer func() {
