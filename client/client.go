@@ -6,18 +6,26 @@
 //	row, err := c.Get(ctx, "882a100d65fffff", client.Query{Product: uberX})
 //	v, _ := row.Value(5, 8) // sum over the disk of radius 5, last 8 minutes
 //
+// Against a server with -serve.tls-cert and -serve.token-file:
+//
+//	c, err := client.New("https://features.internal:8443",
+//		client.WithCAFile("/etc/demandpipe/ca.pem"), client.WithTokenFile("/etc/demandpipe/token"))
+//
 // A Client is safe for concurrent use; reuse one per server.
 package client
 
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -36,24 +44,79 @@ type Client struct {
 	base    string
 	hc      *http.Client
 	timeout time.Duration
+	token   *tokenSource // nil: no Authorization header
+
+	// Set by options, applied by New.
+	tlsConf *tls.Config
+	caFile  string
+	err     error
 }
 
 // Option configures a Client.
 type Option func(*Client)
 
 // WithHTTPClient uses hc (default: a client with keep-alive connections
-// sized for a busy caller, 64 idle per host).
+// sized for a busy caller, 64 idle per host). With WithTLSConfig or
+// WithCAFile, hc's Transport must be nil or an *http.Transport: New uses a
+// copy of it with the TLS settings, and leaves hc as it was.
 func WithHTTPClient(hc *http.Client) Option { return func(c *Client) { c.hc = hc } }
 
 // WithTimeout sets the per-call deadline used when ctx has none earlier
 // (default DefaultTimeout; 0 disables it).
 func WithTimeout(d time.Duration) Option { return func(c *Client) { c.timeout = d } }
 
-// New returns a client of the server at baseURL, e.g. http://127.0.0.1:8080.
+// WithToken sends "Authorization: Bearer token" with every request: a
+// server started with -serve.token-file answers 401 to /v1/ without one
+// of its tokens.
+func WithToken(token string) Option {
+	return func(c *Client) {
+		if token = strings.TrimSpace(token); token == "" {
+			c.fail(errors.New("WithToken: empty token"))
+			return
+		}
+		c.token = staticToken(token)
+	}
+}
+
+// WithTokenFile sends the token in file (its first line that is neither
+// blank nor a # comment) with every request. New reads it, and fails if
+// it cannot; after that the file is looked at again at most once a
+// second, and a changed token is used from then on, so a token can be
+// rotated without restarting the caller (if the file cannot be read then,
+// the previous token stays).
+func WithTokenFile(file string) Option {
+	return func(c *Client) {
+		ts, err := fileToken(file)
+		if err != nil {
+			c.fail(err)
+			return
+		}
+		c.token = ts
+	}
+}
+
+// WithTLSConfig uses cfg for https:// (a client certificate, a server
+// name, a CA pool…). Combined with WithCAFile, the CA file sets RootCAs of
+// a copy of cfg.
+func WithTLSConfig(cfg *tls.Config) Option { return func(c *Client) { c.tlsConf = cfg } }
+
+// WithCAFile trusts the PEM certificates in file, and only them, to sign
+// the server's certificate (as curl --cacert does): for a server with
+// -serve.tls-cert signed by a private CA, or self-signed.
+func WithCAFile(file string) Option { return func(c *Client) { c.caFile = file } }
+
+func (c *Client) fail(err error) {
+	if c.err == nil {
+		c.err = fmt.Errorf("client: %w", err)
+	}
+}
+
+// New returns a client of the server at baseURL, e.g. http://127.0.0.1:8080
+// or https://features.internal:8443.
 func New(baseURL string, opts ...Option) (*Client, error) {
 	u, err := url.Parse(baseURL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("client: base URL %q: want http://HOST:PORT", baseURL)
+		return nil, fmt.Errorf("client: base URL %q: want http://HOST:PORT or https://HOST:PORT", baseURL)
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConnsPerHost = 64
@@ -61,7 +124,51 @@ func New(baseURL string, opts ...Option) (*Client, error) {
 	for _, o := range opts {
 		o(c)
 	}
+	if c.err != nil {
+		return nil, c.err
+	}
+	if err := c.setTLS(); err != nil {
+		return nil, fmt.Errorf("client: %w", err)
+	}
 	return c, nil
+}
+
+// setTLS puts WithTLSConfig and WithCAFile in a copy of the transport.
+func (c *Client) setTLS() error {
+	if c.tlsConf == nil && c.caFile == "" {
+		return nil
+	}
+	conf := &tls.Config{}
+	if c.tlsConf != nil {
+		conf = c.tlsConf.Clone()
+	}
+	if c.caFile != "" {
+		pem, err := os.ReadFile(c.caFile)
+		if err != nil {
+			return fmt.Errorf("WithCAFile: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return fmt.Errorf("WithCAFile: no PEM certificate in %s", c.caFile)
+		}
+		conf.RootCAs = pool
+	}
+	var tr *http.Transport
+	switch t := c.hc.Transport.(type) {
+	case nil:
+		tr = http.DefaultTransport.(*http.Transport).Clone()
+	case *http.Transport:
+		tr = t.Clone()
+	default:
+		return fmt.Errorf("WithTLSConfig/WithCAFile: the http.Client of WithHTTPClient has a %T, not an *http.Transport to set them on", t)
+	}
+	// A custom TLS config turns HTTP/2 off unless asked for; the server
+	// speaks it, and one connection then carries every call.
+	tr.TLSClientConfig, tr.ForceAttemptHTTP2 = conf, true
+	hc := *c.hc
+	hc.Transport = tr
+	c.hc = &hc
+	return nil
 }
 
 // Feature is one feature of a row: the sum over the disk of radius K and
@@ -120,16 +227,22 @@ type Minute struct {
 }
 
 // Error is a non-200 answer: Status is the HTTP status (400 for a bad
-// request, 404 for a minute not available, 503 before the first minute),
-// Message the server's explanation.
+// request, 404 for a minute not available, 503 before the first minute;
+// from the server's guard 401 without a valid token, 421 for a Host it does
+// not serve, 429 over the rate limit, 503 over its connection cap),
+// Message the server's explanation, RetryAfter the wait it asked for
+// (Retry-After, with 429 and 503; 0 if none).
 type Error struct {
-	Status  int
-	Message string
+	Status     int
+	Message    string
+	RetryAfter time.Duration
 }
 
 func (e *Error) Error() string { return fmt.Sprintf("demandpipe: %d: %s", e.Status, e.Message) }
 
-// IsNotReady reports whether err says the server has no closed minute yet.
+// IsNotReady reports whether err says the server has no closed minute yet
+// (a 503; the guard's 503 over its connection cap is one too: both mean
+// try again after Error.RetryAfter).
 func IsNotReady(err error) bool {
 	var e *Error
 	return errors.As(err, &e) && e.Status == http.StatusServiceUnavailable
@@ -240,6 +353,9 @@ func (c *Client) do(ctx context.Context, method, path string, body []byte, out a
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
+	if c.token != nil {
+		req.Header.Set("Authorization", "Bearer "+c.token.get())
+	}
 	res, err := c.hc.Do(req)
 	if err != nil {
 		return fmt.Errorf("client: %w", err)
@@ -258,7 +374,11 @@ func (c *Client) do(ctx context.Context, method, path string, body []byte, out a
 		if json.Unmarshal(b, &e) == nil && (e.Error != "" || e.Status != "") {
 			msg = e.Error + e.Status
 		}
-		return &Error{Status: res.StatusCode, Message: msg}
+		e2 := &Error{Status: res.StatusCode, Message: msg}
+		if s, err := strconv.Atoi(res.Header.Get("Retry-After")); err == nil && s > 0 {
+			e2.RetryAfter = time.Duration(s) * time.Second
+		}
+		return e2
 	}
 	if err := json.Unmarshal(b, out); err != nil {
 		return fmt.Errorf("client: answer is not the expected JSON: %w", err)

@@ -26,10 +26,25 @@
 // Status codes: 400 with {"error":"…"} for any malformed request (cell,
 // resolution, coordinates, unknown product, minute, unknown parameter,
 // batch too large, bad JSON); 404 for a minute that is not closed or past
-// retention; 503 before the first minute closes; 405 for a wrong method.
+// retention; 503 before the first minute closes; 405 for a wrong method;
+// from the guard 401, 421, 429 and 503 (see Guard).
+//
+// In front of the handlers, a Guard (guard.go) serves HTTPS with a
+// certificate pair that SIGHUP reloads (tls.go), caps connections (503),
+// limits each client's request rate (429, ratelimit.go), answers only the
+// allowed Host headers (421, against DNS rebinding) and wants a bearer
+// token of a token file that it re-reads on change (401, tokens.go);
+// /healthz and /readyz stay open to load balancers. Config documents each
+// knob and its default.
 //
 // Metrics (namespace demandpipe, subsystem serve):
 //
 //	demandpipe_serve_requests_total{handler,code}
 //	demandpipe_serve_request_duration_seconds{handler}
+//	demandpipe_serve_refused_total{reason}  conns, rate, host, unauthorized
+//	demandpipe_serve_reloads_total{what,result}  tls, tokens; ok, error
+//	demandpipe_serve_connections
+//	demandpipe_serve_rate_clients
+//	demandpipe_serve_tokens  (with a token file)
+//	demandpipe_serve_tls_cert_expiry_timestamp_seconds  (with TLS)
 package serve

@@ -427,3 +427,29 @@ function snap(what) {
 		}
 	}
 }
+
+// TestPageWithToken: behind a token file the page itself is open and reads
+// the API with the token of its link's #token=…, which it then drops from
+// the address; without a token it says what the API said and shows the
+// token field.
+func TestPageWithToken(t *testing.T) {
+	f := newFixture(t, DefaultConfig())
+	cfg := DefaultConfig()
+	cfg.TokenFile = writeFile(t, "tokens", tokA+"\n")
+	g, err := NewGuard(cfg, "127.0.0.1:0", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(g.Handler(f.srv))
+	defer ts.Close()
+	p := loadPage(t, ts.URL+"/#token="+tokA)
+	if strings.Contains(p.dom, tokA) || strings.Contains(p.url(), "token") {
+		t.Errorf("the token is still in the page's address: %q", p.url())
+	}
+	p.find(`<form id="tokenform" hidden="">`)
+	p = page{t, string(chromium(t, ts.URL+"/", "--dump-dom"))}
+	if strings.Contains(p.dom, `data-ready="1"`) || !strings.Contains(p.text("status"), "a bearer token is needed") {
+		t.Errorf("without a token: status %q", p.text("status"))
+	}
+	p.find(`<form id="tokenform">`)
+}

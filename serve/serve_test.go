@@ -303,6 +303,14 @@ func TestConfigValidate(t *testing.T) {
 		{func(c *Config) { c.MapMaxCells = 0 }, "serve.map-max-cells"},
 		{func(c *Config) { c.BoundaryCacheCells = -1 }, "serve.boundary-cache-cells"},
 		{func(c *Config) { c.PageRefresh = time.Millisecond }, "serve.page-refresh"},
+		{func(c *Config) { c.TLSCert = "cert.pem" }, "serve.tls-cert"},
+		{func(c *Config) { c.TLSKey = "key.pem" }, "serve.tls-key"},
+		{func(c *Config) { c.MetricsAuth = true }, "serve.metrics-auth"},
+		{func(c *Config) { c.AllowedHosts = []string{"ok.example", "not ok"} }, "serve.allowed-hosts"},
+		{func(c *Config) { c.RateLimit = -1 }, "serve.rate-limit"},
+		{func(c *Config) { c.RateLimit = math.NaN() }, "serve.rate-limit"},
+		{func(c *Config) { c.RateBurst = 0 }, "serve.rate-burst"},
+		{func(c *Config) { c.MaxConns = -1 }, "serve.max-conns"},
 	} {
 		cfg := DefaultConfig()
 		c.edit(&cfg)

@@ -66,7 +66,7 @@ func (p *productsFlag) Set(path string) error {
 // returned -definitions flag applies once fs is parsed (definitionsFlag.apply).
 func engineFlags(fs *flag.FlagSet, c *pipeline.Config) *definitionsFlag {
 	defs := &definitionsFlag{}
-	fs.Var(defs, "definitions", "a YAML file of named definitions ({name, resolution, rings, windows} each) computed in one pass: the first is the run's default, each further one's rows go to the -sink file with its name before the extension (ndjson: and null: sinks so far); replaces -h3.resolution, -kring.rings and -windows.minutes")
+	fs.Var(defs, "definitions", "a YAML file of named definitions ({name, resolution, rings, windows} each) computed in one pass (docs/DEFINITIONS.md): the first is the run's default and writes to -sink; each further one writes beside it under its name (store:DIR.NAME, ndjson:FILE with .NAME before the extension, null:); replaces -h3.resolution, -kring.rings and -windows.minutes")
 	fs.Var(&productsFlag{c: c}, "products", "the products file (uuid,name per line, or JSON; the file -serve.product-names takes): only its product types count, any other is rejected as unknown_product, so junk product UUIDs cannot take the 256 product codes from real ones (default: every product type)")
 	fs.IntVar(&c.Def.Resolution, "h3.resolution", c.Def.Resolution, "H3 resolution of the hexagons, 0..15 (8: ~0.74 km² cells)")
 	fs.Var(intList{&c.Def.Rings}, "kring.rings", "k-ring radii K in output order, each 0..30, at most 16")

@@ -88,7 +88,7 @@ func runRole(rf *runFlags, log *slog.Logger, serveSet bool) (ok bool, err error)
 			return true, err
 		}
 		defer srv.Shutdown(5 * time.Second)
-		log.Info("serving /metrics and /healthz", "url", "http://"+srv.Addr+"/metrics")
+		log.Info("serving /metrics and /healthz", "url", srv.URL+"metrics")
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

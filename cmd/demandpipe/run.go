@@ -142,6 +142,7 @@ func (rf *runFlags) check() (log *slog.Logger, serveSet bool, err error) {
 	if log, err = newLogger(*rf.logFormat, *rf.logLevel); err != nil {
 		return nil, false, err
 	}
+	rf.vc.Log = log // the server's guard logs its reloads and refusals the run's way
 	switch *rf.progress {
 	case "auto", "always", "never":
 	default:
@@ -275,7 +276,7 @@ func (j *runJob) serve() (err error) {
 		if j.srv, err = startServer(addr, vc, st, reg, reg); err != nil {
 			return err
 		}
-		log.Info("serving features, the heat map and /metrics", "url", "http://"+j.srv.Addr+"/")
+		log.Info("serving features, the heat map and /metrics", "url", j.srv.URL)
 	} else if cs, ok := j.out.(*cassandra.Sink); ok && addr != "" && j.serveSet {
 		// Serve from Cassandra on the sink's own connection.
 		cst, err := cassandra.NewStore(context.Background(), cs.Session(), cs.Config(), cassandra.StoreOptions{})
@@ -285,13 +286,13 @@ func (j *runJob) serve() (err error) {
 		if err != nil {
 			return err
 		}
-		log.Info("serving features from Cassandra, the heat map and /metrics", "url", "http://"+j.srv.Addr+"/")
+		log.Info("serving features from Cassandra, the heat map and /metrics", "url", j.srv.URL)
 	} else if j.serveSet && addr != "" {
 		// Not a store: serve what can be served, the metrics.
 		if j.srv, err = startServer(addr, vc, nil, reg, reg); err != nil {
 			return err
 		}
-		log.Info("serving /metrics and /healthz (the API needs a store sink)", "url", "http://"+j.srv.Addr+"/")
+		log.Info("serving /metrics and /healthz (the API needs a store sink)", "url", j.srv.URL)
 	}
 	return nil
 }

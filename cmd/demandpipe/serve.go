@@ -39,7 +39,32 @@ const serveMore = `API (JSON; bad requests get 400 with {"error":"…"}):
 
 Example:
   demandpipe serve -store=./demandpipe-data -addr=127.0.0.1:8080 &
-  curl '127.0.0.1:8080/v1/features?lat=40.758&lng=-73.9855&product=UUID'`
+  curl '127.0.0.1:8080/v1/features?lat=40.758&lng=-73.9855&product=UUID'
+
+Securing it (the same flags work on run -serve=ADDR; /healthz and /readyz stay
+open to balancers whatever is set):
+  -serve.tls-cert=FILE -serve.tls-key=FILE   HTTPS only; SIGHUP reloads the pair, and a
+                      pair that does not load keeps the old one (logged)
+  -serve.token-file=FILE   bearer tokens, one a line (# comments, 16+ characters,
+                      openssl rand -hex 32): /v1/... and unknown paths want
+                      "Authorization: Bearer TOKEN", else 401; the page at / and its
+                      assets stay open (no data in them): the page shows a token
+                      field on a 401, or takes #token=… from its link; /metrics
+                      too with -serve.metrics-auth. Re-read within a second of a change
+                      (write it atomically: a temp file, then mv) and on SIGHUP
+  -serve.allowed-hosts=H[:PORT],…   Host headers answered, others get 421 (DNS
+                      rebinding); default the listen host, localhost, 127.0.0.1, ::1
+                      (a wildcard listen address: any IP and the host name); * any
+  -serve.rate-limit=500 -serve.rate-burst=1000   per client IP (IPv6 /64), else 429 with
+                      Retry-After; behind a proxy every client is the proxy: 0 turns it off
+  -serve.max-conns=1024   a connection past it is answered 503 and closed
+  Refusals are counted in demandpipe_serve_refused_total{reason}.
+
+  demandpipe serve -addr=:8443 -serve.tls-cert=cert.pem -serve.tls-key=key.pem \
+    -serve.token-file=tokens -serve.allowed-hosts=features.internal &
+  curl --cacert ca.pem -H "Authorization: Bearer $TOKEN" \
+    'https://features.internal:8443/v1/minutes'
+  kill -HUP %1   # after renewing cert.pem and key.pem`
 
 // serveCommand implements `demandpipe serve`.
 func serveCommand(args []string) error {
@@ -91,7 +116,7 @@ func serveCommand(args []string) error {
 	if m, ok := st.LatestMinute(); ok {
 		latest = "latest minute " + time.UnixMilli(m*60000).UTC().Format(time.RFC3339)
 	}
-	fmt.Fprintf(os.Stderr, "demandpipe: serving %s (%s) on http://%s/\n", where, latest, srv.Addr)
+	fmt.Fprintf(os.Stderr, "demandpipe: serving %s (%s) on %s\n", where, latest, srv.URL)
 	select {
 	case <-ctx.Done():
 		fmt.Fprintln(os.Stderr, "demandpipe: stopping: finishing in-flight requests")
@@ -120,12 +145,19 @@ func newRegistry() *prometheus.Registry {
 type runningServer struct {
 	*http.Server
 	Addr string     // the address it listens on (a :0 port resolved)
+	URL  string     // http://ADDR/, or https:// with -serve.tls-cert
 	Done chan error // receives the error if serving stops on its own
 }
 
 // startServer serves the API of st on addr, with /metrics from gather,
-// until Shutdown. run -serve=ADDR uses it beside the writing store.
+// until Shutdown, behind the guard of cfg (serve.Guard: TLS, tokens,
+// allowed hosts, rate and connection limits), which SIGHUP reloads. run
+// -serve=ADDR uses it beside the writing store.
 func startServer(addr string, cfg serve.Config, st serve.Reader, reg prometheus.Registerer, gather prometheus.Gatherer) (*runningServer, error) {
+	guard, err := serve.NewGuard(cfg, addr, reg)
+	if err != nil {
+		return nil, err
+	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(gather, promhttp.HandlerOpts{}))
 	if st != nil {
@@ -158,15 +190,45 @@ func startServer(addr string, cfg serve.Config, st serve.Reader, reg prometheus.
 			IdleTimeout:       2 * time.Minute,
 		},
 		Addr: ln.Addr().String(),
+		URL:  "http://" + ln.Addr().String() + "/",
 		Done: make(chan error, 1),
 	}
+	if guard.TLS() {
+		s.URL = "https://" + ln.Addr().String() + "/"
+	}
+	stopReload := reloadOnSIGHUP(guard)
 	go func() {
-		if err := s.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := guard.Serve(s.Server, ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			s.Done <- fmt.Errorf("serve: %w", err)
 		}
+		stopReload()
 		close(s.Done)
 	}()
 	return s, nil
+}
+
+// reloadOnSIGHUP re-reads the guard's certificate pair and token file on
+// each SIGHUP until stop is called (once, when serving ends). Only when
+// there is something to reload: otherwise SIGHUP keeps its default,
+// ending the process. The guard logs each outcome.
+func reloadOnSIGHUP(g *serve.Guard) (stop func()) {
+	if !g.Reloadable() {
+		return func() {}
+	}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for range hup {
+			g.Reload()
+		}
+	}()
+	return func() {
+		signal.Stop(hup) // no send on hup after this returns
+		close(hup)
+		<-done
+	}
 }
 
 // Shutdown stops accepting, waits up to grace for in-flight requests, and

@@ -2,10 +2,20 @@ package main
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"io"
+	"math/big"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -103,4 +113,120 @@ func TestServeCommand(t *testing.T) {
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("serve after SIGTERM: %v", err)
 	}
+}
+
+// TestStartServerSecured: startServer behind the guard: HTTPS with a
+// token (401 without), /readyz and /healthz open, refusals in /metrics,
+// and a SIGHUP (sent to this process: startServer's handler is the only
+// one, and is registered while the server runs) puts a renewed
+// certificate in service.
+func TestStartServerSecured(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	const token = "0123456789abcdef-cmd-token"
+	cfg := serve.DefaultConfig()
+	cfg.TLSCert, cfg.TLSKey, cfg.TokenFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem"), filepath.Join(dir, "tokens")
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(writeSelfSigned(t, cfg.TLSCert, cfg.TLSKey, 1))
+	os.WriteFile(cfg.TokenFile, []byte(token+"\n"), 0o600)
+
+	reg := prometheus.NewRegistry()
+	half := cfg
+	half.TLSKey = ""
+	if _, err := startServer("127.0.0.1:0", half, nil, reg, reg); err == nil || !strings.Contains(err.Error(), "both or neither") {
+		t.Errorf("a certificate without its key: %v", err)
+	}
+	missing := cfg
+	missing.TLSCert = filepath.Join(dir, "missing.pem")
+	if _, err := startServer("127.0.0.1:0", missing, nil, reg, reg); err == nil || !strings.Contains(err.Error(), "missing.pem") {
+		t.Errorf("a missing certificate: %v", err)
+	}
+
+	sc := store.DefaultConfig()
+	sc.Dir = t.TempDir()
+	st, err := store.Open(sc, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if err := st.CloseMinute(context.Background(), time.Now().Unix()/60-1); err != nil {
+		t.Fatal(err)
+	}
+	srv, err := startServer("127.0.0.1:0", cfg, st, reg, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Shutdown(time.Second)
+	if srv.URL != "https://"+srv.Addr+"/" {
+		t.Errorf("URL %q", srv.URL)
+	}
+	// get answers path on a new connection: status, body, serial number.
+	get := func(path, tok string) (int, string, int64) {
+		t.Helper()
+		tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}
+		defer tr.CloseIdleConnections()
+		req, _ := http.NewRequest("GET", strings.TrimSuffix(srv.URL, "/")+path, nil)
+		if tok != "" {
+			req.Header.Set("Authorization", "Bearer "+tok)
+		}
+		res, err := (&http.Client{Transport: tr}).Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		return res.StatusCode, string(b), res.TLS.PeerCertificates[0].SerialNumber.Int64()
+	}
+	for _, c := range []struct {
+		path, tok string
+		want      int
+	}{{"/v1/minutes", token, 200}, {"/v1/minutes", "", 401}, {"/v1/minutes", "wrong-but-long-enough", 401}, {"/readyz", "", 200}, {"/healthz", "", 200}, {"/", "", 200}} {
+		if code, b, _ := get(c.path, c.tok); code != c.want {
+			t.Errorf("%s with token %q: %d %.200s, want %d", c.path, c.tok, code, b, c.want)
+		}
+	}
+	if _, b, _ := get("/metrics", ""); !strings.Contains(b, `demandpipe_serve_refused_total{reason="unauthorized"} 2`) {
+		t.Errorf("/metrics has no count of the two refusals:\n%.2000s", b)
+	}
+
+	pool.AppendCertsFromPEM(writeSelfSigned(t, cfg.TLSCert, cfg.TLSKey, 2))
+	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if _, _, serial := get("/healthz", ""); serial == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("SIGHUP did not put the renewed certificate in service")
+		}
+	}
+}
+
+// writeSelfSigned writes a self-signed certificate for 127.0.0.1 with
+// serial number serial, and its key, and returns the certificate's PEM.
+func writeSelfSigned(t *testing.T, certFile, keyFile string, serial int64) []byte {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: "127.0.0.1"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kb, _ := x509.MarshalECPrivateKey(key)
+	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	if err := os.WriteFile(certFile, certPEM, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return certPEM
 }

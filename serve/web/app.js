@@ -125,9 +125,39 @@ let ref = null;            // projection reference: {lat, lng, cos}
 let playing = null;        // timer while playing
 let loadSeq = 0;           // drops answers of superseded loads
 
+// A server with -serve.token-file wants a bearer token on /v1/; the page
+// itself is open (it holds no data). The token comes from a link's
+// fragment, #token=… (a fragment is never sent to a server, and the page
+// drops it from the address bar at once), or from the token field the
+// page shows when the API answers 401. It is kept for this tab only
+// (sessionStorage), and sent with every request.
+const TOKEN_KEY = "demandpipe.token";
+let token = null;
+
+function storage() {
+  try { return window.sessionStorage; } catch (e) { return null; }
+}
+
+function setToken(t) {
+  token = t;
+  try { storage()?.setItem(TOKEN_KEY, t); } catch (e) { /* private mode: memory only */ }
+}
+
+function loadToken() {
+  token = storage()?.getItem(TOKEN_KEY) || null;
+  const m = /(?:^#|&)token=([^&]*)/.exec(location.hash);
+  if (!m) return;
+  try { setToken(decodeURIComponent(m[1])); } catch (e) { /* a malformed link: ask */ }
+  history.replaceState(null, "", location.pathname + location.search);
+}
+
 async function getJSON(url) {
-  const res = await fetch(url, { cache: "no-store" });
+  const res = await fetch(url, { cache: "no-store", headers: token ? { Authorization: "Bearer " + token } : {} });
   const body = await res.json().catch(() => ({}));
+  if (res.status === 401 && $("tokenform").hidden) {
+    $("tokenform").hidden = false;
+    $("token").focus();
+  }
   if (!res.ok) throw new Error(body.error || res.status + " " + res.statusText);
   return body;
 }
@@ -516,6 +546,15 @@ async function tick() {
 }
 
 function wire() {
+  $("tokenform").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const t = $("token").value.trim();
+    if (!t) return;
+    setToken(t);
+    $("token").value = "";
+    $("tokenform").hidden = true;
+    tick();
+  });
   const onChange = (field, parse) => (ev) => {
     view[field] = parse(ev.target.value);
     loadMap();
@@ -604,6 +643,7 @@ function wire() {
 }
 
 async function main() {
+  loadToken();
   Object.assign(view, parseView(location.search));
   wire();
   await tick();
