@@ -16,6 +16,7 @@ package client
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -45,6 +46,7 @@ type Client struct {
 	hc      *http.Client
 	timeout time.Duration
 	token   *tokenSource // nil: no Authorization header
+	def     string       // WithDefinition: the definition asked for when a Query names none
 
 	// Set by options, applied by New.
 	tlsConf *tls.Config
@@ -94,6 +96,11 @@ func WithTokenFile(file string) Option {
 		c.token = ts
 	}
 }
+
+// WithDefinition reads the feature definition name (issue 23: GET
+// /v1/definitions lists a deployment's) unless a Query names another;
+// default: the server's active definition, whichever it is at each request.
+func WithDefinition(name string) Option { return func(c *Client) { c.def = name } }
 
 // WithTLSConfig uses cfg for https:// (a client certificate, a server
 // name, a CA pool…). Combined with WithCAFile, the CA file sets RootCAs of
@@ -211,6 +218,9 @@ type Query struct {
 	Product string    // product type UUID, required
 	Minute  time.Time // start of a closed minute; zero: the latest
 	Avg     bool      // also return each sum divided by its disk's cell count
+	// Definition names the feature definition to read; "": the client's
+	// (WithDefinition), else the server's active one.
+	Definition string
 }
 
 // LatLng is a point in decimal degrees.
@@ -248,8 +258,11 @@ func IsNotReady(err error) bool {
 	return errors.As(err, &e) && e.Status == http.StatusServiceUnavailable
 }
 
-func (q Query) values(v url.Values) {
+func (c *Client) values(q Query, v url.Values) {
 	v.Set("product", q.Product)
+	if d := cmp.Or(q.Definition, c.def); d != "" {
+		v.Set("definition", d)
+	}
 	if !q.Minute.IsZero() {
 		v.Set("minute", q.Minute.UTC().Format(time.RFC3339))
 	}
@@ -261,7 +274,7 @@ func (q Query) values(v url.Values) {
 // Get reads the row of cell (hex H3 index).
 func (c *Client) Get(ctx context.Context, cell string, q Query) (Row, error) {
 	v := url.Values{"h3": {cell}}
-	q.values(v)
+	c.values(q, v)
 	var r Row
 	err := c.do(ctx, http.MethodGet, "/v1/features?"+v.Encode(), nil, &r)
 	return r, err
@@ -273,7 +286,7 @@ func (c *Client) GetAt(ctx context.Context, p LatLng, q Query) (Row, error) {
 		"lat": {strconv.FormatFloat(p.Lat, 'f', -1, 64)},
 		"lng": {strconv.FormatFloat(p.Lng, 'f', -1, 64)},
 	}
-	q.values(v)
+	c.values(q, v)
 	var r Row
 	err := c.do(ctx, http.MethodGet, "/v1/features?"+v.Encode(), nil, &r)
 	return r, err
@@ -289,7 +302,8 @@ func (c *Client) Batch(ctx context.Context, q Query, cells []string, points []La
 		Avg     bool     `json:"avg,omitempty"`
 		Cells   []string `json:"cells,omitempty"`
 		Points  []LatLng `json:"points,omitempty"`
-	}{Product: q.Product, Avg: q.Avg, Cells: cells, Points: points}
+		Def     string   `json:"definition,omitempty"`
+	}{Product: q.Product, Avg: q.Avg, Cells: cells, Points: points, Def: cmp.Or(q.Definition, c.def)}
 	if !q.Minute.IsZero() {
 		req.Minute = q.Minute.UTC().Format(time.RFC3339)
 	}
@@ -317,8 +331,38 @@ func (c *Client) Minutes(ctx context.Context) ([]Minute, error) {
 	var ans struct {
 		Minutes []Minute `json:"minutes"`
 	}
-	err := c.do(ctx, http.MethodGet, "/v1/minutes", nil, &ans)
+	err := c.do(ctx, http.MethodGet, "/v1/minutes"+c.defQuery(), nil, &ans)
 	return ans.Minutes, err
+}
+
+// defQuery is "?definition=NAME" with WithDefinition, else "".
+func (c *Client) defQuery() string {
+	if c.def == "" {
+		return ""
+	}
+	return "?" + url.Values{"definition": {c.def}}.Encode()
+}
+
+// Definition is one feature definition a server answers for.
+type Definition struct {
+	Name        string `json:"name"`
+	Status      string `json:"status"` // active, dark or backfilling
+	Resolution  int    `json:"resolution"`
+	Rings       []int  `json:"rings"`
+	Windows     []int  `json:"windows"`
+	FirstMinute string `json:"first_minute"`
+	LastMinute  string `json:"last_minute"`
+}
+
+// Definitions lists the server's feature definitions and names the
+// active one.
+func (c *Client) Definitions(ctx context.Context) (active string, defs []Definition, err error) {
+	var ans struct {
+		Active      string       `json:"active"`
+		Definitions []Definition `json:"definitions"`
+	}
+	err = c.do(ctx, http.MethodGet, "/v1/definitions", nil, &ans)
+	return ans.Active, ans.Definitions, err
 }
 
 // Products lists the product type UUIDs the server knows.
@@ -326,7 +370,7 @@ func (c *Client) Products(ctx context.Context) ([]string, error) {
 	var ans struct {
 		Products []string `json:"products"`
 	}
-	err := c.do(ctx, http.MethodGet, "/v1/products", nil, &ans)
+	err := c.do(ctx, http.MethodGet, "/v1/products"+c.defQuery(), nil, &ans)
 	return ans.Products, err
 }
 

@@ -1,6 +1,7 @@
 package serve
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -11,6 +12,7 @@ import (
 	"github.com/valyala/fastjson"
 
 	"github.com/demandpipe/demandpipe/encode"
+	"github.com/demandpipe/demandpipe/feature"
 	"github.com/demandpipe/demandpipe/read"
 )
 
@@ -268,7 +270,7 @@ func (s *Server) batch(w http.ResponseWriter, r *http.Request, st *reqState) int
 		pok, mok, avg   bool
 		cells, points   []*fastjson.Value
 		msg             string
-		seen            uint8
+		seen            uint8 // one bit per key
 		hasCells, hasPt bool
 	)
 	o.Visit(func(key []byte, v *fastjson.Value) {
@@ -299,8 +301,17 @@ func (s *Server) batch(w http.ResponseWriter, r *http.Request, st *reqState) int
 			bit = 16
 			points, err = v.Array()
 			hasPt = true
+		case "definition":
+			// Definitions routed the request by it; a server of one
+			// definition answers only its own name.
+			bit = 32
+			var b []byte
+			if b, err = v.StringBytes(); err == nil && string(b) != cmp.Or(s.name, feature.DefaultName) {
+				msg = "body: definition " + quote(string(b)) + ": this server answers " + cmp.Or(s.name, feature.DefaultName) + " (GET /v1/definitions)"
+				return
+			}
 		default:
-			msg = "body: unknown key " + quote(string(key)) + " (allowed: product, minute, avg, cells, points)"
+			msg = "body: unknown key " + quote(string(key)) + " (allowed: product, minute, avg, cells, points, definition)"
 			return
 		}
 		if seen&bit != 0 {

@@ -22,6 +22,7 @@ type Reader = read.Reader
 // safe for concurrent use, and never blocks the store's writer.
 type Server struct {
 	cfg  Config
+	name string // the definition's name (Definitions); "" for a server of one
 	r    Reader
 	def  feature.Definition
 	geo  *geo

@@ -4,14 +4,17 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/demandpipe/demandpipe/definitions"
 	"github.com/demandpipe/demandpipe/feature"
 	"github.com/demandpipe/demandpipe/pipeline"
+	"github.com/demandpipe/demandpipe/serve"
 	"github.com/demandpipe/demandpipe/sink"
 	"github.com/demandpipe/demandpipe/store"
 )
@@ -164,4 +167,112 @@ func closeAll(sinks []sink.Writer) error {
 // metrics, one set per definition.
 func definitionRegisterer(reg prometheus.Registerer, name string) prometheus.Registerer {
 	return prometheus.WrapRegistererWith(prometheus.Labels{"definition": name}, reg)
+}
+
+// registerDefinitions records a store run's definitions in the store's
+// definitions file (the first active unless one was promoted), so that
+// serve finds them and promote can switch between them.
+func (j *runJob) registerDefinitions() error {
+	st, ok := j.out.(*store.Store)
+	if !ok || len(j.rf.cfg.Extra) == 0 {
+		return nil
+	}
+	names := []string{j.rf.cfg.Named().Name}
+	for _, d := range j.rf.cfg.Extra {
+		names = append(names, d.Name)
+	}
+	f, err := definitions.Register(st.Dir(), names)
+	if err != nil {
+		return err
+	}
+	j.defs = definitions.NewWatcher(st.Dir(), f)
+	j.defs.Err = func(err error) { j.log.Warn("definitions file: keeping the last good one", "err", err.Error()) }
+	return nil
+}
+
+// servedStores is what run -serve answers from a store sink: its one
+// definition, or every definition the run writes (their stores are the
+// run's sinks) with the active one from the definitions file.
+func (j *runJob) servedStores(st *store.Store) *served {
+	if j.defs == nil {
+		return one(st)
+	}
+	sv := &served{names: []string{j.rf.cfg.Named().Name}, readers: []serve.Reader{st}, active: func() string { return j.defs.Current().Active }}
+	for k, d := range j.rf.cfg.Extra {
+		sv.names = append(sv.names, d.Name)
+		sv.readers = append(sv.readers, j.e.ExtraSinks[k].(*store.Store))
+	}
+	return sv
+}
+
+const definitionsSynopsis = `demandpipe definitions list -store=DIR
+demandpipe definitions promote -store=DIR NAME
+
+The feature definitions a store holds (run -definitions=FILE writes them: the
+first in DIR, each other in DIR.NAME, listed in DIR.definitions.json) and
+which one the API answers when a request names none. promote makes NAME the
+active definition atomically: every server reading the store switches at its
+next request, and no answer mixes definitions (docs/DEFINITIONS.md).`
+
+// definitionsCommand implements `demandpipe definitions`.
+func definitionsCommand(args []string) error {
+	if len(args) == 0 || (args[0] != "list" && args[0] != "promote") {
+		if len(args) > 0 && (args[0] == "-h" || args[0] == "-help" || args[0] == "--help") {
+			out := io.Writer(os.Stderr)
+			if helpOut != nil {
+				out = helpOut
+			}
+			fmt.Fprintln(out, definitionsSynopsis)
+			return nil
+		}
+		fmt.Fprintln(os.Stderr, "demandpipe definitions: want list or promote (demandpipe help definitions)")
+		return errUsage
+	}
+	verb := args[0]
+	fs := flag.NewFlagSet("definitions "+verb, flag.ContinueOnError)
+	dir := fs.String("store", store.DefaultDir, "the store directory (the first definition's; the others are beside it)")
+	if helpOut != nil {
+		fs.SetOutput(helpOut)
+	}
+	fs.Usage = func() { fmt.Fprintf(fs.Output(), "%s\n\n  -store=DIR (%s)\n", definitionsSynopsis, store.DefaultDir) }
+	if err := fs.Parse(args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return errUsage
+	}
+	switch verb {
+	case "list":
+		f, err := definitions.Load(*dir)
+		if errors.Is(err, os.ErrNotExist) {
+			fmt.Printf("%s holds one definition (default, active); no definitions file\n", *dir)
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		for _, n := range f.Definitions {
+			mark := ""
+			if n == f.Active {
+				mark = "  (active since " + f.Promoted + ")"
+			}
+			fmt.Printf("%-12s %s%s\n", n, f.StoreDir(*dir, n), mark)
+		}
+		return nil
+	default: // promote NAME
+		rest := fs.Args()
+		if len(rest) != 1 {
+			fmt.Fprintln(os.Stderr, "demandpipe definitions promote: want one definition NAME after the flags")
+			return errUsage
+		}
+		if _, err := os.Stat(*dir); err != nil {
+			return err
+		}
+		f, err := definitions.Promote(*dir, rest[0])
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(os.Stderr, "demandpipe: %s is the active definition of %s; servers switch at their next request\n", f.Active, *dir)
+		return nil
+	}
 }

@@ -2,10 +2,23 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
+	"time"
+
+	"github.com/uber/h3-go/v4"
+
+	"github.com/demandpipe/demandpipe/client"
+	"github.com/demandpipe/demandpipe/definitions"
+	"github.com/demandpipe/demandpipe/encode"
+	"github.com/demandpipe/demandpipe/serve"
+	"github.com/demandpipe/demandpipe/store"
 )
 
 // TestDefinitionsFile (issue 23): run -definitions=FILE writes each
@@ -81,4 +94,157 @@ func TestDefinitionsFile(t *testing.T) {
 			t.Errorf("%v: %v, want an error with %q", tc.args, err, tc.want)
 		}
 	}
+}
+
+// TestPromoteUnderLoad (issue 23): a store of two definitions served, read
+// at ~200 requests a second by the Go client (GET and batch, with and
+// without naming a definition) while `definitions promote` switches the
+// active one back and forth: every answer is wholly one definition's (its
+// features are exactly that definition's rings and windows), answers that
+// name a definition always get it, both definitions answered unnamed
+// requests, and no answer is of another minute than the store's latest.
+func TestPromoteUnderLoad(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	events := genEvents(t, dir, 20_000)
+	defs := filepath.Join(dir, "defs.yaml")
+	if err := os.WriteFile(defs, []byte("- name: base\n  resolution: 8\n  rings: [0, 1, 2, 3, 5]\n  windows: [1, 2, 4, 8, 16]\n- name: fine\n  resolution: 9\n  rings: [0, 2, 7]\n  windows: [3, 5, 1]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	st := filepath.Join(dir, "st")
+	if err := runCommand(storeArgs("file:"+events, st, "-definitions="+defs)); err != nil {
+		t.Fatal(err)
+	}
+	reg := newRegistry()
+	stores, f, err := openDefinitionStores(st, store.DefaultConfig(), reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		for _, s := range stores {
+			s.Close()
+		}
+	}()
+	w := definitions.NewWatcher(st, f)
+	sv := &served{names: f.Definitions, readers: []serve.Reader{stores[0], stores[1]}, active: func() string { return w.Current().Active }}
+	srv, err := startServer("127.0.0.1:0", serve.DefaultConfig(), sv, reg, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Shutdown(time.Second)
+	latest, _ := stores[0].LatestMinute()
+	if l1, _ := stores[1].LatestMinute(); l1 != latest {
+		t.Fatalf("the definitions' latest minutes differ: %d and %d", latest, l1)
+	}
+	product := stores[0].Products()[0].String()
+	// Points, not cells: a cell names one resolution, a point any.
+	pt := busiestPoint(t, stores[0], latest, product)
+	shapes := map[string]string{"base": "k0,1,2,3,5;w1,2,4,8,16", "fine": "k0,2,7;w3,5,1"}
+	shape := func(r client.Row) string {
+		var ks, ws []string
+		for _, ft := range r.Features {
+			if k := strconv.Itoa(ft.K); !slices.Contains(ks, k) {
+				ks = append(ks, k)
+			}
+			if w := strconv.Itoa(ft.W); !slices.Contains(ws, w) {
+				ws = append(ws, w)
+			}
+		}
+		if len(r.Features) != len(ks)*len(ws) {
+			return "mixed"
+		}
+		return "k" + strings.Join(ks, ",") + ";w" + strings.Join(ws, ",")
+	}
+	c, err := client.New(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	var mu sync.Mutex
+	seen := map[string]int{}
+	var bad []string
+	var wg sync.WaitGroup
+	for worker := range 4 {
+		wg.Go(func() {
+			for i := 0; ctx.Err() == nil; i++ {
+				q := client.Query{Product: product}
+				if i%3 == 1 {
+					q.Definition = []string{"base", "fine"}[worker%2]
+				}
+				var rows []client.Row
+				if i%2 == 0 {
+					r, err := c.GetAt(ctx, pt, q)
+					if err != nil {
+						if ctx.Err() == nil {
+							t.Error(err)
+						}
+						break
+					}
+					rows = []client.Row{r}
+				} else if rows, err = c.Batch(ctx, q, nil, []client.LatLng{pt, {Lat: 40.75, Lng: -73.98}}); err != nil {
+					if ctx.Err() == nil {
+						t.Error(err)
+					}
+					break
+				}
+				mu.Lock()
+				for _, r := range rows {
+					got := shape(r)
+					switch {
+					case got != shapes["base"] && got != shapes["fine"]:
+						bad = append(bad, "an answer of no one definition: "+got)
+					case q.Definition != "" && got != shapes[q.Definition]:
+						bad = append(bad, "asked for "+q.Definition+", got "+got)
+					case !r.Minute.Equal(encode.MinuteStart(latest)):
+						bad = append(bad, "minute "+r.Minute.String())
+					}
+					if q.Definition == "" {
+						seen[got]++
+					}
+				}
+				mu.Unlock()
+				time.Sleep(20 * time.Millisecond) // 4 workers: ~200 requests a second
+			}
+		})
+	}
+	for i := 0; ctx.Err() == nil; i++ {
+		if err := definitionsCommand([]string{"promote", "-store=" + st, []string{"fine", "base"}[i%2]}); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(150 * time.Millisecond)
+	}
+	wg.Wait()
+	if len(bad) > 0 {
+		t.Fatalf("%d bad answers, first: %s", len(bad), bad[0])
+	}
+	if seen[shapes["base"]] == 0 || seen[shapes["fine"]] == 0 {
+		t.Fatalf("unnamed requests answered by %v: the promotions did not reach the server", seen)
+	}
+	t.Logf("unnamed requests answered %v", seen)
+	active, list, err := c.Definitions(context.Background())
+	if err != nil || len(list) != 2 || list[0].Name != "base" || list[1].Resolution != 9 || list[0].LastMinute == "" {
+		t.Fatalf("GET /v1/definitions: %v %+v %v", active, list, err)
+	}
+	if st := map[string]string{list[0].Name: list[0].Status, list[1].Name: list[1].Status}; st[active] != "active" || len(st) != 2 {
+		t.Errorf("statuses %v with %s active", st, active)
+	}
+}
+
+// busiestPoint is the centre of a cell with a row in minute m for product.
+func busiestPoint(t *testing.T, st *store.Store, m int64, product string) client.LatLng {
+	t.Helper()
+	u, ok := encode.ParseUUID([]byte(product))
+	if !ok {
+		t.Fatalf("product %q", product)
+	}
+	var cell uint64
+	if err := st.Scan(m, u, func(c uint64, _ []int32) bool { cell = c; return false }); err != nil || cell == 0 {
+		t.Fatalf("no row in minute %d: %v", m, err)
+	}
+	ll, err := h3.Cell(cell).LatLng()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return client.LatLng{Lat: ll.Lat, Lng: ll.Lng}
 }

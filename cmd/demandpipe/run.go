@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sys/unix"
 
+	"github.com/demandpipe/demandpipe/definitions"
 	"github.com/demandpipe/demandpipe/encode"
 	"github.com/demandpipe/demandpipe/pipeline"
 	"github.com/demandpipe/demandpipe/serve"
@@ -183,6 +184,7 @@ type runJob struct {
 	resumed   *pipeline.Resumed
 	pulsarSrc *source.Pulsar
 	rejects   *os.File
+	defs      *definitions.Watcher // a store of several definitions: which is active
 }
 
 // open opens the source, the sink, the engine and the server, and resumes
@@ -225,6 +227,9 @@ func (j *runJob) open() (err error) {
 			closeAll(j.e.ExtraSinks)
 		}
 	}()
+	if err = j.registerDefinitions(); err != nil {
+		return err
+	}
 	if err = j.e.RegisterMetrics(j.reg); err != nil {
 		return err
 	}
@@ -273,7 +278,7 @@ func (j *runJob) close() {
 func (j *runJob) serve() (err error) {
 	addr, vc, reg, log := *j.rf.serveAddr, j.rf.vc, j.reg, j.log
 	if st, ok := j.out.(*store.Store); ok && addr != "" {
-		if j.srv, err = startServer(addr, vc, st, reg, reg); err != nil {
+		if j.srv, err = startServer(addr, vc, j.servedStores(st), reg, reg); err != nil {
 			return err
 		}
 		log.Info("serving features, the heat map and /metrics", "url", j.srv.URL)
@@ -281,7 +286,7 @@ func (j *runJob) serve() (err error) {
 		// Serve from Cassandra on the sink's own connection.
 		cst, err := cassandra.NewStore(context.Background(), cs.Session(), cs.Config(), cassandra.StoreOptions{})
 		if err == nil {
-			j.srv, err = startServer(addr, vc, cst, reg, reg)
+			j.srv, err = startServer(addr, vc, one(cst), reg, reg)
 		}
 		if err != nil {
 			return err

@@ -5,11 +5,13 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"os/signal"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -17,6 +19,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/demandpipe/demandpipe/definitions"
+	"github.com/demandpipe/demandpipe/feature"
 	"github.com/demandpipe/demandpipe/internal/buildinfo"
 	"github.com/demandpipe/demandpipe/serve"
 	"github.com/demandpipe/demandpipe/sink/cassandra"
@@ -82,6 +86,7 @@ func serveCommand(args []string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	var st serve.Reader
+	var sv *served
 	var failed <-chan struct{} // closed when the embedded store fails (corruption, a full disk)
 	storeErr := func() error { return nil }
 	where := *dir
@@ -99,16 +104,33 @@ func serveCommand(args []string) error {
 		defer cst.Close()
 		st, where = cst, cc.String()
 	} else {
-		sc.Dir, sc.ReadOnly = *dir, true
-		lst, err := store.Open(sc, reg)
+		stores, f, err := openDefinitionStores(*dir, sc, reg)
 		if err != nil {
 			return err
 		}
-		defer lst.Close()
-		st = lst
-		failed, storeErr = lst.Done(), lst.Err
+		defer func() {
+			for _, lst := range stores {
+				lst.Close()
+			}
+		}()
+		st = stores[0]
+		sv = &served{names: f.Definitions, active: func() string { return f.Active }}
+		if len(stores) > 1 {
+			w := definitions.NewWatcher(*dir, f)
+			w.Err = func(err error) { slog.Warn("definitions file: keeping the last good one", "err", err.Error()) }
+			sv.active = func() string { return w.Current().Active }
+		}
+		for _, lst := range stores {
+			sv.readers = append(sv.readers, lst)
+		}
+		var stopWatch func()
+		failed, storeErr, stopWatch = anyFailed(stores)
+		defer stopWatch()
 	}
-	srv, err := startServer(*addr, vc, st, reg, reg)
+	if sv == nil {
+		sv = one(st)
+	}
+	srv, err := startServer(*addr, vc, sv, reg, reg)
 	if err != nil {
 		return err
 	}
@@ -149,19 +171,36 @@ type runningServer struct {
 	Done chan error // receives the error if serving stops on its own
 }
 
-// startServer serves the API of st on addr, with /metrics from gather,
+// served is what the API answers: each definition's name and reader (the
+// first definition's first) and which is active at a request (nil: the
+// first).
+type served struct {
+	names   []string
+	readers []serve.Reader
+	active  func() string
+}
+
+// one is the API of a store of one definition; nil serves no API.
+func one(st serve.Reader) *served {
+	if st == nil {
+		return nil
+	}
+	return &served{names: []string{feature.DefaultName}, readers: []serve.Reader{st}}
+}
+
+// startServer serves the API of sv on addr, with /metrics from gather,
 // until Shutdown, behind the guard of cfg (serve.Guard: TLS, tokens,
 // allowed hosts, rate and connection limits), which SIGHUP reloads. run
 // -serve=ADDR uses it beside the writing store.
-func startServer(addr string, cfg serve.Config, st serve.Reader, reg prometheus.Registerer, gather prometheus.Gatherer) (*runningServer, error) {
+func startServer(addr string, cfg serve.Config, sv *served, reg prometheus.Registerer, gather prometheus.Gatherer) (*runningServer, error) {
 	guard, err := serve.NewGuard(cfg, addr, reg)
 	if err != nil {
 		return nil, err
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(gather, promhttp.HandlerOpts{}))
-	if st != nil {
-		api, err := serve.New(cfg, st, reg)
+	if sv != nil {
+		api, err := serve.NewDefinitions(cfg, sv.names, sv.readers, sv.active, reg)
 		if err != nil {
 			return nil, err
 		}
@@ -242,4 +281,64 @@ func (s *runningServer) Shutdown(grace time.Duration) error {
 	}
 	<-s.Done
 	return err
+}
+
+// openDefinitionStores opens, read-only, the store in dir and, when it has
+// a definitions file, each further definition's store beside it (metrics
+// labelled by definition). Without the file dir holds one definition,
+// named default.
+func openDefinitionStores(dir string, sc store.Config, reg prometheus.Registerer) ([]*store.Store, definitions.File, error) {
+	f, err := definitions.Load(dir)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		f = definitions.File{Definitions: []string{feature.DefaultName}, Active: feature.DefaultName}
+	case err != nil:
+		return nil, f, err
+	}
+	var out []*store.Store
+	for _, n := range f.Definitions {
+		c := sc
+		c.Dir, c.ReadOnly = f.StoreDir(dir, n), true
+		r := reg
+		if len(f.Definitions) > 1 {
+			r = definitionRegisterer(reg, n)
+		}
+		lst, err := store.Open(c, r)
+		if err != nil {
+			for _, o := range out {
+				o.Close()
+			}
+			return nil, f, fmt.Errorf("definition %s: %w", n, err)
+		}
+		out = append(out, lst)
+	}
+	return out, f, nil
+}
+
+// anyFailed is closed when any of the stores fails, with that store's
+// error; stop ends its watch (the stores' Done is closed only on failure).
+func anyFailed(stores []*store.Store) (failed <-chan struct{}, err func() error, stop func()) {
+	if len(stores) == 1 {
+		return stores[0].Done(), stores[0].Err, func() {}
+	}
+	done, quit := make(chan struct{}), make(chan struct{})
+	var first error
+	var once sync.Once
+	for _, st := range stores {
+		go func() {
+			select {
+			case <-st.Done():
+				once.Do(func() { first = st.Err(); close(done) })
+			case <-quit:
+			}
+		}()
+	}
+	return done, func() error {
+		select {
+		case <-done:
+			return first
+		default:
+			return nil
+		}
+	}, func() { close(quit) }
 }

@@ -41,7 +41,7 @@ func TestStartServerAndShutdown(t *testing.T) {
 		t.Fatal(err)
 	}
 	reg := prometheus.NewRegistry()
-	srv, err := startServer("127.0.0.1:0", serve.DefaultConfig(), st, reg, reg)
+	srv, err := startServer("127.0.0.1:0", serve.DefaultConfig(), one(st), reg, reg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -152,7 +152,7 @@ func TestStartServerSecured(t *testing.T) {
 	if err := st.CloseMinute(context.Background(), time.Now().Unix()/60-1); err != nil {
 		t.Fatal(err)
 	}
-	srv, err := startServer("127.0.0.1:0", cfg, st, reg, reg)
+	srv, err := startServer("127.0.0.1:0", cfg, one(st), reg, reg)
 	if err != nil {
 		t.Fatal(err)
 	}
