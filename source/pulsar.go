@@ -14,8 +14,9 @@ import (
 	"github.com/apache/pulsar-client-go/pulsar"
 
 	plog "github.com/apache/pulsar-client-go/pulsar/log"
-	"github.com/demandpipe/demandpipe/internal/keyshared"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/demandpipe/demandpipe/internal/keyshared"
 )
 
 // Pulsar is a live source over a Pulsar subscription: one message is one
@@ -51,6 +52,11 @@ type Pulsar struct {
 	remaining int                // until=end: partitions not yet reached
 	started   bool
 	resumed   bool
+	limit     int64 // the broker's unacked limit per partition (PulsarConfig.unackedLimit), 0: none
+	warned    bool  // the 80% warning was given
+	maxBatch  int64 // the most messages of one batch entry seen
+	log       *slog.Logger
+	copies    []pulsar.MessageID // limit > 0: copies of checkpointed messages, to acknowledge again
 
 	handed atomic.Int64 // stream offset handed to the engine (Position)
 
@@ -58,6 +64,14 @@ type Pulsar struct {
 	table boundaries
 	acked []pulsar.MessageID // per partition: the last id acknowledged or resumed at
 	noAck bool
+	// held: per partition, the messages taken from the client (waiting
+	// for the merge or handed to the engine) whose acknowledgement the
+	// broker has not confirmed, counted as the broker counts them against
+	// its unacked limit: a batch entry's messages until the entry is
+	// acknowledged whole. pend: per partition, the messages acknowledged
+	// of an entry that is not yet whole. Both only when there is a limit
+	// (limit > 0).
+	held, pend []int64
 
 	stop     chan struct{}
 	stopOnce sync.Once
@@ -139,7 +153,7 @@ func NewPulsar(cfg PulsarConfig) (*Pulsar, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	p := &Pulsar{cfg: cfg, stop: make(chan struct{}), failed: make(chan struct{})}
+	p := &Pulsar{cfg: cfg, stop: make(chan struct{}), failed: make(chan struct{}), limit: cfg.unackedLimit(), log: slog.Default()}
 	refused := newRefusal(cfg)
 	client, err := newPulsarClient(cfg, &p.stats.reconnects, refused)
 	if err != nil {
@@ -158,6 +172,11 @@ func NewPulsar(cfg PulsarConfig) (*Pulsar, error) {
 		ReceiverQueueSize:           cfg.ReceiverQueue,
 		AckGroupingOptions:          &pulsar.AckGroupingOptions{MaxSize: uint32(cfg.AckGroupSize), MaxTime: cfg.AckGroupTime},
 		Name:                        cfg.Name,
+	}
+	if p.limit > 0 {
+		// Acknowledgements the broker confirms: the count held against
+		// its unacked limit drops only once the broker's has (ackConfirmed).
+		opts.AckWithResponse = true
 	}
 	if len(cfg.KeyRanges) > 0 {
 		if opts.KeySharedPolicy, err = pulsar.NewKeySharedPolicySticky(cfg.KeyRanges); err != nil {
@@ -296,6 +315,10 @@ func (p *Pulsar) Read(b []byte) (int, error) {
 		case <-p.refused.done:
 			return 0, p.refused.err
 		default:
+		}
+		if len(p.copies) > 0 {
+			p.ackConfirmed(p.copies, nil)
+			p.copies = p.copies[:0]
 		}
 		p.buf, p.head = p.buf[:0], 0
 		p.drain()
@@ -460,6 +483,8 @@ func (p *Pulsar) grow(part int) {
 	p.mu.Lock()
 	for len(p.acked) <= part {
 		p.acked = append(p.acked, nil)
+		p.held = append(p.held, 0)
+		p.pend = append(p.pend, 0)
 	}
 	p.mu.Unlock()
 }
@@ -496,7 +521,11 @@ func (p *Pulsar) ingest(msg pulsar.Message) {
 			// In a committed checkpoint already (its ack was lost): safe
 			// to acknowledge again. A copy of a message handed since is
 			// acknowledged through its first copy, once durable.
-			p.ackIDs([]pulsar.MessageID{id})
+			if p.limit > 0 {
+				p.copies = append(p.copies, id) // in one confirmed list, by Read
+			} else {
+				p.ackIDs([]pulsar.MessageID{id})
+			}
 			p.stats.acked.Add(1)
 		}
 		return
@@ -507,7 +536,75 @@ func (p *Pulsar) ingest(msg pulsar.Message) {
 	p.last[part] = id
 	p.queues[part].push(queued{msg: msg, key: mergeKey(msg), arrived: time.Now()})
 	p.queued++
+	if p.limit > 0 {
+		p.maxBatch = max(p.maxBatch, int64(id.BatchSize()))
+		p.hold(part)
+	}
 }
+
+// hold counts a message of partition part taken and not acknowledged.
+// At the broker's limit the broker delivers nothing more to this
+// consumer until acknowledgements bring its count to half, which the
+// checkpoints will not do: the run fails instead of stalling, saying why
+// and what to do. The broker's count is the messages held here plus those
+// it has sent that the client has not handed over yet: up to
+// receiver-queue, the client's channel (10) and one batch entry past its
+// permits. The source cannot see those, so it fails once held is within
+// that margin of the limit (failAt): the broker may be blocked from there
+// on, and if acknowledgements then bring its count down but not to half,
+// it stays blocked with the count here short of the limit. At 80% of
+// failAt it warns, once.
+func (p *Pulsar) hold(part int) {
+	p.mu.Lock()
+	p.held[part]++
+	n, noAck := p.held[part], p.noAck
+	p.mu.Unlock()
+	at := p.failAt()
+	switch {
+	case n >= at:
+		p.fail(p.unackedError(part, n, noAck))
+	case !p.warned && n >= at*4/5:
+		p.warned = true
+		p.log.Warn("pulsar: messages not acknowledged near the broker's limit (max-unacked=): the run fails at fail_at, where the broker may stop delivering",
+			"topic", p.partitionName(part), "subscription", p.cfg.Subscription, "unacked", n, "fail_at", at, "max_unacked", p.limit)
+	}
+}
+
+// inClient is the most messages the broker may have sent to this
+// consumer, per partition, that the client has not handed to the source
+// yet: its receiver queue, its channel of 10, and the part of a batch
+// entry past the permits (the broker sends an entry whole).
+func (p *Pulsar) inClient() int64 {
+	return int64(p.cfg.ReceiverQueue) + 10 + max(p.maxBatch-1, 0)
+}
+
+// failAt is the count of messages held on one partition at which the run
+// fails: max-unacked less what may still be in the client (at least 1).
+func (p *Pulsar) failAt() int64 { return max(p.limit-p.inClient(), 1) }
+
+// partitionName names partition part of the topic (the topic itself if
+// it has one partition).
+func (p *Pulsar) partitionName(part int) string {
+	if len(p.last) > 1 {
+		return fmt.Sprintf("%s-partition-%d", p.cfg.Topic, part)
+	}
+	return p.cfg.Topic
+}
+
+// unackedError is the failure at the broker's unacked limit.
+func (p *Pulsar) unackedError(part int, n int64, noAck bool) error {
+	why := "and this source acknowledges a message only once a checkpoint past it is durable: the lateness plus about a minute of input stay unacknowledged (~150,000-200,000 messages at 100,000 events a minute)"
+	fix := "raise the broker's maxUnackedMessagesPerConsumer above that for the namespace (pulsar-admin namespaces set-max-unacked-messages-per-consumer TENANT/NS -c N; and set-max-unacked-messages-per-subscription to N times the consumers) and set max-unacked=N to match, or consume with type=failover (no such limit; consumers share a partitioned topic by partition)"
+	if noAck {
+		why = "and this sink keeps no checkpoint, so no message is ever acknowledged"
+		fix = "consume with type=failover (the default; no such limit), or into a sink that checkpoints (store:, cassandra://) with the broker's limit raised and max-unacked= set to match"
+	}
+	return fmt.Errorf("pulsar: %d messages of %s delivered and not acknowledged on the %s subscription %q, and up to %d more in the client (receiver-queue=%d): within reach of max-unacked=%d, where a broker stops delivering to a %s consumer (its maxUnackedMessagesPerConsumer, default 50,000) until acknowledgements bring the count down to half, %s; the run would stall there (a replay for ever, a live run closing its minutes early on the idle timeout). To run: %s",
+		n, p.partitionName(part), p.cfg.Type, p.cfg.Subscription, p.inClient(), p.cfg.ReceiverQueue, p.limit, p.cfg.Type, why, fix)
+}
+
+// SetLogger sets where the source's warnings go (default slog.Default()).
+func (p *Pulsar) SetLogger(l *slog.Logger) { p.log = l }
 
 // emit appends msg's line to buf and its boundary to the table.
 func (p *Pulsar) emit(msg pulsar.Message) {
@@ -591,6 +688,7 @@ func (p *Pulsar) Ack(pos int64) {
 		}
 	}
 	var ids []pulsar.MessageID
+	var release []int64 // limit > 0: per id, the held messages its confirmed ack releases
 	p.mu.Lock()
 	cumulative := p.cfg.cumulative()
 	var lastOf []pulsar.MessageID
@@ -600,6 +698,9 @@ func (p *Pulsar) Ack(pos int64) {
 		p.acked[x.part] = x.id
 		if !cumulative {
 			ids = append(ids, x.id)
+			if p.limit > 0 {
+				release = append(release, p.releases(x))
+			}
 			return
 		}
 		for len(lastOf) <= int(x.part) {
@@ -614,8 +715,66 @@ func (p *Pulsar) Ack(pos int64) {
 			ids = append(ids, id)
 		}
 	}
-	p.ackIDs(ids)
+	if p.limit > 0 {
+		p.ackConfirmed(ids, release)
+	} else {
+		p.ackIDs(ids)
+	}
 	p.stats.acked.Add(int64(popped))
+}
+
+// releases returns how many held messages of x's partition the broker
+// stops counting once x's acknowledgement is confirmed: none while x's
+// batch entry has messages not yet acknowledged (the broker counts an
+// entry until it is acknowledged whole: Consumer.individualAckNormal
+// counts a partial batch ack as nothing without batch-index
+// acknowledgement), else every message of its entry popped so far.
+// Called with p.mu held.
+func (p *Pulsar) releases(x boundary) int64 {
+	p.pend[x.part]++
+	if bi, bs := x.id.BatchIdx(), x.id.BatchSize(); bi >= 0 && bs > 1 && bi < bs-1 {
+		return 0
+	}
+	n := p.pend[x.part]
+	p.pend[x.part] = 0
+	return n
+}
+
+// ackConfirmed acknowledges ids one by one (shared and key_shared under
+// an unacked limit), in lists the broker answers (AckWithResponse), and
+// only then stops counting the messages they release (release[i] for
+// ids[i]; nil: none) against the limit. Acknowledgements grouped in the
+// client or in flight would otherwise let the count run behind the
+// broker's, and the broker could stop delivering with the count short of
+// the limit: a stall this source exists to turn into an error.
+func (p *Pulsar) ackConfirmed(ids []pulsar.MessageID, release []int64) {
+	const chunk = 10000 // ~150 KB of message ids in one ACK, far below a frame's 5 MB
+	for len(ids) > 0 {
+		n := min(len(ids), chunk)
+		err := p.cons.AckIDList(ids[:n])
+		var failed pulsar.AckError
+		if err != nil && !errors.As(err, &failed) {
+			failed = nil // every one failed
+		}
+		p.mu.Lock()
+		for i, id := range ids[:n] {
+			if err != nil && (failed == nil || failed[id] != nil) {
+				// Not a loss: the broker redelivers the message, and a
+				// resumed run drops it as at or before its cursor; the
+				// broker still counts it, and so does held.
+				p.stats.ackErrors.Add(1)
+				continue
+			}
+			if release != nil {
+				p.held[max(int(id.PartitionIdx()), 0)] -= release[i]
+			}
+		}
+		p.mu.Unlock()
+		ids = ids[n:]
+		if release != nil {
+			release = release[n:]
+		}
+	}
 }
 
 // ackIDs acknowledges ids: cumulatively where the subscription type

@@ -28,11 +28,21 @@ const PulsarSpecHelp = `pulsar://HOST:6650/persistent://TENANT/NS/TOPIC?subscrip
                        durable subscription demandpipe-dead-letters, made at start, keeps
                        them until read (a broker deletes a topic nobody subscribes to)
   receiver-queue=N     messages prefetched per partition (default 1000, 1..1000000)
+  max-unacked=N        with type=shared or key_shared: the broker's
+                       maxUnackedMessagesPerConsumer (default 50000, the broker's; 0: the
+                       broker's limit is off). A broker stops delivering to such a consumer
+                       at N messages not acknowledged, and this source holds the lateness
+                       plus about a minute of input unacknowledged (~150,000-200,000 at
+                       100,000 events a minute): the run fails within a receiver queue of
+                       N, saying so, instead of stalling. Raise the broker's limits and this
+                       together (above the peak plus receiver-queue), or use failover
   merge-wait=D         partitions are merged in event-time order (a message's event time, else
                        its publish time); a live stream holds a message up to this long for a
                        silent partition (default 100ms, 0..10s)
   ack-group-time=D     acks are sent at most this late (default 100ms, 0..10s)
-  ack-group-size=N     or once this many are pending (default 1000, 1..1000000)
+  ack-group-size=N     or once this many are pending (default 1000, 1..1000000); not with
+                       shared or key_shared under max-unacked, which acknowledge each
+                       checkpoint's messages in lists the broker confirms
   connect-timeout=D    TCP connect timeout (default 10s)
   operation-timeout=D  lookups, subscribe and other requests (default 30s)
   token-file=PATH      JWT token for authentication (or env DEMANDPIPE_PULSAR_TOKEN)
@@ -75,6 +85,25 @@ type PulsarConfig struct {
 	// 1000, the client's: at ~150 bytes an event, 150 KB a partition.
 	// Range 1..1000000.
 	ReceiverQueue int
+	// MaxUnacked: with type shared or key_shared, the most messages of one
+	// partition the broker delivers to this consumer without an
+	// acknowledgement: its maxUnackedMessagesPerConsumer (conf/broker.conf
+	// default 50000, overridden per namespace or topic). Past it the
+	// broker sends nothing until acknowledgements bring the count to half
+	// (Consumer.java), and this source acknowledges a message only once a
+	// checkpoint past it is durable: the lateness plus about a minute of
+	// input, ~150,000-200,000 messages at 100,000 events a minute, stay
+	// unacknowledged (without a checkpointing sink, every message). So
+	// the source fails the run (Read returns the error) once a partition's
+	// messages taken and not acknowledged come within what the client may
+	// still hold (ReceiverQueue + 10 + a batch entry) of MaxUnacked, and
+	// warns once at 80% of that, rather than stall (a replay for ever; a
+	// live run would close its minutes early on the idle timeout).
+	// Default 50000, the broker's; 0: the broker's limit is off
+	// (maxUnackedMessagesPerConsumer=0), no check. Failover and exclusive
+	// have no such limit (cumulative acks). Range 0..1<<30, and above
+	// twice ReceiverQueue.
+	MaxUnacked int
 	// MergeWait: a partitioned topic's messages are handed to the engine
 	// merged in event-time order (a message's event time, else its publish
 	// time; pulsar_merge.go); on a live stream a message
@@ -87,6 +116,10 @@ type PulsarConfig struct {
 	// after AckGroupTime or once AckGroupSize are pending (defaults 100ms
 	// and 1000, the client's). A lost group only causes redelivery of
 	// messages that a restart drops anyway. Ranges 0..10s and 1..1000000.
+	// Shared and key_shared under MaxUnacked do not group: each
+	// checkpoint's messages are acknowledged in lists the broker confirms
+	// (AckWithResponse), so that the count held against the limit never
+	// runs behind the broker's.
 	AckGroupTime time.Duration
 	AckGroupSize int
 	// ConnectTimeout bounds a TCP connect (default 10s, 100ms..5m);
@@ -114,6 +147,7 @@ func DefaultPulsarConfig() PulsarConfig {
 		Type:             "failover",
 		Initial:          "earliest",
 		ReceiverQueue:    1000,
+		MaxUnacked:       DefaultMaxUnacked,
 		MergeWait:        100 * time.Millisecond,
 		AckGroupTime:     100 * time.Millisecond,
 		AckGroupSize:     1000,
@@ -121,6 +155,10 @@ func DefaultPulsarConfig() PulsarConfig {
 		OperationTimeout: 30 * time.Second,
 	}
 }
+
+// DefaultMaxUnacked is PulsarConfig.MaxUnacked's default: a broker's
+// maxUnackedMessagesPerConsumer=50000 (conf/broker.conf).
+const DefaultMaxUnacked = 50000
 
 const redacted = "REDACTED"
 
@@ -214,6 +252,8 @@ func ParsePulsarURL(spec string) (PulsarConfig, error) {
 			}
 		case "receiver-queue":
 			c.ReceiverQueue, err = strconv.Atoi(v)
+		case "max-unacked":
+			c.MaxUnacked, err = strconv.Atoi(v)
 		case "merge-wait":
 			c.MergeWait, err = time.ParseDuration(v)
 		case "ack-group-time":
@@ -321,6 +361,10 @@ func (c *PulsarConfig) Validate() error {
 		return fmt.Errorf("pulsar: initial %q: want earliest or latest", c.Initial)
 	case c.ReceiverQueue < 1 || c.ReceiverQueue > 1_000_000:
 		return fmt.Errorf("pulsar: receiver-queue %d out of range [1, 1000000]", c.ReceiverQueue)
+	case c.MaxUnacked < 0 || c.MaxUnacked > 1<<30:
+		return fmt.Errorf("pulsar: max-unacked %d out of range [0 (the broker's limit is off), 1073741824]", c.MaxUnacked)
+	case c.unackedLimit() > 0 && c.MaxUnacked <= 2*c.ReceiverQueue:
+		return fmt.Errorf("pulsar: max-unacked=%d with receiver-queue=%d: want max-unacked above twice receiver-queue (the broker counts the messages the client prefetches, and the run fails within a receiver queue of the limit)", c.MaxUnacked, c.ReceiverQueue)
 	case c.MergeWait < 0 || c.MergeWait > 10*time.Second:
 		return fmt.Errorf("pulsar: merge-wait %s out of range [0, 10s]", c.MergeWait)
 	case c.AckGroupTime < 0 || c.AckGroupTime > 10*time.Second:
@@ -344,3 +388,13 @@ func (c *PulsarConfig) Identity() string {
 
 // cumulative reports whether the subscription type allows cumulative acks.
 func (c *PulsarConfig) cumulative() bool { return c.Type == "exclusive" || c.Type == "failover" }
+
+// unackedLimit is the broker's limit on messages delivered to this
+// consumer and not acknowledged, per partition: MaxUnacked for shared and
+// key_shared, 0 (none) for failover and exclusive.
+func (c *PulsarConfig) unackedLimit() int64 {
+	if c.cumulative() {
+		return 0
+	}
+	return int64(c.MaxUnacked)
+}

@@ -20,6 +20,11 @@ import (
 //	pulsar_reconnects_total            consumer reconnections to a broker
 //	pulsar_dead_lettered_total         rejected lines stored on the dead-letter topic
 //	pulsar_unacked_messages            messages handed to the engine, awaiting a checkpoint
+//	pulsar_partition_unacked_messages  the most messages of one partition taken and not
+//	                                   acknowledged: what the broker's unacked limit counts
+//	pulsar_max_unacked_messages        that limit, max-unacked= (shared and key_shared; 0: none):
+//	                                   the run fails when the gauge above comes within what
+//	                                   the client may hold (receiver-queue + 10 + a batch)
 //	pulsar_consumer_lag_seconds        now minus the publish time of the last message handed
 //	                                   to the engine (0 before the first)
 func (p *Pulsar) RegisterMetrics(reg prometheus.Registerer) error {
@@ -45,6 +50,10 @@ func (p *Pulsar) RegisterMetrics(reg prometheus.Registerer) error {
 		counter("pulsar_dead_lettered_total", "Rejected lines stored on the dead-letter topic.", s.deadLettered.Load),
 		gauge("pulsar_unacked_messages", "Messages handed to the engine and not yet acknowledged (waiting for a checkpoint past them).",
 			func() float64 { return float64(s.unacked.Load()) }),
+		gauge("pulsar_partition_unacked_messages", "The most messages of one partition taken from the broker and not acknowledged, as the broker counts them against maxUnackedMessagesPerConsumer (shared and key_shared; 0 otherwise).",
+			func() float64 { return float64(p.heldMax()) }),
+		gauge("pulsar_max_unacked_messages", "The broker's limit on messages delivered and not acknowledged per consumer and partition, max-unacked= (shared and key_shared; 0: none): the run fails when pulsar_partition_unacked_messages comes within what the client may hold (receiver-queue, 10 and a batch) of it.",
+			func() float64 { return float64(p.limit) }),
 		gauge("pulsar_consumer_lag_seconds", "Seconds between now and the publish time of the last message handed to the engine (0 before the first).",
 			func() float64 {
 				t := s.publishNanos.Load()
@@ -59,6 +68,18 @@ func (p *Pulsar) RegisterMetrics(reg prometheus.Registerer) error {
 		}
 	}
 	return nil
+}
+
+// heldMax is the most messages of one partition taken and not
+// acknowledged.
+func (p *Pulsar) heldMax() int64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var n int64
+	for _, h := range p.held {
+		n = max(n, h)
+	}
+	return n
 }
 
 // AckStats reports the messages acknowledged so far and those handed to

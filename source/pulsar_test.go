@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/demandpipe/demandpipe/internal/keyshared"
 	"io"
 	"reflect"
 	"slices"
@@ -12,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/demandpipe/demandpipe/internal/keyshared"
 
 	"github.com/apache/pulsar-client-go/pulsar"
 	"github.com/prometheus/client_golang/prometheus"
@@ -48,6 +49,12 @@ func TestParsePulsarURL(t *testing.T) {
 	if err := c.Validate(); err != nil {
 		t.Fatal(err)
 	}
+	if c.MaxUnacked != 50000 {
+		t.Fatalf("max-unacked defaults to %d, want the broker's 50000", c.MaxUnacked)
+	}
+	if m, err := ParsePulsarURL("pulsar://broker:6650/raw?subscription=dp&type=shared&max-unacked=250000"); err != nil || m.MaxUnacked != 250000 || m.unackedLimit() != 250000 {
+		t.Fatalf("max-unacked=250000: %+v %v", m, err)
+	}
 	// Sticky key ranges go with key_shared only.
 	k, err := ParsePulsarURL("pulsar://broker:6650/raw?subscription=dp&type=key_shared&key-ranges=0-99,200-300")
 	if err != nil || !reflect.DeepEqual(k.KeyRanges, []int{0, 99, 200, 300}) || k.Validate() != nil {
@@ -78,6 +85,7 @@ func TestParsePulsarURL(t *testing.T) {
 		"pulsar://broker/rides?subscription=s&nope=1",
 		"pulsar://broker/rides?subscription=s&until=later",
 		"pulsar://broker/rides?subscription=s&receiver-queue=x",
+		"pulsar://broker/rides?subscription=s&max-unacked=lots",
 		"pulsar://broker/rides?subscription=s&token=secret",
 	} {
 		if _, err := ParsePulsarURL(bad); err == nil {
@@ -96,6 +104,18 @@ func TestPulsarConfigValidate(t *testing.T) {
 	}
 	if c := ok(); c.Validate() != nil {
 		t.Fatal(c.Validate())
+	}
+	// max-unacked=0 turns the check off; failover has no limit, so
+	// max-unacked does not bound its receiver queue.
+	for _, edit := range []func(*PulsarConfig){
+		func(c *PulsarConfig) { c.Type, c.MaxUnacked = "key_shared", 0 },
+		func(c *PulsarConfig) { c.MaxUnacked, c.ReceiverQueue = 1500, 1000 },
+	} {
+		c := ok()
+		edit(&c)
+		if err := c.Validate(); err != nil {
+			t.Errorf("%+v: %v", c, err)
+		}
 	}
 	for _, tc := range []struct {
 		field string
@@ -119,6 +139,9 @@ func TestPulsarConfigValidate(t *testing.T) {
 		{"token-file", func(c *PulsarConfig) { c.TokenFile = "/nonexistent/token" }},
 		{"tls-ca-file", func(c *PulsarConfig) { c.TLSCAFile = "/etc/hostname" }},
 		{"dead-letter", func(c *PulsarConfig) { c.DeadLetter = c.Topic }},
+		{"max-unacked", func(c *PulsarConfig) { c.MaxUnacked = -1 }},
+		{"max-unacked", func(c *PulsarConfig) { c.MaxUnacked = 1<<30 + 1 }},
+		{"max-unacked", func(c *PulsarConfig) { c.Type, c.MaxUnacked, c.ReceiverQueue = "shared", 1500, 1000 }},
 	} {
 		c := ok()
 		tc.edit(&c)

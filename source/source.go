@@ -10,8 +10,11 @@
 // demandpipe, subsystem source: pulsar_messages_total,
 // pulsar_received_bytes_total, pulsar_redeliveries_total,
 // pulsar_acked_messages_total, pulsar_ack_errors_total, pulsar_reconnects_total,
-// pulsar_dead_lettered_total, pulsar_unacked_messages and
-// pulsar_consumer_lag_seconds.
+// pulsar_dead_lettered_total, pulsar_unacked_messages,
+// pulsar_partition_unacked_messages, pulsar_max_unacked_messages and
+// pulsar_consumer_lag_seconds. On a shared or key_shared subscription it
+// fails the run, saying so, before the broker's limit on unacknowledged
+// messages would stall it (PulsarConfig.MaxUnacked).
 package source
 
 import (

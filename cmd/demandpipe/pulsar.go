@@ -23,6 +23,7 @@ func wirePulsar(p *source.Pulsar, e *pipeline.Engine, out sink.Writer, reg prome
 	if err := p.RegisterMetrics(reg); err != nil {
 		return err
 	}
+	p.SetLogger(log) // the unacknowledged-messages warning follows -log.format
 	if _, ok := out.(sink.Checkpointer); ok {
 		e.Durable = p.Ack
 	} else {

@@ -36,10 +36,59 @@ type Config struct {
 	// Default "pulsartest".
 	ServerVersion string
 
-	// MaxReplay bounds how many entries a Key_Shared subscription may park
-	// for later (because the consumer owning their key has no permits)
-	// before it stops reading ahead. Default 10000. Range 1 .. 1<<24.
-	MaxReplay int
+	// Unacknowledged messages are limited on Shared and Key_Shared
+	// subscriptions as a broker limits them by default (conf/broker.conf:
+	// maxUnackedMessagesPerConsumer=50000,
+	// maxUnackedMessagesPerSubscription=200000). Messages are counted as
+	// the broker counts them: every message of an entry dispatched and not
+	// yet acknowledged (a batch counts its size), a redelivered message
+	// again each time it is dispatched; Exclusive and Failover have no
+	// limit (they acknowledge cumulatively).
+	//
+	// A consumer that reaches MaxUnackedMessagesPerConsumer gets nothing
+	// more until acknowledgements bring its count down to half the limit
+	// (Consumer.java: incrementUnackedMessages sets
+	// blockedConsumerOnUnackedMsgs, removePendingAcks clears it at
+	// unacked <= max/2); a request for redelivery, or the consumer
+	// leaving, releases its count at once. The limit applies to durable
+	// subscriptions only (Consumer.getMaxUnackedMessages is 0 for a
+	// non-durable one). A subscription whose consumers together reach
+	// MaxUnackedMessagesPerSubscription reads no new entries, though it
+	// still redelivers, until its count falls below half
+	// (PersistentDispatcherMultipleConsumers.addUnAckedMessages and
+	// readMoreEntries). Stats.Blocked lists who is blocked.
+
+	// MaxUnackedMessagesPerConsumer: default
+	// DefaultMaxUnackedMessagesPerConsumer (50000). Unlimited (-1) turns
+	// the limit off, as 0 does in broker.conf. Range -1 .. 1<<30.
+	MaxUnackedMessagesPerConsumer int
+
+	// MaxUnackedMessagesPerSubscription: default
+	// DefaultMaxUnackedMessagesPerSubscription (200000). Unlimited (-1)
+	// turns it off. Range -1 .. 1<<30.
+	MaxUnackedMessagesPerSubscription int
+
+	// A Key_Shared subscription whose next entry's key belongs to a
+	// consumer that cannot take it (no permits, or blocked on unacked
+	// messages) parks the entry for replay and reads on for other keys,
+	// up to min(KeySharedLookAheadPerConsumer × connected consumers,
+	// KeySharedLookAheadPerSubscription) parked entries
+	// (PersistentStickyKeyDispatcherMultipleConsumers.
+	// getEffectiveLookAheadLimit; conf/broker.conf:
+	// keySharedLookAheadMsgInReplayThresholdPerConsumer=2000,
+	// keySharedLookAheadMsgInReplayThresholdPerSubscription=20000, the
+	// defaults up to Pulsar 4.2; 5.0 doubles both). Unlimited (-1) turns
+	// a component off, as 0 does in broker.conf; with both off the bound
+	// is min(MaxUnackedMessagesPerSubscription, consumers ×
+	// MaxUnackedMessagesPerConsumer), unbounded if those are off too.
+
+	// KeySharedLookAheadPerConsumer: default
+	// DefaultKeySharedLookAheadPerConsumer (2000). Range -1 .. 1<<24.
+	KeySharedLookAheadPerConsumer int
+
+	// KeySharedLookAheadPerSubscription: default
+	// DefaultKeySharedLookAheadPerSubscription (20000). Range -1 .. 1<<24.
+	KeySharedLookAheadPerSubscription int
 
 	// Partitions pre-creates partitioned topics: name -> partition count.
 	// Names may be short ("orders") or full
@@ -111,10 +160,22 @@ type Config struct {
 // message metadata in a frame, the same 10 KiB the Go client allows.
 const FramePadding = 10 << 10
 
+// Defaults of the Config fields that a broker's conf/broker.conf sets, and
+// the value that turns such a limit off.
+const (
+	DefaultMaxUnackedMessagesPerConsumer     = 50000  // maxUnackedMessagesPerConsumer
+	DefaultMaxUnackedMessagesPerSubscription = 200000 // maxUnackedMessagesPerSubscription
+	DefaultKeySharedLookAheadPerConsumer     = 2000   // keySharedLookAheadMsgInReplayThresholdPerConsumer
+	DefaultKeySharedLookAheadPerSubscription = 20000  // keySharedLookAheadMsgInReplayThresholdPerSubscription
+
+	// Unlimited in a limit's field turns the limit off (0 in broker.conf;
+	// 0 in Config means the default).
+	Unlimited = -1
+)
+
 const (
 	defaultMaxMessageSize = 5 << 20
 	defaultProtocol       = 20
-	defaultMaxReplay      = 10000
 
 	// defaultInactiveFrequency is brokerDeleteInactiveTopicsFrequencySeconds=60
 	// in conf/broker.conf.
@@ -141,8 +202,18 @@ func (c *Config) setDefaults() {
 	if c.ServerVersion == "" {
 		c.ServerVersion = "pulsartest"
 	}
-	if c.MaxReplay == 0 {
-		c.MaxReplay = defaultMaxReplay
+	for _, f := range []struct {
+		v   *int
+		def int
+	}{
+		{&c.MaxUnackedMessagesPerConsumer, DefaultMaxUnackedMessagesPerConsumer},
+		{&c.MaxUnackedMessagesPerSubscription, DefaultMaxUnackedMessagesPerSubscription},
+		{&c.KeySharedLookAheadPerConsumer, DefaultKeySharedLookAheadPerConsumer},
+		{&c.KeySharedLookAheadPerSubscription, DefaultKeySharedLookAheadPerSubscription},
+	} {
+		if *f.v == 0 {
+			*f.v = f.def
+		}
 	}
 	if c.DeleteInactiveTopicsFrequency == 0 {
 		c.DeleteInactiveTopicsFrequency = defaultInactiveFrequency
@@ -176,8 +247,19 @@ func (c *Config) Validate() error {
 	if c.MaxProtocolVersion != 0 && (c.MaxProtocolVersion < 6 || c.MaxProtocolVersion > 20) {
 		return fmt.Errorf("pulsartest: Config.MaxProtocolVersion %d out of range [6, 20]", c.MaxProtocolVersion)
 	}
-	if c.MaxReplay < 0 || c.MaxReplay > 1<<24 {
-		return fmt.Errorf("pulsartest: Config.MaxReplay %d out of range [1, 16777216]", c.MaxReplay)
+	for _, f := range []struct {
+		name string
+		v    int
+		max  int
+	}{
+		{"MaxUnackedMessagesPerConsumer", c.MaxUnackedMessagesPerConsumer, 1 << 30},
+		{"MaxUnackedMessagesPerSubscription", c.MaxUnackedMessagesPerSubscription, 1 << 30},
+		{"KeySharedLookAheadPerConsumer", c.KeySharedLookAheadPerConsumer, 1 << 24},
+		{"KeySharedLookAheadPerSubscription", c.KeySharedLookAheadPerSubscription, 1 << 24},
+	} {
+		if f.v < Unlimited || f.v > f.max {
+			return fmt.Errorf("pulsartest: Config.%s %d out of range [-1 (Unlimited), %d] (0: the default)", f.name, f.v, f.max)
+		}
 	}
 	for _, d := range []struct {
 		name string

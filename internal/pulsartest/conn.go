@@ -235,8 +235,7 @@ func (c *conn) handle(f frame) error {
 			return err
 		}
 		if cons := c.consumers[cmd.consumerID]; cons != nil {
-			cons.permits += int64(cmd.permits)
-			cons.sub.dispatch()
+			cons.sub.flow(cons, cmd.permits)
 		}
 	case cmdAck:
 		cmd, err := decodeAck(body)

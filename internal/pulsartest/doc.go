@@ -86,6 +86,31 @@
 //     partition key, else "NONE_KEY", modulo 65536, as in the Pulsar broker.
 //     Initial position Latest or Earliest; non-durable subscriptions
 //     (readers) start at start_message_id and vanish with their consumer.
+//   - Unacknowledged-message limits on Shared and Key_Shared, with the
+//     broker's defaults (conf/broker.conf: maxUnackedMessagesPerConsumer=
+//     50000, maxUnackedMessagesPerSubscription=200000;
+//     Config.MaxUnackedMessagesPer*, pulsartestd
+//     -max-unacked-messages-per-consumer/-subscription, 0 = off as in the
+//     broker): a consumer that reaches its limit gets nothing more until
+//     acknowledgements bring it to half (Consumer.java:
+//     blockedConsumerOnUnackedMsgs, unblocked at <= max/2); a
+//     subscription that reaches its limit reads no new entries, though it
+//     still redelivers, until it is below half
+//     (PersistentDispatcherMultipleConsumers.addUnAckedMessages). Counted
+//     in messages (a batch counts its size; an entry goes whole, so a
+//     consumer may pass its limit by less than a batch, as with the
+//     broker); a redelivered message counts again; a nack releases it and
+//     unblocks the consumer, a consumer leaving takes its count with it;
+//     durable subscriptions only for the consumer limit (as
+//     Consumer.getMaxUnackedMessages). Exclusive and Failover have no
+//     limit. Stats.Blocked lists who is blocked now, SubscriptionState
+//     and ConsumerState show the counts (unacked_test.go checks it with
+//     the Go client and with pulsar-flex).
+//   - Key_Shared look-ahead: entries whose key's consumer cannot take them
+//     (no permits, or blocked) are parked and the dispatcher reads on, up
+//     to min(2000 × consumers, 20000) parked entries
+//     (PersistentStickyKeyDispatcherMultipleConsumers.
+//     getEffectiveLookAheadLimit; Config.KeySharedLookAhead*).
 //   - FLOW permits, MESSAGE dispatch within permits (counted in messages,
 //     a batch costs its size). The redelivery count of an entry goes up
 //     only on REDELIVER_UNACKNOWLEDGED_MESSAGES (a negative ack or the
@@ -146,6 +171,15 @@
 //   - Key_Shared does not hold back keys for newly joined consumers
 //     (Pulsar's ordering guarantee across consumer changes); per-key order
 //     holds while the consumer set is stable.
+//   - The unacked limits are the broker-wide settings only: namespace and
+//     topic policies that override them (pulsar-admin namespaces
+//     set-max-unacked-messages-per-consumer) do not exist, nor does the
+//     broker-wide maxUnackedMessagesPerBroker (off by default). The
+//     dispatcher checks a consumer before each entry; the broker sends a
+//     read batch at a time, capped at the room left under the limit, which
+//     gives the same count for single messages and passes the limit by
+//     less than a batch either way. Acknowledgements at the batch-index
+//     level (ignored, below) release nothing.
 //   - Chunked messages, transactions, schemas (GET_SCHEMA and
 //     GET_OR_CREATE_SCHEMA answer an error), producer access modes,
 //     deduplication (last_sequence_id is always -1), delayed delivery,

@@ -31,7 +31,7 @@ func flexDir(t *testing.T) (node, dir string) {
 			t.Skip("skipping: npm not installed (needed for the pulsar-flex check)")
 		}
 		dir = t.TempDir()
-		for _, f := range []string{"package.json", "package-lock.json", "produce.js"} {
+		for _, f := range []string{"package.json", "package-lock.json", "produce.js", "consume.js"} {
 			b, err := os.ReadFile(filepath.Join("testdata", "flex", f))
 			if err != nil {
 				t.Fatal(err)

@@ -217,7 +217,10 @@ func TestConfigValidate(t *testing.T) {
 		{Config{Addr: "nonsense"}, false},
 		{Config{MaxMessageSize: 10}, false},
 		{Config{MaxProtocolVersion: 3}, false},
-		{Config{MaxReplay: -1}, false},
+		{Config{MaxUnackedMessagesPerConsumer: Unlimited, MaxUnackedMessagesPerSubscription: 10, KeySharedLookAheadPerConsumer: Unlimited}, true},
+		{Config{MaxUnackedMessagesPerConsumer: -2}, false},
+		{Config{MaxUnackedMessagesPerSubscription: 1<<30 + 1}, false},
+		{Config{KeySharedLookAheadPerSubscription: -5}, false},
 		{Config{Partitions: map[string]int{"a": 0}}, false},
 		{Config{Partitions: map[string]int{"a/b": 2}}, false},
 	} {

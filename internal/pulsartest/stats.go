@@ -1,6 +1,10 @@
 package pulsartest
 
-import "maps"
+import (
+	"cmp"
+	"maps"
+	"slices"
+)
 
 // Stats are counters the double keeps for tests. Message counts count the
 // messages inside batches, not entries.
@@ -39,6 +43,28 @@ type Stats struct {
 	// TopicsDeleted counts topics (partitions of a partitioned topic one
 	// by one) deleted with their messages for being inactive.
 	TopicsDeleted int64
+	// ConsumersBlocked counts the times a Shared or Key_Shared consumer
+	// reached Config.MaxUnackedMessagesPerConsumer and was blocked;
+	// SubscriptionsBlocked the times a subscription reached
+	// Config.MaxUnackedMessagesPerSubscription.
+	ConsumersBlocked     int64
+	SubscriptionsBlocked int64
+	// Blocked lists the consumers and subscriptions blocked on
+	// unacknowledged messages now (the broker's topic stats show them as
+	// blockedConsumerOnUnackedMsgs and blockedSubscriptionOnUnackedMsgs),
+	// sorted by topic, subscription and consumer.
+	Blocked []BlockedState
+}
+
+// BlockedState is a consumer, or a whole subscription (Consumer empty),
+// that gets no new messages until acknowledgements bring UnackedMessages
+// down to half of Limit.
+type BlockedState struct {
+	Topic           string
+	Subscription    string
+	Consumer        string
+	UnackedMessages int64
+	Limit           int64
 }
 
 // Stats returns a snapshot of the counters.
@@ -48,7 +74,31 @@ func (s *Server) Stats() Stats {
 	st := s.stats
 	st.MessagesIn = maps.Clone(s.stats.MessagesIn)
 	st.ActiveConnections = len(s.conns)
+	for _, t := range s.topics {
+		for _, sb := range t.subs {
+			if sb.blocked {
+				st.Blocked = append(st.Blocked, BlockedState{Topic: t.name, Subscription: sb.name, UnackedMessages: sb.unacked, Limit: sb.subscriptionLimit()})
+			}
+			for _, c := range sb.consumers {
+				if c.blocked {
+					st.Blocked = append(st.Blocked, BlockedState{Topic: t.name, Subscription: sb.name, Consumer: c.name, UnackedMessages: c.unacked, Limit: sb.consumerLimit()})
+				}
+			}
+		}
+	}
+	slices.SortFunc(st.Blocked, func(a, b BlockedState) int {
+		return cmp.Or(cmp.Compare(a.Topic, b.Topic), cmp.Compare(a.Subscription, b.Subscription), cmp.Compare(a.Consumer, b.Consumer))
+	})
 	return st
+}
+
+// Config returns the server's configuration with every default applied
+// (the limits a broker's conf/broker.conf would hold).
+func (s *Server) Config() Config {
+	cfg := s.cfg
+	cfg.Partitions = maps.Clone(cfg.Partitions)
+	cfg.Tokens = slices.Clone(cfg.Tokens)
+	return cfg
 }
 
 // SubscriptionState describes a subscription's cursor, for tests.
@@ -56,15 +106,24 @@ type SubscriptionState struct {
 	Type       string // Exclusive, Shared, Failover, Key_Shared
 	MarkDelete int64  // entry id of the mark-delete position (-1: nothing acked)
 	Backlog    int64  // entries not acknowledged
-	Consumers  []ConsumerState
+	// Shared and Key_Shared: messages dispatched and not acknowledged, and
+	// whether that reached Config.MaxUnackedMessagesPerSubscription.
+	UnackedMessages int64
+	Blocked         bool
+	Consumers       []ConsumerState
 }
 
 // ConsumerState describes one connected consumer.
 type ConsumerState struct {
-	Name       string
-	Permits    int64
-	Unacked    int        // entries dispatched and not acknowledged
-	HashRanges [][2]int32 // Key_Shared: inclusive slot ranges owned
+	Name    string
+	Permits int64
+	Unacked int // entries dispatched and not acknowledged
+	// Shared and Key_Shared: messages dispatched and not acknowledged (a
+	// batch counts its size), and whether that reached
+	// Config.MaxUnackedMessagesPerConsumer.
+	UnackedMessages int64
+	Blocked         bool
+	HashRanges      [][2]int32 // Key_Shared: inclusive slot ranges owned
 }
 
 // Subscription returns the state of topic's subscription sub, or false if
@@ -81,9 +140,9 @@ func (s *Server) Subscription(topicName, sub string) (SubscriptionState, bool) {
 		return SubscriptionState{}, false
 	}
 	sb := t.subs[sub]
-	st := SubscriptionState{Type: sb.typ.String(), MarkDelete: sb.markDelete, Backlog: sb.backlog()}
+	st := SubscriptionState{Type: sb.typ.String(), MarkDelete: sb.markDelete, Backlog: sb.backlog(), UnackedMessages: sb.unacked, Blocked: sb.blocked}
 	for _, c := range sb.consumers {
-		cs := ConsumerState{Name: c.name, Permits: c.permits, Unacked: len(c.pending)}
+		cs := ConsumerState{Name: c.name, Permits: c.permits, Unacked: len(c.pending), UnackedMessages: c.unacked, Blocked: c.blocked}
 		if sb.typ == subKeyShared {
 			for _, r := range c.ranges {
 				cs.HashRanges = append(cs.HashRanges, [2]int32{r.start, r.end})

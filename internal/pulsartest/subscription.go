@@ -3,6 +3,7 @@ package pulsartest
 import (
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"sort"
 )
@@ -40,6 +41,13 @@ type subscription struct {
 	rr        int         // Shared round-robin cursor
 	ks        keySelector
 	active    *consumer // Exclusive/Failover: the consumer receiving messages
+
+	// Shared and Key_Shared: messages dispatched to the consumers and not
+	// acknowledged, and whether that reached MaxUnackedMessagesPerSubscription
+	// (the dispatcher's totalUnackedMessages, blockedDispatcherOnUnackedMsgs).
+	unacked int64
+	blocked bool
+	woken   bool // a limit was lifted: dispatch (see ack)
 }
 
 type consumer struct {
@@ -50,6 +58,12 @@ type consumer struct {
 	permits int64
 	pending map[int64]struct{}
 	ranges  []hashRange // Key_Shared: ranges owned (sticky or auto-split)
+
+	// Shared and Key_Shared: messages dispatched to this consumer and not
+	// acknowledged, and whether that reached MaxUnackedMessagesPerConsumer
+	// (Consumer.unackedMessages, blockedConsumerOnUnackedMsgs).
+	unacked int64
+	blocked bool
 }
 
 var errAssign = errors.New("hash range assignment failed")
@@ -76,8 +90,10 @@ func (s *subscription) resetTo(pos int64) {
 	clear(s.owner)
 	clear(s.redeliveries)
 	clear(s.sent)
+	s.unacked, s.blocked = 0, false
 	for _, c := range s.consumers {
 		clear(c.pending)
+		c.unacked, c.blocked = 0, false
 	}
 }
 
@@ -121,6 +137,9 @@ func (s *subscription) removeConsumer(c *consumer) {
 		s.ks.remove(c)
 	}
 	s.requeue(c, nil, false)
+	// Its count leaves with it (PersistentDispatcherMultipleConsumers.
+	// removeConsumer: addUnAckedMessages(-consumer.getUnackedMessages())).
+	s.addUnacked(c, -c.unacked)
 	if len(s.consumers) == 0 && !s.durable {
 		delete(s.t.subs, s.name)
 		return
@@ -130,6 +149,8 @@ func (s *subscription) removeConsumer(c *consumer) {
 }
 
 // requeue parks c's pending entries (all, or those in ids) for replay.
+// For a redelivery (count) their messages leave c's unacked count; a
+// consumer leaving takes its whole count with it (removeConsumer).
 func (s *subscription) requeue(c *consumer, ids []int64, count bool) {
 	move := func(e int64) {
 		delete(c.pending, e)
@@ -137,6 +158,7 @@ func (s *subscription) requeue(c *consumer, ids []int64, count bool) {
 		s.replay[e] = struct{}{}
 		if count {
 			s.redeliveries[e]++
+			s.addUnacked(c, -int64(s.t.entries[e].numMessages))
 		}
 	}
 	if ids == nil {
@@ -242,7 +264,10 @@ func (s *subscription) dispatch() {
 			s.send(c, e)
 		}
 	}
-	for s.readPos < int64(len(s.t.entries)) {
+	// New entries are read only while the subscription is not blocked on
+	// unacknowledged messages; replays above go on regardless, as in the
+	// broker's readMoreEntries.
+	for s.readPos < int64(len(s.t.entries)) && !s.blocked {
 		e := s.readPos
 		if s.isAcked(e) {
 			s.readPos++
@@ -254,7 +279,7 @@ func (s *subscription) dispatch() {
 		}
 		c := s.pick(e, blocked)
 		if c == nil {
-			if s.typ != subKeyShared || len(s.replay) >= srv.cfg.MaxReplay || !s.anyPermits() {
+			if s.typ != subKeyShared || len(s.replay) >= s.lookAhead() || !s.anyAvailable() {
 				return
 			}
 			// Park it and read on: other keys may have consumers with
@@ -268,14 +293,19 @@ func (s *subscription) dispatch() {
 	}
 }
 
-func (s *subscription) anyPermits() bool {
+// anyAvailable reports whether some consumer could take an entry now.
+func (s *subscription) anyAvailable() bool {
 	for _, c := range s.consumers {
-		if c.permits > 0 {
+		if c.available() {
 			return true
 		}
 	}
 	return false
 }
+
+// available: c has permits and is not blocked on unacknowledged messages
+// (PersistentDispatcherMultipleConsumers.isConsumerAvailable).
+func (c *consumer) available() bool { return c.permits > 0 && !c.blocked }
 
 // pick chooses the consumer for entry e, or nil if none can take it now.
 func (s *subscription) pick(e int64, blocked map[int32]bool) *consumer {
@@ -289,7 +319,7 @@ func (s *subscription) pick(e int64, blocked map[int32]bool) *consumer {
 		n := len(s.consumers)
 		for i := range n {
 			c := s.consumers[(s.rr+i)%n]
-			if c.permits > 0 {
+			if c.available() {
 				s.rr = (s.rr + i + 1) % n
 				return c
 			}
@@ -301,7 +331,7 @@ func (s *subscription) pick(e int64, blocked map[int32]bool) *consumer {
 			return nil
 		}
 		c := s.ks.owner(slot)
-		if c == nil || c.permits <= 0 {
+		if c == nil || !c.available() {
 			blocked[slot] = true
 			return nil
 		}
@@ -315,6 +345,7 @@ func (s *subscription) send(c *consumer, e int64) {
 	s.owner[e] = c
 	c.pending[e] = struct{}{}
 	c.permits -= int64(ent.numMessages) // permits count messages, not entries
+	s.addUnacked(c, int64(ent.numMessages))
 	c.c.send(appendFrame(nil, encMessage(c.id, s.t.ledger, e, s.redeliveries[e]), ent.stored))
 	st := &s.t.srv.stats
 	st.Dispatched += int64(ent.numMessages)
@@ -343,7 +374,17 @@ func partialBatchAck(id msgID) bool {
 	return false
 }
 
+// ack applies an ACK; if acknowledgements lifted an unacked limit, the
+// subscription dispatches again (Consumer.removePendingAcks then
+// flowConsumerBlockedPermits, addUnAckedMessages then readMoreEntries).
 func (s *subscription) ack(cmd ackCmd) {
+	s.woken = false
+	defer func() {
+		if s.woken {
+			s.woken = false
+			s.dispatch()
+		}
+	}()
 	if cmd.cumulative {
 		if len(cmd.ids) == 0 || (s.typ != subExclusive && s.typ != subFailover) {
 			return
@@ -382,6 +423,7 @@ func (s *subscription) ackEntry(e int64) {
 	if c := s.owner[e]; c != nil {
 		delete(c.pending, e)
 		delete(s.owner, e)
+		s.addUnacked(c, -int64(s.t.entries[e].numMessages))
 	}
 	delete(s.replay, e)
 	delete(s.redeliveries, e)
@@ -418,7 +460,113 @@ func (s *subscription) redeliver(c *consumer, ids []msgID) {
 		}
 	}
 	s.requeue(c, es, true)
+	// Consumer.redeliverUnacknowledgedMessages unblocks the consumer
+	// whatever its count (its next dispatch blocks it again if still at
+	// the limit).
+	c.blocked = false
 	s.dispatch()
+}
+
+// flow adds FLOW permits. A consumer at its unacked limit stays blocked
+// (Consumer.flowPermits); its permits count once it is unblocked.
+func (s *subscription) flow(c *consumer, permits uint32) {
+	if lim := s.consumerLimit(); lim > 0 && c.unacked >= lim {
+		c.blocked = true
+	}
+	c.permits += int64(permits)
+	s.dispatch()
+}
+
+// individualAck: Shared and Key_Shared, the types whose messages are
+// acknowledged one by one and limited in number
+// (Subscription.isIndividualAckMode).
+func (s *subscription) individualAck() bool { return s.typ == subShared || s.typ == subKeyShared }
+
+// consumerLimit is MaxUnackedMessagesPerConsumer for this subscription, 0
+// for none: Exclusive and Failover have none, nor has a non-durable
+// subscription (Consumer.getMaxUnackedMessages).
+func (s *subscription) consumerLimit() int64 {
+	if !s.individualAck() || !s.durable {
+		return 0
+	}
+	return int64(max(s.t.srv.cfg.MaxUnackedMessagesPerConsumer, 0))
+}
+
+// subscriptionLimit is MaxUnackedMessagesPerSubscription, 0 for none.
+func (s *subscription) subscriptionLimit() int64 {
+	if !s.individualAck() {
+		return 0
+	}
+	return int64(max(s.t.srv.cfg.MaxUnackedMessagesPerSubscription, 0))
+}
+
+// addUnacked adds n (negative: acknowledged, redelivered or gone) to c's
+// and the subscription's unacked counts, blocking at a limit and
+// unblocking at half of it, as the broker does: a consumer blocks at
+// unacked >= limit and unblocks at <= limit/2 (Consumer.
+// incrementUnackedMessages, removePendingAcks); the subscription blocks
+// at >= limit and unblocks at < limit/2 (PersistentDispatcherMultiple
+// Consumers.addUnAckedMessages). Exclusive and Failover count nothing.
+// Called with Server.mu held; a caller that lowers a count dispatches
+// afterwards.
+func (s *subscription) addUnacked(c *consumer, n int64) {
+	if !s.individualAck() || n == 0 {
+		return
+	}
+	c.unacked += n
+	s.unacked += n
+	st := &s.t.srv.stats
+	if lim := s.consumerLimit(); lim > 0 {
+		switch {
+		case n > 0 && !c.blocked && c.unacked >= lim:
+			c.blocked = true
+			st.ConsumersBlocked++
+		case n < 0 && c.blocked && c.unacked <= lim/2:
+			c.blocked = false
+			s.woken = true
+		}
+	} else {
+		c.blocked = false
+	}
+	if lim := s.subscriptionLimit(); lim > 0 {
+		switch {
+		case n > 0 && !s.blocked && s.unacked >= lim:
+			s.blocked = true
+			st.SubscriptionsBlocked++
+		case n < 0 && s.blocked && s.unacked < lim/2:
+			s.blocked = false
+			s.woken = true
+		}
+	} else {
+		s.blocked = false
+	}
+}
+
+// lookAhead is how many entries a Key_Shared subscription may park for
+// replay before it stops reading ahead
+// (PersistentStickyKeyDispatcherMultipleConsumers.getEffectiveLookAheadLimit).
+func (s *subscription) lookAhead() int {
+	cfg := &s.t.srv.cfg
+	n := len(s.consumers)
+	perConsumer, perSub := max(cfg.KeySharedLookAheadPerConsumer, 0), max(cfg.KeySharedLookAheadPerSubscription, 0)
+	limit := perSub
+	if perConsumer > 0 {
+		limit = perConsumer * n
+		if perSub > 0 && perSub < limit {
+			limit = perSub
+		}
+	}
+	if limit <= 0 {
+		bySub, byConsumers := max(cfg.MaxUnackedMessagesPerSubscription, 0), n*max(cfg.MaxUnackedMessagesPerConsumer, 0)
+		if bySub <= 0 {
+			bySub = math.MaxInt
+		}
+		if byConsumers <= 0 {
+			byConsumers = math.MaxInt
+		}
+		limit = min(bySub, byConsumers)
+	}
+	return limit
 }
 
 // backlog counts unacknowledged entries.

@@ -17,8 +17,12 @@ type dispatchRig struct {
 	sub *subscription
 }
 
-func newRig(typ subType) *dispatchRig {
-	s := &Server{cfg: Config{MaxReplay: 1000}, topics: map[string]*topic{}, stats: Stats{MessagesIn: map[string]int64{}}}
+func newRig(typ subType) *dispatchRig { return newRigWith(typ, Config{}) }
+
+// newRigWith is newRig with cfg (defaults applied, as Start does).
+func newRigWith(typ subType, cfg Config) *dispatchRig {
+	cfg.setDefaults()
+	s := &Server{cfg: cfg, topics: map[string]*topic{}, stats: Stats{MessagesIn: map[string]int64{}}}
 	t := s.topicLocked("persistent://public/default/rig")
 	sub := newSubscription(t, "s", typ, true)
 	t.subs["s"] = sub

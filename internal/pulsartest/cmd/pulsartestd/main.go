@@ -12,7 +12,11 @@
 // its messages, once the topic has had no producer, no consumer and no
 // subscription for a minute or two (-delete-inactive-topics=false keeps
 // every topic; -delete-inactive-topics-frequency and -max-inactive change
-// the timing).
+// the timing), and a Shared or Key_Shared consumer gets no more than
+// 50,000 messages it has not acknowledged, a subscription 200,000, until
+// acknowledgements bring the count to half
+// (-max-unacked-messages-per-consumer,
+// -max-unacked-messages-per-subscription; 0 turns a limit off).
 //
 // With TLS (clients use pulsar+ssl://) and a token:
 //
@@ -125,6 +129,10 @@ func parseFlags(args []string) (settings, error) {
 	inactiveEvery := fs.Duration("delete-inactive-topics-frequency", time.Minute, "how often inactive topics are looked for (brokerDeleteInactiveTopicsFrequencySeconds)")
 	inactiveFor := fs.Duration("delete-inactive-topics-max-inactive", 0, "how long a topic must be inactive to be deleted (brokerDeleteInactiveTopicsMaxInactiveDurationSeconds; default: the frequency)")
 	inactiveMode := fs.String("delete-inactive-topics-mode", pulsartest.DeleteWhenNoSubscriptions, "brokerDeleteInactiveTopicsMode: "+pulsartest.DeleteWhenNoSubscriptions+" (any subscription keeps a topic) or "+pulsartest.DeleteWhenCaughtUp+" (only one with a backlog does)")
+	maxUnackedConsumer := fs.Int("max-unacked-messages-per-consumer", pulsartest.DefaultMaxUnackedMessagesPerConsumer, "Shared and Key_Shared: a consumer with this many messages delivered and not acknowledged gets no more until acknowledgements bring it to half, as a broker by default (maxUnackedMessagesPerConsumer; 0: no limit)")
+	maxUnackedSub := fs.Int("max-unacked-messages-per-subscription", pulsartest.DefaultMaxUnackedMessagesPerSubscription, "Shared and Key_Shared: a subscription with this many messages delivered and not acknowledged reads no new ones until acknowledgements bring it below half (maxUnackedMessagesPerSubscription; 0: no limit)")
+	lookAheadConsumer := fs.Int("key-shared-look-ahead-per-consumer", pulsartest.DefaultKeySharedLookAheadPerConsumer, "Key_Shared: entries parked for busy keys, per connected consumer, before the subscription stops reading ahead (keySharedLookAheadMsgInReplayThresholdPerConsumer; 0: no per-consumer bound)")
+	lookAheadSub := fs.Int("key-shared-look-ahead-per-subscription", pulsartest.DefaultKeySharedLookAheadPerSubscription, "Key_Shared: at most this many entries parked per subscription (keySharedLookAheadMsgInReplayThresholdPerSubscription; 0: no per-subscription bound)")
 	fs.Var(parts, "partitions", "partitioned topic as name=N (repeatable)")
 	fs.Var(&tokens, "token", "accept this token (auth method \"token\"; repeatable); with any -token or -token-file, CONNECTs without an accepted token are refused")
 	fs.Var(tokenFilesFlag{&tokens}, "token-file", "accept the token held in this file (repeatable)")
@@ -137,11 +145,26 @@ func parseFlags(args []string) (settings, error) {
 	}
 	cfg := pulsartest.Config{Addr: *addr, AdvertisedAddr: *advertised, MaxMessageSize: *maxMsg, Partitions: parts, TLS: tc, Tokens: tokens,
 		DeleteInactiveTopicsDisabled: !*deleteInactive, DeleteInactiveTopicsFrequency: *inactiveEvery,
-		DeleteInactiveTopicsMaxInactive: *inactiveFor, DeleteInactiveTopicsMode: *inactiveMode}
+		DeleteInactiveTopicsMaxInactive: *inactiveFor, DeleteInactiveTopicsMode: *inactiveMode,
+		MaxUnackedMessagesPerConsumer: limit(*maxUnackedConsumer), MaxUnackedMessagesPerSubscription: limit(*maxUnackedSub),
+		KeySharedLookAheadPerConsumer: limit(*lookAheadConsumer), KeySharedLookAheadPerSubscription: limit(*lookAheadSub)}
 	if err := cfg.Validate(); err != nil {
 		return settings{}, err
 	}
 	return settings{cfg: cfg, control: *control, verbose: *verbose}, nil
+}
+
+// limit maps a limit flag to its Config field: 0 turns the limit off, as
+// in broker.conf (in Config 0 means the default and Unlimited is off);
+// a negative flag stays negative, for Validate to refuse.
+func limit(v int) int {
+	switch {
+	case v == 0:
+		return pulsartest.Unlimited
+	case v < 0:
+		return v - 1
+	}
+	return v
 }
 
 func main() {

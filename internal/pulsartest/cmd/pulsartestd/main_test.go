@@ -115,3 +115,33 @@ func TestInactiveTopicFlags(t *testing.T) {
 		}
 	}
 }
+
+// TestUnackedLimitFlags: the unacked and look-ahead limits default to the
+// broker's (conf/broker.conf), reach the double's Config, and 0 turns a
+// limit off as it does in broker.conf.
+func TestUnackedLimitFlags(t *testing.T) {
+	st, err := parseFlags(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := st.cfg
+	if c.MaxUnackedMessagesPerConsumer != 50000 || c.MaxUnackedMessagesPerSubscription != 200000 ||
+		c.KeySharedLookAheadPerConsumer != 2000 || c.KeySharedLookAheadPerSubscription != 20000 {
+		t.Errorf("defaults: %+v", c)
+	}
+	st, err = parseFlags([]string{"-max-unacked-messages-per-consumer=0", "-max-unacked-messages-per-subscription=300000",
+		"-key-shared-look-ahead-per-consumer=0", "-key-shared-look-ahead-per-subscription=100"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c = st.cfg
+	if c.MaxUnackedMessagesPerConsumer != pulsartest.Unlimited || c.MaxUnackedMessagesPerSubscription != 300000 ||
+		c.KeySharedLookAheadPerConsumer != pulsartest.Unlimited || c.KeySharedLookAheadPerSubscription != 100 {
+		t.Errorf("set: %+v", c)
+	}
+	for _, bad := range [][]string{{"-max-unacked-messages-per-consumer=-1"}, {"-max-unacked-messages-per-subscription=2000000000"}} {
+		if _, err := parseFlags(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}
