@@ -42,11 +42,10 @@ func (c *conn) fastBatch(h *frame.Header, body []byte) *message.Batch {
 	return b
 }
 
-// decodeBatch decodes a BATCH body of protocol v3 or v4 as
-// message.batchCodec does; ok is false where that would fail (and for the
-// v5 flags, which the double does not speak).
+// decodeBatch decodes a BATCH body of protocol v3, v4 or v5 as
+// message.batchCodec does; ok is false where that would fail.
 func decodeBatch(p []byte, v primitive.ProtocolVersion) (_ *message.Batch, ok bool) {
-	if v < primitive.ProtocolVersion3 || v > primitive.ProtocolVersion4 || len(p) < 3 {
+	if v < primitive.ProtocolVersion3 || v > primitive.ProtocolVersion5 || len(p) < 3 {
 		return nil, false
 	}
 	b := &message.Batch{Type: primitive.BatchType(p[0])}
@@ -132,12 +131,21 @@ func decodeBatch(p []byte, v primitive.ProtocolVersion) (_ *message.Batch, ok bo
 	}
 	b.Consistency = primitive.ConsistencyLevel(binary.BigEndian.Uint16(p))
 	p = p[2:]
-	// v3 and v4 have one byte of flags.
-	if len(p) < 1 {
-		return nil, false
+	// v3 and v4 have one byte of flags, v5 four.
+	var flags primitive.QueryFlag
+	if v >= primitive.ProtocolVersion5 {
+		if len(p) < 4 {
+			return nil, false
+		}
+		flags = primitive.QueryFlag(int32(binary.BigEndian.Uint32(p)))
+		p = p[4:]
+	} else {
+		if len(p) < 1 {
+			return nil, false
+		}
+		flags = primitive.QueryFlag(p[0])
+		p = p[1:]
 	}
-	flags := primitive.QueryFlag(p[0])
-	p = p[1:]
 	if flags.Contains(primitive.QueryFlagValueNames) {
 		return nil, false
 	}
@@ -155,6 +163,25 @@ func decodeBatch(p []byte, v primitive.ProtocolVersion) (_ *message.Batch, ok bo
 		}
 		ts := int64(binary.BigEndian.Uint64(p))
 		b.DefaultTimestamp = &ts
+		p = p[8:]
+	}
+	if v >= primitive.ProtocolVersion5 && flags.Contains(primitive.QueryFlagWithKeyspace) {
+		if len(p) < 2 {
+			return nil, false
+		}
+		l := int(binary.BigEndian.Uint16(p))
+		if len(p) < 2+l {
+			return nil, false
+		}
+		b.Keyspace = string(p[2 : 2+l])
+		p = p[2+l:]
+	}
+	if v >= primitive.ProtocolVersion5 && flags.Contains(primitive.QueryFlagNowInSeconds) {
+		if len(p) < 4 {
+			return nil, false
+		}
+		now := int32(binary.BigEndian.Uint32(p))
+		b.NowInSeconds = &now
 	}
 	return b, true
 }

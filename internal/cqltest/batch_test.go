@@ -28,7 +28,7 @@ func encodeBatch(t testing.TB, b *message.Batch, v primitive.ProtocolVersion) []
 	if err := frame.NewRawCodec().EncodeFrame(frame.NewFrame(v, 1, b), &buf); err != nil {
 		t.Fatal(err)
 	}
-	return buf.Bytes()[9:] // the v3/v4 header is 9 bytes
+	return buf.Bytes()[9:] // the v3-v5 header is 9 bytes
 }
 
 func randomBatch(rng *rand.Rand, v primitive.ProtocolVersion) *message.Batch {
@@ -70,15 +70,22 @@ func randomBatch(rng *rand.Rand, v primitive.ProtocolVersion) *message.Batch {
 		ts := rng.Int64()
 		b.DefaultTimestamp = &ts
 	}
+	if v >= primitive.ProtocolVersion5 && rng.IntN(2) == 0 {
+		b.Keyspace = fmt.Sprintf("ks%d", rng.IntN(100))
+	}
+	if v >= primitive.ProtocolVersion5 && rng.IntN(2) == 0 {
+		now := rng.Int32()
+		b.NowInSeconds = &now
+	}
 	return b
 }
 
 // TestFastBatchMatchesLibrary: on bodies the library encodes, the fast BATCH
-// decoder returns exactly the library's message (v3 and v4), and on every
+// decoder returns exactly the library's message (v3, v4 and v5), and on every
 // truncation of them it either agrees or leaves the body to the library.
 func TestFastBatchMatchesLibrary(t *testing.T) {
 	rng := rand.New(rand.NewPCG(7, 8))
-	for _, v := range []primitive.ProtocolVersion{primitive.ProtocolVersion3, primitive.ProtocolVersion4} {
+	for _, v := range []primitive.ProtocolVersion{primitive.ProtocolVersion3, primitive.ProtocolVersion4, primitive.ProtocolVersion5} {
 		for i := range 300 {
 			body := encodeBatch(t, randomBatch(rng, v), v)
 			got, ok := decodeBatch(body, v)
@@ -120,9 +127,12 @@ func FuzzFastBatch(f *testing.F) {
 	for range 20 {
 		f.Add(encodeBatch(f, randomBatch(rng, primitive.ProtocolVersion4), primitive.ProtocolVersion4), byte(4))
 	}
+	for range 10 {
+		f.Add(encodeBatch(f, randomBatch(rng, primitive.ProtocolVersion5), primitive.ProtocolVersion5), byte(5))
+	}
 	f.Add([]byte{1, 0, 1, 1, 0, 0, 0, 0, 0, 1, 0}, byte(3))
 	f.Fuzz(func(t *testing.T, body []byte, v byte) {
-		checkAgainstLibrary(t, body, primitive.ProtocolVersion(3+v%2))
+		checkAgainstLibrary(t, body, primitive.ProtocolVersion(3+v%3))
 	})
 }
 

@@ -43,10 +43,28 @@ type Config struct {
 	// native_transport_max_frame_size; 16 MiB (Cassandra 4's default) would also
 	// do for drivers but not for tests that send large batches on purpose.
 	MaxFrameBytes int
+	// TombstoneWarnThreshold and TombstoneFailureThreshold bound the
+	// tombstones (expired or deleted cells, row and range deletions) one
+	// read of a user table may pass: past the first the answer carries a
+	// warning, past the second the read fails with READ_FAILURE (0x1300,
+	// reason READ_TOO_MANY_TOMBSTONES). Defaults 1,000 and 100,000,
+	// Cassandra's tombstone_warn_threshold and tombstone_failure_threshold
+	// (conf/cassandra.yaml).
+	TombstoneWarnThreshold    int
+	TombstoneFailureThreshold int
+	// PurgeTombstones purges a tombstone (or an expired cell)
+	// gc_grace_seconds after its deletion time (its expiry), as if a
+	// compaction then took every sstable holding its partition. Default
+	// false: kept and counted by reads for ever, as on a partition written
+	// to all the time (a queue, a time series under one key), whose
+	// sstables all overlap so that only a major compaction could purge
+	// them (db/compaction/CompactionController.java purge evaluator).
+	PurgeTombstones bool
 	// Seed seeds the random choice of which statements fail when faults are
 	// injected with a rate. Default 1, so runs are repeatable.
 	Seed uint64
-	// Now is the clock used for TTLs. Default time.Now.
+	// Now is the clock of TTLs, tombstones' ages and the write timestamps
+	// the server assigns. Default time.Now.
 	Now func() time.Time
 	// Logf, when set, receives one line per connection event and protocol error.
 	Logf func(format string, args ...any)
@@ -63,6 +81,9 @@ const (
 	DefaultReleaseVersion = "4.0.11"
 	DefaultCQLVersion     = "3.4.5"
 	DefaultMaxFrameBytes  = 256 << 20
+
+	DefaultTombstoneWarnThreshold    = 1000
+	DefaultTombstoneFailureThreshold = 100000
 )
 
 // withDefaults returns c with zero fields set to their defaults.
@@ -91,6 +112,12 @@ func (c Config) withDefaults() Config {
 	if c.MaxFrameBytes == 0 {
 		c.MaxFrameBytes = DefaultMaxFrameBytes
 	}
+	if c.TombstoneWarnThreshold == 0 {
+		c.TombstoneWarnThreshold = DefaultTombstoneWarnThreshold
+	}
+	if c.TombstoneFailureThreshold == 0 {
+		c.TombstoneFailureThreshold = DefaultTombstoneFailureThreshold
+	}
 	if c.Seed == 0 {
 		c.Seed = 1
 	}
@@ -111,6 +138,9 @@ func (c Config) Validate() error {
 	}
 	if c.LiveNodes < 1 || c.LiveNodes > MaxLiveNodes {
 		return fmt.Errorf("cqltest: Config.LiveNodes %d: want 1..%d (this node is one of them)", c.LiveNodes, MaxLiveNodes)
+	}
+	if c.TombstoneWarnThreshold < 0 || c.TombstoneFailureThreshold < 0 {
+		return fmt.Errorf("cqltest: Config.TombstoneWarnThreshold %d, TombstoneFailureThreshold %d: want >= 0 (0: the default)", c.TombstoneWarnThreshold, c.TombstoneFailureThreshold)
 	}
 	if c.MaxFrameBytes < 1<<10 || c.MaxFrameBytes > 1<<30 {
 		return fmt.Errorf("cqltest: Config.MaxFrameBytes %d: want 1 KiB..1 GiB", c.MaxFrameBytes)

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"io"
 	"net"
 	"strconv"
@@ -37,18 +38,25 @@ type conn struct {
 	// Set by the reader before the first request goroutine starts, read-only after.
 	version primitive.ProtocolVersion
 	plain   frame.RawCodec
-	zcodec  frame.RawCodec // nil until STARTUP negotiated compression
+	zcodec  frame.RawCodec // nil until STARTUP negotiated compression (v3, v4)
 	zbody   bodyCodec      // zcodec's body codec (the BATCH fast path's)
+	seg     segmentCodec   // v5: the segments' codec (segment.go)
 	started bool
 
 	keyspace atomic.Pointer[string] // USE
 }
 
 type outFrame struct {
-	f     *frame.Frame
-	raw   []byte // pre-encoded frame (version rejections)
-	close bool   // close the connection after writing this frame
+	f      *frame.Frame
+	raw    []byte // pre-encoded frame (version rejections)
+	close  bool   // close the connection after writing this frame
+	modern bool   // v5 after STARTUP: sent in segments (segment.go)
 }
+
+// modern reports whether the connection frames in v5 segments: v5, once
+// STARTUP has been answered. Read on the reader goroutine, or by request
+// goroutines (started after it is final).
+func (c *conn) modern() bool { return c.started && c.version >= primitive.ProtocolVersion5 }
 
 func newConn(s *Server, nc net.Conn) *conn {
 	return &conn{s: s, nc: nc, out: make(chan outFrame, 256), done: make(chan struct{}), plain: frame.NewRawCodec()}
@@ -119,6 +127,25 @@ func (cr countingReader) Read(p []byte) (int, error) {
 
 func (c *conn) writeLoop() {
 	bw := bufio.NewWriterSize(countingWriter{c.nc, &c.s.stats.bytesOut}, 64<<10)
+	// v5: envelopes gather in payload until it would pass a segment's
+	// size, or nothing more is queued, then go out as one self-contained
+	// segment; an envelope larger than a segment goes alone, in a run of
+	// segments (Cassandra's Flusher packs its responses the same way).
+	var (
+		env     bytes.Buffer
+		payload []byte
+		segs    []byte
+	)
+	flushSegment := func() error {
+		if len(payload) == 0 {
+			return nil
+		}
+		segs = c.seg.appendSegment(segs[:0], payload, true)
+		payload = payload[:0]
+		c.s.stats.segmentsOut.Add(1)
+		_, err := bw.Write(segs)
+		return err
+	}
 	for {
 		var o outFrame
 		select {
@@ -128,15 +155,40 @@ func (c *conn) writeLoop() {
 		}
 		var err error
 		switch {
+		case o.modern:
+			env.Reset()
+			if err = c.plain.EncodeFrame(o.f, &env); err != nil {
+				break
+			}
+			if len(payload)+env.Len() > maxSegmentPayload {
+				err = flushSegment()
+			}
+			if err == nil && env.Len() > maxSegmentPayload {
+				segs = c.seg.appendFrameSegments(segs[:0], env.Bytes())
+				c.s.stats.segmentsOut.Add(int64((env.Len() + maxSegmentPayload - 1) / maxSegmentPayload))
+				_, err = bw.Write(segs)
+				// Keep no large result's buffers for the connection's life.
+				segs, env = nil, bytes.Buffer{}
+			} else if err == nil {
+				payload = append(payload, env.Bytes()...)
+			}
 		case o.raw != nil:
-			_, err = bw.Write(o.raw)
+			if err = flushSegment(); err == nil {
+				_, err = bw.Write(o.raw)
+			}
 		case o.f.Header.Flags.Contains(primitive.HeaderFlagCompressed):
-			err = c.zcodec.EncodeFrame(o.f, bw)
+			if err = flushSegment(); err == nil {
+				err = c.zcodec.EncodeFrame(o.f, bw)
+			}
 		default:
-			err = c.plain.EncodeFrame(o.f, bw)
+			if err = flushSegment(); err == nil {
+				err = c.plain.EncodeFrame(o.f, bw)
+			}
 		}
 		if err == nil && (len(c.out) == 0 || o.close) {
-			err = bw.Flush()
+			if err = flushSegment(); err == nil {
+				err = bw.Flush()
+			}
 		}
 		if err != nil || o.close {
 			if err != nil {
@@ -148,65 +200,179 @@ func (c *conn) writeLoop() {
 	}
 }
 
-// Supported protocol versions. v5 (segments, checksums) is not implemented: a
-// v5 STARTUP gets the PROTOCOL_ERROR that makes drivers retry with v4.
+// Supported protocol versions: v3, v4 and v5, as Cassandra 4.0 and 5.0
+// (transport/ProtocolVersion.java: SUPPORTED_VERSIONS V3, V4, V5 and the
+// beta V6, which the double does not speak: a v6 request gets the
+// PROTOCOL_ERROR that makes drivers retry with v5).
 const (
 	minVersion = primitive.ProtocolVersion3
-	maxVersion = primitive.ProtocolVersion4
+	maxVersion = primitive.ProtocolVersion5
 )
 
 func (c *conn) readLoop() error {
 	br := bufio.NewReaderSize(countingReader{c.nc, &c.s.stats.bytesIn}, 64<<10)
 	var hdr [9]byte
-	for {
+	// Envelopes, until a v5 STARTUP is answered (dispatched on this
+	// goroutine: the next iteration sees it); then segments.
+	for !c.modern() {
 		if _, err := io.ReadFull(br, hdr[:]); err != nil {
 			return err
 		}
-		version := primitive.ProtocolVersion(hdr[0] & 0x7f)
-		if version < minVersion || version > maxVersion || hdr[0]&0x80 != 0 {
-			c.rejectVersion(version, hdr[:])
+		h, ok := c.header(hdr[:])
+		if !ok {
 			<-c.done // the writer closes after sending the answer
 			return nil
 		}
-		stream := int16(binary.BigEndian.Uint16(hdr[2:]))
-		if c.version != 0 && version != c.version {
-			c.protocolError(stream, "Invalid message version. Got "+version.String()+" but previous messages on this connection had version "+c.version.String(), true)
-			<-c.done
-			return nil
-		}
-		length := int32(binary.BigEndian.Uint32(hdr[5:]))
-		if length < 0 || int(length) > c.s.cfg.MaxFrameBytes {
-			c.protocolError(stream, "Request is too big: length "+itoa(int(length))+" exceeds maximum allowed length "+itoa(c.s.cfg.MaxFrameBytes), true)
-			<-c.done
-			return nil
-		}
-		body := make([]byte, length)
+		body := make([]byte, h.BodyLength)
 		if _, err := io.ReadFull(br, body); err != nil {
 			return err
 		}
-		h := &frame.Header{Version: version, Flags: primitive.HeaderFlag(hdr[1]), StreamId: stream, OpCode: primitive.OpCode(hdr[4]), BodyLength: length}
-		if m := c.fastBatch(h, body); m != nil {
-			c.dispatch(h, m)
-			continue
+		if !c.request(h, body) {
+			return nil
 		}
-		codec := c.plain
-		if h.Flags.Contains(primitive.HeaderFlagCompressed) {
-			if c.zcodec == nil {
-				c.protocolError(stream, "Received a compressed frame but no compression was negotiated", true)
+	}
+	return c.readSegments(br)
+}
+
+// header validates a request envelope's 9-byte header. ok=false: an error
+// is on its way and the connection closes after it.
+func (c *conn) header(hdr []byte) (h *frame.Header, ok bool) {
+	version := primitive.ProtocolVersion(hdr[0] & 0x7f)
+	stream := int16(binary.BigEndian.Uint16(hdr[2:]))
+	if !c.modern() && (version < minVersion || version > maxVersion || hdr[0]&0x80 != 0) {
+		c.rejectVersion(version, hdr)
+		return nil, false
+	}
+	if c.version != 0 && (version != c.version || hdr[0]&0x80 != 0) {
+		c.protocolError(stream, "Invalid message version. Got "+version.String()+" but previous messages on this connection had version "+c.version.String(), true)
+		return nil, false
+	}
+	length := int32(binary.BigEndian.Uint32(hdr[5:]))
+	if length < 0 || int(length) > c.s.cfg.MaxFrameBytes {
+		c.protocolError(stream, "Request is too big: length "+itoa(int(length))+" exceeds maximum allowed length "+itoa(c.s.cfg.MaxFrameBytes), true)
+		return nil, false
+	}
+	if c.version == 0 {
+		c.version = version
+		c.s.stats.update(func(s *Stats) { s.ProtocolVersions[int(version)]++ })
+	}
+	h = &frame.Header{Version: version, Flags: primitive.HeaderFlag(hdr[1]), StreamId: stream, OpCode: primitive.OpCode(hdr[4]), BodyLength: length}
+	if c.modern() {
+		// v5 envelopes are never compressed themselves: the segment is
+		// (Cassandra's v5 pipeline has no envelope decompressor).
+		h.Flags &^= primitive.HeaderFlagCompressed
+	}
+	return h, true
+}
+
+// request decodes one request envelope's body (owned by the request from
+// here on) and dispatches it; false: the connection is closing.
+func (c *conn) request(h *frame.Header, body []byte) bool {
+	if m := c.fastBatch(h, body); m != nil {
+		c.dispatch(h, m)
+		return true
+	}
+	codec := c.plain
+	if h.Flags.Contains(primitive.HeaderFlagCompressed) {
+		if c.zcodec == nil {
+			c.protocolError(h.StreamId, "Received a compressed frame but no compression was negotiated", true)
+			return false
+		}
+		codec = c.zcodec
+	}
+	b, err := codec.DecodeBody(h, bytes.NewReader(body))
+	if err != nil {
+		c.protocolError(h.StreamId, "cannot decode request: "+err.Error(), false)
+		return true
+	}
+	c.dispatch(h, b.Message)
+	return true
+}
+
+// readSegments serves a v5 connection after STARTUP: segments of whole
+// envelopes, or runs of segments carrying one large envelope.
+func (c *conn) readSegments(br *bufio.Reader) error {
+	var (
+		large []byte // a large envelope being assembled
+		want  int    // its length, header included
+	)
+	fail := func(msg string) error {
+		c.protocolError(0, msg, true)
+		<-c.done
+		return nil
+	}
+	for {
+		p, self, err := c.seg.read(br)
+		var cs *corruptSegment
+		var bs *badSegment
+		switch {
+		case errors.As(err, &cs):
+			return fail(c.nc.RemoteAddr().String() + " " + cs.Error())
+		case errors.As(err, &bs):
+			return fail(bs.msg)
+		case err != nil:
+			return err
+		}
+		c.s.stats.segmentsIn.Add(1)
+		if large != nil {
+			if self {
+				return fail("Received a self-contained segment while " + itoa(want-len(large)) + " bytes of a large envelope are missing")
+			}
+			if len(large)+len(p) > want {
+				return fail("A large envelope's segments hold " + itoa(len(large)+len(p)) + " bytes, its header says " + itoa(want))
+			}
+			large = append(large, p...)
+			if len(large) < want {
+				continue
+			}
+			c.s.stats.update(func(s *Stats) { s.LargeEnvelopes++ })
+			h, ok := c.header(large[:9])
+			if !ok {
+				<-c.done
 				return nil
 			}
-			codec = c.zcodec
-		}
-		if c.version == 0 {
-			c.version = version
-			c.s.stats.update(func(s *Stats) { s.ProtocolVersions[int(version)]++ })
-		}
-		b, err := codec.DecodeBody(h, bytes.NewReader(body))
-		if err != nil {
-			c.protocolError(stream, "cannot decode request: "+err.Error(), false)
+			body := large[9:want:want]
+			large = nil
+			if !c.request(h, body) {
+				return nil
+			}
 			continue
 		}
-		c.dispatch(h, b.Message)
+		if !self {
+			// The first segment of a large envelope holds its header.
+			if len(p) < 9 {
+				return fail("The first segment of a large envelope holds " + itoa(len(p)) + " bytes, less than an envelope header")
+			}
+			h, ok := c.header(p[:9])
+			if !ok {
+				<-c.done
+				return nil
+			}
+			want = 9 + int(h.BodyLength)
+			if len(p) >= want {
+				return fail("A segment that is not self-contained holds a whole envelope")
+			}
+			large = append(make([]byte, 0, min(want, 4<<20)), p...)
+			continue
+		}
+		for len(p) > 0 {
+			if len(p) < 9 {
+				return fail("A self-contained segment ends with " + itoa(len(p)) + " bytes, less than an envelope header")
+			}
+			h, ok := c.header(p[:9])
+			if !ok {
+				<-c.done
+				return nil
+			}
+			n := 9 + int(h.BodyLength)
+			if n > len(p) {
+				return fail("A self-contained segment holds " + itoa(len(p)) + " bytes of an envelope of " + itoa(n))
+			}
+			if !c.request(h, p[9:n:n]) {
+				return nil
+			}
+			p = p[n:]
+		}
 	}
 }
 
@@ -219,7 +385,7 @@ func (c *conn) rejectVersion(v primitive.ProtocolVersion, hdr []byte) {
 		s.RejectedVersions[int(v)]++
 		s.Errors["ProtocolError"]++
 	})
-	msg := "Invalid or unsupported protocol version (" + itoa(int(v)) + "); supported versions are (3/v3, 4/v4)"
+	msg := "Invalid or unsupported protocol version (" + itoa(int(v)) + "); supported versions are (3/v3, 4/v4, 5/v5)"
 	body := binary.BigEndian.AppendUint32(nil, uint32(primitive.ErrorCodeProtocolError))
 	body = binary.BigEndian.AppendUint16(body, uint16(len(msg)))
 	body = append(body, msg...)
@@ -248,19 +414,28 @@ func (c *conn) protocolError(stream int16, msg string, closeAfter bool) {
 	if v == 0 {
 		v = maxVersion
 	}
-	c.send(outFrame{f: frame.NewFrame(v, stream, &message.ProtocolError{ErrorMessage: msg}), close: closeAfter})
+	c.send(outFrame{f: frame.NewFrame(v, stream, &message.ProtocolError{ErrorMessage: msg}), close: closeAfter, modern: c.modern()})
 }
 
 // respond queues a response on the request's stream, compressed when
-// negotiated (STARTUP's own READY never is).
-func (c *conn) respond(stream int16, m message.Message) {
+// negotiated (STARTUP's own READY never is): in v3 and v4 the envelope's
+// body, in v5 the segments that carry it.
+func (c *conn) respond(stream int16, m message.Message) { c.respondWarn(stream, m, nil) }
+
+// respondWarn is respond with warnings for the client (v4 on; v3 has no
+// room for them).
+func (c *conn) respondWarn(stream int16, m message.Message, warnings []string) {
 	if e, ok := m.(message.Error); ok {
 		name := errorName(e)
 		c.s.stats.update(func(s *Stats) { s.Errors[name]++ })
 	}
 	f := frame.NewFrame(c.version, stream, m)
-	f.SetCompress(c.zcodec != nil && c.started)
-	c.send(outFrame{f: f})
+	if len(warnings) > 0 && c.version >= primitive.ProtocolVersion4 {
+		f.SetWarnings(warnings)
+	}
+	modern := c.modern()
+	f.SetCompress(c.zcodec != nil && c.started && !modern)
+	c.send(outFrame{f: f, modern: modern})
 }
 
 func (c *conn) dispatch(h *frame.Header, m message.Message) {
@@ -286,7 +461,7 @@ func (c *conn) dispatch(h *frame.Header, m message.Message) {
 		go func() {
 			defer c.reqs.Done()
 			c.s.stats.begin()
-			resp, drop := c.s.handle(c, m)
+			resp, warnings, drop := c.s.handle(c, m)
 			// Out of flight before the answer leaves: a client that sends
 			// its next request on the answer must not be counted twice.
 			c.s.stats.end()
@@ -295,7 +470,7 @@ func (c *conn) dispatch(h *frame.Header, m message.Message) {
 				c.close()
 				return
 			}
-			c.respond(h.StreamId, resp)
+			c.respondWarn(h.StreamId, resp, warnings)
 		}()
 	default:
 		c.protocolError(h.StreamId, "Unexpected message "+op, false)
@@ -332,6 +507,8 @@ func errorName(e message.Error) string {
 		return "WriteTimeout"
 	case *message.ReadTimeout:
 		return "ReadTimeout"
+	case *message.ReadFailure:
+		return "ReadFailure"
 	case *message.Unavailable:
 		return "Unavailable"
 	case *message.ServerError:

@@ -13,7 +13,8 @@ import (
 //	GET  /stats                         Stats as JSON
 //	POST /stats/reset                   ResetStats
 //	POST /fault?kind=overloaded&n=3     InjectFault (kinds: overloaded, timeout,
-//	                                    unavailable, server-error, drop)
+//	                                    unavailable, server-error, drop,
+//	                                    timeout-applied)
 //	POST /fault?kind=timeout&rate=0.1   SetFaultRate
 //	POST /fault/clear                   ClearFaults
 //	POST /latency?d=5ms                 SetLatency
@@ -21,6 +22,7 @@ import (
 //	POST /down?for=5s                   Down (for=0 or absent: until /up)
 //	POST /up                            Up
 //	POST /nodes?live=2                  SetLiveNodes (a node dies or comes back)
+//	POST /prepared/forget               ForgetPrepared (UNPREPARED, drivers re-prepare)
 func (s *Server) ControlHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /stats", func(w http.ResponseWriter, r *http.Request) {
@@ -87,6 +89,9 @@ func (s *Server) ControlHandler() http.Handler {
 			return
 		}
 		s.SetLiveNodes(n)
+	})
+	mux.HandleFunc("POST /prepared/forget", func(w http.ResponseWriter, r *http.Request) {
+		json.NewEncoder(w).Encode(map[string]int{"forgotten": s.ForgetPrepared()})
 	})
 	return mux
 }

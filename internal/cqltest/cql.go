@@ -202,8 +202,10 @@ type statement struct {
 	countAll   bool     // SELECT COUNT(*)
 	where      []relation
 	limit      *term
+	deleteCols []string // DELETE c1, c2 FROM: the cells deleted (nil: rows)
 
-	markers int // number of bind markers
+	markers int    // number of bind markers
+	text    string // the statement as the client sent it
 }
 
 type parser struct {
@@ -227,7 +229,7 @@ func parse(src string) (*statement, error) {
 	if p.peek().kind != tokEOF {
 		return nil, p.errorf("unexpected %q after statement", p.peek().text)
 	}
-	st.markers = p.markers
+	st.markers, st.text = p.markers, src
 	return st, nil
 }
 
@@ -970,11 +972,13 @@ func (p *parser) updateStmt() (*statement, error) {
 func (p *parser) deleteStmt() (*statement, error) {
 	st := &statement{kind: stmtDelete}
 	if !p.isKeyword("from") {
-		// DELETE c1, c2 FROM ...: column deletes are treated as row deletes.
+		// DELETE c1, c2 FROM ...: cell tombstones.
 		for {
-			if _, err := p.ident(); err != nil {
+			col, err := p.ident()
+			if err != nil {
 				return nil, err
 			}
+			st.deleteCols = append(st.deleteCols, col)
 			if !p.acceptPunct(",") {
 				break
 			}

@@ -1,5 +1,5 @@
 // Package cqltest is a CQL native protocol test double: a real TCP server that
-// speaks enough of Cassandra's protocol (v3 and v4) for the Go driver
+// speaks enough of Cassandra's protocol (v3, v4 and v5) for the Go driver
 // (github.com/apache/cassandra-gocql-driver/v2) and the DataStax Python driver
 // to connect, create a schema, write and read rows. It keeps everything in
 // memory, in one process, with no replication and no persistence; consistency
@@ -8,9 +8,10 @@
 // for tests and demos where no Cassandra can run, never to hold data.
 //
 // Frames are decoded and encoded with github.com/datastax/go-cassandra-native-protocol;
-// the accept loop, handshake and compression are our own (that library's
-// CqlServer advertises no compression, compares the name with upper case and
-// cannot listen on port 0). BATCH bodies, nearly every row of a bulk load, are
+// the accept loop, handshake, compression and v5 segments are our own (that
+// library's CqlServer advertises no compression, compares the name with
+// upper case and cannot listen on port 0; its segment codec reads at most
+// 8x-compressed LZ4). BATCH bodies, nearly every row of a bulk load, are
 // decoded in place by batch.go (checked against the library's decoding) so
 // that the double costs its clients' benchmarks little CPU.
 //
@@ -28,24 +29,40 @@
 //
 //	go run ./internal/cqltest/cmd/cqltestd -addr 127.0.0.1:9042 -latency 2ms -control 127.0.0.1:9142
 //	cqlsh-like clients and drivers then connect to 127.0.0.1:9042, e.g. in Python:
-//	Cluster(["127.0.0.1"], port=9042, protocol_version=4, compression="lz4",
+//	Cluster(["127.0.0.1"], port=9042, protocol_version=5, compression="lz4",
 //	        schema_metadata_enabled=False, token_metadata_enabled=False)
 //	curl -XPOST '127.0.0.1:9142/fault?kind=overloaded&n=3'; curl 127.0.0.1:9142/stats
 //	curl -XPOST '127.0.0.1:9142/nodes?live=1'   # (started with -live-nodes 3) two nodes die
+//	curl -XPOST 127.0.0.1:9142/prepared/forget   # EXECUTEs get UNPREPARED, drivers re-prepare
 //
 // # Supported
 //
-//   - Protocol v3 and v4. A v5 (or v1, v2, v6) request is answered with the
-//     PROTOCOL_ERROR "Invalid or unsupported protocol version" and the
-//     connection is closed, so drivers negotiate down to v4 (gocql v2 does).
-//   - OPTIONS (SUPPORTED lists CQL_VERSION, PROTOCOL_VERSIONS 3/v3 4/v4,
+//   - Protocol v3, v4 and v5, as Cassandra 4.0 and 5.0. A v1, v2 or v6
+//     request is answered with the PROTOCOL_ERROR "Invalid or unsupported
+//     protocol version" and the connection is closed, so drivers negotiate
+//     down (gocql v2 asks for v5 first and gets it).
+//   - v5 framing (segment.go): after STARTUP's READY every byte is a
+//     segment of one or more whole envelopes (self-contained) or of a part
+//     of one envelope larger than 128 KiB - 1 (a run of segments that are
+//     not), with a CRC24 over its header (3 bytes, 5 with lz4) and a CRC32
+//     over its payload; with lz4 the payload is one LZ4 block (sent as is
+//     when that is not smaller), else uncompressed. Responses are packed
+//     into segments as Cassandra packs them. A CRC mismatch is answered
+//     with Cassandra's PROTOCOL_ERROR and closes the connection; snappy in
+//     a v5 STARTUP is refused (v5 allows lz4 only). v5 messages: 4-byte
+//     query flags, keyspace and now_in_seconds in QUERY, EXECUTE and
+//     BATCH, result metadata ids in PREPARED and EXECUTE.
+//   - OPTIONS (SUPPORTED lists CQL_VERSION, PROTOCOL_VERSIONS 3/v3 4/v4 5/v5,
 //     COMPRESSION lz4 and snappy in lower case), STARTUP with or without
-//     compression (lz4: 4-byte big-endian length + LZ4 block; snappy: one Snappy
-//     block), REGISTER (READY; no events are ever pushed). No authentication.
+//     compression (v3, v4: the envelope body, lz4 as a 4-byte big-endian
+//     length + LZ4 block, snappy as one Snappy block; v5: the segments),
+//     REGISTER (READY; no events are ever pushed). No authentication.
 //   - QUERY with positional values, PREPARE (bind variable specs named like
 //     Cassandra's, partition-key indexes so drivers route by token, result
-//     columns of a SELECT), EXECUTE (Unprepared for unknown ids, so drivers
-//     re-prepare), BATCH (logged, unlogged, of queries or prepared ids).
+//     columns of a SELECT), EXECUTE (UNPREPARED 0x2500 for unknown ids, so
+//     drivers re-prepare; Server.ForgetPrepared drops them all, as a cache
+//     eviction does), BATCH (logged, unlogged, of queries or prepared ids;
+//     UNPREPARED for an unknown id in it too).
 //     Pipelining: every request runs in its own goroutine and is answered on its
 //     stream id. Paging of SELECT results by page size.
 //   - Consistency levels as Cassandra 4.0/5.0 checks them before contacting
@@ -78,28 +95,74 @@
 //     UPDATE ... SET c = v, ... WHERE <whole primary key by =>;
 //     SELECT * | cols | COUNT(*) FROM t [WHERE c = v AND c IN (v, ...) AND
 //     c IN ? AND ck < v ...] [ORDER BY ...] [LIMIT n] [ALLOW FILTERING];
-//     DELETE FROM t WHERE <whole partition key by = or IN> [AND clustering
-//     conditions]. Values are bind markers or literals (strings, numbers,
-//     booleans, null, 0x blobs, collections).
+//     DELETE [c, ...] FROM t [USING TIMESTAMP ts] WHERE <whole partition key
+//     by = or IN> [AND clustering conditions] (a partition, rows, a range,
+//     or cells of rows). Values are bind markers or literals (strings,
+//     numbers, booleans, null, 0x blobs, collections).
 //
-// Values are not decoded: a cell is the bytes the client sent and goes back with
-// the schema's type. Rows are keyed by the encoded partition key; within a
+// Values are not decoded: a cell is the bytes the client sent and goes back
+// with the schema's type. A bound value is checked against its column's type
+// first, as Cassandra's serializers check it: 4 bytes for a bigint is INVALID
+// "Expected 8 or 0 byte long (4)" (fixed sizes of every fixed-size type,
+// ASCII and UTF-8 text, TimeUUID version, collections element by element).
+// Rows are keyed by the encoded partition key; within a
 // partition they are ordered by clustering key, numerically for tinyint,
 // smallint, int, bigint, counter, timestamp, time, float and double, and by
 // unsigned bytes for every other type (right for text, blob and date; NOT
 // Cassandra's order for timeuuid, uuid, varint, decimal, inet or boolean).
-// Writes are upserts: a later write to the same key overwrites the columns it
-// sets. TTLs expire whole rows (the last write's TTL applies to the row, not per
-// cell). USING TIMESTAMP is accepted and ignored: the last write to arrive wins.
+//
+// Writes, timestamps and tombstones are Cassandra's (cells.go): every cell
+// carries its write timestamp (USING TIMESTAMP, else the request's default
+// timestamp, which gocql sends by default, else the server's clock in
+// microseconds, strictly increasing; one for a whole BATCH) and, when
+// written with a TTL (USING TTL or default_time_to_live), its own expiry.
+// The highest timestamp wins whatever the order of arrival
+// (db/rows/Cells.java reconcile: on a tie a tombstone beats a value, then
+// the greater value wins); INSERT writes the row marker, UPDATE does not.
+// DELETE of a partition, a row, a clustering range or cells (and null
+// values) are tombstones at the statement's timestamp: a delete wins a tie,
+// and a write older than a delete stays deleted even if it arrives later.
+// Reads count the tombstones they pass (expired cells included) and warn
+// past Config.TombstoneWarnThreshold (1,000), fail with READ_FAILURE past
+// Config.TombstoneFailureThreshold (100,000), as db/ReadCommand.java.
 // A full scan returns partitions in key-byte order, not token order.
+//
+// # Differences from the real server
+//
+//   - One node holds everything; the other LiveNodes count only for
+//     consistency levels; no replica ever times out or disagrees unless a
+//     fault is injected; system.peers is empty.
+//   - Tombstones (and expired cells) are never purged unless
+//     Config.PurgeTombstones, which purges them gc_grace_seconds after
+//     their deletion, as if a compaction then took all of their partition's
+//     sstables. A real node lies in between: TimeWindowCompactionStrategy
+//     drops whole expired sstables, while a partition written to all the
+//     time keeps its tombstones until a major compaction.
+//   - Tombstone counting follows ReadCommand's rules closely, not
+//     exactly: a range deletion counts two bounds whenever a read's slice
+//     is not one row it misses; a paged read recounts nothing, as each
+//     page counts from its first row.
+//   - Range deletions of one shape (the same columns and operators) merge
+//     when the newer covers the older, as in a memtable; others are kept
+//     side by side.
+//   - An empty value passes the type check for every type (Cassandra
+//     refuses it for a few); inet and decimal are checked loosely.
+//   - Protocol v6 (beta) is refused; a v5 envelope's compression flag is
+//     ignored (Cassandra's v5 pipeline has no envelope decompressor
+//     either).
+//   - Prepared statements are kept until ForgetPrepared, Close or a DROP;
+//     a real node also evicts them (prepared_statements_cache_size) and
+//     reloads them after a restart (system.prepared_statements).
 //
 // # Not supported
 //
-// Protocol v5 (segments), authentication, events, tracing, named bind values,
+// Authentication, events, tracing, named bind values,
 // secondary indexes, materialized views, user types, functions, aggregates,
 // counters arithmetic (UPDATE c = c + 1), collection updates, lightweight
-// transactions with conditions other than IF [NOT] EXISTS, conditional
-// batches, per-cell TTLs and timestamps, tokens and token() in WHERE, and
+// transactions with conditions other than IF [NOT] EXISTS (and their Paxos
+// timestamps), conditional batches, WRITETIME() and TTL() in SELECT,
+// static columns kept per partition (they are kept per row), tokens and
+// token() in WHERE, and
 // consistency beyond the live-replica check: no replica ever times out or
 // disagrees unless a fault is injected, a read at ANY is not refused, a
 // lightweight transaction is checked at its consistency only (not at the
@@ -113,16 +176,20 @@
 // requests sleep in parallel, so N requests in flight complete N per service
 // time. Server.InjectFault fails the next n statements and Server.SetFaultRate
 // a fraction of them with OVERLOADED, WRITE_TIMEOUT (READ_TIMEOUT for reads),
-// UNAVAILABLE, SERVER_ERROR, or by closing the connection. DropConnections
+// WRITE_TIMEOUT after applying the write (FaultTimeoutApplied: a timeout
+// does not say the write was not applied), UNAVAILABLE, SERVER_ERROR, or by
+// closing the connection. Server.ForgetPrepared makes the next EXECUTE and
+// BATCH of every prepared id answer UNPREPARED. DropConnections
 // closes every connection; Down stops listening and closes connections, and
 // the server comes back on the same address with its data after a delay (or
 // on Up). System-table queries are never delayed or failed, so drivers can
 // always discover the node.
 //
 // Server.Stats reports connections, the compression each negotiated, protocol
-// versions used and refused, requests by opcode, statements by kind, batches
-// and the distinct partitions each touched, rows written, errors by name,
-// injected faults, the in-flight peak, and bytes received and sent.
+// versions used and refused, v5 segments and large envelopes, requests by
+// opcode, statements by kind, batches and the distinct partitions each
+// touched, rows written, errors by name, injected faults, reads past the
+// tombstone thresholds, the in-flight peak, and bytes received and sent.
 //
 // An UNAVAILABLE for a consistency the live nodes cannot meet is not an
 // injected fault: it is not counted in Stats.Injected, only in Stats.Errors.

@@ -3,6 +3,7 @@ package cqltest
 import (
 	"errors"
 	"fmt"
+	"net"
 
 	"github.com/datastax/go-cassandra-native-protocol/message"
 	"github.com/datastax/go-cassandra-native-protocol/primitive"
@@ -19,6 +20,7 @@ const (
 	codeProtocol
 	codeServer
 	codeUnavailable
+	codeReadFailure
 )
 
 // reqError is a request failure that is answered with an ERROR message; the
@@ -62,6 +64,11 @@ func errorMessage(err error) message.Message {
 		return &message.ServerError{ErrorMessage: re.msg}
 	case codeUnavailable:
 		return &message.Unavailable{ErrorMessage: re.msg, Consistency: re.cl, Required: re.required, Alive: re.alive}
+	case codeReadFailure:
+		// One replica (this node) failed: v4 counts it, v5 names it
+		// with its reason (TombstoneOverwhelmingException).
+		return &message.ReadFailure{ErrorMessage: re.msg, Consistency: re.cl, Received: 0, BlockFor: 1, NumFailures: 1,
+			FailureReasons: []*primitive.FailureReason{{Endpoint: net.IPv4(127, 0, 0, 1), Code: primitive.FailureCodeTooManyTombstonesRead}}}
 	}
 	return &message.Invalid{ErrorMessage: re.msg}
 }

@@ -2,6 +2,8 @@ package cqltest
 
 import (
 	"encoding/binary"
+	"fmt"
+	"math"
 	"slices"
 
 	"github.com/datastax/go-cassandra-native-protocol/datatype"
@@ -26,6 +28,17 @@ type execCtx struct {
 	// against the live replicas (a client's request, not Server.Exec).
 	cl      primitive.ConsistencyLevel
 	checkCL bool
+	// ts is the write timestamp of statements without USING TIMESTAMP:
+	// the request's default timestamp, else set on first use
+	// (Server.timestamp).
+	ts    int64
+	tsSet bool
+	// warnings go back with the answer (tombstone_warn_threshold).
+	warnings []string
+	// newResultID, when set, is a prepared SELECT's result metadata id
+	// that the client's EXECUTE did not carry (v5): the rows go with
+	// their columns and this id, skip-metadata or not.
+	newResultID []byte
 }
 
 func (x *execCtx) checkArity(st *statement) error {
@@ -36,7 +49,9 @@ func (x *execCtx) checkArity(st *statement) error {
 }
 
 // bind returns the value of a term as type typ: the bound bytes for a marker
-// (nil for null, unset=true for an unset value) or the encoded literal.
+// (nil for null, unset=true for an unset value), checked against typ as
+// Cassandra's serializers check them (validateValue), or the encoded
+// literal.
 func (x *execCtx) bind(t term, typ *colType) (v []byte, unset bool, err error) {
 	if t.kind == termMarker {
 		if t.marker >= len(x.values) {
@@ -52,6 +67,9 @@ func (x *execCtx) bind(t term, typ *colType) (v []byte, unset bool, err error) {
 		if pv.Contents == nil {
 			return []byte{}, false, nil
 		}
+		if err := validateValue(typ, pv.Contents); err != nil {
+			return nil, false, invalidf("%v", err)
+		}
 		return pv.Contents, false, nil
 	}
 	b, err := encodeLiteral(typ, t)
@@ -61,11 +79,12 @@ func (x *execCtx) bind(t term, typ *colType) (v []byte, unset bool, err error) {
 	return b, false, nil
 }
 
-func (x *execCtx) bindInt(t *term, what string) (n int64, set bool, err error) {
+// bindInt binds the TTL, LIMIT (int) or TIMESTAMP (bigint) of a statement.
+func (x *execCtx) bindInt(t *term, typ string) (n int64, set bool, err error) {
 	if t == nil {
 		return 0, false, nil
 	}
-	v, unset, err := x.bind(*t, mustType("int"))
+	v, unset, err := x.bind(*t, mustType(typ))
 	if err != nil || unset || v == nil {
 		return 0, false, err
 	}
@@ -75,7 +94,7 @@ func (x *execCtx) bindInt(t *term, what string) (n int64, set bool, err error) {
 	case 8:
 		n = int64(binary.BigEndian.Uint64(v))
 	default:
-		return 0, false, invalidf("Invalid %s value", what)
+		return 0, false, nil // empty: as unset
 	}
 	return n, true, nil
 }
@@ -105,7 +124,8 @@ func (x *execCtx) restrictions(t *table, rels []relation) ([]restriction, error)
 		typ := t.cols[col].typ
 		res := restriction{col: col, op: r.op}
 		if r.inAll {
-			v, unset, err := x.bind(r.terms[0], typ)
+			lt, _ := newColType("list", []*colType{typ})
+			v, unset, err := x.bind(r.terms[0], lt)
 			if err != nil {
 				return nil, err
 			}
@@ -132,19 +152,20 @@ func (x *execCtx) restrictions(t *table, rels []relation) ([]restriction, error)
 	return out, nil
 }
 
-func (t *table) rowMatches(r *row, rs []restriction) bool {
+// rowMatches reports whether r's values at now satisfy rs.
+func (t *table) rowMatches(r *row, rs []restriction, now int64) bool {
 	for _, res := range rs {
-		cell := r.cells[res.col]
-		if cell == nil {
+		v := t.value(r, res.col, now)
+		if v == nil {
 			return false
 		}
 		switch res.op {
 		case "=", "IN":
-			if !slices.ContainsFunc(res.vals, func(v []byte) bool { return bytesEqual(v, cell) }) {
+			if !slices.ContainsFunc(res.vals, func(x []byte) bool { return bytesEqual(x, v) }) {
 				return false
 			}
 		default:
-			c := compareValues(t.cols[res.col].typ, cell, res.vals[0])
+			c := compareValues(t.cols[res.col].typ, v, res.vals[0])
 			if (res.op == "<" && c >= 0) || (res.op == "<=" && c > 0) || (res.op == ">" && c <= 0) || (res.op == ">=" && c < 0) {
 				return false
 			}
@@ -190,9 +211,12 @@ func (t *table) partitionKeys(rs []restriction) (keys []string, vals [][][]byte,
 	return keys, vals, true
 }
 
-// selectRows returns the live rows matching rs, partition by partition.
-// Callers hold t.mu for reading.
-func (t *table) selectRows(rs []restriction, now int64, limit int) []*row {
+// scan calls fn with each live row matching rs, partition by partition in
+// clustering order, until fn returns false. It counts the tombstones it
+// passes on its way (cells.go), in the rows of the slice the key
+// restrictions select and in the partitions' range deletions, and gives
+// fn the count so far. Callers hold t.mu for reading.
+func (t *table) scan(rs []restriction, now int64, fn func(r *row, tombstones int) bool) (tombstones int) {
 	var parts []*partition
 	if keys, _, ok := t.partitionKeys(rs); ok {
 		for _, k := range keys {
@@ -203,18 +227,25 @@ func (t *table) selectRows(rs []restriction, now int64, limit int) []*row {
 	} else {
 		parts = t.sortedPartitions()
 	}
-	var out []*row
+	var keyRs []restriction // restrictions on key columns: the slice read
+	for _, res := range rs {
+		if t.cols[res.col].kind <= colClustering {
+			keyRs = append(keyRs, res)
+		}
+	}
 	for _, p := range parts {
+		tombstones += t.rangeTombstones(p, keyRs, now)
 		for _, r := range p.rows {
-			if r.live(now) && t.rowMatches(r, rs) {
-				out = append(out, r)
-				if limit > 0 && len(out) == limit {
-					return out
-				}
+			if !t.rowMatches(r, keyRs, now) {
+				continue
+			}
+			tombstones += t.rowTombstones(r, now)
+			if t.rowLive(r, now) && t.rowMatches(r, rs, now) && !fn(r, tombstones) {
+				return tombstones
 			}
 		}
 	}
-	return out
+	return tombstones
 }
 
 func columnSpecs(t *table, idx []int) []*message.ColumnMetadata {
@@ -267,7 +298,7 @@ func (s *Server) execSelect(x *execCtx, t *table, st *statement) (message.Messag
 	if err != nil {
 		return nil, err
 	}
-	limit, hasLimit, err := x.bindInt(st.limit, "LIMIT")
+	limit, hasLimit, err := x.bindInt(st.limit, "int")
 	if err != nil {
 		return nil, err
 	}
@@ -281,76 +312,147 @@ func (s *Server) execSelect(x *execCtx, t *table, st *statement) (message.Messag
 			return nil, err
 		}
 	}
+	// Paging: the paging state is the offset of the next row of the same
+	// query. A page reads its rows and one more (is there another page?),
+	// and counts the tombstones from its first row on.
+	off := 0
+	if len(x.pagingState) == 8 {
+		off = int(min(binary.BigEndian.Uint64(x.pagingState), math.MaxInt32))
+	}
+	end := math.MaxInt
+	if hasLimit {
+		end = int(limit)
+	}
+	if x.pageSize > 0 && !st.countAll {
+		end = min(end, off+int(x.pageSize)+1)
+	}
 	t.mu.RLock()
-	var data message.RowSet
-	if st.countAll {
-		n := len(t.selectRows(rs, x.now, 0))
-		data = message.RowSet{{binary.BigEndian.AppendUint64(nil, uint64(n))}}
-	} else {
-		rows := t.selectRows(rs, x.now, int(limit))
-		data = make(message.RowSet, len(rows))
-		for i, r := range rows {
+	var (
+		data          message.RowSet
+		n, tombstones int
+		before        int // tombstones on earlier pages
+	)
+	tombstones = t.scan(rs, x.now, func(r *row, tombs int) bool {
+		if st.countAll {
+			n++
+			return true
+		}
+		if n == off {
+			before = tombs - t.rowTombstones(r, x.now)
+		}
+		if n >= off {
 			out := make(message.Row, len(idx))
 			for j, c := range idx {
-				out[j] = r.cells[c]
+				out[j] = t.value(r, c, x.now)
 			}
-			data[i] = out
+			data = append(data, out)
 		}
-	}
+		n++
+		return n < end
+	})
 	t.mu.RUnlock()
-
-	// Paging: the paging state is the offset of the next row of the same query.
-	var off uint64
-	if len(x.pagingState) == 8 {
-		off = min(binary.BigEndian.Uint64(x.pagingState), uint64(len(data)))
+	if st.countAll {
+		data = message.RowSet{{binary.BigEndian.AppendUint64(nil, uint64(n))}}
 	}
-	data = data[off:]
+	tombstones -= before
+	if err := s.checkTombstones(x, t, st, len(data), tombstones); err != nil {
+		return nil, err
+	}
 	if x.pageSize > 0 && len(data) > int(x.pageSize) {
 		data = data[:x.pageSize]
-		md.PagingState = binary.BigEndian.AppendUint64(nil, off+uint64(x.pageSize))
+		md.PagingState = binary.BigEndian.AppendUint64(nil, uint64(off)+uint64(x.pageSize))
 	}
-	if x.skipMetadata {
+	if x.newResultID != nil {
+		md.NewResultMetadataId = x.newResultID
+	} else if x.skipMetadata {
 		md.Columns = nil
 	}
 	return &message.RowsResult{Metadata: md, Data: data}, nil
 }
 
+// checkTombstones applies tombstone_warn_threshold and
+// tombstone_failure_threshold to a read of a user table that passed
+// tombstones (db/ReadCommand.java; system keyspaces are exempt): a warning
+// in the answer, or READ_FAILURE as a coordinator answers a replica's
+// TombstoneOverwhelmingException.
+func (s *Server) checkTombstones(x *execCtx, t *table, st *statement, live, tombstones int) error {
+	if systemKeyspaces[t.ks] {
+		return nil
+	}
+	if tombstones > s.cfg.TombstoneFailureThreshold {
+		s.stats.update(func(s *Stats) { s.TombstoneFailures++ })
+		return &reqError{code: codeReadFailure, cl: x.cl, msg: fmt.Sprintf(
+			"Operation failed - received 0 responses and 1 failures: READ_TOO_MANY_TOMBSTONES from %s (scanned over %d tombstones in %s.%s; tombstone_failure_threshold is %d)",
+			s.addrString(), tombstones, t.ks, t.name, s.cfg.TombstoneFailureThreshold)}
+	}
+	if tombstones > s.cfg.TombstoneWarnThreshold {
+		s.stats.update(func(s *Stats) { s.TombstoneWarnings++ })
+		x.warnings = append(x.warnings, fmt.Sprintf("Read %d live rows and %d tombstone cells for query %.512s (see tombstone_warn_threshold)", live, tombstones, st.text))
+	}
+	return nil
+}
+
 // mutation is a planned write: validated and bound, not yet applied, so a batch
 // can be checked whole before any of it is applied.
 type mutation struct {
-	t       *table
-	kind    stmtKind
-	keys    []string // partitions touched
-	pk      [][]byte // for upserts
-	cells   [][]byte
-	set     []bool
-	expires int64
-	rs      []restriction // for deletes
-	ifCond  bool          // IF NOT EXISTS (insert) / IF EXISTS (update, delete)
+	t      *table
+	kind   stmtKind
+	keys   []string   // partitions touched
+	pks    [][][]byte // their partition key values
+	cells  []cell     // INSERT, UPDATE: the row's key and the cells written
+	marker cell       // INSERT: the row marker
+	// DELETE: the WHERE clause, its clustering restrictions, and the cells
+	// deleted (DELETE c FROM) or nil for rows.
+	rs, ckRs []restriction
+	delCols  []int
+	ts       int64 // the statement's write timestamp
+	now      int64 // unix ns: deletion time of its tombstones
+	ifCond   bool  // IF NOT EXISTS (insert) / IF EXISTS (update, delete)
 }
 
+// maxTTL is the largest TTL, 20 years (cql3/Attributes.java MAX_TTL).
+const maxTTL = 20 * 365 * 24 * 60 * 60
+
 func (s *Server) planWrite(x *execCtx, t *table, st *statement) (*mutation, error) {
-	m := &mutation{t: t, kind: st.kind, ifCond: st.ifExists}
-	if st.kind == stmtDelete {
-		rs, err := x.restrictions(t, st.where)
-		if err != nil {
-			return nil, err
-		}
-		keys, _, ok := t.partitionKeys(rs)
-		if !ok {
-			return nil, invalidf("Some partition key parts are missing: DELETE needs the whole partition key")
-		}
-		m.keys, m.rs = keys, rs
-		return m, nil
+	m := &mutation{t: t, kind: st.kind, ifCond: st.ifExists, now: x.now}
+	ts, hasTS, err := x.bindInt(st.timestamp, "bigint")
+	if err != nil {
+		return nil, err
 	}
-	m.cells = make([][]byte, len(t.cols))
-	m.set = make([]bool, len(t.cols))
+	if hasTS && ts == math.MinInt64 {
+		return nil, invalidf("Invalid timestamp value: %d", ts)
+	}
+	if !hasTS {
+		ts = s.timestamp(x)
+	}
+	m.ts = ts
+	if st.kind == stmtDelete {
+		return m, s.planDelete(x, t, st, m)
+	}
+	m.cells = make([]cell, len(t.cols))
+	ttl, hasTTL, err := x.bindInt(st.ttl, "int")
+	if err != nil {
+		return nil, err
+	}
+	if ttl < 0 {
+		return nil, invalidf("A TTL must be greater or equal to 0, but was %d", ttl)
+	}
+	if ttl > maxTTL {
+		return nil, invalidf("ttl is too large. requested (%d) maximum (%d)", ttl, maxTTL)
+	}
+	if !hasTTL {
+		ttl = t.defaultTTL
+	}
+	var expires int64
+	if ttl > 0 {
+		expires = x.now + ttl*1e9
+	}
 	assign := func(name string, tm term) error {
 		c, err := t.column(name)
 		if err != nil {
 			return err
 		}
-		if m.set[c] {
+		if m.cells[c].ok {
 			return invalidf("Multiple definitions found for column %s", name)
 		}
 		v, unset, err := x.bind(tm, t.cols[c].typ)
@@ -363,7 +465,14 @@ func (s *Server) planWrite(x *execCtx, t *table, st *statement) (*mutation, erro
 			}
 			return nil
 		}
-		m.cells[c], m.set[c] = v, true
+		switch {
+		case t.cols[c].kind <= colClustering:
+			m.cells[c] = cell{v: v, ok: true}
+		case v == nil: // null: a tombstone
+			m.cells[c] = cell{ts: ts, ldt: x.now, ok: true, del: true}
+		default:
+			m.cells[c] = cell{v: v, ts: ts, ldt: expires, ok: true}
+		}
 		return nil
 	}
 	for i, name := range st.insertCols {
@@ -386,36 +495,121 @@ func (s *Server) planWrite(x *execCtx, t *table, st *statement) (*mutation, erro
 	}
 	for _, key := range [2][]int{t.pk, t.ck} {
 		for _, c := range key {
-			if !m.set[c] {
+			if !m.cells[c].ok {
 				return nil, invalidf("Some primary key parts are missing: %s", t.cols[c].name)
 			}
-			if m.cells[c] == nil {
+			if m.cells[c].v == nil {
 				return nil, invalidf("Invalid null value in condition for column %s", t.cols[c].name)
 			}
 		}
 	}
-	m.pk = make([][]byte, len(t.pk))
+	pk := make([][]byte, len(t.pk))
 	for j, c := range t.pk {
-		m.pk[j] = m.cells[c]
+		pk[j] = m.cells[c].v
 	}
-	m.keys = []string{partitionKey(m.pk)}
-	ttl, hasTTL, err := x.bindInt(st.ttl, "TTL")
-	if err != nil {
-		return nil, err
-	}
-	if _, _, err = x.bindInt(st.timestamp, "TIMESTAMP"); err != nil {
-		return nil, err
-	}
-	if ttl < 0 {
-		return nil, invalidf("A TTL must be greater or equal to 0, but was %d", ttl)
-	}
-	if !hasTTL {
-		ttl = t.defaultTTL
-	}
-	if ttl > 0 {
-		m.expires = x.now + ttl*1e9
+	m.keys, m.pks = []string{partitionKey(pk)}, [][][]byte{pk}
+	if st.kind == stmtInsert {
+		m.marker = cell{ts: ts, ldt: expires, ok: true}
 	}
 	return m, nil
+}
+
+// planDelete binds a DELETE: the partitions (whole partition key by = or
+// IN), the clustering restrictions, the cells.
+func (s *Server) planDelete(x *execCtx, t *table, st *statement, m *mutation) error {
+	rs, err := x.restrictions(t, st.where)
+	if err != nil {
+		return err
+	}
+	keys, pks, ok := t.partitionKeys(rs)
+	if !ok {
+		return invalidf("Some partition key parts are missing: DELETE needs the whole partition key")
+	}
+	m.keys, m.pks, m.rs = keys, pks, rs
+	for _, res := range rs {
+		switch t.cols[res.col].kind {
+		case colClustering:
+			m.ckRs = append(m.ckRs, res)
+		case colPartitionKey:
+		default:
+			return invalidf("Invalid where clause contains non PRIMARY KEY columns: %s", t.cols[res.col].name)
+		}
+	}
+	for _, name := range st.deleteCols {
+		c, err := t.column(name)
+		if err != nil {
+			return err
+		}
+		if t.cols[c].kind <= colClustering {
+			return invalidf("Invalid identifier %s for deletion (should not be a PRIMARY KEY part)", name)
+		}
+		m.delCols = append(m.delCols, c)
+	}
+	if m.delCols != nil && len(t.ck) > 0 && t.clusteringKeys(m.ckRs) == nil {
+		return invalidf("Range deletions are not supported for specific columns")
+	}
+	return nil
+}
+
+// clusteringKeys lists the rows the restrictions name by = or IN on every
+// clustering column, as key cells (nil when they select a slice).
+func (t *table) clusteringKeys(rs []restriction) [][]cell {
+	perCol := make([][][]byte, len(t.ck))
+	for j, i := range t.ck {
+		for _, res := range rs {
+			if res.col == i && (res.op == "=" || res.op == "IN") {
+				perCol[j] = res.vals
+			}
+		}
+		if perCol[j] == nil {
+			return nil
+		}
+	}
+	var out [][]cell
+	cur := make([][]byte, len(t.ck))
+	var walk func(j int)
+	walk = func(j int) {
+		if j == len(t.ck) {
+			cells := make([]cell, len(t.cols))
+			for k, i := range t.ck {
+				cells[i] = cell{v: cur[k], ok: true}
+			}
+			out = append(out, cells)
+			return
+		}
+		for _, v := range perCol[j] {
+			cur[j] = v
+			walk(j + 1)
+		}
+	}
+	walk(0)
+	return out
+}
+
+// timestamp is the write timestamp of a statement without USING
+// TIMESTAMP: the request's default timestamp if the client sent one, else
+// the server's clock in microseconds, made strictly increasing
+// (service/ClientState.java getTimestamp), the same for every statement
+// of a BATCH.
+func (s *Server) timestamp(x *execCtx) int64 {
+	if !x.tsSet {
+		x.ts, x.tsSet = s.nextTimestamp(), true
+	}
+	return x.ts
+}
+
+func (s *Server) nextTimestamp() int64 {
+	now := s.cfg.Now().UnixMilli() * 1000
+	for {
+		last := s.lastTS.Load()
+		ts := now
+		if last >= now {
+			ts = last + 1
+		}
+		if s.lastTS.CompareAndSwap(last, ts) {
+			return ts
+		}
+	}
 }
 
 // apply performs the write. For conditional writes it reports whether the
@@ -425,34 +619,13 @@ func (m *mutation) apply(now int64) (applied bool, existing *row) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if m.kind == stmtDelete {
-		n := 0
-		for _, k := range m.keys {
-			p := t.parts[k]
-			if p == nil {
-				continue
-			}
-			kept := p.rows[:0]
-			for _, r := range p.rows {
-				if r.live(now) && t.rowMatches(r, m.rs) {
-					n++
-					continue
-				}
-				kept = append(kept, r)
-			}
-			t.rows -= len(p.rows) - len(kept)
-			clear(p.rows[len(kept):])
-			p.rows = kept
-			if len(p.rows) == 0 {
-				delete(t.parts, k)
-			}
-		}
-		return !m.ifCond || n > 0, nil
+		return m.applyDelete(now), nil
 	}
 	if m.ifCond {
 		var found *row
 		if p := t.parts[m.keys[0]]; p != nil {
 			i, ok := slices.BinarySearchFunc(p.rows, &row{cells: m.cells}, t.compareCK)
-			if ok && p.rows[i].live(now) {
+			if ok && t.rowLive(p.rows[i], now) {
 				found = p.rows[i]
 			}
 		}
@@ -460,12 +633,70 @@ func (m *mutation) apply(now int64) (applied bool, existing *row) {
 			return false, found
 		}
 	}
-	t.upsert(m.keys[0], m.pk, m.cells, m.set, m.expires)
+	t.write(m.keys[0], m.pks[0], m.cells, m.marker, now)
 	return true, nil
 }
 
+// applyDelete writes the DELETE's tombstones; it reports whether a live
+// row matched (IF EXISTS).
+func (m *mutation) applyDelete(now int64) bool {
+	t := m.t
+	d := deletion{ts: m.ts, ldt: m.now, ok: true}
+	found := false
+	for k, key := range m.keys {
+		p := t.getPartition(key, m.pks[k])
+		t.purge(p, now)
+		// The rows named, with this partition's key (a row kept as a
+		// tombstone has its whole key, as any row).
+		keyed := func(rows [][]cell) [][]cell {
+			for _, cells := range rows {
+				for j, i := range t.pk {
+					cells[i] = cell{v: m.pks[k][j], ok: true}
+				}
+			}
+			return rows
+		}
+		if m.ifCond && !found {
+			for _, r := range p.rows {
+				if t.rowLive(r, now) && t.rowMatches(r, m.rs, now) {
+					found = true
+					break
+				}
+			}
+			if !found {
+				continue
+			}
+		}
+		rows := keyed(t.clusteringKeys(m.ckRs))
+		switch {
+		case m.delCols != nil:
+			if len(t.ck) == 0 {
+				rows = keyed([][]cell{make([]cell, len(t.cols))})
+			}
+			for _, cells := range rows {
+				r, _ := t.getRow(p, cells)
+				for _, c := range m.delCols {
+					if !t.rowDeletion(p, r).shadows(m.ts) {
+						r.cells[c] = reconcile(r.cells[c], cell{ts: m.ts, ldt: m.now, ok: true, del: true})
+					}
+				}
+				t.notePurge(p, m.now)
+			}
+		case len(m.ckRs) == 0:
+			t.deletePartition(p, d)
+		case rows != nil:
+			for _, cells := range rows {
+				t.deleteRow(p, cells, d)
+			}
+		default:
+			t.deleteRange(p, m.ckRs, d)
+		}
+	}
+	return !m.ifCond || found
+}
+
 // conditionalResult is the [applied] row of a lightweight transaction.
-func conditionalResult(t *table, applied bool, existing *row) message.Message {
+func conditionalResult(t *table, applied bool, existing *row, now int64) message.Message {
 	md := &message.RowsMetadata{ColumnCount: 1, Columns: []*message.ColumnMetadata{
 		{Keyspace: t.ks, Table: t.name, Name: "[applied]", Type: datatype.Boolean},
 	}}
@@ -473,7 +704,7 @@ func conditionalResult(t *table, applied bool, existing *row) message.Message {
 	if existing != nil {
 		for i, c := range t.cols {
 			md.Columns = append(md.Columns, &message.ColumnMetadata{Keyspace: t.ks, Table: t.name, Name: c.name, Index: int32(i + 1), Type: c.typ.dt})
-			r = append(r, existing.cells[i])
+			r = append(r, t.value(existing, i, now))
 		}
 		md.ColumnCount = int32(len(md.Columns))
 	}

@@ -29,9 +29,15 @@ const (
 	FaultServerError
 	// FaultDrop closes the connection instead of answering.
 	FaultDrop
+	// FaultTimeoutApplied applies a write (or a batch) and then answers
+	// WRITE_TIMEOUT, as a coordinator does when the replicas applied the
+	// mutation but too few acknowledged it in time: a client cannot tell
+	// it from FaultTimeout, so its retry must be idempotent. A read gets
+	// READ_TIMEOUT.
+	FaultTimeoutApplied
 )
 
-var faultNames = [...]string{"none", "overloaded", "timeout", "unavailable", "server-error", "drop"}
+var faultNames = [...]string{"none", "overloaded", "timeout", "unavailable", "server-error", "drop", "timeout-applied"}
 
 func (f Fault) String() string {
 	if int(f) < len(faultNames) {
@@ -92,6 +98,19 @@ func (s *Server) SetFaultRate(f Fault, fraction float64) {
 	s.faults.mu.Unlock()
 }
 
+// ForgetPrepared drops every prepared statement, as Cassandra's prepared
+// statement cache does when it evicts them (prepared_statements_cache_size)
+// or a node restarts without reloading them: the next EXECUTE or BATCH of
+// one of their ids is answered UNPREPARED (0x2500) and drivers prepare it
+// again. It returns how many were dropped.
+func (s *Server) ForgetPrepared() int {
+	s.prepMu.Lock()
+	n := len(s.prepared)
+	s.prepared = map[string]*prepared{}
+	s.prepMu.Unlock()
+	return n
+}
+
 // ClearFaults removes queued faults and the fault rate.
 func (s *Server) ClearFaults() {
 	s.faults.mu.Lock()
@@ -113,7 +132,7 @@ func faultMessage(f Fault, read bool, batch *primitive.BatchType, cl primitive.C
 		return &message.Overloaded{ErrorMessage: "cqltest: injected overload"}
 	case FaultUnavailable:
 		return &message.Unavailable{ErrorMessage: "Cannot achieve consistency level (cqltest: injected)", Consistency: cl, Required: 1, Alive: 0}
-	case FaultTimeout:
+	case FaultTimeout, FaultTimeoutApplied:
 		if read {
 			return &message.ReadTimeout{ErrorMessage: "Operation timed out (cqltest: injected)", Consistency: cl, Received: 0, BlockFor: 1}
 		}

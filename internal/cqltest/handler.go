@@ -1,6 +1,7 @@
 package cqltest
 
 import (
+	"bytes"
 	"crypto/md5"
 	"time"
 
@@ -10,29 +11,52 @@ import (
 
 // handle serves one QUERY, EXECUTE, BATCH or PREPARE. It applies the service
 // time and injected faults to statements on user keyspaces, then executes.
-// drop reports that the connection must be closed without an answer.
-func (s *Server) handle(c *conn, m message.Message) (resp message.Message, drop bool) {
+// drop reports that the connection must be closed without an answer;
+// warnings go with the answer (protocol v4 on).
+func (s *Server) handle(c *conn, m message.Message) (resp message.Message, warnings []string, drop bool) {
+	if q, ok := m.(*message.Query); ok {
+		return s.query(c, q)
+	}
+	if e, ok := m.(*message.Execute); ok {
+		return s.execute(c, e)
+	}
+	resp, drop = s.handleOther(c, m)
+	return resp, nil, drop
+}
+
+func (s *Server) query(c *conn, msg *message.Query) (message.Message, []string, bool) {
+	st, err := parse(msg.Query)
+	if err != nil {
+		return errorMessage(err), nil, false
+	}
+	x, cl, err := newExecCtx(s, msg.Options, c.currentKeyspace())
+	if err != nil {
+		return errorMessage(err), nil, false
+	}
+	resp, drop := s.runStatement(c, st, x, cl)
+	return resp, x.warnings, drop
+}
+
+func (s *Server) execute(c *conn, msg *message.Execute) (message.Message, []string, bool) {
+	p := s.lookupPrepared(msg.QueryId)
+	if p == nil {
+		return errorMessage(&reqError{code: codeUnprepared, msg: "Prepared query with ID " + hexID(msg.QueryId) + " not found", id: msg.QueryId}), nil, false
+	}
+	x, cl, err := newExecCtx(s, msg.Options, p.keyspace)
+	if err != nil {
+		return errorMessage(err), nil, false
+	}
+	if c != nil && c.version >= primitive.ProtocolVersion5 && p.result != nil && !bytes.Equal(msg.ResultMetadataId, p.resultID) {
+		// v5: the client's columns are not the statement's; send them
+		// with their id (transport/messages/ExecuteMessage.java).
+		x.newResultID = p.resultID
+	}
+	resp, drop := s.runStatement(c, p.st, x, cl)
+	return resp, x.warnings, drop
+}
+
+func (s *Server) handleOther(c *conn, m message.Message) (resp message.Message, drop bool) {
 	switch msg := m.(type) {
-	case *message.Query:
-		st, err := parse(msg.Query)
-		if err != nil {
-			return errorMessage(err), false
-		}
-		x, cl, err := newExecCtx(s, msg.Options, c.currentKeyspace())
-		if err != nil {
-			return errorMessage(err), false
-		}
-		return s.runStatement(c, st, x, cl)
-	case *message.Execute:
-		p := s.lookupPrepared(msg.QueryId)
-		if p == nil {
-			return errorMessage(&reqError{code: codeUnprepared, msg: "Prepared query with ID " + hexID(msg.QueryId) + " not found", id: msg.QueryId}), false
-		}
-		x, cl, err := newExecCtx(s, msg.Options, p.keyspace)
-		if err != nil {
-			return errorMessage(err), false
-		}
-		return s.runStatement(c, p.st, x, cl)
 	case *message.Prepare:
 		ks := c.currentKeyspace()
 		if msg.Keyspace != "" {
@@ -42,7 +66,11 @@ func (s *Server) handle(c *conn, m message.Message) (resp message.Message, drop 
 		if err != nil {
 			return errorMessage(err), false
 		}
-		return &message.PreparedResult{PreparedQueryId: p.id, VariablesMetadata: p.vars, ResultMetadata: p.result}, false
+		res := &message.PreparedResult{PreparedQueryId: p.id, VariablesMetadata: p.vars, ResultMetadata: p.result}
+		if c != nil && c.version >= primitive.ProtocolVersion5 {
+			res.ResultMetadataId = p.resultID
+		}
+		return res, false
 	case *message.Batch:
 		return s.runBatch(c, msg)
 	}
@@ -62,6 +90,9 @@ func newExecCtx(s *Server, o *message.QueryOptions, ks string) (*execCtx, primit
 	}
 	x.values, x.pageSize, x.pagingState, x.skipMetadata = o.PositionalValues, o.PageSize, o.PagingState, o.SkipMetadata
 	x.cl = o.Consistency
+	if o.DefaultTimestamp != nil {
+		x.ts, x.tsSet = *o.DefaultTimestamp, true
+	}
 	return x, o.Consistency, nil
 }
 
@@ -99,16 +130,17 @@ func (s *Server) runStatement(c *conn, st *statement, x *execCtx, cl primitive.C
 		return errorMessage(err), false
 	}
 	ks := statementKeyspace(st, x)
+	var f Fault
 	if systemKeyspaces[ks] {
 		s.stats.update(func(s *Stats) { s.SystemStatements++ })
 	} else {
-		f, ok := s.serviceTime(c)
-		if !ok {
+		var ok bool
+		if f, ok = s.serviceTime(c); !ok {
 			return nil, true
 		}
-		switch f {
-		case FaultNone:
-		case FaultDrop:
+		switch {
+		case f == FaultNone, f == FaultTimeoutApplied && isWrite(st.kind):
+		case f == FaultDrop:
 			return nil, true
 		default:
 			s.stats.inj.Add(1)
@@ -119,6 +151,10 @@ func (s *Server) runStatement(c *conn, st *statement, x *execCtx, cl primitive.C
 	msg, err := s.exec(c, st, x)
 	if err != nil {
 		return errorMessage(err), false
+	}
+	if f == FaultTimeoutApplied {
+		s.stats.inj.Add(1)
+		return faultMessage(f, false, nil, cl), false // applied, yet a timeout
 	}
 	return msg, false
 }
@@ -160,7 +196,7 @@ func (s *Server) exec(c *conn, st *statement, x *execCtx) (message.Message, erro
 			s.stats.rows.Add(1)
 		}
 		if m.ifCond {
-			return conditionalResult(t, applied, existing), nil
+			return conditionalResult(t, applied, existing, x.now), nil
 		}
 		return &message.VoidResult{}, nil
 	case stmtUse:
@@ -214,6 +250,14 @@ func (s *Server) runBatch(c *conn, b *message.Batch) (message.Message, bool) {
 		x  *execCtx
 	}
 	now := s.cfg.Now().UnixNano()
+	// One write timestamp for the whole batch: the client's default
+	// timestamp, else the server's (cql3/statements/BatchStatement.java).
+	var ts int64
+	if b.DefaultTimestamp != nil {
+		ts = *b.DefaultTimestamp
+	} else {
+		ts = s.nextTimestamp()
+	}
 	units := make([]unit, len(b.Children))
 	user := false
 	for i, ch := range b.Children {
@@ -240,7 +284,7 @@ func (s *Server) runBatch(c *conn, b *message.Batch) (message.Message, bool) {
 		if st.ifExists {
 			return errorMessage(invalidf("conditional statements in batches are not supported by cqltest")), false
 		}
-		x := &execCtx{keyspace: ks, values: ch.Values, now: now}
+		x := &execCtx{keyspace: ks, values: ch.Values, now: now, ts: ts, tsSet: true}
 		if err := x.checkArity(st); err != nil {
 			return errorMessage(err), false
 		}
@@ -249,13 +293,14 @@ func (s *Server) runBatch(c *conn, b *message.Batch) (message.Message, bool) {
 			user = true
 		}
 	}
+	var f Fault
 	if user {
-		f, ok := s.serviceTime(c)
-		if !ok {
+		var ok bool
+		if f, ok = s.serviceTime(c); !ok {
 			return nil, true
 		}
 		switch f {
-		case FaultNone:
+		case FaultNone, FaultTimeoutApplied:
 		case FaultDrop:
 			return nil, true
 		default:
@@ -310,6 +355,11 @@ func (s *Server) runBatch(c *conn, b *message.Batch) (message.Message, bool) {
 			st.BatchPartitions = append(st.BatchPartitions, len(partitions))
 		}
 	})
+	if f == FaultTimeoutApplied {
+		s.stats.inj.Add(1)
+		bt := b.Type
+		return faultMessage(f, false, &bt, b.Consistency), false // applied, yet a timeout
+	}
 	return &message.VoidResult{}, false
 }
 
@@ -332,6 +382,23 @@ type prepared struct {
 	st       *statement
 	vars     *message.VariablesMetadata
 	result   *message.RowsMetadata
+	resultID []byte // v5 result metadata id (resultMetadataID)
+}
+
+// resultMetadataID identifies a statement's result columns in v5 (PREPARED
+// sends it, EXECUTE echoes it): an MD5 over each column's name and type,
+// as cql3/ResultSet.java computeResultMetadataId; opaque to clients.
+func resultMetadataID(md *message.RowsMetadata) []byte {
+	h := md5.New()
+	if md != nil {
+		for _, c := range md.Columns {
+			h.Write([]byte(c.Name))
+			h.Write([]byte{0})
+			h.Write([]byte(c.Type.AsCql()))
+			h.Write([]byte{0, 0})
+		}
+	}
+	return h.Sum(nil)
 }
 
 // prepare parses and describes query. Its id is the MD5 of keyspace and text,
@@ -362,7 +429,7 @@ func (s *Server) prepare(query, ks string) (*prepared, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &prepared{id: id, keyspace: ks, st: st, vars: vars, result: result}
+	p := &prepared{id: id, keyspace: ks, st: st, vars: vars, result: result, resultID: resultMetadataID(result)}
 	s.prepMu.Lock()
 	s.prepared[string(id)] = p
 	s.prepMu.Unlock()

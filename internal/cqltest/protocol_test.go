@@ -81,7 +81,7 @@ func TestOptionsAdvertisesLowerCaseCompression(t *testing.T) {
 	if !ok || f.Header.StreamId != 3 {
 		t.Fatalf("got %v", f)
 	}
-	if !slices.Equal(sup.Options["COMPRESSION"], []string{"lz4", "snappy"}) || !slices.Contains(sup.Options["PROTOCOL_VERSIONS"], "4/v4") {
+	if !slices.Equal(sup.Options["COMPRESSION"], []string{"lz4", "snappy"}) || !slices.Equal(sup.Options["PROTOCOL_VERSIONS"], []string{"3/v3", "4/v4", "5/v5"}) {
 		t.Fatalf("SUPPORTED %v", sup.Options)
 	}
 }
@@ -134,7 +134,7 @@ func TestCompressedFramesBothWays(t *testing.T) {
 
 func TestUnsupportedVersionsAreRefused(t *testing.T) {
 	s := startServer(t, Config{})
-	for _, v := range []byte{5, 2, 66} {
+	for _, v := range []byte{6, 2, 66} {
 		nc, err := net.Dial("tcp", s.Addr())
 		if err != nil {
 			t.Fatal(err)
@@ -153,7 +153,7 @@ func TestUnsupportedVersionsAreRefused(t *testing.T) {
 			hdr, wantStream = 8, []byte{1}
 		}
 		if v > 5 {
-			wantV = 4
+			wantV = 5
 		}
 		if len(resp) < hdr+4 || resp[0] != 0x80|wantV || !bytes.Equal(resp[2:2+len(wantStream)], wantStream) ||
 			resp[hdr-5] != byte(primitive.OpCodeError) || binary.BigEndian.Uint32(resp[hdr:]) != uint32(primitive.ErrorCodeProtocolError) {
@@ -163,7 +163,7 @@ func TestUnsupportedVersionsAreRefused(t *testing.T) {
 			t.Fatalf("v%d: message %q", v, resp[hdr:])
 		}
 	}
-	if st := s.Stats(); st.RejectedVersions[5] != 1 || st.RejectedVersions[2] != 1 {
+	if st := s.Stats(); st.RejectedVersions[6] != 1 || st.RejectedVersions[2] != 1 {
 		t.Fatalf("rejected %v", st.RejectedVersions)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net/http/httptest"
 	"os/exec"
 	"sort"
 	"strconv"
@@ -14,7 +15,7 @@ import (
 
 // The DataStax Python driver is an independent implementation of the protocol:
 // rows written with gocql must read back identically through it, with each
-// compression. Debian packages: python3-cassandra python3-lz4 (python3-snappy
+// compression, in v4 and in v5 (its own segment codec and CRCs). Debian packages: python3-cassandra python3-lz4 (python3-snappy
 // for the snappy case).
 const python = "/usr/bin/python3"
 
@@ -61,8 +62,12 @@ func TestPythonDriverReadsGocqlRows(t *testing.T) {
 	}
 	fmt.Fprintf(&want, "checkpoint sink 29000001 cafe\n")
 
-	for _, comp := range []string{"none", "lz4", "snappy"} {
-		t.Run(comp, func(t *testing.T) {
+	for _, tc := range []struct {
+		comp    string
+		version int
+	}{{"none", 4}, {"lz4", 4}, {"snappy", 4}, {"none", 5}, {"lz4", 5}} {
+		comp := tc.comp
+		t.Run(fmt.Sprintf("v%d/%s", tc.version, comp), func(t *testing.T) {
 			switch comp {
 			case "lz4":
 				requirePython(t, "lz4")
@@ -72,7 +77,8 @@ func TestPythonDriverReadsGocqlRows(t *testing.T) {
 			before := s.Stats().Compression[comp]
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			defer cancel()
-			cmd := exec.CommandContext(ctx, python, "testdata/read_features.py", strconv.Itoa(s.Port()), comp)
+			before5 := s.Stats().ProtocolVersions[5]
+			cmd := exec.CommandContext(ctx, python, "testdata/read_features.py", strconv.Itoa(s.Port()), comp, strconv.Itoa(tc.version))
 			cmd.Stdin = strings.NewReader(stdin.String())
 			var stderr bytes.Buffer
 			cmd.Stderr = &stderr
@@ -85,6 +91,13 @@ func TestPythonDriverReadsGocqlRows(t *testing.T) {
 			if first != "compressor "+comp {
 				t.Fatalf("python connection compression: %q, want %q", first, "compressor "+comp)
 			}
+			second, rest, _ := strings.Cut(rest, "\n")
+			if second != fmt.Sprintf("protocol %d", tc.version) {
+				t.Fatalf("python connection: %q, want protocol %d", second, tc.version)
+			}
+			if after5 := s.Stats().ProtocolVersions[5]; tc.version == 5 && after5 <= before5 {
+				t.Fatal("server saw no new v5 connection")
+			}
 			if rest != want.String() {
 				t.Fatalf("python read:\n%s\nwant:\n%s", rest, want.String())
 			}
@@ -92,5 +105,39 @@ func TestPythonDriverReadsGocqlRows(t *testing.T) {
 				t.Fatalf("server saw no new %s connection (%d -> %d)", comp, before, after)
 			}
 		})
+	}
+}
+
+// TestPythonDriverSeesTimestampsAndTombstones: the Python driver, over
+// v5, sees the highest timestamp win and a delete win a tie, a tombstone
+// warning and a READ_FAILURE (READ_TOO_MANY_TOMBSTONES, 0x0001), and
+// prepares again after the server forgot its statements
+// (POST /prepared/forget).
+func TestPythonDriverSeesTimestampsAndTombstones(t *testing.T) {
+	requirePython(t)
+	s := startServer(t, Config{TombstoneWarnThreshold: 20, TombstoneFailureThreshold: 50})
+	newKS(t, s)
+	mustExec(t, s, `CREATE TABLE k.t (p int, c int, v int, PRIMARY KEY (p, c))`)
+	ctl := httptest.NewServer(s.ControlHandler())
+	defer ctl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, python, "testdata/semantics.py", strconv.Itoa(s.Port()), ctl.URL)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("python: %v\n%s", err, stderr.String())
+	}
+	want := "older write ignored: 10\n" +
+		"delete wins the tie: None\n" +
+		"warning: ['Read 31 live rows and 30 tombstone cells']\n" +
+		"read failure: ReadFailure [1]\n" +
+		"after forget: 2\n"
+	if string(out) != want {
+		t.Fatalf("python driver saw:\n%s\nwant:\n%s", out, want)
+	}
+	if st := s.Stats(); st.Errors["Unprepared"] == 0 || st.ProtocolVersions[5] == 0 {
+		t.Fatalf("errors %v, versions %v", st.Errors, st.ProtocolVersions)
 	}
 }

@@ -20,6 +20,7 @@ type Server struct {
 	stats  stats
 	faults faults
 	live   atomic.Int32 // live nodes (Config.LiveNodes, SetLiveNodes)
+	lastTS atomic.Int64 // the last write timestamp the server assigned (nextTimestamp)
 
 	schemaMu sync.Mutex // serialises rewrites of the system tables
 
@@ -43,7 +44,7 @@ func Start(cfg Config) (*Server, error) {
 	cfg = cfg.withDefaults()
 	s := &Server{
 		cfg:      cfg,
-		store:    newStore(cfg.Now, cfg.DataCenter),
+		store:    newStore(cfg.Now, cfg.DataCenter, cfg.PurgeTombstones),
 		prepared: map[string]*prepared{},
 		conns:    map[*conn]struct{}{},
 	}
@@ -86,6 +87,13 @@ func (s *Server) Addr() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.addr.String()
+}
+
+// addrString is the node's address as errors name it.
+func (s *Server) addrString() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return "/" + s.addr.String()
 }
 
 // Port is the listening TCP port.

@@ -44,11 +44,22 @@ type Stats struct {
 	// BytesReceived and BytesSent count bytes on the wire (compressed).
 	BytesReceived int64
 	BytesSent     int64
+	// SegmentsReceived and SegmentsSent count protocol v5 segments;
+	// LargeEnvelopes the requests that came in a run of segments (an
+	// envelope larger than a segment's 128 KiB - 1).
+	SegmentsReceived int64
+	SegmentsSent     int64
+	LargeEnvelopes   int64
 	// Errors counts ERROR responses by the protocol's error name (Overloaded,
 	// WriteTimeout, Invalid, SyntaxError, ...), injected or not; Injected counts
 	// the injected faults alone (including dropped connections).
 	Errors   map[string]int64
 	Injected int64
+	// TombstoneWarnings and TombstoneFailures count reads of user tables
+	// past Config.TombstoneWarnThreshold (answered with a warning) and
+	// past Config.TombstoneFailureThreshold (READ_FAILURE).
+	TombstoneWarnings int64
+	TombstoneFailures int64
 }
 
 const maxBatchPartitions = 100000
@@ -57,6 +68,7 @@ const maxBatchPartitions = 100000
 type stats struct {
 	inFlight, inFlightPeak       atomic.Int64
 	bytesIn, bytesOut            atomic.Int64
+	segmentsIn, segmentsOut      atomic.Int64
 	connections, open, rows, inj atomic.Int64
 
 	mu sync.Mutex
@@ -73,6 +85,8 @@ func (st *stats) reset() {
 	st.inFlightPeak.Store(st.inFlight.Load())
 	st.bytesIn.Store(0)
 	st.bytesOut.Store(0)
+	st.segmentsIn.Store(0)
+	st.segmentsOut.Store(0)
 	st.connections.Store(0)
 	st.rows.Store(0)
 	st.inj.Store(0)
@@ -97,6 +111,8 @@ func (st *stats) snapshot() Stats {
 	out.InFlightPeak = st.inFlightPeak.Load()
 	out.BytesReceived = st.bytesIn.Load()
 	out.BytesSent = st.bytesOut.Load()
+	out.SegmentsReceived = st.segmentsIn.Load()
+	out.SegmentsSent = st.segmentsOut.Load()
 	out.Injected = st.inj.Load()
 	return out
 }

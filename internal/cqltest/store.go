@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"crypto/md5"
 	"encoding/binary"
-	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -49,46 +48,45 @@ type table struct {
 	ks, name string
 	// cols is in Cassandra's SELECT * order: partition key, clustering key, then
 	// the other columns by name. Row cells are indexed the same way.
-	cols    []*column
-	byName  map[string]int
-	pk, ck  []int // indexes into cols
-	options map[string]term
+	cols   []*column
+	byName map[string]int
+	pk, ck []int // indexes into cols
+	// regularIdx are the indexes of the other columns (cells).
+	regularIdx []int
+	options    map[string]term
 	// defaultTTL is default_time_to_live in seconds (0: rows never expire).
 	defaultTTL int64
-	id         [16]byte
+	// gcGrace is gc_grace_seconds: how long a tombstone (or an expired
+	// cell) is kept, and counted by reads, before it may be purged; it is
+	// purged then only with Config.PurgeTombstones (purgeOK).
+	gcGrace int64
+	purgeOK bool
+	id      [16]byte
 	// placement is the keyspace's, for the consistency check of each
 	// statement without a lookup of the keyspace.
 	placement *placement
 
 	mu    sync.RWMutex
 	parts map[string]*partition
-	rows  int
+	rows  int // rows stored, live or not (rowCount counts the live ones)
 }
 
-type partition struct {
-	key  [][]byte // partition key components
-	rows []*row   // sorted by clustering key
-}
-
-type row struct {
-	cells [][]byte // nil: null or never written
-	// expires is when the row stops being visible (unix nanoseconds, 0: never).
-	// TTLs are per row here, not per cell as in Cassandra: the last write's TTL
-	// applies to the whole row.
-	expires int64
-}
+// DefaultGCGraceSeconds is gc_grace_seconds when a table does not set it:
+// 10 days (Cassandra's schema/TableParams.java DEFAULT_GC_GRACE_SECONDS).
+const DefaultGCGraceSeconds = 864000
 
 type store struct {
 	now     func() time.Time
 	localDC string // Config.DataCenter, where every live node is
+	purge   bool   // Config.PurgeTombstones
 
 	mu        sync.RWMutex
 	keyspaces map[string]*keyspace
 	schemaGen uint64
 }
 
-func newStore(now func() time.Time, localDC string) *store {
-	return &store{now: now, localDC: localDC, keyspaces: map[string]*keyspace{}}
+func newStore(now func() time.Time, localDC string, purge bool) *store {
+	return &store{now: now, localDC: localDC, purge: purge, keyspaces: map[string]*keyspace{}}
 }
 
 // newTable builds a table from a parsed CREATE TABLE.
@@ -152,6 +150,11 @@ func newTable(ks string, st *statement) (*table, error) {
 		t.byName[c.name] = len(t.cols)
 		t.cols = append(t.cols, &column{name: c.name, typ: c.typ, kind: kind, position: -1})
 	}
+	for i, c := range t.cols {
+		if c.kind > colClustering {
+			t.regularIdx = append(t.regularIdx, i)
+		}
+	}
 	for _, o := range st.options {
 		t.options[o.name] = o.value
 		if o.name == "default_time_to_live" {
@@ -161,6 +164,14 @@ func newTable(ks string, st *statement) (*table, error) {
 			}
 			t.defaultTTL = int64(binary.BigEndian.Uint64(n))
 		}
+	}
+	t.gcGrace = DefaultGCGraceSeconds
+	if o, ok := t.options["gc_grace_seconds"]; ok {
+		n, err := encodeLiteral(mustType("bigint"), o)
+		if err != nil || int64(binary.BigEndian.Uint64(n)) < 0 {
+			return nil, invalidf("gc_grace_seconds must be a non-negative integer")
+		}
+		t.gcGrace = int64(binary.BigEndian.Uint64(n))
 	}
 	t.id = md5.Sum([]byte(ks + "." + st.table))
 	t.id[6] = t.id[6]&0x0f | 0x30 // a version-3 (name based) UUID, as a table id looks
@@ -185,7 +196,7 @@ func partitionKey(vals [][]byte) string {
 // compareCK orders two rows by clustering key.
 func (t *table) compareCK(a, b *row) int {
 	for _, i := range t.ck {
-		c := compareValues(t.cols[i].typ, a.cells[i], b.cells[i])
+		c := compareValues(t.cols[i].typ, a.cells[i].v, b.cells[i].v)
 		if t.cols[i].desc {
 			c = -c
 		}
@@ -195,36 +206,6 @@ func (t *table) compareCK(a, b *row) int {
 	}
 	return 0
 }
-
-// upsert writes cells (indexed like cols; unset cells are skipped and must be
-// nil) into the row with the key in cells, in the partition whose
-// partitionKey(pkVals) is key. A new row keeps cells itself: the caller gives
-// it up. Callers hold t.mu.
-func (t *table) upsert(key string, pkVals [][]byte, cells [][]byte, set []bool, expires int64) {
-	p := t.parts[key]
-	if p == nil {
-		p = &partition{key: pkVals}
-		t.parts[key] = p
-	}
-	probe := &row{cells: cells}
-	i, found := slices.BinarySearchFunc(p.rows, probe, t.compareCK)
-	if found {
-		r := p.rows[i]
-		for c, ok := range set {
-			if ok {
-				r.cells[c] = cells[c]
-			}
-		}
-		r.expires = expires
-		return
-	}
-	r := &row{cells: cells, expires: expires}
-	p.rows = slices.Insert(p.rows, i, r)
-	t.rows++
-}
-
-// live reports whether r is visible at now (unix nanoseconds).
-func (r *row) live(now int64) bool { return r.expires == 0 || now < r.expires }
 
 // sortedPartitions returns all partitions in key-byte order (a full scan).
 // Cassandra scans in token order; tests should not rely on either.
@@ -341,6 +322,7 @@ func (s *store) createTable(ks string, st *statement) (created bool, err error) 
 		return false, &reqError{code: codeAlreadyExists, msg: "Table " + ks + "." + st.table + " already exists", ks: ks, table: st.table}
 	}
 	t.placement = k.placement
+	t.purgeOK = s.purge
 	k.tables[st.table] = t
 	s.schemaGen++
 	return true, nil
@@ -400,7 +382,7 @@ func (t *table) rowCount(now int64) int {
 	n := 0
 	for _, p := range t.parts {
 		for _, r := range p.rows {
-			if r.live(now) {
+			if t.rowLive(r, now) {
 				n++
 			}
 		}

@@ -6,6 +6,7 @@ import (
 	"net"
 	"sort"
 	"strconv"
+	"sync/atomic"
 )
 
 // The system keyspaces are ordinary tables of the store, declared in CQL below
@@ -203,7 +204,7 @@ func staging(st *store, ks, name string) stagedTable {
 	if err != nil {
 		panic("cqltest: missing system table " + ks + "." + name)
 	}
-	tmp := &table{ks: live.ks, name: live.name, cols: live.cols, byName: live.byName, pk: live.pk, ck: live.ck, parts: map[string]*partition{}}
+	tmp := &table{ks: live.ks, name: live.name, cols: live.cols, byName: live.byName, pk: live.pk, ck: live.ck, regularIdx: live.regularIdx, gcGrace: live.gcGrace, parts: map[string]*partition{}}
 	return stagedTable{table: tmp, live: live}
 }
 
@@ -236,24 +237,28 @@ func optionValue(t *colType, v term) ([]byte, error) {
 	return encodeLiteral(t, v)
 }
 
+// sysTimestamp orders the writes of the system tables.
+var sysTimestamp atomic.Int64
+
 // putRow writes a row given by column name into t.
 func putRow(st stagedTable, vals map[string][]byte) {
 	t := st.table
-	cells := make([][]byte, len(t.cols))
-	set := make([]bool, len(t.cols))
+	cells := make([]cell, len(t.cols))
 	pk := make([][]byte, len(t.pk))
 	for name, v := range vals {
 		i, ok := t.byName[name]
 		if !ok {
 			panic("cqltest: system table " + t.name + " has no column " + name)
 		}
-		cells[i], set[i] = v, true
+		// A later put of the same row wins (an increasing timestamp);
+		// a nil value is no cell (null).
+		cells[i] = cell{v: v, ts: sysTimestamp.Add(1), ok: v != nil || t.cols[i].kind <= colClustering}
 	}
 	for j, i := range t.pk {
-		pk[j] = cells[i]
+		pk[j] = cells[i].v
 	}
 	t.mu.Lock()
-	t.upsert(partitionKey(pk), pk, cells, set, 0)
+	t.write(partitionKey(pk), pk, cells, cell{ok: true, ts: sysTimestamp.Add(1)}, 0)
 	t.mu.Unlock()
 }
 

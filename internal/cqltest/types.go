@@ -8,6 +8,7 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/datastax/go-cassandra-native-protocol/datatype"
 )
@@ -348,4 +349,106 @@ func encTextMap(keys []string, m map[string]string) []byte {
 		b = appendValue(b, []byte(m[k]))
 	}
 	return b
+}
+
+// validateValue checks a bound value of type t as Cassandra's serializers
+// do before anything is written (serializers/*Serializer.java validate; a
+// MarshalException becomes an INVALID answer with its message, e.g.
+// "Expected 8 or 0 byte long (4)" for 4 bytes bound to a bigint). An empty
+// value passes for every type here (Cassandra refuses it for some).
+// Collections are checked element by element.
+func validateValue(t *colType, v []byte) error {
+	t = t.base()
+	n := len(v)
+	if n == 0 {
+		return nil
+	}
+	size := func(want int, format string) error {
+		if n != want {
+			return fmt.Errorf(format, n)
+		}
+		return nil
+	}
+	switch t.name {
+	case "bigint", "counter":
+		return size(8, "Expected 8 or 0 byte long (%d)")
+	case "int":
+		return size(4, "Expected 4 or 0 byte int (%d)")
+	case "smallint":
+		return size(2, "Expected 2 bytes for a smallint (%d)")
+	case "tinyint":
+		return size(1, "Expected 1 byte for a tinyint (%d)")
+	case "boolean":
+		return size(1, "Expected 1 or 0 byte value (%d)")
+	case "double":
+		return size(8, "Expected 8 or 0 byte value for a double (%d)")
+	case "float":
+		return size(4, "Expected 4 or 0 byte value for a float (%d)")
+	case "timestamp":
+		return size(8, "Expected 8 or 0 byte long for date (%d)")
+	case "date":
+		return size(4, "Expected 4 byte long for date (%d)")
+	case "time":
+		return size(8, "Expected 8 byte long for time (%d)")
+	case "uuid":
+		return size(16, "UUID should be 16 or 0 bytes (%d)")
+	case "timeuuid":
+		if err := size(16, "UUID should be 16 or 0 bytes (%d)"); err != nil {
+			return err
+		}
+		if v[6]>>4 != 1 {
+			return fmt.Errorf("Invalid version for TimeUUID type.")
+		}
+	case "inet":
+		if n != 4 && n != 16 {
+			return fmt.Errorf("Expected 4 or 16 byte inetaddress; got %x", v)
+		}
+	case "ascii":
+		for _, b := range v {
+			if b > 127 {
+				return fmt.Errorf("Invalid byte for ascii: %d", b)
+			}
+		}
+	case "text":
+		if !utf8.Valid(v) {
+			return fmt.Errorf("String didn't validate.")
+		}
+	case "list", "set":
+		elems, err := splitCollection(v)
+		if err != nil {
+			return fmt.Errorf("Not enough bytes to read a %s: %v", t.name, err)
+		}
+		for _, e := range elems {
+			if e == nil {
+				return fmt.Errorf("null is not supported inside collections")
+			}
+			if err := validateValue(t.args[0], e); err != nil {
+				return err
+			}
+		}
+	case "map":
+		if n < 4 {
+			return fmt.Errorf("Not enough bytes to read a map")
+		}
+		cnt := int(int32(binary.BigEndian.Uint32(v)))
+		b := v[4:]
+		if cnt < 0 || cnt > len(b)/8 {
+			return fmt.Errorf("Not enough bytes to read a map")
+		}
+		for i := range 2 * cnt {
+			if len(b) < 4 {
+				return fmt.Errorf("Not enough bytes to read a map")
+			}
+			l := int(int32(binary.BigEndian.Uint32(b)))
+			b = b[4:]
+			if l < 0 || l > len(b) {
+				return fmt.Errorf("Not enough bytes to read a map")
+			}
+			if err := validateValue(t.args[i%2], b[:l]); err != nil {
+				return err
+			}
+			b = b[l:]
+		}
+	}
+	return nil
 }

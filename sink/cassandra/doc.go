@@ -31,11 +31,25 @@
 // Compression: SnappyS2 (the protocol's "snappy" codec, on
 // klauspost/compress/s2) or the driver's lz4. gocql drops a codec the
 // server does not list without a word; Open detects that, logs a warning
-// and exports the codec actually used.
+// and exports the codec actually used. With lz4 or none gocql negotiates
+// protocol v5 (frames in checksummed segments, CRC24 headers and CRC32
+// payloads); snappy pins v4, v5 allowing lz4 only.
+//
+// Timestamps and retries: every write carries gocql's client timestamp
+// (its clock at sending), and Cassandra keeps the cell with the highest.
+// Every write is an upsert of values that a retry or a resumed run writes
+// again identically (no counters, no lists, no conditions), so a retry
+// after a WRITE_TIMEOUT that was in fact applied changes nothing and
+// counts nothing twice, and a rewrite that loses to an earlier write
+// with a later timestamp (a resumed run on a host whose clock is behind)
+// loses nothing either. An UNPREPARED answer (a node that evicted or lost
+// the prepared statements) makes gocql prepare again, in batches too.
 //
 // Resume (state.go): Sink is a sink.Checkpointer. CloseMinute(m) writes,
 // each step acknowledged before the next, m's rows, then m's row in the
-// minutes table, then m's count record, then the checkpoint (under a new
+// minutes table (and deletes the minutes rows past the retention: left to
+// expire, they would be tombstones that every read of the list passes,
+// failing it after weeks), then m's count record, then the checkpoint (under a new
 // sequence number), then deletes older checkpoints and count records below
 // KeepFrom: a crash anywhere leaves a checkpoint whose count records are
 // all there, and the resumed run writes the same rows again. Records are

@@ -22,7 +22,8 @@ import (
 )
 
 // TestRoundTrip: a replayed stream of random minutes reads back exactly,
-// with each codec negotiated as asked; every CQL batch holds one partition.
+// with each codec negotiated as asked, in protocol v5 but for snappy (v4);
+// every CQL batch holds one partition.
 func TestRoundTrip(t *testing.T) {
 	for _, codec := range []string{"snappy", "lz4", "none"} {
 		t.Run(codec, func(t *testing.T) {
@@ -44,6 +45,15 @@ func TestRoundTrip(t *testing.T) {
 			st := srv.Stats()
 			if st.Compression[codec] == 0 || len(st.Compression) != 1 {
 				t.Fatalf("server saw codecs %v, want only %s", st.Compression, codec)
+			}
+			// gocql negotiates protocol v5 (segments with CRCs) with lz4
+			// or no compression; snappy, which v5 does not allow, pins v4.
+			wantV := map[string]int{"snappy": 4, "lz4": 5, "none": 5}[codec]
+			if st.ProtocolVersions[wantV] == 0 || len(st.ProtocolVersions) != 1 || len(st.RejectedVersions) != 0 {
+				t.Fatalf("protocol versions %v, refused %v: want only v%d", st.ProtocolVersions, st.RejectedVersions, wantV)
+			}
+			if wantV == 5 && (st.SegmentsReceived == 0 || st.SegmentsSent == 0) {
+				t.Fatalf("v5 without segments: %d in, %d out", st.SegmentsReceived, st.SegmentsSent)
 			}
 			for i, p := range st.BatchPartitions {
 				if p != 1 {
@@ -180,21 +190,26 @@ func TestInFlightBounded(t *testing.T) {
 	}
 }
 
-// TestFaults: injected errors, dropped connections and a server down for a
-// while lose no row and change none; the queue retried.
+// TestFaults: injected errors, dropped connections, a server down for a
+// while, writes applied but answered WRITE_TIMEOUT, prepared statements
+// forgotten (UNPREPARED) lose no row, change none and count none twice
+// (the minutes list's row counts); the queue retried.
 func TestFaults(t *testing.T) {
 	for _, tc := range []struct {
-		name  string
-		fault cqltest.Fault
-		rate  float64
-		down  time.Duration
+		name   string
+		fault  cqltest.Fault
+		rate   float64
+		down   time.Duration
+		forget bool // ForgetPrepared all along: EXECUTE and BATCH get UNPREPARED
 	}{
-		{"timeout", cqltest.FaultTimeout, 0.2, 0},
-		{"overloaded", cqltest.FaultOverloaded, 0.2, 0},
-		{"unavailable", cqltest.FaultUnavailable, 0.2, 0},
-		{"server-error", cqltest.FaultServerError, 0.1, 0},
-		{"drop", cqltest.FaultDrop, 0.02, 0},
-		{"down", cqltest.FaultNone, 0, 2 * time.Second},
+		{"timeout", cqltest.FaultTimeout, 0.2, 0, false},
+		{"timeout-applied", cqltest.FaultTimeoutApplied, 0.2, 0, false},
+		{"unprepared", cqltest.FaultNone, 0, 0, true},
+		{"overloaded", cqltest.FaultOverloaded, 0.2, 0, false},
+		{"unavailable", cqltest.FaultUnavailable, 0.2, 0, false},
+		{"server-error", cqltest.FaultServerError, 0.1, 0, false},
+		{"drop", cqltest.FaultDrop, 0.02, 0, false},
+		{"down", cqltest.FaultNone, 0, 2 * time.Second, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			srv := startServer(t, 0)
@@ -207,6 +222,23 @@ func TestFaults(t *testing.T) {
 			d := makeTestData(t, 4, 6, 1500, 800)
 			if tc.rate > 0 {
 				srv.SetFaultRate(tc.fault, tc.rate)
+			}
+			stopForgetting := func() {}
+			if tc.forget {
+				done, stopped := make(chan struct{}), make(chan struct{})
+				go func() {
+					defer close(stopped)
+					for {
+						select {
+						case <-done:
+							return
+						case <-time.After(3 * time.Millisecond):
+							srv.ForgetPrepared()
+						}
+					}
+				}()
+				stopForgetting = sync.OnceFunc(func() { close(done); <-stopped })
+				defer stopForgetting()
 			}
 			ctx := context.Background()
 			half := len(d.minutes) / 2
@@ -228,10 +260,35 @@ func TestFaults(t *testing.T) {
 				t.Fatalf("wrote through a %v outage in %v", tc.down, time.Since(start))
 			}
 			srv.ClearFaults()
+			stopForgetting()
 			qs := s.QueueStats()
 			st := srv.Stats()
-			if qs.Retries == 0 || qs.DroppedItems != 0 || qs.SentItems != int64(len(d.want)) {
+			if (qs.Retries == 0 && !tc.forget) || qs.DroppedItems != 0 || qs.SentItems != int64(len(d.want)) {
 				t.Fatalf("queue %+v", qs)
+			}
+			if tc.forget && st.Errors["Unprepared"] == 0 {
+				t.Fatalf("no UNPREPARED answered: %v", st.Errors)
+			}
+			if n, _ := srv.Rows(cfg.Keyspace, cfg.Table); n != len(d.want) {
+				t.Fatalf("server holds %d rows, want %d", n, len(d.want))
+			}
+			// Every minute's row count is its rows' once, retries or not.
+			perMinute := map[int64]int64{}
+			for k := range d.want {
+				perMinute[k.minute]++
+			}
+			store, err := NewStore(ctx, s.Session(), cfg, StoreOptions{Logf: t.Logf})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, mi := range store.Minutes(nil) {
+				if int64(mi.Rows) != perMinute[mi.Minute] {
+					t.Fatalf("minute %d lists %d rows, %d were written", mi.Minute, mi.Rows, perMinute[mi.Minute])
+				}
+				delete(perMinute, mi.Minute)
+			}
+			if len(perMinute) != 0 {
+				t.Fatalf("minutes not listed: %v", perMinute)
 			}
 			t.Logf("%s: %d rows, %d batches, %d failures, %d retries; server injected %d, errors %v", tc.name, qs.SentItems, qs.SentBatches, qs.Failures, qs.Retries, st.Injected, st.Errors)
 			checkReadBack(t, NewReader(s.Session(), cfg), d.minutes, d.products, d.cells, d.want)

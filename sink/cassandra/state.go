@@ -24,7 +24,8 @@ import (
 //
 //  1. the rows of m (the queue's Flush);
 //  2. the minutes row of m (rows, closed time, partitions): readers list m
-//     only once its rows are all there;
+//     only once its rows are all there; then the deletion of the minutes
+//     rows past the retention (m - TTL);
 //  3. the count record of m;
 //  4. the checkpoint (if st carries one), under a new sequence number;
 //  5. deletes: checkpoints below the new sequence, count records below
@@ -62,7 +63,7 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 // stateStmts are the CQL statements on the state tables.
 type stateStmts struct {
 	putChunk, putHead, getRecord, getKind, latestKey, deleteBelow string
-	putMinute                                                     string
+	putMinute, trimMinutes                                        string
 }
 
 func newStateStmts(cfg Config) stateStmts {
@@ -75,6 +76,7 @@ func newStateStmts(cfg Config) stateStmts {
 		latestKey:   "SELECT key FROM " + st + " WHERE name = ? AND kind = ? LIMIT 1",
 		deleteBelow: "DELETE FROM " + st + " WHERE name = ? AND kind = ? AND key < ?",
 		putMinute:   "INSERT INTO " + cfg.Keyspace + "." + MinutesTable + " (name, minute, rows, closed_ms, regions) VALUES (?, ?, ?, ?, ?) USING TTL ?",
+		trimMinutes: "DELETE FROM " + cfg.Keyspace + "." + MinutesTable + " WHERE name = ? AND minute < ?",
 	}
 }
 
@@ -238,6 +240,24 @@ func (s *Sink) commitMinute(ctx context.Context, m int64) error {
 	ttl := int64(s.cfg.TTL/time.Second) - int64(now.Sub(started)/time.Second) - 1
 	if err := s.exec(ctx, s.st.putMinute, s.name, m, rows, now.UnixMilli(), regions, max(ttl, 1)); err != nil {
 		return fmt.Errorf("minutes row: %w", err)
+	}
+	// Minutes rows past the retention go by a range deletion, not by
+	// their TTL alone: the pipeline's minutes rows are one partition,
+	// written every minute for the pipeline's life, so its sstables all
+	// overlap and compaction hardly ever purges what expired there, and
+	// an expired row is three tombstones that every read of the list
+	// passes (Store.load's LIMIT of TTL minutes is never met by live
+	// rows: they expire a minute early). Left to expire, from 5.5 hours
+	// past the TTL on each read passed Cassandra's
+	// tombstone_warn_threshold (1,000 tombstones: 334 rows) and from 23
+	// days on its tombstone_failure_threshold (100,000): the Store's
+	// list of minutes then stopped at the last good read. Overlapping range
+	// deletions merge into one, so the partition holds a retention's
+	// rows and one range deletion. Store.load lists the minutes from
+	// newest - ttl + 1 on; one more minute is kept.
+	ttlMin := int64(s.cfg.TTL / time.Minute)
+	if err := s.exec(ctx, s.st.trimMinutes, s.name, m-ttlMin); err != nil {
+		return fmt.Errorf("minutes past the retention: %w", err)
 	}
 	if err := s.commitParts(ctx, m); err != nil {
 		return err

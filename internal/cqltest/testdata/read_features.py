@@ -1,17 +1,19 @@
 """Reads rows written by gocql from the cqltest server with the DataStax Python
 driver, an independent CQL client, and prints them one per line:
 product minute region cell hex(f). Usage: read_features.py PORT COMPRESSION
-(COMPRESSION: none, lz4 or snappy). Partitions to read come on stdin as
-"product minute region" lines."""
+[PROTOCOL] (COMPRESSION: none, lz4 or snappy; PROTOCOL: 4 (default) or 5,
+whose segments the driver checks: CRC24 headers, CRC32 payloads). Partitions
+to read come on stdin as "product minute region" lines."""
 import sys
 
 from cassandra.cluster import Cluster
 
 port = int(sys.argv[1])
 comp = sys.argv[2]
+version = int(sys.argv[3]) if len(sys.argv) > 3 else 4
 compression = {"none": False, "lz4": "lz4", "snappy": "snappy"}[comp]
 
-cluster = Cluster(["127.0.0.1"], port=port, protocol_version=4,
+cluster = Cluster(["127.0.0.1"], port=port, protocol_version=version,
                   compression=compression, schema_metadata_enabled=False,
                   token_metadata_enabled=False, connect_timeout=5)
 session = cluster.connect()
@@ -20,6 +22,7 @@ try:
     # missing; report what the connection really uses.
     conn = session._pools[list(session._pools)[0]]._connection
     print("compressor", "none" if conn.compressor is None else comp)
+    print("protocol", conn.protocol_version)
     stmt = session.prepare(
         "SELECT product, minute, region, cell, f FROM demandpipe.features "
         "WHERE product = ? AND minute = ? AND region = ?")
