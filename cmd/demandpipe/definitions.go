@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -207,16 +208,21 @@ func (j *runJob) servedStores(st *store.Store) *served {
 
 const definitionsSynopsis = `demandpipe definitions list -store=DIR
 demandpipe definitions promote -store=DIR NAME
+demandpipe definitions diff -store=DIR [-minutes=10] A B
 
 The feature definitions a store holds (run -definitions=FILE writes them: the
 first in DIR, each other in DIR.NAME, listed in DIR.definitions.json) and
 which one the API answers when a request names none. promote makes NAME the
 active definition atomically: every server reading the store switches at its
-next request, and no answer mixes definitions (docs/DEFINITIONS.md).`
+next request, and no answer mixes definitions (docs/DEFINITIONS.md). diff
+compares two definitions over the last minutes both hold: the same spec (a
+new build run dark) must match row for row (exit 1 if not); different specs
+get mean, p50 and p99 of |A - B| per shared feature. Run it on a store no run
+is writing (a store has one owner process).`
 
 // definitionsCommand implements `demandpipe definitions`.
 func definitionsCommand(args []string) error {
-	if len(args) == 0 || (args[0] != "list" && args[0] != "promote") {
+	if len(args) == 0 || (args[0] != "list" && args[0] != "promote" && args[0] != "diff") {
 		if len(args) > 0 && (args[0] == "-h" || args[0] == "-help" || args[0] == "--help") {
 			out := io.Writer(os.Stderr)
 			if helpOut != nil {
@@ -225,12 +231,13 @@ func definitionsCommand(args []string) error {
 			fmt.Fprintln(out, definitionsSynopsis)
 			return nil
 		}
-		fmt.Fprintln(os.Stderr, "demandpipe definitions: want list or promote (demandpipe help definitions)")
+		fmt.Fprintln(os.Stderr, "demandpipe definitions: want list, promote or diff (demandpipe help definitions)")
 		return errUsage
 	}
 	verb := args[0]
 	fs := flag.NewFlagSet("definitions "+verb, flag.ContinueOnError)
 	dir := fs.String("store", store.DefaultDir, "the store directory (the first definition's; the others are beside it)")
+	minutes := fs.Int("minutes", 10, "diff: the last this many minutes both definitions hold (0: all)")
 	if helpOut != nil {
 		fs.SetOutput(helpOut)
 	}
@@ -242,6 +249,8 @@ func definitionsCommand(args []string) error {
 		return errUsage
 	}
 	switch verb {
+	case "diff":
+		return diffDefinitions(*dir, *minutes, fs.Args())
 	case "list":
 		f, err := definitions.Load(*dir)
 		if errors.Is(err, os.ErrNotExist) {
@@ -275,4 +284,41 @@ func definitionsCommand(args []string) error {
 		fmt.Fprintf(os.Stderr, "demandpipe: %s is the active definition of %s; servers switch at their next request\n", f.Active, *dir)
 		return nil
 	}
+}
+
+// errDiffer is diff's answer when two definitions of one spec differ.
+var errDiffer = errors.New("the rows differ")
+
+// diffDefinitions implements `definitions diff`.
+func diffDefinitions(dir string, minutes int, names []string) error {
+	if len(names) != 2 {
+		fmt.Fprintln(os.Stderr, "demandpipe definitions diff: want two definition names after the flags")
+		return errUsage
+	}
+	stores, f, err := openDefinitionStores(dir, store.DefaultConfig(), nil)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		for _, s := range stores {
+			s.Close()
+		}
+	}()
+	var pick [2]*store.Store
+	for i, n := range names {
+		k := slices.Index(f.Definitions, n)
+		if k < 0 {
+			return fmt.Errorf("%s holds no definition %q (it holds %v)", dir, n, f.Definitions)
+		}
+		pick[i] = stores[k]
+	}
+	rep, err := definitions.Diff(pick[0], pick[1], minutes)
+	if err != nil {
+		return err
+	}
+	rep.Write(os.Stdout, names[0], names[1])
+	if rep.SameSpec && !rep.Identical {
+		return errDiffer
+	}
+	return nil
 }

@@ -248,3 +248,63 @@ func busiestPoint(t *testing.T, st *store.Store, m int64, product string) client
 	}
 	return client.LatLng{Lat: ll.Lat, Lng: ll.Lng}
 }
+
+// TestDefinitionsDiff: two definitions of one spec (a build run dark
+// beside the one it replaces) match row for row and diff says so; two of
+// different specs get a summary of each shared feature; a row changed in
+// one of the same spec is found (definitions.Diff on readers).
+// (Not parallel: it swaps os.Stdout.)
+func TestDefinitionsDiff(t *testing.T) {
+	dir := t.TempDir()
+	events := genEvents(t, dir, 20_000)
+	defs := filepath.Join(dir, "defs.yaml")
+	if err := os.WriteFile(defs, []byte("- name: base\n  resolution: 8\n  rings: [0, 1, 2, 3, 5]\n  windows: [1, 2, 4, 8, 16]\n- name: again\n  resolution: 8\n  rings: [0, 1, 2, 3, 5]\n  windows: [1, 2, 4, 8, 16]\n- name: fine\n  resolution: 9\n  rings: [0, 2, 7]\n  windows: [3, 5, 1]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	st := filepath.Join(dir, "st")
+	if err := runCommand(storeArgs("file:"+events, st, "-definitions="+defs)); err != nil {
+		t.Fatal(err)
+	}
+	out := string(captureStdout(t, func() error {
+		return definitionsCommand([]string{"diff", "-store=" + st, "-minutes=0", "base", "again"})
+	}))
+	if !strings.Contains(out, "base and again: the same definition, and every row identical") {
+		t.Errorf("same spec: %s", out)
+	}
+	out = string(captureStdout(t, func() error {
+		return definitionsCommand([]string{"diff", "-store=" + st, "base", "fine"})
+	}))
+	// shared: k in {0, 2} x w = 1
+	if !strings.Contains(out, "different definitions; 2 shared features") || strings.Count(out, "\n") != 4 {
+		t.Errorf("different specs: %s", out)
+	}
+	stores, _, err := openDefinitionStores(st, store.DefaultConfig(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		for _, s := range stores {
+			s.Close()
+		}
+	}()
+	rep, err := definitions.Diff(stores[0], &oneRowOff{Reader: stores[1]}, 0)
+	if err != nil || rep.Identical || !rep.SameSpec || !strings.Contains(rep.First, "cell") {
+		t.Errorf("a changed row: %+v %v", rep, err)
+	}
+}
+
+// oneRowOff is a reader whose first scanned row of each scan has its
+// first feature one higher.
+type oneRowOff struct{ serve.Reader }
+
+func (o *oneRowOff) Scan(m int64, p encode.UUID, fn func(uint64, []int32) bool) error {
+	first := true
+	return o.Reader.Scan(m, p, func(c uint64, f []int32) bool {
+		if first {
+			f = slices.Clone(f)
+			f[0]++
+			first = false
+		}
+		return fn(c, f)
+	})
+}
