@@ -14,6 +14,7 @@ import (
 
 	"github.com/demandpipe/demandpipe/encode"
 	"github.com/demandpipe/demandpipe/feature"
+	"github.com/demandpipe/demandpipe/internal/testsize"
 )
 
 var testProducts = []string{
@@ -177,7 +178,8 @@ func TestEngineDefaultDefinition(t *testing.T) {
 	if len(want) == 0 {
 		t.Fatal("scenario made no rows")
 	}
-	for _, sparse := range []int{0, 4, 1 << 20} {
+	// Every source on panes, every source sparse, and (long set) the mix.
+	for _, sparse := range testsize.Pick([]int{0, 1 << 20}, []int{0, 4, 1 << 20}) {
 		got, _, _ := runEngineSparse(t, sc.lines, def, 30_000, 2, 4096, DefaultFutureConfig(), sparse)
 		diffRows(t, got, want)
 	}

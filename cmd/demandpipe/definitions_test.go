@@ -29,7 +29,7 @@ import (
 func TestDefinitionsFile(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	events := genEvents(t, dir, 30_000)
+	events := genEvents(t, dir, 6_000)
 	defs := filepath.Join(dir, "defs.yaml")
 	if err := os.WriteFile(defs, []byte(`
 - name: base
@@ -106,7 +106,7 @@ func TestDefinitionsFile(t *testing.T) {
 func TestPromoteUnderLoad(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	events := genEvents(t, dir, 20_000)
+	events := genEvents(t, dir, 8_000)
 	defs := filepath.Join(dir, "defs.yaml")
 	if err := os.WriteFile(defs, []byte("- name: base\n  resolution: 8\n  rings: [0, 1, 2, 3, 5]\n  windows: [1, 2, 4, 8, 16]\n- name: fine\n  resolution: 9\n  rings: [0, 2, 7]\n  windows: [3, 5, 1]\n"), 0o644); err != nil {
 		t.Fatal(err)
@@ -173,6 +173,7 @@ func TestPromoteUnderLoad(t *testing.T) {
 					q.Definition = []string{"base", "fine"}[worker%2]
 				}
 				var rows []client.Row
+				var err error // this worker's
 				if i%2 == 0 {
 					r, err := c.GetAt(ctx, pt, q)
 					if err != nil {
@@ -256,7 +257,7 @@ func busiestPoint(t *testing.T, st *store.Store, m int64, product string) client
 // (Not parallel: it swaps os.Stdout.)
 func TestDefinitionsDiff(t *testing.T) {
 	dir := t.TempDir()
-	events := genEvents(t, dir, 20_000)
+	events := genEvents(t, dir, 8_000)
 	defs := filepath.Join(dir, "defs.yaml")
 	if err := os.WriteFile(defs, []byte("- name: base\n  resolution: 8\n  rings: [0, 1, 2, 3, 5]\n  windows: [1, 2, 4, 8, 16]\n- name: again\n  resolution: 8\n  rings: [0, 1, 2, 3, 5]\n  windows: [1, 2, 4, 8, 16]\n- name: fine\n  resolution: 9\n  rings: [0, 2, 7]\n  windows: [3, 5, 1]\n"), 0o644); err != nil {
 		t.Fatal(err)

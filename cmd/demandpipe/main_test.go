@@ -29,7 +29,8 @@ func TestGenThenRun(t *testing.T) {
 	if err := genCommand([]string{"-o", events, "-events", fmt.Sprint(nEvents), "-rate", "10000", "-riders", "3000", "-malformed", "0.01"}); err != nil {
 		t.Fatal(err)
 	}
-	if err := runCommand([]string{"-source=file:" + events, "-sink=ndjson:" + rows, "-rejects=" + rejects, "-progress=never"}); err != nil {
+	// The default definition in the long set; smaller disks in the short.
+	if err := runCommand(append([]string{"-source=file:" + events, "-sink=ndjson:" + rows, "-rejects=" + rejects, "-progress=never"}, testsize.Pick(smallDef, nil)...)); err != nil {
 		t.Fatal(err)
 	}
 	f, err := os.Open(rows)
@@ -51,7 +52,7 @@ func TestGenThenRun(t *testing.T) {
 			t.Fatalf("row %d: %v", n, err)
 		}
 		m, err := time.Parse(time.RFC3339, r.Minute)
-		if err != nil || len(r.H3) != 15 || len(r.ProductType) != 36 || len(r.Features) != 54 || m.Before(last) {
+		if err != nil || len(r.H3) != 15 || len(r.ProductType) != 36 || len(r.Features) != testsize.Pick(25, 54) || m.Before(last) {
 			t.Fatalf("row %d: %s", n, sc.Text())
 		}
 		last = m
