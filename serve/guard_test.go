@@ -1,7 +1,6 @@
 package serve
 
 import (
-	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -30,6 +29,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/demandpipe/demandpipe/internal/syncbuf"
 )
 
 const (
@@ -68,17 +69,8 @@ func testGuard(t *testing.T, addr string, edit func(*Config)) (*Guard, *testCloc
 	return g, clk, logs
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-func (b *syncBuffer) String() string { b.mu.Lock(); defer b.mu.Unlock(); return b.b.String() }
+// syncBuffer holds the guard's log lines, read while it writes them.
+type syncBuffer = syncbuf.Buffer
 
 // do sends one request through h and returns the recorder; host ""
 // means localhost.
