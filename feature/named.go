@@ -86,14 +86,14 @@ type fileDef struct {
 // have name, resolution, rings and windows (all required; an unknown key
 // is refused, so a misspelled one is not silently the default):
 //
-//	- name: default
-//	  resolution: 8
-//	  rings: [0, 1, 2, 3, 4, 5, 10, 15, 20]
-//	  windows: [1, 2, 4, 8, 16, 32]
-//	- name: fine
-//	  resolution: 9
-//	  rings: [0, 2, 7]
-//	  windows: [3, 5, 1]
+//   - name: default
+//     resolution: 8
+//     rings: [0, 1, 2, 3, 4, 5, 10, 15, 20]
+//     windows: [1, 2, 4, 8, 16, 32]
+//   - name: fine
+//     resolution: 9
+//     rings: [0, 2, 7]
+//     windows: [3, 5, 1]
 //
 // The first is the run's default definition.
 func ParseDefinitions(r io.Reader) ([]Named, error) {

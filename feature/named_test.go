@@ -27,13 +27,13 @@ func TestParseDefinitions(t *testing.T) {
 		t.Fatalf("parsed %v", defs)
 	}
 	for in, want := range map[string]string{
-		"":                       "empty",
-		"name: x":                "want a YAML list",
-		"- name: a\n  resolution: 8\n  rings: [0]\n  window: [1]\n":                                 "field window not found",
-		"- name: a\n  resolution: 8\n  rings: [0]\n":                                                "a has no windows",
-		"- resolution: 8\n  rings: [0]\n  windows: [1]\n":                                          "entry 1 has no name",
-		"- name: A\n  resolution: 8\n  rings: [0]\n  windows: [1]\n":                               `name "A"`,
-		"- name: a\n  resolution: 16\n  rings: [0]\n  windows: [1]\n":                              "definition a: h3.resolution=16",
+		"":        "empty",
+		"name: x": "want a YAML list",
+		"- name: a\n  resolution: 8\n  rings: [0]\n  window: [1]\n":                                                            "field window not found",
+		"- name: a\n  resolution: 8\n  rings: [0]\n":                                                                           "a has no windows",
+		"- resolution: 8\n  rings: [0]\n  windows: [1]\n":                                                                      "entry 1 has no name",
+		"- name: A\n  resolution: 8\n  rings: [0]\n  windows: [1]\n":                                                           `name "A"`,
+		"- name: a\n  resolution: 16\n  rings: [0]\n  windows: [1]\n":                                                          "definition a: h3.resolution=16",
 		"- name: a\n  resolution: 8\n  rings: [0]\n  windows: [1]\n- name: a\n  resolution: 9\n  rings: [0]\n  windows: [1]\n": `name "a" given twice`,
 	} {
 		if _, err := ParseDefinitions(strings.NewReader(in)); err == nil || !strings.Contains(err.Error(), want) {
