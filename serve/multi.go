@@ -38,6 +38,7 @@ type Definitions struct {
 	servers map[string]*Server
 	readers map[string]Reader
 	active  func() string
+	maxBody int64 // Config.MaxBodyBytes: a batch body peeked at is read to it and no further
 }
 
 // LagMinutes is how far behind the newest definition's latest minute a
@@ -53,7 +54,7 @@ func NewDefinitions(cfg Config, names []string, readers []Reader, active func() 
 	if len(names) == 0 || len(names) != len(readers) {
 		return nil, fmt.Errorf("serve: %d definition names and %d stores", len(names), len(readers))
 	}
-	d := &Definitions{names: names, servers: map[string]*Server{}, readers: map[string]Reader{}, active: active}
+	d := &Definitions{names: names, servers: map[string]*Server{}, readers: map[string]Reader{}, active: active, maxBody: cfg.MaxBodyBytes}
 	if d.active == nil {
 		d.active = func() string { return names[0] }
 	}
@@ -86,7 +87,7 @@ func (d *Definitions) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	active := d.active()
-	name, r, err := pickDefinition(r, len(d.names) > 1)
+	name, r, err := pickDefinition(r, len(d.names) > 1, d.maxBody)
 	if err != "" {
 		writeError(w, http.StatusBadRequest, err)
 		return
@@ -106,9 +107,10 @@ func (d *Definitions) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // pickDefinition takes the definition a request names out of its query
 // (definition=NAME) and, for a batch, out of its body ("definition"), and
 // returns the request without it in the query. peekBody: read a batch's
-// body for it (only worth it with several definitions; a server of one
-// checks the body's "definition" itself).
-func pickDefinition(r *http.Request, peekBody bool) (name string, out *http.Request, msg string) {
+// body for it, at most maxBody+1 bytes (the server's own limit then
+// refuses a longer one), only worth it with several definitions (a server
+// of one checks the body's "definition" itself).
+func pickDefinition(r *http.Request, peekBody bool, maxBody int64) (name string, out *http.Request, msg string) {
 	raw := r.URL.RawQuery
 	if strings.Contains(raw, "definition=") {
 		var keep []string
@@ -130,7 +132,7 @@ func pickDefinition(r *http.Request, peekBody bool) (name string, out *http.Requ
 		r = r2
 	}
 	if peekBody && r.Method == http.MethodPost && r.Body != nil {
-		b, err := io.ReadAll(io.LimitReader(r.Body, 16<<20+1))
+		b, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
 		if err != nil {
 			return "", r, "body: " + err.Error()
 		}
