@@ -2,6 +2,7 @@ package aggregate
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/demandpipe/demandpipe/encode"
@@ -75,4 +76,47 @@ func (a *Local) Restore(ctx context.Context, closed int64, counts func(m int64) 
 	}
 	a.counter.resumeAt(closed)
 	return nil
+}
+
+// Backfill starts a definition added to a running deployment from the
+// count records another definition of the same resolution keeps (counts,
+// minutes keptFrom..closed): the windows as of minute first-1 are restored
+// from them without rows, then minutes first..closed are closed from them
+// with their rows emitted and committed, the last with resume's checkpoint,
+// exactly as if this definition had run all along; it then counts only
+// minutes after closed. first is the earliest minute whose windows the
+// records cover: keptFrom + this definition's longest window - 1. The
+// records are counts before smoothing, so any rings and windows (up to the
+// records' span) can be computed from them; another resolution cannot
+// (H3 is not exactly hierarchical). Call it before counting.
+func (a *Local) Backfill(ctx context.Context, keptFrom, closed int64, counts func(m int64) ([]byte, bool, error), resume Resume) (first int64, err error) {
+	first = keptFrom + int64(a.closer.maxW) - 1
+	if first > closed+1 {
+		return 0, fmt.Errorf("backfill: the records span minutes %d..%d, %d minutes, and this definition's longest window needs %d", keptFrom, closed, closed-keptFrom+1, a.closer.maxW)
+	}
+	if err := a.closer.restore(ctx, first-1, counts); err != nil {
+		return 0, err
+	}
+	req := CloseRequest{through: closed, clock: closed, first: first, resume: resume}
+	for m := first; m <= closed; m++ {
+		rec, ok, err := counts(m)
+		if err != nil {
+			return 0, err
+		}
+		if !ok {
+			continue
+		}
+		mc := &minuteCounts{}
+		if err := decodeCounts(rec, mc, m, a.products); err != nil {
+			return 0, fmt.Errorf("backfill: minute %d: %w", m, err)
+		}
+		req.counts = append(req.counts, mc)
+	}
+	if first <= closed {
+		if err := a.closer.closeThrough(ctx, req); err != nil {
+			return 0, err
+		}
+	}
+	a.counter.resumeAt(closed)
+	return first, nil
 }

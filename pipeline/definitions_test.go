@@ -167,3 +167,84 @@ func TestDefinitionsResumeEachFromItsOwnCheckpoint(t *testing.T) {
 		})
 	}
 }
+
+// TestDefinitionAddedIsBackfilled (issue 23): a definition added to a
+// deployment that has run for a while (a restart with a longer
+// definitions file) starts from the count records the first definition's
+// sink keeps: its rows of every minute those records cover whole are
+// written at once, and from then on equal a run of that definition from
+// the start, minute for minute; one of another resolution cannot be
+// started that way and is refused.
+func TestDefinitionAddedIsBackfilled(t *testing.T) {
+	t.Parallel()
+	in := strings.Join(resumeInput(t), "\n") + "\n" // 25 minutes of a small city, with a gap and a jump
+	def := feature.Definition{Resolution: 8, Rings: []int{0, 1, 2}, Windows: []int{1, 4, 8}}
+	added := feature.Named{Name: "added", Definition: feature.Definition{Resolution: 8, Rings: []int{0, 3}, Windows: []int{2, 5}}}
+	newEngine := func(extra []feature.Named, sinks ...sink.Writer) *Engine {
+		cfg := DefaultConfig()
+		cfg.Def, cfg.Extra, cfg.Parallelism, cfg.ChunkBytes = def, extra, 2, 16<<10
+		e, err := New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.Identity, e.ExtraSinks = "backfill-input", sinks
+		return e
+	}
+	// From scratch: the added definition alone, over the whole input.
+	alone := newMemDurable()
+	cfgAlone := DefaultConfig()
+	cfgAlone.Def, cfgAlone.Parallelism, cfgAlone.ChunkBytes = added.Definition, 2, 16<<10
+	ea, _ := New(cfgAlone)
+	if err := ea.Run(context.Background(), strings.NewReader(in), alone); err != nil {
+		t.Fatal(err)
+	}
+	// The deployment: the first definition alone until a stop mid-input...
+	a := newMemDurable()
+	minutes := slices.Sorted(maps.Keys(alone.rows))
+	a.failAt = minutes[len(minutes)/3]
+	if err := newEngine(nil).Run(context.Background(), strings.NewReader(in), a); err == nil || err.Error() != "crash" {
+		t.Fatalf("first run: %v", err)
+	}
+	a.failAt = -1
+	// ...then restarted with the added definition into a new sink.
+	b := newMemDurable()
+	e := newEngine([]feature.Named{added}, b)
+	if res, err := e.Resume(a, "backfill-input"); err != nil || res == nil {
+		t.Fatalf("resume: %v %v (%d minutes, crash at %d)", res, err, len(minutes), a.failAt)
+	}
+	if err := e.Run(context.Background(), strings.NewReader(in), a); err != nil {
+		t.Fatal(err)
+	}
+	if len(e.Backfills) != 1 || e.Backfills[0].From != "default" || e.Backfills[0].First > e.Backfills[0].Closed {
+		t.Fatalf("backfills: %+v", e.Backfills)
+	}
+	bf := e.Backfills[0]
+	// The first definition keeps 7 minutes of counts (windows to 8): the
+	// added one (windows to 5) gets 3 minutes of history at once.
+	if got := bf.Closed - bf.First + 1; got != 3 {
+		t.Errorf("backfilled %d minutes, want 3", got)
+	}
+	var want []row
+	for _, m := range minutes {
+		if m >= bf.First {
+			want = append(want, alone.rows[m]...)
+		}
+	}
+	sortRows(want)
+	diffRows(t, b.all(), want)
+	history := 0
+	for m := bf.First; m <= bf.Closed; m++ {
+		history += len(b.rows[m])
+	}
+	if history == 0 {
+		t.Errorf("no row in the backfilled minutes %d..%d: the test no longer shows the history written", bf.First, bf.Closed)
+	}
+	t.Logf("backfilled minutes %d..%d (%d rows) in %v; %d rows equal the run from scratch", bf.First-minutes[0], bf.Closed-minutes[0], history, bf.Took, len(want))
+
+	// Another resolution: refused, with why.
+	fine := feature.Named{Name: "fine", Definition: feature.Definition{Resolution: 9, Rings: []int{0}, Windows: []int{1}}}
+	e = newEngine([]feature.Named{fine}, newMemDurable())
+	if _, err := e.Resume(a, "backfill-input"); err == nil || !strings.Contains(err.Error(), "no definition of resolution 9") {
+		t.Errorf("another resolution: %v", err)
+	}
+}

@@ -10,7 +10,6 @@ import (
 	"io"
 	"slices"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/demandpipe/demandpipe/aggregate"
@@ -75,8 +74,15 @@ type Engine struct {
 	resume              *checkpoint
 	resumeCounts        func(m int64) ([]byte, bool, error)
 	// extraResume: where each further definition resumes (its own sink's
-	// checkpoint), when Resume found them
+	// checkpoint, or a backfill from another's), when Resume found them
 	extraResume []defResume
+	// Backfills are the definitions Run started from another's count
+	// records (a definition added to a running deployment), once Run has
+	// begun; for the log.
+	Backfills []Backfill
+	// OnBackfill, if set, is told each backfill as it ends (before the
+	// first batch is read).
+	OnBackfill func(Backfill)
 	// resumeClosed: the run's definition's last committed minute (the
 	// resume point's, unless an earlier definition's checkpoint is it)
 	resumeClosed int64
@@ -113,7 +119,7 @@ func (e *Engine) Run(ctx context.Context, src io.Reader, snk sink.Writer) error 
 	l, ok := src.(interface{ Live() bool })
 	live := ok && l.Live()
 	seq := newSequencer(cfg.Lateness.Milliseconds(), cfg.IdleTimeout.Milliseconds(), dt, cfg.Future.rule(), e.Products, slices.Max(cfg.Def.Windows))
-	aggs, err := e.newLocalAggregators(ctx, snk, seq)
+	aggs, err := e.newLocalAggregators(ctx, src, snk, seq)
 	if err != nil {
 		return err
 	}
@@ -187,7 +193,7 @@ func (e *Engine) Run(ctx context.Context, src io.Reader, snk sink.Writer) error 
 // newLocalAggregators builds the count and close of the run's definition
 // (newLocalAggregator) and of each further definition (Config.Extra) on its
 // sink.
-func (e *Engine) newLocalAggregators(ctx context.Context, snk sink.Writer, seq *sequencer) ([]*aggregate.Local, error) {
+func (e *Engine) newLocalAggregators(ctx context.Context, src io.Reader, snk sink.Writer, seq *sequencer) ([]*aggregate.Local, error) {
 	if len(e.ExtraSinks) != len(e.cfg.Extra) {
 		return nil, fmt.Errorf("pipeline: %d further definitions and %d sinks for them", len(e.cfg.Extra), len(e.ExtraSinks))
 	}
@@ -217,7 +223,11 @@ func (e *Engine) newLocalAggregators(ctx context.Context, snk sink.Writer, seq *
 		if k < len(e.extraResume) {
 			start = time.Now()
 			r := e.extraResume[k]
-			if err := a.Restore(ctx, r.closed, r.counts); err != nil {
+			if r.from != nil {
+				if err := e.backfill(ctx, src, a, d, r); err != nil {
+					return nil, err
+				}
+			} else if err := a.Restore(ctx, r.closed, r.counts); err != nil {
 				return nil, fmt.Errorf("resume definition %s: %w", d.Name, err)
 			}
 			e.ExtraStats[k].RestoreNanos.Store(int64(time.Since(start)))
@@ -605,6 +615,18 @@ func (e *Engine) Resume(snk sink.Checkpointer, identity string) (*Resumed, error
 type defResume struct {
 	closed int64
 	counts func(m int64) ([]byte, bool, error)
+	// from, when set, is the definition whose count records this one is
+	// backfilled from (it has no checkpoint of its own)
+	from     *checkpoint
+	fromName string
+	fromMaxW int
+}
+
+// Backfill says how a definition was started from another's counts.
+type Backfill struct {
+	Name, From    string
+	First, Closed int64 // minutes whose rows were written from the counts
+	Took          time.Duration
 }
 
 // resumeDefs is Resume with further definitions: every sink's checkpoint
@@ -644,21 +666,37 @@ func (e *Engine) resumeDefs(raw []byte, counts func(m int64) ([]byte, bool, erro
 		}
 		all[k], have = loaded{cp, countsK}, have+1
 	}
-	switch {
-	case have == 0:
+	if have == 0 {
 		return nil, nil
-	case have < len(all):
-		var missing []string
-		for k, l := range all {
-			if l.cp == nil {
-				missing = append(missing, named[k].Name)
+	}
+	// A definition without a checkpoint while others have one was added to
+	// a running deployment: it starts from the count records of one of the
+	// same resolution whose records span its longest window.
+	from := make([]int, len(all))
+	for k, l := range all {
+		from[k] = -1
+		if l.cp != nil {
+			continue
+		}
+		for s, src := range all {
+			if src.cp != nil && named[s].Resolution == named[k].Resolution && slices.Max(named[s].Windows) >= slices.Max(named[k].Windows) {
+				from[k] = s
+				break
 			}
 		}
-		return nil, fmt.Errorf("%w: definitions %s have no checkpoint in their sinks while the others do (a definition added to a deployment is backfilled from counts, not built yet: issue 23); run them into new sinks, or all with -resume=false", ErrNotResumable, strings.Join(missing, ", "))
+		if from[k] < 0 || k == 0 {
+			return nil, fmt.Errorf("%w: definition %s has no checkpoint in its sink while the others do, and no definition of resolution %d with windows as long keeps counts to start it from (counts of another resolution would move 7%% of events to other cells: docs/DEFINITIONS.md); run it into a new sink with -resume=false, or give it a definition to start from", ErrNotResumable, named[k].Name, named[k].Resolution)
+		}
 	}
 	// The earliest: by input position, then by minute (a gap in the input
 	// leaves the position of several closes the same).
-	base := slices.MinFunc(all, func(a, b loaded) int {
+	var with []loaded
+	for _, l := range all {
+		if l.cp != nil {
+			with = append(with, l)
+		}
+	}
+	base := slices.MinFunc(with, func(a, b loaded) int {
 		return cmp.Or(cmp.Compare(a.cp.seq.pos, b.cp.seq.pos), cmp.Compare(a.cp.closed, b.cp.closed))
 	})
 	if err := e.takeProducts(base.cp); err != nil {
@@ -667,8 +705,13 @@ func (e *Engine) resumeDefs(raw []byte, counts func(m int64) ([]byte, bool, erro
 	e.resume, e.resumeCounts = base.cp, all[0].counts
 	e.resumeClosed = all[0].cp.closed
 	e.extraResume = e.extraResume[:0]
-	for _, l := range all[1:] {
-		e.extraResume = append(e.extraResume, defResume{l.cp.closed, l.counts})
+	for k, l := range all[1:] {
+		if s := from[k+1]; s >= 0 {
+			src := all[s]
+			e.extraResume = append(e.extraResume, defResume{closed: src.cp.closed, counts: src.counts, from: src.cp, fromName: named[s].Name, fromMaxW: slices.Max(named[s].Windows)})
+			continue
+		}
+		e.extraResume = append(e.extraResume, defResume{closed: l.cp.closed, counts: l.counts})
 	}
 	e.startPos, e.startLine = base.cp.seq.pos, base.cp.seq.line
 	return &Resumed{Minute: base.cp.closed, Pos: base.cp.seq.pos, Line: base.cp.seq.line}, nil
@@ -720,6 +763,27 @@ func (e *Engine) takeProducts(cp *checkpoint) error {
 		if _, err := e.Products.Code(u); err != nil {
 			return fmt.Errorf("resume: %w", err)
 		}
+	}
+	return nil
+}
+
+// backfill starts further definition d (no checkpoint of its own) from the
+// count records of definition r.fromName: its rows for every minute those
+// records cover whole, committed into its sink with a checkpoint at the
+// source definition's resume point (docs/DEFINITIONS.md).
+func (e *Engine) backfill(ctx context.Context, src io.Reader, a *aggregate.Local, d feature.Named, r defResume) error {
+	start := time.Now()
+	cp := e.checkpointer(src)
+	cp.config = e.cfg.forDef(d).configKey()
+	keptFrom := r.closed - int64(r.fromMaxW) + 2 // what the source definition's sink keeps (aggregate: stateFor)
+	first, err := a.Backfill(ctx, keptFrom, r.closed, r.counts, &resumePoint{cp: &cp, st: &r.from.seq})
+	if err != nil {
+		return fmt.Errorf("definition %s, backfilled from %s's counts: %w", d.Name, r.fromName, err)
+	}
+	b := Backfill{Name: d.Name, From: r.fromName, First: first, Closed: r.closed, Took: time.Since(start)}
+	e.Backfills = append(e.Backfills, b)
+	if e.OnBackfill != nil {
+		e.OnBackfill(b)
 	}
 	return nil
 }

@@ -309,3 +309,39 @@ func (o *oneRowOff) Scan(m int64, p encode.UUID, fn func(uint64, []int32) bool) 
 		return fn(c, f)
 	})
 }
+
+// TestDefinitionAddedToAStore: a store run with one definition, run again
+// with a definitions file that adds one: the added definition's store is
+// filled from the first's count records at once (the log says so), listed
+// in the definitions file and served.
+func TestDefinitionAddedToAStore(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	events := genEvents(t, dir, 6_000)
+	st := filepath.Join(dir, "st")
+	if err := runCommand(storeArgs("file:"+events, st, smallDef...)); err != nil {
+		t.Fatal(err)
+	}
+	defs := filepath.Join(dir, "defs.yaml")
+	if err := os.WriteFile(defs, []byte("- name: default\n  resolution: 8\n  rings: [0, 1, 2, 3, 5]\n  windows: [1, 2, 4, 8, 16]\n- name: added\n  resolution: 8\n  rings: [0, 4]\n  windows: [2, 3]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, stderr, done := runSubprocess(t, storeArgs("file:"+events, st, "-definitions="+defs))
+	if err := <-done; err != nil || !strings.Contains(stderr.String(), "definition added: its history written from another definition's count records") {
+		t.Fatalf("second run: %v\n%s", err, lastLines(stderr.String(), 8))
+	}
+	f, err := definitions.Load(st)
+	if err != nil || !slices.Equal(f.Definitions, []string{"default", "added"}) || f.Active != "default" {
+		t.Fatalf("definitions file: %+v %v", f, err)
+	}
+	c := store.DefaultConfig()
+	c.Dir, c.ReadOnly = st+".added", true
+	added, err := store.Open(c, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer added.Close()
+	if ms := added.Minutes(nil); len(ms) == 0 || ms[0].Rows == 0 || added.Definition().String() != "res=8;rings=0,4;windows=2,3" {
+		t.Fatalf("the added definition's store: %v minutes, definition %s", ms, added.Definition())
+	}
+}

@@ -390,6 +390,10 @@ func (j *runJob) control(ctx context.Context, cancelCause context.CancelCauseFun
 func (j *runJob) execute(ctx context.Context) error {
 	rf, e, log := j.rf, j.e, j.log
 	log.Info("run", "source", source.RedactURL(*rf.src), "sink", source.RedactURL(*rf.snk), "definition", definitionsText(rf.cfg), "lateness", rf.cfg.Lateness.String(), "parallelism", rf.cfg.Parallelism, "input", durationOr(*rf.duration))
+	e.OnBackfill = func(b pipeline.Backfill) {
+		log.Info("definition added: its history written from another definition's count records", "definition", b.Name, "from", b.From,
+			"minutes", encode.MinuteStart(b.First).Format(time.RFC3339)+" .. "+encode.MinuteStart(b.Closed).Format(time.RFC3339), "took", b.Took.Round(time.Millisecond).String())
+	}
 	e.OnClose = func(m, rows int64, took time.Duration) {
 		log.Info("minute closed", "minute", encode.MinuteStart(m).Format(time.RFC3339), "rows", rows, "took", took.Round(time.Millisecond).String())
 		if afterClose != nil {
