@@ -10,6 +10,7 @@ import (
 	"github.com/uber/h3-go/v4"
 
 	"github.com/demandpipe/demandpipe/encode"
+	"github.com/demandpipe/demandpipe/feature"
 	"github.com/demandpipe/demandpipe/internal/cellindex"
 	"github.com/demandpipe/demandpipe/sink"
 )
@@ -146,28 +147,9 @@ func (n *nullCheckpointer) LoadState() ([]byte, func(int64) ([]byte, bool, error
 // `cells` source cells each (the issue's target: under 2 s before new
 // events flow).
 func BenchmarkRestore(b *testing.B) {
-	const n = 20_000
 	cfg := DefaultConfig()
 	cfg.Kring.MaxCachedDisks = 1 << 20
-	center, _ := h3.LatLngToCell(h3.LatLng{Lat: 40.75, Lng: -73.98}, 8)
-	disk, _ := h3.GridDisk(center, 120)
-	records := map[int64][]byte{}
-	m0 := int64(28_620_600)
-	src := encode.NewProducts()
-	code, _ := src.Code(encode.UUID{1})
-	for m := m0; m < m0+31; m++ {
-		mc := &minuteCounts{minute: m}
-		ix := cellindex.New(n)
-		mc.cells[code] = ix
-		for i := range n {
-			k := ix.Insert(uint64(disk[(i*2+int(m%2)*(i%2))%len(disk)]))
-			if int(k) == len(mc.counts[code]) {
-				mc.counts[code] = append(mc.counts[code], 0)
-			}
-			mc.counts[code][k]++
-		}
-		records[m] = appendCounts(nil, mc, src, m)
-	}
+	records, m0 := metroRecords(31)
 	b.ReportMetric(float64(len(records[m0])), "record-bytes/minute")
 	b.ReportAllocs()
 	for b.Loop() {
@@ -182,6 +164,33 @@ func BenchmarkRestore(b *testing.B) {
 		}); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// BenchmarkBackfill measures starting a new definition from 31 minutes of
+// a metro's count records (20,000 sources a minute, what the default
+// definition's sink keeps): rings 0,2,7 and windows 1,3,5 (issue 23's
+// example): its windows restored, then its rows of the 27 minutes the
+// records cover whole closed and handed to the null sink.
+func BenchmarkBackfill(b *testing.B) {
+	records, m0 := metroRecords(31)
+	cfg := DefaultConfig()
+	cfg.Def = feature.Definition{Resolution: 8, Rings: []int{0, 2, 7}, Windows: []int{1, 3, 5}}
+	b.ReportAllocs()
+	for b.Loop() {
+		var st Stats
+		a, err := newLocal(cfg, encode.NewProducts(), &sink.Null{}, &st)
+		if err != nil {
+			b.Fatal(err)
+		}
+		first, err := a.Backfill(context.Background(), m0, m0+30, func(m int64) ([]byte, bool, error) {
+			r, ok := records[m]
+			return r, ok, nil
+		}, nil)
+		if err != nil || first != m0+4 || st.Minutes.Load() != 27 {
+			b.Fatalf("first %d, %d minutes closed: %v", first-m0, st.Minutes.Load(), err)
+		}
+		b.ReportMetric(float64(st.Rows.Load()), "rows")
 	}
 }
 
@@ -231,4 +240,30 @@ func BenchmarkCloseSparse(b *testing.B) {
 			b.ReportMetric(float64(st.Rows.Load())/float64(b.N), "rows/minute")
 		})
 	}
+}
+
+// metroRecords are the count records of minutes a metro's sink keeps: 20,000
+// sources a minute around Manhattan, half of them moving each minute.
+func metroRecords(minutes int) (map[int64][]byte, int64) {
+	const n = 20_000
+	center, _ := h3.LatLngToCell(h3.LatLng{Lat: 40.75, Lng: -73.98}, 8)
+	disk, _ := h3.GridDisk(center, 120)
+	records := map[int64][]byte{}
+	m0 := int64(28_620_600)
+	src := encode.NewProducts()
+	code, _ := src.Code(encode.UUID{1})
+	for m := m0; m < m0+int64(minutes); m++ {
+		mc := &minuteCounts{minute: m}
+		ix := cellindex.New(n)
+		mc.cells[code] = ix
+		for i := range n {
+			k := ix.Insert(uint64(disk[(i*2+int(m%2)*(i%2))%len(disk)]))
+			if int(k) == len(mc.counts[code]) {
+				mc.counts[code] = append(mc.counts[code], 0)
+			}
+			mc.counts[code][k]++
+		}
+		records[m] = appendCounts(nil, mc, src, m)
+	}
+	return records, m0
 }
