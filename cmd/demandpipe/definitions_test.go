@@ -2,7 +2,11 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
@@ -17,6 +21,7 @@ import (
 	"github.com/demandpipe/demandpipe/client"
 	"github.com/demandpipe/demandpipe/definitions"
 	"github.com/demandpipe/demandpipe/encode"
+	"github.com/demandpipe/demandpipe/internal/testsize"
 	"github.com/demandpipe/demandpipe/serve"
 	"github.com/demandpipe/demandpipe/store"
 )
@@ -343,5 +348,117 @@ func TestDefinitionAddedToAStore(t *testing.T) {
 	defer added.Close()
 	if ms := added.Minutes(nil); len(ms) == 0 || ms[0].Rows == 0 || added.Definition().String() != "res=8;rings=0,4;windows=2,3" {
 		t.Fatalf("the added definition's store: %v minutes, definition %s", ms, added.Definition())
+	}
+}
+
+// TestHistoryEqualsTheStoreAtThoseTimes (issue 23): point-in-time answers
+// for queries spread over a replay (before its first closed minute, during,
+// and after its end) equal what serve answers from the store the same run
+// wrote, restricted to the minutes closed at each query's ts (a minute
+// closes once event time is the lateness past its end): the same minute,
+// the same row or zeros; in ts order, as NDJSON and CSV.
+func TestHistoryEqualsTheStoreAtThoseTimes(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	events := genEvents(t, dir, 8_000)
+	st := filepath.Join(dir, "st")
+	if err := runCommand(storeArgs("file:"+events, st, smallDef...)); err != nil {
+		t.Fatal(err)
+	}
+	c := store.DefaultConfig()
+	c.Dir, c.ReadOnly = st, true
+	s, err := store.Open(c, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var closed []int64
+	for _, mi := range s.Minutes(nil) {
+		closed = append(closed, mi.Minute)
+	}
+	slices.Sort(closed)
+	products := s.Products()
+	rng := rand.New(rand.NewPCG(testsize.Seed(t), 7))
+	start := encode.MinuteStart(closed[0]).UnixMilli()
+	var csvText strings.Builder
+	csvText.WriteString("ts,lat,lng,product\n")
+	type query struct {
+		ts       int64
+		lat, lng float64
+		product  encode.UUID
+	}
+	var qs []query
+	for range 400 {
+		q := query{ts: start + rng.Int64N(int64(len(closed)+3)*60_000) - 30_000, lat: 40.70 + rng.Float64()*0.12, lng: -74.02 + rng.Float64()*0.1, product: products[rng.IntN(len(products))]}
+		qs = append(qs, q)
+		fmt.Fprintf(&csvText, "%d,%f,%f,%s\n", q.ts, q.lat, q.lng, q.product)
+	}
+	at := filepath.Join(dir, "queries.csv")
+	if err := os.WriteFile(at, []byte(csvText.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "answers.ndjson")
+	if err := historyCommand(append([]string{"-source=file:" + events, "-at=" + at, "-o=" + out}, smallDef...)); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	if len(lines) != len(qs) {
+		t.Fatalf("%d answers for %d queries", len(lines), len(qs))
+	}
+	slices.SortStableFunc(qs, func(a, b query) int { return cmp.Compare(a.ts, b.ts) })
+	lateness := int64(30_000)
+	answered, noMinute := 0, 0
+	for i, l := range lines {
+		var a struct {
+			TS       string  `json:"ts"`
+			H3       string  `json:"h3"`
+			Minute   *string `json:"minute"`
+			Found    bool    `json:"found"`
+			Features []int32 `json:"features"`
+		}
+		if err := json.Unmarshal([]byte(l), &a); err != nil {
+			t.Fatal(err)
+		}
+		q := qs[i]
+		// What serve answers at q.ts: the latest minute closed by then.
+		var want int64 = -1
+		for _, m := range closed {
+			if encode.MinuteStart(m+1).UnixMilli()+lateness <= q.ts {
+				want = m
+			}
+		}
+		if want < 0 {
+			if a.Minute != nil {
+				t.Fatalf("query %d at %d: answered minute %s before any minute closed", i, q.ts, *a.Minute)
+			}
+			noMinute++
+			continue
+		}
+		if a.Minute == nil || *a.Minute != encode.MinuteStart(want).Format(time.RFC3339) {
+			t.Fatalf("query %d at %s: minute %v, want %s", i, a.TS, a.Minute, encode.MinuteStart(want).Format(time.RFC3339))
+		}
+		cell, _ := strconv.ParseUint(a.H3, 16, 64)
+		row, err := s.Get(nil, want, q.product, cell)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if row.Found != a.Found || !slices.Equal(row.Features, a.Features) {
+			t.Fatalf("query %d: %v %v, the store has %v %v", i, a.Found, a.Features, row.Found, row.Features)
+		}
+		answered++
+	}
+	if answered < len(qs)/2 || noMinute == 0 {
+		t.Errorf("%d answered from a minute, %d before the first: the queries no longer cover both", answered, noMinute)
+	}
+	outCSV := filepath.Join(dir, "answers.csv")
+	if err := historyCommand(append([]string{"-source=file:" + events, "-at=" + at, "-o=" + outCSV, "-format=csv"}, smallDef...)); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(outCSV); !strings.HasPrefix(string(b), "ts,lat,lng,product,h3,minute,found,k0_w1,k0_w2") || strings.Count(string(b), "\n") != len(qs)+1 {
+		t.Errorf("CSV: %.200s", b)
 	}
 }

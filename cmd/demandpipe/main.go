@@ -21,7 +21,8 @@ Usage:
   demandpipe tune  [flags]   sweep parallelism, sink writers and batch size; table, CSV, chart, advice
   demandpipe serve [flags]   serve features from a store over HTTP
   demandpipe schema cassandra  print the CQL of the Cassandra sink's tables
-  demandpipe definitions list|promote -store=DIR [NAME]  a store's feature definitions; make one active
+  demandpipe definitions list|promote|diff -store=DIR …  a store's feature definitions; make one active
+  demandpipe history -source=file:EVENTS -at=QUERIES.csv  features as served at past times (point in time)
   demandpipe config [-format=json]  list every knob of run with its default
   demandpipe version         print the module version, commit and Go version (also --version)
   demandpipe healthcheck [flags]  exit 0 when /readyz on :8080 answers 200 (the container's HEALTHCHECK)
@@ -71,10 +72,12 @@ func main() {
 		err = healthcheckCommand(args)
 	case "definitions":
 		err = definitionsCommand(args)
+	case "history":
+		err = historyCommand(args)
 	case "help", "-h", "-help", "--help":
 		if len(args) > 0 {
 			switch args[0] {
-			case "run", "gen", "publish", "bench", "tune", "serve", "schema", "config", "healthcheck", "definitions":
+			case "run", "gen", "publish", "bench", "tune", "serve", "schema", "config", "healthcheck", "definitions", "history":
 				// Asked for: help goes to stdout, so it pipes into grep.
 				helpOut = os.Stdout
 				os.Args = []string{os.Args[0], args[0], "-h"}
@@ -112,7 +115,7 @@ func main() {
 }
 
 // commands are the commands main knows, for suggestions.
-var commands = []string{"run", "gen", "publish", "bench", "tune", "serve", "schema", "config", "definitions", "version", "healthcheck", "help"}
+var commands = []string{"run", "gen", "publish", "bench", "tune", "serve", "schema", "config", "definitions", "history", "version", "healthcheck", "help"}
 
 // suggestCommand is ": did you mean X?" for the nearest command to name
 // (or names sharing its prefix), followed by where the list is.
