@@ -18,11 +18,11 @@ import (
 	"github.com/demandpipe/demandpipe/internal/cqltest"
 	"github.com/demandpipe/demandpipe/internal/pulsartest"
 	"github.com/demandpipe/demandpipe/pipeline"
+	pulsarsource "github.com/demandpipe/demandpipe/pulsar"
 	"github.com/demandpipe/demandpipe/scaleout"
 	"github.com/demandpipe/demandpipe/serve"
 	"github.com/demandpipe/demandpipe/sink"
 	"github.com/demandpipe/demandpipe/sink/cassandra"
-	"github.com/demandpipe/demandpipe/source"
 	"github.com/demandpipe/demandpipe/store"
 )
 
@@ -58,7 +58,7 @@ func fullRegistry(t *testing.T) *prometheus.Registry {
 
 	// The Pulsar source's metrics (-source=pulsar://): its collectors read
 	// plain counters, which a zero Pulsar has.
-	if err := new(source.Pulsar).RegisterMetrics(reg); err != nil {
+	if err := new(pulsarsource.Source).RegisterMetrics(reg); err != nil {
 		t.Fatal(err)
 	}
 

@@ -1,20 +1,15 @@
 // Package source is where raw events enter: NDJSON files (plain, gzip or
-// zstd, detected from the first bytes), stdin, the built-in live
-// generator, and Apache Pulsar topics (one message per line; Pulsar). A
-// Source is an io.Reader of NDJSON bytes; the engine cuts it into chunks of
-// whole lines.
+// zstd, detected from the first bytes), stdin and the built-in live
+// generator. A Source is an io.Reader of NDJSON bytes; the engine cuts it
+// into chunks of whole lines.
 //
-// The Pulsar source acknowledges messages only once a checkpoint past them
-// is durable and resumes after a restart from the checkpoint's message ids
-// (RECOVERY.md). Its metrics (Pulsar.RegisterMetrics), namespace
-// demandpipe, subsystem source: pulsar_messages_total,
-// pulsar_received_bytes_total, pulsar_redeliveries_total,
-// pulsar_acked_messages_total, pulsar_ack_errors_total, pulsar_reconnects_total,
-// pulsar_dead_lettered_total, pulsar_unacked_messages,
-// pulsar_partition_unacked_messages, pulsar_max_unacked_messages and
-// pulsar_consumer_lag_seconds. On a shared or key_shared subscription it
-// fails the run, saying so, before the broker's limit on unacknowledged
-// messages would stall it (PulsarConfig.MaxUnacked).
+// Sources open from Openers, a map of kinds as sink.Openers is for sinks:
+// Builtin holds file and gen, and a package with a source of its own adds
+// its kinds (package pulsar: pulsar.Openers). What a source can do beyond
+// Source is a capability, a small interface found by type assertion where
+// the run is wired (capability.go): Acknowledger, Instrumented,
+// DeadLetterer; the engine's own are pipeline.Cursored and the Identity and
+// EventClock methods.
 package source
 
 import (
@@ -23,6 +18,8 @@ import (
 	"maps"
 	"slices"
 	"strings"
+
+	"github.com/demandpipe/demandpipe/internal/redact"
 )
 
 // Source is an input of NDJSON events.
@@ -48,14 +45,11 @@ type Opener func(arg string) (Source, error)
 // for sinks: a command (or a test) opens only the kinds it holds.
 type Openers map[string]Opener
 
-// Builtin returns the kinds this package provides: file, gen, pulsar and
-// pulsar+ssl.
+// Builtin returns the kinds this package provides: file and gen.
 func Builtin() Openers {
 	return Openers{
-		"file":       opener(OpenFile),
-		"gen":        opener(OpenGen),
-		"pulsar":     opener(func(arg string) (*Pulsar, error) { return OpenPulsar("pulsar:" + arg) }),
-		"pulsar+ssl": opener(func(arg string) (*Pulsar, error) { return OpenPulsar("pulsar+ssl:" + arg) }),
+		"file": opener(OpenFile),
+		"gen":  opener(OpenGen),
 	}
 }
 
@@ -74,11 +68,12 @@ func opener[S Source](open func(string) (S, error)) Opener {
 // Open builds a source from a spec "kind:arg": "file:PATH" ("file:-" is
 // stdin), "gen:" with optional comma-separated settings, e.g.
 // "gen:rate=200000,riders=500000,seed=7,speed=10" (see GenSpecHelp), or
-// "pulsar://HOST:PORT/TOPIC?subscription=NAME" (see PulsarSpecHelp).
+// another kind's, e.g. "pulsar://HOST:PORT/TOPIC?subscription=NAME" (see
+// pulsar.SpecHelp).
 func (o Openers) Open(spec string) (Source, error) {
 	kind, arg, ok := strings.Cut(spec, ":")
 	if !ok {
-		return nil, fmt.Errorf("source %q: want file:PATH, file:-, gen:[k=v,...] or pulsar://HOST:PORT/TOPIC?subscription=NAME", RedactURL(spec))
+		return nil, fmt.Errorf("source %q: want KIND:ARG, KIND one of %s (e.g. file:PATH, file:-, gen:[k=v,...])", RedactURL(spec), strings.Join(o.Kinds(), ", "))
 	}
 	open, found := o[kind]
 	if !found {
@@ -92,3 +87,9 @@ func (o Openers) Kinds() []string { return slices.Sorted(maps.Keys(o)) }
 
 // Open opens spec with the Builtin kinds.
 func Open(spec string) (Source, error) { return Builtin().Open(spec) }
+
+// RedactURL returns a source or sink spec fit to print: user info before
+// the host ("user:password@") and the values of token= and password=
+// replaced by REDACTED (internal/redact). Specs that are not URLs come back
+// as they are.
+func RedactURL(spec string) string { return redact.URL(spec) }

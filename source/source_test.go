@@ -121,13 +121,18 @@ func TestParseGenSpecErrors(t *testing.T) {
 }
 
 // TestOpeners: sources open from a map of kinds as sinks do; an unknown
-// kind names the known ones, and a failed open returns a nil Source.
+// kind names the known ones without printing a secret of its spec, and a
+// failed open returns a nil Source.
 func TestOpeners(t *testing.T) {
-	if got := strings.Join(Builtin().Kinds(), ","); got != "file,gen,pulsar,pulsar+ssl" {
+	if got := strings.Join(Builtin().Kinds(), ","); got != "file,gen" {
 		t.Fatalf("kinds %s", got)
 	}
-	if _, err := Open("kafka://b:9092/rides"); err == nil || !strings.Contains(err.Error(), "known: file, gen, pulsar, pulsar+ssl") {
+	if _, err := Open("kafka://b:9092/rides"); err == nil || !strings.Contains(err.Error(), "known: file, gen") {
 		t.Fatalf("unknown kind: %v", err)
+	}
+	const secret = "s3cr3t-T0KEN"
+	if _, err := Open("kafka://user:" + secret + "@b:9092/rides?token=" + secret); err == nil || strings.Contains(err.Error(), secret) {
+		t.Fatalf("an unknown kind with secrets: %v, want an error that does not print them", err)
 	}
 	s, err := Open("file:/nonexistent/events.ndjson")
 	if err == nil || s != nil {

@@ -16,6 +16,7 @@ import (
 	"github.com/apache/pulsar-client-go/pulsar"
 	"github.com/valyala/fastjson"
 
+	"github.com/demandpipe/demandpipe/pulsar/conn"
 	"github.com/demandpipe/demandpipe/source"
 )
 
@@ -25,8 +26,9 @@ router keeps a rider's events on one partition and Key_Shared keeps them on one
 consumer, with its ts as the message's event time (the Pulsar source merges partitions
 by it). Blank lines are skipped. Messages are batched (-batch-messages, -batch-delay).
 
-The topic URL takes the source's connection settings (connect-timeout=,
-operation-timeout=, token-file=, tls-ca-file=; token from env DEMANDPIPE_PULSAR_TOKEN).
+The topic URL takes the connection's settings only, as the source's URL does
+(connect-timeout=, operation-timeout=, token-file=, tls-ca-file=; token from env
+DEMANDPIPE_PULSAR_TOKEN); a consumer's setting (subscription=, ...) is refused.
 An unreachable broker fails within operation-timeout (default 30s).
 
 Try the whole path (README: Pulsar):
@@ -63,7 +65,7 @@ func publishCommand(args []string) error {
 	case *progress != "auto" && *progress != "always" && *progress != "never":
 		return fmt.Errorf("-progress=%q: want auto, always or never", *progress)
 	}
-	cfg, err := source.ParsePulsarURL(*to)
+	cfg, err := conn.ParseTopic(*to)
 	if err != nil {
 		return err
 	}
@@ -72,7 +74,7 @@ func publishCommand(args []string) error {
 		return err
 	}
 	defer in.Close()
-	client, err := source.DialPulsar(cfg)
+	client, err := conn.Dial(cfg)
 	if err != nil {
 		return err
 	}

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/demandpipe/demandpipe/internal/pulsartest"
-	"github.com/demandpipe/demandpipe/source"
+	"github.com/demandpipe/demandpipe/pulsar/conn"
 )
 
 // TestPulsarTLSTokenRunEqualsFile: a topic published and read over
@@ -17,7 +17,7 @@ import (
 // disk; a run with a token the broker refuses fails within seconds saying
 // authentication failed.
 func TestPulsarTLSTokenRunEqualsFile(t *testing.T) {
-	t.Setenv(source.PulsarTokenEnv, "") // the token comes from token-file= only
+	t.Setenv(conn.TokenEnv, "") // the token comes from token-file= only
 	s, caFile, tokenFile, wrongFile := tlsTokenBroker(t)
 	dir := t.TempDir()
 	topic := pulsarTopic(t)
@@ -45,7 +45,7 @@ func TestPulsarTLSTokenRunEqualsFile(t *testing.T) {
 	if d := time.Since(start); d > 5*time.Second {
 		t.Errorf("run with a refused token failed after %s, want within seconds", d)
 	}
-	// publish, and the scale-out roles' client (source.DialPulsar), too.
+	// publish, and the scale-out roles' client (conn.Dial), too.
 	start = time.Now()
 	err = publishCommand([]string{"-to=" + url + "?tls-ca-file=" + caFile + "&token-file=" + wrongFile, "-progress=never", events})
 	if err == nil || !strings.Contains(err.Error(), "authentication failed") {
@@ -66,7 +66,7 @@ func TestPulsarTLSTokenRunEqualsFile(t *testing.T) {
 // role within seconds, naming the file; a topic or a consumer setting in
 // -scaleout.url is refused.
 func TestRolesOverTLSWithTokenFile(t *testing.T) {
-	t.Setenv(source.PulsarTokenEnv, "")
+	t.Setenv(conn.TokenEnv, "")
 	s, caFile, tokenFile, wrongFile := tlsTokenBroker(t)
 	testRoles(t, s.URL()+"?tls-ca-file="+caFile+"&token-file="+tokenFile, pulsarTopic(t), 1)
 

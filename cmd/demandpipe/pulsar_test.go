@@ -210,7 +210,7 @@ func TestPulsarKillAndResume(t *testing.T) {
 // partition, and each partition resumes after its own. Exact because the
 // consumer's skew between partitions (receiver-queue=100 messages each,
 // about 3 s of event time here) is well inside the lateness bound (30 s;
-// RECOVERY.md in source/).
+// pulsar/RECOVERY.md).
 func TestPulsarPartitionedKillAndResume(t *testing.T) {
 	t.Parallel()
 	testKillAndResume(t, testsize.Pick(20000, 40000), 3)
@@ -245,7 +245,7 @@ func testKillAndResume(t *testing.T, n, partitions int) {
 	src := s.URL() + "/" + topic + "?subscription=dp&receiver-queue=100"
 	// The stopped runs read live (no until=end): a live merge of partitions
 	// is exact only while no partition's messages arrive more than
-	// merge-wait after another's (source/RECOVERY.md). 100 ms did not hold
+	// merge-wait after another's (pulsar/RECOVERY.md). 100 ms did not hold
 	// with two copies of the suite on 2 cores (rows differed in one run of
 	// two); the test is about the resume, so it gives the merge 5 s.
 	live := src + "&merge-wait=5s"
@@ -486,7 +486,7 @@ func TestPulsarHelp(t *testing.T) {
 		}
 	}
 	out = help("run")
-	for _, want := range []string{"subscription=NAME", "until=end", "dead-letter=TOPIC", "without closing the open minutes", "source/RECOVERY.md"} {
+	for _, want := range []string{"subscription=NAME", "until=end", "dead-letter=TOPIC", "without closing the open minutes", "pulsar/RECOVERY.md"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("help run lacks %q", want)
 		}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/demandpipe/demandpipe/encode"
 	"github.com/demandpipe/demandpipe/pipeline"
+	"github.com/demandpipe/demandpipe/pulsar/conn"
 	"github.com/demandpipe/demandpipe/scaleout"
 	"github.com/demandpipe/demandpipe/sink"
 	"github.com/demandpipe/demandpipe/sink/cassandra"
@@ -71,12 +72,12 @@ func runRole(rf *runFlags, log *slog.Logger, serveSet bool) (ok bool, err error)
 	if err := r.so.Validate(); err != nil {
 		return true, err
 	}
-	pc, err := source.ParsePulsarService(*r.url)
+	pc, err := conn.ParseService(*r.url)
 	if err != nil {
 		return true, fmt.Errorf("-scaleout.url: %w", err)
 	}
 	pc.Topic = r.so.Topic
-	client, err := source.DialPulsar(pc)
+	client, err := conn.Dial(pc)
 	if err != nil {
 		return true, fmt.Errorf("-scaleout.url: %w", err)
 	}
@@ -115,7 +116,7 @@ type roleJob struct {
 	rf      *runFlags
 	r       *roleFlags
 	log     *slog.Logger
-	client  *source.PulsarClient
+	client  *conn.Client
 	reg     *prometheus.Registry
 	start   time.Time
 	stopped atomic.Bool // a signal asked it to stop
@@ -128,7 +129,7 @@ func (j *roleJob) dedup(ctx context.Context) error {
 	if *r.dedupID < 0 {
 		return fmt.Errorf("-scaleout.dedup-id=%d: must be >= 0", *r.dedupID)
 	}
-	in, err := source.Open(*rf.src)
+	in, err := openSource(*rf.src)
 	if err != nil {
 		return err
 	}
@@ -226,13 +227,15 @@ func (j *roleJob) prepareDedup(ctx context.Context, in source.Source, e *pipelin
 		j.log.Info("resuming from the checkpoint", "after_minute", encode.MinuteStart(resumed.Minute).Format(time.RFC3339), "input_byte", resumed.Pos)
 	}
 	e.Emit = pub
-	if p, ok := in.(*source.Pulsar); ok {
-		// Raw messages are acknowledged once a checkpoint past them is
-		// on the state topic (Engine.Durable).
-		if err := p.RegisterMetrics(j.reg); err != nil {
+	if s, ok := in.(source.Instrumented); ok {
+		if err := s.RegisterMetrics(j.reg); err != nil {
 			return err
 		}
-		e.Durable = p.Ack
+	}
+	if a, ok := in.(source.Acknowledger); ok {
+		// Raw messages are acknowledged once a checkpoint past them is
+		// on the state topic (Engine.Durable).
+		e.Durable = a.Ack
 	}
 	return nil
 }

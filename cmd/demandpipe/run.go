@@ -18,6 +18,7 @@ import (
 	"github.com/demandpipe/demandpipe/definitions"
 	"github.com/demandpipe/demandpipe/encode"
 	"github.com/demandpipe/demandpipe/pipeline"
+	"github.com/demandpipe/demandpipe/pulsar"
 	"github.com/demandpipe/demandpipe/serve"
 	"github.com/demandpipe/demandpipe/sink"
 	"github.com/demandpipe/demandpipe/sink/cassandra"
@@ -31,7 +32,7 @@ const runMore = `Sources:
   pulsar://HOST:6650/TOPIC?subscription=NAME  Apache Pulsar, one event a message (settings
                below; ` + "`demandpipe publish`" + ` puts a file of events on a topic; README: Pulsar)
 ` + source.GenSpecHelp + `
-` + source.PulsarSpecHelp + `
+` + pulsar.SpecHelp + `
 
 Sinks:
   store:DIR    the embedded feature store (pebble), served by -serve and by demandpipe serve
@@ -182,7 +183,7 @@ type runJob struct {
 	reg       *prometheus.Registry
 	srv       *runningServer
 	resumed   *pipeline.Resumed
-	pulsarSrc *source.Pulsar
+	ackSource source.Acknowledger // the source, if it acknowledges: stopped by cancelling
 	rejects   *os.File
 	defs      *definitions.Watcher // a store of several definitions: which is active
 }
@@ -192,7 +193,7 @@ type runJob struct {
 // source, which the caller closes.
 func (j *runJob) open() (err error) {
 	rf := j.rf
-	if j.in, err = source.Open(*rf.src); err != nil {
+	if j.in, err = openSource(*rf.src); err != nil {
 		return err
 	}
 	j.reg = newRegistry()
@@ -256,10 +257,8 @@ func (j *runJob) open() (err error) {
 		}
 		j.e.Rejects = j.rejects
 	}
-	if j.pulsarSrc, _ = j.in.(*source.Pulsar); j.pulsarSrc != nil {
-		return wirePulsar(j.pulsarSrc, j.e, j.out, j.reg, j.log)
-	}
-	return nil
+	j.ackSource, _ = j.in.(source.Acknowledger)
+	return wireSource(j.in, j.e, j.out, j.reg, j.log)
 }
 
 // close releases the source and the rejects file (the sink is closed by
@@ -325,15 +324,15 @@ func (j *runJob) resume() (err error) {
 }
 
 // control stops the run: the first signal ends the input gracefully (a
-// file or the generator ends and every minute seen so far closes; a
-// Pulsar run is cancelled instead, committing nothing further: RECOVERY.md
-// in source/), a second stops at once; -duration ends the input; a failed
-// store stops at once. It returns the cleanup.
+// file or the generator ends and every minute seen so far closes; a run
+// of an acknowledging source (Pulsar) is cancelled instead, committing
+// nothing further: pulsar/RECOVERY.md), a second stops at once; -duration
+// ends the input; a failed store stops at once. It returns the cleanup.
 func (j *runJob) control(ctx context.Context, cancelCause context.CancelCauseFunc) func() {
 	log, shutdownTimeout := j.log, *j.rf.shutdownTimeout
 	stopInput := j.in.Stop
-	if j.pulsarSrc != nil {
-		stopInput = func() { cancelCause(errPulsarStopped) }
+	if j.ackSource != nil {
+		stopInput = func() { cancelCause(errStoppedOpen) }
 	}
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
@@ -351,7 +350,7 @@ func (j *runJob) control(ctx context.Context, cancelCause context.CancelCauseFun
 				hardStop(5*time.Second, "the stop")
 				return
 			}
-			if j.pulsarSrc != nil {
+			if j.ackSource != nil {
 				log.Info("stopping without closing the open minutes: the next run resumes from the last checkpoint (signal again to stop at once)", "forced_after", shutdownTimeout.String())
 			} else {
 				log.Info("stopping: closing the minutes seen so far (signal again to stop at once)", "forced_after", shutdownTimeout.String())
@@ -424,7 +423,7 @@ func (j *runJob) execute(ctx context.Context) error {
 	if r := j.resumed; r != nil {
 		fmt.Fprintf(os.Stderr, "  resumed after        %s  (input from byte %d, line %d; windows restored in %.2fs)\n",
 			encode.MinuteStart(r.Minute).Format(time.RFC3339), r.Pos, r.Line, float64(e.Stats.RestoreNanos.Load())/1e9)
-		if sum.Lines == 0 && sum.Blank == 0 && runErr == nil && j.pulsarSrc == nil {
+		if sum.Lines == 0 && sum.Blank == 0 && runErr == nil && j.ackSource == nil {
 			// Re-running a finished replay: say so rather than look like
 			// a run that did nothing.
 			fmt.Fprintf(os.Stderr, "  nothing new          an earlier run read this input to its end and committed every minute; -resume=false starts over\n")
@@ -433,11 +432,11 @@ func (j *runJob) execute(ctx context.Context) error {
 	for k, d := range rf.cfg.Extra {
 		fmt.Fprintf(os.Stderr, "  definition %-9s %d rows written\n", d.Name, e.ExtraStats[k].Rows.Load())
 	}
-	if j.pulsarSrc != nil {
-		fmt.Fprintf(os.Stderr, "  pulsar               %s\n", j.pulsarSrc.Summary())
+	if s, ok := j.in.(source.Instrumented); ok {
+		fmt.Fprintf(os.Stderr, "  source               %s\n", s.Summary())
 	}
-	if errors.Is(runErr, errPulsarStopped) {
-		fmt.Fprintf(os.Stderr, "  stopped              without closing the open minutes (%s); the next run resumes from the last checkpoint\n", pulsarAcked(j.pulsarSrc))
+	if errors.Is(runErr, errStoppedOpen) {
+		fmt.Fprintf(os.Stderr, "  stopped              without closing the open minutes (%s); the next run resumes from the last checkpoint\n", ackedText(j.ackSource))
 		return closeErr
 	}
 	if runErr != nil {

@@ -1,4 +1,4 @@
-package source
+package pulsar
 
 import (
 	"time"
@@ -72,7 +72,7 @@ func (pq *partQueue) pop() pulsar.Message {
 
 // pick returns the partition whose head is next, or -1 and how long to
 // wait for a silent partition (0: until more input arrives).
-func (p *Pulsar) pick(now time.Time) (int, time.Duration) {
+func (p *Source) pick(now time.Time) (int, time.Duration) {
 	best, bestKey := -1, int64(0)
 	for i := range p.queues {
 		if p.queues[i].len() == 0 {

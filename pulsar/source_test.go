@@ -1,11 +1,10 @@
-package source
+package pulsar
 
 import (
 	"context"
 	"errors"
 	"fmt"
 	"io"
-	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -13,6 +12,9 @@ import (
 	"time"
 
 	"github.com/demandpipe/demandpipe/internal/keyshared"
+	"github.com/demandpipe/demandpipe/pipeline"
+	"github.com/demandpipe/demandpipe/pulsar/conn"
+	"github.com/demandpipe/demandpipe/source"
 
 	"github.com/apache/pulsar-client-go/pulsar"
 	"github.com/prometheus/client_golang/prometheus"
@@ -26,131 +28,20 @@ import (
 // TestMain checks that no goroutine outlives the tests, except the Pulsar
 // client's bounded lingerers (leakcheck.PulsarClient) and a subscribe
 // that a refusal abandoned, which retries until its operation timeout
-// (pulsar_auth.go).
+// (conn.Client.Consumer).
 func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m, append(leakcheck.PulsarClient,
-		goleak.IgnoreAnyFunction("github.com/demandpipe/demandpipe/source.subscribe.func1"),
-		goleak.IgnoreAnyFunction("github.com/demandpipe/demandpipe/source.subscribe.func2"))...)
+		goleak.IgnoreAnyFunction("github.com/demandpipe/demandpipe/pulsar/conn.(*Client).Consumer.func1"),
+		goleak.IgnoreAnyFunction("github.com/demandpipe/demandpipe/pulsar/conn.(*Client).Consumer.func2"))...)
 }
 
-func TestParsePulsarURL(t *testing.T) {
-	t.Setenv(PulsarTokenEnv, "")
-	c, err := ParsePulsarURL("pulsar://broker:6650/persistent://acme/rides/raw?subscription=dp&type=exclusive&initial=latest&until=end&dead-letter=bad&receiver-queue=50&ack-group-time=1s&ack-group-size=10&name=c1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := DefaultPulsarConfig()
-	want.ServiceURL, want.Topic, want.Subscription = "pulsar://broker:6650", "persistent://acme/rides/raw", "dp"
-	want.Type, want.Initial, want.UntilEnd, want.DeadLetter = "exclusive", "latest", true, "persistent://public/default/bad"
-	want.ReceiverQueue, want.AckGroupTime, want.AckGroupSize, want.Name = 50, time.Second, 10, "c1"
-	if !reflect.DeepEqual(c, want) {
-		t.Fatalf("got  %+v\nwant %+v", c, want)
-	}
-	if err := c.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	if c.MaxUnacked != 50000 {
-		t.Fatalf("max-unacked defaults to %d, want the broker's 50000", c.MaxUnacked)
-	}
-	if m, err := ParsePulsarURL("pulsar://broker:6650/raw?subscription=dp&type=shared&max-unacked=250000"); err != nil || m.MaxUnacked != 250000 || m.unackedLimit() != 250000 {
-		t.Fatalf("max-unacked=250000: %+v %v", m, err)
-	}
-	// Sticky key ranges go with key_shared only.
-	k, err := ParsePulsarURL("pulsar://broker:6650/raw?subscription=dp&type=key_shared&key-ranges=0-99,200-300")
-	if err != nil || !reflect.DeepEqual(k.KeyRanges, []int{0, 99, 200, 300}) || k.Validate() != nil {
-		t.Fatalf("key-ranges: %v %v %v", k.KeyRanges, err, k.Validate())
-	}
-	k.Type = "failover"
-	if err := k.Validate(); err == nil || !strings.Contains(err.Error(), "key-ranges needs type=key_shared") {
-		t.Fatalf("key-ranges with failover: %v", err)
-	}
-	if _, err := ParsePulsarURL("pulsar://broker:6650/raw?subscription=dp&type=key_shared&key-ranges=9-1"); err == nil {
-		t.Fatal("key-ranges=9-1 accepted")
-	}
-	if c.Identity() != "pulsar:persistent://acme/rides/raw subscription=dp" {
-		t.Fatalf("identity %q", c.Identity())
-	}
-	// Defaults: a short topic, the port, the token from the environment.
-	t.Setenv(PulsarTokenEnv, "tok")
-	c, err = ParsePulsarURL("pulsar+ssl://broker/rides?subscription=s")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if c.ServiceURL != "pulsar+ssl://broker:6651" || c.Topic != "persistent://public/default/rides" || c.Token != "tok" || c.Type != "failover" || c.Initial != "earliest" {
-		t.Fatalf("%+v", c)
-	}
-	for _, bad := range []string{
-		"http://broker/rides?subscription=s",
-		"pulsar:///rides?subscription=s",
-		"pulsar://broker/rides?subscription=s&nope=1",
-		"pulsar://broker/rides?subscription=s&until=later",
-		"pulsar://broker/rides?subscription=s&receiver-queue=x",
-		"pulsar://broker/rides?subscription=s&max-unacked=lots",
-		"pulsar://broker/rides?subscription=s&token=secret",
-	} {
-		if _, err := ParsePulsarURL(bad); err == nil {
-			t.Errorf("%s: accepted", bad)
-		}
-	}
-}
-
-// TestPulsarConfigValidate: every out-of-range field is refused with its
-// name in the message.
-func TestPulsarConfigValidate(t *testing.T) {
-	ok := func() PulsarConfig {
-		c := DefaultPulsarConfig()
-		c.ServiceURL, c.Topic, c.Subscription = "pulsar://h:6650", "persistent://public/default/t", "s"
-		return c
-	}
-	if c := ok(); c.Validate() != nil {
-		t.Fatal(c.Validate())
-	}
-	// max-unacked=0 turns the check off; failover has no limit, so
-	// max-unacked does not bound its receiver queue.
-	for _, edit := range []func(*PulsarConfig){
-		func(c *PulsarConfig) { c.Type, c.MaxUnacked = "key_shared", 0 },
-		func(c *PulsarConfig) { c.MaxUnacked, c.ReceiverQueue = 1500, 1000 },
-	} {
-		c := ok()
-		edit(&c)
-		if err := c.Validate(); err != nil {
-			t.Errorf("%+v: %v", c, err)
-		}
-	}
-	for _, tc := range []struct {
-		field string
-		edit  func(*PulsarConfig)
-	}{
-		{"ServiceURL", func(c *PulsarConfig) { c.ServiceURL = "http://h" }},
-		{"topic", func(c *PulsarConfig) { c.Topic = "" }},
-		{"topic", func(c *PulsarConfig) { c.Topic = "persistent://public/t" }},
-		{"topic", func(c *PulsarConfig) { c.Topic = "kafka://a/b/c" }},
-		{"subscription", func(c *PulsarConfig) { c.Subscription = "" }},
-		{"type", func(c *PulsarConfig) { c.Type = "fanout" }},
-		{"initial", func(c *PulsarConfig) { c.Initial = "middle" }},
-		{"receiver-queue", func(c *PulsarConfig) { c.ReceiverQueue = 0 }},
-		{"receiver-queue", func(c *PulsarConfig) { c.ReceiverQueue = 2_000_000 }},
-		{"ack-group-time", func(c *PulsarConfig) { c.AckGroupTime = -time.Second }},
-		{"ack-group-time", func(c *PulsarConfig) { c.AckGroupTime = time.Minute }},
-		{"ack-group-size", func(c *PulsarConfig) { c.AckGroupSize = 0 }},
-		{"connect-timeout", func(c *PulsarConfig) { c.ConnectTimeout = time.Millisecond }},
-		{"operation-timeout", func(c *PulsarConfig) { c.OperationTimeout = time.Hour }},
-		{"token-file", func(c *PulsarConfig) { c.Token, c.TokenFile = "x", "/etc/hostname" }},
-		{"token-file", func(c *PulsarConfig) { c.TokenFile = "/nonexistent/token" }},
-		{"tls-ca-file", func(c *PulsarConfig) { c.TLSCAFile = "/etc/hostname" }},
-		{"dead-letter", func(c *PulsarConfig) { c.DeadLetter = c.Topic }},
-		{"max-unacked", func(c *PulsarConfig) { c.MaxUnacked = -1 }},
-		{"max-unacked", func(c *PulsarConfig) { c.MaxUnacked = 1<<30 + 1 }},
-		{"max-unacked", func(c *PulsarConfig) { c.Type, c.MaxUnacked, c.ReceiverQueue = "shared", 1500, 1000 }},
-	} {
-		c := ok()
-		tc.edit(&c)
-		err := c.Validate()
-		if err == nil || !strings.Contains(err.Error(), tc.field) {
-			t.Errorf("%s: %v", tc.field, err)
-		}
-	}
-}
+// The capabilities the wiring and the engine find by type assertion.
+var (
+	_ source.Acknowledger = (*Source)(nil)
+	_ source.Instrumented = (*Source)(nil)
+	_ source.DeadLetterer = (*Source)(nil)
+	_ pipeline.Cursored   = (*Source)(nil)
+)
 
 func TestCursorEncoding(t *testing.T) {
 	ids := []pulsar.MessageID{pulsar.NewMessageID(3, 17, -1, 0), nil, pulsar.NewMessageID(1<<40, 0, 5, 2)}
@@ -240,9 +131,9 @@ func publish(t testing.TB, s *pulsartest.Server, topic string, lines []string, k
 // publishAt is publish with event times eventTime(i) (nil: none).
 func publishAt(t testing.TB, s *pulsartest.Server, topic string, lines []string, key func(int) string, eventTime func(int) time.Time) {
 	t.Helper()
-	cfg := DefaultPulsarConfig()
+	cfg := conn.DefaultConfig()
 	cfg.ServiceURL, cfg.Topic = s.URL(), topic
-	client, err := NewPulsarClient(cfg)
+	client, err := conn.Dial(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -286,9 +177,9 @@ func firstErr(a, b error) error {
 	return b
 }
 
-func openPulsar(t testing.TB, s *pulsartest.Server, topic, query string) *Pulsar {
+func openPulsar(t testing.TB, s *pulsartest.Server, topic, query string) *Source {
 	t.Helper()
-	p, err := OpenPulsar(s.URL() + "/" + topic + "?" + query)
+	p, err := Open(s.URL() + "/" + topic + "?" + query)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -298,7 +189,7 @@ func openPulsar(t testing.TB, s *pulsartest.Server, topic, query string) *Pulsar
 
 // readLines reads n lines from p (or to EOF when n < 0), returning them
 // and the stream offset after each.
-func readLines(t testing.TB, p *Pulsar, n int) (lines []string, ends []int64) {
+func readLines(t testing.TB, p *Source, n int) (lines []string, ends []int64) {
 	t.Helper()
 	off, _ := p.Position()
 	var partial []byte
@@ -571,7 +462,7 @@ func TestPulsarConnectionDropsLoseNothing(t *testing.T) {
 	if st := s.Stats(); st.Redelivered == 0 || p.stats.skipped.Load() == 0 {
 		t.Fatalf("the faults did not bite: redelivered %d, copies dropped %d", st.Redelivered, p.stats.skipped.Load())
 	}
-	if r := p.stats.reconnects.Load(); r < 2 {
+	if r := p.reconnects(); r < 2 {
 		t.Fatalf("%d reconnects counted, want at least 2 (a drop, a restart)", r)
 	}
 }
@@ -627,7 +518,7 @@ func TestPulsarDeadLettersOutliveTheRun(t *testing.T) {
 	topic := testTopic(t)
 	dlq := topic + "-dlq"
 	publish(t, s, topic, []string{`{"ok":1}`}, nil)
-	p, err := OpenPulsar(s.URL() + "/" + topic + "?subscription=sub&dead-letter=" + dlq)
+	p, err := Open(s.URL() + "/" + topic + "?subscription=sub&dead-letter=" + dlq)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -699,7 +590,7 @@ func TestPulsarUnreachable(t *testing.T) {
 	url := s.URL()
 	s.Close()
 	start := time.Now()
-	_, err := OpenPulsar(url + "/rides?subscription=s&operation-timeout=1s&connect-timeout=200ms")
+	_, err := Open(url + "/rides?subscription=s&operation-timeout=1s&connect-timeout=200ms")
 	if err == nil || !strings.Contains(err.Error(), url) {
 		t.Fatalf("open of a dead broker: %v", err)
 	}
@@ -718,7 +609,7 @@ func TestPulsarMetrics(t *testing.T) {
 	if err := p.RegisterMetrics(reg); err != nil {
 		t.Fatal(err)
 	}
-	if err := (*Pulsar)(nil).RegisterMetrics(nil); err != nil {
+	if err := (*Source)(nil).RegisterMetrics(nil); err != nil {
 		t.Fatal(err)
 	}
 	_, ends := readLines(t, p, -1)
@@ -841,27 +732,6 @@ type batchID struct {
 
 func (b batchID) BatchSize() int32 { return b.size }
 
-// FuzzParsePulsarURL: any spec parses or fails without a panic, and a
-// spec that validates names a topic with three parts and a subscription.
-func FuzzParsePulsarURL(f *testing.F) {
-	f.Add("pulsar://broker:6650/persistent://acme/rides/raw?subscription=dp&type=exclusive&until=end")
-	f.Add("pulsar+ssl://b/rides?subscription=s&merge-wait=1s&dead-letter=x")
-	f.Add("pulsar://b/?")
-	f.Fuzz(func(t *testing.T, spec string) {
-		c, err := ParsePulsarURL(spec)
-		if err != nil {
-			return
-		}
-		c.Token = ""
-		if c.Validate() != nil {
-			return
-		}
-		if c.Subscription == "" || strings.Count(c.Topic, "/") != 4 || !strings.HasPrefix(c.Identity(), "pulsar:") {
-			t.Fatalf("%q validated as %+v", spec, c)
-		}
-	})
-}
-
 // TestPulsarEventClock: a replay's clock is the largest event time handed
 // (a late event last does not move it back), not the wall clock; a live
 // stream's is the wall clock.
@@ -896,7 +766,7 @@ func TestPulsarExclusiveBusy(t *testing.T) {
 	s := startBroker(t)
 	topic := testTopic(t)
 	openPulsar(t, s, topic, "subscription=ex&type=exclusive")
-	_, err := OpenPulsar(s.URL() + "/" + topic + "?subscription=ex&type=exclusive&operation-timeout=2s")
+	_, err := Open(s.URL() + "/" + topic + "?subscription=ex&type=exclusive&operation-timeout=2s")
 	if err == nil || !strings.Contains(err.Error(), "type=failover") {
 		t.Fatalf("second exclusive consumer: %v", err)
 	}
@@ -917,9 +787,9 @@ func TestPulsarKeyRangesRefuseMixedEntries(t *testing.T) {
 	key := func(i int) string { return fmt.Sprint("r", i) }
 
 	// Batched by key: this consumer reads the lines of its keys, and ends.
-	cfg := DefaultPulsarConfig()
+	cfg := conn.DefaultConfig()
 	cfg.ServiceURL, cfg.Topic = s.URL(), testTopic(t)
-	client, err := NewPulsarClient(cfg)
+	client, err := conn.Dial(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,25 @@
-package source
+// Package pulsar is the Apache Pulsar source: one message of a durable
+// subscription is one NDJSON line (Source), a partitioned topic's
+// partitions merged in event-time order (merge.go). Specs are
+// pulsar://HOST:PORT/TOPIC?subscription=NAME (SpecHelp); Openers adds the
+// kinds pulsar and pulsar+ssl to source.Builtin(). The connection (URL,
+// token, TLS, timeouts) is package pulsar/conn, shared with `demandpipe
+// publish` and the scale-out roles.
+//
+// The source acknowledges messages only once a checkpoint past them is
+// durable (source.Acknowledger) and resumes after a restart from the
+// checkpoint's message ids (pipeline.Cursored; RECOVERY.md). Rejected
+// lines can go to a dead-letter topic (dead-letter=; deadletter.go). Its
+// metrics (Source.RegisterMetrics), namespace demandpipe, subsystem
+// source: pulsar_messages_total, pulsar_received_bytes_total,
+// pulsar_redeliveries_total, pulsar_acked_messages_total,
+// pulsar_ack_errors_total, pulsar_reconnects_total,
+// pulsar_dead_lettered_total, pulsar_unacked_messages,
+// pulsar_partition_unacked_messages, pulsar_max_unacked_messages and
+// pulsar_consumer_lag_seconds. On a shared or key_shared subscription it
+// fails the run, saying so, before the broker's limit on unacknowledged
+// messages would stall it (Config.MaxUnacked).
+package pulsar
 
 import (
 	"context"
@@ -13,31 +34,29 @@ import (
 
 	"github.com/apache/pulsar-client-go/pulsar"
 
-	plog "github.com/apache/pulsar-client-go/pulsar/log"
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/demandpipe/demandpipe/internal/keyshared"
+	"github.com/demandpipe/demandpipe/pulsar/conn"
+	"github.com/demandpipe/demandpipe/source"
 )
 
-// Pulsar is a live source over a Pulsar subscription: one message is one
+// Source is a live source over a Pulsar subscription: one message is one
 // NDJSON line. It acknowledges a message only when told that a checkpoint
 // past it is durable (Ack, wired to the engine's Durable), names positions
 // in message ids for checkpoints (Cursor) and continues after them on a
-// restart (ResumeAt); source/RECOVERY.md is the argument that the rows of
-// a restarted run equal an uninterrupted one's.
+// restart (ResumeAt); RECOVERY.md is the argument that the rows of a
+// restarted run equal an uninterrupted one's.
 //
 // Raw '\n' and '\r' bytes in a payload become spaces: they cannot occur
 // inside a valid JSON text's strings, so a valid event is unchanged and an
 // invalid one stays one (rejected) line.
-type Pulsar struct {
-	cfg    PulsarConfig
-	client pulsar.Client
+type Source struct {
+	cfg Config
+	// client: credentials or TLS refused on a reconnection end the run
+	// (Read returns client.Refusal) rather than leave it retrying unseen.
+	client *conn.Client
 	cons   pulsar.Consumer
 	msgs   <-chan pulsar.ConsumerMessage
 	dl     *deadLetter // nil without dead-letter=
-	// refused: credentials or TLS refused on a reconnection end the run
-	// (Read returns the error) rather than leave it retrying unseen.
-	refused *refusal
 
 	// Read's goroutine only.
 	buf       []byte // lines not yet handed out: buf[head:]
@@ -52,7 +71,7 @@ type Pulsar struct {
 	remaining int                // until=end: partitions not yet reached
 	started   bool
 	resumed   bool
-	limit     int64 // the broker's unacked limit per partition (PulsarConfig.unackedLimit), 0: none
+	limit     int64 // the broker's unacked limit per partition (Config.unackedLimit), 0: none
 	warned    bool  // the 80% warning was given
 	maxBatch  int64 // the most messages of one batch entry seen
 	log       *slog.Logger
@@ -79,11 +98,12 @@ type Pulsar struct {
 	failOnce sync.Once
 	failErr  error
 
-	stats pulsarStats
+	stats counters
 }
 
-// pulsarStats are the source's counters (RegisterMetrics exports them).
-type pulsarStats struct {
+// counters are the source's counters (RegisterMetrics exports them; the
+// client counts its reconnections).
+type counters struct {
 	messages, bytes  atomic.Int64
 	redelivered      atomic.Int64 // redelivery count > 0
 	skipped          atomic.Int64 // dropped: already handed, or at or before the resume cursor
@@ -91,71 +111,52 @@ type pulsarStats struct {
 	deadLettered     atomic.Int64
 	publishNanos     atomic.Int64 // publish time of the last message handed
 	unacked          atomic.Int64
-	reconnects       atomic.Int64 // the client's consumer reconnections
 	lastKey          atomic.Int64 // largest merge key (unix ms) of the messages handed
 }
 
-// OpenPulsar parses a pulsar:// spec and subscribes.
-func OpenPulsar(spec string) (*Pulsar, error) {
-	cfg, err := ParsePulsarURL(spec)
-	if err != nil {
-		return nil, err
+// Openers returns the kinds this package opens, pulsar and pulsar+ssl,
+// for a command to add to source.Builtin() (this package imports source,
+// so source cannot name it):
+//
+//	openers := source.Builtin()
+//	maps.Copy(openers, pulsar.Openers())
+func Openers() source.Openers {
+	kind := func(scheme string) source.Opener {
+		return func(arg string) (source.Source, error) {
+			s, err := Open(scheme + ":" + arg)
+			if err != nil {
+				return nil, err // a nil Source, not one holding a nil *Source
+			}
+			return s, nil
+		}
 	}
-	return NewPulsar(cfg)
+	return source.Openers{"pulsar": kind("pulsar"), "pulsar+ssl": kind("pulsar+ssl")}
 }
 
-// NewPulsarClient connects a client with cfg's URL, timeouts and
-// credentials. The client's own log lines at warn level and up go to
-// stderr.
-func NewPulsarClient(cfg PulsarConfig) (pulsar.Client, error) { return newPulsarClient(cfg, nil, nil) }
-
-// newPulsarClient connects a client whose warnings go to refused too (nil:
-// not watched).
-func newPulsarClient(cfg PulsarConfig, reconnects *atomic.Int64, refused *refusal) (pulsar.Client, error) {
-	if err := cfg.ValidateConnection(); err != nil {
+// Open parses a pulsar:// spec and subscribes.
+func Open(spec string) (*Source, error) {
+	cfg, err := ParseURL(spec)
+	if err != nil {
 		return nil, err
 	}
-	opts := pulsar.ClientOptions{
-		URL:                        cfg.ServiceURL,
-		ConnectionTimeout:          cfg.ConnectTimeout,
-		OperationTimeout:           cfg.OperationTimeout,
-		TLSTrustCertsFilePath:      cfg.TLSCAFile,
-		TLSAllowInsecureConnection: cfg.TLSAllowInsecure,
-		Logger:                     plog.NewLoggerWithSlog(slog.New(newClientLog(reconnects, refused))),
-		MetricsRegisterer:          prometheus.NewRegistry(), // the client's own metrics stay private
-	}
-	switch {
-	case cfg.Token != "":
-		opts.Authentication = pulsar.NewAuthenticationToken(cfg.Token)
-	case cfg.TokenFile != "":
-		opts.Authentication = pulsar.NewAuthenticationTokenFromFile(cfg.TokenFile)
-	}
-	c, err := pulsar.NewClient(opts)
-	if err != nil {
-		if cfg.TokenFile != "" { // the client reads the token here first
-			return nil, fmt.Errorf("pulsar %s: token-file=%s: %w", cfg.ServiceURL, cfg.TokenFile, err)
-		}
-		return nil, fmt.Errorf("pulsar %s: %w", cfg.ServiceURL, err)
-	}
-	return c, nil
+	return New(cfg)
 }
 
 // Holds reports whether this source receives the messages keyed key: true
 // unless it owns sticky key ranges that do not hold it.
-func (p *Pulsar) Holds(key []byte) bool {
+func (p *Source) Holds(key []byte) bool {
 	return len(p.cfg.KeyRanges) == 0 || keyshared.Holds(p.cfg.KeyRanges, key)
 }
 
-// NewPulsar subscribes with cfg. It fails within the operation timeout
-// when the broker cannot be reached, and at once when the broker refuses
-// the token or TLS fails (pulsar_auth.go).
-func NewPulsar(cfg PulsarConfig) (*Pulsar, error) {
+// New subscribes with cfg. It fails within the operation timeout when the
+// broker cannot be reached, and at once when the broker refuses the token
+// or TLS fails (conn.Client).
+func New(cfg Config) (*Source, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	p := &Pulsar{cfg: cfg, stop: make(chan struct{}), failed: make(chan struct{}), limit: cfg.unackedLimit(), log: slog.Default()}
-	refused := newRefusal(cfg)
-	client, err := newPulsarClient(cfg, &p.stats.reconnects, refused)
+	p := &Source{cfg: cfg, stop: make(chan struct{}), failed: make(chan struct{}), limit: cfg.unackedLimit(), log: slog.Default()}
+	client, err := conn.Dial(cfg.Config)
 	if err != nil {
 		return nil, err
 	}
@@ -184,23 +185,21 @@ func NewPulsar(cfg PulsarConfig) (*Pulsar, error) {
 			return nil, fmt.Errorf("pulsar: key-ranges: %w", err)
 		}
 	}
-	cons, owned, err := subscribe(client, opts, refused)
+	cons, err := client.Consumer(opts)
 	if err != nil {
-		if owned {
-			client.Close()
-		}
-		if err == refused.refused() {
+		client.Close()
+		if err == client.Refusal() {
 			return nil, err
 		}
 		hint := "is the broker up and the topic's namespace there?"
 		if strings.Contains(err.Error(), "ConsumerBusy") {
 			hint = "another consumer holds this exclusive subscription: a run still going, or one the broker has not yet noticed is gone (wait for its keepalive); type=failover lets a new consumer stand by instead"
-		} else if w := refused.lastWarning(); w != "" {
+		} else if w := client.LastWarning(); w != "" {
 			hint += " the client's last warning: " + w
 		}
 		return nil, fmt.Errorf("pulsar: subscribe %s to %s at %s: %w (%s)", cfg.Subscription, cfg.Topic, cfg.ServiceURL, err, hint)
 	}
-	p.client, p.cons, p.msgs, p.refused = client, cons, cons.Chan(), refused
+	p.client, p.cons, p.msgs = client, cons, cons.Chan()
 	parts, err := client.TopicPartitions(cfg.Topic)
 	if err != nil {
 		cons.Close()
@@ -219,10 +218,10 @@ func NewPulsar(cfg PulsarConfig) (*Pulsar, error) {
 }
 
 // Live: messages arrive over time.
-func (p *Pulsar) Live() bool { return true }
+func (p *Source) Live() bool { return true }
 
 // Position is the stream offset handed to the engine; the size is unknown.
-func (p *Pulsar) Position() (int64, int64) { return p.handed.Load(), -1 }
+func (p *Source) Position() (int64, int64) { return p.handed.Load(), -1 }
 
 // EventClock is the stream's own time for a replay (until=end): the
 // largest event time (else publish time) of the messages handed (the last
@@ -230,7 +229,7 @@ func (p *Pulsar) Position() (int64, int64) { return p.handed.Load(), -1 }
 // that stalls longer than -windows.idle-timeout does not move a replay's
 // event time as a quiet live stream's must (minutes closed early, events
 // late); the wall clock before the first message and on a live stream.
-func (p *Pulsar) EventClock() time.Time {
+func (p *Source) EventClock() time.Time {
 	if p.cfg.UntilEnd {
 		if k := p.stats.lastKey.Load(); k != 0 {
 			return time.UnixMilli(k)
@@ -240,15 +239,19 @@ func (p *Pulsar) EventClock() time.Time {
 }
 
 // Identity names topic and subscription for checkpoints.
-func (p *Pulsar) Identity() string { return p.cfg.Identity() }
+func (p *Source) Identity() string { return p.cfg.Identity() }
 
 // Config returns the source's configuration.
-func (p *Pulsar) Config() PulsarConfig { return p.cfg }
+func (p *Source) Config() Config { return p.cfg }
 
 // Stop ends the stream after the lines already taken from the consumer:
 // Read returns io.EOF. (A live run is stopped by cancelling the engine
 // instead: see RECOVERY.md.)
-func (p *Pulsar) Stop() { p.stopOnce.Do(func() { close(p.stop) }) }
+func (p *Source) Stop() { p.stopOnce.Do(func() { close(p.stop) }) }
+
+// backgroundCloses counts the closings a refusal left running (Close), for
+// tests to wait for; each ends within the operation timeout.
+var backgroundCloses sync.WaitGroup
 
 // Close keeps the subscription: it flushes and closes the dead-letter
 // producer, then closes the consumer and the client. Unacknowledged
@@ -259,7 +262,7 @@ func (p *Pulsar) Stop() { p.stopOnce.Do(func() { close(p.stop) }) }
 // operation timeout: then Close lets the closing finish in the background
 // and returns at once (unacknowledged messages, dead letters not yet
 // flushed included, are redelivered to the next run).
-func (p *Pulsar) Close() error {
+func (p *Source) Close() error {
 	p.Stop()
 	closeAll := func() error {
 		var err error
@@ -270,7 +273,7 @@ func (p *Pulsar) Close() error {
 		p.client.Close()
 		return err
 	}
-	if p.refused.refused() != nil {
+	if p.client.Refusal() != nil {
 		backgroundCloses.Add(1)
 		go func() {
 			defer backgroundCloses.Done()
@@ -285,23 +288,23 @@ func (p *Pulsar) Close() error {
 // the source keeps no table of boundaries, and nothing is ever
 // acknowledged, so the subscription's backlog stays for a run that keeps
 // its state.
-func (p *Pulsar) NoAcks() {
+func (p *Source) NoAcks() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.noAck = true
 }
 
-func (p *Pulsar) fail(err error) {
+func (p *Source) fail(err error) {
 	p.failOnce.Do(func() {
 		p.failErr = err
 		close(p.failed)
 	})
 }
 
-// Read hands out whole lines, in merge order (pulsar_merge.go): it waits
+// Read hands out whole lines, in merge order (merge.go): it waits
 // for input that can be handed out, then takes whatever else can, up to
 // len(b).
-func (p *Pulsar) Read(b []byte) (int, error) {
+func (p *Source) Read(b []byte) (int, error) {
 	if !p.started {
 		p.started = true
 		if err := p.start(); err != nil {
@@ -312,8 +315,8 @@ func (p *Pulsar) Read(b []byte) (int, error) {
 		select {
 		case <-p.failed:
 			return 0, p.failErr
-		case <-p.refused.done:
-			return 0, p.refused.err
+		case <-p.client.Refused():
+			return 0, p.client.Refusal()
 		default:
 		}
 		if len(p.copies) > 0 {
@@ -357,8 +360,8 @@ func (p *Pulsar) Read(b []byte) (int, error) {
 			return 0, io.EOF
 		case <-p.failed:
 			return 0, p.failErr
-		case <-p.refused.done:
-			return 0, p.refused.err
+		case <-p.client.Refused():
+			return 0, p.client.Refusal()
 		}
 		if p.timer != nil && !p.timer.Stop() {
 			select {
@@ -374,7 +377,7 @@ func (p *Pulsar) Read(b []byte) (int, error) {
 }
 
 // drain takes the messages that have arrived, without waiting.
-func (p *Pulsar) drain() {
+func (p *Source) drain() {
 	for range 4096 {
 		select {
 		case cm, ok := <-p.msgs:
@@ -392,7 +395,7 @@ func (p *Pulsar) drain() {
 // does not resume rewinds the subscription to the topic's first message
 // (a replay reads the whole topic, like a file from byte 0), then the last
 // message id of each partition is what ends the stream.
-func (p *Pulsar) start() error {
+func (p *Source) start() error {
 	if !p.cfg.UntilEnd {
 		return nil
 	}
@@ -433,7 +436,7 @@ func (p *Pulsar) start() error {
 // this consumer's ranges hold (an empty id where none is), read with a
 // reader from where the consumer starts: an until=end run with key-ranges
 // reads the keys of its part of the topic twice.
-func (p *Pulsar) ownEnds(ends []pulsar.TopicMessageID) ([]pulsar.MessageID, error) {
+func (p *Source) ownEnds(ends []pulsar.TopicMessageID) ([]pulsar.MessageID, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), p.cfg.OperationTimeout)
 	defer cancel()
 	out := make([]pulsar.MessageID, len(ends))
@@ -472,7 +475,7 @@ func (p *Pulsar) ownEnds(ends []pulsar.TopicMessageID) ([]pulsar.MessageID, erro
 }
 
 // grow makes room for partition part in the per-partition tables.
-func (p *Pulsar) grow(part int) {
+func (p *Source) grow(part int) {
 	if part < len(p.last) {
 		return // p.acked is as long
 	}
@@ -492,7 +495,7 @@ func (p *Pulsar) grow(part int) {
 // ingest queues msg in its partition's queue for the merge, unless it was
 // queued before (a redelivery after a reconnect), is at or before the
 // resume cursor, or (until=end) is past the partition's end.
-func (p *Pulsar) ingest(msg pulsar.Message) {
+func (p *Source) ingest(msg pulsar.Message) {
 	id := msg.ID()
 	part := max(int(id.PartitionIdx()), 0)
 	p.grow(part)
@@ -554,7 +557,7 @@ func (p *Pulsar) ingest(msg pulsar.Message) {
 // on, and if acknowledgements then bring its count down but not to half,
 // it stays blocked with the count here short of the limit. At 80% of
 // failAt it warns, once.
-func (p *Pulsar) hold(part int) {
+func (p *Source) hold(part int) {
 	p.mu.Lock()
 	p.held[part]++
 	n, noAck := p.held[part], p.noAck
@@ -574,17 +577,17 @@ func (p *Pulsar) hold(part int) {
 // consumer, per partition, that the client has not handed to the source
 // yet: its receiver queue, its channel of 10, and the part of a batch
 // entry past the permits (the broker sends an entry whole).
-func (p *Pulsar) inClient() int64 {
+func (p *Source) inClient() int64 {
 	return int64(p.cfg.ReceiverQueue) + 10 + max(p.maxBatch-1, 0)
 }
 
 // failAt is the count of messages held on one partition at which the run
 // fails: max-unacked less what may still be in the client (at least 1).
-func (p *Pulsar) failAt() int64 { return max(p.limit-p.inClient(), 1) }
+func (p *Source) failAt() int64 { return max(p.limit-p.inClient(), 1) }
 
 // partitionName names partition part of the topic (the topic itself if
 // it has one partition).
-func (p *Pulsar) partitionName(part int) string {
+func (p *Source) partitionName(part int) string {
 	if len(p.last) > 1 {
 		return fmt.Sprintf("%s-partition-%d", p.cfg.Topic, part)
 	}
@@ -592,7 +595,7 @@ func (p *Pulsar) partitionName(part int) string {
 }
 
 // unackedError is the failure at the broker's unacked limit.
-func (p *Pulsar) unackedError(part int, n int64, noAck bool) error {
+func (p *Source) unackedError(part int, n int64, noAck bool) error {
 	why := "and this source acknowledges a message only once a checkpoint past it is durable: the lateness plus about a minute of input stay unacknowledged (~150,000-200,000 messages at 100,000 events a minute)"
 	fix := "raise the broker's maxUnackedMessagesPerConsumer above that for the namespace (pulsar-admin namespaces set-max-unacked-messages-per-consumer TENANT/NS -c N; and set-max-unacked-messages-per-subscription to N times the consumers) and set max-unacked=N to match, or consume with type=failover (no such limit; consumers share a partitioned topic by partition)"
 	if noAck {
@@ -604,10 +607,10 @@ func (p *Pulsar) unackedError(part int, n int64, noAck bool) error {
 }
 
 // SetLogger sets where the source's warnings go (default slog.Default()).
-func (p *Pulsar) SetLogger(l *slog.Logger) { p.log = l }
+func (p *Source) SetLogger(l *slog.Logger) { p.log = l }
 
 // emit appends msg's line to buf and its boundary to the table.
-func (p *Pulsar) emit(msg pulsar.Message) {
+func (p *Source) emit(msg pulsar.Message) {
 	p.queued--
 	id := msg.ID()
 	part := max(int(id.PartitionIdx()), 0)
@@ -635,7 +638,7 @@ func (p *Pulsar) emit(msg pulsar.Message) {
 // Cursor names stream position pos (a line boundary at or after the last
 // position acknowledged) as the last message id of each partition before
 // it; the engine keeps it in its checkpoint.
-func (p *Pulsar) Cursor(pos int64) ([]byte, error) {
+func (p *Source) Cursor(pos int64) ([]byte, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	ids := append([]pulsar.MessageID(nil), p.acked...)
@@ -656,7 +659,7 @@ func (p *Pulsar) Cursor(pos int64) ([]byte, error) {
 // the messages cursor names: a message at or before the cursor's id of its
 // partition was read by the run that wrote the checkpoint, and is dropped
 // (counted as a redelivery) when the broker sends it again.
-func (p *Pulsar) ResumeAt(pos int64, cursor []byte) error {
+func (p *Source) ResumeAt(pos int64, cursor []byte) error {
 	if p.started {
 		return errors.New("pulsar: ResumeAt after the first Read (a bug in the caller: resume before running)")
 	}
@@ -680,7 +683,7 @@ func (p *Pulsar) ResumeAt(pos int64, cursor []byte) error {
 // forgets them. The dead-letter producer is flushed first, so that no
 // message is acknowledged before its dead-letter copy is stored; if that
 // fails, nothing is acknowledged and the run fails (Read returns the error).
-func (p *Pulsar) Ack(pos int64) {
+func (p *Source) Ack(pos int64) {
 	if p.dl != nil {
 		if err := p.dl.flush(); err != nil {
 			p.fail(err)
@@ -730,7 +733,7 @@ func (p *Pulsar) Ack(pos int64) {
 // counts a partial batch ack as nothing without batch-index
 // acknowledgement), else every message of its entry popped so far.
 // Called with p.mu held.
-func (p *Pulsar) releases(x boundary) int64 {
+func (p *Source) releases(x boundary) int64 {
 	p.pend[x.part]++
 	if bi, bs := x.id.BatchIdx(), x.id.BatchSize(); bi >= 0 && bs > 1 && bi < bs-1 {
 		return 0
@@ -747,7 +750,7 @@ func (p *Pulsar) releases(x boundary) int64 {
 // client or in flight would otherwise let the count run behind the
 // broker's, and the broker could stop delivering with the count short of
 // the limit: a stall this source exists to turn into an error.
-func (p *Pulsar) ackConfirmed(ids []pulsar.MessageID, release []int64) {
+func (p *Source) ackConfirmed(ids []pulsar.MessageID, release []int64) {
 	const chunk = 10000 // ~150 KB of message ids in one ACK, far below a frame's 5 MB
 	for len(ids) > 0 {
 		n := min(len(ids), chunk)
@@ -779,7 +782,7 @@ func (p *Pulsar) ackConfirmed(ids []pulsar.MessageID, release []int64) {
 
 // ackIDs acknowledges ids: cumulatively where the subscription type
 // allows (each id then stands for its partition up to it), else each.
-func (p *Pulsar) ackIDs(ids []pulsar.MessageID) {
+func (p *Source) ackIDs(ids []pulsar.MessageID) {
 	for _, id := range ids {
 		var err error
 		if p.cfg.cumulative() {
@@ -798,7 +801,7 @@ func (p *Pulsar) ackIDs(ids []pulsar.MessageID) {
 // RejectsWriter returns the writer for the engine's rejects when
 // dead-letter= is set (nil otherwise): each rejected line is published to
 // the dead-letter topic, and written to tee too if tee is not nil.
-func (p *Pulsar) RejectsWriter(tee io.Writer) io.Writer {
+func (p *Source) RejectsWriter(tee io.Writer) io.Writer {
 	if p.dl == nil {
 		return nil
 	}

@@ -1,4 +1,4 @@
-package source
+package pulsar
 
 import (
 	"bytes"
@@ -24,7 +24,7 @@ type deadLetter struct {
 	keep    pulsar.Consumer // on DeadLetterSubscription, nil if another consumer holds it
 	topic   string
 	timeout time.Duration
-	stats   *pulsarStats
+	stats   *counters
 	tee     io.Writer
 	partial []byte // a reject line cut between two Writes
 
@@ -47,7 +47,7 @@ type deadLetter struct {
 // is kept whatever the retention, and the subscription keeps the topic.
 const DeadLetterSubscription = "demandpipe-dead-letters"
 
-func newDeadLetter(client pulsar.Client, cfg PulsarConfig, stats *pulsarStats) (*deadLetter, error) {
+func newDeadLetter(client pulsar.Client, cfg Config, stats *counters) (*deadLetter, error) {
 	keep, err := keepDeadLetters(client, cfg)
 	if err != nil {
 		return nil, err
@@ -73,7 +73,7 @@ func newDeadLetter(client pulsar.Client, cfg PulsarConfig, stats *pulsarStats) (
 // client's start of the consumer, which logs errors); the subscription
 // stays after it. A subscription busy with a consumer of another type
 // (someone reading the dead letters) exists already: then nil, no error.
-func keepDeadLetters(client pulsar.Client, cfg PulsarConfig) (pulsar.Consumer, error) {
+func keepDeadLetters(client pulsar.Client, cfg Config) (pulsar.Consumer, error) {
 	c, err := client.Subscribe(pulsar.ConsumerOptions{
 		Topic:                       cfg.DeadLetter,
 		SubscriptionName:            DeadLetterSubscription,

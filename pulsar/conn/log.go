@@ -1,4 +1,4 @@
-package source
+package conn
 
 import (
 	"context"
@@ -10,15 +10,14 @@ import (
 
 // clientLog is the Pulsar client's log handler: lines at warn and above go
 // to stderr (prefixed "pulsar client: ") and to the refusal watcher
-// (pulsar_auth.go; after a refusal, the client's retries are not logged),
-// and the client's info line for a consumer that reconnected is counted
-// (the client has no other hook for it):
-// demandpipe_source_pulsar_reconnects_total.
+// (refusal.go; after a refusal, the client's retries are not logged), and
+// the client's info line for a consumer that reconnected is counted (the
+// client has no other hook for it; Client.Reconnects).
 type clientLog struct {
 	out        slog.Handler
-	reconnects *atomic.Int64 // nil: not counted
-	refused    *refusal      // nil: not watched
-	attrs      []slog.Attr   // the logger's fields, for refused
+	reconnects *atomic.Int64
+	refused    *refusal
+	attrs      []slog.Attr // the logger's fields, for refused
 }
 
 func newClientLog(reconnects *atomic.Int64, refused *refusal) *clientLog {
@@ -28,18 +27,16 @@ func newClientLog(reconnects *atomic.Int64, refused *refusal) *clientLog {
 func (h *clientLog) Enabled(_ context.Context, l slog.Level) bool { return l >= slog.LevelInfo }
 
 func (h *clientLog) Handle(ctx context.Context, r slog.Record) error {
-	if r.Message == "Reconnected consumer to broker" && h.reconnects != nil {
+	if r.Message == "Reconnected consumer to broker" {
 		h.reconnects.Add(1)
 	}
 	if r.Level < slog.LevelWarn {
 		return nil
 	}
-	if h.refused != nil {
-		if h.refused.refused() != nil {
-			return nil // the refusal was said; the client's retries would repeat it
-		}
-		h.refused.note(r.Message, h.attrs)
+	if h.refused.refused() != nil {
+		return nil // the refusal was said; the client's retries would repeat it
 	}
+	h.refused.note(r.Message, h.attrs)
 	return h.out.Handle(ctx, r)
 }
 

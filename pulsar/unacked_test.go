@@ -1,4 +1,4 @@
-package source
+package pulsar
 
 import (
 	"errors"
@@ -13,7 +13,7 @@ import (
 )
 
 // The broker's unacked limit on shared and key_shared subscriptions
-// (PulsarConfig.MaxUnacked), against the test double with the same limit.
+// (Config.MaxUnacked), against the test double with the same limit.
 
 // quiet discards the source's warnings in tests that do not read them.
 var quiet = slog.New(slog.DiscardHandler)
@@ -33,7 +33,7 @@ func startBrokerWith(t testing.TB, cfg pulsartest.Config) *pulsartest.Server {
 // lines behind the last one read (a checkpoint trails the read position
 // by the open minutes). It returns the lines read and Read's error (nil
 // at the end).
-func engineLoop(p *Pulsar, trail, step int) (int, error) {
+func engineLoop(p *Source, trail, step int) (int, error) {
 	buf := make([]byte, 4096)
 	var ends []int64
 	off, _ := p.Position()
@@ -60,7 +60,7 @@ func engineLoop(p *Pulsar, trail, step int) (int, error) {
 }
 
 // readLikeEngine is engineLoop failing the test if p hangs.
-func readLikeEngine(t *testing.T, p *Pulsar, trail, step int) (int, error) {
+func readLikeEngine(t *testing.T, p *Source, trail, step int) (int, error) {
 	t.Helper()
 	type result struct {
 		n   int
@@ -97,7 +97,7 @@ func TestUnackedLimitFailsFast(t *testing.T) {
 	for i := range n {
 		in = append(in, fmt.Sprintf(`{"i":%d}`, i))
 	}
-	run := func(t *testing.T, brokerLimit int, query string) (*Pulsar, *pulsartest.Server, string, int, error) {
+	run := func(t *testing.T, brokerLimit int, query string) (*Source, *pulsartest.Server, string, int, error) {
 		s := startBrokerWith(t, pulsartest.Config{MaxUnackedMessagesPerConsumer: brokerLimit})
 		topic := testTopic(t)
 		publish(t, s, topic, in, nil)

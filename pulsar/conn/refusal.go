@@ -1,12 +1,10 @@
-package source
+package conn
 
 import (
 	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
-
-	"github.com/apache/pulsar-client-go/pulsar"
 )
 
 // Credentials the broker refuses, said at once and plainly.
@@ -15,14 +13,15 @@ import (
 // is down: it retries every lookup until the operation timeout (30 s by
 // default) and then returns "connection error", with the broker's reason
 // ("Failed to authenticate") or the TLS error only in its log. A wrong
-// token or an untrusted certificate does not mend by retrying, so the
-// source watches the client's warnings (clientLog) for them and fails the
-// subscribe as soon as one shows, naming what to fix.
+// token or an untrusted certificate does not mend by retrying, so a Client
+// watches the client's warnings (clientLog) for them and ends its
+// operations as soon as one shows (Client.Do, Client.Consumer, Refused),
+// naming what to fix.
 
 // refusal records the first refusal that retrying cannot mend, and the
 // client's last warning (for the error of a subscribe that timed out).
 type refusal struct {
-	cfg  PulsarConfig
+	cfg  Config
 	once sync.Once
 	done chan struct{} // closed when err is set
 	err  error
@@ -31,7 +30,7 @@ type refusal struct {
 	last string // the client's last warning, with its error
 }
 
-func newRefusal(cfg PulsarConfig) *refusal {
+func newRefusal(cfg Config) *refusal {
 	return &refusal{cfg: cfg, done: make(chan struct{})}
 }
 
@@ -106,116 +105,19 @@ func (r *refusal) lastWarning() string {
 	return r.last
 }
 
-func tokenHint(cfg PulsarConfig) string {
+func tokenHint(cfg Config) string {
 	switch {
 	case cfg.TokenFile != "":
 		return "the token in token-file=" + cfg.TokenFile + " was not accepted: is it this cluster's, whole, and not expired?"
 	case cfg.Token != "":
-		return "the token in env " + PulsarTokenEnv + " was not accepted: is it this cluster's, whole, and not expired?"
+		return "the token in env " + TokenEnv + " was not accepted: is it this cluster's, whole, and not expired?"
 	}
-	return "no token was given: put one in env " + PulsarTokenEnv + " or in a file named by token-file="
+	return "no token was given: put one in env " + TokenEnv + " or in a file named by token-file="
 }
 
-func tlsHint(cfg PulsarConfig) string {
+func tlsHint(cfg Config) string {
 	if cfg.TLSCAFile != "" {
 		return "tls-ca-file=" + cfg.TLSCAFile + " must hold the CA that signed the broker's certificate, and the port must be the broker's TLS port (6651 by default)"
 	}
 	return "the system's CAs do not trust the broker's certificate: name its CA with tls-ca-file=, and check the port is the broker's TLS port (6651 by default)"
-}
-
-// backgroundCloses counts the closings a refusal left running (Pulsar.Close),
-// for tests to wait for; each ends within the operation timeout.
-var backgroundCloses sync.WaitGroup
-
-// subscribe is client.Subscribe that ends as soon as a refusal shows. The
-// client cannot be told to stop retrying: on a refusal, subscribe closes
-// the client (the caller must not use it again: owned is false) and the
-// abandoned Subscribe goes on in the background until the operation
-// timeout, its goroutines then closing whatever it made.
-func subscribe(client pulsar.Client, opts pulsar.ConsumerOptions, r *refusal) (cons pulsar.Consumer, owned bool, err error) {
-	type result struct {
-		cons pulsar.Consumer
-		err  error
-	}
-	done := make(chan result, 1)
-	go func() {
-		cons, err := client.Subscribe(opts)
-		done <- result{cons, err}
-	}()
-	select {
-	case res := <-done:
-		if res.err != nil {
-			if err := r.refused(); err != nil {
-				return nil, true, err
-			}
-		}
-		return res.cons, true, res.err
-	case <-r.done:
-		select {
-		case res := <-done: // finished at the same moment: trust its result
-			if res.err == nil {
-				return res.cons, true, nil
-			}
-			return nil, true, r.err
-		default:
-		}
-		client.Close()
-		go func() {
-			if res := <-done; res.cons != nil {
-				res.cons.Close()
-			}
-		}()
-		return nil, false, r.err
-	}
-}
-
-// PulsarClient is a client whose calls end at once when the broker refuses
-// its credentials or TLS fails (Do), rather than after the operation
-// timeout: for the commands that produce (publish, the dedup role) or
-// consume outside a Pulsar source (the aggregate role).
-type PulsarClient struct {
-	pulsar.Client
-	refused *refusal
-}
-
-// DialPulsar connects a PulsarClient with cfg's URL, timeouts and
-// credentials.
-func DialPulsar(cfg PulsarConfig) (*PulsarClient, error) {
-	r := newRefusal(cfg)
-	c, err := newPulsarClient(cfg, nil, r)
-	if err != nil {
-		return nil, err
-	}
-	return &PulsarClient{Client: c, refused: r}, nil
-}
-
-// Do runs op (creating a producer or a consumer with the client) and
-// returns its error, or at once the refusal if the broker refuses the
-// credentials or TLS fails first (op then ends with the client's Close).
-// When op fails another way, the error carries the client's last warning.
-func (c *PulsarClient) Do(op func() error) error {
-	done := make(chan error, 1)
-	go func() { done <- op() }()
-	select {
-	case err := <-done:
-		if err == nil {
-			return nil
-		}
-		if r := c.refused.refused(); r != nil {
-			return r
-		}
-		if w := c.refused.lastWarning(); w != "" {
-			return fmt.Errorf("%w (the client's last warning: %s)", err, w)
-		}
-		return err
-	case <-c.refused.done:
-		select {
-		case err := <-done: // finished at the same moment: trust its result
-			if err == nil {
-				return nil
-			}
-		default:
-		}
-		return c.refused.err
-	}
 }

@@ -1,4 +1,4 @@
-package source
+package pulsar
 
 import (
 	"fmt"
@@ -12,6 +12,7 @@ import (
 	"github.com/apache/pulsar-client-go/pulsar"
 
 	"github.com/demandpipe/demandpipe/internal/pulsartest"
+	"github.com/demandpipe/demandpipe/pulsar/conn"
 )
 
 // Tests of pulsar+ssl://, tls-ca-file=, token-file= and the token from
@@ -45,9 +46,9 @@ func startSecureBroker(t *testing.T) secureBroker {
 // publish sends lines to topic over TLS with the broker's token.
 func (b secureBroker) publish(t *testing.T, topic string, lines []string) {
 	t.Helper()
-	cfg := DefaultPulsarConfig()
+	cfg := conn.DefaultConfig()
 	cfg.ServiceURL, cfg.Topic, cfg.TLSCAFile, cfg.Token = b.s.URL(), topic, b.caFile, b.token
-	client, err := NewPulsarClient(cfg)
+	client, err := conn.Dial(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,8 +101,8 @@ func TestPulsarTLSWithToken(t *testing.T) {
 		{"env", b.token, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			t.Setenv(PulsarTokenEnv, tc.env)
-			p, err := OpenPulsar(b.s.URL() + "/" + topic + "?subscription=" + tc.name + "&until=end&tls-ca-file=" + b.caFile + tc.query)
+			t.Setenv(conn.TokenEnv, tc.env)
+			p, err := Open(b.s.URL() + "/" + topic + "?subscription=" + tc.name + "&until=end&tls-ca-file=" + b.caFile + tc.query)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -138,7 +139,7 @@ func TestPulsarRefusedFailsFast(t *testing.T) {
 		{"wrong-token-file", "", "&token-file=" + wrongFile,
 			[]string{"authentication failed", "Failed to authenticate", "token-file=" + wrongFile}},
 		{"wrong-env-token", "not-" + b.token, "",
-			[]string{"authentication failed", "env " + PulsarTokenEnv}},
+			[]string{"authentication failed", "env " + conn.TokenEnv}},
 		{"no-token", "", "",
 			[]string{"authentication failed", "no token was given"}},
 		{"untrusted-ca", b.token, "&tls-ca-file=" + otherCAFile,
@@ -147,13 +148,13 @@ func TestPulsarRefusedFailsFast(t *testing.T) {
 			[]string{"TLS handshake failed", "tls-ca-file="}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			t.Setenv(PulsarTokenEnv, tc.env)
+			t.Setenv(conn.TokenEnv, tc.env)
 			query := tc.query
 			if !strings.Contains(query, "tls-ca-file=") && tc.name != "no-ca" {
 				query += "&tls-ca-file=" + b.caFile
 			}
 			start := time.Now()
-			p, err := OpenPulsar(b.s.URL() + "/rides?subscription=s" + query)
+			p, err := Open(b.s.URL() + "/rides?subscription=s" + query)
 			if err == nil {
 				p.Close()
 				t.Fatal("opened")
@@ -180,8 +181,8 @@ func TestPulsarTokenRevokedMidRun(t *testing.T) {
 	b := startSecureBroker(t)
 	topic := testTopic(t)
 	b.publish(t, topic, authLines(3))
-	t.Setenv(PulsarTokenEnv, b.token)
-	p, err := OpenPulsar(b.s.URL() + "/" + topic + "?subscription=s&operation-timeout=1s&tls-ca-file=" + b.caFile)
+	t.Setenv(conn.TokenEnv, b.token)
+	p, err := Open(b.s.URL() + "/" + topic + "?subscription=s&operation-timeout=1s&tls-ca-file=" + b.caFile)
 	if err != nil {
 		t.Fatal(err)
 	}

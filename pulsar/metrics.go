@@ -1,4 +1,4 @@
-package source
+package pulsar
 
 import (
 	"fmt"
@@ -27,7 +27,7 @@ import (
 //	                                   the client may hold (receiver-queue + 10 + a batch)
 //	pulsar_consumer_lag_seconds        now minus the publish time of the last message handed
 //	                                   to the engine (0 before the first)
-func (p *Pulsar) RegisterMetrics(reg prometheus.Registerer) error {
+func (p *Source) RegisterMetrics(reg prometheus.Registerer) error {
 	if reg == nil {
 		return nil
 	}
@@ -46,7 +46,7 @@ func (p *Pulsar) RegisterMetrics(reg prometheus.Registerer) error {
 			func() int64 { return s.redelivered.Load() + s.skipped.Load() }),
 		counter("pulsar_acked_messages_total", "Messages acknowledged to Pulsar, each once a checkpoint past it was durable.", s.acked.Load),
 		counter("pulsar_ack_errors_total", "Acknowledgements the Pulsar client refused (the messages come again and are dropped then).", s.ackErrors.Load),
-		counter("pulsar_reconnects_total", "Times the Pulsar consumer reconnected to a broker (a dropped connection, a broker restart or a topic moved).", s.reconnects.Load),
+		counter("pulsar_reconnects_total", "Times the Pulsar consumer reconnected to a broker (a dropped connection, a broker restart or a topic moved).", p.reconnects),
 		counter("pulsar_dead_lettered_total", "Rejected lines stored on the dead-letter topic.", s.deadLettered.Load),
 		gauge("pulsar_unacked_messages", "Messages handed to the engine and not yet acknowledged (waiting for a checkpoint past them).",
 			func() float64 { return float64(s.unacked.Load()) }),
@@ -70,9 +70,17 @@ func (p *Pulsar) RegisterMetrics(reg prometheus.Registerer) error {
 	return nil
 }
 
+// reconnects counts the consumer's reconnections (0 before it subscribed).
+func (p *Source) reconnects() int64 {
+	if p.client == nil {
+		return 0
+	}
+	return p.client.Reconnects()
+}
+
 // heldMax is the most messages of one partition taken and not
 // acknowledged.
-func (p *Pulsar) heldMax() int64 {
+func (p *Source) heldMax() int64 {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	var n int64
@@ -84,14 +92,14 @@ func (p *Pulsar) heldMax() int64 {
 
 // AckStats reports the messages acknowledged so far and those handed to
 // the engine and not yet acknowledged.
-func (p *Pulsar) AckStats() (acked, unacked int64) {
+func (p *Source) AckStats() (acked, unacked int64) {
 	return p.stats.acked.Load(), p.stats.unacked.Load()
 }
 
 // Summary is one line for the end of a run: messages received, copies
 // dropped, acknowledged, dead-lettered, reconnects.
-func (p *Pulsar) Summary() string {
+func (p *Source) Summary() string {
 	s := &p.stats
 	return fmt.Sprintf("%d messages received, %d redelivered (%d copies dropped as already read), %d acknowledged, %d dead-lettered, %d reconnects",
-		s.messages.Load(), s.redelivered.Load()+s.skipped.Load(), s.skipped.Load(), s.acked.Load(), s.deadLettered.Load(), s.reconnects.Load())
+		s.messages.Load(), s.redelivered.Load()+s.skipped.Load(), s.skipped.Load(), s.acked.Load(), s.deadLettered.Load(), p.reconnects())
 }
