@@ -389,7 +389,7 @@ var (
 	promqlLists    = regexp.MustCompile(`\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^()]*\)`)
 	promqlNumbers  = regexp.MustCompile(`\b(?:0x[0-9a-fA-F]+|(?:[0-9]+(?:ms|[smhdwy]))+|[0-9]+(?:\.[0-9]*)?(?:[eE][+-]?[0-9]+)?)\b`)
 	promqlIdents   = regexp.MustCompile(`[a-zA-Z_:][a-zA-Z0-9_:]*(\s*\()?`)
-	promqlKeywords = map[string]bool{"and": true, "or": true, "unless": true, "bool": true, "offset": true, "inf": true, "nan": true, "atan2": true}
+	promqlKeywords = map[string]bool{"and": true, "or": true, "unless": true, "bool": true, "offset": true, "inf": true, "nan": true, "atan2": true, "group_left": true, "group_right": true}
 )
 
 // metricNames are the metric names an expression selects: identifiers

@@ -64,8 +64,14 @@ func TestEndToEnd(t *testing.T) {
 	dpAddr, promAddr := freeAddr(t), freeAddr(t)
 	// -store.max-ahead: event time runs a minute a second, so the store
 	// would refuse minutes 10 minutes ahead of the clock after 10 s.
+	// Two definitions (the default and a cheap second), so that the
+	// per-definition series the alerts read exist.
+	defs := filepath.Join(dir, "defs.yaml")
+	if err := os.WriteFile(defs, []byte("- name: default\n  resolution: 8\n  rings: [0, 1, 2, 3, 4, 5, 10, 15, 20]\n  windows: [1, 2, 4, 8, 16, 32]\n- name: second\n  resolution: 8\n  rings: [0]\n  windows: [1]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	start(t, "demandpipe", bin, "run", "-source=gen:speed=60,rate=6000", "-sink=store:"+filepath.Join(dir, "store"),
-		"-serve="+dpAddr, "-progress=never", "-shutdown-timeout=10s", "-store.max-ahead=2h")
+		"-serve="+dpAddr, "-progress=never", "-shutdown-timeout=10s", "-store.max-ahead=2h", "-definitions="+defs)
 	waitHTTP(t, "http://"+dpAddr+"/healthz", 30*time.Second)
 
 	// A scale-out deployment beside it (one dedup and one aggregate

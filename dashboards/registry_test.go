@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/demandpipe/demandpipe/feature"
 	"github.com/demandpipe/demandpipe/internal/buildinfo"
 	"github.com/demandpipe/demandpipe/internal/cqltest"
 	"github.com/demandpipe/demandpipe/internal/pulsartest"
@@ -38,7 +39,10 @@ func fullRegistry(t *testing.T) *prometheus.Registry {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), buildinfo.Get().Collector())
 
-	e, err := pipeline.New(pipeline.DefaultConfig())
+	// With a second definition: the per-definition series exist too.
+	ec := pipeline.DefaultConfig()
+	ec.Extra = []feature.Named{{Name: "fine", Definition: feature.Definition{Resolution: 9, Rings: []int{0, 2}, Windows: []int{3}}}}
+	e, err := pipeline.New(ec)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -152,16 +156,17 @@ func TestMetricsLint(t *testing.T) {
 		t.Errorf("promlint: %s: %s", p.Metric, p.Text)
 	}
 	bounded := map[string]string{
-		"reason":    "encode.Reason",
-		"op":        "store reads: get, get_many, scan",
-		"handler":   "serve routes",
-		"code":      "HTTP status codes serve writes",
-		"sink":      "sink type",
-		"codec":     "cassandra frame codecs",
-		"requested": "cassandra frame codecs",
-		"version":   "build info",
-		"revision":  "build info",
-		"goversion": "build info",
+		"reason":     "encode.Reason",
+		"definition": "the run's definitions: at most feature.MaxDefinitions names",
+		"op":         "store reads: get, get_many, scan",
+		"handler":    "serve routes",
+		"code":       "HTTP status codes serve writes",
+		"sink":       "sink type",
+		"codec":      "cassandra frame codecs",
+		"requested":  "cassandra frame codecs",
+		"version":    "build info",
+		"revision":   "build info",
+		"goversion":  "build info",
 	}
 	mfs, err := reg.Gather()
 	if err != nil {

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/demandpipe/demandpipe/feature"
 	"github.com/demandpipe/demandpipe/internal/testsize"
 	"github.com/demandpipe/demandpipe/sink"
@@ -246,5 +248,39 @@ func TestDefinitionAddedIsBackfilled(t *testing.T) {
 	e = newEngine([]feature.Named{fine}, newMemDurable())
 	if _, err := e.Resume(a, "backfill-input"); err == nil || !strings.Contains(err.Error(), "no definition of resolution 9") {
 		t.Errorf("another resolution: %v", err)
+	}
+}
+
+// TestDefinitionMetrics: each definition's rows, closes and last closed
+// minute are exported under its name.
+func TestDefinitionMetrics(t *testing.T) {
+	t.Parallel()
+	lines := genLines(t, 3_000, 5, time.Date(2024, 6, 1, 10, 0, 0, 0, time.UTC))
+	cfg := DefaultConfig()
+	cfg.Def, cfg.Parallelism = smallDef, 2
+	cfg.Extra = []feature.Named{{Name: "fine", Definition: feature.Definition{Resolution: 9, Rings: []int{0, 2}, Windows: []int{3}}}}
+	e, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	if err := e.RegisterMetrics(reg); err != nil {
+		t.Fatal(err)
+	}
+	e.ExtraSinks = []sink.Writer{&collect{}}
+	if err := e.Run(context.Background(), strings.NewReader(strings.Join(lines, "\n")), &collect{}); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	mfs, _ := reg.Gather()
+	for _, mf := range mfs {
+		if mf.GetName() == "demandpipe_definition_rows_total" {
+			for _, m := range mf.GetMetric() {
+				got[m.GetLabel()[0].GetValue()] = m.GetCounter().GetValue()
+			}
+		}
+	}
+	if got["default"] != float64(e.Stats.Rows.Load()) || got["fine"] != float64(e.ExtraStats[0].Rows.Load()) || got["fine"] == 0 || got["fine"] == got["default"] {
+		t.Fatalf("demandpipe_definition_rows_total %v; rows %d and %d", got, e.Stats.Rows.Load(), e.ExtraStats[0].Rows.Load())
 	}
 }

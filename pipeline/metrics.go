@@ -6,6 +6,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/demandpipe/demandpipe/aggregate"
 	"github.com/demandpipe/demandpipe/encode"
 )
 
@@ -121,6 +122,7 @@ func (e *Engine) registerMetrics(reg prometheus.Registerer, now func() time.Time
 		Buckets: []float64{1, 5, 10, 20, 30, 40, 50, 60, 90, 120, 180, 300, 600},
 	})
 	cs = append(cs, fresh, closeDur, ingest)
+	cs = append(cs, e.definitionMetrics()...)
 	for i, c := range cs {
 		if err := reg.Register(c); err != nil {
 			for _, done := range cs[:i] {
@@ -141,4 +143,37 @@ func (e *Engine) registerMetrics(reg prometheus.Registerer, now func() time.Time
 		}
 	}
 	return nil
+}
+
+// definitionMetrics are each definition's close counters, labelled by its
+// name, when the run computes several (Config.Extra): the pipeline_ series
+// above are the first definition's. At most feature.MaxDefinitions names.
+//
+//	demandpipe_definition_rows_total{definition}                            rows handed to its sink
+//	demandpipe_definition_minute_closes_total{definition}                   minutes closed
+//	demandpipe_definition_last_closed_minute_timestamp_seconds{definition}  start of its last closed minute
+//	demandpipe_definition_state_bytes{definition}                           its windows' memory after the last close
+func (e *Engine) definitionMetrics() []prometheus.Collector {
+	if len(e.cfg.Extra) == 0 {
+		return nil
+	}
+	var cs []prometheus.Collector
+	add := func(name string, st *aggregate.Stats) {
+		l := prometheus.Labels{"definition": name}
+		cs = append(cs,
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "demandpipe", Subsystem: "definition", Name: "rows_total",
+				Help: "Feature rows of a definition handed to its sink.", ConstLabels: l}, func() float64 { return float64(st.Rows.Load()) }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "demandpipe", Subsystem: "definition", Name: "minute_closes_total",
+				Help: "Minutes a definition closed.", ConstLabels: l}, func() float64 { return float64(st.Minutes.Load()) }),
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "demandpipe", Subsystem: "definition", Name: "last_closed_minute_timestamp_seconds",
+				Help: "Start of a definition's last closed minute, unix seconds (0 before its first close).", ConstLabels: l}, func() float64 { return float64(st.Closed.Load()) * 60 }),
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "demandpipe", Subsystem: "definition", Name: "state_bytes",
+				Help: "Memory held by a definition's windows, sparse sources, cell index and disks after its last close.", ConstLabels: l}, func() float64 { return float64(st.StateBytes.Load()) }),
+		)
+	}
+	add(e.cfg.Named().Name, &e.Stats.Stats)
+	for k, d := range e.cfg.Extra {
+		add(d.Name, &e.ExtraStats[k])
+	}
+	return cs
 }

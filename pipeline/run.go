@@ -93,7 +93,7 @@ func New(cfg Config) (*Engine, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	return &Engine{cfg: cfg, Products: encode.NewProducts(), startLine: 1}, nil
+	return &Engine{cfg: cfg, Products: encode.NewProducts(), startLine: 1, ExtraStats: make([]aggregate.Stats, len(cfg.Extra))}, nil
 }
 
 // Config returns the engine's configuration.
@@ -211,7 +211,6 @@ func (e *Engine) newLocalAggregators(ctx context.Context, src io.Reader, snk sin
 		return nil, err
 	}
 	aggs := []*aggregate.Local{agg}
-	e.ExtraStats = make([]aggregate.Stats, len(e.cfg.Extra))
 	var start time.Time
 	for k, d := range e.cfg.Extra {
 		ac := e.cfg.forDef(d).Aggregate()
