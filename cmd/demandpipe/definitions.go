@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -17,6 +18,7 @@ import (
 	"github.com/demandpipe/demandpipe/pipeline"
 	"github.com/demandpipe/demandpipe/serve"
 	"github.com/demandpipe/demandpipe/sink"
+	"github.com/demandpipe/demandpipe/sink/cassandra"
 	"github.com/demandpipe/demandpipe/store"
 )
 
@@ -94,6 +96,8 @@ func extraSinkSpec(spec, name string) (string, error) {
 		return "null:", nil
 	case kind == "store" && arg != "":
 		return "store:" + filepath.Clean(arg) + "." + name, nil
+	case kind == "cassandra":
+		return cassandraDefinitionSpec(spec, name)
 	case kind == "ndjson" && arg != "" && arg != "-":
 		dir, base := filepath.Split(arg)
 		stem, ext, _ := strings.Cut(base, ".")
@@ -104,7 +108,7 @@ func extraSinkSpec(spec, name string) (string, error) {
 	case kind == "ndjson":
 		return "", errors.New("-definitions with -sink=ndjson:- : stdout holds one definition's rows; give -sink=ndjson:FILE (further definitions go to FILE with their name before the extension)")
 	default:
-		return "", fmt.Errorf("-definitions with -sink=%s: only store:DIR, ndjson:FILE and null: take several definitions so far (a keyspace keeping each definition apart is issue 23, not built yet)", kind)
+		return "", fmt.Errorf("-definitions with -sink=%s: only store:DIR, cassandra://…, ndjson:FILE and null: take several definitions", kind)
 	}
 }
 
@@ -119,6 +123,9 @@ func (rf *runFlags) openExtraSinks(reg prometheus.Registerer, sc store.Config) (
 			scd := sc
 			scd.Definition = d.Definition
 			openers["store"] = store.Opener(scd, definitionRegisterer(reg, d.Name))
+			ccd := rf.cc
+			ccd.Definition = d.Definition // stored with its table, checked on reopen and by readers
+			openers["cassandra"] = cassandra.NewOpener(ccd, cassandra.Options{Registerer: definitionRegisterer(reg, d.Name), Logf: logf})
 			var w sink.Writer
 			if w, err = openers.Open(s); err == nil {
 				out = append(out, w)
@@ -321,4 +328,29 @@ func diffDefinitions(dir string, minutes int, names []string) error {
 		return errDiffer
 	}
 	return nil
+}
+
+// cassandraDefinitionSpec is a further definition's Cassandra sink: the
+// same keyspace, its own feature table TABLE_NAME (and so its own rows of
+// the state and minutes tables, which are keyed by the table's name). One
+// table per definition rather than a definition column: definitions have
+// different numbers of features (a row is one blob of them), a reader of
+// one definition reads only its partitions, each table has its own TTL
+// and compaction, and a retired definition is one DROP TABLE.
+func cassandraDefinitionSpec(spec, name string) (string, error) {
+	cc, err := cassandra.ParseURL(spec)
+	if err != nil {
+		return "", err
+	}
+	u, err := url.Parse(spec)
+	if err != nil {
+		return "", err
+	}
+	q := u.Query()
+	q.Set("table", cc.Table+"_"+name)
+	if cc.State != "" && cc.State != cc.Table {
+		q.Set("state", cc.State+"_"+name)
+	}
+	u.RawQuery = q.Encode()
+	return u.String(), nil
 }

@@ -21,8 +21,10 @@ import (
 	"github.com/demandpipe/demandpipe/client"
 	"github.com/demandpipe/demandpipe/definitions"
 	"github.com/demandpipe/demandpipe/encode"
+	"github.com/demandpipe/demandpipe/internal/cqltest"
 	"github.com/demandpipe/demandpipe/internal/testsize"
 	"github.com/demandpipe/demandpipe/serve"
+	"github.com/demandpipe/demandpipe/sink/cassandra"
 	"github.com/demandpipe/demandpipe/store"
 )
 
@@ -460,5 +462,57 @@ func TestHistoryEqualsTheStoreAtThoseTimes(t *testing.T) {
 	}
 	if b, _ := os.ReadFile(outCSV); !strings.HasPrefix(string(b), "ts,lat,lng,product,h3,minute,found,k0_w1,k0_w2") || strings.Count(string(b), "\n") != len(qs)+1 {
 		t.Errorf("CSV: %.200s", b)
+	}
+}
+
+// TestDefinitionsIntoCassandra: with a cassandra:// sink each further
+// definition gets a table of its own (TABLE_NAME) in the keyspace, whose
+// rows equal a store written by that definition alone; a second run
+// resumes both from their own checkpoints and writes nothing new.
+func TestDefinitionsIntoCassandra(t *testing.T) {
+	t.Parallel()
+	srv, err := cqltest.Start(cqltest.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	dir := t.TempDir()
+	events := genEvents(t, dir, 6_000)
+	defs := filepath.Join(dir, "defs.yaml")
+	if err := os.WriteFile(defs, []byte("- name: base\n  resolution: 8\n  rings: [0, 1, 2]\n  windows: [1, 4]\n- name: fine\n  resolution: 9\n  rings: [0, 2, 7]\n  windows: [3, 5, 1]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	url := fmt.Sprintf("cassandra://127.0.0.1:%d/demandpipe?create=true&rf=1", srv.Port())
+	for range 2 {
+		if err := runCommand([]string{"-source=file:" + events, "-sink=" + url, "-definitions=" + defs, "-serve=", "-progress=never", "-log.level=warn"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, err := srv.Rows("demandpipe", "features_fine"); err != nil || n == 0 {
+		t.Fatalf("table features_fine: %d rows, %v", n, err)
+	}
+	alone := filepath.Join(dir, "alone")
+	if err := runCommand(storeArgs("file:"+events, alone, "-h3.resolution=9", "-kring.rings=0,2,7", "-windows.minutes=3,5,1")); err != nil {
+		t.Fatal(err)
+	}
+	cc, err := cassandra.ParseURL(url + "&table=features_fine")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cst, err := cassandra.OpenStore(context.Background(), cc, cassandra.StoreOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cst.Close()
+	c := store.DefaultConfig()
+	c.Dir, c.ReadOnly = alone, true
+	st, err := store.Open(c, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	rep, err := definitions.Diff(cst, st, 0)
+	if err != nil || !rep.Identical || rep.Rows == 0 || len(rep.Minutes) != len(st.Minutes(nil)) {
+		t.Fatalf("features_fine against the definition alone: %+v %v", rep, err)
 	}
 }
