@@ -41,8 +41,24 @@ type Config struct {
 	// (-serve.product-names=FILE): CSV lines uuid,name or JSON
 	// {"uuid":"name",…}; see names.go. The page's picker and the "names"
 	// field of GET /v1/products use it; the API still takes UUIDs only.
-	// Default "": no names, products are shown by UUID.
+	// Default "": no names, products are shown by UUID. run -products=FILE
+	// sets it to the products file when this flag is not given.
 	ProductNames string
+	// Basemap is a raster tile URL template the page draws under the
+	// hexagons (-serve.basemap=https://tile.example/{z}/{x}/{y}.png): Web
+	// Mercator (EPSG:3857) tiles of 256 px addressed z/x/y, as
+	// OpenStreetMap's and most providers' are; http or https, one host (no
+	// {s} subdomains), {z}, {x} and {y} each present (basemap.go). The
+	// browser fetches the tiles from that host, which then learns who looks
+	// at which area; the page's Content-Security-Policy admits images from
+	// it only when this is set. Default "": no basemap, the page loads
+	// nothing from elsewhere (the machines it runs on may have no internet).
+	Basemap string
+	// BasemapAttribution is the credit the page shows in the map's corner
+	// for the tiles, as tile providers' terms require
+	// (-serve.basemap-attribution="© OpenStreetMap contributors"): plain
+	// text, up to 300 characters; required with Basemap. Default "".
+	BasemapAttribution string
 
 	// The guard (guard.go): what stands between the network and the API.
 	// None of it applies to /healthz and /readyz, which stay open to load
@@ -149,6 +165,9 @@ func (c Config) Validate() error {
 	if c.PageRefresh < time.Second || c.PageRefresh > time.Hour {
 		return fmt.Errorf("serve.page-refresh=%v: must be in 1s..1h", c.PageRefresh)
 	}
+	if err := validateBasemap(c.Basemap, c.BasemapAttribution); err != nil {
+		return err
+	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		return fmt.Errorf("serve.tls-cert=%q, serve.tls-key=%q: give both or neither", c.TLSCert, c.TLSKey)
 	}
@@ -174,7 +193,8 @@ func (c Config) Validate() error {
 
 // RegisterFlags binds the fields to fs as -serve.max-batch-cells,
 // -serve.max-body-bytes, -serve.map-max-cells, -serve.boundary-cache-cells,
-// -serve.ready-max-age, -serve.product-names, -serve.page-refresh and the
+// -serve.ready-max-age, -serve.product-names, -serve.page-refresh,
+// -serve.basemap, -serve.basemap-attribution and the
 // guard's -serve.tls-cert, -serve.tls-key, -serve.token-file,
 // -serve.metrics-auth, -serve.allowed-hosts, -serve.rate-limit,
 // -serve.rate-burst and -serve.max-conns, with c's values as defaults.
@@ -186,6 +206,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.ReadyMaxAge, "serve.ready-max-age", c.ReadyMaxAge, "/readyz is ready only while the latest minute is at most this old and not in the future (0: any closed minute)")
 	fs.StringVar(&c.ProductNames, "serve.product-names", c.ProductNames, "file naming product types for the page and /v1/products: CSV lines uuid,name or JSON {\"uuid\":\"name\"} (empty: UUIDs only)")
 	fs.DurationVar(&c.PageRefresh, "serve.page-refresh", c.PageRefresh, "how often the page at / reloads the map (1s..1h)")
+	fs.StringVar(&c.Basemap, "serve.basemap", c.Basemap, "raster tiles under the page's hexagons: a URL template of Web Mercator 256 px tiles, https://tile.example/{z}/{x}/{y}.png; the browser fetches them from that host (empty: none, the page loads nothing from elsewhere)")
+	fs.StringVar(&c.BasemapAttribution, "serve.basemap-attribution", c.BasemapAttribution, "the tile provider's credit the page shows over the map, as its terms require, e.g. '© OpenStreetMap contributors' (required with -serve.basemap)")
 	fs.StringVar(&c.TLSCert, "serve.tls-cert", c.TLSCert, "PEM certificate (chain) file: serve HTTPS only, with -serve.tls-key; SIGHUP reloads the pair, a pair that does not load keeps the old one (empty: plain HTTP)")
 	fs.StringVar(&c.TLSKey, "serve.tls-key", c.TLSKey, "PEM private key file of -serve.tls-cert")
 	fs.StringVar(&c.TokenFile, "serve.token-file", c.TokenFile, "file of bearer tokens, one per line (# comments): every path but /healthz, /readyz, the page and its assets then wants 'Authorization: Bearer TOKEN', else 401; re-read when it changes (within a second) and on SIGHUP (empty: no tokens)")

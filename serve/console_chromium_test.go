@@ -166,8 +166,11 @@ func TestPageOnNYCPickups(t *testing.T) {
 			p.find(`<option value="` + u.String() + `" title="` + u.String() + `">` + b[1] + `</option>`)
 		}
 	}
-	if s := p.text("status"); !strings.HasPrefix(s, name+" · 2014-04-04 ") || !strings.Contains(s, " y ago)") {
-		t.Errorf("status %q: want the product's name and the age in years", s)
+	if s := p.text("status"); !strings.HasPrefix(s, name+" · 2014-04-04 ") || !strings.Contains(s, " y ago) · replay · ") {
+		t.Errorf("status %q: want the product's name, the age in years and replay", s)
+	}
+	if s := p.text("latest"); !strings.HasPrefix(s, "latest minute 2014-04-04 ") || !strings.HasSuffix(s, " y ago · replay") {
+		t.Errorf("latest minute %q: want its date, its age in years and replay", s)
 	}
 	values, colours := p.checkMap(-1)
 	if len(values) < 50 || colours < 6 {

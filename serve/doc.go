@@ -29,6 +29,19 @@
 // retention; 503 before the first minute closes; 405 for a wrong method;
 // from the guard 401, 421, 429 and 503 (see Guard).
 //
+// The page (web/app.js says what it does) draws the hexagons in Web
+// Mercator. -serve.basemap=https://tile.example/{z}/{x}/{y}.png puts raster
+// tiles of that template under them, fetched by the browser, with the
+// provider's credit (-serve.basemap-attribution, required with it) in the
+// map's corner (basemap.go); without it the page loads nothing from
+// elsewhere, and its Content-Security-Policy admits images from the tile
+// host only when one is set. The page says how old the latest minute is,
+// and tells a live store (its latest minute at most 3 min old by the
+// server's clock) from a replay; before the first minute closes it says
+// about when it will: the server knows neither the run's lateness nor its
+// event time, so it gives the estimate for the default lateness, about
+// 90 s after a live run starts.
+//
 // In front of the handlers, a Guard (guard.go) serves HTTPS with a
 // certificate pair that SIGHUP reloads (tls.go), caps connections (503),
 // limits each client's request rate (429, ratelimit.go), answers only the

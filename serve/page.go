@@ -1,15 +1,18 @@
 package serve
 
 import (
-	"bytes"
 	"embed"
+	"html"
 	"net/http"
 	"strconv"
 	"strings"
 )
 
 // The page at / is three embedded files (no CDN: the machines it runs on
-// have no internet). index.html gets the refresh period filled in at start.
+// may have no internet). index.html gets the refresh period and the
+// basemap (basemap.go) filled in at start; it is served with a
+// Content-Security-Policy (pageCSP) that admits nothing from elsewhere but
+// the basemap's tiles, when there is one.
 // What the page does, and the view state it keeps in its URL, is described
 // at the top of web/app.js; how it picks its default view, in overview.go.
 //
@@ -23,6 +26,7 @@ type asset struct {
 
 type pageData struct {
 	index  []byte
+	csp    string // Content-Security-Policy of the page
 	assets map[string]asset
 }
 
@@ -31,7 +35,19 @@ func (s *Server) initPage() error {
 	if err != nil {
 		return err
 	}
-	s.page.index = bytes.ReplaceAll(idx, []byte("{{REFRESH_MS}}"), []byte(strconv.FormatInt(s.cfg.PageRefresh.Milliseconds(), 10)))
+	tileOrigin := ""
+	if s.cfg.Basemap != "" {
+		if tileOrigin, err = basemapOrigin(s.cfg.Basemap); err != nil {
+			return err // Validate has said so already
+		}
+	}
+	s.page.csp = pageCSP(tileOrigin)
+	// One pass: a value is never searched for placeholders itself.
+	s.page.index = []byte(strings.NewReplacer(
+		"{{REFRESH_MS}}", strconv.FormatInt(s.cfg.PageRefresh.Milliseconds(), 10),
+		"{{BASEMAP}}", html.EscapeString(s.cfg.Basemap),
+		"{{BASEMAP_ATTRIBUTION}}", html.EscapeString(s.cfg.BasemapAttribution),
+	).Replace(string(idx)))
 	s.page.assets = map[string]asset{}
 	for name, ctype := range map[string]string{"app.js": "text/javascript; charset=utf-8", "style.css": "text/css; charset=utf-8"} {
 		b, err := web.ReadFile("web/" + name)
@@ -46,6 +62,7 @@ func (s *Server) initPage() error {
 func (s *Server) index(w http.ResponseWriter, _ *http.Request, _ *reqState) int {
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-cache")
+	w.Header().Set("Content-Security-Policy", s.page.csp)
 	w.Write(s.page.index)
 	return http.StatusOK
 }

@@ -1,11 +1,13 @@
 package serve
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
 	"html"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -16,6 +18,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/demandpipe/demandpipe/store"
 )
 
 const chromiumPath = "/usr/bin/chromium"
@@ -25,6 +29,14 @@ var updateScreenshots = flag.Bool("serve.update-screenshots", false, "copy the p
 // chromium runs headless Chromium on url with extra flags and returns its
 // stdout. The profile directory is fresh and removed afterwards.
 func chromium(t *testing.T, url string, extra ...string) []byte {
+	t.Helper()
+	out, _ := chromiumConsole(t, url, extra...)
+	return out
+}
+
+// chromiumConsole is chromium, and returns the page's console messages
+// too (Chromium's log lines of them, a CSP violation among them).
+func chromiumConsole(t *testing.T, url string, extra ...string) (stdout []byte, console []string) {
 	t.Helper()
 	if _, err := os.Stat(chromiumPath); err != nil {
 		t.Skipf("headless page test skipped: %s not found (apt-get install -y chromium)", chromiumPath)
@@ -38,19 +50,22 @@ func chromium(t *testing.T, url string, extra ...string) []byte {
 		// no sleeping for the refresh timer.
 		"--virtual-time-budget=5000", "--window-size=1280,860",
 	}, extra...)
-	args = append(args, url)
+	args = append(args, "--enable-logging=stderr", "--v=0", url)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, chromiumPath, args...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {
-		var stderr []byte
-		if ee, ok := err.(*exec.ExitError); ok {
-			stderr = ee.Stderr
-		}
-		t.Fatalf("chromium %v: %v\n%s", extra, err, stderr)
+		t.Fatalf("chromium %v: %v\n%s", extra, err, stderr.Bytes())
 	}
-	return out
+	for _, l := range strings.Split(stderr.String(), "\n") {
+		if strings.Contains(l, ":CONSOLE") {
+			console = append(console, l)
+		}
+	}
+	return out, console
 }
 
 // page is the DOM of a loaded page, after its scripts ran.
@@ -157,11 +172,19 @@ func screenshot(t *testing.T, url, name string) string {
 	if err != nil || st.Size() < 10_000 {
 		t.Fatalf("screenshot %s: %v (size %d)", shot, err, sizeOf(st))
 	}
-	t.Logf("screenshot of the page: %s (%d bytes)", shot, st.Size())
+	keepScreenshot(t, shot, name)
+	return shot
+}
+
+// keepScreenshot logs the path of a screenshot and keeps a copy of it
+// named name.png as screenshot says.
+func keepScreenshot(t *testing.T, shot, name string) {
+	t.Helper()
 	b, err := os.ReadFile(shot)
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Logf("screenshot of the page: %s (%d bytes)", shot, len(b))
 	keep := func(dir string) {
 		dst := filepath.Join(dir, name+".png")
 		if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -175,10 +198,9 @@ func screenshot(t *testing.T, url, name string) string {
 	if dir := os.Getenv("DEMANDPIPE_SCREENSHOT_DIR"); dir != "" {
 		keep(dir) // CI artifacts: outlive the test's temp dir
 	}
-	if *updateScreenshots && st.Size() < 300<<10 {
+	if *updateScreenshots && len(b) < 300<<10 {
 		keep(filepath.Join("testdata", "screenshots"))
 	}
-	return shot
 }
 
 func sizeOf(st os.FileInfo) int64 {
@@ -244,7 +266,13 @@ func TestPageInChromium(t *testing.T) {
 	if got := strings.Count(p.find(`(?s)<svg id="spark".*?</svg>`)[0], "<rect"); got != 2 {
 		t.Errorf("timeline has %d bars, want one per minute (2)", got)
 	}
-	p.find(`<button id="live" type="button" title="[^"]*" class="on">`)
+	p.find(`<button id="live" type="button" title="follow the latest closed minute" class="on">live</button>`)
+	// The latest minute's age ticks on from the server's 12.5 s (Chromium's
+	// virtual time runs a few seconds).
+	if s := p.text("latest"); !regexp.MustCompile(`^latest minute 02:41 UTC, 1\d s ago · live$`).MatchString(s) {
+		t.Errorf("latest minute %q", s)
+	}
+	p.find(`<div id="latest" role="status" title="[^"]*" class="live">`)
 	screenshot(t, f.ts.URL+"/", "fixture")
 }
 
@@ -317,6 +345,12 @@ document.getElementById("out").textContent = JSON.stringify({
   views: views.map((v) => d.formatView(d.parseView(v))),
   bad: d.formatView(d.parseView("?k=x&scale=cubic&at=91,0,3&w=4")),
   logTicks: d.ticks("log", 1, 37), linTicks: d.ticks("linear", 3, 97), oneTick: d.ticks("log", 5, 5),
+  live: [d.isLive(42), d.isLive(180), d.isLive(181), d.isLive(NaN)],
+  latest: [d.latestText("2024-06-01T10:07:00Z", 42.5), d.latestText("2014-04-30T23:59:00Z", 3.8e8)],
+  merc: [d.mercY(0), d.mercY(85.0511287798), d.mercY(89), d.latOfMercY(d.mercY(40.758))],
+  tiles: [d.tilesFor({lat: 40.758, lng: -73.9855, z: 12}, 800, 600), d.tilesFor({lat: 40.758, lng: -73.9855, z: 12.4}, 800, 600),
+    d.tilesFor({lat: -33.9, lng: 179.99, z: 5.6}, 640, 480)],
+  tileURL: d.tileURL("https://t.example/{z}/{x}/{y}.png?zoom={z}", {z: 3, x: 1, y: 2}),
 });
 </script></body></html>`)
 	})
@@ -331,6 +365,11 @@ document.getElementById("out").textContent = JSON.stringify({
 		Ages, Views                 []string
 		Bad                         string
 		LogTicks, LinTicks, OneTick []int
+		Live                        []bool
+		Latest                      []string
+		Merc                        []float64
+		Tiles                       [][]jsTile
+		TileURL                     string
 	}
 	if err := json.Unmarshal([]byte(html.UnescapeString(m[1])), &got); err != nil {
 		t.Fatalf("%v: %s", err, m[1])
@@ -348,6 +387,25 @@ document.getElementById("out").textContent = JSON.stringify({
 	}
 	if fmt.Sprint(got.LogTicks) != "[1 2 5 10 20 37]" || fmt.Sprint(got.LinTicks) != "[3 20 40 60 80 97]" || fmt.Sprint(got.OneTick) != "[5]" {
 		t.Errorf("ticks: log %v, linear %v, one value %v", got.LogTicks, got.LinTicks, got.OneTick)
+	}
+	if fmt.Sprint(got.Live) != "[true true false false]" {
+		t.Errorf("isLive(42, 180, 181, NaN) = %v: live is a latest minute at most 3 min old", got.Live)
+	}
+	wantLatest := []string{"latest minute 10:07 UTC, 42 s ago · live", "latest minute 2014-04-30 23:59 UTC, 12 y ago · replay"}
+	if fmt.Sprint(got.Latest) != fmt.Sprint(wantLatest) {
+		t.Errorf("latest:\n got %q\nwant %q", got.Latest, wantLatest)
+	}
+	if len(got.Merc) != 4 || math.Abs(got.Merc[0]) > 1e-9 || math.Abs(got.Merc[1]-180) > 1e-6 || math.Abs(got.Merc[2]-180) > 1e-6 || math.Abs(got.Merc[3]-40.758) > 1e-9 {
+		t.Errorf("mercY(0, 85.0511, 89 (clamped)), latOfMercY(mercY(40.758)) = %v, want [0 180 180 40.758]", got.Merc)
+	}
+	if len(got.Tiles) != 3 {
+		t.Fatalf("tiles: %v", got.Tiles)
+	}
+	checkTiles(t, got.Tiles[0], 40.758, -73.9855, 12, 800, 600)
+	checkTiles(t, got.Tiles[1], 40.758, -73.9855, 12.4, 800, 600)
+	checkTiles(t, got.Tiles[2], -33.9, 179.99, 5.6, 640, 480) // across the antimeridian
+	if got.TileURL != "https://t.example/3/1/2.png?zoom=3" {
+		t.Errorf("tileURL: %q", got.TileURL)
 	}
 }
 
@@ -452,4 +510,30 @@ func TestPageWithToken(t *testing.T) {
 		t.Errorf("without a token: status %q", p.text("status"))
 	}
 	p.find(`<form id="tokenform">`)
+}
+
+// TestPageBeforeFirstMinute: on a store with no closed minute yet the page
+// says when the first should close (the default lateness's estimate: the
+// server knows neither the run's lateness nor its event time), and claims
+// neither live nor replay.
+func TestPageBeforeFirstMinute(t *testing.T) {
+	sc := store.DefaultConfig()
+	sc.Dir = t.TempDir()
+	sc.Sync = false
+	st, err := store.Open(sc, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	url := serveStore(t, DefaultConfig(), st)
+	p := page{t, string(chromium(t, url+"/", "--dump-dom"))}
+	const want = "waiting for the first minute to close: a minute closes once event time passes its end plus the lateness (30 s by default), about 90 s after a live run starts"
+	if s := p.text("status"); s != want {
+		t.Errorf("status %q, want %q", s, want)
+	}
+	p.find(`<div id="empty">` + regexp.QuoteMeta(want) + `</div>`)
+	if s := p.text("latest"); s != "no closed minute yet" {
+		t.Errorf("latest minute %q", s)
+	}
+	p.find(`<button id="live" type="button" title="follow the latest closed minute">live</button>`) // not on
 }

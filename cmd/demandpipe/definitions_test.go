@@ -516,3 +516,33 @@ func TestDefinitionsIntoCassandra(t *testing.T) {
 		t.Fatalf("features_fine against the definition alone: %+v %v", rep, err)
 	}
 }
+
+// TestProductsNameTheProducts: run -products=FILE names the products on
+// the page too, unless -serve.product-names is given, before or after it.
+func TestProductsNameTheProducts(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	file, other := filepath.Join(dir, "products.csv"), filepath.Join(dir, "names.csv")
+	for _, f := range []string{file, other} {
+		if err := os.WriteFile(f, []byte("16c2d89c-4a7e-495d-9c10-b4026c87e1da,UberX\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-products=" + file}, file},
+		{[]string{"-products=" + file, "-serve.product-names=" + other}, other},
+		{[]string{"-serve.product-names=" + other, "-products=" + file}, other},
+		{nil, ""},
+	} {
+		rf := newRunFlags()
+		if err := rf.fs.Parse(tc.args); err != nil {
+			t.Fatal(err)
+		}
+		if rf.vc.ProductNames != tc.want {
+			t.Errorf("%v: -serve.product-names %q, want %q", tc.args, rf.vc.ProductNames, tc.want)
+		}
+	}
+}

@@ -36,9 +36,12 @@ func (l intList) Set(s string) error {
 }
 
 // productsFlag is -products=FILE: the products file loaded when the flag is
-// parsed, so a bad file stops the command before anything runs.
+// parsed, so a bad file stops the command before anything runs. Its names
+// name the products on the page and in /v1/products too, unless
+// -serve.product-names is given (before or after it, or in -config).
 type productsFlag struct {
 	c    *pipeline.Config
+	fs   *flag.FlagSet
 	path string
 }
 
@@ -50,16 +53,27 @@ func (p *productsFlag) String() string {
 }
 
 func (p *productsFlag) Set(path string) error {
-	if path == "" {
-		p.c.Products, p.path = nil, ""
-		return nil
-	}
-	names, err := productfile.Load(path)
-	if err != nil {
-		return err
+	var names productfile.Names
+	if path != "" {
+		var err error
+		if names, err = productfile.Load(path); err != nil {
+			return err
+		}
 	}
 	p.c.Products, p.path = names, path
+	// The serve flag's value, not fs.Set: it stays "not given", so a
+	// -serve.product-names after this one still replaces it.
+	if f := p.fs.Lookup("serve.product-names"); f != nil && !isSet(p.fs, f.Name) {
+		return f.Value.Set(path)
+	}
 	return nil
+}
+
+// isSet says whether the flag name was set on fs (so far, while parsing).
+func isSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
 }
 
 // engineFlags registers the pipeline's knobs on fs, dotted by package. The
@@ -67,7 +81,7 @@ func (p *productsFlag) Set(path string) error {
 func engineFlags(fs *flag.FlagSet, c *pipeline.Config) *definitionsFlag {
 	defs := &definitionsFlag{}
 	fs.Var(defs, "definitions", "a YAML file of named definitions ({name, resolution, rings, windows} each) computed in one pass (docs/DEFINITIONS.md): the first is the run's default and writes to -sink; each further one writes beside it under its name (store:DIR.NAME, ndjson:FILE with .NAME before the extension, null:); replaces -h3.resolution, -kring.rings and -windows.minutes")
-	fs.Var(&productsFlag{c: c}, "products", "the products file (uuid,name per line, or JSON; the file -serve.product-names takes): only its product types count, any other is rejected as unknown_product, so junk product UUIDs cannot take the 256 product codes from real ones (default: every product type)")
+	fs.Var(&productsFlag{c: c, fs: fs}, "products", "the products file (uuid,name per line, or JSON; the file -serve.product-names takes): only its product types count, any other is rejected as unknown_product, so junk product UUIDs cannot take the 256 product codes from real ones; its names name the products on the page unless -serve.product-names is given (default: every product type)")
 	fs.IntVar(&c.Def.Resolution, "h3.resolution", c.Def.Resolution, "H3 resolution of the hexagons, 0..15 (8: ~0.74 km² cells)")
 	fs.Var(intList{&c.Def.Rings}, "kring.rings", "k-ring radii K in output order, each 0..30, at most 16")
 	fs.Var(intList{&c.Def.Windows}, "windows.minutes", "sliding-window lengths W in minutes in output order, each 1..60, at most 16")

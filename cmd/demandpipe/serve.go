@@ -45,6 +45,13 @@ Example:
   demandpipe serve -store=./demandpipe-data -addr=127.0.0.1:8080 &
   curl '127.0.0.1:8080/v1/features?lat=40.758&lng=-73.9855&product=UUID'
 
+A map under the page's hexagons (off by default: the page then loads nothing from
+elsewhere; the same flags work on run -serve=ADDR):
+  -serve.basemap=https://tile.example/{z}/{x}/{y}.png   raster tiles, Web Mercator 256 px
+                      z/x/y, as OpenStreetMap's; the browser fetches them from that host
+  -serve.basemap-attribution='© OpenStreetMap contributors'   the provider's credit the
+                      page shows on the map, as its terms require (needed with a basemap)
+
 Securing it (the same flags work on run -serve=ADDR; /healthz and /readyz stay
 open to balancers whatever is set):
   -serve.tls-cert=FILE -serve.tls-key=FILE   HTTPS only; SIGHUP reloads the pair, and a

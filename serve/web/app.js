@@ -7,6 +7,18 @@
 // it; no minute means "follow the latest". No libraries: the page must work
 // offline.
 //
+// The map is Web Mercator (see "projection"). With -serve.basemap the page
+// draws raster tiles of that URL template under the hexagons (which turn
+// translucent), reloading them as the view pans and zooms, and shows the
+// provider's credit (-serve.basemap-attribution) in the map's corner;
+// without it nothing is loaded from elsewhere.
+//
+// The header says how old the latest minute is, ticking ("latest minute
+// 10:07 UTC, 42 s ago · live"), and whether the store is live: its latest
+// minute at most LIVE_MAX_AGE_S old by the server's clock. A replay (or a
+// run that stopped) says "replay" and the date, its status line too, and
+// the live button becomes "latest".
+//
 // Test hooks: body[data-ready] is "1" once the first view is drawn,
 // body[data-url] is the view's query string; window.demandpipe exposes the
 // pure helpers, and window.DEMANDPIPE_NO_MAIN skips start-up (unit tests).
@@ -15,8 +27,23 @@
 const $ = (id) => document.getElementById(id);
 const refreshMs = Number(document.body.dataset.refreshMs) || 10000;
 const TOP_ROWS = 10;
-const LIVE_MAX_AGE_S = 600; // a store whose latest minute is older is a replay
+// A store is live while its latest minute is at most this old by the
+// server's clock: a live run closes a minute every 60 s, 30-90 s after its
+// end (the lateness, 30 s by default), so 3 min allows one missed close,
+// as the server's -serve.ready-max-age=3m does. An older latest minute is
+// a replay of old data, or a run that stopped.
+const LIVE_MAX_AGE_S = 180;
 const PLAY_STEP_MS = 700;
+const basemap = document.body.dataset.basemap || "";          // tile URL template, "": none
+const attribution = document.body.dataset.basemapAttribution || "";
+const TILE_MAX_Z = 19; // the deepest tiles providers commonly have (OpenStreetMap's)
+const SVG_NS = "http://www.w3.org/2000/svg";
+// What the page says before the first minute closes. A minute closes once
+// event time passes its end plus the lateness; the server knows neither
+// the run's lateness (-windows.lateness) nor its event time, so this is
+// the estimate for the default lateness: on a live run, 30-90 s after the
+// first event.
+const WAITING = "waiting for the first minute to close: a minute closes once event time passes its end plus the lateness (30 s by default), about 90 s after a live run starts";
 
 // ---- pure helpers (unit-tested in Chromium through window.demandpipe) ----
 
@@ -111,7 +138,52 @@ function formatView(v) {
   return q.length ? "?" + q.join("&") : "";
 }
 
-window.demandpipe = { ago, minuteLabel, color, scaler, ticks, parseView, formatView };
+// isLive: is a latest minute ageS old (by the server's clock) a live store's?
+function isLive(ageS) { return Number.isFinite(ageS) && ageS <= LIVE_MAX_AGE_S; }
+
+// latestText: "latest minute 10:07 UTC, 42 s ago · live" on a live store;
+// a replay's names the day: "latest minute 2014-04-30 23:59 UTC, 12 y ago · replay".
+function latestText(minute, ageS) {
+  const live = isLive(ageS);
+  return `latest minute ${live ? minute.slice(11, 16) + " UTC" : minuteLabel(minute)}, ${ago(ageS)} · ${live ? "live" : "replay"}`;
+}
+
+// Web Mercator. mercY is the projected y of a latitude in degrees of
+// longitude: 0 at the equator, 180 at the top edge of the z/x/y tiles
+// (latitude 85.0511°, where the map is square); latOfMercY inverts it.
+const R2D = 180 / Math.PI, MAX_LAT = 85.0511287798;
+function mercY(lat) {
+  lat = Math.max(-MAX_LAT, Math.min(MAX_LAT, lat));
+  return R2D * Math.log(Math.tan(Math.PI / 4 + lat / (2 * R2D)));
+}
+function latOfMercY(y) { return R2D * (2 * Math.atan(Math.exp(y / R2D)) - Math.PI / 2); }
+
+// tilesFor lists the tiles covering a W×H view centred on at ({lat, lng,
+// z}): at the whole zoom nearest the view's (so a tile is drawn at 71% to
+// 141% of its 256 px), each with its address (z, x wrapped around the
+// antimeridian, y), its unwrapped column tx, and its square on the screen
+// in whole pixels, so that neighbours meet without a seam. The view's
+// centre is at (W/2, H/2), as the hexagons' transform puts it.
+function tilesFor(at, W, H) {
+  const z = Math.max(0, Math.min(TILE_MAX_Z, Math.round(at.z)));
+  const n = Math.pow(2, z), k = Math.pow(2, at.z - z); // screen px per tile px
+  const gx = ((at.lng + 180) / 360) * 256 * n, gy = ((180 - mercY(at.lat)) / 360) * 256 * n; // the centre, in tile px
+  const sx = (tx) => Math.round(W / 2 + (tx * 256 - gx) * k), sy = (ty) => Math.round(H / 2 + (ty * 256 - gy) * k);
+  const out = [];
+  for (let y = Math.max(0, Math.floor((gy - H / 2 / k) / 256)); y <= Math.min(n - 1, Math.floor((gy + H / 2 / k) / 256)); y++) {
+    for (let tx = Math.floor((gx - W / 2 / k) / 256); tx <= Math.floor((gx + W / 2 / k) / 256); tx++) {
+      out.push({ z, x: ((tx % n) + n) % n, y, tx, left: sx(tx), top: sy(y), w: sx(tx + 1) - sx(tx), h: sy(y + 1) - sy(y) });
+    }
+  }
+  return out;
+}
+
+// tileURL fills a -serve.basemap template with a tile's address.
+function tileURL(tmpl, t) {
+  return tmpl.replaceAll("{z}", String(t.z)).replaceAll("{x}", String(t.x)).replaceAll("{y}", String(t.y));
+}
+
+window.demandpipe = { ago, minuteLabel, color, scaler, ticks, parseView, formatView, isLive, latestText, mercY, latOfMercY, tilesFor, tileURL };
 
 // ---- state ----
 
@@ -120,8 +192,9 @@ let def = null;            // /v1/definition
 let products = [];         // UUIDs
 let names = {};            // UUID -> name
 let minutes = [];          // /v1/minutes, oldest first
+let minutesAt = 0;         // performance.now() when minutes were read: their ages tick on from there
 let data = null;           // the /v1/map answer drawn
-let ref = null;            // projection reference: {lat, lng, cos}
+let ref = null;            // projection reference: {lat, lng, y: mercY(lat)}
 let playing = null;        // timer while playing
 let loadSeq = 0;           // drops answers of superseded loads
 
@@ -176,22 +249,30 @@ function writeURL() {
   document.body.dataset.url = q;
 }
 
-// ---- projection: world units are 1000 per degree of longitude around a
-// fixed reference; the view (centre, zoom) is an SVG transform, so panning
-// and zooming never rebuild the polygons. zoom is web-map zoom: 256·2^z
-// pixels around the equator. ----
+// ---- projection: Web Mercator (EPSG:3857), the projection of the z/x/y
+// tiles of a basemap, so that hexagons and tiles line up all over the
+// view. (The page used to stretch latitude by a constant 1/cos of a
+// reference latitude, a plate carrée that agrees with Mercator at that
+// latitude only: at zoom 12 in New York, 7 px off half a degree north or
+// south of it, and more after panning away.) World units are 1000 per
+// degree of longitude, in x and in Mercator y, around a fixed reference
+// to keep the numbers small; the view (centre, zoom) is an SVG transform,
+// so panning and zooming never rebuild the polygons. zoom is web-map
+// zoom, the tiles': 256·2^z pixels around the world. ----
 
 function size() {
   const r = $("map").getBoundingClientRect();
   return { W: Math.max(r.width, 100), H: Math.max(r.height, 100) };
 }
 
+function setRef(lat, lng) { ref = { lat, lng, y: mercY(lat) }; }
+
 function toWorld(lat, lng) {
-  return [(lng - ref.lng) * 1000, -(lat - ref.lat) * 1000 / ref.cos];
+  return [(lng - ref.lng) * 1000, -(mercY(lat) - ref.y) * 1000];
 }
 
 function fromWorld(x, y) {
-  return { lat: ref.lat - (y * ref.cos) / 1000, lng: ref.lng + x / 1000 };
+  return { lat: latOfMercY(ref.y - y / 1000), lng: ref.lng + x / 1000 };
 }
 
 function pxPerDeg(z) { return (256 * Math.pow(2, z)) / 360; }
@@ -207,6 +288,35 @@ function applyView() {
   const km = [0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500].find((d) => d * kmPx >= 70) || 1000;
   $("scalebar").querySelector(".bar").style.width = (km * kmPx).toFixed(0) + "px";
   $("scalebar").querySelector("span").textContent = km < 1 ? km * 1000 + " m" : km + " km";
+  drawTiles();
+}
+
+// drawTiles lays the basemap's tiles under the hexagons (the SVG's first
+// group, in screen pixels), fetching the ones the view newly needs and
+// dropping those it left; a tile that fails to load leaves the background.
+const tileEls = new Map(); // "z/tx/y" -> <image>
+function drawTiles() {
+  if (!basemap || !view.at) return;
+  const { W, H } = size(), keep = new Set();
+  for (const t of tilesFor(view.at, W, H)) {
+    const key = t.z + "/" + t.tx + "/" + t.y;
+    keep.add(key);
+    let im = tileEls.get(key);
+    if (!im) {
+      im = document.createElementNS(SVG_NS, "image");
+      im.setAttribute("href", tileURL(basemap, t));
+      im.setAttribute("data-tile", t.z + "/" + t.x + "/" + t.y);
+      im.setAttribute("preserveAspectRatio", "none");
+      im.addEventListener("error", () => im.setAttribute("visibility", "hidden"));
+      $("tiles").appendChild(im);
+      tileEls.set(key, im);
+    }
+    im.setAttribute("x", t.left);
+    im.setAttribute("y", t.top);
+    im.setAttribute("width", t.w);
+    im.setAttribute("height", t.h);
+  }
+  for (const [key, im] of tileEls) if (!keep.has(key)) { im.remove(); tileEls.delete(key); }
 }
 
 function fit() {
@@ -215,11 +325,12 @@ function fit() {
   for (const cell of data.cells) for (const [la, ln] of cell[2]) {
     a = Math.min(a, la); b = Math.max(b, la); c = Math.min(c, ln); d = Math.max(d, ln);
   }
-  if (!ref) ref = { lat: (a + b) / 2, lng: (c + d) / 2, cos: Math.cos((((a + b) / 2) * Math.PI) / 180) };
+  const ya = mercY(a), yb = mercY(b), lat = latOfMercY((ya + yb) / 2);
+  if (!ref) setRef(lat, (c + d) / 2);
   const { W, H } = size();
   const zx = Math.log2((W * 0.9 * 360) / (256 * Math.max(d - c, 1e-6)));
-  const zy = Math.log2((H * 0.9 * 360 * ref.cos) / (256 * Math.max(b - a, 1e-6)));
-  view.at = { lat: (a + b) / 2, lng: (c + d) / 2, z: Math.min(zx, zy, 15) };
+  const zy = Math.log2((H * 0.9 * 360) / (256 * Math.max(yb - ya, 1e-6)));
+  view.at = { lat, lng: (c + d) / 2, z: Math.min(zx, zy, 15) };
   applyView();
 }
 
@@ -259,7 +370,7 @@ function draw(d) {
   let lo = Infinity, hi = 0;
   for (const c of cells) { lo = Math.min(lo, c[1]); hi = Math.max(hi, c[1]); }
   if (!cells.length) lo = hi = 0;
-  if (!ref && view.at) ref = { lat: view.at.lat, lng: view.at.lng, cos: Math.cos((view.at.lat * Math.PI) / 180) };
+  if (!ref && view.at) setRef(view.at.lat, view.at.lng);
   if (!ref || !view.at) fit();
   const f = scaler(view.scale, lo, hi);
   // Coolest first, so the hottest cells draw on top of their neighbours.
@@ -274,8 +385,10 @@ function draw(d) {
   drawLegend(d, lo, hi);
   drawTop(d, f);
   drawSelection();
-  const m = d.minute, live = view.minute === null;
-  setStatus(`${productName(d.product_type)} · ${minuteLabel(m)} (${ago(d.age_seconds)})${live ? " · live" : ""} · k=${d.k} w=${d.w} · ${cells.length} cells` + (d.truncated ? " (hottest only)" : ""));
+  // "live" only while following the latest minute of a live store; any
+  // minute of a replay says "replay".
+  const live = storeLive(), mode = !live ? " · replay" : view.minute === null ? " · live" : "";
+  setStatus(`${productName(d.product_type)} · ${minuteLabel(d.minute)} (${ago(d.age_seconds)})${mode} · k=${d.k} w=${d.w} · ${cells.length} cells` + (d.truncated ? " (hottest only)" : ""));
 }
 
 function drawLegend(d, lo, hi) {
@@ -378,9 +491,30 @@ function drawTimeline() {
   sp.innerHTML = bars.join("");
   const cur = minutes[i];
   $("when").innerHTML = cur ? `<b>${minuteLabel(cur.minute)}</b> · ${ago(cur.age_seconds)}<br>${i + 1} of ${n} minutes · ${cur.rows} rows` : "no closed minute";
-  $("live").classList.toggle("on", view.minute === null);
+  drawLive();
   $("play").textContent = playing ? "❚❚" : "▶";
   $("play").classList.toggle("on", !!playing);
+}
+
+// latestAge is the latest minute's age now: the server's answer ticked on
+// by the page's clock (so a skewed client clock does not matter).
+function latestAge() {
+  const l = minutes[minutes.length - 1];
+  return l ? l.age_seconds + (performance.now() - minutesAt) / 1000 : NaN;
+}
+
+function storeLive() { return isLive(latestAge()); }
+
+// drawLive writes the latest minute's age, and whether the store is live,
+// in the header and on the live button (highlighted while following the
+// latest minute; on a replay it reads "latest"). Every second.
+function drawLive() {
+  const l = minutes[minutes.length - 1], live = storeLive(), b = $("live");
+  $("latest").textContent = l ? latestText(l.minute, latestAge()) : started ? "" : "no closed minute yet";
+  $("latest").classList.toggle("live", !!l && live);
+  b.textContent = live || !l ? "live" : "latest";
+  b.title = live || !l ? "follow the latest closed minute" : "go to the latest closed minute (the store is not live: its latest minute is older than 3 min)";
+  b.classList.toggle("on", view.minute === null && !!l);
 }
 
 function goto(i) {
@@ -419,6 +553,7 @@ function togglePlay() {
 async function loadMinutes() {
   const r = await getJSON("/v1/minutes");
   minutes = r.minutes.slice().reverse();
+  minutesAt = performance.now();
 }
 
 async function loadProducts() {
@@ -453,7 +588,8 @@ async function loadMap() {
 
 // chooseDefaults fills what the URL did not give, from the data:
 // - minute: follow the latest on a live store; on a replay (latest minute
-//   older than 10 min) the minute with the most rows, the busiest picture;
+//   older than LIVE_MAX_AGE_S) the minute with the most rows, the busiest
+//   picture;
 // - product: the one with the most rows in that minute;
 // - k, w, scale: the server's suggestion for that product and minute
 //   (GET /v1/overview: the least smoothed view with at least 8 distinct
@@ -465,7 +601,7 @@ async function chooseDefaults() {
     view.minute = null;
   }
   const fresh = PARAMS.every((p) => !new URLSearchParams(location.search).has(p));
-  if (view.minute === null && fresh && latest.age_seconds > LIVE_MAX_AGE_S) {
+  if (view.minute === null && fresh && !isLive(latest.age_seconds)) {
     let best = latest;
     for (const m of minutes) if (m.rows >= best.rows) best = m; // ties: the latest
     view.minute = best.minute;
@@ -514,9 +650,10 @@ async function start() {
   fillNumbers($("k"), def.rings);
   fillNumbers($("w"), def.windows);
   if (!minutes.length || !products.length) {
-    setStatus("waiting for the first closed minute…");
+    setStatus(WAITING);
+    drawLive();
     $("empty").hidden = false;
-    $("empty").textContent = "waiting for the first closed minute…";
+    $("empty").textContent = WAITING;
     return false;
   }
   await chooseDefaults();
@@ -546,6 +683,7 @@ async function tick() {
 }
 
 function wire() {
+  $("controls").addEventListener("submit", (ev) => ev.preventDefault());
   $("tokenform").addEventListener("submit", (ev) => {
     ev.preventDefault();
     const t = $("token").value.trim();
@@ -633,7 +771,9 @@ function wire() {
     const t = ev.target;
     select(t.dataset && t.dataset.h3 ? t.dataset.h3 : null);
   });
-  window.addEventListener("resize", applyView);
+  // The map's box changes with the window and with the header's lines (the
+  // latest minute's text may wrap): the view's centre and the tiles follow.
+  new ResizeObserver(() => applyView()).observe(map);
   document.addEventListener("keydown", (ev) => {
     if (ev.target.tagName === "SELECT" || ev.target.tagName === "INPUT") return;
     if (ev.key === "ArrowLeft") { stopPlay(); goto(minuteIndex() - 1); }
@@ -645,9 +785,15 @@ function wire() {
 async function main() {
   loadToken();
   Object.assign(view, parseView(location.search));
+  if (basemap) {
+    $("map").classList.add("basemap");
+    $("attribution").textContent = attribution;
+    $("attribution").hidden = false;
+  }
   wire();
   await tick();
   setInterval(tick, refreshMs);
+  setInterval(drawLive, 1000);
 }
 
 if (!window.DEMANDPIPE_NO_MAIN) main();
