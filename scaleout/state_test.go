@@ -83,8 +83,11 @@ func TestStateTopicOutlivesItsProcesses(t *testing.T) {
 	}
 
 	waitChecks(t, srv, 3)
-	if st := srv.Stats(); st.TopicsDeleted != 1 || srv.TopicEntries(cfg.Topic) != 0 {
-		t.Fatalf("%d topics deleted, the internal topic has %d entries: want it deleted and nothing else", st.TopicsDeleted, srv.TopicEntries(cfg.Topic))
+	// The internal topic goes (once, or twice when a check fell between the
+	// two processes on a loaded machine: it is made again by the second);
+	// the state topic stays whole.
+	if st := srv.Stats(); st.TopicsDeleted < 1 || srv.TopicEntries(cfg.Topic) != 0 || srv.TopicEntries(state) != 7 {
+		t.Fatalf("%d topics deleted, the internal topic has %d entries, the state topic %d: want the internal one deleted and the state topic's 7 kept", st.TopicsDeleted, srv.TopicEntries(cfg.Topic), srv.TopicEntries(state))
 	}
 	for src, want := range []string{"process 0 through 14", "process 1 through 13"} {
 		raw, err := LoadCheckpoint(ctx, client, cfg, uint32(src))

@@ -91,7 +91,6 @@ func TestDefinitionsFile(t *testing.T) {
 		want string
 	}{
 		{[]string{src, "-sink=ndjson:" + both, "-h3.resolution=9"}, "drop -h3.resolution or put it in the file"},
-		{[]string{src, "-sink=cassandra://127.0.0.1:1/ks"}, "only store:DIR, ndjson:FILE and null: take several definitions so far"},
 		{[]string{src, "-sink=ndjson:-"}, "stdout holds one definition's rows"},
 		// definition fine would write rows.fine.ndjson, the input here
 		{[]string{"-source=file:" + filepath.Join(dir, "rows.fine.ndjson"), "-sink=ndjson:" + both}, "name the same file"},
