@@ -354,7 +354,10 @@ func (s *Store) CloseMinute(_ context.Context, m int64) error {
 		s.faults.fail(err)
 		return s.faults.Err()
 	}
-	if err := s.faults.guard(func() error { return s.db.Apply(w.batch, s.wo) }); err != nil {
+	// The batch by value: after a failure guard returns while pebble may
+	// still be applying it, and w.batch is cleared below.
+	batch := w.batch
+	if err := s.faults.guard(func() error { return s.db.Apply(batch, s.wo) }); err != nil {
 		if ferr := s.faults.Err(); ferr != nil {
 			w.batch = nil // pebble may still hold it: never reuse
 			return fmt.Errorf("commit minute %s: %w", fmtMinute(m), ferr)
