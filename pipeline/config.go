@@ -199,7 +199,7 @@ func (c Config) Validate() error {
 	return nil
 }
 
-// FutureConfig is event time (README "Semantics" 1a; sequence.go): the
+// FutureConfig is event time (docs/CONTRACT.md "Semantics" 1a; sequence.go): the
 // watermark follows T, the ConfirmRiders-th largest of distinct riders'
 // latest accepted times, so that fewer than ConfirmRiders riders cannot move
 // it; and no event is ever held or rejected for being far from another one.

@@ -1,6 +1,6 @@
 package pipeline
 
-// Tests of event time by riders (README "Semantics" 1a, docs/EVENT-TIME.md):
+// Tests of event time by riders (docs/CONTRACT.md "Semantics" 1a, docs/EVENT-TIME.md):
 // an event's damage is bounded by its own footprint, and no real event is
 // rejected for being far from the previous one.
 

@@ -75,13 +75,13 @@ type refEvent struct {
 }
 
 // reference computes the contract's rows the obvious way: maps, loops and
-// h3.GridDiskDistances, straight from the README's numbered semantics, with
+// h3.GridDiskDistances, straight from the numbered semantics of docs/CONTRACT.md, with
 // the default event time.
 func reference(t testing.TB, lines []string, def feature.Definition, latenessMs int64) []row {
 	return referenceRule(t, lines, def, latenessMs, DefaultFutureConfig().rule())
 }
 
-// referenceRule is reference with event time of fr (README "Semantics" 1,
+// referenceRule is reference with event time of fr (docs/CONTRACT.md "Semantics" 1,
 // 1a and 6), written out plainly: every rider's latest time in a map, T the
 // K-th largest of them by sorting those not below the last T (T never
 // falls, as latest times only grow), and the end of the input closing through

@@ -18,7 +18,7 @@ const noMinute = aggregate.NoMinute
 // hash-table probe per event (~30 ns), so it keeps up with several parse
 // workers.
 //
-// Event time (README "Semantics" 1 and 1a; docs/EVENT-TIME.md): T is the
+// Event time (docs/CONTRACT.md "Semantics" 1 and 1a; docs/EVENT-TIME.md): T is the
 // K-th largest of distinct riders' latest accepted times (riderClock), the
 // watermark is T - lateness. No event is held or rejected for being ahead
 // of the others: it is counted in the minute it claims, and since K-1

@@ -41,7 +41,7 @@ type State struct {
 	// KeepFrom: count records of minutes before it are no longer needed.
 	KeepFrom int64
 	// Clock is the newest minute closed by event time, the watermark of K
-	// riders (pipeline README "Semantics" 1a). The end of a finite input
+	// riders (pipeline docs/CONTRACT.md "Semantics" 1a). The end of a finite input
 	// also closes minutes only the last riders vouch for; they do not move
 	// Clock, so a retention clock that follows it (the store) cannot be
 	// moved by fewer riders than the engine's confirmation.

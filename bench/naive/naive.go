@@ -16,7 +16,7 @@
 //     to (sum(W) = 63 instances per element for W = 1,2,4,8,16,32);
 //   - rows handed to the sink one per call.
 //
-// Semantics are the contract's (README "Semantics" 1-6: minutes, watermark
+// Semantics are the contract's (docs/CONTRACT.md "Semantics" 1-6: minutes, watermark
 // and lateness, late and duplicate events, disk sums, windows, the rows of a
 // closed minute in product-then-cell order, every minute closed at the end)
 // with event time as a first job takes it, Flink's bounded out-of-orderness:

@@ -219,7 +219,7 @@ The same %d generated events (gen defaults: a dense city at 100,000 events a min
 duplicates), default definition, lateness 30 s, rows dropped by the sink (`+"`naive.Discard`"+`,
 `+"`null:`"+`); both wrote the same %d rows. The naive job is one goroutine, so both run with
 GOMAXPROCS 1; the engine on both cores is the third line. The input is small because the naive
-job is slow; the engine's own figure on 2M events is in the README (`+"`demandpipe bench`"+`).
+job is slow; the engine's own figure on 2M events is in docs/PERFORMANCE.md (`+"`demandpipe bench`"+`).
 
 | | raw events/s (median) | slowest to fastest round | time |
 |---|---|---|---|

@@ -31,7 +31,7 @@ The topic URL takes the connection's settings only, as the source's URL does
 DEMANDPIPE_PULSAR_TOKEN); a consumer's setting (subscription=, ...) is refused.
 An unreachable broker fails within operation-timeout (default 30s).
 
-Try the whole path (README: Pulsar):
+Try the whole path (docs/PULSAR.md):
   demandpipe gen -o events.ndjson.zst -events 200000
   demandpipe publish -to=pulsar://localhost:6650/persistent://public/default/rides events.ndjson.zst
   demandpipe run -source='pulsar://localhost:6650/persistent://public/default/rides?subscription=demandpipe&until=end' -sink=store:features

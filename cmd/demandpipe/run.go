@@ -30,7 +30,7 @@ const runMore = `Sources:
   file:PATH   NDJSON events; gzip and zstd are read transparently; file:- is stdin
   gen:[k=v,...]  the built-in live generator (endless unless -duration)
   pulsar://HOST:6650/TOPIC?subscription=NAME  Apache Pulsar, one event a message (settings
-               below; ` + "`demandpipe publish`" + ` puts a file of events on a topic; README: Pulsar)
+               below; ` + "`demandpipe publish`" + ` puts a file of events on a topic; docs/PULSAR.md)
 ` + source.GenSpecHelp + `
 ` + pulsar.SpecHelp + `
 

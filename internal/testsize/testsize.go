@@ -8,7 +8,7 @@
 //	DEMANDPIPE_TEST_LONG=1 go test -timeout 60m ./...
 //
 // A long test calls Pick(short, long) for its sizes, so both forms run the
-// same code and the same assertions; the README lists the tests whose
+// same code and the same assertions; docs/TESTING.md lists the tests whose
 // short form is smaller than their long one.
 //
 // Randomised tests take their seed from Seed, which logs it, so that a
