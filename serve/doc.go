@@ -30,7 +30,9 @@
 // from the guard 401, 421, 429 and 503 (see Guard).
 //
 // The page (web/app.js says what it does) draws the hexagons in Web
-// Mercator. -serve.basemap=https://tile.example/{z}/{x}/{y}.png puts raster
+// Mercator. Over several definitions (Definitions) it has a definition
+// picker: "active (NAME)", which follows promotions, or one by name, which
+// then goes into every API call (definition=NAME) and the page's URL. -serve.basemap=https://tile.example/{z}/{x}/{y}.png puts raster
 // tiles of that template under them, fetched by the browser, with the
 // provider's credit (-serve.basemap-attribution, required with it) in the
 // map's corner (basemap.go); without it the page loads nothing from

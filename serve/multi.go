@@ -92,7 +92,9 @@ func (d *Definitions) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err)
 		return
 	}
-	if name == "" {
+	if name == "" || r.URL.Path == "/" || strings.HasPrefix(r.URL.Path, "/assets/") {
+		// The page is the same for every definition: a link naming one
+		// this deployment no longer serves still opens it (on the active one).
 		name = active
 	}
 	s, ok := d.servers[name]

@@ -339,11 +339,13 @@ func TestPageHelpersInChromium(t *testing.T) {
 <pre id="out"></pre><script>
 const d = window.demandpipe;
 const ages = [0, 12.5, 59.9, 60, 179, 3599, 3600, 7300, 172799, 172800, 400000, 63115200, 3.4e8, -5, -7200];
-const views = ["", "?product=6f1c0a5e-2d4b-4c1e-9a7f-0b1d2c3e4f50&k=2&w=16&scale=log&minute=2014-04-02T18:41:00Z&cell=882a100d65fffff&at=40.75800,-73.98550,12.50"];
+const views = ["", "?definition=fine_2&product=6f1c0a5e-2d4b-4c1e-9a7f-0b1d2c3e4f50&k=2&w=16&scale=log&minute=2014-04-02T18:41:00Z&cell=882a100d65fffff&at=40.75800,-73.98550,12.50"];
 document.getElementById("out").textContent = JSON.stringify({
   ages: ages.map(d.ago),
   views: views.map((v) => d.formatView(d.parseView(v))),
-  bad: d.formatView(d.parseView("?k=x&scale=cubic&at=91,0,3&w=4")),
+  bad: d.formatView(d.parseView("?k=x&scale=cubic&at=91,0,3&w=4&definition=Fine")),
+  res: ["882a100d65fffff", "872a100d6ffffff", "08f2a100d6ffffff", "8f2a100d6ffffff", "x", "0", "a82a100d65fffff"].map(d.cellRes),
+  withDef: [d.withDefinition("/v1/map?k=1", "fine"), d.withDefinition("/v1/minutes", "fine"), d.withDefinition("/v1/definitions", "fine"), d.withDefinition("/v1/map?k=1", null)],
   logTicks: d.ticks("log", 1, 37), linTicks: d.ticks("linear", 3, 97), oneTick: d.ticks("log", 5, 5),
   live: [d.isLive(42), d.isLive(180), d.isLive(181), d.isLive(NaN)],
   latest: [d.latestText("2024-06-01T10:07:00Z", 42.5), d.latestText("2014-04-30T23:59:00Z", 3.8e8)],
@@ -364,6 +366,8 @@ document.getElementById("out").textContent = JSON.stringify({
 	var got struct {
 		Ages, Views                 []string
 		Bad                         string
+		Res                         []int
+		WithDef                     []string
 		LogTicks, LinTicks, OneTick []int
 		Live                        []bool
 		Latest                      []string
@@ -378,12 +382,18 @@ document.getElementById("out").textContent = JSON.stringify({
 	if fmt.Sprint(got.Ages) != fmt.Sprint(wantAges) {
 		t.Errorf("ages:\n got %q\nwant %q", got.Ages, wantAges)
 	}
-	wantViews := []string{"", "?product=6f1c0a5e-2d4b-4c1e-9a7f-0b1d2c3e4f50&k=2&w=16&scale=log&minute=2014-04-02T18:41:00Z&cell=882a100d65fffff&at=40.75800,-73.98550,12.50"}
+	wantViews := []string{"", "?definition=fine_2&product=6f1c0a5e-2d4b-4c1e-9a7f-0b1d2c3e4f50&k=2&w=16&scale=log&minute=2014-04-02T18:41:00Z&cell=882a100d65fffff&at=40.75800,-73.98550,12.50"}
 	if fmt.Sprint(got.Views) != fmt.Sprint(wantViews) {
 		t.Errorf("views do not round-trip:\n got %q\nwant %q", got.Views, wantViews)
 	}
 	if got.Bad != "?w=4" {
-		t.Errorf("a URL with a bad k, scale and centre keeps %q, want only ?w=4", got.Bad)
+		t.Errorf("a URL with a bad k, scale, centre and definition name keeps %q, want only ?w=4", got.Bad)
+	}
+	if fmt.Sprint(got.Res) != "[8 7 15 15 -1 -1 -1]" {
+		t.Errorf("cellRes: %v, want [8 7 15 15 -1 -1 -1]", got.Res)
+	}
+	if want := []string{"/v1/map?k=1&definition=fine", "/v1/minutes?definition=fine", "/v1/definitions", "/v1/map?k=1"}; fmt.Sprint(got.WithDef) != fmt.Sprint(want) {
+		t.Errorf("withDefinition:\n got %q\nwant %q", got.WithDef, want)
 	}
 	if fmt.Sprint(got.LogTicks) != "[1 2 5 10 20 37]" || fmt.Sprint(got.LinTicks) != "[3 20 40 60 80 97]" || fmt.Sprint(got.OneTick) != "[5]" {
 		t.Errorf("ticks: log %v, linear %v, one value %v", got.LogTicks, got.LinTicks, got.OneTick)

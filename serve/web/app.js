@@ -1,11 +1,22 @@
 // demandpipe page: one feature (k rings, w minutes) of one product in one
 // closed minute, as an SVG hexagon heat map from GET /v1/map (boundaries
 // come from the server); a timeline over GET /v1/minutes to scrub and play
-// back; the hottest cells as a table; the selected cell's 54 features from
-// GET /v1/features. The view lives in the URL (?product=…&k=…&w=…&scale=…
-// &minute=…&cell=…&at=lat,lng,zoom), so a reload or a shared link restores
-// it; no minute means "follow the latest". No libraries: the page must work
-// offline.
+// back; the hottest cells as a table; the selected cell's features (54 in
+// the default definition) from GET /v1/features. The view lives in the URL
+// (?definition=…&product=…&k=…&w=…&scale=…&minute=…&cell=…&at=lat,lng,zoom),
+// so a reload or a shared link restores it; no minute means "follow the
+// latest". No libraries: the page must work offline.
+//
+// Definitions (issue 23): when GET /v1/definitions lists more than one,
+// a picker offers "active (NAME)", which follows promotions (the list is
+// re-read on every refresh), and each definition by name and spec. Every
+// API call then names the chosen one (definition=NAME; none for
+// "active"), and so does the URL. The status line names the definition
+// that answered the map (its Demandpipe-Definition header), so a promotion
+// shows. A cell is one resolution's: when the definition changes, a
+// selected cell of another resolution is re-picked by its place (the cell
+// of the new resolution at its centre), or dropped if not drawn. With one
+// definition (or a server of one, which has no list) the picker is hidden.
 //
 // The map is Web Mercator (see "projection"). With -serve.basemap the page
 // draws raster tiles of that URL template under the hexagons (which turn
@@ -111,7 +122,8 @@ function ticks(kind, lo, hi) {
   return keep;
 }
 
-const PARAMS = ["product", "k", "w", "scale", "minute", "cell", "at"];
+const PARAMS = ["definition", "product", "k", "w", "scale", "minute", "cell", "at"];
+const DEFINITION_NAME = /^[a-z][a-z0-9_]{0,31}$/; // feature.ValidateName
 
 // parseView reads the view from a query string; absent fields are null.
 function parseView(search) {
@@ -119,6 +131,7 @@ function parseView(search) {
   for (const p of PARAMS) v[p] = q.has(p) ? q.get(p) : null;
   for (const p of ["k", "w"]) v[p] = v[p] !== null && /^\d+$/.test(v[p]) ? Number(v[p]) : null;
   if (v.scale !== "log" && v.scale !== "linear") v.scale = null;
+  if (v.definition !== null && !DEFINITION_NAME.test(v.definition)) v.definition = null;
   if (v.at !== null) {
     const a = v.at.split(",").map(Number);
     v.at = a.length === 3 && a.every(Number.isFinite) && Math.abs(a[0]) <= 90 && Math.abs(a[1]) <= 180 ? { lat: a[0], lng: a[1], z: a[2] } : null;
@@ -136,6 +149,34 @@ function formatView(v) {
     q.push(p + "=" + encodeURIComponent(String(x)).replace(/%2C/g, ",").replace(/%3A/g, ":"));
   }
   return q.length ? "?" + q.join("&") : "";
+}
+
+// cellRes is the H3 resolution of a cell in hex ("882a100d65fffff": 8),
+// -1 if it is not a cell's: bits 52-55 of the index, its third hex digit
+// of 16.
+function cellRes(h3) {
+  if (typeof h3 !== "string" || !/^[0-9a-f]{15,16}$/.test(h3)) return -1;
+  const s = h3.padStart(16, "0");
+  return s[1] === "8" ? parseInt(s[2], 16) : -1; // mode 1: a cell
+}
+
+// withDefinition adds definition=NAME to an API URL (none: the active).
+// /v1/definitions lists them all and takes none.
+function withDefinition(url, name) {
+  if (!name || !url.startsWith("/v1/") || url.startsWith("/v1/definitions")) return url;
+  return url + (url.includes("?") ? "&" : "?") + "definition=" + encodeURIComponent(name);
+}
+
+// definitionOption is a /v1/definitions entry as a picker's option: the
+// name and resolution (and status unless dark) as its text, the whole
+// spec and the minutes it holds as its title.
+function definitionOption(d) {
+  const st = d.status === "dark" ? "" : " · " + d.status;
+  const mins = d.first_minute ? ` · minutes ${minuteLabel(d.first_minute)} to ${minuteLabel(d.last_minute)}` : " · no closed minute";
+  return {
+    text: `${d.name} · res ${d.resolution}${st}`,
+    title: `res ${d.resolution} · rings k=${d.rings.join(",")} · windows w=${d.windows.join(",")} · ${d.status}${mins}`,
+  };
 }
 
 // isLive: is a latest minute ageS old (by the server's clock) a live store's?
@@ -183,12 +224,17 @@ function tileURL(tmpl, t) {
   return tmpl.replaceAll("{z}", String(t.z)).replaceAll("{x}", String(t.x)).replaceAll("{y}", String(t.y));
 }
 
-window.demandpipe = { ago, minuteLabel, color, scaler, ticks, parseView, formatView, isLive, latestText, mercY, latOfMercY, tilesFor, tileURL };
+window.demandpipe = { ago, minuteLabel, color, scaler, ticks, parseView, formatView, cellRes, withDefinition, definitionOption, isLive, latestText, mercY, latOfMercY, tilesFor, tileURL };
 
 // ---- state ----
 
-const view = { product: null, k: null, w: null, scale: null, minute: null, cell: null, at: null };
+const view = { definition: null, product: null, k: null, w: null, scale: null, minute: null, cell: null, at: null };
 let def = null;            // /v1/definition
+let defName = null;        // the name of def (its Demandpipe-Definition header; null from a server of one)
+let defs = null;           // /v1/definitions; null from a server of one
+let answered = null;       // the definition that answered the map drawn
+let repick = null;         // {lat, lng}: select the cell there once the map of a new resolution is drawn
+let defSeq = 0;            // drops superseded definition switches
 let products = [];         // UUIDs
 let names = {};            // UUID -> name
 let minutes = [];          // /v1/minutes, oldest first
@@ -224,22 +270,30 @@ function loadToken() {
   history.replaceState(null, "", location.pathname + location.search);
 }
 
-async function getJSON(url) {
-  const res = await fetch(url, { cache: "no-store", headers: token ? { Authorization: "Bearer " + token } : {} });
+// fetchJSON reads an API URL, naming the chosen definition, and returns
+// the answer and the definition that answered (null from a server of
+// one); an error says the server's message, and the definition too.
+async function fetchJSON(url) {
+  const res = await fetch(withDefinition(url, view.definition), { cache: "no-store", headers: token ? { Authorization: "Bearer " + token } : {} });
   const body = await res.json().catch(() => ({}));
+  const definition = res.headers.get("Demandpipe-Definition");
   if (res.status === 401 && $("tokenform").hidden) {
     $("tokenform").hidden = false;
     $("token").focus();
   }
-  if (!res.ok) throw new Error(body.error || res.status + " " + res.statusText);
-  return body;
+  if (!res.ok) throw Object.assign(new Error(body.error || res.status + " " + res.statusText), { definition });
+  return { body, definition };
 }
+
+async function getJSON(url) { return (await fetchJSON(url)).body; }
 
 function setStatus(text, error) {
   const s = $("status");
   s.textContent = text;
   s.className = error ? "error" : "";
 }
+
+function showError(e) { setStatus("error: " + e.message, true); }
 
 function productName(u) { return names[u] || u; }
 
@@ -388,7 +442,14 @@ function draw(d) {
   // "live" only while following the latest minute of a live store; any
   // minute of a replay says "replay".
   const live = storeLive(), mode = !live ? " · replay" : view.minute === null ? " · live" : "";
-  setStatus(`${productName(d.product_type)} · ${minuteLabel(d.minute)} (${ago(d.age_seconds)})${mode} · k=${d.k} w=${d.w} · ${cells.length} cells` + (d.truncated ? " (hottest only)" : ""));
+  setStatus(`${productName(d.product_type)} · ${minuteLabel(d.minute)} (${ago(d.age_seconds)})${mode} · k=${d.k} w=${d.w} · ${cells.length} cells` + (d.truncated ? " (hottest only)" : "") + definitionNote());
+}
+
+// definitionNote names the definition that answered the map, when there
+// are several: " · definition fine (active)".
+function definitionNote() {
+  if (!answered || !defs || defs.definitions.length < 2) return "";
+  return ` · definition ${answered}` + (answered === defs.active ? " (active)" : "");
 }
 
 function drawLegend(d, lo, hi) {
@@ -432,34 +493,42 @@ function drawSelection() {
 }
 
 async function loadDetail() {
-  const box = $("detail");
-  if (!view.cell || !view.product) {
+  const box = $("detail"), at = repick;
+  repick = null;
+  if (!(view.cell || at) || !view.product) {
     box.innerHTML = `<h2>Selected cell</h2><p class="hint">Click a cell on the map or in the table.</p>`;
     return;
   }
-  const q = new URLSearchParams({ h3: view.cell, product: view.product });
+  const q = new URLSearchParams(view.cell ? { h3: view.cell } : { lat: at.lat.toFixed(6), lng: at.lng.toFixed(6) });
+  q.set("product", view.product);
   if (data) q.set("minute", data.minute);
   try {
     const r = await getJSON("/v1/features?" + q);
+    if (!view.cell) { // re-picked by place: the cell of this resolution there
+      view.cell = r.h3;
+      drawSelection();
+      writeURL();
+    }
     const byK = new Map();
     for (const f of r.features) {
       if (!byK.has(f.k)) byK.set(f.k, []);
       byK.get(f.k).push(f);
     }
     const ws = def.windows;
-    let html = `<h2>Selected cell</h2><p><code>${r.h3}</code> · ${r.found ? "all 54 features" : "no row: no demand, every feature is 0"}</p>`;
+    let html = `<h2>Selected cell</h2><p><code>${r.h3}</code> · ${r.found ? `all ${r.features.length} features` : "no row: no demand, every feature is 0"}</p>`;
     html += `<table id="grid"><thead><tr><th>k \\ w</th>${ws.map((w) => `<th>${w}</th>`).join("")}</tr></thead><tbody>`;
     for (const [k, fs] of byK) {
       html += `<tr><th>${k}</th>` + fs.map((f) => `<td data-k="${f.k}" data-w="${f.w}" class="${f.k === view.k && f.w === view.w ? "cur" : ""}${f.value === 0 ? " zero" : ""}">${f.value}</td>`).join("") + "</tr>";
     }
     box.innerHTML = html + "</tbody></table>";
   } catch (e) {
-    box.innerHTML = `<h2>Selected cell</h2><p class="hint">${view.cell}: ${e.message}</p>`;
+    box.innerHTML = `<h2>Selected cell</h2><p class="hint">${view.cell || "the selected place"}: ${escapeHTML(e.message)}</p>`;
   }
 }
 
 function select(cell) {
   view.cell = cell || null;
+  repick = null;
   drawSelection();
   writeURL();
   loadDetail();
@@ -576,14 +645,107 @@ async function loadMap() {
   const q = new URLSearchParams({ product: view.product, k: view.k, w: view.w });
   if (view.minute !== null) q.set("minute", view.minute);
   try {
-    const d = await getJSON("/v1/map?" + q);
+    const { body: d, definition } = await fetchJSON("/v1/map?" + q);
     if (seq !== loadSeq) return;
+    answered = definition;
     draw(d);
     writeURL();
     loadDetail();
+    if (promoted(definition)) adoptDefinition().catch(showError);
   } catch (e) {
-    if (seq === loadSeq) setStatus("error: " + e.message, true);
+    if (seq !== loadSeq) return;
+    setStatus("error: " + e.message, true);
+    if (promoted(e.definition)) adoptDefinition().catch(showError); // k or w not in the new one, say
   }
+}
+
+// promoted: did another definition than the one the page shows answer
+// (a promotion since the last refresh, while following the active one)?
+function promoted(definition) { return !!defs && !!definition && definition !== defName; }
+
+// ---- definitions ----
+
+// loadDefinitions reads GET /v1/definitions and fills the picker; a
+// chosen definition the deployment no longer has falls back to the active
+// one. A server of one (no Demandpipe-Definition header) has no list: the
+// page asks for it only when a link names a definition.
+async function loadDefinitions() {
+  const list = await getJSON("/v1/definitions").catch(() => null);
+  if (!list && defs) return; // a failed refresh keeps the last list (and the choice)
+  defs = list;
+  if (view.definition !== null && !(defs && defs.definitions.some((d) => d.name === view.definition))) {
+    setStatus(`definition ${view.definition} is not served here (GET /v1/definitions): showing the active one`, true);
+    view.definition = null;
+  }
+  drawDefinitions();
+}
+
+let definitionHTML = "";
+
+function drawDefinitions() {
+  const list = defs ? defs.definitions : [];
+  $("definition-label").hidden = list.length < 2;
+  if (list.length < 2) return;
+  const html = [`<option value="">active (${escapeHTML(defs.active)})</option>`].concat(list.map((d) => {
+    const o = definitionOption(d);
+    return `<option value="${escapeHTML(d.name)}" title="${escapeHTML(o.title)}">${escapeHTML(o.text)}</option>`;
+  })).join("");
+  if (html !== definitionHTML) $("definition").innerHTML = definitionHTML = html;
+  $("definition").value = view.definition || "";
+}
+
+// loadDefinition reads the spec of the definition the page shows, with
+// its products and minutes, and fills the k and w pickers.
+async function loadDefinition() {
+  const [d] = await Promise.all([fetchJSON("/v1/definition"), loadProducts(), loadMinutes()]);
+  def = d.body;
+  defName = d.definition;
+  fillNumbers($("k"), def.rings);
+  fillNumbers($("w"), def.windows);
+}
+
+// placeOf is the centre of a drawn cell, null if it is not drawn.
+function placeOf(cell) {
+  const c = cell && data ? data.cells.find((x) => x[0] === cell) : null;
+  if (!c) return null;
+  const [lat, lng] = centre(c[2]);
+  return { lat, lng };
+}
+
+// adoptDefinition switches the page to the definition it should show now
+// (the one chosen, or the active one after a promotion): its rings,
+// windows, products and minutes. What of the view does not fit it is
+// chosen again (k, w, product, minute: chooseDefaults), and a selected
+// cell of another resolution is re-picked at its place, or dropped.
+async function adoptDefinition() {
+  const seq = ++defSeq;
+  if (playing) stopPlay();
+  const at = placeOf(view.cell);
+  await loadDefinition();
+  if (seq !== defSeq) return;
+  if (view.cell && cellRes(view.cell) !== def.resolution) {
+    view.cell = null;
+    repick = at;
+  }
+  if (!def.rings.includes(view.k)) view.k = null;
+  if (!def.windows.includes(view.w)) view.w = null;
+  drawDefinitions();
+  if (!minutes.length || !products.length) {
+    data = null;
+    $("cells").innerHTML = $("sel").innerHTML = $("top").querySelector("tbody").innerHTML = "";
+    $("map").dataset.cells = "0";
+    $("empty").hidden = false;
+    $("empty").textContent = `definition ${defName || ""} has no closed minute yet`;
+    setStatus($("empty").textContent, true);
+    drawTimeline();
+    writeURL();
+    return;
+  }
+  await chooseDefaults();
+  if (seq !== defSeq) return;
+  syncControls();
+  drawTimeline();
+  await loadMap();
 }
 
 // chooseDefaults fills what the URL did not give, from the data:
@@ -600,7 +762,7 @@ async function chooseDefaults() {
     setStatus(`minute ${view.minute} is not in the store (expired?): showing the latest`, true);
     view.minute = null;
   }
-  const fresh = PARAMS.every((p) => !new URLSearchParams(location.search).has(p));
+  const fresh = PARAMS.every((p) => p === "definition" || !new URLSearchParams(location.search).has(p));
   if (view.minute === null && fresh && !isLive(latest.age_seconds)) {
     let best = latest;
     for (const m of minutes) if (m.rows >= best.rows) best = m; // ties: the latest
@@ -646,9 +808,10 @@ function fillNumbers(sel, values) {
 let started = false;
 
 async function start() {
-  [def] = await Promise.all([getJSON("/v1/definition"), loadProducts(), loadMinutes()]);
-  fillNumbers($("k"), def.rings);
-  fillNumbers($("w"), def.windows);
+  if (view.definition !== null) await loadDefinitions(); // is the link's definition served?
+  await loadDefinition();
+  if (defName !== null && !defs) await loadDefinitions();
+  if (view.cell && cellRes(view.cell) !== def.resolution) view.cell = null; // a link's cell of another resolution
   if (!minutes.length || !products.length) {
     setStatus(WAITING);
     drawLive();
@@ -670,9 +833,13 @@ async function tick() {
     if (!started) return void (await start());
     if (playing) return;
     const before = minutes.length ? minutes[minutes.length - 1].minute : null;
-    await Promise.all([loadMinutes(), loadProducts()]);
-    drawTimeline();
+    await Promise.all([loadMinutes(), loadProducts(), defName !== null && loadDefinitions()]);
+    // A promotion (following the active one), or the chosen one is gone.
+    if (defs && (view.definition || defs.active) !== defName) return void (await adoptDefinition());
     const after = minutes.length ? minutes[minutes.length - 1].minute : null;
+    // A definition chosen before it had a minute: choose its view now.
+    if (before === null && after !== null) return void (await adoptDefinition());
+    drawTimeline();
     if (view.minute === null && after !== before) await loadMap();
     else if (view.minute !== null && minuteIndex() < 0) {
       setStatus(`minute ${view.minute} has expired from the store`, true);
@@ -697,6 +864,10 @@ function wire() {
     view[field] = parse(ev.target.value);
     loadMap();
   };
+  $("definition").addEventListener("change", (ev) => {
+    view.definition = ev.target.value || null;
+    adoptDefinition().catch(showError);
+  });
   $("product").addEventListener("change", onChange("product", String));
   $("k").addEventListener("change", onChange("k", Number));
   $("w").addEventListener("change", onChange("w", Number));
