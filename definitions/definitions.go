@@ -73,23 +73,66 @@ func Load(dir string) (File, error) {
 	if err != nil {
 		return File{}, err
 	}
+	f, err := Parse(b)
+	if err != nil {
+		return File{}, fmt.Errorf("%s: %w", PathFor(dir), err)
+	}
+	return f, nil
+}
+
+// Parse decodes and checks a registry (the file's bytes, or Cassandra's
+// record of it).
+func Parse(b []byte) (File, error) {
 	var f File
 	if err := json.Unmarshal(b, &f); err != nil {
-		return File{}, fmt.Errorf("%s: %w", PathFor(dir), err)
+		return File{}, err
 	}
+	return f, f.Validate()
+}
+
+// Marshal encodes a checked registry.
+func (f File) Marshal() ([]byte, error) {
 	if err := f.Validate(); err != nil {
-		return File{}, fmt.Errorf("%s: %w", PathFor(dir), err)
+		return nil, err
 	}
+	b, err := json.MarshalIndent(f, "", "  ")
+	return append(b, '\n'), err
+}
+
+// With is f once a run writing names (the first in the store itself) has
+// registered them: a new registry (f empty) makes the first active; an
+// existing one keeps its active definition and gains the names it lacks.
+// A first name other than the registry's is refused: the store holds that
+// definition's rows. changed says whether f must be written again.
+func (f File) With(where string, names []string) (out File, changed bool, err error) {
+	if len(f.Definitions) == 0 {
+		return File{Definitions: slices.Clone(names), Active: names[0], Promoted: time.Now().UTC().Format(time.RFC3339)}, true, nil
+	}
+	if f.Definitions[0] != names[0] {
+		return File{}, false, fmt.Errorf("%s holds definition %q's rows, not %q's: put %q first in the definitions file, or use another store", where, f.Definitions[0], names[0], f.Definitions[0])
+	}
+	f.Definitions = slices.Clone(f.Definitions)
+	for _, n := range names {
+		if !slices.Contains(f.Definitions, n) {
+			f.Definitions, changed = append(f.Definitions, n), true
+		}
+	}
+	return f, changed, nil
+}
+
+// Promote is f with name active.
+func (f File) Promote(where, name string) (File, error) {
+	if !slices.Contains(f.Definitions, name) {
+		return File{}, fmt.Errorf("%s holds no definition %q (it holds %v)", where, name, f.Definitions)
+	}
+	f.Active, f.Promoted = name, time.Now().UTC().Format(time.RFC3339)
 	return f, nil
 }
 
 // Save replaces the registry of the store in dir atomically: written to a
 // temporary file, synced, renamed over the old one, the directory synced.
 func Save(dir string, f File) error {
-	if err := f.Validate(); err != nil {
-		return err
-	}
-	b, err := json.MarshalIndent(f, "", "  ")
+	b, err := f.Marshal()
 	if err != nil {
 		return err
 	}
@@ -99,7 +142,7 @@ func Save(dir string, f File) error {
 		return err
 	}
 	defer os.Remove(tmp.Name()) // after the rename: nothing to remove
-	if _, err := tmp.Write(append(b, '\n')); err != nil {
+	if _, err := tmp.Write(b); err != nil {
 		tmp.Close()
 		return err
 	}
@@ -121,31 +164,17 @@ func Save(dir string, f File) error {
 }
 
 // Register records that a run writes names (the first in dir) into the
-// store in dir: a new registry makes the first active; an existing one
-// keeps its active definition and gains the names it lacks. A first name
-// other than the registry's is refused: dir holds that definition's rows.
+// store in dir (File.With).
 func Register(dir string, names []string) (File, error) {
 	f, err := Load(dir)
-	switch {
-	case errors.Is(err, os.ErrNotExist):
-		f = File{Definitions: slices.Clone(names), Active: names[0], Promoted: time.Now().UTC().Format(time.RFC3339)}
-		return f, Save(dir, f)
-	case err != nil:
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return File{}, err
 	}
-	if f.Definitions[0] != names[0] {
-		return File{}, fmt.Errorf("%s holds definition %q's rows, not %q's: put %q first in the definitions file, or use another store", dir, f.Definitions[0], names[0], f.Definitions[0])
+	f, changed, err := f.With(dir, names)
+	if err != nil || !changed {
+		return f, err
 	}
-	changed := false
-	for _, n := range names {
-		if !slices.Contains(f.Definitions, n) {
-			f.Definitions, changed = append(f.Definitions, n), true
-		}
-	}
-	if changed {
-		return f, Save(dir, f)
-	}
-	return f, nil
+	return f, Save(dir, f)
 }
 
 // Promote makes name the active definition of the store in dir.
@@ -157,10 +186,9 @@ func Promote(dir, name string) (File, error) {
 	if err != nil {
 		return File{}, err
 	}
-	if !slices.Contains(f.Definitions, name) {
-		return File{}, fmt.Errorf("%s holds no definition %q (it holds %v)", dir, name, f.Definitions)
+	if f, err = f.Promote(dir, name); err != nil {
+		return File{}, err
 	}
-	f.Active, f.Promoted = name, time.Now().UTC().Format(time.RFC3339)
 	return f, Save(dir, f)
 }
 

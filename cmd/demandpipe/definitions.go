@@ -1,16 +1,21 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
+	"time"
 
+	gocql "github.com/apache/cassandra-gocql-driver/v2"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/demandpipe/demandpipe/definitions"
@@ -177,40 +182,144 @@ func definitionRegisterer(reg prometheus.Registerer, name string) prometheus.Reg
 	return prometheus.WrapRegistererWith(prometheus.Labels{"definition": name}, reg)
 }
 
-// registerDefinitions records a store run's definitions in the store's
-// definitions file (the first active unless one was promoted), so that
-// serve finds them and promote can switch between them.
+// registerDefinitions records a run's definitions where its readers find
+// them (the store's definitions file, or a record of Cassandra's state
+// table), the first active unless one was promoted, and makes j.active
+// follow promotions.
 func (j *runJob) registerDefinitions() error {
-	st, ok := j.out.(*store.Store)
-	if !ok || len(j.rf.cfg.Extra) == 0 {
+	if len(j.rf.cfg.Extra) == 0 {
 		return nil
 	}
 	names := []string{j.rf.cfg.Named().Name}
 	for _, d := range j.rf.cfg.Extra {
 		names = append(names, d.Name)
 	}
-	f, err := definitions.Register(st.Dir(), names)
+	switch out := j.out.(type) {
+	case *store.Store:
+		f, err := definitions.Register(out.Dir(), names)
+		if err != nil {
+			return err
+		}
+		w := definitions.NewWatcher(out.Dir(), f)
+		w.Err = func(err error) { j.log.Warn("definitions file: keeping the last good one", "err", err.Error()) }
+		j.active = func() string { return w.Current().Active }
+	case *cassandra.Sink:
+		reg := cassandraRegistry{sess: out.Session(), cfg: out.Config()}
+		f, err := reg.register(context.Background(), names)
+		if err != nil {
+			return err
+		}
+		j.active, j.stopActive = reg.follow(f, j.log)
+	}
+	return nil
+}
+
+// cassandraRegistry is a Cassandra deployment's definitions record, kept
+// under its first definition's table (sink/cassandra: ReadRegistry).
+type cassandraRegistry struct {
+	sess *gocql.Session
+	cfg  cassandra.Config
+}
+
+func (r cassandraRegistry) load(ctx context.Context) (definitions.File, bool, error) {
+	b, ok, err := cassandra.ReadRegistry(ctx, r.sess, r.cfg)
+	if err != nil || !ok {
+		return definitions.File{}, ok, err
+	}
+	f, err := definitions.Parse(b)
+	return f, true, err
+}
+
+func (r cassandraRegistry) save(ctx context.Context, f definitions.File) error {
+	b, err := f.Marshal()
 	if err != nil {
 		return err
 	}
-	j.defs = definitions.NewWatcher(st.Dir(), f)
-	j.defs.Err = func(err error) { j.log.Warn("definitions file: keeping the last good one", "err", err.Error()) }
-	return nil
+	return cassandra.WriteRegistry(ctx, r.sess, r.cfg, b)
+}
+
+// register is definitions.Register for Cassandra.
+func (r cassandraRegistry) register(ctx context.Context, names []string) (definitions.File, error) {
+	f, _, err := r.load(ctx)
+	if err != nil {
+		return f, err
+	}
+	f, changed, err := f.With(r.cfg.Keyspace+"."+r.cfg.Table, names)
+	if err == nil && changed {
+		err = r.save(ctx, f)
+	}
+	return f, err
+}
+
+// activeEvery is how often a server from Cassandra reads the definitions
+// record: a promotion reaches it within this (a read per request would be
+// a round trip to the cluster on every answer).
+const activeEvery = time.Second
+
+// follow returns the active definition, re-read every activeEvery (a
+// failed read keeps the last good answer, logged once), and its stop.
+func (r cassandraRegistry) follow(f definitions.File, log *slog.Logger) (active func() string, stop func()) {
+	var cur atomic.Value
+	cur.Store(f.Active)
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(activeEvery)
+		defer t.Stop()
+		warned := false
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			g, ok, err := r.load(ctx)
+			cancel()
+			switch {
+			case err == nil && ok:
+				cur.Store(g.Active)
+				warned = false
+			case !warned:
+				log.Warn("the definitions record: keeping the last good one", "err", fmt.Sprint(err), "found", ok)
+				warned = true
+			}
+		}
+	}()
+	return func() string { return cur.Load().(string) }, func() { close(done) }
 }
 
 // servedStores is what run -serve answers from a store sink: its one
 // definition, or every definition the run writes (their stores are the
 // run's sinks) with the active one from the definitions file.
 func (j *runJob) servedStores(st *store.Store) *served {
-	if j.defs == nil {
+	if j.active == nil {
 		return one(st)
 	}
-	sv := &served{names: []string{j.rf.cfg.Named().Name}, readers: []serve.Reader{st}, active: func() string { return j.defs.Current().Active }}
+	sv := &served{names: []string{j.rf.cfg.Named().Name}, readers: []serve.Reader{st}, active: j.active}
 	for k, d := range j.rf.cfg.Extra {
 		sv.names = append(sv.names, d.Name)
 		sv.readers = append(sv.readers, j.e.ExtraSinks[k].(*store.Store))
 	}
 	return sv
+}
+
+// servedCassandra is what run -serve answers from a Cassandra sink: each
+// definition's table, read on its sink's session.
+func (j *runJob) servedCassandra(ctx context.Context, cs *cassandra.Sink) (*served, error) {
+	sinks := []*cassandra.Sink{cs}
+	names := []string{j.rf.cfg.Named().Name}
+	for k, d := range j.rf.cfg.Extra {
+		sinks, names = append(sinks, j.e.ExtraSinks[k].(*cassandra.Sink)), append(names, d.Name)
+	}
+	sv := &served{names: names, active: j.active}
+	for _, s := range sinks {
+		cst, err := cassandra.NewStore(ctx, s.Session(), s.Config(), cassandra.StoreOptions{})
+		if err != nil {
+			return nil, err
+		}
+		sv.readers = append(sv.readers, cst)
+	}
+	return sv, nil
 }
 
 const definitionsSynopsis = `demandpipe definitions list -store=DIR
@@ -258,6 +367,12 @@ func definitionsCommand(args []string) error {
 	switch verb {
 	case "diff":
 		return diffDefinitions(*dir, *minutes, fs.Args())
+	case "list", "promote":
+		if strings.HasPrefix(*dir, "cassandra://") {
+			return cassandraDefinitionsCommand(verb, *dir, fs.Args())
+		}
+	}
+	switch verb {
 	case "list":
 		f, err := definitions.Load(*dir)
 		if errors.Is(err, os.ErrNotExist) {
@@ -353,4 +468,114 @@ func cassandraDefinitionSpec(spec, name string) (string, error) {
 	}
 	u.RawQuery = q.Encode()
 	return u.String(), nil
+}
+
+// openCassandraDefinitions reads the deployment at a cassandra:// URL:
+// with a definitions record, every definition's table (TABLE, TABLE_NAME…)
+// on one session, the active one followed; without, the one table.
+func openCassandraDefinitions(ctx context.Context, spec string, log *slog.Logger) (sv *served, closeAll func(), err error) {
+	cc, err := cassandra.ParseURL(spec)
+	if err != nil {
+		return nil, nil, err
+	}
+	sess, err := cassandra.Connect(ctx, cc)
+	if err != nil {
+		return nil, nil, err
+	}
+	reg := cassandraRegistry{sess: sess, cfg: cc}
+	f, ok, err := reg.load(ctx)
+	if err != nil {
+		sess.Close()
+		return nil, nil, err
+	}
+	if !ok {
+		f = definitions.File{Definitions: []string{feature.DefaultName}, Active: feature.DefaultName}
+	}
+	sv = &served{names: f.Definitions}
+	stop := func() {}
+	if ok && len(f.Definitions) > 1 {
+		sv.active, stop = reg.follow(f, log)
+	}
+	for i, n := range f.Definitions {
+		c := cc
+		if i > 0 {
+			ds, err := cassandraDefinitionSpec(spec, n)
+			if err == nil {
+				c, err = cassandra.ParseURL(ds)
+			}
+			if err != nil {
+				stop()
+				sess.Close()
+				return nil, nil, err
+			}
+		}
+		st, err := cassandra.NewStore(ctx, sess, c, cassandra.StoreOptions{})
+		if err != nil {
+			stop()
+			sess.Close()
+			return nil, nil, fmt.Errorf("definition %s: %w", n, err)
+		}
+		sv.readers = append(sv.readers, st)
+	}
+	return sv, func() {
+		stop()
+		for _, r := range sv.readers {
+			r.(*cassandra.Store).Close()
+		}
+		sess.Close()
+	}, nil
+}
+
+// cassandraDefinitionsCommand is definitions list|promote on a keyspace.
+func cassandraDefinitionsCommand(verb, spec string, args []string) error {
+	cc, err := cassandra.ParseURL(spec)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	sess, err := cassandra.Connect(ctx, cc)
+	if err != nil {
+		return err
+	}
+	defer sess.Close()
+	reg := cassandraRegistry{sess: sess, cfg: cc}
+	f, ok, err := reg.load(ctx)
+	if err != nil {
+		return err
+	}
+	where := cc.Keyspace + "." + cc.Table
+	if verb == "list" {
+		if !ok {
+			fmt.Printf("%s holds one definition (default, active); no definitions record\n", where)
+			return nil
+		}
+		for i, n := range f.Definitions {
+			table := cc.Table
+			if i > 0 {
+				table += "_" + n
+			}
+			mark := ""
+			if n == f.Active {
+				mark = "  (active since " + f.Promoted + ")"
+			}
+			fmt.Printf("%-12s %s.%s%s\n", n, cc.Keyspace, table, mark)
+		}
+		return nil
+	}
+	if len(args) != 1 {
+		fmt.Fprintln(os.Stderr, "demandpipe definitions promote: want one definition NAME after the flags")
+		return errUsage
+	}
+	if !ok {
+		return fmt.Errorf("%s has no definitions record: it holds one definition (run -definitions=FILE writes one)", where)
+	}
+	if f, err = f.Promote(where, args[0]); err != nil {
+		return err
+	}
+	if err := reg.save(ctx, f); err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "demandpipe: %s is the active definition of %s; servers switch within %s\n", f.Active, where, activeEvery)
+	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -513,6 +514,37 @@ func TestDefinitionsIntoCassandra(t *testing.T) {
 	rep, err := definitions.Diff(cst, st, 0)
 	if err != nil || !rep.Identical || rep.Rows == 0 || len(rep.Minutes) != len(st.Minutes(nil)) {
 		t.Fatalf("features_fine against the definition alone: %+v %v", rep, err)
+	}
+
+	// Served from the keyspace: both definitions, the first active; a
+	// promotion in the keyspace's definitions record reaches the server
+	// within a second or so.
+	sv, closeAll, err := openCassandraDefinitions(context.Background(), url, slog.Default())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeAll()
+	reg := newRegistry()
+	srv2, err := startServer("127.0.0.1:0", serve.DefaultConfig(), sv, reg, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv2.Shutdown(time.Second)
+	c2, _ := client.New(srv2.URL)
+	active, list, err := c2.Definitions(context.Background())
+	if err != nil || active != "base" || len(list) != 2 || list[1].Name != "fine" || list[1].LastMinute == "" {
+		t.Fatalf("GET /v1/definitions from Cassandra: %s %+v %v", active, list, err)
+	}
+	if err := definitionsCommand([]string{"promote", "-store=" + url, "fine"}); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if active, _, _ = c2.Definitions(context.Background()); active == "fine" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the promotion in the keyspace did not reach the server in 10 s")
+		}
 	}
 }
 

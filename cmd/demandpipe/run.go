@@ -15,7 +15,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sys/unix"
 
-	"github.com/demandpipe/demandpipe/definitions"
 	"github.com/demandpipe/demandpipe/encode"
 	"github.com/demandpipe/demandpipe/pipeline"
 	"github.com/demandpipe/demandpipe/pulsar"
@@ -185,7 +184,10 @@ type runJob struct {
 	resumed   *pipeline.Resumed
 	ackSource source.Acknowledger // the source, if it acknowledges: stopped by cancelling
 	rejects   *os.File
-	defs      *definitions.Watcher // a store of several definitions: which is active
+	// active names the active definition of a run of several (nil: one),
+	// stopActive ends its watch
+	active     func() string
+	stopActive func()
 }
 
 // open opens the source, the sink, the engine and the server, and resumes
@@ -264,6 +266,9 @@ func (j *runJob) open() (err error) {
 // close releases the source and the rejects file (the sink is closed by
 // execute, or by open when it fails).
 func (j *runJob) close() {
+	if j.stopActive != nil {
+		j.stopActive()
+	}
 	if j.rejects != nil {
 		j.rejects.Close()
 	}
@@ -283,9 +288,9 @@ func (j *runJob) serve() (err error) {
 		log.Info("serving features, the heat map and /metrics", "url", j.srv.URL)
 	} else if cs, ok := j.out.(*cassandra.Sink); ok && addr != "" && j.serveSet {
 		// Serve from Cassandra on the sink's own connection.
-		cst, err := cassandra.NewStore(context.Background(), cs.Session(), cs.Config(), cassandra.StoreOptions{})
+		sv, err := j.servedCassandra(context.Background(), cs)
 		if err == nil {
-			j.srv, err = startServer(addr, vc, one(cst), reg, reg)
+			j.srv, err = startServer(addr, vc, sv, reg, reg)
 		}
 		if err != nil {
 			return err

@@ -104,12 +104,13 @@ func serveCommand(args []string) error {
 		if err != nil {
 			return err
 		}
-		cst, err := cassandra.OpenStore(ctx, cc, cassandra.StoreOptions{})
+		var closeAll func()
+		sv, closeAll, err = openCassandraDefinitions(ctx, *dir, slog.Default())
 		if err != nil {
 			return err
 		}
-		defer cst.Close()
-		st, where = cst, cc.String()
+		defer closeAll()
+		st, where = sv.readers[0], cc.String()
 	} else {
 		stores, f, err := openDefinitionStores(*dir, sc, reg)
 		if err != nil {
