@@ -73,3 +73,30 @@ func TestQueriesAndTheirMinute(t *testing.T) {
 		}
 	}
 }
+
+// TestCSVAndNDJSON: the two output forms of one answer, and of a query
+// before any closed minute.
+func TestCSVAndNDJSON(t *testing.T) {
+	def := feature.Definition{Resolution: 8, Rings: []int{0, 2}, Windows: []int{1}}
+	u, _ := encode.ParseUUID([]byte("11111111-2222-3333-4444-555555555555"))
+	a := &Answer{Query: Query{TS: 1717236090000, Lat: 40.75, Lng: -73.98, Product: u}, Cell: 0x882a100d65fffff,
+		Minute: 28620600, HasMinute: true, Found: true, Features: []int32{3, 7}}
+	none := &Answer{Query: a.Query, Cell: a.Cell}
+	var b strings.Builder
+	w := NewWriter(&b, "csv", def)
+	w.Write(a)
+	w.Write(none)
+	w.Flush()
+	if want := "ts,lat,lng,product,h3,minute,found,k0_w1,k2_w1\n2024-06-01T10:01:30Z,40.75,-73.98,11111111-2222-3333-4444-555555555555,882a100d65fffff,2024-06-01T10:00:00Z,true,3,7\n2024-06-01T10:01:30Z,40.75,-73.98,11111111-2222-3333-4444-555555555555,882a100d65fffff,,false\n"; b.String() != want {
+		t.Errorf("CSV:\n%s\nwant\n%s", b.String(), want)
+	}
+	b.Reset()
+	w = NewWriter(&b, "ndjson", def)
+	w.Write(a)
+	w.Write(none)
+	w.Flush()
+	if want := `{"ts":"2024-06-01T10:01:30Z","lat":40.75,"lng":-73.98,"product_type":"11111111-2222-3333-4444-555555555555","h3":"882a100d65fffff","minute":"2024-06-01T10:00:00Z","found":true,"features":[3,7]}` + "\n" +
+		`{"ts":"2024-06-01T10:01:30Z","lat":40.75,"lng":-73.98,"product_type":"11111111-2222-3333-4444-555555555555","h3":"882a100d65fffff","minute":null,"error":"no minute closed yet at ts"}` + "\n"; b.String() != want {
+		t.Errorf("NDJSON:\n%s\nwant\n%s", b.String(), want)
+	}
+}
