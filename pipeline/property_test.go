@@ -178,8 +178,10 @@ func TestEngineDefaultDefinition(t *testing.T) {
 	if len(want) == 0 {
 		t.Fatal("scenario made no rows")
 	}
-	// Every source on panes, every source sparse, and (long set) the mix.
-	for _, sparse := range testsize.Pick([]int{0, 1 << 20}, []int{0, 4, 1 << 20}) {
+	// The production default (sparse-below 4: both paths, as a real city
+	// mixes them); the long set adds every source on panes and every source
+	// sparse.
+	for _, sparse := range testsize.Pick([]int{DefaultConfig().Kring.SparseBelow}, []int{0, 4, 1 << 20}) {
 		got, _, _ := runEngineSparse(t, sc.lines, def, 30_000, 2, 4096, DefaultFutureConfig(), sparse)
 		diffRows(t, got, want)
 	}
