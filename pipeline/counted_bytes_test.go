@@ -60,7 +60,7 @@ func (r *encodingRouter) Counted(evs []aggregate.Counted) error {
 func TestCountedBytesPerEvent(t *testing.T) {
 	t.Parallel()
 	gc := gen.DefaultConfig()
-	lines, _ := genWith(t, gc, testsize.Pick(20_000, 60_000))
+	lines, _ := genWith(t, gc, testsize.Pick(10_000, 60_000))
 	cfg := DefaultConfig()
 	cfg.Def, cfg.Parallelism = feature.Default(), 2
 	e, err := New(cfg)

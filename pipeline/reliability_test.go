@@ -123,7 +123,7 @@ func TestFutureFewRidersNeverConfirm(t *testing.T) {
 // a restart): the rows equal those of the contract without the rule.
 func TestGenuineGapLosesNothing(t *testing.T) {
 	t.Parallel()
-	n := testsize.Pick(10_000, 30_000) // 8 s under -race for 30,000
+	n := testsize.Pick(6_000, 30_000) // 8 s under -race for 30,000
 	before := genLines(t, n, 3, time.Date(2024, 6, 1, 10, 0, 0, 0, time.UTC))
 	after := genLines(t, n, 4, time.Date(2024, 6, 1, 13, 30, 0, 0, time.UTC))
 	in := append(before, after...)
@@ -317,7 +317,7 @@ func TestFailuresNeverHang(t *testing.T) {
 		lines[i] = withTS(lines[i], tsOf(t, lines[i])+3*60_000)
 	}
 	in := []byte(strings.Join(lines, "\n") + "\n")
-	rounds := testsize.Pick(30, 200) // ~0.2 s a round under the race detector
+	rounds := testsize.Pick(15, 200) // ~0.2 s a round under the race detector
 	if testing.Short() {
 		rounds = 20
 	}

@@ -118,7 +118,7 @@ func genWith(t testing.TB, gc gen.Config, n int) ([]string, *gen.Generator) {
 // future-clock lines, a gap of 12 minutes and a jump of the whole stream.
 func resumeInput(t *testing.T) []string {
 	gc := gen.DefaultConfig()
-	perMinute := testsize.Pick(600, 1500) // the same minutes, fewer sources
+	perMinute := testsize.Pick(400, 1500) // the same minutes, fewer sources
 	gc.EventsPerMinute, gc.Riders, gc.Hotspots = perMinute, perMinute/2, 3
 	gc.LateFraction, gc.MalformedFraction = 0.01, 0.005
 	lines, g := genWith(t, gc, 15*perMinute)

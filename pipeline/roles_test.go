@@ -102,7 +102,7 @@ func TestScaleOutEqualsSingleProcess(t *testing.T) {
 	t.Parallel()
 	gc := gen.DefaultConfig()
 	gc.EventsPerMinute, gc.Riders, gc.Hotspots, gc.RadiusKm = 3000, 2000, 4, 60
-	gc.EventsPerMinute = testsize.Pick(700, 3000) // the same minutes and city, fewer sources
+	gc.EventsPerMinute = testsize.Pick(500, 3000) // the same minutes and city, fewer sources
 	lines, _ := genWith(t, gc, 12*gc.EventsPerMinute)
 	def := feature.Definition{Resolution: 8, Rings: []int{0, 1, 3, 6}, Windows: []int{1, 4, 8}}
 	want, _, _ := runEngine(t, lines, def, 30_000, 2, 64<<10)

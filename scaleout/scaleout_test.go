@@ -50,7 +50,7 @@ func (r *rows) Close() error                             { return nil }
 func TestOneDedupThreeAggregatesEqualSingleProcess(t *testing.T) {
 	t.Parallel()
 	gc := gen.DefaultConfig()
-	gc.EventsPerMinute, gc.Riders, gc.Hotspots, gc.RadiusKm = testsize.Pick(1000, 3000), 2000, 4, 60 // 10 minutes
+	gc.EventsPerMinute, gc.Riders, gc.Hotspots, gc.RadiusKm = testsize.Pick(600, 3000), 2000, 4, 60 // 10 minutes
 	buf, err := gen.Generate(gc, 10*gc.EventsPerMinute)
 	if err != nil {
 		t.Fatal(err)
