@@ -38,8 +38,7 @@ func TestDefinitionsFile(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	events := genEvents(t, dir, 4_000)
-	defs := filepath.Join(dir, "defs.yaml")
-	if err := os.WriteFile(defs, []byte(`
+	defs := writeDefinitions(t, dir, `
 - name: base
   resolution: 8
   rings: [0, 1, 2, 3, 5]
@@ -48,9 +47,7 @@ func TestDefinitionsFile(t *testing.T) {
   resolution: 9
   rings: [0, 2, 7]
   windows: [3, 5, 1]
-`), 0o644); err != nil {
-		t.Fatal(err)
-	}
+`)
 	run := func(out string, args ...string) {
 		t.Helper()
 		if err := runCommand(append([]string{"-source=file:" + events, "-sink=ndjson:" + out, "-progress=never", "-log.level=warn"}, args...)); err != nil {
@@ -74,10 +71,7 @@ func TestDefinitionsFile(t *testing.T) {
 	}
 	// Into stores: the first definition's in DIR, each other's in DIR.NAME,
 	// each equal to a store written by its definition alone.
-	st := filepath.Join(dir, "st")
-	if err := runCommand(storeArgs("file:"+events, st, "-definitions="+defs)); err != nil {
-		t.Fatal(err)
-	}
+	st := definitionsStore(t, dir, events, defs)
 	alone := filepath.Join(dir, "fine-alone")
 	if err := runCommand(storeArgs("file:"+events, alone, "-h3.resolution=9", "-kring.rings=0,2,7", "-windows.minutes=3,5,1")); err != nil {
 		t.Fatal(err)
@@ -112,14 +106,8 @@ func TestPromoteUnderLoad(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	events := genEvents(t, dir, 4_000)
-	defs := filepath.Join(dir, "defs.yaml")
-	if err := os.WriteFile(defs, []byte("- name: base\n  resolution: 8\n  rings: [0, 1, 2, 3, 5]\n  windows: [1, 2, 4, 8, 16]\n- name: fine\n  resolution: 9\n  rings: [0, 2, 7]\n  windows: [3, 5, 1]\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	st := filepath.Join(dir, "st")
-	if err := runCommand(storeArgs("file:"+events, st, "-definitions="+defs)); err != nil {
-		t.Fatal(err)
-	}
+	defs := writeDefinitions(t, dir, "- name: base\n  resolution: 8\n  rings: [0, 1, 2, 3, 5]\n  windows: [1, 2, 4, 8, 16]\n- name: fine\n  resolution: 9\n  rings: [0, 2, 7]\n  windows: [3, 5, 1]\n")
+	st := definitionsStore(t, dir, events, defs)
 	reg := newRegistry()
 	stores, f, err := openDefinitionStores(st, store.DefaultConfig(), reg)
 	if err != nil {
@@ -263,14 +251,8 @@ func busiestPoint(t *testing.T, st *store.Store, m int64, product string) client
 func TestDefinitionsDiff(t *testing.T) {
 	dir := t.TempDir()
 	events := genEvents(t, dir, 4_000)
-	defs := filepath.Join(dir, "defs.yaml")
-	if err := os.WriteFile(defs, []byte("- name: base\n  resolution: 8\n  rings: [0, 1, 2, 3, 5]\n  windows: [1, 2, 4, 8, 16]\n- name: again\n  resolution: 8\n  rings: [0, 1, 2, 3, 5]\n  windows: [1, 2, 4, 8, 16]\n- name: fine\n  resolution: 9\n  rings: [0, 2, 7]\n  windows: [3, 5, 1]\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	st := filepath.Join(dir, "st")
-	if err := runCommand(storeArgs("file:"+events, st, "-definitions="+defs)); err != nil {
-		t.Fatal(err)
-	}
+	defs := writeDefinitions(t, dir, "- name: base\n  resolution: 8\n  rings: [0, 1, 2, 3, 5]\n  windows: [1, 2, 4, 8, 16]\n- name: again\n  resolution: 8\n  rings: [0, 1, 2, 3, 5]\n  windows: [1, 2, 4, 8, 16]\n- name: fine\n  resolution: 9\n  rings: [0, 2, 7]\n  windows: [3, 5, 1]\n")
+	st := definitionsStore(t, dir, events, defs)
 	out := string(captureStdout(t, func() error {
 		return definitionsCommand([]string{"diff", "-store=" + st, "-minutes=0", "base", "again"})
 	}))
@@ -327,10 +309,7 @@ func TestDefinitionAddedToAStore(t *testing.T) {
 	if err := runCommand(storeArgs("file:"+events, st, smallDef...)); err != nil {
 		t.Fatal(err)
 	}
-	defs := filepath.Join(dir, "defs.yaml")
-	if err := os.WriteFile(defs, []byte("- name: default\n  resolution: 8\n  rings: [0, 1, 2, 3, 5]\n  windows: [1, 2, 4, 8, 16]\n- name: added\n  resolution: 8\n  rings: [0, 4]\n  windows: [2, 3]\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	defs := writeDefinitions(t, dir, "- name: default\n  resolution: 8\n  rings: [0, 1, 2, 3, 5]\n  windows: [1, 2, 4, 8, 16]\n- name: added\n  resolution: 8\n  rings: [0, 4]\n  windows: [2, 3]\n")
 	_, stderr, done := runSubprocess(t, storeArgs("file:"+events, st, "-definitions="+defs))
 	if err := <-done; err != nil || !strings.Contains(stderr.String(), "definition added: its history written from another definition's count records") {
 		t.Fatalf("second run: %v\n%s", err, lastLines(stderr.String(), 8))
@@ -469,10 +448,7 @@ func TestDefinitionsIntoCassandra(t *testing.T) {
 	defer srv.Close()
 	dir := t.TempDir()
 	events := genEvents(t, dir, 4_000)
-	defs := filepath.Join(dir, "defs.yaml")
-	if err := os.WriteFile(defs, []byte("- name: base\n  resolution: 8\n  rings: [0, 1, 2]\n  windows: [1, 4]\n- name: fine\n  resolution: 9\n  rings: [0, 2, 7]\n  windows: [3, 5, 1]\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	defs := writeDefinitions(t, dir, "- name: base\n  resolution: 8\n  rings: [0, 1, 2]\n  windows: [1, 4]\n- name: fine\n  resolution: 9\n  rings: [0, 2, 7]\n  windows: [3, 5, 1]\n")
 	url := fmt.Sprintf("cassandra://127.0.0.1:%d/demandpipe?create=true&rf=1", srv.Port())
 	if err := runCommand([]string{"-source=file:" + events, "-sink=" + url, "-definitions=" + defs, "-serve=", "-progress=never", "-log.level=warn"}); err != nil {
 		t.Fatal(err)
@@ -565,4 +541,25 @@ func TestProductsNameTheProducts(t *testing.T) {
 			t.Errorf("%v: -serve.product-names %q, want %q", tc.args, rf.vc.ProductNames, tc.want)
 		}
 	}
+}
+
+// writeDefinitions writes a definitions file (YAML) into dir.
+func writeDefinitions(t *testing.T, dir, yaml string) string {
+	t.Helper()
+	defs := filepath.Join(dir, "defs.yaml")
+	if err := os.WriteFile(defs, []byte(yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return defs
+}
+
+// definitionsStore runs events into a store dir/st with the definitions
+// file defs and returns the store's directory.
+func definitionsStore(t *testing.T, dir, events, defs string) string {
+	t.Helper()
+	st := filepath.Join(dir, "st")
+	if err := runCommand(storeArgs("file:"+events, st, "-definitions="+defs)); err != nil {
+		t.Fatal(err)
+	}
+	return st
 }

@@ -23,17 +23,7 @@ import (
 
 func TestStartServerAndShutdown(t *testing.T) {
 	t.Parallel()
-	sc := store.DefaultConfig()
-	sc.Dir = t.TempDir()
-	st, err := store.Open(sc, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	// The minute that just ended: /readyz wants a fresh one.
-	if err := st.CloseMinute(context.Background(), time.Now().Unix()/60-1); err != nil {
-		t.Fatal(err)
-	}
+	st := freshStore(t)
 	reg := prometheus.NewRegistry()
 	srv, err := startServer("127.0.0.1:0", serve.DefaultConfig(), one(st), reg, reg)
 	if err != nil {
@@ -136,16 +126,7 @@ func TestStartServerSecured(t *testing.T) {
 		t.Errorf("a missing certificate: %v", err)
 	}
 
-	sc := store.DefaultConfig()
-	sc.Dir = t.TempDir()
-	st, err := store.Open(sc, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	if err := st.CloseMinute(context.Background(), time.Now().Unix()/60-1); err != nil {
-		t.Fatal(err)
-	}
+	st := freshStore(t)
 	srv, err := startServer("127.0.0.1:0", cfg, one(st), reg, reg)
 	if err != nil {
 		t.Fatal(err)
@@ -206,4 +187,21 @@ func writeSelfSigned(t *testing.T, certFile, keyFile string, serial int64) []byt
 		t.Fatal(err)
 	}
 	return certPEM
+}
+
+// freshStore is an empty store whose one closed minute is the one that
+// just ended (/readyz wants a fresh one), closed at the test's end.
+func freshStore(t *testing.T) *store.Store {
+	t.Helper()
+	sc := store.DefaultConfig()
+	sc.Dir = t.TempDir()
+	st, err := store.Open(sc, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	if err := st.CloseMinute(context.Background(), time.Now().Unix()/60-1); err != nil {
+		t.Fatal(err)
+	}
+	return st
 }
