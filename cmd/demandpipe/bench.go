@@ -9,6 +9,7 @@ import (
 	"github.com/demandpipe/demandpipe/bench"
 	"github.com/demandpipe/demandpipe/bench/report"
 	"github.com/demandpipe/demandpipe/gen"
+	"github.com/demandpipe/demandpipe/job"
 	"github.com/demandpipe/demandpipe/pipeline"
 )
 
@@ -47,6 +48,6 @@ func benchCommand(args []string) error {
 		return err
 	}
 	fmt.Fprintf(os.Stderr, "demandpipe bench: generated %d events (%.0f MB, %d riders, %d events/min) in %.1fs; definition %s\n",
-		*events, float64(len(data))/1e6, gc.Riders, gc.EventsPerMinute, time.Since(start).Seconds(), definitionsText(cfg))
+		*events, float64(len(data))/1e6, gc.Riders, gc.EventsPerMinute, time.Since(start).Seconds(), job.DefinitionsText(cfg))
 	return bench.Compare(os.Stdout, data, cfg, pars, *rounds)
 }

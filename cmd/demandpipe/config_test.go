@@ -79,8 +79,8 @@ func TestConfigFile(t *testing.T) {
 	if err := rf.fs.Parse(args); err != nil {
 		t.Fatal(err)
 	}
-	if w := rf.fs.Lookup("sink.writers").Value.String(); w != "5" || fmt.Sprint(rf.cfg.Def.Rings) != "[0 1 2]" || fmt.Sprint(rf.cfg.Def.Windows) != "[1 4]" {
-		t.Fatalf("writers %s (want the flag's 5 over the file's 3), rings %v, windows %v", rf.fs.Lookup("sink.writers").Value, rf.cfg.Def.Rings, rf.cfg.Def.Windows)
+	if w := rf.fs.Lookup("sink.writers").Value.String(); w != "5" || fmt.Sprint(rf.cfg.Pipeline.Def.Rings) != "[0 1 2]" || fmt.Sprint(rf.cfg.Pipeline.Def.Windows) != "[1 4]" {
+		t.Fatalf("writers %s (want the flag's 5 over the file's 3), rings %v, windows %v", rf.fs.Lookup("sink.writers").Value, rf.cfg.Pipeline.Def.Rings, rf.cfg.Pipeline.Def.Windows)
 	}
 	for text, want := range map[string]string{
 		"sink.writer: 4\n":                     `line 1: unknown key "sink.writer" (keys are run's flags without the dash): did you mean sink.writers?`,

@@ -24,6 +24,7 @@ import (
 	"github.com/demandpipe/demandpipe/encode"
 	"github.com/demandpipe/demandpipe/internal/cqltest"
 	"github.com/demandpipe/demandpipe/internal/testsize"
+	"github.com/demandpipe/demandpipe/job"
 	"github.com/demandpipe/demandpipe/serve"
 	"github.com/demandpipe/demandpipe/sink/cassandra"
 	"github.com/demandpipe/demandpipe/store"
@@ -108,8 +109,8 @@ func TestPromoteUnderLoad(t *testing.T) {
 	events := genEvents(t, dir, 4_000)
 	defs := writeDefinitions(t, dir, "- name: base\n  resolution: 8\n  rings: [0, 1, 2, 3, 5]\n  windows: [1, 2, 4, 8, 16]\n- name: fine\n  resolution: 9\n  rings: [0, 2, 7]\n  windows: [3, 5, 1]\n")
 	st := definitionsStore(t, dir, events, defs)
-	reg := newRegistry()
-	stores, f, err := openDefinitionStores(st, store.DefaultConfig(), reg)
+	reg := job.NewRegistry()
+	stores, f, err := job.OpenDefinitionStores(st, store.DefaultConfig(), reg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -119,8 +120,8 @@ func TestPromoteUnderLoad(t *testing.T) {
 		}
 	}()
 	w := definitions.NewWatcher(st, f)
-	sv := &served{names: f.Definitions, readers: []serve.Reader{stores[0], stores[1]}, active: func() string { return w.Current().Active }}
-	srv, err := startServer("127.0.0.1:0", serve.DefaultConfig(), sv, reg, reg)
+	sv := &job.Served{Names: f.Definitions, Readers: []serve.Reader{stores[0], stores[1]}, Active: func() string { return w.Current().Active }}
+	srv, err := job.StartServer("127.0.0.1:0", serve.DefaultConfig(), sv, reg, reg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -266,7 +267,7 @@ func TestDefinitionsDiff(t *testing.T) {
 	if !strings.Contains(out, "different definitions; 2 shared features") || strings.Count(out, "\n") != 4 {
 		t.Errorf("different specs: %s", out)
 	}
-	stores, _, err := openDefinitionStores(st, store.DefaultConfig(), nil)
+	stores, _, err := job.OpenDefinitionStores(st, store.DefaultConfig(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -484,13 +485,13 @@ func TestDefinitionsIntoCassandra(t *testing.T) {
 	// Served from the keyspace: both definitions, the first active; a
 	// promotion in the keyspace's definitions record reaches the server
 	// within a second or so.
-	sv, closeAll, err := openCassandraDefinitions(context.Background(), url, slog.Default())
+	sv, closeAll, err := job.OpenCassandraDefinitions(context.Background(), url, slog.Default())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer closeAll()
-	reg := newRegistry()
-	srv2, err := startServer("127.0.0.1:0", serve.DefaultConfig(), sv, reg, reg)
+	reg := job.NewRegistry()
+	srv2, err := job.StartServer("127.0.0.1:0", serve.DefaultConfig(), sv, reg, reg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -537,8 +538,8 @@ func TestProductsNameTheProducts(t *testing.T) {
 		if err := rf.fs.Parse(tc.args); err != nil {
 			t.Fatal(err)
 		}
-		if rf.vc.ProductNames != tc.want {
-			t.Errorf("%v: -serve.product-names %q, want %q", tc.args, rf.vc.ProductNames, tc.want)
+		if rf.cfg.Server.ProductNames != tc.want {
+			t.Errorf("%v: -serve.product-names %q, want %q", tc.args, rf.cfg.Server.ProductNames, tc.want)
 		}
 	}
 }

@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"strings"
-	"time"
 
 	"github.com/demandpipe/demandpipe/feature"
 	"github.com/demandpipe/demandpipe/pipeline"
@@ -163,13 +162,6 @@ func parse(fs *flag.FlagSet, args []string, synopsis, more string) error {
 func isTerminal(f *os.File) bool {
 	st, err := f.Stat()
 	return err == nil && st.Mode()&os.ModeCharDevice != 0
-}
-
-func durationOr(d time.Duration) string {
-	if d == 0 {
-		return "until the input ends"
-	}
-	return d.String()
 }
 
 // stages orders flag groups as the data meets them: a flag "x" or "x.y"

@@ -14,6 +14,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/demandpipe/demandpipe/gen"
+	"github.com/demandpipe/demandpipe/job"
 )
 
 func genCommand(args []string) error {
@@ -50,7 +51,7 @@ func genCommand(args []string) error {
 	if o == "-" {
 		o = ""
 	}
-	if err := checkOutputs([]namedPath{{"-from-csv=" + *fromCSV, *fromCSV}}, []namedPath{{"-o=" + *out, o}}); err != nil {
+	if err := job.CheckOutputs([]job.Path{{Flag: "-from-csv=" + *fromCSV, Path: *fromCSV}}, []job.Path{{Flag: "-o=" + *out, Path: o}}); err != nil {
 		return err
 	}
 	var pickups []gen.Pickup

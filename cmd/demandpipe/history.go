@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/demandpipe/demandpipe/history"
+	"github.com/demandpipe/demandpipe/job"
 	"github.com/demandpipe/demandpipe/pipeline"
 	"github.com/demandpipe/demandpipe/source"
 )
@@ -50,7 +51,7 @@ func historyCommand(args []string) error {
 	if err := pickDefinition(&cfg, *name); err != nil {
 		return err
 	}
-	if err := checkOutputs([]namedPath{{"-source=" + *src, filePath(*src, "file")}, {"-at=" + *at, *at}}, []namedPath{{"-o=" + *out, outPath(*out)}}); err != nil {
+	if err := job.CheckOutputs([]job.Path{{Flag: "-source=" + *src, Path: job.FilePath(*src, "file")}, {Flag: "-at=" + *at, Path: *at}}, []job.Path{{Flag: "-o=" + *out, Path: outPath(*out)}}); err != nil {
 		return err
 	}
 	qf, err := os.Open(*at)

@@ -6,6 +6,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/demandpipe/demandpipe/job"
 	"github.com/demandpipe/demandpipe/sink/cassandra"
 )
 
@@ -33,7 +34,7 @@ func schemaCommand(args []string) error {
 	}
 	fmt.Print(cassandra.Schema(cfg))
 	for _, d := range defs.defs[min(1, len(defs.defs)):] {
-		spec, err := cassandraDefinitionSpec(*url, d.Name)
+		spec, err := job.CassandraDefinitionSpec(*url, d.Name)
 		if err != nil {
 			return err
 		}

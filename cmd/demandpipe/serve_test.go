@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/demandpipe/demandpipe/internal/testcert"
+	"github.com/demandpipe/demandpipe/job"
 	"github.com/demandpipe/demandpipe/serve"
 	"github.com/demandpipe/demandpipe/store"
 )
@@ -25,7 +26,7 @@ func TestStartServerAndShutdown(t *testing.T) {
 	t.Parallel()
 	st := freshStore(t)
 	reg := prometheus.NewRegistry()
-	srv, err := startServer("127.0.0.1:0", serve.DefaultConfig(), one(st), reg, reg)
+	srv, err := job.StartServer("127.0.0.1:0", serve.DefaultConfig(), job.One(st), reg, reg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,17 +118,17 @@ func TestStartServerSecured(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	half := cfg
 	half.TLSKey = ""
-	if _, err := startServer("127.0.0.1:0", half, nil, reg, reg); err == nil || !strings.Contains(err.Error(), "both or neither") {
+	if _, err := job.StartServer("127.0.0.1:0", half, nil, reg, reg); err == nil || !strings.Contains(err.Error(), "both or neither") {
 		t.Errorf("a certificate without its key: %v", err)
 	}
 	missing := cfg
 	missing.TLSCert = filepath.Join(dir, "missing.pem")
-	if _, err := startServer("127.0.0.1:0", missing, nil, reg, reg); err == nil || !strings.Contains(err.Error(), "missing.pem") {
+	if _, err := job.StartServer("127.0.0.1:0", missing, nil, reg, reg); err == nil || !strings.Contains(err.Error(), "missing.pem") {
 		t.Errorf("a missing certificate: %v", err)
 	}
 
 	st := freshStore(t)
-	srv, err := startServer("127.0.0.1:0", cfg, one(st), reg, reg)
+	srv, err := job.StartServer("127.0.0.1:0", cfg, job.One(st), reg, reg)
 	if err != nil {
 		t.Fatal(err)
 	}

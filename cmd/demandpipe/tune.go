@@ -46,7 +46,7 @@ func tuneCommand(args []string) error {
 		return err
 	}
 	if *verbose {
-		cfg.Logf = logf
+		cfg.Logf = func(format string, args ...any) { fmt.Fprintf(os.Stderr, "demandpipe: "+format+"\n", args...) }
 	}
 	cfg.Progress = os.Stderr
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

@@ -1,4 +1,4 @@
-package main
+package job
 
 import (
 	"errors"
@@ -9,15 +9,15 @@ import (
 	"strings"
 )
 
-// A named path a command reads or writes, for checkOutputs.
-type namedPath struct {
-	flag string // how the user gave it, e.g. "-sink=ndjson:rows.ndjson"
-	path string
+// Path is a named path a command reads or writes, for CheckOutputs.
+type Path struct {
+	Flag string // how the user gave it, e.g. "-sink=ndjson:rows.ndjson"
+	Path string
 }
 
-// filePath returns the local path of a "file:PATH" or "ndjson:PATH" spec, or
+// FilePath returns the local path of a "file:PATH" or "ndjson:PATH" spec, or
 // "" when the spec names no file (stdin/stdout "-", another scheme).
-func filePath(spec, scheme string) string {
+func FilePath(spec, scheme string) string {
 	p, ok := strings.CutPrefix(spec, scheme+":")
 	if !ok || p == "" || p == "-" {
 		return ""
@@ -25,21 +25,21 @@ func filePath(spec, scheme string) string {
 	return p
 }
 
-// checkOutputs refuses, before anything is opened for writing, an output
+// CheckOutputs refuses, before anything is opened for writing, an output
 // that is one of the inputs or another output: os.Create would truncate
 // the input while it is read (`run -source=file:X -sink=ndjson:X` used to
 // leave X empty), or two writers would interleave in one file. Paths are
 // compared as files (os.SameFile: links and other spellings of one file)
 // when both exist, else as cleaned absolute paths.
-func checkOutputs(inputs, outputs []namedPath) error {
-	seen := append([]namedPath(nil), inputs...)
+func CheckOutputs(inputs, outputs []Path) error {
+	seen := append([]Path(nil), inputs...)
 	for _, out := range outputs {
-		if out.path == "" {
+		if out.Path == "" {
 			continue
 		}
 		for _, other := range seen {
-			if other.path != "" && samePath(out.path, other.path) {
-				return fmt.Errorf("%s and %s name the same file (%s): writing it would destroy what is read or written there; choose another output path", other.flag, out.flag, out.path)
+			if other.Path != "" && samePath(out.Path, other.Path) {
+				return fmt.Errorf("%s and %s name the same file (%s): writing it would destroy what is read or written there; choose another output path", other.Flag, out.Flag, out.Path)
 			}
 		}
 		seen = append(seen, out)
