@@ -156,3 +156,61 @@ func TestConfigRefused(t *testing.T) {
 		}
 	}
 }
+
+// TestServerKnowsWhenTheFirstMinuteCloses: the run's own server (not a
+// separate serve) tells before the first close when it is due, from the
+// engine's event time and the run's lateness (serve.Progress).
+func TestServerKnowsWhenTheFirstMinuteCloses(t *testing.T) {
+	t.Parallel()
+	c := testConfig(t)
+	c.Source = "gen:rate=6000,riders=500" // live: the first close is 30-90 s away
+	j, err := New(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- j.Run(context.Background()) }()
+	defer func() {
+		j.Stop()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	type firstClose struct {
+		Minute          string   `json:"minute"`
+		LatenessSeconds float64  `json:"lateness_seconds"`
+		ETASeconds      *float64 `json:"eta_seconds"`
+	}
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("no estimate of the first close within 20 s")
+		}
+		addr := j.Addr()
+		if addr == "" {
+			continue
+		}
+		resp, err := http.Get("http://" + addr + "/v1/minutes")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var body struct {
+			FirstClose *firstClose `json:"first_close"`
+		}
+		err = json.NewDecoder(resp.Body).Decode(&body)
+		resp.Body.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		fc := body.FirstClose
+		if fc == nil {
+			t.Fatal("no first_close in /v1/minutes before the first close")
+		}
+		if fc.ETASeconds == nil || fc.Minute == "" {
+			continue // fewer than K riders seen yet
+		}
+		if fc.LatenessSeconds != 30 || *fc.ETASeconds < 0 || *fc.ETASeconds > 91 {
+			t.Fatalf("first_close %+v (eta %v): want lateness 30 and an eta within 0..91 s", *fc, *fc.ETASeconds)
+		}
+		return
+	}
+}

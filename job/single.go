@@ -14,9 +14,7 @@ import (
 	"github.com/demandpipe/demandpipe/pipeline"
 	"github.com/demandpipe/demandpipe/serve"
 	"github.com/demandpipe/demandpipe/sink"
-	"github.com/demandpipe/demandpipe/sink/cassandra"
 	"github.com/demandpipe/demandpipe/source"
-	"github.com/demandpipe/demandpipe/store"
 )
 
 // open opens the source, the sink, the engine and the server, and resumes
@@ -67,6 +65,10 @@ func (j *Job) open() (err error) {
 		return err
 	}
 	j.registerSourceMetrics()
+	// Before the first close the page says when it is due: the server
+	// is in the engine's process, so it knows event time and lateness.
+	vc.Progress = &serve.Progress{EventTime: j.e.Stats.EventTime.Load, FirstMinute: j.e.Stats.FirstMinute.Load,
+		Lateness: c.Pipeline.Lateness, Riders: c.Pipeline.Future.ConfirmRiders}
 	if err = j.serve(vc); err != nil {
 		return err
 	}
@@ -112,25 +114,23 @@ func (j *Job) close() {
 	}
 }
 
-// serve starts the API and the page on a store (or on Cassandra, when
-// Serve is explicit), or only /metrics and /healthz on another sink.
+// serve starts the API and the page beside a sink the run can read
+// (sink.Readable): by default beside the embedded store, beside a remote
+// one (Cassandra) when Serve is explicit; on another sink, when Serve is
+// explicit, only /metrics and /healthz.
 func (j *Job) serve(vc serve.Config) (err error) {
 	addr, reg, log := j.cfg.Serve, j.reg, j.log
-	if addr == "" {
+	r, readable := j.out.(sink.Readable)
+	if addr == "" || !j.cfg.ServeExplicit && !(readable && r.Embedded()) {
 		return nil
 	}
 	var sv *Served
-	what := "serving /metrics and /healthz (the API needs a store sink)"
-	if st, ok := j.out.(*store.Store); ok {
-		sv, what = j.servedStores(st), "serving features, the heat map and /metrics"
-	} else if !j.cfg.ServeExplicit {
-		return nil
-	} else if cs, ok := j.out.(*cassandra.Sink); ok {
-		// Serve from Cassandra on the sink's own connection.
-		if sv, err = j.servedCassandra(context.Background(), cs); err != nil {
+	what := "serving /metrics and /healthz (the API needs a sink it can read: store: or cassandra://)"
+	if readable {
+		if sv, err = j.served(context.Background(), r); err != nil {
 			return err
 		}
-		what = "serving features from Cassandra, the heat map and /metrics"
+		what = "serving features, the heat map and /metrics"
 	}
 	srv, err := StartServer(addr, vc, sv, reg, reg)
 	if err != nil {

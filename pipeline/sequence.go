@@ -63,6 +63,7 @@ type sequencer struct {
 	atStart    seqState     // the state before the batch being sequenced
 	batchSnap  *seqState    // a heap copy of atStart, once a new minute needs it
 	lastMinute int64        // the last minute noted in open
+	earliest   int64        // the earliest minute noted (Stats.FirstMinute), math.MaxInt64 before one
 	stamped    int64        // the frontier last given a resume point
 	lastEnd    [2]int64     // pos and line after the last input batch
 
@@ -176,7 +177,7 @@ func (c *riderClock) set(keys []uint64, ts []int64) {
 
 func newSequencer(lateness, idle int64, dt *dedup.Table, fr futureRule, products *encode.Products, maxW int) *sequencer {
 	s := &sequencer{lateness: lateness, idle: idle, dedup: dt, frontier: noMinute, fut: fr, clock: newRiderClock(fr.confirm),
-		products: products, maxW: int64(maxW), lastMinute: noMinute, stamped: noMinute}
+		products: products, maxW: int64(maxW), lastMinute: noMinute, stamped: noMinute, earliest: math.MaxInt64}
 	for i := range s.lastCounted {
 		s.lastCounted[i] = noMinute
 	}
@@ -270,6 +271,9 @@ func (s *sequencer) sequence(b *batch, st *Stats, wallNow int64) {
 	st.OverBudget.Add(s.shed)
 	st.Counted.Add(int64(len(b.counted)))
 	st.DedupBytes.Store(int64(s.dedup.Bytes()))
+	if s.earliest != math.MaxInt64 && st.FirstMinute.Load() != s.earliest {
+		st.FirstMinute.Store(s.earliest)
+	}
 	if s.haveTS {
 		st.MaxTS.Store(s.maxTS)
 		if t, ok := s.clock.time(); ok {
@@ -423,6 +427,7 @@ func (s *sequencer) reresolve(b *batch, from int) {
 // minute m, if m has none yet: every event of m is at or after it.
 func (s *sequencer) noteMinute(m int64) {
 	s.lastMinute = m
+	s.earliest = min(s.earliest, m)
 	for _, o := range s.open {
 		if o.minute == m {
 			return

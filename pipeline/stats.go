@@ -26,6 +26,13 @@ type Stats struct {
 	MaxTS      atomic.Int64 // largest ts seen (unix ms)
 	EventTime  atomic.Int64 // T, the K-th rider's latest ts (unix ms), 0 before K riders
 	DedupBytes atomic.Int64 // dedup tables after the last batch
+
+	// FirstMinute is the earliest minute (unix minute) of an accepted
+	// event, 0 before one: the first minute to close. Stored per batch
+	// from the sequencer's note of each new minute (no cost per event);
+	// the server in the run's process says from it when that minute
+	// closes (serve.Progress).
+	FirstMinute atomic.Int64
 }
 
 // Summary is a snapshot of Stats.

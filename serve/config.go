@@ -128,6 +128,14 @@ type Config struct {
 
 	// Now is the clock for age_seconds; nil means time.Now (tests inject).
 	Now func() time.Time
+	// Progress is the run's progress, for a server in the engine's own
+	// process (`demandpipe run`): before the first minute closes, GET
+	// /v1/minutes then says when it should ("first_close", progress.go)
+	// and the page counts down to it. Not a flag: the wiring sets it from
+	// the engine's pipeline.Stats and the run's settings. Default nil (a
+	// standalone `demandpipe serve`, which cannot see the run): the page
+	// gives the default lateness's estimate instead.
+	Progress *Progress
 }
 
 // DefaultConfig returns the documented defaults.
@@ -187,6 +195,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxConns < 0 || c.MaxConns > 1e6 {
 		return fmt.Errorf("serve.max-conns=%d: must be in 0..1000000 (0: no cap)", c.MaxConns)
+	}
+	if c.Progress != nil {
+		return c.Progress.validate()
 	}
 	return nil
 }

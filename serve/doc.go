@@ -4,7 +4,7 @@
 //	GET  /v1/features?h3=CELL&product=UUID[&minute=RFC3339][&avg=true]
 //	GET  /v1/features?lat=DEG&lng=DEG&product=UUID[&minute=…][&avg=true]
 //	POST /v1/features:batch  {"product":UUID,"minute"?,"avg"?,"cells":[CELL…],"points":[{"lat","lng"}…]}
-//	GET  /v1/minutes         closed minutes, latest first
+//	GET  /v1/minutes         closed minutes, latest first (before the first: when it should close)
 //	GET  /v1/products        product UUIDs the store knows, and their names (-serve.product-names)
 //	GET  /v1/definition      the feature definition (resolution, rings, windows)
 //	GET  /v1/map?product=UUID[&k=K&w=W&minute=…]   one feature of every cell, with boundaries
@@ -40,9 +40,22 @@
 // host only when one is set. The page says how old the latest minute is,
 // and tells a live store (its latest minute at most 3 min old by the
 // server's clock) from a replay; before the first minute closes it says
-// about when it will: the server knows neither the run's lateness nor its
-// event time, so it gives the estimate for the default lateness, about
-// 90 s after a live run starts.
+// when it will. In the run's own process (Config.Progress, progress.go)
+// the server knows the run's event time T, its lateness and its first
+// minute m, which closes once T reaches m's end plus the lateness; GET
+// /v1/minutes then adds
+//
+//	"first_close":{"minute":"2024-06-01T10:07:00Z","event_time":"2024-06-01T10:07:48.250Z",
+//	  "lateness_seconds":30,"riders":16,"rate":1.000,"rate_measured":true,"eta_seconds":41.750}
+//
+// eta_seconds being the event time left over the pace of event time
+// against the wall clock (rate, measured between requests: 20 for
+// -source=gen:speed=20; 1 assumed until measured), and the page counts
+// it down. minute is null before an event is counted, event_time before
+// K (riders) riders are seen, eta_seconds without both or while event
+// time stands still. A standalone server knows neither, and the page
+// gives the default lateness's estimate: about 90 s after a live run
+// starts.
 //
 // In front of the handlers, a Guard (guard.go) serves HTTPS with a
 // certificate pair that SIGHUP reloads (tls.go), caps connections (503),

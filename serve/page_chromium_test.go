@@ -18,8 +18,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/demandpipe/demandpipe/store"
 )
 
 const chromiumPath = "/usr/bin/chromium"
@@ -353,6 +351,16 @@ document.getElementById("out").textContent = JSON.stringify({
   tiles: [d.tilesFor({lat: 40.758, lng: -73.9855, z: 12}, 800, 600), d.tilesFor({lat: 40.758, lng: -73.9855, z: 12.4}, 800, 600),
     d.tilesFor({lat: -33.9, lng: 179.99, z: 5.6}, 640, 480)],
   tileURL: d.tileURL("https://t.example/{z}/{x}/{y}.png?zoom={z}", {z: 3, x: 1, y: 2}),
+  waiting: (() => {
+    const fc = {minute: "2024-06-01T10:07:00Z", event_time: "2024-06-01T10:07:48.250Z", lateness_seconds: 30, riders: 16, rate: 20, rate_measured: true, eta_seconds: 2.0875};
+    return [d.waitingText(null, 0) === d.waitingText(null, 99) && d.waitingText(null, 0).startsWith("waiting for the first minute to close: ") ? "WAITING" : d.waitingText(null, 0),
+      d.waitingText({...fc, eta_seconds: 41.75, rate: 1, rate_measured: false}, 0), d.waitingText({...fc, eta_seconds: 41.75, rate: 1}, 10.2),
+      d.waitingText(fc, 0), d.waitingText(fc, 1.7), d.waitingText({...fc, eta_seconds: 0}, 0),
+      d.waitingText({...fc, eta_seconds: 150, rate: 0.5}, 0), d.waitingText({...fc, eta_seconds: null, rate: 0}, 0),
+      d.waitingText({...fc, event_time: null, eta_seconds: null, rate: 1, rate_measured: false}, 0),
+      d.waitingText({...fc, minute: null, event_time: null, eta_seconds: null, rate: 1, rate_measured: false, riders: 4}, 0),
+      d.waitingText({...fc, minute: null, eta_seconds: null}, 0)];
+  })(),
 });
 </script></body></html>`)
 	})
@@ -374,6 +382,7 @@ document.getElementById("out").textContent = JSON.stringify({
 		Merc                        []float64
 		Tiles                       [][]jsTile
 		TileURL                     string
+		Waiting                     []string
 	}
 	if err := json.Unmarshal([]byte(html.UnescapeString(m[1])), &got); err != nil {
 		t.Fatalf("%v: %s", err, m[1])
@@ -416,6 +425,22 @@ document.getElementById("out").textContent = JSON.stringify({
 	checkTiles(t, got.Tiles[2], -33.9, 179.99, 5.6, 640, 480) // across the antimeridian
 	if got.TileURL != "https://t.example/3/1/2.png?zoom=3" {
 		t.Errorf("tileURL: %q", got.TileURL)
+	}
+	wantWaiting := []string{
+		"WAITING", // without first_close, whatever the time
+		"the first minute (10:07 UTC) closes in about 42 s · event time 10:07:48 UTC · lateness 30 s", // pace assumed
+		"the first minute (10:07 UTC) closes in about 32 s · event time 10:07:48 UTC, real time · lateness 30 s",
+		"the first minute (10:07 UTC) closes in about 2 s · event time 10:07:48 UTC, 20× real time · lateness 30 s",
+		"the first minute (10:07 UTC) is due to close now · event time 10:07:48 UTC, 20× real time · lateness 30 s",
+		"the first minute (10:07 UTC) is due to close now · event time 10:07:48 UTC, 20× real time · lateness 30 s",
+		"the first minute (10:07 UTC) closes in about 3 min · event time 10:07:48 UTC, 0.5× real time · lateness 30 s",
+		"the first minute (10:07 UTC) closes once event time reaches 10:08:30 UTC (lateness 30 s); event time (10:07:48 UTC) is not advancing",
+		"waiting for event time: fewer than 16 riders seen; the first minute (10:07 UTC) closes once event time reaches 10:08:30 UTC (lateness 30 s)",
+		"waiting for event time: fewer than 4 riders seen",
+		"waiting for the first counted event · event time 10:07:48 UTC",
+	}
+	if strings.Join(got.Waiting, "\n") != strings.Join(wantWaiting, "\n") {
+		t.Errorf("waitingText:\n got %q\nwant %q", got.Waiting, wantWaiting)
 	}
 }
 
@@ -523,27 +548,51 @@ func TestPageWithToken(t *testing.T) {
 }
 
 // TestPageBeforeFirstMinute: on a store with no closed minute yet the page
-// says when the first should close (the default lateness's estimate: the
-// server knows neither the run's lateness nor its event time), and claims
-// neither live nor replay.
+// says when the first should close, and claims neither live nor replay.
+// A standalone server knows neither the run's lateness nor its event time:
+// the default lateness's estimate. A server in the run's process
+// (Progress) knows both: the page counts down the server's estimate.
 func TestPageBeforeFirstMinute(t *testing.T) {
-	sc := store.DefaultConfig()
-	sc.Dir = t.TempDir()
-	sc.Sync = false
-	st, err := store.Open(sc, nil)
-	if err != nil {
-		t.Fatal(err)
+	st := emptyStore(t)
+	check := func(t *testing.T, url string, status *regexp.Regexp) page {
+		t.Helper()
+		p := page{t, string(chromium(t, url+"/", "--dump-dom"))}
+		s := p.text("status")
+		if !status.MatchString(s) {
+			t.Errorf("status %q, want %s", s, status)
+		}
+		if e := p.text("empty"); e != s {
+			t.Errorf("the map says %q, the status %q", e, s)
+		}
+		if s := p.text("latest"); s != "no closed minute yet" {
+			t.Errorf("latest minute %q", s)
+		}
+		p.find(`<button id="live" type="button" title="follow the latest closed minute">live</button>`) // not on
+		return p
 	}
-	defer st.Close()
-	url := serveStore(t, DefaultConfig(), st)
-	p := page{t, string(chromium(t, url+"/", "--dump-dom"))}
-	const want = "waiting for the first minute to close: a minute closes once event time passes its end plus the lateness (30 s by default), about 90 s after a live run starts"
-	if s := p.text("status"); s != want {
-		t.Errorf("status %q, want %q", s, want)
-	}
-	p.find(`<div id="empty">` + regexp.QuoteMeta(want) + `</div>`)
-	if s := p.text("latest"); s != "no closed minute yet" {
-		t.Errorf("latest minute %q", s)
-	}
-	p.find(`<button id="live" type="button" title="follow the latest closed minute">live</button>`) // not on
+	t.Run("standalone", func(t *testing.T) {
+		const want = "waiting for the first minute to close: a minute closes once event time passes its end plus the lateness; with the default lateness (30 s), about 90 s after a live run starts (an estimate: this server does not see the run)"
+		check(t, serveStore(t, DefaultConfig(), st), regexp.MustCompile(`^`+regexp.QuoteMeta(want)+`$`))
+	})
+	t.Run("in the run", func(t *testing.T) {
+		// First minute 10:07, lateness 30 s: it closes at event time
+		// 10:08:30. The server saw T at 10:07:00, and 10 s later (its
+		// fake clock) at 10:07:20: event time runs at 2x, 70 s of it are
+		// left, 35 s. Chromium's virtual time then runs ~5 s, and the page
+		// counts down.
+		run := &fakeRun{first: runMinute, t: runClose - 90_000, wall: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+		cfg := DefaultConfig()
+		cfg.Progress = run.progress()
+		url := serveStore(t, cfg, st)
+		res, err := http.Get(url + "/v1/minutes")
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		run.set(runClose-70_000, run.wall.Add(10*time.Second))
+		p := check(t, url, regexp.MustCompile(`^the first minute \(10:07 UTC\) closes in about \d+ s · event time 10:07:20 UTC, 2\.0× real time · lateness 30 s$`))
+		if n, _ := strconv.Atoi(p.find(`closes in about (\d+) s`)[1]); n < 28 || n > 34 {
+			t.Errorf("%d s to go, want 35 s counted down by the ~5 s of virtual time", n)
+		}
+	})
 }

@@ -32,6 +32,8 @@ type Server struct {
 	page pageData
 	// names are the products' names for people (Config.ProductNames).
 	names productNames
+	// rate measures event time's pace (with Config.Progress).
+	rate rateMeter
 
 	// featureHead[i] is the JSON of feature i up to its value:
 	// `{"k":K,"w":W,"value":`, built once so a row costs appends only.
@@ -224,7 +226,8 @@ func (s *Server) readyz(w http.ResponseWriter, _ *http.Request, st *reqState) in
 	return s.writeJSON(w, st, code)
 }
 
-// minutes lists the closed minutes, latest first.
+// minutes lists the closed minutes, latest first; before the first
+// closes, with Config.Progress, when it should (progress.go).
 func (s *Server) minutes(w http.ResponseWriter, r *http.Request, st *reqState) int {
 	if msg := st.q.parse(r.URL.RawQuery); msg != "" {
 		return s.fail(w, st, http.StatusBadRequest, msg)
@@ -246,7 +249,12 @@ func (s *Server) minutes(w http.ResponseWriter, r *http.Request, st *reqState) i
 		st.out = strconv.AppendFloat(st.out, s.ageSeconds(mi.Minute), 'f', 3, 64)
 		st.out = append(st.out, '}')
 	}
-	st.out = append(st.out, "]}\n"...)
+	st.out = append(st.out, ']')
+	if len(st.mins) == 0 && s.cfg.Progress != nil {
+		// Before the first close, in the run's process: when it is due.
+		st.out = s.firstClose().appendJSON(append(st.out, `,"first_close":`...))
+	}
+	st.out = append(st.out, "}\n"...)
 	return s.writeJSON(w, st, http.StatusOK)
 }
 

@@ -15,6 +15,7 @@ import (
 	"strings"
 
 	"github.com/demandpipe/demandpipe/encode"
+	"github.com/demandpipe/demandpipe/read"
 )
 
 // Writer receives the rows of closed minutes, in minute order.
@@ -76,6 +77,29 @@ type PartCheckpointer interface {
 	// LoadPartState returns part's newest checkpoint (nil if none) and a
 	// way to read its count records.
 	LoadPartState(part string) (checkpoint []byte, counts func(m int64) ([]byte, bool, error), err error)
+}
+
+// Readable is a sink whose committed rows can be read while it writes, so
+// that a run serves its own API beside it (job): the embedded store reads
+// itself; Cassandra reads on the sink's own session.
+type Readable interface {
+	// Reader reads what the sink committed.
+	Reader(ctx context.Context) (read.Reader, error)
+	// Embedded says the rows are read in this process (the store: the API
+	// is served by default beside it); a remote store's (Cassandra) are
+	// served only when asked for (-serve given).
+	Embedded() bool
+}
+
+// DefinitionsKeeper is a sink that records a run's feature definitions
+// where its readers find them (the store's definitions file, Cassandra's
+// definitions record; package definitions) and follows which is active.
+type DefinitionsKeeper interface {
+	// KeepDefinitions records names (the first the run's default; a name
+	// kept before keeps its status) and returns the active definition,
+	// followed as promotions change it until stop; warn hears a failed
+	// re-read (the last good answer is kept).
+	KeepDefinitions(ctx context.Context, names []string, warn func(error)) (active func() string, stop func(), err error)
 }
 
 // Stats are a sink's plain counters.

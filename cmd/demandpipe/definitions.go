@@ -215,7 +215,7 @@ func cassandraDefinitionsCommand(verb, spec string, args []string) error {
 		return err
 	}
 	defer sess.Close()
-	reg := job.CassandraRegistry{Session: sess, Config: cc}
+	reg := cassandra.Registry{Session: sess, Config: cc}
 	f, ok, err := reg.Load(ctx)
 	if err != nil {
 		return err
@@ -252,6 +252,6 @@ func cassandraDefinitionsCommand(verb, spec string, args []string) error {
 	if err := reg.Save(ctx, f); err != nil {
 		return err
 	}
-	fmt.Fprintf(os.Stderr, "demandpipe: %s is the active definition of %s; servers switch within %s\n", f.Active, where, job.ActiveEvery)
+	fmt.Fprintf(os.Stderr, "demandpipe: %s is the active definition of %s; servers switch within %s\n", f.Active, where, cassandra.ActiveEvery)
 	return nil
 }

@@ -28,7 +28,11 @@
 // 10:07 UTC, 42 s ago · live"), and whether the store is live: its latest
 // minute at most LIVE_MAX_AGE_S old by the server's clock. A replay (or a
 // run that stopped) says "replay" and the date, its status line too, and
-// the live button becomes "latest".
+// the live button becomes "latest". Before the first minute closes, the
+// page says when it should: from a server in the run's process, "the first
+// minute (10:07 UTC) closes in about 42 s", counting down between polls
+// and looking again just after it is due (waitingText); from a standalone
+// server, the default lateness's estimate (WAITING).
 //
 // Test hooks: body[data-ready] is "1" once the first view is drawn,
 // body[data-url] is the view's query string; window.demandpipe exposes the
@@ -50,11 +54,13 @@ const attribution = document.body.dataset.basemapAttribution || "";
 const TILE_MAX_Z = 19; // the deepest tiles providers commonly have (OpenStreetMap's)
 const SVG_NS = "http://www.w3.org/2000/svg";
 // What the page says before the first minute closes. A minute closes once
-// event time passes its end plus the lateness; the server knows neither
-// the run's lateness (-windows.lateness) nor its event time, so this is
-// the estimate for the default lateness: on a live run, 30-90 s after the
-// first event.
-const WAITING = "waiting for the first minute to close: a minute closes once event time passes its end plus the lateness (30 s by default), about 90 s after a live run starts";
+// event time passes its end plus the lateness. A server in the run's
+// process (demandpipe run) knows both and says when the first minute
+// should close (GET /v1/minutes "first_close": waitingText counts it
+// down); a standalone server knows neither the run's lateness
+// (-windows.lateness) nor its event time, so this is the estimate for the
+// default lateness: on a live run, 30-90 s after the first event.
+const WAITING = "waiting for the first minute to close: a minute closes once event time passes its end plus the lateness; with the default lateness (30 s), about 90 s after a live run starts (an estimate: this server does not see the run)";
 
 // ---- pure helpers (unit-tested in Chromium through window.demandpipe) ----
 
@@ -189,6 +195,35 @@ function latestText(minute, ageS) {
   return `latest minute ${live ? minute.slice(11, 16) + " UTC" : minuteLabel(minute)}, ${ago(ageS)} · ${live ? "live" : "replay"}`;
 }
 
+// inAbout renders a wait in seconds: "42 s", "3 min" (from 90 s).
+function inAbout(s) {
+  return s < 90 ? Math.max(1, Math.round(s)) + " s" : Math.round(s / 60) + " min";
+}
+
+// clockLabel: "2024-06-01T10:07:48.250Z" -> "10:07:48 UTC".
+function clockLabel(t) { return t.slice(11, 19) + " UTC"; }
+
+// waitingText is what the page says before the first minute closes, from
+// GET /v1/minutes' "first_close" fc (null: the server cannot see the run,
+// WAITING), elapsedS seconds after the server answered: "the first minute
+// (10:07 UTC) closes in about 42 s", counting down; before event time is
+// known (fewer than K riders seen) it says so.
+function waitingText(fc, elapsedS) {
+  if (!fc) return WAITING;
+  const lat = `lateness ${fc.lateness_seconds} s`;
+  const first = fc.minute ? `the first minute (${fc.minute.slice(11, 16)} UTC)` : null;
+  const at = fc.minute ? clockLabel(new Date(Date.parse(fc.minute) + (60 + fc.lateness_seconds) * 1000).toISOString()) : "";
+  if (!fc.event_time) {
+    return `waiting for event time: fewer than ${fc.riders} riders seen` + (first ? `; ${first} closes once event time reaches ${at} (${lat})` : "");
+  }
+  if (!first) return `waiting for the first counted event · event time ${clockLabel(fc.event_time)}`;
+  if (fc.eta_seconds === null) return `${first} closes once event time reaches ${at} (${lat}); event time (${clockLabel(fc.event_time)}) is not advancing`;
+  const pace = !fc.rate_measured ? "" : Math.abs(fc.rate - 1) < 0.05 ? ", real time" : `, ${fc.rate < 10 ? fc.rate.toFixed(1) : Math.round(fc.rate)}× real time`;
+  const detail = ` · event time ${clockLabel(fc.event_time)}${pace} · ${lat}`;
+  const left = fc.eta_seconds - elapsedS;
+  return (left < 0.5 ? `${first} is due to close now` : `${first} closes in about ${inAbout(left)}`) + detail;
+}
+
 // Web Mercator. mercY is the projected y of a latitude in degrees of
 // longitude: 0 at the equator, 180 at the top edge of the z/x/y tiles
 // (latitude 85.0511°, where the map is square); latOfMercY inverts it.
@@ -224,7 +259,7 @@ function tileURL(tmpl, t) {
   return tmpl.replaceAll("{z}", String(t.z)).replaceAll("{x}", String(t.x)).replaceAll("{y}", String(t.y));
 }
 
-window.demandpipe = { ago, minuteLabel, color, scaler, ticks, parseView, formatView, cellRes, withDefinition, definitionOption, isLive, latestText, mercY, latOfMercY, tilesFor, tileURL };
+window.demandpipe = { ago, minuteLabel, waitingText, color, scaler, ticks, parseView, formatView, cellRes, withDefinition, definitionOption, isLive, latestText, mercY, latOfMercY, tilesFor, tileURL };
 
 // ---- state ----
 
@@ -239,6 +274,9 @@ let products = [];         // UUIDs
 let names = {};            // UUID -> name
 let minutes = [];          // /v1/minutes, oldest first
 let minutesAt = 0;         // performance.now() when minutes were read: their ages tick on from there
+let firstClose = null;     // /v1/minutes' first_close (before the first minute closes, from a server in the run's process)
+let waiting = false;       // the page waits for the first minute: drawLive counts down
+let early = null;          // timer of the poll due just after the first minute's close
 let data = null;           // the /v1/map answer drawn
 let ref = null;            // projection reference: {lat, lng, y: mercY(lat)}
 let playing = null;        // timer while playing
@@ -578,6 +616,7 @@ function storeLive() { return isLive(latestAge()); }
 // in the header and on the live button (highlighted while following the
 // latest minute; on a replay it reads "latest"). Every second.
 function drawLive() {
+  if (waiting) drawWaiting();
   const l = minutes[minutes.length - 1], live = storeLive(), b = $("live");
   $("latest").textContent = l ? latestText(l.minute, latestAge()) : started ? "" : "no closed minute yet";
   $("latest").classList.toggle("live", !!l && live);
@@ -622,6 +661,7 @@ function togglePlay() {
 async function loadMinutes() {
   const r = await getJSON("/v1/minutes");
   minutes = r.minutes.slice().reverse();
+  firstClose = r.first_close || null;
   minutesAt = performance.now();
 }
 
@@ -805,18 +845,32 @@ function fillNumbers(sel, values) {
   sel.innerHTML = values.map((v) => `<option value="${v}">${v}</option>`).join("");
 }
 
+// drawWaiting says when the first minute should close (waitingText),
+// counted down from the server's answer by the page's clock.
+function drawWaiting() {
+  const text = waitingText(firstClose, (performance.now() - minutesAt) / 1000);
+  setStatus(text);
+  $("empty").hidden = false;
+  $("empty").textContent = text;
+}
+
 let started = false;
+let starting = false;
 
 async function start() {
+  waiting = false;
   if (view.definition !== null) await loadDefinitions(); // is the link's definition served?
   await loadDefinition();
   if (defName !== null && !defs) await loadDefinitions();
   if (view.cell && cellRes(view.cell) !== def.resolution) view.cell = null; // a link's cell of another resolution
   if (!minutes.length || !products.length) {
-    setStatus(WAITING);
+    waiting = true;
     drawLive();
-    $("empty").hidden = false;
-    $("empty").textContent = WAITING;
+    // Look again just after the first minute is due (at most every 2 s),
+    // when that is sooner than the next refresh.
+    const eta = firstClose ? firstClose.eta_seconds : null, ms = Math.max(2, eta + 1) * 1000;
+    clearTimeout(early);
+    if (eta !== null && ms < refreshMs) early = setTimeout(tick, ms);
     return false;
   }
   await chooseDefaults();
@@ -830,7 +884,12 @@ async function start() {
 
 async function tick() {
   try {
-    if (!started) return void (await start());
+    if (!started) {
+      if (starting) return; // the refresh and an early look at once
+      starting = true;
+      try { await start(); } finally { starting = false; }
+      return;
+    }
     if (playing) return;
     const before = minutes.length ? minutes[minutes.length - 1].minute : null;
     await Promise.all([loadMinutes(), loadProducts(), defName !== null && loadDefinitions()]);
