@@ -7,13 +7,15 @@ import (
 	"time"
 
 	"github.com/demandpipe/demandpipe/feature"
+	"github.com/demandpipe/demandpipe/internal/testsize"
 )
 
 // hostileCity is cardinality without end: every event a new rider at a
 // new place in a 2-degree box, 3,000 a minute for 6 minutes, so every
 // minute brings ~3,000 sources in places the state does not hold yet.
 func hostileCity() []string {
-	return boxEvents(11, 6, 3000, 2, 1, func(int) (float64, float64) { return 40, -100 })
+	perMinute := testsize.Pick(2200, 3000) // the short form: still over twice the 16 MiB budget (the least -max-memory takes)
+	return boxEvents(11, 6, perMinute, 2, 1, func(int) (float64, float64) { return 40, -100 })
 }
 
 // TestMemoryBudgetHolds: under hostile cardinality the close state stays
