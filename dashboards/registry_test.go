@@ -3,6 +3,8 @@ package dashboards
 import (
 	"context"
 	"io"
+	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
@@ -24,6 +26,7 @@ import (
 	"github.com/demandpipe/demandpipe/serve"
 	"github.com/demandpipe/demandpipe/sink"
 	"github.com/demandpipe/demandpipe/sink/cassandra"
+	"github.com/demandpipe/demandpipe/source"
 	"github.com/demandpipe/demandpipe/store"
 )
 
@@ -60,6 +63,20 @@ func fullRegistry(t *testing.T) *prometheus.Registry {
 		t.Fatal(err)
 	}
 
+	// Any source's position (job: the single process).
+	empty := filepath.Join(t.TempDir(), "empty.ndjson")
+	if err := os.WriteFile(empty, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	in, err := source.Open("file:" + empty)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { in.Close() })
+	if err := source.RegisterPositionMetrics(reg, in); err != nil {
+		t.Fatal(err)
+	}
+
 	// The Pulsar source's metrics (-source=pulsar://): its collectors read
 	// plain counters, which a zero Pulsar has.
 	if err := new(pulsarsource.Source).RegisterMetrics(reg); err != nil {
@@ -84,7 +101,7 @@ func fullRegistry(t *testing.T) *prometheus.Registry {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := agg.Register(reg); err != nil {
+	if err := agg.RegisterMetrics(reg); err != nil {
 		t.Fatal(err)
 	}
 	pub, err := scaleout.NewPublisher(context.Background(), pc, so, 0, pipeline.DefaultConfig().Def)
@@ -92,7 +109,7 @@ func fullRegistry(t *testing.T) *prometheus.Registry {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { pub.Stop() })
-	if err := pub.Register(reg); err != nil {
+	if err := pub.RegisterMetrics(reg); err != nil {
 		t.Fatal(err)
 	}
 

@@ -119,7 +119,7 @@ func (j *Job) dedup(ctx context.Context, rr *roleRun) error {
 // to take back what it sent after it (SCALEOUT.md).
 func (j *Job) prepareDedup(ctx context.Context, rr *roleRun, in source.Source, e *pipeline.Engine, pub *scaleout.Publisher) error {
 	r := j.cfg.Role
-	if err := pub.Register(rr.reg); err != nil {
+	if err := pub.RegisterMetrics(rr.reg); err != nil {
 		return err
 	}
 	if f, ok := in.(interface{ Identity() string }); ok {
@@ -214,7 +214,7 @@ func (j *Job) aggregate(ctx context.Context, rr *roleRun) error {
 		out.Close()
 		return err
 	}
-	if err := agg.Register(rr.reg); err != nil {
+	if err := agg.RegisterMetrics(rr.reg); err != nil {
 		out.Close()
 		return err
 	}

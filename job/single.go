@@ -64,7 +64,10 @@ func (j *Job) open() (err error) {
 	if err = j.e.RegisterMetrics(j.reg); err != nil {
 		return err
 	}
-	j.registerSourceMetrics()
+	// The source's lag: how much of the input is still to read.
+	if err = source.RegisterPositionMetrics(j.reg, j.in); err != nil {
+		return err
+	}
 	// Before the first close the page says when it is due: the server
 	// is in the engine's process, so it knows event time and lateness.
 	vc.Progress = &serve.Progress{EventTime: j.e.Stats.EventTime.Load, FirstMinute: j.e.Stats.FirstMinute.Load,
@@ -83,21 +86,6 @@ func (j *Job) open() (err error) {
 	}
 	j.ackSource, _ = j.in.(source.Acknowledger)
 	return wireSource(j.in, j.e, j.out, j.reg, j.log)
-}
-
-// registerSourceMetrics registers the source's lag: how much of the input
-// is still to read (a file's size is known; pipes and the generator
-// report -1).
-func (j *Job) registerSourceMetrics() {
-	in := j.in
-	j.reg.MustRegister(
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "demandpipe", Subsystem: "source", Name: "read_bytes",
-			Help: "Input bytes read from the source, as stored (compressed files: compressed bytes)."},
-			func() float64 { r, _ := in.Position(); return float64(r) }),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "demandpipe", Subsystem: "source", Name: "size_bytes",
-			Help: "The source's size in bytes as stored, -1 when unknown (pipes, the generator): lag = size - read."},
-			func() float64 { _, n := in.Position(); return float64(n) }),
-	)
 }
 
 // close releases the source and the rejects file (the sink is closed by

@@ -8,12 +8,14 @@ import (
 
 	"github.com/demandpipe/demandpipe/aggregate"
 	"github.com/demandpipe/demandpipe/encode"
+	"github.com/demandpipe/demandpipe/internal/metrics"
 )
 
 // RegisterMetrics exports the engine's counters to Prometheus, namespace
 // demandpipe, subsystem pipeline. The values are read from Stats at scrape
-// time (CounterFunc/GaugeFunc): the hot path pays nothing for metrics. A nil
-// registerer registers nothing.
+// time (CounterFunc/GaugeFunc): the hot path pays nothing for metrics. They
+// register all or none (metrics.Register); a nil registerer registers
+// nothing.
 //
 // Metrics:
 //
@@ -54,40 +56,35 @@ func (e *Engine) registerMetrics(reg prometheus.Registerer, now func() time.Time
 		return nil
 	}
 	s := &e.Stats
-	counter := func(name, help string, f func() float64) prometheus.Collector {
-		return prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "demandpipe", Subsystem: "pipeline", Name: name, Help: help}, f)
-	}
-	gauge := func(name, help string, f func() float64) prometheus.Collector {
-		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "demandpipe", Subsystem: "pipeline", Name: name, Help: help}, f)
-	}
+	const sub = "pipeline"
 	cs := []prometheus.Collector{
-		counter("lines_total", "Non-blank input lines read.", func() float64 { return float64(s.Lines.Load()) }),
-		counter("blank_lines_total", "Blank input lines, skipped (not rejections).", func() float64 { return float64(s.Blank.Load()) }),
-		counter("input_bytes_total", "Input bytes read, after decompression.", func() float64 { return float64(s.Bytes.Load()) }),
-		counter("late_total", "Valid events dropped because their minute had closed.", func() float64 { return float64(s.Late.Load()) }),
-		counter("duplicates_total", "Valid on-time events dropped by dedup (not first for rider, product, minute).", func() float64 { return float64(s.Duplicates.Load()) }),
-		counter("counted_total", "Events that count.", func() float64 { return float64(s.Counted.Load()) }),
-		counter("h3_errors_total", "Counted events H3 could not place in a cell.", func() float64 { return float64(s.H3Errors.Load()) }),
-		counter("rows_total", "Feature rows handed to the sink.", func() float64 { return float64(s.Rows.Load()) }),
-		counter("minute_closes_total", "Minutes closed.", func() float64 { return float64(s.Minutes.Load()) }),
-		counter("close_seconds_total", "Wall time spent closing minutes.", func() float64 { return float64(s.CloseNanos.Load()) / 1e9 }),
-		gauge("event_time_lead_seconds", "How far the largest accepted ts is ahead of event time (the -windows.future-confirm-riders-th largest of riders' latest ts), seconds: milliseconds on a dense stream; minutes on a thin one; hours on a dense one means a few riders' clocks are fast (their events count in the minutes they claim and move nothing else). NaN before K riders.", func() float64 {
+		metrics.Counter(sub, "lines_total", "Non-blank input lines read.", &s.Lines),
+		metrics.Counter(sub, "blank_lines_total", "Blank input lines, skipped (not rejections).", &s.Blank),
+		metrics.Counter(sub, "input_bytes_total", "Input bytes read, after decompression.", &s.Bytes),
+		metrics.Counter(sub, "late_total", "Valid events dropped because their minute had closed.", &s.Late),
+		metrics.Counter(sub, "duplicates_total", "Valid on-time events dropped by dedup (not first for rider, product, minute).", &s.Duplicates),
+		metrics.Counter(sub, "counted_total", "Events that count.", &s.Counted),
+		metrics.Counter(sub, "h3_errors_total", "Counted events H3 could not place in a cell.", &s.H3Errors),
+		metrics.Counter(sub, "rows_total", "Feature rows handed to the sink.", &s.Rows),
+		metrics.Counter(sub, "minute_closes_total", "Minutes closed.", &s.Minutes),
+		metrics.CounterFunc(sub, "close_seconds_total", "Wall time spent closing minutes.", func() float64 { return float64(s.CloseNanos.Load()) / 1e9 }),
+		metrics.GaugeFunc(sub, "event_time_lead_seconds", "How far the largest accepted ts is ahead of event time (the -windows.future-confirm-riders-th largest of riders' latest ts), seconds: milliseconds on a dense stream; minutes on a thin one; hours on a dense one means a few riders' clocks are fast (their events count in the minutes they claim and move nothing else). NaN before K riders.", func() float64 {
 			t := s.EventTime.Load()
 			if t == 0 {
 				return math.NaN()
 			}
 			return float64(s.MaxTS.Load()-t) / 1e3
 		}),
-		gauge("targets", "(cell, product) pairs with data in some window after the last close.", func() float64 { return float64(s.Targets.Load()) }),
-		gauge("state_bytes", "Memory held by the sliding windows, the sparse sources, the cell index, the smoothing scratch and the cached k-ring disks after the last close.", func() float64 { return float64(s.StateBytes.Load()) }),
-		gauge("dedup_bytes", "Memory held by the dedup tables (16 bytes a key; at most a quarter of -max-memory).", func() float64 { return float64(s.DedupBytes.Load()) }),
-		counter("over_budget_events_total", "Events shed over -max-memory: at dedup (no room for their key in the dedup quarter) or at their minute's close (their cell was new and the close state was full). Their rows are understated.", func() float64 { return float64(s.OverBudget.Load()) }),
-		gauge("max_memory_bytes", "The bound on the close state (-max-memory); 0: none. Compare with state_bytes.", func() float64 { return float64(e.cfg.MaxMemory) }),
-		counter("cell_index_compactions_total", "Renumberings of the cell index to the cells the windows still hold (moving cells would grow it forever).", func() float64 { return float64(s.Compactions.Load()) }),
-		counter("restore_seconds_total", "Time spent restoring windows from a checkpoint on resume.", func() float64 { return float64(s.RestoreNanos.Load()) / 1e9 }),
-		gauge("max_event_timestamp_seconds", "Largest event ts seen, unix seconds (0 before the first event).", func() float64 { return float64(s.MaxTS.Load()) / 1e3 }),
-		gauge("last_closed_minute_timestamp_seconds", "Start of the last closed minute, unix seconds (0 before the first close).", func() float64 { return float64(s.Closed.Load()) * 60 }),
-		gauge("event_time_delay_seconds", "Wall clock at scrape minus the largest event ts seen, seconds; the watermark is -windows.lateness further back. NaN before the first event.", func() float64 {
+		metrics.Gauge(sub, "targets", "(cell, product) pairs with data in some window after the last close.", &s.Targets),
+		metrics.Gauge(sub, "state_bytes", "Memory held by the sliding windows, the sparse sources, the cell index, the smoothing scratch and the cached k-ring disks after the last close.", &s.StateBytes),
+		metrics.Gauge(sub, "dedup_bytes", "Memory held by the dedup tables (16 bytes a key; at most a quarter of -max-memory).", &s.DedupBytes),
+		metrics.Counter(sub, "over_budget_events_total", "Events shed over -max-memory: at dedup (no room for their key in the dedup quarter) or at their minute's close (their cell was new and the close state was full). Their rows are understated.", &s.OverBudget),
+		metrics.GaugeFunc(sub, "max_memory_bytes", "The bound on the close state (-max-memory); 0: none. Compare with state_bytes.", func() float64 { return float64(e.cfg.MaxMemory) }),
+		metrics.Counter(sub, "cell_index_compactions_total", "Renumberings of the cell index to the cells the windows still hold (moving cells would grow it forever).", &s.Compactions),
+		metrics.CounterFunc(sub, "restore_seconds_total", "Time spent restoring windows from a checkpoint on resume.", func() float64 { return float64(s.RestoreNanos.Load()) / 1e9 }),
+		metrics.GaugeFunc(sub, "max_event_timestamp_seconds", "Largest event ts seen, unix seconds (0 before the first event).", func() float64 { return float64(s.MaxTS.Load()) / 1e3 }),
+		metrics.GaugeFunc(sub, "last_closed_minute_timestamp_seconds", "Start of the last closed minute, unix seconds (0 before the first close).", func() float64 { return float64(s.Closed.Load()) * 60 }),
+		metrics.GaugeFunc(sub, "event_time_delay_seconds", "Wall clock at scrape minus the largest event ts seen, seconds; the watermark is -windows.lateness further back. NaN before the first event.", func() float64 {
 			ts := s.MaxTS.Load()
 			if ts == 0 {
 				return math.NaN()
@@ -97,7 +94,7 @@ func (e *Engine) registerMetrics(reg prometheus.Registerer, now func() time.Time
 	}
 	for r := encode.Reason(1); r < encode.NumReasons; r++ {
 		cs = append(cs, prometheus.NewCounterFunc(prometheus.CounterOpts{
-			Namespace: "demandpipe", Subsystem: "pipeline", Name: "rejected_total",
+			Namespace: metrics.Namespace, Subsystem: sub, Name: "rejected_total",
 			Help: "Rejected input lines, by reason.", ConstLabels: prometheus.Labels{"reason": r.String()},
 		}, func() float64 { return float64(s.Rejected[r].Load()) }))
 	}
@@ -107,29 +104,24 @@ func (e *Engine) registerMetrics(reg prometheus.Registerer, now func() time.Time
 	// close; a replay of old data lands in +Inf), and from the start of the
 	// close to durable.
 	fresh := prometheus.NewHistogram(prometheus.HistogramOpts{
-		Namespace: "demandpipe", Subsystem: "pipeline", Name: "freshness_seconds",
+		Namespace: metrics.Namespace, Subsystem: sub, Name: "freshness_seconds",
 		Help:    "From the end of a minute (event time) to its rows being durable in the sink.",
 		Buckets: []float64{5, 10, 20, 30, 40, 50, 60, 90, 120, 180, 300, 600, 1800, 3600},
 	})
 	closeDur := prometheus.NewHistogram(prometheus.HistogramOpts{
-		Namespace: "demandpipe", Subsystem: "pipeline", Name: "close_duration_seconds",
+		Namespace: metrics.Namespace, Subsystem: sub, Name: "close_duration_seconds",
 		Help:    "From the start of a minute's close to its rows being durable in the sink.",
 		Buckets: prometheus.ExponentialBuckets(0.001, 2, 16), // 1 ms .. ~33 s
 	})
 	ingest := prometheus.NewHistogram(prometheus.HistogramOpts{
-		Namespace: "demandpipe", Subsystem: "pipeline", Name: "ingestion_seconds",
+		Namespace: metrics.Namespace, Subsystem: sub, Name: "ingestion_seconds",
 		Help:    "From reading the last input that counted into a minute to the minute's rows being durable in the sink.",
 		Buckets: []float64{1, 5, 10, 20, 30, 40, 50, 60, 90, 120, 180, 300, 600},
 	})
 	cs = append(cs, fresh, closeDur, ingest)
 	cs = append(cs, e.definitionMetrics()...)
-	for i, c := range cs {
-		if err := reg.Register(c); err != nil {
-			for _, done := range cs[:i] {
-				reg.Unregister(done)
-			}
-			return err
-		}
+	if err := metrics.Register(reg, cs...); err != nil {
+		return err
 	}
 	e.observeClose = func(m int64, took time.Duration, received int64) {
 		now := time.Now()
@@ -161,13 +153,13 @@ func (e *Engine) definitionMetrics() []prometheus.Collector {
 	add := func(name string, st *aggregate.Stats) {
 		l := prometheus.Labels{"definition": name}
 		cs = append(cs,
-			prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "demandpipe", Subsystem: "definition", Name: "rows_total",
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: metrics.Namespace, Subsystem: "definition", Name: "rows_total",
 				Help: "Feature rows of a definition handed to its sink.", ConstLabels: l}, func() float64 { return float64(st.Rows.Load()) }),
-			prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "demandpipe", Subsystem: "definition", Name: "minute_closes_total",
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: metrics.Namespace, Subsystem: "definition", Name: "minute_closes_total",
 				Help: "Minutes a definition closed.", ConstLabels: l}, func() float64 { return float64(st.Minutes.Load()) }),
-			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "demandpipe", Subsystem: "definition", Name: "last_closed_minute_timestamp_seconds",
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: metrics.Namespace, Subsystem: "definition", Name: "last_closed_minute_timestamp_seconds",
 				Help: "Start of a definition's last closed minute, unix seconds (0 before its first close).", ConstLabels: l}, func() float64 { return float64(st.Closed.Load()) * 60 }),
-			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "demandpipe", Subsystem: "definition", Name: "state_bytes",
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: metrics.Namespace, Subsystem: "definition", Name: "state_bytes",
 				Help: "Memory held by a definition's windows, sparse sources, cell index and disks after its last close.", ConstLabels: l}, func() float64 { return float64(st.StateBytes.Load()) }),
 		)
 	}

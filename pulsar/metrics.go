@@ -5,10 +5,12 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/demandpipe/demandpipe/internal/metrics"
 )
 
 // RegisterMetrics exports the Pulsar source's counters on reg (nil: none),
-// namespace demandpipe, subsystem source:
+// all or none (metrics.Register), namespace demandpipe, subsystem source:
 //
 //	pulsar_messages_total              messages received from the broker (copies included)
 //	pulsar_received_bytes_total        their payload bytes
@@ -32,29 +34,23 @@ func (p *Source) RegisterMetrics(reg prometheus.Registerer) error {
 		return nil
 	}
 	s := &p.stats
-	counter := func(name, help string, f func() int64) prometheus.Collector {
-		return prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "demandpipe", Subsystem: "source", Name: name, Help: help},
-			func() float64 { return float64(f()) })
-	}
-	gauge := func(name, help string, f func() float64) prometheus.Collector {
-		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "demandpipe", Subsystem: "source", Name: name, Help: help}, f)
-	}
-	for _, c := range []prometheus.Collector{
-		counter("pulsar_messages_total", "Messages received from Pulsar, redelivered copies included.", s.messages.Load),
-		counter("pulsar_received_bytes_total", "Payload bytes of the messages received from Pulsar.", s.bytes.Load),
-		counter("pulsar_redeliveries_total", "Messages Pulsar delivered again: a redelivery count above 0, or a copy dropped as already handed to the engine or checkpointed (after a reconnect or a resume).",
-			func() int64 { return s.redelivered.Load() + s.skipped.Load() }),
-		counter("pulsar_acked_messages_total", "Messages acknowledged to Pulsar, each once a checkpoint past it was durable.", s.acked.Load),
-		counter("pulsar_ack_errors_total", "Acknowledgements the Pulsar client refused (the messages come again and are dropped then).", s.ackErrors.Load),
-		counter("pulsar_reconnects_total", "Times the Pulsar consumer reconnected to a broker (a dropped connection, a broker restart or a topic moved).", p.reconnects),
-		counter("pulsar_dead_lettered_total", "Rejected lines stored on the dead-letter topic.", s.deadLettered.Load),
-		gauge("pulsar_unacked_messages", "Messages handed to the engine and not yet acknowledged (waiting for a checkpoint past them).",
-			func() float64 { return float64(s.unacked.Load()) }),
-		gauge("pulsar_partition_unacked_messages", "The most messages of one partition taken from the broker and not acknowledged, as the broker counts them against maxUnackedMessagesPerConsumer (shared and key_shared; 0 otherwise).",
+	const sub = "source"
+	return metrics.Register(reg,
+		metrics.Counter(sub, "pulsar_messages_total", "Messages received from Pulsar, redelivered copies included.", &s.messages),
+		metrics.Counter(sub, "pulsar_received_bytes_total", "Payload bytes of the messages received from Pulsar.", &s.bytes),
+		metrics.CounterFunc(sub, "pulsar_redeliveries_total", "Messages Pulsar delivered again: a redelivery count above 0, or a copy dropped as already handed to the engine or checkpointed (after a reconnect or a resume).",
+			func() float64 { return float64(s.redelivered.Load() + s.skipped.Load()) }),
+		metrics.Counter(sub, "pulsar_acked_messages_total", "Messages acknowledged to Pulsar, each once a checkpoint past it was durable.", &s.acked),
+		metrics.Counter(sub, "pulsar_ack_errors_total", "Acknowledgements the Pulsar client refused (the messages come again and are dropped then).", &s.ackErrors),
+		metrics.CounterFunc(sub, "pulsar_reconnects_total", "Times the Pulsar consumer reconnected to a broker (a dropped connection, a broker restart or a topic moved).",
+			func() float64 { return float64(p.reconnects()) }),
+		metrics.Counter(sub, "pulsar_dead_lettered_total", "Rejected lines stored on the dead-letter topic.", &s.deadLettered),
+		metrics.Gauge(sub, "pulsar_unacked_messages", "Messages handed to the engine and not yet acknowledged (waiting for a checkpoint past them).", &s.unacked),
+		metrics.GaugeFunc(sub, "pulsar_partition_unacked_messages", "The most messages of one partition taken from the broker and not acknowledged, as the broker counts them against maxUnackedMessagesPerConsumer (shared and key_shared; 0 otherwise).",
 			func() float64 { return float64(p.heldMax()) }),
-		gauge("pulsar_max_unacked_messages", "The broker's limit on messages delivered and not acknowledged per consumer and partition, max-unacked= (shared and key_shared; 0: none): the run fails when pulsar_partition_unacked_messages comes within what the client may hold (receiver-queue, 10 and a batch) of it.",
+		metrics.GaugeFunc(sub, "pulsar_max_unacked_messages", "The broker's limit on messages delivered and not acknowledged per consumer and partition, max-unacked= (shared and key_shared; 0: none): the run fails when pulsar_partition_unacked_messages comes within what the client may hold (receiver-queue, 10 and a batch) of it.",
 			func() float64 { return float64(p.limit) }),
-		gauge("pulsar_consumer_lag_seconds", "Seconds between now and the publish time of the last message handed to the engine (0 before the first).",
+		metrics.GaugeFunc(sub, "pulsar_consumer_lag_seconds", "Seconds between now and the publish time of the last message handed to the engine (0 before the first).",
 			func() float64 {
 				t := s.publishNanos.Load()
 				if t == 0 {
@@ -62,12 +58,7 @@ func (p *Source) RegisterMetrics(reg prometheus.Registerer) error {
 				}
 				return max(0, time.Since(time.Unix(0, t)).Seconds())
 			}),
-	} {
-		if err := reg.Register(c); err != nil {
-			return err
-		}
-	}
-	return nil
+	)
 }
 
 // reconnects counts the consumer's reconnections (0 before it subscribed).

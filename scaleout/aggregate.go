@@ -10,7 +10,6 @@ import (
 	"sync/atomic"
 
 	"github.com/apache/pulsar-client-go/pulsar"
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/demandpipe/demandpipe/aggregate"
 	"github.com/demandpipe/demandpipe/pipeline"
@@ -208,55 +207,6 @@ func (a *Aggregate) Stats() *pipeline.Stats { return &a.eng }
 func (a *Aggregate) Transport() Stats {
 	c := &a.stats
 	return Stats{Messages: c.messages.Load(), Duplicates: c.duplicates.Load(), Replayed: c.replayed.Load(), Acked: c.acked.Load()}
-}
-
-// Register adds the transport's metrics (the package doc lists them) to
-// reg.
-func (a *Aggregate) Register(reg prometheus.Registerer) error {
-	if reg == nil {
-		return nil
-	}
-	c := &a.stats
-	owned := 0
-	for _, o := range a.owned {
-		if o {
-			owned++
-		}
-	}
-	for _, m := range []prometheus.Collector{
-		counter("messages_total", "Internal-topic messages handled.", &c.messages),
-		counter("duplicate_messages_total", "Messages dropped as copies of ones handled (redelivered after a lost connection).", &c.duplicates),
-		counter("replayed_events_total", "Counted events dropped because their slot was committed through their minute (restored from the sink).", &c.replayed),
-		counter("acked_messages_total", "Messages acknowledged (once every minute they carry is committed).", &c.acked),
-		counter("dedup_restarts_total", "Times a dedup process was heard starting again (a new epoch) on a slot: what it had sent after its checkpoint was taken back.", &c.restarts),
-		gauge("unacked_messages", "Messages handled and waiting for their minutes to commit.", func() float64 { return float64(c.unacked.Load()) }),
-		gauge("owned_slots", "Key slots this process owns.", func() float64 { return float64(owned) }),
-		gauge("restore_seconds", "Time the process spent restoring its slots from the sink when it started.", func() float64 { return float64(a.agg.Stats.RestoreNanos.Load()) / 1e9 }),
-		gauge("closed_minute_timestamp_seconds", "Start of the last minute closed and committed (0 before any).", func() float64 {
-			if m := a.agg.Stats.Closed.Load(); m > 0 {
-				return float64(m * 60)
-			}
-			return 0
-		}),
-		gauge("uncovered_slots", "Slots no live aggregate process of this deployment holds (-scaleout.ranges leave a gap: their regions' rows are missing), as announced on the members topic.", func() float64 { return float64(a.members.uncovered.Load()) }),
-		gauge("overlapping_slots", "Slots two or more live aggregate processes of this deployment hold (a takeover under way, or ranges that overlap).", func() float64 { return float64(a.members.overlapping.Load()) }),
-		gauge("watermark_lag_seconds", "Event time between the highest and the lowest watermark over (dedup process, owned slot), in whole minutes: a slot or a dedup process behind holds every close back.", func() float64 { return float64(c.lag.Load() * 60) }),
-	} {
-		if err := reg.Register(m); err != nil {
-			return fmt.Errorf("scaleout metrics: %w", err)
-		}
-	}
-	return nil
-}
-
-// counter and gauge are the package's metrics, read from plain atomics at
-// scrape time (nothing on the hot path).
-func counter(name, help string, v *atomic.Int64) prometheus.Collector {
-	return prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "demandpipe", Subsystem: "scaleout", Name: name, Help: help}, func() float64 { return float64(v.Load()) })
-}
-
-func gauge(name, help string, f func() float64) prometheus.Collector {
-	return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "demandpipe", Subsystem: "scaleout", Name: name, Help: help}, f)
 }
 
 // Run restores the owned slots (when durable), then consumes until every

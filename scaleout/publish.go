@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/apache/pulsar-client-go/pulsar"
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/demandpipe/demandpipe/aggregate"
 	"github.com/demandpipe/demandpipe/encode"
@@ -137,31 +136,6 @@ func (p *Publisher) Checkpoint(through int64, cp []byte) error {
 	p.checkpoints.Add(1)
 	p.checkpointed.Store(through)
 	p.release(id)
-	return nil
-}
-
-// Register adds the dedup process's transport metrics to reg:
-//
-//	demandpipe_scaleout_sent_messages_total   messages sent to the internal topic
-//	demandpipe_scaleout_sent_bytes_total      their payload bytes (over demandpipe_pipeline_counted_total: bytes per counted event)
-//	demandpipe_scaleout_checkpoints_total     checkpoints stored on the state topic
-//	demandpipe_scaleout_checkpoint_minute_timestamp_seconds  start of the minute the last checkpoint is complete through (0 before any)
-func (p *Publisher) Register(reg prometheus.Registerer) error {
-	if reg == nil {
-		return nil
-	}
-	for _, m := range []prometheus.Collector{
-		counter("sent_messages_total", "Messages this dedup process sent to the internal topic (events and watermarks).", &p.sent),
-		counter("sent_bytes_total", "Payload bytes of the messages sent to the internal topic.", &p.sentBytes),
-		counter("checkpoints_total", "Checkpoints stored on the state topic (one before each watermark).", &p.checkpoints),
-		gauge("checkpoint_minute_timestamp_seconds", "Start of the minute the last stored checkpoint is complete through (0 before any): a restart resumes there.", func() float64 {
-			return float64(p.checkpointed.Load() * 60)
-		}),
-	} {
-		if err := reg.Register(m); err != nil {
-			return fmt.Errorf("scaleout metrics: %w", err)
-		}
-	}
 	return nil
 }
 

@@ -195,7 +195,7 @@ func testTakeover(t *testing.T, mode string) {
 			t.Fatal(err)
 		}
 		p.reg = prometheus.NewRegistry()
-		if err := p.a.Register(p.reg); err != nil {
+		if err := p.a.RegisterMetrics(p.reg); err != nil {
 			t.Fatal(err)
 		}
 		var pctx context.Context
@@ -654,7 +654,7 @@ func testDedupKilledAndResumed(t *testing.T, idle bool) {
 func checkPublisherMetrics(t *testing.T, pub *Publisher, closed int64) {
 	t.Helper()
 	reg := prometheus.NewRegistry()
-	if err := pub.Register(reg); err != nil {
+	if err := pub.RegisterMetrics(reg); err != nil {
 		t.Fatal(err)
 	}
 	mfs, err := reg.Gather()

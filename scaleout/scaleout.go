@@ -19,8 +19,8 @@
 //
 // # Metrics
 //
-// Namespace demandpipe, subsystem scaleout: Aggregate.Register, in an
-// aggregate process:
+// Namespace demandpipe, subsystem scaleout (metrics.go):
+// Aggregate.RegisterMetrics, in an aggregate process:
 //
 //	demandpipe_scaleout_messages_total            internal-topic messages handled
 //	demandpipe_scaleout_duplicate_messages_total  messages dropped as copies of ones handled (redelivered after a lost connection)
@@ -35,7 +35,7 @@
 //	demandpipe_scaleout_uncovered_slots           gauge: slots no live aggregate process holds (a gap in the ranges; members.go)
 //	demandpipe_scaleout_overlapping_slots         gauge: slots two or more live aggregate processes hold
 //
-// and Publisher.Register, in a dedup process:
+// and Publisher.RegisterMetrics, in a dedup process:
 //
 //	demandpipe_scaleout_sent_messages_total       messages sent to the internal topic
 //	demandpipe_scaleout_sent_bytes_total          their payload bytes

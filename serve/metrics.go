@@ -1,41 +1,43 @@
 package serve
 
 import (
-	"fmt"
 	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/demandpipe/demandpipe/internal/metrics"
 )
 
-// metrics: demandpipe_serve_requests_total{handler,code} and
+// subsystem is the package's metrics' subsystem: demandpipe_serve_*. The
+// server's metrics and the guard's register all or none (metrics.Register)
+// with the Registerer New, NewDefinitions and NewGuard take (nil: none).
+const subsystem = "serve"
+
+// serverMetrics: demandpipe_serve_requests_total{handler,code} and
 // demandpipe_serve_request_duration_seconds{handler}. Both label sets are
 // bounded: handler is one of the routes the server registers, code one of
 // the status codes it writes.
-type metrics struct {
+type serverMetrics struct {
 	requests *prometheus.CounterVec
 	seconds  *prometheus.HistogramVec
 }
 
-func newMetrics(reg prometheus.Registerer) (*metrics, error) {
-	m := &metrics{
+func newServerMetrics(reg prometheus.Registerer) (*serverMetrics, error) {
+	m := &serverMetrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: "demandpipe", Subsystem: "serve", Name: "requests_total",
+			Namespace: metrics.Namespace, Subsystem: subsystem, Name: "requests_total",
 			Help: "HTTP requests, by handler and status code.",
 		}, []string{"handler", "code"}),
 		seconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Namespace: "demandpipe", Subsystem: "serve", Name: "request_duration_seconds",
+			Namespace: metrics.Namespace, Subsystem: subsystem, Name: "request_duration_seconds",
 			Help: "Time to answer a request, by handler.",
 			// 50 us .. ~1.6 s: a single read is ~0.1 ms, a 1,000-cell batch ~10 ms.
 			Buckets: prometheus.ExponentialBuckets(0.00005, 2, 16),
 		}, []string{"handler"}),
 	}
-	if reg != nil {
-		for _, c := range []prometheus.Collector{m.requests, m.seconds} {
-			if err := reg.Register(c); err != nil {
-				return nil, fmt.Errorf("serve metrics: %w", err)
-			}
-		}
+	if err := metrics.Register(reg, m.requests, m.seconds); err != nil {
+		return nil, err
 	}
 	return m, nil
 }
@@ -43,13 +45,13 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 // handlerMetrics are one handler's collectors, bound once: the common
 // codes are pre-resolved so a request costs no label lookup.
 type handlerMetrics struct {
-	m       *metrics
+	m       *serverMetrics
 	name    string
 	ok, bad prometheus.Counter
 	seconds prometheus.Observer
 }
 
-func (m *metrics) handler(name string) *handlerMetrics {
+func (m *serverMetrics) handler(name string) *handlerMetrics {
 	return &handlerMetrics{
 		m: m, name: name,
 		ok:      m.requests.WithLabelValues(name, "200"),
@@ -90,11 +92,11 @@ type guardMetrics struct {
 func newGuardMetrics(reg prometheus.Registerer, g *Guard) (*guardMetrics, error) {
 	m := &guardMetrics{
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: "demandpipe", Subsystem: "serve", Name: "refused_total",
+			Namespace: metrics.Namespace, Subsystem: subsystem, Name: "refused_total",
 			Help: "Requests the guard refused, by reason: conns (503, over -serve.max-conns), rate (429), host (421), unauthorized (401).",
 		}, []string{"reason"}),
 		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: "demandpipe", Subsystem: "serve", Name: "reloads_total",
+			Namespace: metrics.Namespace, Subsystem: subsystem, Name: "reloads_total",
 			Help: "Reloads of the TLS certificate pair (SIGHUP) and the token file (on change or SIGHUP), by result; on error the previous version stays in service.",
 		}, []string{"what", "result"}),
 	}
@@ -106,33 +108,23 @@ func newGuardMetrics(reg prometheus.Registerer, g *Guard) (*guardMetrics, error)
 		return m, nil
 	}
 	cs := []prometheus.Collector{m.refused, m.reloads,
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Namespace: "demandpipe", Subsystem: "serve", Name: "connections",
-			Help: "Open connections (the cap is -serve.max-conns).",
-		}, func() float64 { return float64(g.Conns()) }),
+		metrics.GaugeFunc(subsystem, "connections", "Open connections (the cap is -serve.max-conns).",
+			func() float64 { return float64(g.Conns()) }),
 	}
 	if g.rate != nil {
-		cs = append(cs, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Namespace: "demandpipe", Subsystem: "serve", Name: "rate_clients",
-			Help: "Clients in the rate limiter's table (at most 65,536; idle ones are dropped within a minute).",
-		}, func() float64 { return float64(g.rate.size()) }))
+		cs = append(cs, metrics.GaugeFunc(subsystem, "rate_clients", "Clients in the rate limiter's table (at most 65,536; idle ones are dropped within a minute).",
+			func() float64 { return float64(g.rate.size()) }))
 	}
 	if g.tokens != nil {
-		cs = append(cs, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Namespace: "demandpipe", Subsystem: "serve", Name: "tokens",
-			Help: "Bearer tokens in service (-serve.token-file).",
-		}, func() float64 { return float64(g.tokens.count()) }))
+		cs = append(cs, metrics.GaugeFunc(subsystem, "tokens", "Bearer tokens in service (-serve.token-file).",
+			func() float64 { return float64(g.tokens.count()) }))
 	}
 	if g.cert != nil {
-		cs = append(cs, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Namespace: "demandpipe", Subsystem: "serve", Name: "tls_cert_expiry_timestamp_seconds",
-			Help: "When the TLS certificate in service expires (its NotAfter), in unix seconds.",
-		}, func() float64 { return float64(g.cert.leaf().NotAfter.Unix()) }))
+		cs = append(cs, metrics.GaugeFunc(subsystem, "tls_cert_expiry_timestamp_seconds", "When the TLS certificate in service expires (its NotAfter), in unix seconds.",
+			func() float64 { return float64(g.cert.leaf().NotAfter.Unix()) }))
 	}
-	for _, c := range cs {
-		if err := reg.Register(c); err != nil {
-			return nil, fmt.Errorf("serve guard metrics: %w", err)
-		}
+	if err := metrics.Register(reg, cs...); err != nil {
+		return nil, err
 	}
 	return m, nil
 }

@@ -28,7 +28,7 @@ type Server struct {
 	geo  *geo
 	now  func() time.Time
 	mux  *http.ServeMux
-	met  *metrics
+	met  *serverMetrics
 	page pageData
 	// names are the products' names for people (Config.ProductNames).
 	names productNames
@@ -78,7 +78,7 @@ func New(cfg Config, r Reader, reg prometheus.Registerer) (*Server, error) {
 		}
 	}
 	s.bufs.New = func() any { return new(reqState) }
-	if s.met, err = newMetrics(reg); err != nil {
+	if s.met, err = newServerMetrics(reg); err != nil {
 		return nil, err
 	}
 	if err := s.initPage(); err != nil {

@@ -1,9 +1,9 @@
 package sink
 
 import (
-	"fmt"
-
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/demandpipe/demandpipe/internal/metrics"
 )
 
 // QueueMetrics exports a Queue's QueueStats to Prometheus. It reads one
@@ -36,10 +36,12 @@ type QueueMetrics struct {
 }
 
 // NewQueueMetrics builds the adapter over stats (usually a Queue's Stats
-// method) and registers it with reg, which may be nil.
+// method) and registers it with reg (metrics.Register). A nil reg
+// registers nothing: a caller that registers the adapter with collectors
+// of its own, all or none, passes nil and registers them together.
 func NewQueueMetrics(reg prometheus.Registerer, labels prometheus.Labels, stats func() QueueStats) (*QueueMetrics, error) {
 	d := func(name, help string) *prometheus.Desc {
-		return prometheus.NewDesc(prometheus.BuildFQName("demandpipe", "sink", name), help, nil, labels)
+		return prometheus.NewDesc(prometheus.BuildFQName(metrics.Namespace, "sink", name), help, nil, labels)
 	}
 	m := &QueueMetrics{
 		reg: reg, stats: stats,
@@ -58,19 +60,16 @@ func NewQueueMetrics(reg prometheus.Registerer, labels prometheus.Labels, stats 
 		batchItems: d("batch_items", "Items per sent batch."),
 		writeSecs:  d("write_duration_seconds", "Duration of write attempts, failed ones included."),
 	}
-	if reg != nil {
-		if err := reg.Register(m); err != nil {
-			return nil, fmt.Errorf("sink queue metrics: %w", err)
-		}
+	if err := metrics.Register(reg, m); err != nil {
+		return nil, err
 	}
 	return m, nil
 }
 
-// Unregister removes the adapter from its registerer.
+// Unregister removes the adapter from the registerer NewQueueMetrics
+// registered it with.
 func (m *QueueMetrics) Unregister() {
-	if m.reg != nil {
-		m.reg.Unregister(m)
-	}
+	metrics.Unregister(m.reg, m)
 }
 
 // Describe implements prometheus.Collector.

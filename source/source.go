@@ -10,6 +10,11 @@
 // the run is wired (capability.go): Acknowledger, Instrumented,
 // DeadLetterer; the engine's own are pipeline.Cursored and the Identity and
 // EventClock methods.
+//
+// Metrics (namespace demandpipe, subsystem source; metrics.go,
+// RegisterPositionMetrics, for any Source): demandpipe_source_read_bytes
+// and demandpipe_source_size_bytes, the input's position and size as
+// stored.
 package source
 
 import (

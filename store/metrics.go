@@ -1,15 +1,15 @@
 package store
 
 import (
-	"fmt"
-
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/demandpipe/demandpipe/internal/metrics"
 )
 
-// metrics are the store's collectors (listed in doc.go). They are counted
-// per batch or per call, never per row.
-type metrics struct {
+// storeMetrics are the store's collectors (listed in doc.go). They are
+// counted per batch or per call, never per row.
+type storeMetrics struct {
 	reg prometheus.Registerer
 	all []prometheus.Collector
 
@@ -19,12 +19,17 @@ type metrics struct {
 	commitSeconds                                         prometheus.Histogram
 }
 
-func newMetrics(reg prometheus.Registerer, s *Store) (*metrics, error) {
+// subsystem is the store's metrics' subsystem: demandpipe_store_*.
+const subsystem = "store"
+
+// newMetrics builds the store's collectors and registers them with reg, all
+// or none (metrics.Register); nil registers nothing.
+func newMetrics(reg prometheus.Registerer, s *Store) (*storeMetrics, error) {
 	opts := func(name, help string) prometheus.CounterOpts {
-		return prometheus.CounterOpts{Namespace: "demandpipe", Subsystem: "store", Name: name, Help: help}
+		return prometheus.CounterOpts{Namespace: metrics.Namespace, Subsystem: subsystem, Name: name, Help: help}
 	}
 	reads := prometheus.NewCounterVec(opts("reads_total", "Read calls, by operation (get, get_many, scan)."), []string{"op"})
-	m := &metrics{
+	m := &storeMetrics{
 		reg:            reg,
 		rowsWritten:    prometheus.NewCounter(opts("rows_written_total", "Rows committed.")),
 		rowsDropped:    prometheus.NewCounter(opts("rows_dropped_total", "Rows not stored: their minute was never closed before Close (a minute past retention is refused with an error instead).")),
@@ -37,16 +42,13 @@ func newMetrics(reg prometheus.Registerer, s *Store) (*metrics, error) {
 		readMany:       reads.WithLabelValues("get_many"),
 		readScan:       reads.WithLabelValues("scan"),
 		commitSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Namespace: "demandpipe", Subsystem: "store", Name: "commit_duration_seconds",
+			Namespace: metrics.Namespace, Subsystem: subsystem, Name: "commit_duration_seconds",
 			Help: "Time to commit a closed minute: batch apply and WAL fsync.",
 			// 0.5 ms .. ~8 s: an fsync is ~1-5 ms here, a dense minute's batch ~10-50 ms.
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 15),
 		}),
 	}
-	diskBytes := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Namespace: "demandpipe", Subsystem: "store", Name: "disk_bytes",
-		Help: "Disk space used by the store (pebble's estimate).",
-	}, func() float64 {
+	diskBytes := metrics.GaugeFunc(subsystem, "disk_bytes", "Disk space used by the store (pebble's estimate).", func() float64 {
 		s.rmu.RLock()
 		defer s.rmu.RUnlock()
 		if s.closed {
@@ -54,10 +56,7 @@ func newMetrics(reg prometheus.Registerer, s *Store) (*metrics, error) {
 		}
 		return float64(s.db.Metrics().DiskSpaceUsage())
 	})
-	latest := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Namespace: "demandpipe", Subsystem: "store", Name: "latest_minute_timestamp_seconds",
-		Help: "Start of the newest closed minute, unix seconds (0 when none).",
-	}, func() float64 {
+	latest := metrics.GaugeFunc(subsystem, "latest_minute_timestamp_seconds", "Start of the newest closed minute, unix seconds (0 when none).", func() float64 {
 		m, _ := s.LatestMinute()
 		return float64(m * 60)
 	})
@@ -65,7 +64,7 @@ func newMetrics(reg prometheus.Registerer, s *Store) (*metrics, error) {
 	// to compact before the LSM is in shape: growing debt precedes write
 	// stalls) and the write stalls themselves (commits waiting on flushes).
 	pebbleGauge := func(name, help string, f func(*pebble.Metrics) float64) prometheus.Collector {
-		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "demandpipe", Subsystem: "store", Name: name, Help: help}, func() float64 {
+		return metrics.GaugeFunc(subsystem, name, help, func() float64 {
 			s.rmu.RLock()
 			defer s.rmu.RUnlock()
 			if s.closed {
@@ -78,31 +77,17 @@ func newMetrics(reg prometheus.Registerer, s *Store) (*metrics, error) {
 		func(pm *pebble.Metrics) float64 { return float64(pm.Compact.EstimatedDebt) })
 	l0 := pebbleGauge("l0_sublevels", "Sublevels in pebble's level 0 (write stalls start past ~20).",
 		func(pm *pebble.Metrics) float64 { return float64(pm.Levels[0].Sublevels) })
-	stalls := prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "demandpipe", Subsystem: "store", Name: "write_stalls_total",
-		Help: "Times pebble stalled writes (memtables or level 0 full)."}, func() float64 { return float64(s.faults.stalls.Load()) })
+	stalls := metrics.Counter(subsystem, "write_stalls_total", "Times pebble stalled writes (memtables or level 0 full).", &s.faults.stalls)
 	m.all = []prometheus.Collector{m.rowsWritten, m.rowsDropped, m.bytesWritten, m.minutesClosed,
 		m.minutesExpired, m.compactions, m.readRows, reads, m.commitSeconds, diskBytes, latest, debt, l0, stalls}
-	if reg == nil {
-		return m, nil
-	}
-	for i, c := range m.all {
-		if err := reg.Register(c); err != nil {
-			for _, done := range m.all[:i] {
-				reg.Unregister(done)
-			}
-			return nil, fmt.Errorf("store metrics: %w", err)
-		}
+	if err := metrics.Register(reg, m.all...); err != nil {
+		return nil, err
 	}
 	return m, nil
 }
 
 // unregister removes the collectors, so that a store reopened in the same
 // process (tests, a restart of the writer) can register again.
-func (m *metrics) unregister() {
-	if m.reg == nil {
-		return
-	}
-	for _, c := range m.all {
-		m.reg.Unregister(c)
-	}
+func (m *storeMetrics) unregister() {
+	metrics.Unregister(m.reg, m.all...)
 }

@@ -68,7 +68,7 @@ type Store struct {
 	nf  int
 	db  *pebble.DB
 	fs  io.Closer // pebble's disk-health checker, closed after db
-	met *metrics
+	met *storeMetrics
 	wo  *pebble.WriteOptions
 
 	// rmu guards db against Close while reads run: reads hold it shared

@@ -20,6 +20,8 @@ import (
 	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/demandpipe/demandpipe/internal/metrics"
 )
 
 // Unknown stands for a value the build did not record.
@@ -104,7 +106,7 @@ func (i Info) String() string {
 // labels (three fixed values per process, so bounded).
 func (i Info) Collector() prometheus.Collector {
 	g := prometheus.NewGauge(prometheus.GaugeOpts{
-		Namespace: "demandpipe", Name: "build_info",
+		Namespace: metrics.Namespace, Name: "build_info",
 		Help:        "Always 1; the labels name the running build: module version, VCS revision and Go version.",
 		ConstLabels: prometheus.Labels{"version": i.Version, "revision": i.Revision, "goversion": i.GoVersion},
 	})
@@ -113,13 +115,7 @@ func (i Info) Collector() prometheus.Collector {
 }
 
 // Register registers the running binary's demandpipe_build_info with reg
-// (nil registers nothing).
+// (metrics.Register; nil registers nothing).
 func Register(reg prometheus.Registerer) error {
-	if reg == nil {
-		return nil
-	}
-	if err := reg.Register(Get().Collector()); err != nil {
-		return fmt.Errorf("build info metric: %w", err)
-	}
-	return nil
+	return metrics.Register(reg, Get().Collector())
 }

@@ -31,8 +31,8 @@ type Sink struct {
 	insert string
 	logf   func(format string, args ...any)
 
-	qm      *sink.QueueMetrics
 	reg     prometheus.Registerer
+	mx      []prometheus.Collector // every metric register registered
 	codecMx prometheus.Collector
 	stateMx []prometheus.Collector
 
