@@ -122,7 +122,7 @@ func checkHistory(t *testing.T, cfg pipeline.Config, data []byte, live []liveAns
 		qs = append(qs, q)
 	}
 	answers := make([]history.Answer, len(qs))
-	snk, err := history.NewSink(cfg.Def, cfg.Lateness, qs, func(a *history.Answer) error {
+	g, err := history.NewGatherer(cfg.Def, cfg.Lateness, qs, func(a *history.Answer) error {
 		a.Features = slices.Clone(a.Features)
 		answers[a.Line] = *a
 		return nil
@@ -134,10 +134,11 @@ func checkHistory(t *testing.T, cfg pipeline.Config, data []byte, live []liveAns
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := e.Run(context.Background(), bytes.NewReader(data), snk); err != nil {
+	e.Emit = g // as demandpipe history runs it
+	if err := e.Run(context.Background(), bytes.NewReader(data), nil); err != nil {
 		t.Fatal(err)
 	}
-	if err := snk.Close(); err != nil {
+	if err := g.Close(); err != nil {
 		t.Fatal(err)
 	}
 	caught := 0
@@ -189,7 +190,7 @@ func askLive(t *testing.T, addr string, q history.Query, caughtUp bool) (liveAns
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := liveAnswer{q: q, caughtUp: caughtUp, minute: m.UnixMilli()/60_000, found: body.Found}
+	a := liveAnswer{q: q, caughtUp: caughtUp, minute: m.UnixMilli() / 60_000, found: body.Found}
 	for _, f := range body.Features {
 		a.features = append(a.features, f.Value)
 	}
@@ -209,7 +210,7 @@ func waitForMinute(t *testing.T, addr string, m int64) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		switch got := lt.UnixMilli()/60_000; {
+		switch got := lt.UnixMilli() / 60_000; {
 		case got == m:
 			return
 		case got > m:

@@ -113,20 +113,22 @@ func outPath(o string) string {
 	return o
 }
 
-// replayHistory runs the engine over in into a history sink and writes the
-// answers with out.
+// replayHistory runs the engine over in, up to its counted events, into a
+// history.Gatherer (the features of the queried cells only), and writes
+// the answers with out.
 func replayHistory(cfg pipeline.Config, in source.Source, queries []history.Query, out *history.Writer) error {
 	e, err := pipeline.New(cfg)
 	if err != nil {
 		return err
 	}
-	snk, err := history.NewSink(cfg.Def, cfg.Lateness, slices.Clip(queries), out.Write)
+	g, err := history.NewGatherer(cfg.Def, cfg.Lateness, slices.Clip(queries), out.Write)
 	if err != nil {
 		return err
 	}
+	e.Emit = g
 	start := time.Now()
-	runErr := e.Run(context.Background(), in, snk)
-	closeErr := snk.Close()
+	runErr := e.Run(context.Background(), in, nil)
+	closeErr := g.Close()
 	if err := out.Flush(); err != nil && runErr == nil {
 		runErr = err
 	}
@@ -138,6 +140,6 @@ func replayHistory(cfg pipeline.Config, in source.Source, queries []history.Quer
 	}
 	s := e.Stats.Snapshot()
 	fmt.Fprintf(os.Stderr, "demandpipe history: %d queries answered from %d events (%d minutes closed, definition %s) in %.1fs\n",
-		snk.Answered(), s.Lines, s.Minutes, cfg.Def, time.Since(start).Seconds())
+		g.Answered(), s.Lines, g.Closed(), cfg.Def, time.Since(start).Seconds())
 	return nil
 }
