@@ -9,10 +9,13 @@
 // night skips it), the latest closed minute before it, exactly as the
 // store lists minutes; before the first closed minute there is no answer.
 //
-// Sink is a sink.Writer: the engine replays the events into it once, and it
-// answers the queries, in ts order, as the minutes close. It holds one
-// minute's rows (a map of cell and product to its features) and the
-// queries; never the events.
+// Gatherer (gather.go, what `demandpipe history` runs) takes the engine's
+// counted events (Engine.Emit) and computes the features of the queried
+// cells only; Sink, the reference it is tested against, is a sink.Writer
+// that takes every row of the engine's close. Either answers the queries,
+// in ts order, as the minutes close, and holds the queries and a bounded
+// state (the Gatherer: the queried cells' ring sums over the longest
+// window; the Sink: one minute's rows); never the events.
 package history
 
 import (
