@@ -23,6 +23,11 @@ type CountedMessage struct {
 	Products  []ProductName // codes the events use, with what they name
 	Events    []Counted     // counted events (order does not matter: they are summed)
 	Watermark int64         // no counted event of a minute <= it follows; NoWatermark if none
+	// Clock: the minutes <= it the Watermark closes by event time (K
+	// riders vouch for them), the store's retention clock; the Watermark
+	// past it closes the rest only because the input ended. Equal to
+	// Watermark but on a dedup process's final one (version 2: always).
+	Clock int64
 	runs      []countedRun  // scratch of the encoder
 	names     [256]bool     // scratch
 }
@@ -44,10 +49,11 @@ type countedRun struct {
 // maxJoins bounds a message's Joins (a corrupt count).
 const maxJoins = 1024
 
-// countedVersion changes with the encoding below. Version 2 adds the
-// epoch, its start and the processes joining; version 1 still decodes
-// (epoch 0, no start, no joins).
-const countedVersion = 2
+// countedVersion changes with the encoding below. Version 3 adds the
+// clock; version 2 added the epoch, its start and the processes joining.
+// Versions 1 and 2 still decode (clock = watermark; epoch 0, no start, no
+// joins).
+const countedVersion = 3
 
 // AppendCountedMessage encodes m. Counting is a sum, so the events are
 // sorted by (minute, product, cell) and equal ones are sent once with
@@ -60,7 +66,7 @@ const countedVersion = 2
 // 4.3 for one 4,096-event message (BenchmarkCountedMessage).
 //
 //	uvarint version | uvarint source | uvarint epoch | varint start | uvarint nJoins { uvarint id }
-//	uvarint seq | varint watermark
+//	uvarint seq | varint watermark | varint clock
 //	uvarint nProducts { code byte, uuid [16] }
 //	uvarint nGroups { varint minuteDelta, code byte, uvarint nCells { uvarint cellDelta, uvarint count } }
 func AppendCountedMessage(dst []byte, m *CountedMessage) []byte {
@@ -74,6 +80,7 @@ func AppendCountedMessage(dst []byte, m *CountedMessage) []byte {
 	}
 	dst = binary.AppendUvarint(dst, m.Seq)
 	dst = binary.AppendVarint(dst, m.Watermark)
+	dst = binary.AppendVarint(dst, m.Clock)
 	dst = binary.AppendUvarint(dst, uint64(len(m.Products)))
 	for _, p := range m.Products {
 		dst = append(dst, p.Code)
@@ -142,11 +149,11 @@ const maxCountedEvents = 1 << 24
 func DecodeCountedMessage(b []byte, m *CountedMessage) error {
 	r := wire.Reader{B: b}
 	v := r.Uvarint()
-	if v != 1 && v != countedVersion {
+	if v < 1 || v > countedVersion {
 		if r.Err != nil {
 			return errCountedCorrupt
 		}
-		return fmt.Errorf("counted message version %d, this build reads 1 and %d", v, countedVersion)
+		return fmt.Errorf("counted message version %d, this build reads 1 to %d", v, countedVersion)
 	}
 	src := r.Uvarint()
 	if src > 1<<32-1 {
@@ -168,6 +175,10 @@ func DecodeCountedMessage(b []byte, m *CountedMessage) error {
 		}
 	}
 	m.Seq, m.Watermark = r.Uvarint(), r.Varint()
+	m.Clock = m.Watermark
+	if v >= 3 {
+		m.Clock = r.Varint()
+	}
 	np := r.Uvarint()
 	if np > encode.MaxProducts || r.Err != nil {
 		return errCountedCorrupt

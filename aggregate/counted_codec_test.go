@@ -32,8 +32,9 @@ func TestCountedMessageRoundTrip(t *testing.T) {
 	rng := rand.New(rand.NewPCG(8, 8))
 	for i := range 300 {
 		m := &CountedMessage{Source: rng.Uint32(), Epoch: rng.Uint64(), Start: int64(rng.IntN(1<<30)) - 1<<29, Seq: rng.Uint64(), Watermark: int64(rng.IntN(1<<30)) - 1<<29}
+		m.Clock = m.Watermark - int64(rng.IntN(3))
 		if i%7 == 0 {
-			m.Watermark = NoWatermark
+			m.Watermark, m.Clock = NoWatermark, NoWatermark
 		}
 		for range rng.IntN(3) {
 			m.Joins = append(m.Joins, rng.Uint32())
@@ -50,7 +51,7 @@ func TestCountedMessageRoundTrip(t *testing.T) {
 		if err := DecodeCountedMessage(b, &got); err != nil {
 			t.Fatalf("message %d: %v", i, err)
 		}
-		if got.Source != m.Source || got.Epoch != m.Epoch || got.Start != m.Start || fmt.Sprint(got.Joins) != fmt.Sprint(m.Joins) || got.Seq != m.Seq || got.Watermark != m.Watermark || fmt.Sprint(got.Products) != fmt.Sprint(m.Products) ||
+		if got.Source != m.Source || got.Epoch != m.Epoch || got.Start != m.Start || fmt.Sprint(got.Joins) != fmt.Sprint(m.Joins) || got.Seq != m.Seq || got.Watermark != m.Watermark || got.Clock != m.Clock || fmt.Sprint(got.Products) != fmt.Sprint(m.Products) ||
 			fmt.Sprint(sortCounted(got.Events)) != fmt.Sprint(sortCounted(m.Events)) {
 			t.Fatalf("message %d: got %+v", i, got)
 		}
@@ -73,7 +74,23 @@ func TestCountedMessageVersion1(t *testing.T) {
 	if err := DecodeCountedMessage(b, &m); err != nil {
 		t.Fatal(err)
 	}
-	if m.Source != 3 || m.Epoch != 0 || m.Start != NoWatermark || m.Seq != 7 || m.Watermark != 5 || len(m.Events) != 2 || m.Events[0] != (Counted{Minute: 9, Cell: 1}) {
+	if m.Source != 3 || m.Epoch != 0 || m.Start != NoWatermark || m.Seq != 7 || m.Watermark != 5 || m.Clock != 5 || len(m.Events) != 2 || m.Events[0] != (Counted{Minute: 9, Cell: 1}) {
+		t.Fatalf("%+v", m)
+	}
+}
+
+// TestCountedMessageVersion2: a version-2 message (no clock) decodes with
+// its clock equal to its watermark, as version 2 meant.
+func TestCountedMessageVersion2(t *testing.T) {
+	t.Parallel()
+	// version 2, source 3, epoch 4, start 1 (zigzag 2), no joins, seq 7,
+	// watermark 5 (zigzag 10), no products, no groups.
+	b := []byte{2, 3, 4, 2, 0, 7, 10, 0, 0}
+	var m CountedMessage
+	if err := DecodeCountedMessage(b, &m); err != nil {
+		t.Fatal(err)
+	}
+	if m.Source != 3 || m.Epoch != 4 || m.Start != 1 || m.Seq != 7 || m.Watermark != 5 || m.Clock != 5 || len(m.Events) != 0 {
 		t.Fatalf("%+v", m)
 	}
 }

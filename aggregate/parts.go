@@ -333,7 +333,7 @@ func (a *Aggregator) stageParts(m int64) error {
 		ps.open[p] = open
 		if ps.snk != nil {
 			ps.buf = appendCounts(ps.buf[:0], &ps.sum, a.products, m)
-			ps.snk.StagePartState(ps.cfg.Names[p], m, sink.State{Counts: ps.buf, Checkpoint: ps.cp, KeepFrom: keep, Clock: m})
+			ps.snk.StagePartState(ps.cfg.Names[p], m, sink.State{Counts: ps.buf, Checkpoint: ps.cp, KeepFrom: keep, Clock: min(a.clock, m)})
 		}
 		ps.committed[p] = max(ps.committed[p], m)
 	}

@@ -21,14 +21,16 @@ type Aggregator struct {
 	key      string // Config.Key, recorded in part checkpoints
 	remote   []remoteSource
 	closed   int64
+	clock    int64      // newest minute closed by event time (sink.State.Clock)
 	parts    *partState // nil unless UseParts
 }
 
 // remoteSource is what an aggregator knows of one dedup process.
 type remoteSource struct {
 	code [encode.MaxProducts]byte // its code -> ours
-	told [encode.MaxProducts]bool
-	wm   int64
+	told  [encode.MaxProducts]bool
+	wm    int64
+	clock int64 // its watermarks' clock (CountedMessage.Clock)
 }
 
 // NewAggregator builds the aggregate role for the given number of dedup
@@ -43,9 +45,9 @@ func NewAggregator(cfg Config, sources int, snk sink.Writer, st *Stats) (*Aggreg
 	if st == nil {
 		st = new(Stats)
 	}
-	a := &Aggregator{products: encode.NewProducts(), Stats: st, key: cfg.Key, remote: make([]remoteSource, sources), closed: NoMinute}
+	a := &Aggregator{products: encode.NewProducts(), Stats: st, key: cfg.Key, remote: make([]remoteSource, sources), closed: NoMinute, clock: NoMinute}
 	for i := range a.remote {
-		a.remote[i].wm = NoMinute
+		a.remote[i].wm, a.remote[i].clock = NoMinute, NoMinute
 	}
 	var err error
 	if a.agg, err = newLocal(cfg, a.products, snk, st); err != nil {
@@ -63,7 +65,7 @@ func (a *Aggregator) Sources() int { return len(a.remote) }
 // AddSource adds a dedup process (one that joined: SCALEOUT.md) and
 // returns its number.
 func (a *Aggregator) AddSource() int {
-	a.remote = append(a.remote, remoteSource{wm: NoMinute})
+	a.remote = append(a.remote, remoteSource{wm: NoMinute, clock: NoMinute})
 	return len(a.remote) - 1
 }
 
@@ -95,25 +97,30 @@ func (a *Aggregator) Counted(src int, evs []Counted) error {
 	return nil
 }
 
-// Watermark records dedup process src's watermark and closes every minute
-// all dedup processes have passed.
-func (a *Aggregator) Watermark(ctx context.Context, src int, through int64) error {
+// Watermark records dedup process src's watermark and its clock (the
+// minutes it closes by event time: CountedMessage.Clock) and closes every
+// minute all dedup processes have passed. A minute closes by event time
+// when every dedup process's clock has passed it: only those move the
+// sink's retention clock (sink.State.Clock).
+func (a *Aggregator) Watermark(ctx context.Context, src int, through, clock int64) error {
 	r := &a.remote[src]
 	r.wm = max(r.wm, through)
-	low := r.wm
+	r.clock = max(r.clock, min(clock, through))
+	low, lowClock := r.wm, r.clock
 	for i := range a.remote {
-		low = min(low, a.remote[i].wm)
+		low, lowClock = min(low, a.remote[i].wm), min(lowClock, a.remote[i].clock)
 	}
 	if low == NoMinute || low <= a.closed {
 		return nil
 	}
 	a.closed = low
+	a.clock = max(a.clock, lowClock)
 	if a.parts != nil {
 		if err := a.flushThrough(low); err != nil {
 			return err
 		}
 	}
-	if req, ok := a.agg.request(low, low, nil); ok {
+	if req, ok := a.agg.request(low, lowClock, nil); ok {
 		return a.agg.closeThrough(ctx, req)
 	}
 	return nil

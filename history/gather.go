@@ -223,7 +223,7 @@ func (g *Gatherer) minute(m int64) *minuteCounts {
 // minute closes when it has counts or a window still holds some (counts
 // within the longest window before it); past that it is skipped to the
 // next minute with counts (pipeline.CountedWriter).
-func (g *Gatherer) Watermark(through int64) error {
+func (g *Gatherer) Watermark(through, _ int64) error {
 	if g.nextClose == aggregate.NoMinute {
 		if g.first == aggregate.NoMinute || through < g.first {
 			return nil

@@ -28,7 +28,7 @@ type encodingRouter struct {
 }
 
 func (r *encodingRouter) Product(byte, encode.UUID) error { return nil }
-func (r *encodingRouter) Watermark(int64) error           { return nil }
+func (r *encodingRouter) Watermark(int64, int64) error    { return nil }
 func (r *encodingRouter) Counted(evs []aggregate.Counted) error {
 	clear(r.perRegion)
 	for _, c := range evs {

@@ -31,8 +31,12 @@ type CountedWriter interface {
 	Product(code byte, u encode.UUID) error
 	// Counted hands on counted events, in arrival order.
 	Counted(evs []aggregate.Counted) error
-	// Watermark says that no counted event of a minute <= through follows.
-	Watermark(through int64) error
+	// Watermark says that no counted event of a minute <= through follows;
+	// the minutes <= clock close by event time (K riders vouch for them:
+	// the store's retention clock follows them), the later ones only
+	// because the input ended (clock < through on the final watermark
+	// only).
+	Watermark(through, clock int64) error
 }
 
 // CheckpointingWriter is a CountedWriter that keeps the dedup role's
@@ -119,12 +123,12 @@ func (s *emitStage) emit(b *batch) error {
 	if b.hasFinal {
 		s.final, s.hasFinal, s.finalResume = b.final, true, b.finalResume
 	}
-	return s.watermark(b.frontier, b.resume)
+	return s.watermark(b.frontier, b.frontier, b.resume)
 }
 
 // watermark hands on a watermark; with a CheckpointingWriter only after
 // the checkpoint at it (the state at resume) is durable.
-func (s *emitStage) watermark(through int64, resume *seqState) error {
+func (s *emitStage) watermark(through, clock int64, resume *seqState) error {
 	if through == noMinute || through <= s.wm {
 		return nil
 	}
@@ -144,7 +148,7 @@ func (s *emitStage) watermark(through int64, resume *seqState) error {
 		}
 	}
 	s.wm = through
-	if err := s.w.Watermark(through); err != nil {
+	if err := s.w.Watermark(through, min(clock, through)); err != nil {
 		return err
 	}
 	if s.closed != nil {
@@ -158,5 +162,7 @@ func (s *emitStage) finish() error {
 	if s.failed || !s.hasFinal {
 		return nil
 	}
-	return s.watermark(s.final, s.finalResume)
+	// The minutes past the last watermark close because the input
+	// ended, not by event time: the clock stays at that watermark.
+	return s.watermark(s.final, s.wm, s.finalResume)
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/demandpipe/demandpipe/feature"
 	"github.com/demandpipe/demandpipe/gen"
 	"github.com/demandpipe/demandpipe/internal/testsize"
+	"github.com/demandpipe/demandpipe/sink"
 )
 
 // router stands in for the internal topic: it hands each dedup process's
@@ -82,11 +83,11 @@ func (s routerSource) Counted(evs []aggregate.Counted) error {
 	return nil
 }
 
-func (s routerSource) Watermark(through int64) error {
+func (s routerSource) Watermark(through, clock int64) error {
 	s.r.mu.Lock()
 	defer s.r.mu.Unlock()
 	for _, a := range s.r.aggs {
-		if err := a.Watermark(context.Background(), s.src, through); err != nil {
+		if err := a.Watermark(context.Background(), s.src, through, clock); err != nil {
 			return err
 		}
 	}
@@ -202,7 +203,7 @@ func (r *recorder) Counted(evs []aggregate.Counted) error {
 	}
 	return nil
 }
-func (r *recorder) Watermark(through int64) error { r.wms = append(r.wms, through); return nil }
+func (r *recorder) Watermark(through, _ int64) error { r.wms = append(r.wms, through); return nil }
 func (r *recorder) Checkpoint(through int64, cp []byte) error {
 	r.cps, r.cpAt = append(r.cps, slices.Clone(cp)), append(r.cpAt, through)
 	r.checkpointed.Store(through)
@@ -315,5 +316,87 @@ func TestDedupRoleResumes(t *testing.T) {
 		if !maps.Equal(got, whole.events) {
 			t.Fatalf("cut at %d (resumed after minute %d): %d event keys, one run %d", cut, w, len(got), len(whole.events))
 		}
+	}
+}
+
+// clockSink records the retention clock of each staged minute: a
+// sink.Checkpointer for the single process, a sink.PartCheckpointer (one
+// part) for the aggregate role.
+type clockSink struct {
+	clocks map[int64]int64
+}
+
+func (s *clockSink) Write(context.Context, *encode.Batch) error      { return nil }
+func (s *clockSink) CloseMinute(context.Context, int64) error        { return nil }
+func (s *clockSink) Close() error                                    { return nil }
+func (s *clockSink) StageState(m int64, st sink.State)               { s.clocks[m] = st.Clock }
+func (s *clockSink) StagePartState(_ string, m int64, st sink.State) { s.clocks[m] = st.Clock }
+func (s *clockSink) LoadState() ([]byte, func(int64) ([]byte, bool, error), error) {
+	return nil, nil, nil
+}
+func (s *clockSink) LoadPartState(string) ([]byte, func(int64) ([]byte, bool, error), error) {
+	return nil, nil, nil
+}
+
+// oneAggregator hands a dedup process's output straight to an aggregator.
+type oneAggregator struct{ a *aggregate.Aggregator }
+
+func (o oneAggregator) Product(code byte, u encode.UUID) error { return o.a.Product(0, code, u) }
+func (o oneAggregator) Counted(evs []aggregate.Counted) error  { return o.a.Counted(0, evs) }
+func (o oneAggregator) Watermark(through, clock int64) error {
+	return o.a.Watermark(context.Background(), 0, through, clock)
+}
+
+// TestAggregateRoleClockFollowsEventTime (issue 21, the store's clock in
+// the scale-out): the end of the input closes minutes that fewer than K
+// riders vouch for; in the aggregate role, as in one process, they do not
+// move the sink's retention clock. A replay is followed by 15 made-up
+// riders an hour later (one fewer than K): every minute's staged clock is
+// the single process's, and the made-up riders' minute has the replay's
+// last event-time minute as its clock, not its own.
+func TestAggregateRoleClockFollowsEventTime(t *testing.T) {
+	t.Parallel()
+	lines := genLines(t, 6000, 5, time.Date(2024, 6, 1, 10, 0, 0, 0, time.UTC))
+	for i := range 15 {
+		lines = append(lines, ev(fmt.Sprintf("12:00:%02d", i), fmt.Sprint("made-up-", i), 40.758, -73.9855))
+	}
+	input := strings.Join(lines, "\n") + "\n"
+	cfg := DefaultConfig()
+	cfg.Def = smallDef
+	one := &clockSink{clocks: map[int64]int64{}}
+	e, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Run(context.Background(), strings.NewReader(input), one); err != nil {
+		t.Fatal(err)
+	}
+	role := &clockSink{clocks: map[int64]int64{}}
+	a, err := aggregate.NewAggregator(cfg.Aggregate(), 1, role, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.UseParts(aggregate.PartConfig{Names: []string{"p0"}, Owned: []int{0}, Layout: "test",
+		CountFrom: func(uint64) (int, error) { return 0, nil }}, role); err != nil {
+		t.Fatal(err)
+	}
+	if e, err = New(cfg); err != nil {
+		t.Fatal(err)
+	}
+	e.Emit = oneAggregator{a}
+	if err := e.Run(context.Background(), strings.NewReader(input), nil); err != nil {
+		t.Fatal(err)
+	}
+	made := time.Date(2024, 6, 1, 12, 0, 0, 0, time.UTC).Unix() / 60
+	if c, ok := one.clocks[made]; !ok || c >= made {
+		t.Fatalf("single process: the made-up riders' minute staged clock %d (ok %v), want before %d", c, ok, made)
+	}
+	if !maps.Equal(role.clocks, one.clocks) {
+		for m, c := range one.clocks {
+			if role.clocks[m] != c {
+				t.Errorf("minute %s: the aggregate role staged clock %d, one process %d", encode.MinuteStart(m), role.clocks[m], c)
+			}
+		}
+		t.Fatalf("%d minutes staged by the role, %d by one process", len(role.clocks), len(one.clocks))
 	}
 }

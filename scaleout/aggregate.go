@@ -38,6 +38,7 @@ type Aggregate struct {
 	owned  []bool
 	dedups int
 	wm     [][]int64 // [dedup][slot]
+	clk    [][]int64 // [dedup][slot]: the watermarks' clocks (CountedMessage.Clock)
 	low    int64
 	msg    aggregate.CountedMessage
 	maxK   int
@@ -164,14 +165,16 @@ func NewAggregate(client pulsar.Client, cfg Config, sub string, ranges []int, de
 		return nil, err
 	}
 	a.wm = make([][]int64, dedups)
+	a.clk = make([][]int64, dedups)
 	a.lastSeq = make([][]int64, dedups)
 	a.epoch = make([][]uint64, dedups)
 	for d := range a.wm {
 		a.wm[d] = make([]int64, cfg.Slots)
+		a.clk[d] = make([]int64, cfg.Slots)
 		a.lastSeq[d] = make([]int64, cfg.Slots)
 		a.epoch[d] = make([]uint64, cfg.Slots)
 		for s := range a.wm[d] {
-			a.wm[d][s] = aggregate.NoWatermark
+			a.wm[d][s], a.clk[d][s] = aggregate.NoWatermark, aggregate.NoWatermark
 			a.lastSeq[d][s] = -1
 		}
 	}
@@ -247,9 +250,11 @@ func (a *Aggregate) run(ctx context.Context) error {
 		}
 		for s, own := range a.owned {
 			if c := a.agg.Committed(s); own && c != aggregate.NoWatermark {
-				// Every dedup process had passed c on s when it committed.
+				// Every dedup process had passed c on s when it committed
+				// (its clock too, as far as this process can tell: the
+				// store kept the part's own).
 				for d := range a.wm {
-					a.wm[d][s] = c
+					a.wm[d][s], a.clk[d][s] = c, c
 				}
 			}
 		}
@@ -345,11 +350,11 @@ func (a *Aggregate) member(d int, start int64) error {
 		return fmt.Errorf("scaleout: a message of dedup process %d: at most %d are supported", d, maxDedups)
 	}
 	for a.dedups <= d {
-		wm, seq, ep := make([]int64, a.cfg.Slots), make([]int64, a.cfg.Slots), make([]uint64, a.cfg.Slots)
+		wm, clk, seq, ep := make([]int64, a.cfg.Slots), make([]int64, a.cfg.Slots), make([]int64, a.cfg.Slots), make([]uint64, a.cfg.Slots)
 		for s := range wm {
-			wm[s], seq[s] = start, -1
+			wm[s], clk[s], seq[s] = start, start, -1
 		}
-		a.wm, a.lastSeq, a.epoch = append(a.wm, wm), append(a.lastSeq, seq), append(a.epoch, ep)
+		a.wm, a.clk, a.lastSeq, a.epoch = append(a.wm, wm), append(a.clk, clk), append(a.lastSeq, seq), append(a.epoch, ep)
 		a.agg.AddSource()
 		a.dedups++
 	}
@@ -427,11 +432,12 @@ func (a *Aggregate) handle(ctx context.Context, m pulsar.Message) (last int64, e
 	}
 	last = max(last, a.msg.Watermark)
 	a.wm[src][slot] = max(a.wm[src][slot], a.msg.Watermark)
-	low, high := int64(EndOfStream), int64(aggregate.NoWatermark)
+	a.clk[src][slot] = max(a.clk[src][slot], min(a.msg.Clock, a.msg.Watermark))
+	low, high, clock := int64(EndOfStream), int64(aggregate.NoWatermark), int64(EndOfStream)
 	for d := range a.wm {
 		for s, own := range a.owned {
 			if own {
-				low = min(low, a.wm[d][s])
+				low, clock = min(low, a.wm[d][s]), min(clock, a.clk[d][s])
 				if w := a.wm[d][s]; w != EndOfStream {
 					high = max(high, w)
 				}
@@ -451,7 +457,7 @@ func (a *Aggregate) handle(ctx context.Context, m pulsar.Message) (last int64, e
 		return last, nil
 	}
 	for d := range a.dedups {
-		if err := a.agg.Watermark(ctx, d, low); err != nil {
+		if err := a.agg.Watermark(ctx, d, low, clock); err != nil {
 			return last, err
 		}
 	}

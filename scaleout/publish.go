@@ -29,6 +29,7 @@ type Publisher struct {
 	start int64  // where it resumed (Resumed); NoWatermark for a first start
 	joins []uint32
 	seq   uint64
+	clock int64           // the last watermark's clock (EndOfStream carries it)
 	state pulsar.Producer // the checkpoints, on StateTopic (Checkpoint)
 	// keep is this process's consumer on StateSubscription, the durable
 	// subscription that keeps the state topic and its checkpoints while no
@@ -84,7 +85,7 @@ func NewPublisher(ctx context.Context, client pulsar.Client, cfg Config, src uin
 	// The epoch tells aggregators that the process started again: the
 	// dedup role does not resume yet (SCALEOUT.md), so its events of open
 	// minutes would come twice, and they stop instead.
-	return &Publisher{cfg: cfg, prod: prod, src: src, epoch: uint64(time.Now().UnixNano()), start: aggregate.NoWatermark, keep: keep,
+	return &Publisher{cfg: cfg, prod: prod, src: src, epoch: uint64(time.Now().UnixNano()), start: aggregate.NoWatermark, clock: aggregate.NoWatermark, keep: keep,
 		maxK: def.MaxRingValue(), slotsOf: map[uint64][]int{}, per: make([][]aggregate.Counted, cfg.Slots), ctx: ctx, client: client}, nil
 }
 
@@ -200,7 +201,7 @@ func (p *Publisher) Counted(evs []aggregate.Counted) error {
 				p.msg.Products = append(p.msg.Products, aggregate.ProductName{Code: c.Product, UUID: p.names[c.Product]})
 			}
 		}
-		p.msg.Events, p.msg.Watermark = part, aggregate.NoWatermark
+		p.msg.Events, p.msg.Watermark, p.msg.Clock = part, aggregate.NoWatermark, aggregate.NoWatermark
 		if err := p.send(s); err != nil {
 			return err
 		}
@@ -218,9 +219,10 @@ func (p *Publisher) err() error {
 
 // Watermark implements pipeline.CountedWriter: it goes to every slot, so
 // that each aggregator hears it on each key it owns after the events
-// before it.
-func (p *Publisher) Watermark(through int64) error {
-	p.msg.Products, p.msg.Events, p.msg.Watermark = p.msg.Products[:0], nil, through
+// before it, with its clock (the minutes it closes by event time).
+func (p *Publisher) Watermark(through, clock int64) error {
+	p.msg.Products, p.msg.Events, p.msg.Watermark, p.msg.Clock = p.msg.Products[:0], nil, through, clock
+	p.clock = clock
 	for s := range p.cfg.Slots {
 		if err := p.send(s); err != nil {
 			return err
@@ -232,7 +234,7 @@ func (p *Publisher) Watermark(through int64) error {
 // Close says EndOfStream on every slot, waits for every message to be
 // stored and closes the producer.
 func (p *Publisher) Close() error {
-	return p.close(p.Watermark(EndOfStream))
+	return p.close(p.Watermark(EndOfStream, p.clock))
 }
 
 // Stop waits for every message sent to be stored and closes the producer

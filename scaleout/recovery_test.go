@@ -453,7 +453,7 @@ func TestDedupRestartWithoutCheckpointIsRefused(t *testing.T) {
 			t.Fatal(err)
 		}
 		if i == 0 {
-			if err := pub.Watermark(100); err != nil {
+			if err := pub.Watermark(100, 100); err != nil {
 				t.Fatal(err)
 			}
 			for a.Stats().Closed.Load() != 100 { // minute 100 closes
