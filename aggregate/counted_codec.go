@@ -28,8 +28,8 @@ type CountedMessage struct {
 	// past it closes the rest only because the input ended. Equal to
 	// Watermark but on a dedup process's final one (version 2: always).
 	Clock int64
-	runs      []countedRun  // scratch of the encoder
-	names     [256]bool     // scratch
+	runs  []countedRun // scratch of the encoder
+	names [256]bool    // scratch
 }
 
 // ProductName says that Code names UUID in the message's events.

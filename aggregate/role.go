@@ -27,7 +27,7 @@ type Aggregator struct {
 
 // remoteSource is what an aggregator knows of one dedup process.
 type remoteSource struct {
-	code [encode.MaxProducts]byte // its code -> ours
+	code  [encode.MaxProducts]byte // its code -> ours
 	told  [encode.MaxProducts]bool
 	wm    int64
 	clock int64 // its watermarks' clock (CountedMessage.Clock)
