@@ -78,9 +78,9 @@ func TestGathererEqualsSink(t *testing.T) {
 		thin      int // keep one event in thin (1: all)
 		def       feature.Definition
 	}{
-		{"dense", 3000, 30_000, 1, feature.Definition{Resolution: 8, Rings: []int{0, 1, 3, 5}, Windows: []int{1, 2, 4, 8}}},
-		{"thin with gaps", 3000, 90_000, 20, feature.Definition{Resolution: 8, Rings: []int{5, 0, 2}, Windows: []int{3, 1, 5}}},
-		{"fine resolution", 2000, 16_000, 1, feature.Definition{Resolution: 9, Rings: []int{0, 2, 7}, Windows: []int{3, 5, 1}}},
+		{"dense", 3000, testsize.Pick(15_000, 30_000), 1, feature.Definition{Resolution: 8, Rings: []int{0, 1, 3, 5}, Windows: []int{1, 2, 4, 8}}},
+		{"thin with gaps", 1000, 30_000, 7, feature.Definition{Resolution: 8, Rings: []int{5, 0, 2}, Windows: []int{3, 1, 5}}},
+		{"fine resolution", 2000, testsize.Pick(8_000, 16_000), 1, feature.Definition{Resolution: 9, Rings: []int{0, 2, 7}, Windows: []int{3, 5, 1}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			gc := gen.DefaultConfig()
