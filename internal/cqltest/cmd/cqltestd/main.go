@@ -88,6 +88,11 @@ func main() {
 	if *verbose {
 		cfg.Logf = log.Printf
 	}
+	// Signals are caught before the server starts and says where it
+	// listens: a SIGINT right after that line must stop it cleanly, not
+	// kill it (a script that starts it and stops it at once).
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
 	srv, err := cqltest.Start(cfg)
 	if err != nil {
 		log.Fatal(err)
@@ -110,8 +115,6 @@ func main() {
 		fmt.Fprintf(os.Stderr, "cqltestd: control on http://%s\n", ln.Addr())
 	}
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	<-ctx.Done()
 	if hs != nil {
 		hs.Close()

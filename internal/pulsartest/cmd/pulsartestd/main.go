@@ -179,6 +179,11 @@ func main() {
 	if st.verbose {
 		cfg.Logf = log.Printf
 	}
+	// Signals are caught before the server starts and says where it
+	// listens: a SIGINT right after that line must stop it cleanly, not
+	// kill it (a script that starts it and stops it at once).
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
 	srv, err := pulsartest.Start(cfg)
 	if err != nil {
 		log.Fatal(err)
@@ -208,8 +213,6 @@ func main() {
 		log.Printf("control API on http://%s", ln.Addr())
 	}
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	<-ctx.Done()
 	if hs != nil {
 		hs.Close()
