@@ -202,6 +202,11 @@ func (j *Job) aggregate(ctx context.Context, rr *roleRun) error {
 	}
 	sc := c.Store
 	sc.Definition = c.Pipeline.Def
+	// The aggregate processes of a deployment write one table, each its
+	// own slots (Key_Shared gives a slot one owner; overlapping or missing
+	// ranges are reported from the members topic): the Cassandra writer
+	// lease, one writer per state name, is for single-process runs.
+	c.Cassandra.Lease = false
 	out, err := c.openSink(c.Sink, rr.reg, sc, c.Pipeline)
 	if err != nil {
 		return err

@@ -177,13 +177,14 @@ func (j *Job) watch(ctx context.Context, cancel context.CancelCauseFunc) func() 
 		Done() <-chan struct{}
 		Err() error
 	}); ok {
-		// The store failed (a corrupt table met by a read of the API, a
-		// full disk): nothing more can commit, so stop now with its error
-		// instead of at the next close, a minute away on a live input.
+		// The sink failed (a corrupt store table met by a read of the
+		// API, a full disk, Cassandra's writer lease lost): nothing more
+		// can commit, so stop now with its error instead of at the next
+		// close, a minute away on a live input.
 		go func() {
 			select {
 			case <-f.Done():
-				cancel(fmt.Errorf("the store failed: %w", f.Err()))
+				cancel(fmt.Errorf("the sink failed: %w", f.Err()))
 			case <-ctx.Done():
 			}
 		}()

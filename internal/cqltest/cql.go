@@ -166,6 +166,15 @@ type relation struct {
 	inAll bool   // IN ? : the single marker binds a list
 }
 
+// condition is one IF condition of a lightweight transaction: col op
+// value, op one of = != < <= > >= (cql3/conditions/ColumnCondition.java;
+// IN and collection elements are not supported here).
+type condition struct {
+	col   string
+	op    string
+	value term
+}
+
 type option struct {
 	name  string
 	value term
@@ -203,6 +212,10 @@ type statement struct {
 	where      []relation
 	limit      *term
 	deleteCols []string // DELETE c1, c2 FROM: the cells deleted (nil: rows)
+
+	// UPDATE / DELETE ... IF c = v [AND ...]: a lightweight transaction
+	// (with ifExists: IF EXISTS instead).
+	conds []condition
 
 	markers int    // number of bind markers
 	text    string // the statement as the client sent it
@@ -960,11 +973,8 @@ func (p *parser) updateStmt() (*statement, error) {
 	if st.where, err = p.relations(); err != nil {
 		return nil, err
 	}
-	if p.acceptKeyword("if") {
-		if err = p.expectKeyword("exists"); err != nil {
-			return nil, err
-		}
-		st.ifExists = true
+	if err = p.ifClause(st); err != nil {
+		return nil, err
 	}
 	return st, nil
 }
@@ -1002,13 +1012,51 @@ func (p *parser) deleteStmt() (*statement, error) {
 	if st.where, err = p.relations(); err != nil {
 		return nil, err
 	}
-	if p.acceptKeyword("if") {
-		if err = p.expectKeyword("exists"); err != nil {
-			return nil, err
-		}
-		st.ifExists = true
+	if err = p.ifClause(st); err != nil {
+		return nil, err
 	}
 	return st, nil
+}
+
+// ifClause parses the IF of an UPDATE or DELETE: IF EXISTS, or IF
+// c op v [AND c op v ...] (Cql.g updateConditions; IF NOT EXISTS is
+// INSERT's only).
+func (p *parser) ifClause(st *statement) error {
+	if !p.acceptKeyword("if") {
+		return nil
+	}
+	if p.acceptKeyword("exists") {
+		st.ifExists = true
+		return nil
+	}
+	for {
+		col, err := p.ident()
+		if err != nil {
+			return err
+		}
+		if p.isKeyword("in") {
+			return p.errorf("IN conditions are not supported by cqltest")
+		}
+		t := p.peek()
+		if t.kind != tokPunct || (t.text != "=" && t.text != "!=" && t.text != "<" && t.text != "<=" && t.text != ">" && t.text != ">=") {
+			return p.errorf("expected a comparison in an IF condition, got %q", t.text)
+		}
+		p.i++
+		v, err := p.term(0)
+		if err != nil {
+			return err
+		}
+		st.conds = append(st.conds, condition{col: col, op: t.text, value: v})
+		if !p.acceptKeyword("and") {
+			return nil
+		}
+	}
+}
+
+// conditional reports a lightweight transaction: an INSERT ... IF NOT
+// EXISTS, an UPDATE or DELETE ... IF EXISTS or IF conditions.
+func (st *statement) conditional() bool {
+	return (st.kind == stmtInsert || st.kind == stmtUpdate || st.kind == stmtDelete) && (st.ifExists || len(st.conds) > 0)
 }
 
 // scanQuoted reads the quoted text starting at src[i] (a ' string or a "

@@ -43,6 +43,13 @@ func TestParseGolden(t *testing.T) {
 			return slices.Equal(st.insertCols, []string{"b", "c"}) && st.where[0].terms[0].marker == 2
 		}},
 		{`DELETE FROM t WHERE a IN (1, 2) AND b = ? IF EXISTS`, stmtDelete, 1, func(st *statement) bool { return st.ifExists }},
+		{`UPDATE t USING TTL ? SET d = ? WHERE a = ? IF d = ? AND n != null AND m <= 3`, stmtUpdate, 4, func(st *statement) bool {
+			return !st.ifExists && len(st.conds) == 3 && st.conds[0].value.marker == 3 && st.conds[1].op == "!=" &&
+				st.conds[1].value.kind == termNull && st.conds[2].col == "m" && st.conditional()
+		}},
+		{`delete from t where a = ? if d = ?`, stmtDelete, 2, func(st *statement) bool {
+			return len(st.conds) == 1 && st.conds[0].col == "d" && st.conditional()
+		}},
 		{`-- comment
 		  /* block */ USE demandpipe`, stmtUse, 0, func(st *statement) bool { return st.keyspace == "demandpipe" }},
 		{`DROP TABLE IF EXISTS ks.t`, stmtDropTable, 0, func(st *statement) bool { return st.ifExists && st.table == "t" }},
@@ -66,6 +73,8 @@ func TestParseErrors(t *testing.T) {
 		``, `SELEC * FROM t`, `SELECT * FROM`, `INSERT INTO t (a, b) VALUES (?)`, `INSERT INTO t (a) VALUES ('x`,
 		`CREATE TABLE t (a int)`, `CREATE TABLE t (a nosuchtype PRIMARY KEY)`, `SELECT * FROM t WHERE a != 1`,
 		`SELECT * FROM t extra`, `CREATE TABLE t (a map<int> PRIMARY KEY)`, `/* open`, `DELETE FROM t`,
+		`UPDATE t SET b = 1 WHERE a = 1 IF NOT EXISTS`, `UPDATE t SET b = 1 WHERE a = 1 IF b IN (1, 2)`,
+		`DELETE FROM t WHERE a = 1 IF b`, `DELETE FROM t WHERE a = 1 IF b = 1 AND`,
 	} {
 		_, err := parse(q)
 		var se *syntaxError
@@ -82,6 +91,7 @@ func FuzzParse(f *testing.F) {
 		`SELECT a, b FROM ks.t WHERE a = ? AND b IN (?, ?) AND c IN ? AND d >= 3 LIMIT ?`,
 		`UPDATE t USING TTL 5 SET b = {'a': [1, 2], 'b': {}} WHERE a = ?`,
 		`DELETE FROM t WHERE a IN (1, 2) AND b = ? IF EXISTS`,
+		`UPDATE t USING TTL ? SET d = ? WHERE a = ? IF d = ? AND n != null`,
 		`CREATE TABLE t (a frozen<tuple<int, text>> PRIMARY KEY, "B" set<blob> static)`,
 		`select count(*) from "t" where x = -.5e-3 allow filtering`,
 		`'unterminated`, `((((((`, `{{{{`, `0x`, `--`, `?`,

@@ -92,13 +92,35 @@
 //     applied; compaction, compression, ... shown in system_schema.tables),
 //     CLUSTERING ORDER BY. USE, DROP TABLE, DROP KEYSPACE, TRUNCATE.
 //   - INSERT ... VALUES (...) [IF NOT EXISTS] [USING TTL t [AND TIMESTAMP ts]];
-//     UPDATE ... SET c = v, ... WHERE <whole primary key by =>;
+//     UPDATE ... SET c = v, ... WHERE <whole primary key by =>
+//     [IF EXISTS | IF c op v [AND ...]];
 //     SELECT * | cols | COUNT(*) FROM t [WHERE c = v AND c IN (v, ...) AND
 //     c IN ? AND ck < v ...] [ORDER BY ...] [LIMIT n] [ALLOW FILTERING];
 //     DELETE [c, ...] FROM t [USING TIMESTAMP ts] WHERE <whole partition key
 //     by = or IN> [AND clustering conditions] (a partition, rows, a range,
-//     or cells of rows). Values are bind markers or literals (strings,
-//     numbers, booleans, null, 0x blobs, collections).
+//     or cells of rows) [IF EXISTS | IF c op v [AND ...]]. Values are bind
+//     markers or literals (strings, numbers, booleans, null, 0x blobs,
+//     collections).
+//   - Lightweight transactions (lwt_test.go), as Cassandra 4.0/5.0 answers
+//     them: INSERT IF NOT EXISTS (with USING TTL), UPDATE and DELETE IF
+//     EXISTS or IF conditions on regular columns with = != < <= > >= (null
+//     equal only to null; against a null column or a missing row only !=
+//     holds: cql3/conditions/ColumnCondition.java compareWithOperator).
+//     The answer is the row [applied]; not applied, followed by the
+//     current row's columns (every column in SELECT * order for IF [NOT]
+//     EXISTS, the conditions' columns in IF order otherwise), or [applied]
+//     alone when there is no row (cql3/statements/ModificationStatement.java
+//     buildCasResultSet). The check and the write are atomic; the write
+//     carries the Paxos ballot's timestamp, the server's clock made
+//     strictly increasing, not the client's (USING TIMESTAMP is refused:
+//     "Cannot provide custom timestamp for conditional updates"). The
+//     serial consistency (SERIAL when the client sends none) must be SERIAL
+//     or LOCAL_SERIAL and the commit consistency must not be
+//     (db/ConsistencyLevel.java validateForCas, validateForCasCommit); a
+//     plain write at either is refused (validateForWrite); the live
+//     replicas must meet the serial level's quorum, then the commit's,
+//     else UNAVAILABLE at that level. IN on the key is refused, and a
+//     DELETE with IF conditions must name one row.
 //
 // Values are not decoded: a cell is the bytes the client sent and goes back
 // with the schema's type. A bound value is checked against its column's type
@@ -158,16 +180,16 @@
 //
 // Authentication, events, tracing, named bind values,
 // secondary indexes, materialized views, user types, functions, aggregates,
-// counters arithmetic (UPDATE c = c + 1), collection updates, lightweight
-// transactions with conditions other than IF [NOT] EXISTS (and their Paxos
-// timestamps), conditional batches, WRITETIME() and TTL() in SELECT,
+// counters arithmetic (UPDATE c = c + 1), collection updates, IN and
+// collection-element IF conditions, conditional batches, serial reads
+// (a SELECT at SERIAL reads as any other), WRITETIME() and TTL() in SELECT,
 // static columns kept per partition (they are kept per row), tokens and
 // token() in WHERE, and
 // consistency beyond the live-replica check: no replica ever times out or
 // disagrees unless a fault is injected, a read at ANY is not refused, a
-// lightweight transaction is checked at its consistency only (not at the
-// serial consistency of its Paxos round), and TRUNCATE does not need every
-// node up. Unsupported CQL gets a SYNTAX_ERROR or INVALID error naming the
+// lightweight transaction never meets contention (no Paxos round to lose:
+// no WRITE_TIMEOUT of type CAS unless injected, no CAS_WRITE_UNKNOWN),
+// and TRUNCATE does not need every node up. Unsupported CQL gets a SYNTAX_ERROR or INVALID error naming the
 // problem.
 //
 // # Faults and statistics

@@ -28,6 +28,10 @@ type execCtx struct {
 	// against the live replicas (a client's request, not Server.Exec).
 	cl      primitive.ConsistencyLevel
 	checkCL bool
+	// serial is the serial consistency of a lightweight transaction's
+	// Paxos round, nil when the client sent none: SERIAL then
+	// (cql3/QueryOptions.java Codec, without the SERIAL_CONSISTENCY flag).
+	serial *primitive.ConsistencyLevel
 	// ts is the write timestamp of statements without USING TIMESTAMP:
 	// the request's default timestamp, else set on first use
 	// (Server.timestamp).
@@ -408,6 +412,18 @@ type mutation struct {
 	ts       int64 // the statement's write timestamp
 	now      int64 // unix ns: deletion time of its tombstones
 	ifCond   bool  // IF NOT EXISTS (insert) / IF EXISTS (update, delete)
+	// IF c op v conditions (UPDATE, DELETE), and the columns a
+	// transaction that is not applied answers with: the conditions'
+	// columns in IF order, nil for every column (IF [NOT] EXISTS).
+	conds    []boundCond
+	condCols []int
+}
+
+// boundCond is a condition with its value bound (nil: null).
+type boundCond struct {
+	col int
+	op  string
+	v   []byte
 }
 
 // maxTTL is the largest TTL, 20 years (cql3/Attributes.java MAX_TTL).
@@ -422,10 +438,23 @@ func (s *Server) planWrite(x *execCtx, t *table, st *statement) (*mutation, erro
 	if hasTS && ts == math.MinInt64 {
 		return nil, invalidf("Invalid timestamp value: %d", ts)
 	}
-	if !hasTS {
+	switch {
+	case st.conditional() && st.timestamp != nil:
+		return nil, invalidf("Cannot provide custom timestamp for conditional updates")
+	case st.conditional():
+		// A lightweight transaction's writes carry its Paxos ballot's
+		// timestamp, the coordinator's clock made to exceed every
+		// timestamp it gave before (ClientState.getTimestampForPaxos;
+		// Commit.Proposal.of rewrites the update's timestamps to the
+		// ballot's): the client's default timestamp is not used.
+		ts = s.nextTimestamp()
+	case !hasTS:
 		ts = s.timestamp(x)
 	}
 	m.ts = ts
+	if err := x.bindConditions(t, st, m); err != nil {
+		return nil, err
+	}
 	if st.kind == stmtDelete {
 		return m, s.planDelete(x, t, st, m)
 	}
@@ -443,9 +472,14 @@ func (s *Server) planWrite(x *execCtx, t *table, st *statement) (*mutation, erro
 	if !hasTTL {
 		ttl = t.defaultTTL
 	}
+	// An expiring cell's local expiration time is in whole seconds, the
+	// request's now in seconds (rounded down) plus the TTL
+	// (db/LivenessInfo.java, ExpiringLivenessInfo; rows/BufferCell
+	// expiring), and reads compare their own now in seconds with it: the
+	// cell is gone at that second, up to a second before now + TTL.
 	var expires int64
 	if ttl > 0 {
-		expires = x.now + ttl*1e9
+		expires = (x.now/1e9 + ttl) * 1e9
 	}
 	assign := func(name string, tm term) error {
 		c, err := t.column(name)
@@ -514,6 +548,38 @@ func (s *Server) planWrite(x *execCtx, t *table, st *statement) (*mutation, erro
 	return m, nil
 }
 
+// bindConditions binds the IF conditions of an UPDATE or DELETE:
+// regular columns only, an unset value refused, null compared by = and
+// != only (cql3/conditions/ColumnCondition.java compareWithOperator).
+func (x *execCtx) bindConditions(t *table, st *statement, m *mutation) error {
+	seen := map[int]bool{}
+	for _, c := range st.conds {
+		col, err := t.column(c.col)
+		if err != nil {
+			return err
+		}
+		if t.cols[col].kind <= colClustering {
+			return invalidf("PRIMARY KEY column '%s' cannot have IF conditions", c.col)
+		}
+		v, unset, err := x.bind(c.value, t.cols[col].typ)
+		if err != nil {
+			return err
+		}
+		if unset {
+			return invalidf("Invalid 'unset' value in condition")
+		}
+		if v == nil && c.op != "=" && c.op != "!=" {
+			return invalidf("Invalid comparison with null for operator \"%s\"", c.op)
+		}
+		m.conds = append(m.conds, boundCond{col: col, op: c.op, v: v})
+		if !seen[col] {
+			seen[col] = true
+			m.condCols = append(m.condCols, col)
+		}
+	}
+	return nil
+}
+
 // planDelete binds a DELETE: the partitions (whole partition key by = or
 // IN), the clustering restrictions, the cells.
 func (s *Server) planDelete(x *execCtx, t *table, st *statement, m *mutation) error {
@@ -526,6 +592,18 @@ func (s *Server) planDelete(x *execCtx, t *table, st *statement, m *mutation) er
 		return invalidf("Some partition key parts are missing: DELETE needs the whole partition key")
 	}
 	m.keys, m.pks, m.rs = keys, pks, rs
+	if st.conditional() {
+		// A transaction is on one partition, and IF conditions on one
+		// row (ModificationStatement.makeCasRequest; DeleteStatement).
+		for _, res := range rs {
+			if res.op == "IN" {
+				if t.cols[res.col].kind == colPartitionKey {
+					return invalidf("IN on the partition key is not supported with conditional deletions")
+				}
+				return invalidf("IN on the clustering key columns is not supported with conditional deletions")
+			}
+		}
+	}
 	for _, res := range rs {
 		switch t.cols[res.col].kind {
 		case colClustering:
@@ -547,6 +625,16 @@ func (s *Server) planDelete(x *execCtx, t *table, st *statement, m *mutation) er
 	}
 	if m.delCols != nil && len(t.ck) > 0 && t.clusteringKeys(m.ckRs) == nil {
 		return invalidf("Range deletions are not supported for specific columns")
+	}
+	if m.conds != nil {
+		rows := t.clusteringKeys(m.ckRs)
+		if rows == nil {
+			return invalidf("DELETE statements must restrict all PRIMARY KEY columns with equality relations in order to use IF condition on non static columns")
+		}
+		m.cells = rows[0]
+		for j, i := range t.pk {
+			m.cells[i] = cell{v: m.pks[0][j], ok: true}
+		}
 	}
 	return nil
 }
@@ -613,28 +701,85 @@ func (s *Server) nextTimestamp() int64 {
 }
 
 // apply performs the write. For conditional writes it reports whether the
-// condition held, and the existing row when it did not.
+// condition held, and the existing row when it did not. The check and the
+// write are one step under the table's lock: what a Paxos round makes of
+// them on a real cluster (service/paxos; CQL3CasRequest.appliesTo reads
+// the row at the ballot, makeUpdates writes it).
 func (m *mutation) apply(now int64) (applied bool, existing *row) {
 	t := m.t
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if m.conds != nil {
+		cur := m.current(now)
+		if !m.holds(cur, now) {
+			return false, cur
+		}
+	}
 	if m.kind == stmtDelete {
 		return m.applyDelete(now), nil
 	}
 	if m.ifCond {
-		var found *row
-		if p := t.parts[m.keys[0]]; p != nil {
-			i, ok := slices.BinarySearchFunc(p.rows, &row{cells: m.cells}, t.compareCK)
-			if ok && t.rowLive(p.rows[i], now) {
-				found = p.rows[i]
-			}
-		}
+		found := m.current(now)
 		if (m.kind == stmtInsert) == (found != nil) {
 			return false, found
 		}
 	}
 	t.write(m.keys[0], m.pks[0], m.cells, m.marker, now)
 	return true, nil
+}
+
+// current is the live row the statement's key names, or nil (an
+// expired or deleted row is none). Callers hold t.mu.
+func (m *mutation) current(now int64) *row {
+	t := m.t
+	p := t.parts[m.keys[0]]
+	if p == nil {
+		return nil
+	}
+	i, ok := slices.BinarySearchFunc(p.rows, &row{cells: m.cells}, t.compareCK)
+	if ok && t.rowLive(p.rows[i], now) {
+		return p.rows[i]
+	}
+	return nil
+}
+
+// holds reports whether every IF condition holds on r (nil: no row, every
+// column null), as ColumnCondition's compareWithOperator: a null value is
+// equal only to null; against a null column only != holds.
+func (m *mutation) holds(r *row, now int64) bool {
+	for _, c := range m.conds {
+		var cur []byte
+		if r != nil {
+			cur = m.t.value(r, c.col, now)
+		}
+		var ok bool
+		switch {
+		case c.v == nil:
+			ok = (cur == nil) == (c.op == "=")
+		case cur == nil:
+			ok = c.op == "!="
+		default:
+			cmp := compareValues(m.t.cols[c.col].typ, cur, c.v)
+			switch c.op {
+			case "=":
+				ok = cmp == 0
+			case "!=":
+				ok = cmp != 0
+			case "<":
+				ok = cmp < 0
+			case "<=":
+				ok = cmp <= 0
+			case ">":
+				ok = cmp > 0
+			case ">=":
+				ok = cmp >= 0
+			}
+		}
+		if !ok {
+			return false
+		}
+	}
+	return true
 }
 
 // applyDelete writes the DELETE's tombstones; it reports whether a live
@@ -695,15 +840,27 @@ func (m *mutation) applyDelete(now int64) bool {
 	return !m.ifCond || found
 }
 
-// conditionalResult is the [applied] row of a lightweight transaction.
-func conditionalResult(t *table, applied bool, existing *row, now int64) message.Message {
+// conditionalResult is the answer of a lightweight transaction, as
+// ModificationStatement.buildCasResultSet builds it: the row [applied];
+// when not applied and the row exists, followed by its columns: all of
+// them, in SELECT * order, for IF [NOT] EXISTS (cols nil), else the
+// conditions' columns in IF order. Not applied on a missing row, the
+// answer is [applied] alone (merge() of an empty failure result).
+func conditionalResult(t *table, applied bool, existing *row, cols []int, now int64) message.Message {
 	md := &message.RowsMetadata{ColumnCount: 1, Columns: []*message.ColumnMetadata{
 		{Keyspace: t.ks, Table: t.name, Name: "[applied]", Type: datatype.Boolean},
 	}}
 	r := message.Row{encBool(applied)}
 	if existing != nil {
-		for i, c := range t.cols {
-			md.Columns = append(md.Columns, &message.ColumnMetadata{Keyspace: t.ks, Table: t.name, Name: c.name, Index: int32(i + 1), Type: c.typ.dt})
+		if cols == nil {
+			cols = make([]int, len(t.cols))
+			for i := range cols {
+				cols[i] = i
+			}
+		}
+		for j, i := range cols {
+			c := t.cols[i]
+			md.Columns = append(md.Columns, &message.ColumnMetadata{Keyspace: t.ks, Table: t.name, Name: c.name, Index: int32(j + 1), Type: c.typ.dt})
 			r = append(r, t.value(existing, i, now))
 		}
 		md.ColumnCount = int32(len(md.Columns))
@@ -758,6 +915,13 @@ func describe(t *table, st *statement) (*message.VariablesMetadata, *message.Row
 				pkMarker[c] = r.terms[0].marker
 			}
 		}
+	}
+	for _, c := range st.conds {
+		col, err := t.column(c.col)
+		if err != nil {
+			return nil, nil, err
+		}
+		spec(c.value, c.col, t.cols[col].typ)
 	}
 	if st.ttl != nil {
 		spec(*st.ttl, "[ttl]", mustType("int"))

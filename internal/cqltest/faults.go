@@ -20,7 +20,8 @@ const (
 	// FaultOverloaded answers OVERLOADED (0x1001).
 	FaultOverloaded
 	// FaultTimeout answers WRITE_TIMEOUT (0x1100) for writes and batches
-	// (write type SIMPLE, BATCH or UNLOGGED_BATCH) and READ_TIMEOUT (0x1200)
+	// (write type SIMPLE, BATCH or UNLOGGED_BATCH; CAS at the serial
+	// consistency for a lightweight transaction) and READ_TIMEOUT (0x1200)
 	// for reads. The statement is not applied.
 	FaultTimeout
 	// FaultUnavailable answers UNAVAILABLE (0x1000).

@@ -90,6 +90,7 @@ func newExecCtx(s *Server, o *message.QueryOptions, ks string) (*execCtx, primit
 	}
 	x.values, x.pageSize, x.pagingState, x.skipMetadata = o.PositionalValues, o.PageSize, o.PagingState, o.SkipMetadata
 	x.cl = o.Consistency
+	x.serial = o.SerialConsistency
 	if o.DefaultTimestamp != nil {
 		x.ts, x.tsSet = *o.DefaultTimestamp, true
 	}
@@ -144,7 +145,7 @@ func (s *Server) runStatement(c *conn, st *statement, x *execCtx, cl primitive.C
 			return nil, true
 		default:
 			s.stats.inj.Add(1)
-			return faultMessage(f, st.kind == stmtSelect, nil, cl), false
+			return statementFault(f, st, x, cl), false
 		}
 		s.stats.update(func(s *Stats) { s.Statements[string(st.kind)]++ })
 	}
@@ -154,12 +155,53 @@ func (s *Server) runStatement(c *conn, st *statement, x *execCtx, cl primitive.C
 	}
 	if f == FaultTimeoutApplied {
 		s.stats.inj.Add(1)
-		return faultMessage(f, false, nil, cl), false // applied, yet a timeout
+		return statementFault(f, st, x, cl), false // applied, yet a timeout
 	}
 	return msg, false
 }
 
+// statementFault is faultMessage for one statement. A lightweight
+// transaction's timeout is its Paxos round's: WRITE_TIMEOUT of write type
+// CAS at the serial consistency (StorageProxy.cas), as is its UNAVAILABLE.
+func statementFault(f Fault, st *statement, x *execCtx, cl primitive.ConsistencyLevel) message.Message {
+	if !st.conditional() {
+		return faultMessage(f, st.kind == stmtSelect, nil, cl)
+	}
+	msg := faultMessage(f, false, nil, x.serialLevel())
+	if wt, ok := msg.(*message.WriteTimeout); ok {
+		wt.WriteType = primitive.WriteTypeCas
+	}
+	return msg
+}
+
 func isWrite(k stmtKind) bool { return k == stmtInsert || k == stmtUpdate || k == stmtDelete }
+
+func isSerial(cl primitive.ConsistencyLevel) bool {
+	return cl == primitive.ConsistencyLevelSerial || cl == primitive.ConsistencyLevelLocalSerial
+}
+
+// serialLevel is the transaction's serial consistency: the client's, else
+// SERIAL (cql3/QueryOptions.java's default when the flag is absent).
+func (x *execCtx) serialLevel() primitive.ConsistencyLevel {
+	if x.serial == nil {
+		return primitive.ConsistencyLevelSerial
+	}
+	return *x.serial
+}
+
+// checkSerial refuses the levels a lightweight transaction cannot run at,
+// as StorageProxy.cas does before its Paxos round:
+// ConsistencyLevel.validateForCas (the serial consistency must be SERIAL
+// or LOCAL_SERIAL) and validateForCasCommit (the commit's must not be).
+func (x *execCtx) checkSerial() error {
+	if !isSerial(x.serialLevel()) {
+		return invalidf("Invalid consistency for conditional update. Must be one of SERIAL or LOCAL_SERIAL")
+	}
+	if isSerial(x.cl) {
+		return invalidf("%s is not supported as conditional update commit consistency. Use ANY if you mean \"make sure it is accepted but I don't care how many replicas commit it for non-SERIAL reads\"", clName(x.cl))
+	}
+	return nil
+}
 
 // exec executes one statement; c is nil for Server.Exec.
 func (s *Server) exec(c *conn, st *statement, x *execCtx) (message.Message, error) {
@@ -180,13 +222,31 @@ func (s *Server) exec(c *conn, st *statement, x *execCtx) (message.Message, erro
 			t.truncate()
 			return &message.VoidResult{}, nil
 		}
+		cas := st.conditional()
+		if !cas && isSerial(x.cl) {
+			// ConsistencyLevel.validateForWrite.
+			return nil, invalidf("You must use conditional updates for serializable writes")
+		}
 		m, err := s.planWrite(x, t, st)
 		if err != nil {
 			return nil, err
 		}
+		if cas {
+			if err := x.checkSerial(); err != nil {
+				return nil, err
+			}
+		}
 		// The replica check comes after validation, as in Cassandra
 		// (StorageProxy.mutate), and an unavailable write applies nothing.
+		// A transaction's Paxos round needs its serial consistency's
+		// quorum first (StorageProxy.cas), then its commit the
+		// statement's consistency.
 		if x.checkCL {
+			if cas {
+				if err := s.assureLive(t, x.serialLevel()); err != nil {
+					return nil, err
+				}
+			}
 			if err := s.assureLive(t, x.cl); err != nil {
 				return nil, err
 			}
@@ -195,8 +255,8 @@ func (s *Server) exec(c *conn, st *statement, x *execCtx) (message.Message, erro
 		if applied && st.kind != stmtDelete {
 			s.stats.rows.Add(1)
 		}
-		if m.ifCond {
-			return conditionalResult(t, applied, existing, x.now), nil
+		if cas {
+			return conditionalResult(t, applied, existing, m.condCols, x.now), nil
 		}
 		return &message.VoidResult{}, nil
 	case stmtUse:
@@ -281,7 +341,7 @@ func (s *Server) runBatch(c *conn, b *message.Batch) (message.Message, bool) {
 		if !isWrite(st.kind) {
 			return errorMessage(invalidf("Invalid statement in batch: only UPDATE, INSERT and DELETE statements are allowed.")), false
 		}
-		if st.ifExists {
+		if st.conditional() {
 			return errorMessage(invalidf("conditional statements in batches are not supported by cqltest")), false
 		}
 		x := &execCtx{keyspace: ks, values: ch.Values, now: now, ts: ts, tsSet: true}

@@ -39,7 +39,8 @@ type Config struct {
 	Table    string
 	// State names this pipeline in the engine_state and minutes tables
 	// (?state=, default: Table), so pipelines writing different feature
-	// tables can share a keyspace. Two runs must never share one name.
+	// tables can share a keyspace. Two runs must never share one name:
+	// the writer lease (Lease) refuses the second.
 	State string
 	// Definition is the feature definition the engine computes (set from
 	// the run's flags, not the URL). Open stores it with the state and
@@ -99,6 +100,30 @@ type Config struct {
 	// (default 1s; gocql's 60s would keep a node that came back idle for a
 	// minute while the queue's retries run out).
 	ReconnectInterval time.Duration
+	// Lease (?lease=, default true) makes Open take the writer lease of
+	// the state name (lease.go): a second run writing under the same
+	// state= (by default: the same table) is refused, naming the holder,
+	// and a run that loses the lease fails. false: no lease (a migration
+	// that writes beside a run on purpose, a cluster without lightweight
+	// transactions).
+	Lease bool
+	// LeaseTTL (?lease_ttl=, default 30s, whole seconds in 3s..1h) is how
+	// long the lease outlives its last renewal; it is renewed every
+	// LeaseTTL/3, and a run whose renewals have failed for LeaseTTL - 1s
+	// stops (Cassandra counts TTLs in whole seconds, so the record may go
+	// a second early). A crashed run's successor on another machine waits up to
+	// it (the refusal says how long); a renewal may keep failing for
+	// 2/3 of it (a coordinator restarting, a long pause) before the run
+	// stops. 30 s: a renewal every 10 s is 0.1 lightweight transaction a
+	// second (four round trips each on a real cluster), nothing beside the
+	// rows, and a restart elsewhere is back within a minute.
+	LeaseTTL time.Duration
+	// LeaseSerial (?lease_serial=, default LOCAL_SERIAL) is the serial
+	// consistency of the lease's transactions: LOCAL_SERIAL needs a
+	// quorum of the local data centre's replicas, SERIAL of all of them.
+	// Runs that may start in different data centres need SERIAL, else each
+	// could take the lease in its own.
+	LeaseSerial string
 	// Queue holds the write queue's knobs (-sink.writers, -sink.batch-rows,
 	// ...); flags, not URL parameters.
 	Queue sink.QueueConfig
@@ -117,6 +142,8 @@ const (
 	DefaultConnectTimeout    = 5 * time.Second
 	DefaultNumConns          = 2
 	DefaultReconnectInterval = time.Second
+	DefaultLeaseTTL          = 30 * time.Second
+	DefaultLeaseSerial       = "LOCAL_SERIAL"
 )
 
 // DefaultConfig returns the defaults (no hosts).
@@ -127,6 +154,7 @@ func DefaultConfig() Config {
 		ReplicationFactor: DefaultReplicationFactor, TTL: DefaultTTL,
 		RegionResolution: DefaultRegionResolution, ConnectTimeout: DefaultConnectTimeout,
 		NumConns: DefaultNumConns, ReconnectInterval: DefaultReconnectInterval,
+		Lease: true, LeaseTTL: DefaultLeaseTTL, LeaseSerial: DefaultLeaseSerial,
 		Queue: sink.DefaultQueueConfig(),
 	}
 }
@@ -234,10 +262,24 @@ func ParseURLInto(base Config, raw string) (Config, error) {
 				return c, bad("an integer")
 			}
 			c.NumConns = n
+		case "lease":
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				return c, bad("true or false")
+			}
+			c.Lease = b
+		case "lease_ttl":
+			d, err := time.ParseDuration(v)
+			if err != nil {
+				return c, bad("a duration, e.g. 30s")
+			}
+			c.LeaseTTL = d
+		case "lease_serial":
+			c.LeaseSerial = strings.ToUpper(v)
 		case "username", "password", "user", "pass":
 			return c, fmt.Errorf("sink cassandra: %s= in the URL is refused: set %s and %s, or password_file=", key, EnvUsername, EnvPassword)
 		default:
-			return c, fmt.Errorf("sink cassandra: unknown URL parameter %q (known: table, state, consistency, dc, compression, tls, ca, cert, key, server_name, password_file, create, rf, ttl, region_res, connect_timeout, conns)", key)
+			return c, fmt.Errorf("sink cassandra: unknown URL parameter %q (known: table, state, consistency, dc, compression, tls, ca, cert, key, server_name, password_file, create, rf, ttl, region_res, connect_timeout, conns, lease, lease_ttl, lease_serial)", key)
 		}
 	}
 	if err := c.readCredentials(); err != nil {
@@ -315,6 +357,10 @@ func (c Config) Validate() error {
 		return errors.New("sink cassandra: cert= and key= go together (a client certificate and its key)")
 	case c.LocalDC != "" && !validDC(c.LocalDC):
 		return fmt.Errorf("sink cassandra: dc=%q: want letters, digits, '_' or '-'", c.LocalDC)
+	case c.Lease && (c.LeaseTTL < 3*time.Second || c.LeaseTTL > time.Hour || c.LeaseTTL%time.Second != 0):
+		return fmt.Errorf("sink cassandra: lease_ttl=%v: must be whole seconds in 3s..1h", c.LeaseTTL)
+	case c.Lease && c.LeaseSerial != "SERIAL" && c.LeaseSerial != "LOCAL_SERIAL":
+		return fmt.Errorf("sink cassandra: lease_serial=%q: want LOCAL_SERIAL or SERIAL", c.LeaseSerial)
 	}
 	if _, err := gocql.ParseConsistencyWrapper(c.Consistency); err != nil {
 		return fmt.Errorf("sink cassandra: consistency=%q: want ONE, TWO, THREE, QUORUM, ALL, LOCAL_QUORUM, EACH_QUORUM or LOCAL_ONE", c.Consistency)
@@ -352,8 +398,12 @@ func (c Config) String() string {
 	if c.Username != "" {
 		auth = "user " + c.Username + " (password set)"
 	}
-	return fmt.Sprintf("cassandra hosts=%s keyspace=%s table=%s consistency=%s dc=%q compression=%s tls=%t auth=%s writers=%d batch-rows=%d",
-		strings.Join(c.Hosts, ","), c.Keyspace, c.Table, c.Consistency, c.LocalDC, c.Compression, c.TLS, auth, c.Queue.Writers, c.Queue.BatchRows)
+	lease := "off"
+	if c.Lease {
+		lease = c.LeaseTTL.String() + " " + c.LeaseSerial
+	}
+	return fmt.Sprintf("cassandra hosts=%s keyspace=%s table=%s consistency=%s dc=%q compression=%s tls=%t auth=%s writers=%d batch-rows=%d lease=%s",
+		strings.Join(c.Hosts, ","), c.Keyspace, c.Table, c.Consistency, c.LocalDC, c.Compression, c.TLS, auth, c.Queue.Writers, c.Queue.BatchRows, lease)
 }
 
 // GoString keeps %#v from printing the password too.

@@ -59,6 +59,17 @@
 // names the pipeline in the state tables; Config.Definition is stored and
 // checked at Open.
 //
+// Writer lease (lease.go): one run at a time writes under a state name.
+// Open takes a lease, a row of the state table under kind 'lease' taken
+// by INSERT IF NOT EXISTS USING TTL (Config.LeaseTTL, 30 s), renewed every
+// TTL/3 by UPDATE IF data = ours and given back by Close (DELETE IF data =
+// ours), at Config.LeaseSerial (LOCAL_SERIAL). A second run's Open is
+// refused, naming the holder and when its lease expires; a run that loses
+// the lease (taken by another, or not renewed for its TTL) fails: Done,
+// Err, and the next Write, CloseMinute or Close return the error. The
+// aggregate role's processes, each under its own state name, hold leases
+// apart.
+//
 // Reads: Reader.Get returns the rows of a list of cells of one (minute,
 // product), one query per region. Store answers serve's queries
 // (serve.Reader) as the embedded store does: minutes and products from the

@@ -52,7 +52,8 @@ func SchemaStatements(cfg Config) []string {
 	AND comment = 'demandpipe features: f = encode.AppendRowValue (encode/FORMAT.md); region = H3 parent of cell at resolution %d'`,
 			cfg.Keyspace, cfg.Table, ttl, gcGrace(cfg.TTL), unit, size, cfg.RegionResolution),
 		// The engine's state (sink.Checkpointer, state.go): count records
-		// and checkpoints in chunks, chunk 0 written last. Deletes only
+		// and checkpoints in chunks, chunk 0 written last; also the
+		// definitions record (registry.go) and the writer lease (lease.go). Deletes only
 		// ever remove records no checkpoint needs, and a resurrected one
 		// is never read (an old count minute, an older checkpoint
 		// sequence), so a short gc_grace is safe.

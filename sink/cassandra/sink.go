@@ -61,6 +61,8 @@ type Sink struct {
 	countsFrom   int64 // count records below it are deleted
 	stateBytes   atomic.Int64
 	stateRetries atomic.Int64
+
+	lease *lease // the writer lease (lease.go); nil with lease=false
 }
 
 // partKey is a row's partition key; the queue's shard key.
@@ -109,6 +111,7 @@ func Open(ctx context.Context, cfg Config, opt Options) (*Sink, error) {
 		stateCons: stateConsistency(cfg.Consistency), chunkBytes: defaultChunkBytes, now: opt.Now}
 	s.cur.reset(noMinute, time.Time{})
 	fail := func(err error) (*Sink, error) {
+		s.lease.close()
 		sess.Close()
 		return nil, err
 	}
@@ -136,6 +139,13 @@ func Open(ctx context.Context, cfg Config, opt Options) (*Sink, error) {
 			s.codec = comp.Name()
 		} else {
 			s.logf("sink cassandra: WARNING: the server does not support compression=%s: frames are sent UNCOMPRESSED (set compression=lz4 or none to silence this)", cfg.Compression)
+		}
+	}
+	// The lease before anything is written: a second run writes nothing,
+	// not even the definition record.
+	if cfg.Lease {
+		if s.lease, err = acquireLease(ctx, s); err != nil {
+			return fail(err)
 		}
 	}
 	if err := s.openState(ctx); err != nil {
@@ -256,6 +266,9 @@ func (s *Sink) Write(ctx context.Context, b *encode.Batch) error {
 	if s.nf > 0 && b.NumFeatures != s.nf {
 		return fmt.Errorf("sink cassandra: batch rows have %d features, the definition %q has %d (set Config.Definition from the engine's)", b.NumFeatures, s.cfg.Definition, s.nf)
 	}
+	if err := s.lease.check(); err != nil {
+		return fmt.Errorf("sink cassandra: %w", err)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.cur.minute != b.Minute {
@@ -304,6 +317,10 @@ func (s *Sink) CloseMinute(ctx context.Context, m int64) error {
 	if err := s.q.Flush(ctx); err != nil {
 		return fmt.Errorf("sink cassandra: minute %s: %w", encode.MinuteStart(m).Format(time.RFC3339), err)
 	}
+	// Nothing is committed (minutes row, checkpoint) without the lease.
+	if err := s.lease.check(); err != nil {
+		return fmt.Errorf("sink cassandra: minute %s: %w", encode.MinuteStart(m).Format(time.RFC3339), err)
+	}
 	if err := s.commitMinute(ctx, m); err != nil {
 		return fmt.Errorf("sink cassandra: minute %s: %w", encode.MinuteStart(m).Format(time.RFC3339), err)
 	}
@@ -332,15 +349,20 @@ func closeSession(sess *gocql.Session, logf func(string, ...any)) {
 	}
 }
 
-// Close drains the queue (up to Queue.DrainTimeout), closes the session
-// and unregisters the metrics.
+// Close drains the queue (up to Queue.DrainTimeout), gives the writer
+// lease back, closes the session and unregisters the metrics. It returns
+// the queue's error, or the lease's if it was lost.
 func (s *Sink) Close() error {
 	if s.closed.Swap(true) {
 		return nil
 	}
 	err := s.q.Close()
+	leaseErr := s.lease.close()
 	closeSession(s.sess, s.logf)
 	s.unregister()
+	if err == nil {
+		err = leaseErr
+	}
 	if err != nil {
 		return fmt.Errorf("sink cassandra: %w", err)
 	}

@@ -107,8 +107,9 @@ func TestSingleRowWrites(t *testing.T) {
 		t.Fatal(err)
 	}
 	st := srv.Stats()
-	// Besides the rows: the definition record and a minutes row per minute.
-	if st.Requests["BATCH"] != 0 || st.Statements["INSERT"] != int64(len(d.want)+1+len(d.minutes)) {
+	// Besides the rows: the writer lease, the definition record and a
+	// minutes row per minute.
+	if st.Requests["BATCH"] != 0 || st.Statements["INSERT"] != int64(len(d.want)+2+len(d.minutes)) {
 		t.Fatalf("requests %v statements %v", st.Requests, st.Statements)
 	}
 	checkReadBack(t, NewReader(s.Session(), cfg), d.minutes, d.products, d.cells, d.want)
