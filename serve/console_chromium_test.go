@@ -115,7 +115,7 @@ func TestPageOnNYCPickups(t *testing.T) {
 		t.Fatal(err)
 	}
 	from := time.Date(2014, 4, 4, 16, 0, 0, 0, time.UTC).UnixMilli()
-	to := from + testsize.Pick[int64](2, 6)*time.Hour.Milliseconds() // an evening: 2 hours (long: 6)
+	to := from + testsize.Pick[int64](1, 6)*time.Hour.Milliseconds() // an evening: 1 hour (long: 6)
 	var events []byte
 	n := 0
 	for i, pk := range pickups {
