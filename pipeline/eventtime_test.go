@@ -60,16 +60,17 @@ func TestThinRealDataNothingFuture(t *testing.T) {
 	t.Parallel()
 	ps := nycPickups(t)
 	first, last := ps[0].TS, ps[len(ps)-1].TS
-	cases := []struct {
+	type thinning = struct {
 		name     string
 		step     int
 		from, to int64
-	}{
-		{"one in 25", 25, first, last + 1},
+	}
+	cases := []thinning{
 		{"one in 100", 100, first, last + 1},
 		{"one in 7, the last week", 7, last - 7*24*3_600_000, last + 1},
 	}
 	if testsize.Long() {
+		cases = append(cases, thinning{"one in 25", 25, first, last + 1})
 		cases = append(cases, struct {
 			name     string
 			step     int
@@ -130,7 +131,8 @@ func TestBadClockCostsOnlyItsFootprint(t *testing.T) {
 	}
 	if ps, err := gen.ReadPickupsFile("../../shared/data/uber-nyc-pickups-2014-04-02-to-30.csv.gz"); err == nil {
 		night := time.Date(2014, 4, 9, 0, 0, 0, 0, time.UTC).UnixMilli()
-		streams["thin (a NYC night, one in 3)"] = pickupLines(ps, 3, night, night+8*3_600_000)
+		hours := testsize.Pick[int64](4, 8)
+		streams["thin (a NYC night, one in 3)"] = pickupLines(ps, 3, night, night+hours*3_600_000)
 	}
 	offsets := []int64{30_000, 120_000, 290_000, 3_600_000, 30 * 86_400_000, encode.MaxTS, -3_600_000, -600_000, -86_400_000}
 	rng := rand.New(rand.NewPCG(testsize.Seed(t), 21))
