@@ -31,11 +31,14 @@ import (
 // or dropped by the counter, those of later minutes meet exactly the state
 // they met the first time.
 
-// checkpointVersion changes with the encoding. Version 3 holds event time
-// by riders (the K riders' latest times) where version 2 held the future
-// rule's held events: an older checkpoint is not resumable (the run starts
-// over, as after a change of settings), since its rule gave other rows.
-const checkpointVersion = 3
+// checkpointVersion changes with the encoding. Version 4 adds the tail
+// rule's state (the riders that contradicted the tail, the largest ts
+// after it); a version-3 checkpoint still resumes, with none. Version 3
+// holds event time by riders (the K riders' latest times) where version 2
+// held the future rule's held events: an older checkpoint is not
+// resumable (the run starts over, as after a change of settings), since
+// its rule gave other rows.
+const checkpointVersion = 4
 
 // seqState is the sequencer's state at a batch boundary, and where in the
 // input that boundary is: what a resume from there restores.
@@ -47,6 +50,9 @@ type seqState struct {
 	clockTS         []int64
 	t, tailMax      int64
 	haveT           bool
+	tailNext        int64
+	haveTailNext    bool
+	tailContra      []uint64
 	ahead           []aheadEvent // entries are values; their text is never written
 	lastCounted     [encode.MaxProducts]int64
 }
@@ -57,7 +63,9 @@ func (s *sequencer) capture(dst *seqState, pos, line int64) {
 	dst.haveTS, dst.maxTS, dst.frontier = s.haveTS, s.maxTS, s.frontier
 	dst.clockKey = append(dst.clockKey[:0], s.clock.key...)
 	dst.clockTS = append(dst.clockTS[:0], s.clock.ts...)
-	dst.t, dst.tailMax, dst.haveT = s.t, s.tailMax, s.haveT
+	dst.t, dst.tailMax, dst.haveT = s.t, s.tail.max, s.haveT
+	dst.tailNext, dst.haveTailNext = s.tail.next, s.tail.haveNext
+	dst.tailContra = append(dst.tailContra[:0], s.tail.contra...)
 	dst.ahead = append(dst.ahead[:0], s.ahead...)
 	dst.lastCounted = s.lastCounted
 }
@@ -66,7 +74,12 @@ func (s *sequencer) capture(dst *seqState, pos, line int64) {
 func (s *sequencer) restore(st *seqState) {
 	s.haveTS, s.maxTS, s.frontier = st.haveTS, st.maxTS, st.frontier
 	s.clock.set(st.clockKey, st.clockTS)
-	s.t, s.tailMax, s.haveT = st.t, st.tailMax, st.haveT
+	s.t, s.tail.max, s.haveT = st.t, st.tailMax, st.haveT
+	s.tail.next, s.tail.haveNext = st.tailNext, st.haveTailNext
+	s.tail.contra, s.tail.seen = append(s.tail.contra[:0], st.tailContra...), 0
+	for _, k := range st.tailContra {
+		s.tail.seen |= 1 << (k & 63)
+	}
 	s.ahead = append(s.ahead[:0], st.ahead...)
 	s.lastCounted = st.lastCounted
 	s.anchorTS, s.haveAnchor = s.clock.floor()
@@ -131,6 +144,12 @@ func (cp *checkpoint) encode(dst []byte) []byte {
 	dst = wire.AppendBool(dst, st.haveT)
 	dst = binary.AppendVarint(dst, st.t)
 	dst = binary.AppendVarint(dst, st.tailMax)
+	dst = wire.AppendBool(dst, st.haveTailNext)
+	dst = binary.AppendVarint(dst, st.tailNext)
+	dst = binary.AppendUvarint(dst, uint64(len(st.tailContra)))
+	for _, k := range st.tailContra {
+		dst = binary.LittleEndian.AppendUint64(dst, k)
+	}
 	dst = binary.AppendUvarint(dst, uint64(len(st.ahead)))
 	for _, a := range st.ahead {
 		dst = binary.AppendVarint(dst, a.minute)
@@ -150,7 +169,7 @@ var errCorrupt = errors.New("corrupt checkpoint")
 func decodeCheckpoint(b []byte) (*checkpoint, error) {
 	r := wire.Reader{B: b}
 	v := r.Uvarint()
-	if v != checkpointVersion {
+	if v != checkpointVersion && v != 3 {
 		return nil, fmt.Errorf("%w: the checkpoint is of version %d, written before event time by riders (this build writes %d)", ErrNotResumable, v, checkpointVersion)
 	}
 	cp := &checkpoint{identity: r.String(), config: r.String(), closed: r.Varint()}
@@ -166,6 +185,16 @@ func decodeCheckpoint(b []byte) (*checkpoint, error) {
 		st.clockTS = append(st.clockTS, r.Varint())
 	}
 	st.haveT, st.t, st.tailMax = r.Bool(), r.Varint(), r.Varint()
+	if v >= 4 {
+		st.haveTailNext, st.tailNext = r.Bool(), r.Varint()
+		nc := r.Uvarint()
+		if nc > maxConfirmRiders {
+			return nil, errCorrupt
+		}
+		for range nc {
+			st.tailContra = append(st.tailContra, r.U64())
+		}
+	}
 	na := r.Uvarint()
 	if na > maxAhead {
 		return nil, errCorrupt

@@ -6,6 +6,7 @@ package pipeline
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -162,6 +163,11 @@ func badClockCase(t *testing.T, name, where string, lines []string, off int64, r
 	}
 	bad := withTS(strings.Replace(near, `"rider_id":"`, `"rider_id":"bad-clock-`, 1), ts)
 	in := slices.Insert(slices.Clone(lines), i, bad)
+	// The input's tail: the last line, or an event ahead that nothing
+	// after it passes and fewer than K riders after it contradict (a
+	// later event with a lower ts): the end closes through it, and with
+	// it the clean stream's trailing windows (docs/EVENT-TIME.md).
+	tail := where == "last" || isTail(t, in[i+1:], ts, DefaultFutureConfig().ConfirmRiders)
 	t.Run(fmt.Sprintf("%s/%s/%+ds", name, where, off/1000), func(t *testing.T) {
 		got, _, e := runEngine(t, in, smallDef, 30_000, 2, 16<<10)
 		diffRows(t, got, reference(t, in, smallDef, 30_000))
@@ -174,7 +180,7 @@ func badClockCase(t *testing.T, name, where string, lines []string, off int64, r
 		m := minuteOf(ts)
 		changed := map[int64]int64{}
 		for _, k := range changedRows(got, clean) {
-			if where == "last" && k > cleanLast {
+			if tail && k > cleanLast {
 				continue // the clean stream's trailing windows
 			}
 			if k < m || k > m+maxW-1 {
@@ -185,6 +191,24 @@ func badClockCase(t *testing.T, name, where string, lines []string, off int64, r
 			}
 		}
 	})
+}
+
+// isTail says whether an event at ts followed by after stays the input's
+// tail: no later event at or past it, fewer than k riders contradicting.
+func isTail(t *testing.T, after []string, ts int64, k int) bool {
+	riders := map[string]bool{}
+	for _, l := range after {
+		lt := tsOf(t, l)
+		if lt >= ts {
+			return false
+		}
+		var ev struct {
+			Rider string `json:"rider_id"`
+		}
+		json.Unmarshal([]byte(l), &ev)
+		riders[ev.Rider] = true
+	}
+	return len(riders) < k
 }
 
 // changedRows lists the minute of every row that differs between a and b
@@ -260,5 +284,43 @@ func TestJunkProductsCostOnlyThemselves(t *testing.T) {
 	rowsEqual(t, got, clean)
 	if _, s := run(nil, in); s.Rejected["too_many_products"] == 0 {
 		t.Fatalf("without the products file the junk took no code from real products: %+v", s)
+	}
+}
+
+// TestRiderBehindOnTheLastLineLosesNothing pins the case the tail rule of
+// checkpoint version 4 fixed: a thin tail (pickups minutes apart, each a
+// new rider) ending with one rider whose clock is 10 minutes behind. That
+// rider joined the K riders and moved T, and the old rule (the largest ts
+// since T last moved) then closed only through its own minute: the honest
+// pickups before it were left open and rejected as future. Now every
+// honest minute closes, and the rows are the clean stream's but in the
+// late rider's own footprint.
+func TestRiderBehindOnTheLastLineLosesNothing(t *testing.T) {
+	t.Parallel()
+	var lines []string
+	for i := range 20 { // 20 riders, a minute apart: T moves with each
+		lines = append(lines, ev(fmt.Sprintf("10:%02d:10", i), fmt.Sprint("r", i), 40.758, -73.9855))
+	}
+	for i, m := range []int{25, 31, 38} { // the thin tail
+		lines = append(lines, ev(fmt.Sprintf("10:%02d:10", m), fmt.Sprint("tail", i), 40.758, -73.9855))
+	}
+	clean, cc, _ := runEngine(t, lines, smallDef, 30_000, 2, 16<<10)
+	behind := append(slices.Clone(lines), ev("10:28:10", "behind", 40.70, -74.00)) // 10 min behind, far away
+	got, gc, e := runEngine(t, behind, smallDef, 30_000, 2, 16<<10)
+	diffRows(t, got, reference(t, behind, smallDef, 30_000))
+	last := time.Date(2024, 6, 1, 10, 38, 0, 0, time.UTC).Unix() / 60
+	if s := e.Stats.Snapshot(); s.Rejected["future"] != 0 || !slices.Contains(gc.closed, last) {
+		t.Fatalf("the honest 10:38 pickup's minute: closed %v, future %d", slices.Contains(gc.closed, last), s.Rejected["future"])
+	}
+	// Its footprint: its minute 10:28 and the windows after it (max W 4).
+	footprint := func(r row) bool { return r.minute >= last-10 && r.minute <= last-10+3 }
+	outside := func(rs []row) []row {
+		return slices.DeleteFunc(slices.Clone(rs), footprint)
+	}
+	diffRows(t, outside(got), outside(clean))
+	for _, m := range cc.closed {
+		if !slices.Contains(gc.closed, m) {
+			t.Fatalf("minute %s closed in the clean stream, not with the rider behind", encode.MinuteStart(m))
+		}
 	}
 }

@@ -85,7 +85,9 @@ func reference(t testing.TB, lines []string, def feature.Definition, latenessMs 
 // 1a and 6), written out plainly: every rider's latest time in a map, T the
 // K-th largest of them by sorting those not below the last T (T never
 // falls, as latest times only grow), and the end of the input closing through
-// the later of T and the largest ts since T last changed.
+// the later of T and the tail: the largest ts that fewer than K distinct
+// riders contradicted (a later event of theirs with a lower ts), falling
+// back, when K have, to the largest ts after it.
 func referenceRule(t testing.TB, lines []string, def feature.Definition, latenessMs int64, fr futureRule) []row {
 	t.Helper()
 	type key struct {
@@ -99,6 +101,8 @@ func referenceRule(t testing.TB, lines []string, def feature.Definition, latenes
 	cand := map[string]int64{}   // the riders whose latest is >= T (all, before T)
 	haveT, T := false, int64(0)
 	tail, haveTS := int64(0), false
+	next, haveNext := int64(0), false
+	contra := map[string]bool{} // the riders that contradicted tail
 	closedThrough := int64(-1 << 62)
 	now := time.Now().UnixMilli()
 	for _, l := range lines {
@@ -130,8 +134,16 @@ func referenceRule(t testing.TB, lines []string, def feature.Definition, latenes
 			}
 			counts[key{uint64(c), prod, m}]++
 		}
-		if !haveTS || ts > tail {
-			tail = ts
+		switch {
+		case !haveTS || ts > tail:
+			tail, haveNext, contra = ts, false, map[string]bool{}
+		case ts < tail:
+			if !haveNext || ts > next {
+				next, haveNext = ts, true
+			}
+			if contra[rider] = true; len(contra) >= fr.confirm {
+				tail, haveNext, contra = next, false, map[string]bool{}
+			}
 		}
 		haveTS = true
 		if old, ok := latest[rider]; !ok || ts > old {
@@ -148,7 +160,6 @@ func referenceRule(t testing.TB, lines []string, def feature.Definition, latenes
 		maps.DeleteFunc(cand, func(_ string, v int64) bool { return v < x })
 		if !haveT || x != T {
 			haveT, T = true, x
-			tail = ts
 			closedThrough = max(closedThrough, floorDiv(T-latenessMs, 60000)-1)
 		}
 	}

@@ -41,12 +41,13 @@ type sequencer struct {
 	haveAnchor    bool
 
 	fut futureRule
-	// The end of a finite input closes through the later of T and tailMax,
-	// the largest ts accepted since T last moved: an honest thin tail (the
-	// last riders of a night) closes, while an event ahead that other
-	// riders' later events contradicted does not (docs/EVENT-TIME.md).
-	t, tailMax int64
-	haveT      bool
+	// The end of a finite input closes through the later of T and the
+	// tail (tailRule): an honest thin tail (the last riders of a night)
+	// closes, while an event ahead that K other riders' later events
+	// contradicted does not (docs/EVENT-TIME.md).
+	t     int64
+	haveT bool
+	tail  tailRule
 	// ahead: the counted events of minutes after T's (all of them before K
 	// riders), which the end of the input may leave unclosed; those are
 	// then rejected as future, with their lines. At most maxAhead.
@@ -177,7 +178,8 @@ func (c *riderClock) set(keys []uint64, ts []int64) {
 
 func newSequencer(lateness, idle int64, dt *dedup.Table, fr futureRule, products *encode.Products, maxW int) *sequencer {
 	s := &sequencer{lateness: lateness, idle: idle, dedup: dt, frontier: noMinute, fut: fr, clock: newRiderClock(fr.confirm),
-		products: products, maxW: int64(maxW), lastMinute: noMinute, stamped: noMinute, earliest: math.MaxInt64}
+		products: products, maxW: int64(maxW), lastMinute: noMinute, stamped: noMinute, earliest: math.MaxInt64,
+		tail: tailRule{k: fr.confirm, contra: make([]uint64, 0, fr.confirm)}}
 	for i := range s.lastCounted {
 		s.lastCounted[i] = noMinute
 	}
@@ -283,10 +285,10 @@ func (s *sequencer) sequence(b *batch, st *Stats, wallNow int64) {
 }
 
 // finish sets the final close of a finite input: through the later of T
-// and tailMax (and at least what is closed). Counted events of later
+// and the tail (and at least what is closed). Counted events of later
 // minutes are rejected as future: their minutes never close.
 func (s *sequencer) finish(b *batch, st *Stats) {
-	end := s.tailMax
+	end := s.tail.max
 	if s.haveT {
 		end = max(end, s.t)
 	}
@@ -341,11 +343,48 @@ func (s *sequencer) accept(b *batch, i int) {
 	if !s.haveTS || ts > s.maxTS {
 		s.haveTS, s.maxTS = true, ts
 	}
-	s.tailMax = max(s.tailMax, ts)
+	s.tail.observe(b.rkey[i], ts)
 	if s.clock.observe(b.rkey[i], ts) {
 		if t, _ := s.clock.time(); !s.haveT || t != s.t {
 			s.moved(t)
-			s.tailMax = ts
+		}
+	}
+}
+
+// tailRule is where the end of a finite input closes besides T: the
+// largest accepted ts that fewer than K distinct riders have contradicted,
+// a rider contradicting it by a later event with a lower ts. An event far
+// ahead is contradicted by the next K riders and falls back to the
+// largest ts accepted after it (whose count starts again); an honest last
+// pickup, or one followed by a rider whose clock is behind, is not.
+// (Until version 4 of the checkpoint the tail was the largest ts since T
+// last moved: one rider behind on the last line could move T and so drop
+// the honest pickups before it, leaving their minutes unclosed.)
+type tailRule struct {
+	max      int64 // the tail
+	next     int64 // the largest ts accepted after it (valid with haveNext)
+	haveNext bool
+	contra   []uint64 // the distinct riders that contradicted it, fewer than k
+	seen     uint64   // a bit per rider of contra (rider mod 64): most riders skip the scan
+	k        int
+}
+
+// observe takes an accepted event of rider at ts: at most k comparisons.
+func (r *tailRule) observe(rider uint64, ts int64) {
+	switch {
+	case ts > r.max:
+		r.max, r.haveNext, r.contra, r.seen = ts, false, r.contra[:0], 0
+	case ts < r.max:
+		if !r.haveNext || ts > r.next {
+			r.next, r.haveNext = ts, true
+		}
+		bit := uint64(1) << (rider & 63)
+		if r.seen&bit != 0 && slices.Contains(r.contra, rider) {
+			return
+		}
+		r.seen |= bit
+		if r.contra = append(r.contra, rider); len(r.contra) >= r.k {
+			r.max, r.haveNext, r.contra, r.seen = r.next, false, r.contra[:0], 0
 		}
 	}
 }
@@ -439,6 +478,7 @@ func (s *sequencer) noteMinute(m int64) {
 		snap.clockKey = slices.Clone(s.atStart.clockKey)
 		snap.clockTS = slices.Clone(s.atStart.clockTS)
 		snap.ahead = slices.Clone(s.atStart.ahead)
+		snap.tailContra = slices.Clone(s.atStart.tailContra)
 		s.batchSnap = &snap
 	}
 	s.open = append(s.open, openMinute{minute: m, at: s.batchSnap})
