@@ -149,8 +149,10 @@ func TestFewRidersCannotMoveTheStoreClock(t *testing.T) {
 		}
 	}
 	// 20,000 events at 1,000 a minute: minutes 10:00-10:19 and their
-	// windows' trailing minute.
-	if len(replayed) < 20 || len(mins) != len(replayed)+1 {
+	// windows' trailing minute; the made-up riders are the input's tail
+	// (fewer than K, nobody after them), so the end closes their minutes
+	// too: one, or two when their 15 seconds cross a minute.
+	if extra := len(mins) - len(replayed); len(replayed) < 20 || extra < 1 || extra > 2 {
 		t.Fatalf("after the made-up riders the store lists %d minutes, %d of the replay: %v", len(mins), len(replayed), replayed)
 	}
 	if err := runCommand(append([]string{"-source=file:" + next}, args...)); err != nil {
