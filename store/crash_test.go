@@ -136,6 +136,7 @@ func lastClosed(t *testing.T, lines []string) int64 {
 // TestKillMidMinute: SIGKILL while a minute is half written loses that
 // minute only; every closed minute reads back whole.
 func TestKillMidMinute(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	cmd, lines := startWriter(t, dir, 4)
 	var seen []string
@@ -177,6 +178,7 @@ func TestKillMidMinute(t *testing.T) {
 // fast as it can; every minute it reported closed is there and whole, and
 // so is any other minute the store lists.
 func TestKillAnytime(t *testing.T) {
+	t.Parallel()
 	r := rand.New(rand.NewPCG(testsize.Seed(t), 1))
 	for round := range 2 {
 		dir := t.TempDir()

@@ -39,6 +39,7 @@ func (d *fullDisk) MaybeError(op errorfs.Op) error {
 // returns; the minutes committed before stay readable after a reopen, and
 // writing goes on once space is back.
 func TestDiskFullIsAClearError(t *testing.T) {
+	t.Parallel()
 	for _, memtable := range []int64{1 << 20, 4 << 20} {
 		t.Run(fmt.Sprintf("memtable=%d", memtable), func(t *testing.T) {
 			dir := t.TempDir()
@@ -132,6 +133,7 @@ func (f *tightFS) GetDiskUsage(path string) (vfs.DiskUsage, error) {
 // ends with "disk full" within seconds, never hangs, and the committed
 // minutes are readable, and writable again, once space is back.
 func TestDiskFullOnTmpfs(t *testing.T) {
+	t.Parallel()
 	mnt := t.TempDir()
 	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", mnt).CombinedOutput(); err != nil {
 		t.Skipf("cannot mount a tmpfs here (needs root): %v %s", err, out)

@@ -118,6 +118,7 @@ func diskAfter(t testing.TB, s *Store, names *encode.Products, from, to int64, c
 // TestRetentionBoundsDisk: on a run much longer than the retention the
 // store's size levels off instead of growing with the run.
 func TestRetentionBoundsDisk(t *testing.T) {
+	t.Parallel()
 	c := testConfig(t.TempDir())
 	c.Retention = 3 * time.Minute
 	c.CompactEvery = 2

@@ -87,6 +87,7 @@ func resumeRun(port int, ks, input string, logf func(string, ...any), closed fun
 // the rows, minutes and count records equal an uninterrupted run's into
 // another keyspace.
 func TestKillAndResume(t *testing.T) {
+	t.Parallel()
 	if arg := os.Getenv(resumeChildEnv); arg != "" {
 		f := strings.Split(arg, "\x1f")
 		port, _ := strconv.Atoi(f[0])

@@ -55,6 +55,7 @@ func (t tee) Close() error { return nil }
 // (by cell and by point, every listed minute, absent cells, avg), batches,
 // minutes, products, the definition, the map, the overview and errors.
 func TestServeEqualsStore(t *testing.T) {
+	t.Parallel()
 	srv := startServer(t, 0)
 	cfg := testConfig(srv)
 	cfg.Definition = resumeDef

@@ -25,6 +25,7 @@ import (
 // with each codec negotiated as asked, in protocol v5 but for snappy (v4);
 // every CQL batch holds one partition.
 func TestRoundTrip(t *testing.T) {
+	t.Parallel()
 	for _, codec := range []string{"snappy", "lz4", "none"} {
 		t.Run(codec, func(t *testing.T) {
 			srv := startServer(t, 0)
@@ -119,6 +120,7 @@ func TestSingleRowWrites(t *testing.T) {
 // through the Cassandra sink, read back equal to what a collecting sink
 // received.
 func TestEngineEndToEnd(t *testing.T) {
+	t.Parallel()
 	srv := startServer(t, 0)
 	cfg := testConfig(srv)
 	s := openSink(t, cfg)
@@ -162,6 +164,7 @@ func TestEngineEndToEnd(t *testing.T) {
 // TestInFlightBounded: with a service time, the server never has more
 // statements in flight than -sink.writers.
 func TestInFlightBounded(t *testing.T) {
+	t.Parallel()
 	for _, writers := range []int{1, 3, 8} {
 		t.Run(fmt.Sprint(writers), func(t *testing.T) {
 			srv := startServer(t, 0)
@@ -196,6 +199,7 @@ func TestInFlightBounded(t *testing.T) {
 // forgotten (UNPREPARED) lose no row, change none and count none twice
 // (the minutes list's row counts); the queue retried.
 func TestFaults(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name   string
 		fault  cqltest.Fault
@@ -213,6 +217,7 @@ func TestFaults(t *testing.T) {
 		{"down", cqltest.FaultNone, 0, 2 * time.Second, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel() // each its own server: the back-offs overlap
 			srv := startServer(t, 0)
 			cfg := testConfig(srv)
 			// ~20 x 250 ms of back-off on average outlasts the 2 s outage.
@@ -314,6 +319,7 @@ func firstBatchOf(d *testData, m int64) int {
 // TestSlowServerBackPressure: a slow server slows Write down instead of
 // letting rows pile up: the queue never holds more than its capacity.
 func TestSlowServerBackPressure(t *testing.T) {
+	t.Parallel()
 	srv := startServer(t, 0)
 	cfg := testConfig(srv)
 	cfg.Queue.Writers, cfg.Queue.BatchRows, cfg.Queue.Capacity = 2, 20, 200
@@ -493,6 +499,7 @@ func TestOpener(t *testing.T) {
 // timing out fails Open within the retry bound, saying to check the
 // cluster, not to create the table.
 func TestOpenRetriesTransientErrors(t *testing.T) {
+	t.Parallel()
 	defer func(d time.Duration) { openRetryFor = d }(openRetryFor)
 	openRetryFor = 2 * time.Second
 	srv := startServer(t, 0)

@@ -36,6 +36,7 @@ func (c *testClock) Advance(d time.Duration) {
 // there (production: 100,000, 23 days of minutes) the Store could not
 // open. The sink now deletes the minutes past the retention.
 func TestMinutesListStaysReadable(t *testing.T) {
+	t.Parallel()
 	clock := &testClock{t: time.Now()}
 	srv, err := cqltest.Start(cqltest.Config{Now: clock.Now, TombstoneFailureThreshold: 1000})
 	if err != nil {
