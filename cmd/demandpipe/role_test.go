@@ -311,11 +311,28 @@ func startDedupDeployment(t *testing.T, n int, publishArgs ...string) *dedupDepl
 	for i, r := range []string{"0-21844", "21845-43689", "43690-65535"} {
 		out := filepath.Join(dir, fmt.Sprint("agg", i, ".ndjson"))
 		d.outs = append(d.outs, out)
-		go func() {
-			d.done <- runCommand(append([]string{"-role=aggregate", "-scaleout.ranges=" + r, "-sink=ndjson:" + out}, d.common...))
-		}()
+		// Processes, as deployed (children without -race: the engine's
+		// races are looked for in process by pipeline's and scaleout's
+		// tests; here three race-instrumented aggregators were most of
+		// the CPU).
+		d.child(t, append([]string{"-role=aggregate", "-scaleout.ranges=" + r, "-sink=ndjson:" + out}, d.common...))
 	}
 	return d
+}
+
+// child runs one process of the deployment; its end goes to d.done, with
+// its last lines when it failed.
+func (d *dedupDeployment) child(t *testing.T, args []string) {
+	t.Helper()
+	cmd, stderr, done := runSubprocess(t, args)
+	t.Cleanup(func() { cmd.Process.Kill() }) // a test that failed early leaves none behind
+	go func() {
+		if err := <-done; err != nil {
+			d.done <- fmt.Errorf("%v: %w\n%s", args[:2], err, lastLines(stderr.String(), 8))
+			return
+		}
+		d.done <- nil
+	}()
 }
 
 func (d *dedupDeployment) publish(t *testing.T, path string) {
@@ -417,12 +434,20 @@ func TestDedupJoinsMidStream(t *testing.T) {
 	}
 	d.publishRest(t)
 	joined := make(chan error, 2)
-	go func() {
-		joined <- runCommand(append([]string{"-role=dedup", keys("0-32767"), "-scaleout.joins=1"}, d.common...))
-	}()
-	go func() {
-		joined <- runCommand(append([]string{"-role=dedup", keys("32768-65535"), "-scaleout.dedup-id=1", "-scaleout.resume-from=0"}, d.common...))
-	}()
+	for _, args := range [][]string{
+		{"-role=dedup", keys("0-32767"), "-scaleout.joins=1"},
+		{"-role=dedup", keys("32768-65535"), "-scaleout.dedup-id=1", "-scaleout.resume-from=0"},
+	} {
+		cmd, stderr, done := runSubprocess(t, append(args, d.common...))
+		t.Cleanup(func() { cmd.Process.Kill() })
+		go func() {
+			if err := <-done; err != nil {
+				joined <- fmt.Errorf("%v: %w\n%s", args[:2], err, lastLines(stderr.String(), 8))
+				return
+			}
+			joined <- nil
+		}()
+	}
 	for range 2 {
 		if err := <-joined; err != nil {
 			t.Fatal(err)
