@@ -18,7 +18,7 @@ func TestRealNYCPickups(t *testing.T) {
 	t.Parallel()
 	ps := nycPickups(t)
 	from := time.Date(2014, 4, 4, 19, 0, 0, 0, time.UTC).UnixMilli()
-	to := from + int64(testsize.Pick(30, 60))*60_000 // a thin evening: half an hour (long: an hour)
+	to := from + int64(testsize.Pick(20, 60))*60_000 // a thin evening: 20 minutes (long: an hour)
 	out, _ := gen.AppendPickupWindow(nil, ps, from, to)
 	lines := strings.Split(strings.TrimSuffix(string(out), "\n"), "\n")
 	if len(lines) < 100 {

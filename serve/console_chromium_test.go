@@ -65,7 +65,7 @@ func TestPageOnSyntheticCity(t *testing.T) {
 		t.Skipf("headless page test skipped: %s not found (apt-get install -y chromium)", chromiumPath)
 	}
 	gc := gen.DefaultConfig()
-	gc.EventsPerMinute = testsize.Pick(6_000, 12_000)
+	gc.EventsPerMinute = testsize.Pick(4_000, 12_000)
 	gc.Riders = 30_000
 	gc.Start = time.Now().UTC().Truncate(time.Minute).Add(-9 * time.Minute)
 	events, err := gen.Generate(gc, 8*gc.EventsPerMinute)
