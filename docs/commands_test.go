@@ -292,7 +292,7 @@ var docCommands = []entry{
 			return isDir(b.path("demandpipe-data"))
 		}},
 	{file: "README.md", cmd: "go test -race -timeout 8m ./...",
-		skip: "here: the whole suite, this test among its packages (it would run itself), ~4.5 minutes: .ci/run runs it in CI",
+		skip: "here: the whole suite, this test among its packages (it would run itself), ~4.8 minutes: .ci/run runs it in CI",
 		weak: func(b *block) error { return ciRuns("go test -race -timeout 8m ./...") }},
 
 	// README.md: quick start.
