@@ -32,20 +32,15 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/csv"
 	"encoding/hex"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io/fs"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -64,6 +59,7 @@ import (
 	"github.com/demandpipe/demandpipe/internal/cqltest"
 	"github.com/demandpipe/demandpipe/internal/pulsartest"
 	"github.com/demandpipe/demandpipe/internal/syncbuf"
+	"github.com/demandpipe/demandpipe/internal/testcert"
 	"github.com/demandpipe/demandpipe/internal/testsize"
 )
 
@@ -731,7 +727,7 @@ var fixtures = map[string]func(b *block) error{
 		if err := b.fixture("demandpipe run -source=file:events.ndjson.zst -sink=store:city -serve= " + smallDef); err != nil {
 			return err
 		}
-		if err := writeCert(b.path("ca.pem"), b.path("key.pem"), "features.internal"); err != nil {
+		if _, err := testcert.WriteFor(b.path("ca.pem"), b.path("key.pem"), 1, "features.internal"); err != nil {
 			return err
 		}
 		tok := make([]byte, 32)
@@ -1746,36 +1742,6 @@ func tlsWithoutToken(b *block) error {
 		return fmt.Errorf("without the token: %s, want 401", resp.Status)
 	}
 	return nil
-}
-
-// writeCert writes a self-signed certificate for host (its own CA: a
-// client trusts it by its own file) and its key. internal/testcert's
-// names are fixed (localhost, 127.0.0.1); docs/READING.md's server is
-// features.internal.
-func writeCert(certFile, keyFile, host string) error {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: host},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		DNSNames: []string{host}, IsCA: true, BasicConstraintsValid: true,
-		KeyUsage:    x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		return err
-	}
-	kb, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		return err
-	}
-	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
-		return err
-	}
-	return os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600)
 }
 
 // Reading the docs.

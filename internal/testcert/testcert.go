@@ -1,6 +1,7 @@
 // Package testcert writes throwaway TLS certificates for tests: a
 // self-signed certificate (its own CA, so a client trusts it by its own
-// file) for 127.0.0.1 and localhost, valid for an hour either side of now.
+// file: curl --cacert, the Go client's CA file) for the hosts asked for,
+// valid for an hour either side of now.
 package testcert
 
 import (
@@ -16,18 +17,33 @@ import (
 	"time"
 )
 
-// Write writes the certificate with serial number serial to certFile and
-// its key to keyFile, and returns the certificate's PEM.
+// Write writes a certificate for 127.0.0.1 and localhost with serial
+// number serial to certFile and its key to keyFile, and returns the
+// certificate's PEM.
 func Write(certFile, keyFile string, serial int64) ([]byte, error) {
+	return WriteFor(certFile, keyFile, serial, "localhost", "127.0.0.1")
+}
+
+// WriteFor is Write for hosts: IP addresses and DNS names (the first is
+// the subject's common name).
+func WriteFor(certFile, keyFile string, serial int64, hosts ...string) ([]byte, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, err
 	}
 	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: "localhost"},
+		SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: hosts[0]},
 		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		DNSNames: []string{"localhost"}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		IsCA: true, BasicConstraintsValid: true, // its own CA: OpenSSL (curl) wants that of a trust anchor
+		KeyUsage:    x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	for _, h := range hosts {
+		if ip := net.ParseIP(h); ip != nil {
+			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+		} else {
+			tmpl.DNSNames = append(tmpl.DNSNames, h)
+		}
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {
