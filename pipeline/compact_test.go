@@ -43,6 +43,7 @@ func movingCity() []string {
 // (the cell index is renumbered to the cells still held), while without
 // renumbering it grows every minute; rows are the reference's either way.
 func TestCellIndexFollowsTheInput(t *testing.T) {
+	t.Parallel()
 	lines := movingCity()
 	def := feature.Definition{Resolution: 9, Rings: []int{0, 1, 3}, Windows: []int{1, 4}}
 	want := reference(t, lines, def, 30_000)
