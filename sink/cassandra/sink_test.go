@@ -499,7 +499,7 @@ func TestOpener(t *testing.T) {
 // timing out fails Open within the retry bound, saying to check the
 // cluster, not to create the table.
 func TestOpenRetriesTransientErrors(t *testing.T) {
-	t.Parallel()
+	// Not parallel: it shortens the package's openRetryFor.
 	defer func(d time.Duration) { openRetryFor = d }(openRetryFor)
 	openRetryFor = 2 * time.Second
 	srv := startServer(t, 0)
