@@ -1,12 +1,8 @@
 package history
 
 import (
-	"cmp"
-	"fmt"
 	"slices"
 	"time"
-
-	"github.com/uber/h3-go/v4"
 
 	"github.com/demandpipe/demandpipe/aggregate"
 	"github.com/demandpipe/demandpipe/encode"
@@ -108,27 +104,22 @@ func NewGatherer(def feature.Definition, lateness time.Duration, queries []Query
 	return g, g.buildDisks(ks)
 }
 
-// locate gives each query its cell, target and minute (the last closed
-// at its ts), and sorts the queries by ts.
+// locate gives each query its cell and minute (locate, as the Sink's),
+// and each distinct cell a target index.
 func (g *Gatherer) locate(lateness time.Duration) error {
+	if err := locate(g.queries, g.def.Resolution, lateness); err != nil {
+		return err
+	}
 	byCell := map[uint64]int32{}
-	for i := range g.queries {
-		q := &g.queries[i]
-		c, err := h3.LatLngToCell(h3.LatLng{Lat: q.Lat, Lng: q.Lng}, g.def.Resolution)
-		if err != nil {
-			return fmt.Errorf("queries line %d: %w", q.Line, err)
-		}
-		q.cell = uint64(c)
-		q.minute = floorDiv(q.TS-lateness.Milliseconds(), 60_000) - 1
-		if _, ok := byCell[q.cell]; !ok {
-			byCell[q.cell] = int32(len(g.targets))
+	g.target = make([]int32, len(g.queries))
+	for i, q := range g.queries {
+		t, ok := byCell[q.cell]
+		if !ok {
+			t = int32(len(g.targets))
+			byCell[q.cell] = t
 			g.targets = append(g.targets, q.cell)
 		}
-	}
-	slices.SortStableFunc(g.queries, func(a, b Query) int { return cmp.Or(cmp.Compare(a.TS, b.TS), cmp.Compare(a.Line, b.Line)) })
-	g.target = make([]int32, len(g.queries))
-	for i := range g.queries {
-		g.target[i] = byCell[g.queries[i].cell]
+		g.target[i] = t
 	}
 	return nil
 }

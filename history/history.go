@@ -140,19 +140,28 @@ type rowKey struct {
 // NewSink prepares the answers of queries under definition def, handing
 // each to emit in ts order (a query's lateness: the run's).
 func NewSink(def feature.Definition, lateness time.Duration, queries []Query, emit func(*Answer) error) (*Sink, error) {
+	if err := locate(queries, def.Resolution, lateness); err != nil {
+		return nil, err
+	}
+	return &Sink{def: def, queries: queries, emit: emit, rows: map[rowKey]int32{}, pendRows: map[rowKey]int32{},
+		zeros: make([]int32, def.NumFeatures())}, nil
+}
+
+// locate gives each query its cell at resolution res and its minute (the
+// last closed at its ts), and sorts the queries by ts, then line.
+func locate(queries []Query, res int, lateness time.Duration) error {
 	for i := range queries {
 		q := &queries[i]
-		c, err := h3.LatLngToCell(h3.LatLng{Lat: q.Lat, Lng: q.Lng}, def.Resolution)
+		c, err := h3.LatLngToCell(h3.LatLng{Lat: q.Lat, Lng: q.Lng}, res)
 		if err != nil {
-			return nil, fmt.Errorf("queries line %d: %w", q.Line, err)
+			return fmt.Errorf("queries line %d: %w", q.Line, err)
 		}
 		q.cell = uint64(c)
 		// closed at ts: end(m) + lateness <= ts, end(m) = (m+1) minutes
 		q.minute = floorDiv(q.TS-lateness.Milliseconds(), 60_000) - 1
 	}
 	slices.SortStableFunc(queries, func(a, b Query) int { return cmp.Or(cmp.Compare(a.TS, b.TS), cmp.Compare(a.Line, b.Line)) })
-	return &Sink{def: def, queries: queries, emit: emit, rows: map[rowKey]int32{}, pendRows: map[rowKey]int32{},
-		zeros: make([]int32, def.NumFeatures())}, nil
+	return nil
 }
 
 func floorDiv(a, b int64) int64 {
