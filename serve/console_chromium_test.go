@@ -58,6 +58,7 @@ func serveStore(t *testing.T, cfg Config, st *store.Store) string {
 // products), 8 minutes ending now, so the store is live: the page follows
 // the latest minute and shows a varied picture.
 func TestPageOnSyntheticCity(t *testing.T) {
+	t.Parallel() // a store, a server and a browser profile of its own
 	if testing.Short() {
 		t.Skip("engine run skipped in -short")
 	}
@@ -99,6 +100,7 @@ var nycBases = [][2]string{{"B02512", "Unter"}, {"B02598", "Hinter"}, {"B02617",
 // hexagons" of the old default (k=2, w=4 of the last minute) must not
 // come back.
 func TestPageOnNYCPickups(t *testing.T) {
+	t.Parallel() // a store, a server and a browser profile of its own
 	if testing.Short() {
 		t.Skip("engine run skipped in -short")
 	}
