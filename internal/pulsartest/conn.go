@@ -225,6 +225,7 @@ func (c *conn) handle(f frame) error {
 		if p := c.producers[req.id]; p != nil {
 			delete(c.producers, req.id)
 			p.t.removeProducer(p)
+			s.logf("connection %s: producer %d %q closed", c.nc.RemoteAddr(), req.id, p.name)
 		}
 		c.sendCmd(encSuccess(req.requestID))
 	case cmdSubscribe:
@@ -353,6 +354,7 @@ func (c *conn) handleProducer(body []byte) error {
 		// tryOverwriteOldProducer, ProducerBusyException, answered as
 		// ServerError ProducerBusy). The name is free again once the first
 		// producer closes or its connection drops.
+		s.logf("connection %s: producer %d %q on %s refused: ProducerBusy", c.nc.RemoteAddr(), cmd.producerID, pname, name)
 		c.sendCmd(encError(cmd.requestID, errProducerBusy,
 			fmt.Sprintf("Producer with name '%s' is already connected to topic", pname)))
 		return nil
@@ -360,6 +362,7 @@ func (c *conn) handleProducer(body []byte) error {
 	p := &producer{id: cmd.producerID, name: pname, t: t}
 	t.addProducer(p)
 	c.producers[cmd.producerID] = p
+	s.logf("connection %s: producer %d %q on %s", c.nc.RemoteAddr(), cmd.producerID, pname, name)
 	c.sendCmd(encProducerSuccess(cmd.requestID, pname))
 	return nil
 }
