@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/demandpipe/demandpipe/encode"
+	"github.com/demandpipe/demandpipe/internal/norace"
 )
 
 func sortCounted(evs []Counted) []Counted {
@@ -29,6 +30,9 @@ func sortCounted(evs []Counted) []Counted {
 // an encoding is an error, never a panic or a wrong message.
 func TestCountedMessageRoundTrip(t *testing.T) {
 	t.Parallel()
+	if norace.Run(t) {
+		return
+	}
 	rng := rand.New(rand.NewPCG(8, 8))
 	for i := range 300 {
 		m := &CountedMessage{Source: rng.Uint32(), Epoch: rng.Uint64(), Start: int64(rng.IntN(1<<30)) - 1<<29, Seq: rng.Uint64(), Watermark: int64(rng.IntN(1<<30)) - 1<<29}

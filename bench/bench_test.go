@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/demandpipe/demandpipe/gen"
+	"github.com/demandpipe/demandpipe/internal/norace"
 	"github.com/demandpipe/demandpipe/pipeline"
 )
 
@@ -39,6 +40,9 @@ func BenchmarkEndToEnd(b *testing.B) {
 }
 
 func TestReplaySmall(t *testing.T) {
+	if norace.Run(t) {
+		return
+	}
 	c := gen.DefaultConfig()
 	c.EventsPerMinute = 5000
 	data, err := gen.Generate(c, 20_000)

@@ -13,6 +13,7 @@ import (
 	"github.com/demandpipe/demandpipe/encode"
 	"github.com/demandpipe/demandpipe/feature"
 	"github.com/demandpipe/demandpipe/gen"
+	"github.com/demandpipe/demandpipe/internal/norace"
 	"github.com/demandpipe/demandpipe/internal/testsize"
 	"github.com/demandpipe/demandpipe/pipeline"
 )
@@ -70,6 +71,9 @@ func answers(t *testing.T, cfg pipeline.Config, data []byte, queries []Query) (s
 // first close, inside, in the gaps and after the end.
 func TestGathererEqualsSink(t *testing.T) {
 	t.Parallel()
+	if norace.Run(t) {
+		return
+	}
 	rng := rand.New(rand.NewPCG(testsize.Seed(t), 3))
 	for _, tc := range []struct {
 		name      string

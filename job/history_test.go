@@ -17,6 +17,7 @@ import (
 	"github.com/demandpipe/demandpipe/encode"
 	"github.com/demandpipe/demandpipe/gen"
 	"github.com/demandpipe/demandpipe/history"
+	"github.com/demandpipe/demandpipe/internal/norace"
 	"github.com/demandpipe/demandpipe/internal/testsize"
 	"github.com/demandpipe/demandpipe/pipeline"
 )
@@ -42,6 +43,9 @@ type liveAnswer struct {
 //     newer one, and that minute's features are history's for it.
 func TestHistoryEqualsLiveServing(t *testing.T) {
 	t.Parallel()
+	if norace.Run(t) {
+		return
+	}
 	const perMinute = 3000
 	minutes := testsize.Pick(8, 20)
 	gc := gen.DefaultConfig()

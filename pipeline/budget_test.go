@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/demandpipe/demandpipe/feature"
+	"github.com/demandpipe/demandpipe/internal/norace"
 	"github.com/demandpipe/demandpipe/internal/testsize"
 )
 
@@ -24,6 +25,9 @@ func hostileCity() []string {
 // sources): every row of the bounded run is at most the unbounded one's.
 func TestMemoryBudgetHolds(t *testing.T) {
 	t.Parallel()
+	if norace.Run(t) {
+		return
+	}
 	lines := hostileCity()
 	def := feature.Definition{Resolution: 9, Rings: []int{0, 1, 3}, Windows: []int{1, 4, 8}}
 	const budget = 16 << 20

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/demandpipe/demandpipe/feature"
+	"github.com/demandpipe/demandpipe/internal/norace"
 	"github.com/demandpipe/demandpipe/internal/testsize"
 )
 
@@ -44,6 +45,9 @@ func movingCity() []string {
 // renumbering it grows every minute; rows are the reference's either way.
 func TestCellIndexFollowsTheInput(t *testing.T) {
 	t.Parallel()
+	if norace.Run(t) {
+		return
+	}
 	lines := movingCity()
 	def := feature.Definition{Resolution: 9, Rings: []int{0, 1, 3}, Windows: []int{1, 4}}
 	want := reference(t, lines, def, 30_000)

@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/demandpipe/demandpipe/feature"
+	"github.com/demandpipe/demandpipe/internal/norace"
 	"github.com/demandpipe/demandpipe/internal/testsize"
 	"github.com/demandpipe/demandpipe/sink"
 )
@@ -50,6 +51,9 @@ func runDefs(t *testing.T, lines []string, def feature.Definition, extra []featu
 // twice.
 func TestDefinitionsInOnePassEqualSeparateRuns(t *testing.T) {
 	t.Parallel()
+	if norace.Run(t) {
+		return
+	}
 	lines := genLines(t, testsize.Pick(6_000, 12_000), 23, time.Date(2024, 6, 1, 10, 0, 0, 0, time.UTC))
 	// The first: the default definition in the long set, a cheaper one of
 	// the same resolution in the short (k=20 under -race is most of the time).
@@ -110,6 +114,9 @@ func (*stateSink) LoadState() ([]byte, func(int64) ([]byte, bool, error), error)
 // each definition's rows equal an uninterrupted run's.
 func TestDefinitionsResumeEachFromItsOwnCheckpoint(t *testing.T) {
 	t.Parallel()
+	if norace.Run(t) {
+		return
+	}
 	lines := resumeInput(t)
 	in := strings.Join(lines, "\n") + "\n"
 	def := feature.Definition{Resolution: 8, Rings: []int{0, 1, 2}, Windows: []int{1, 4, 8}}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/demandpipe/demandpipe/encode"
 	"github.com/demandpipe/demandpipe/gen"
+	"github.com/demandpipe/demandpipe/internal/norace"
 	"github.com/demandpipe/demandpipe/internal/testsize"
 )
 
@@ -59,6 +60,9 @@ func pickupLines(ps []gen.Pickup, step int, from, to int64) []string {
 // one-in-25 thinning, and left the last 30 minutes unclosed.
 func TestThinRealDataNothingFuture(t *testing.T) {
 	t.Parallel()
+	if norace.Run(t) {
+		return
+	}
 	ps := nycPickups(t)
 	first, last := ps[0].TS, ps[len(ps)-1].TS
 	type thinning = struct {
@@ -125,6 +129,9 @@ func TestThinRealDataNothingFuture(t *testing.T) {
 //     too (exact rows, pinned by the reference).
 func TestBadClockCostsOnlyItsFootprint(t *testing.T) {
 	t.Parallel()
+	if norace.Run(t) {
+		return
+	}
 	start := time.Date(2024, 6, 1, 10, 0, 0, 0, time.UTC)
 	streams := map[string][]string{
 		"dense":   genLines(t, testsize.Pick(2000, 20_000), 21, start),
@@ -242,6 +249,9 @@ func changedRows(a, b []row) []int64 {
 // where producers are not trusted).
 func TestJunkProductsCostOnlyThemselves(t *testing.T) {
 	t.Parallel()
+	if norace.Run(t) {
+		return
+	}
 	lines := genLines(t, 6000, 31, time.Date(2024, 6, 1, 10, 0, 0, 0, time.UTC))
 	allow := map[encode.UUID]string{}
 	var ev encode.Event

@@ -7,6 +7,7 @@ import (
 
 	"github.com/demandpipe/demandpipe/feature"
 	"github.com/demandpipe/demandpipe/gen"
+	"github.com/demandpipe/demandpipe/internal/norace"
 	"github.com/demandpipe/demandpipe/internal/testsize"
 )
 
@@ -16,6 +17,9 @@ import (
 // evening, riders paired so that some events are duplicates.
 func TestRealNYCPickups(t *testing.T) {
 	t.Parallel()
+	if norace.Run(t) {
+		return
+	}
 	ps := nycPickups(t)
 	from := time.Date(2014, 4, 4, 19, 0, 0, 0, time.UTC).UnixMilli()
 	to := from + int64(testsize.Pick(20, 60))*60_000 // a thin evening: 20 minutes (long: an hour)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/demandpipe/demandpipe/encode"
 	"github.com/demandpipe/demandpipe/feature"
+	"github.com/demandpipe/demandpipe/internal/norace"
 	"github.com/demandpipe/demandpipe/internal/testsize"
 )
 
@@ -171,6 +172,9 @@ func TestEngineMatchesReference(t *testing.T) {
 // windows to 32) against the reference on a denser stream.
 func TestEngineDefaultDefinition(t *testing.T) {
 	t.Parallel()
+	if norace.Run(t) {
+		return
+	}
 	rng := rand.New(rand.NewPCG(42, 42))
 	def := feature.Default()
 	sc := randomScenario(rng, h3.LatLng{Lat: 40.75, Lng: -73.98}, def)

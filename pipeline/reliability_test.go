@@ -20,6 +20,7 @@ import (
 	"github.com/demandpipe/demandpipe/encode"
 	"github.com/demandpipe/demandpipe/feature"
 	"github.com/demandpipe/demandpipe/gen"
+	"github.com/demandpipe/demandpipe/internal/norace"
 	"github.com/demandpipe/demandpipe/internal/testsize"
 	"github.com/demandpipe/demandpipe/sink"
 	"github.com/demandpipe/demandpipe/source"
@@ -67,6 +68,9 @@ func tsOf(t testing.TB, line string) int64 {
 // reject and every row equals the clean stream's.
 func TestFutureEventDoesNotFalsify(t *testing.T) {
 	t.Parallel()
+	if norace.Run(t) {
+		return
+	}
 	n := testsize.Pick(20_000, 100_000) // 21 s under -race at 100,000
 	lines := genLines(t, n, 1, time.Date(2024, 6, 1, 10, 0, 0, 0, time.UTC))
 	clean, _, ce := runEngine(t, lines, smallDef, 30_000, 2, 64<<10)
@@ -88,6 +92,9 @@ func TestFutureEventDoesNotFalsify(t *testing.T) {
 // their lines.
 func TestFutureFewRidersNeverConfirm(t *testing.T) {
 	t.Parallel()
+	if norace.Run(t) {
+		return
+	}
 	lines := genLines(t, 20_000, 2, time.Date(2024, 6, 1, 10, 0, 0, 0, time.UTC))
 	clean, _, _ := runEngine(t, lines, smallDef, 30_000, 2, 16<<10)
 	ahead := tsOf(t, lines[5000]) + 2*3_600_000
@@ -124,6 +131,9 @@ func TestFutureFewRidersNeverConfirm(t *testing.T) {
 // a restart): the rows equal those of the contract without the rule.
 func TestGenuineGapLosesNothing(t *testing.T) {
 	t.Parallel()
+	if norace.Run(t) {
+		return
+	}
 	n := testsize.Pick(6_000, 30_000) // 8 s under -race for 30,000
 	before := genLines(t, n, 3, time.Date(2024, 6, 1, 10, 0, 0, 0, time.UTC))
 	after := genLines(t, n, 4, time.Date(2024, 6, 1, 13, 30, 0, 0, time.UTC))
@@ -167,6 +177,9 @@ func TestFutureLiveWallClock(t *testing.T) {
 // clean stream's.
 func TestLongLinesChangeNoRow(t *testing.T) {
 	t.Parallel()
+	if norace.Run(t) {
+		return
+	}
 	lines := genLines(t, 6000, 5, time.Date(2024, 6, 1, 10, 0, 0, 0, time.UTC))
 	clean, _, ce := runEngine(t, lines, smallDef, 30_000, 2, 8<<10)
 	// Six seeds cover each place a long line goes (seed%3) with and

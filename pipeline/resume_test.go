@@ -17,6 +17,7 @@ import (
 	"github.com/demandpipe/demandpipe/encode"
 	"github.com/demandpipe/demandpipe/feature"
 	"github.com/demandpipe/demandpipe/gen"
+	"github.com/demandpipe/demandpipe/internal/norace"
 	"github.com/demandpipe/demandpipe/internal/testsize"
 	"github.com/demandpipe/demandpipe/sink"
 )
@@ -139,6 +140,9 @@ func resumeInput(t *testing.T) []string {
 // reads only from the checkpoint's position on.
 func TestResumeAfterCrashEqualsUninterrupted(t *testing.T) {
 	t.Parallel()
+	if norace.Run(t) {
+		return
+	}
 	lines := resumeInput(t)
 	in := []byte(strings.Join(lines, "\n") + "\n")
 	def := feature.Definition{Resolution: 8, Rings: []int{0, 1, 2}, Windows: []int{1, 4, 8}}
@@ -323,6 +327,9 @@ func (s *msgSource) ResumeAt(pos int64, cursor []byte) error {
 // one acknowledged.
 func TestResumeWithCursor(t *testing.T) {
 	t.Parallel()
+	if norace.Run(t) {
+		return
+	}
 	lines := resumeInput(t)
 	cfg := DefaultConfig()
 	cfg.Def, cfg.Parallelism = smallDef, 2

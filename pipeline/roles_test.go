@@ -17,6 +17,7 @@ import (
 	"github.com/demandpipe/demandpipe/encode"
 	"github.com/demandpipe/demandpipe/feature"
 	"github.com/demandpipe/demandpipe/gen"
+	"github.com/demandpipe/demandpipe/internal/norace"
 	"github.com/demandpipe/demandpipe/internal/testsize"
 	"github.com/demandpipe/demandpipe/sink"
 )
@@ -101,6 +102,9 @@ func (s routerSource) Watermark(through, clock int64) error {
 // aggregators.
 func TestScaleOutEqualsSingleProcess(t *testing.T) {
 	t.Parallel()
+	if norace.Run(t) {
+		return
+	}
 	gc := gen.DefaultConfig()
 	gc.EventsPerMinute, gc.Riders, gc.Hotspots, gc.RadiusKm = 3000, 2000, 4, 60
 	gc.EventsPerMinute = testsize.Pick(500, 3000) // the same minutes and city, fewer sources

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/demandpipe/demandpipe/internal/keyshared"
+	"github.com/demandpipe/demandpipe/internal/norace"
 	"github.com/demandpipe/demandpipe/pipeline"
 	"github.com/demandpipe/demandpipe/pulsar/conn"
 	"github.com/demandpipe/demandpipe/source"
@@ -30,7 +31,7 @@ import (
 // that a refusal abandoned, which retries until its operation timeout
 // (conn.Client.Consumer).
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m, append(leakcheck.PulsarClient,
+	goleak.VerifyTestMain(norace.M(m), append(leakcheck.PulsarClient,
 		goleak.IgnoreAnyFunction("github.com/demandpipe/demandpipe/pulsar/conn.(*Client).Consumer.func1"),
 		goleak.IgnoreAnyFunction("github.com/demandpipe/demandpipe/pulsar/conn.(*Client).Consumer.func2"))...)
 }
@@ -645,6 +646,9 @@ func TestPulsarMetrics(t *testing.T) {
 // times set, merged by them: here globally in ts order, though the client
 // lets partitions run thousands of messages apart.
 func TestPulsarMergeIsDeterministic(t *testing.T) {
+	if norace.Run(t) {
+		return
+	}
 	s := startBroker(t)
 	for _, withEventTime := range []bool{true, false} {
 		topic := testTopic(t) + fmt.Sprint(withEventTime)

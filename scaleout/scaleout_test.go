@@ -19,12 +19,13 @@ import (
 	"github.com/demandpipe/demandpipe/gen"
 	"github.com/demandpipe/demandpipe/internal/keyshared"
 	"github.com/demandpipe/demandpipe/internal/leakcheck"
+	"github.com/demandpipe/demandpipe/internal/norace"
 	"github.com/demandpipe/demandpipe/internal/pulsartest"
 	"github.com/demandpipe/demandpipe/internal/testsize"
 	"github.com/demandpipe/demandpipe/pipeline"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m, leakcheck.PulsarClient...) }
+func TestMain(m *testing.M) { goleak.VerifyTestMain(norace.M(m), leakcheck.PulsarClient...) }
 
 // rows is a sink that keeps every row as text.
 type rows struct {

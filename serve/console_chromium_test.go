@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/demandpipe/demandpipe/gen"
+	"github.com/demandpipe/demandpipe/internal/norace"
 	"github.com/demandpipe/demandpipe/internal/testsize"
 	"github.com/demandpipe/demandpipe/pipeline"
 	"github.com/demandpipe/demandpipe/store"
@@ -58,6 +59,9 @@ func serveStore(t *testing.T, cfg Config, st *store.Store) string {
 // products), 8 minutes ending now, so the store is live: the page follows
 // the latest minute and shows a varied picture.
 func TestPageOnSyntheticCity(t *testing.T) {
+	if norace.Run(t) {
+		return
+	}
 	t.Parallel() // a store, a server and a browser profile of its own
 	if testing.Short() {
 		t.Skip("engine run skipped in -short")
@@ -100,6 +104,9 @@ var nycBases = [][2]string{{"B02512", "Unter"}, {"B02598", "Hinter"}, {"B02617",
 // hexagons" of the old default (k=2, w=4 of the last minute) must not
 // come back.
 func TestPageOnNYCPickups(t *testing.T) {
+	if norace.Run(t) {
+		return
+	}
 	t.Parallel() // a store, a server and a browser profile of its own
 	if testing.Short() {
 		t.Skip("engine run skipped in -short")

@@ -16,10 +16,11 @@ import (
 
 	"github.com/demandpipe/demandpipe/encode"
 	"github.com/demandpipe/demandpipe/feature"
+	"github.com/demandpipe/demandpipe/internal/norace"
 	"github.com/demandpipe/demandpipe/store"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { goleak.VerifyTestMain(norace.M(m)) }
 
 // TestMatchesNDJSON: every row the ndjson sink wrote reads back from the
 // API exactly (features by k and w, in the definition's order).

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/demandpipe/demandpipe/encode"
+	"github.com/demandpipe/demandpipe/internal/norace"
 	"github.com/demandpipe/demandpipe/internal/testsize"
 )
 
@@ -137,6 +138,9 @@ func lastClosed(t *testing.T, lines []string) int64 {
 // minute only; every closed minute reads back whole.
 func TestKillMidMinute(t *testing.T) {
 	t.Parallel()
+	if norace.Run(t) {
+		return
+	}
 	dir := t.TempDir()
 	cmd, lines := startWriter(t, dir, 4)
 	var seen []string
@@ -179,6 +183,9 @@ func TestKillMidMinute(t *testing.T) {
 // so is any other minute the store lists.
 func TestKillAnytime(t *testing.T) {
 	t.Parallel()
+	if norace.Run(t) {
+		return
+	}
 	r := rand.New(rand.NewPCG(testsize.Seed(t), 1))
 	for round := range 2 {
 		dir := t.TempDir()

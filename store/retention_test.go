@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/demandpipe/demandpipe/encode"
+	"github.com/demandpipe/demandpipe/internal/norace"
 	"github.com/demandpipe/demandpipe/sink"
 )
 
@@ -119,6 +120,9 @@ func diskAfter(t testing.TB, s *Store, names *encode.Products, from, to int64, c
 // store's size levels off instead of growing with the run.
 func TestRetentionBoundsDisk(t *testing.T) {
 	t.Parallel()
+	if norace.Run(t) {
+		return
+	}
 	c := testConfig(t.TempDir())
 	c.Retention = 3 * time.Minute
 	c.CompactEvery = 2

@@ -14,6 +14,7 @@ import (
 
 	"github.com/demandpipe/demandpipe/encode"
 	"github.com/demandpipe/demandpipe/feature"
+	"github.com/demandpipe/demandpipe/internal/norace"
 	"github.com/demandpipe/demandpipe/sink"
 )
 
@@ -24,7 +25,7 @@ func TestMain(m *testing.M) {
 	// After an injected disk-full failure pebble can leave a table it
 	// failed to write open, with its disk-health ticker (TestDiskFull*):
 	// pebble's goroutine, gone with the process in real use.
-	goleak.VerifyTestMain(m, goleak.IgnoreAnyFunction("github.com/cockroachdb/pebble/v2/vfs.(*diskHealthCheckingFile).startTicker.func1"))
+	goleak.VerifyTestMain(norace.M(m), goleak.IgnoreAnyFunction("github.com/cockroachdb/pebble/v2/vfs.(*diskHealthCheckingFile).startTicker.func1"))
 }
 
 func TestRoundTripAndReopen(t *testing.T) {

@@ -13,13 +13,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/demandpipe/demandpipe/internal/norace"
 	"github.com/demandpipe/demandpipe/internal/testsize"
 
 	"go.uber.org/goleak"
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	goleak.VerifyTestMain(norace.M(m))
 }
 
 // testConfig is a sweep sized for tests: a small city, short windows.

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/demandpipe/demandpipe/internal/corruptfile"
+	"github.com/demandpipe/demandpipe/internal/norace"
 )
 
 // TestServeEndsOnCorruptStore is issue 22's corrupt store: `serve` of a
@@ -24,6 +25,9 @@ import (
 // (was: it went on answering some reads and not others, and an earlier
 // build hung). The serve process is this test binary again.
 func TestServeEndsOnCorruptStore(t *testing.T) {
+	if norace.Run(t) {
+		return
+	}
 	if args := os.Getenv("DEMANDPIPE_SERVE_ARGS"); args != "" {
 		if err := serveCommand(strings.Split(args, "\x1f")); err != nil {
 			fmt.Fprintln(os.Stderr, "error:", err)

@@ -23,6 +23,7 @@ import (
 	"github.com/demandpipe/demandpipe/definitions"
 	"github.com/demandpipe/demandpipe/encode"
 	"github.com/demandpipe/demandpipe/internal/cqltest"
+	"github.com/demandpipe/demandpipe/internal/norace"
 	"github.com/demandpipe/demandpipe/internal/testsize"
 	"github.com/demandpipe/demandpipe/job"
 	"github.com/demandpipe/demandpipe/serve"
@@ -37,6 +38,9 @@ import (
 // file, a store sink and stdout are refused with what to do.
 func TestDefinitionsFile(t *testing.T) {
 	t.Parallel()
+	if norace.Run(t) {
+		return
+	}
 	dir := t.TempDir()
 	events := genEvents(t, dir, 4_000)
 	defs := writeDefinitions(t, dir, `
@@ -250,6 +254,9 @@ func busiestPoint(t *testing.T, st *store.Store, m int64, product string) client
 // one of the same spec is found (definitions.Diff on readers).
 // (Not parallel: it swaps os.Stdout.)
 func TestDefinitionsDiff(t *testing.T) {
+	if norace.Run(t) {
+		return
+	}
 	dir := t.TempDir()
 	events := genEvents(t, dir, 4_000)
 	defs := writeDefinitions(t, dir, "- name: base\n  resolution: 8\n  rings: [0, 1, 2, 3, 5]\n  windows: [1, 2, 4, 8, 16]\n- name: again\n  resolution: 8\n  rings: [0, 1, 2, 3, 5]\n  windows: [1, 2, 4, 8, 16]\n- name: fine\n  resolution: 9\n  rings: [0, 2, 7]\n  windows: [3, 5, 1]\n")
@@ -442,6 +449,9 @@ func TestHistoryEqualsTheStoreAtThoseTimes(t *testing.T) {
 // definition's own checkpoint: the pipeline's tests).
 func TestDefinitionsIntoCassandra(t *testing.T) {
 	t.Parallel()
+	if norace.Run(t) {
+		return
+	}
 	srv, err := cqltest.Start(cqltest.Config{})
 	if err != nil {
 		t.Fatal(err)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/demandpipe/demandpipe/encode"
 	"github.com/demandpipe/demandpipe/internal/cqltest"
+	"github.com/demandpipe/demandpipe/internal/norace"
 	"github.com/demandpipe/demandpipe/internal/testsize"
 	"github.com/demandpipe/demandpipe/store"
 )
@@ -113,6 +114,9 @@ func TestOlderReplayIntoStoreFails(t *testing.T) {
 // expired), and a later run of the next hour still writes. Sixteen would.
 func TestFewRidersCannotMoveTheStoreClock(t *testing.T) {
 	t.Parallel()
+	if norace.Run(t) {
+		return
+	}
 	dir := t.TempDir()
 	replay, next := filepath.Join(dir, "replay.ndjson"), filepath.Join(dir, "next.ndjson")
 	for f, start := range map[string]string{replay: "2024-06-01T10:00:00Z", next: "2024-06-01T10:30:00Z"} {

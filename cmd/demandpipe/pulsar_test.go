@@ -19,6 +19,7 @@ import (
 	"github.com/valyala/fastjson"
 
 	"github.com/demandpipe/demandpipe/gen"
+	"github.com/demandpipe/demandpipe/internal/norace"
 	"github.com/demandpipe/demandpipe/internal/pulsartest"
 	"github.com/demandpipe/demandpipe/internal/syncbuf"
 	"github.com/demandpipe/demandpipe/internal/testsize"
@@ -83,6 +84,9 @@ func storeArgs(src, st string, extra ...string) []string {
 // topic from its start again and gives them too.
 func TestPulsarRunEqualsFile(t *testing.T) {
 	t.Parallel()
+	if norace.Run(t) {
+		return
+	}
 	s := startPulsar(t)
 	testRunEqualsFile(t, s.URL(), pulsarTopic(t))
 	if st, _ := s.Subscription(pulsarTopic(t), "dp"); st.Backlog != 0 {
@@ -202,6 +206,9 @@ func waitAcked(t *testing.T, s *pulsartest.Server, topic, sub string, after int6
 // the file's.
 func TestPulsarKillAndResume(t *testing.T) {
 	t.Parallel()
+	if norace.Run(t) {
+		return
+	}
 	testKillAndResume(t, testsize.Pick(20000, 60000), 0)
 }
 
@@ -213,6 +220,9 @@ func TestPulsarKillAndResume(t *testing.T) {
 // pulsar/RECOVERY.md).
 func TestPulsarPartitionedKillAndResume(t *testing.T) {
 	t.Parallel()
+	if norace.Run(t) {
+		return
+	}
 	testKillAndResume(t, testsize.Pick(20000, 40000), 3)
 }
 
@@ -327,12 +337,12 @@ func splitLines(t *testing.T, path string, cuts ...float64) []string {
 // file's.
 func TestPulsarFaultsLoseNothing(t *testing.T) {
 	t.Parallel()
+	if norace.Run(t) {
+		return
+	}
 	s := startPulsar(t)
 	dir := t.TempDir()
 	n := 40000
-	if raceEnabled {
-		n = 15000
-	}
 	events := genEvents(t, dir, n)
 	topic := pulsarTopic(t)
 	if err := s.CreatePartitionedTopic(topic, 2); err != nil {
@@ -391,6 +401,9 @@ func TestPulsarFaultsLoseNothing(t *testing.T) {
 // as many as the -rejects file has; the good ones make the file's rows.
 func TestPulsarDeadLetter(t *testing.T) {
 	t.Parallel()
+	if norace.Run(t) {
+		return
+	}
 	testDeadLetter(t, startPulsar(t).URL(), pulsarTopic(t))
 }
 
@@ -499,6 +512,9 @@ func TestPulsarHelp(t *testing.T) {
 // rows equal the file's.
 func TestPulsarLiveDurationThenReplay(t *testing.T) {
 	t.Parallel()
+	if norace.Run(t) {
+		return
+	}
 	s := startPulsar(t)
 	dir := t.TempDir()
 	events := genEvents(t, dir, 20000)
@@ -512,12 +528,9 @@ func TestPulsarLiveDurationThenReplay(t *testing.T) {
 	}
 	src := s.URL() + "/" + topic + "?subscription=dp"
 	// Long enough to commit a checkpoint on a loaded machine (1.5 s was
-	// not, under -race beside other packages' tests); the last minutes
+	// not, beside other packages' tests under -race); the last minutes
 	// stay open however long it runs (no until=end).
-	duration := "-duration=4s"
-	if raceEnabled {
-		duration = "-duration=7s" // 10 s held one of the package's two parallel slots idle
-	}
+	duration := "-duration=7s"
 	_, stderr, done := runSubprocess(t, storeArgs(src, fromTopic, append(smallDef, duration)...))
 	if err := <-done; err != nil || !strings.Contains(stderr.String(), "without closing the open minutes") {
 		t.Fatalf("live run with -duration: %v\n%s", err, lastLines(stderr.String(), 5))
@@ -541,6 +554,9 @@ func TestPulsarLiveDurationThenReplay(t *testing.T) {
 // which this short stall only catches when it straddles a minute's close.)
 func TestPulsarReplayThroughAStall(t *testing.T) {
 	t.Parallel()
+	if norace.Run(t) {
+		return
+	}
 	s := startPulsar(t)
 	dir := t.TempDir()
 	n := 20000
@@ -587,6 +603,9 @@ func TestPulsarReplayThroughAStall(t *testing.T) {
 // message for a run that keeps its state, and the run says so.
 func TestPulsarNoCheckpointNoAck(t *testing.T) {
 	t.Parallel()
+	if norace.Run(t) {
+		return
+	}
 	s := startPulsar(t)
 	dir := t.TempDir()
 	events := genEvents(t, dir, 3000)

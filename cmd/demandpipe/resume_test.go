@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/demandpipe/demandpipe/internal/norace"
 	"github.com/demandpipe/demandpipe/internal/testsize"
 	"github.com/demandpipe/demandpipe/store"
 )
@@ -20,6 +21,9 @@ import (
 // store at random points, run the same command again (and again), and
 // every stored minute equals an uninterrupted run's.
 func TestKillAndResume(t *testing.T) {
+	if norace.Run(t) {
+		return
+	}
 	if args := os.Getenv("DEMANDPIPE_RUN_ARGS"); args != "" {
 		if n, _ := strconv.Atoi(os.Getenv("DEMANDPIPE_KILL_AFTER_CLOSES")); n > 0 {
 			closes := 0

@@ -13,6 +13,7 @@ import (
 
 	"github.com/cespare/xxhash/v2"
 
+	"github.com/demandpipe/demandpipe/internal/norace"
 	"github.com/demandpipe/demandpipe/internal/pulsartest"
 	"github.com/demandpipe/demandpipe/internal/syncbuf"
 	"github.com/demandpipe/demandpipe/internal/testsize"
@@ -26,6 +27,9 @@ import (
 // `run` of the same file, each row once.
 func TestRolesOverPulsarEqualOneProcess(t *testing.T) {
 	t.Parallel()
+	if norace.Run(t) {
+		return
+	}
 	for _, dedups := range []int{1, 2} {
 		t.Run(fmt.Sprintf("dedups=%d", dedups), func(t *testing.T) { testRoles(t, startPulsar(t).URL(), pulsarTopic(t), dedups) })
 	}
@@ -130,6 +134,9 @@ func splitByRider(t *testing.T, path string, n int) []string {
 // the same file.
 func TestAggregateRoleKilledAndRestarted(t *testing.T) {
 	t.Parallel()
+	if norace.Run(t) {
+		return
+	}
 	s := startPulsar(t)
 	dir := t.TempDir()
 	// 4 minutes of events (long: 20). The dedup process reads them from a
@@ -388,6 +395,9 @@ func (d *dedupDeployment) check(t *testing.T) {
 // same events.
 func TestDedupRoleKilledAndResumed(t *testing.T) {
 	t.Parallel()
+	if norace.Run(t) {
+		return
+	}
 	d := startDedupDeployment(t, testsize.Pick(18000, 60000)) // 3 minutes (long: 10)
 	opts := append([]string{"-role=dedup", "-source.chunk-bytes=65536"}, d.common...)
 	cmd, stderr, done := runSubprocess(t, append(d.liveSource(""), opts...))
@@ -418,6 +428,9 @@ func TestDedupRoleKilledAndResumed(t *testing.T) {
 // same events.
 func TestDedupJoinsMidStream(t *testing.T) {
 	t.Parallel()
+	if norace.Run(t) {
+		return
+	}
 	d := startDedupDeployment(t, testsize.Pick(18000, 60000), "-batch-by-key") // 3 minutes (long: 10)
 	keys := func(r string) string { return d.source("&type=key_shared&key-ranges=" + r) }
 	first := append(d.liveSource("&type=key_shared&key-ranges=0-65535"), "-role=dedup", "-source.chunk-bytes=65536")

@@ -14,6 +14,7 @@ import (
 	"github.com/demandpipe/demandpipe/encode"
 	"github.com/demandpipe/demandpipe/feature"
 	"github.com/demandpipe/demandpipe/internal/cqltest"
+	"github.com/demandpipe/demandpipe/internal/norace"
 	"github.com/demandpipe/demandpipe/sink"
 )
 
@@ -21,7 +22,7 @@ func TestMain(m *testing.M) {
 	// gocql v2.1.2 can leave its ring refresher and control-connection
 	// reconnect blocked after Session.Close when connections were dropped
 	// under it (cqltest's own TestMain ignores the same two).
-	goleak.VerifyTestMain(m,
+	goleak.VerifyTestMain(norace.M(m),
 		goleak.IgnoreAnyFunction("github.com/apache/cassandra-gocql-driver/v2.(*Session).refreshRing"),
 		goleak.IgnoreAnyFunction("github.com/apache/cassandra-gocql-driver/v2.(*controlConn).reconnect"),
 		// closeSession's goroutine, left in Session.Close by the same hang,

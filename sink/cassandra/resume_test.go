@@ -19,6 +19,7 @@ import (
 
 	"github.com/demandpipe/demandpipe/feature"
 	"github.com/demandpipe/demandpipe/gen"
+	"github.com/demandpipe/demandpipe/internal/norace"
 	"github.com/demandpipe/demandpipe/internal/syncbuf"
 	"github.com/demandpipe/demandpipe/internal/testsize"
 	"github.com/demandpipe/demandpipe/pipeline"
@@ -88,6 +89,9 @@ func resumeRun(port int, ks, input string, logf func(string, ...any), closed fun
 // another keyspace.
 func TestKillAndResume(t *testing.T) {
 	t.Parallel()
+	if norace.Run(t) {
+		return
+	}
 	if arg := os.Getenv(resumeChildEnv); arg != "" {
 		f := strings.Split(arg, "\x1f")
 		port, _ := strconv.Atoi(f[0])

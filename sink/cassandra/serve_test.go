@@ -17,6 +17,7 @@ import (
 
 	"github.com/demandpipe/demandpipe/encode"
 	"github.com/demandpipe/demandpipe/gen"
+	"github.com/demandpipe/demandpipe/internal/norace"
 	"github.com/demandpipe/demandpipe/pipeline"
 	"github.com/demandpipe/demandpipe/read"
 	"github.com/demandpipe/demandpipe/serve"
@@ -56,6 +57,9 @@ func (t tee) Close() error { return nil }
 // minutes, products, the definition, the map, the overview and errors.
 func TestServeEqualsStore(t *testing.T) {
 	t.Parallel()
+	if norace.Run(t) {
+		return
+	}
 	srv := startServer(t, 0)
 	cfg := testConfig(srv)
 	cfg.Definition = resumeDef

@@ -17,6 +17,7 @@ import (
 	"github.com/demandpipe/demandpipe/encode"
 	"github.com/demandpipe/demandpipe/gen"
 	"github.com/demandpipe/demandpipe/internal/cqltest"
+	"github.com/demandpipe/demandpipe/internal/norace"
 	"github.com/demandpipe/demandpipe/pipeline"
 	"github.com/demandpipe/demandpipe/sink"
 )
@@ -121,6 +122,9 @@ func TestSingleRowWrites(t *testing.T) {
 // received.
 func TestEngineEndToEnd(t *testing.T) {
 	t.Parallel()
+	if norace.Run(t) {
+		return
+	}
 	srv := startServer(t, 0)
 	cfg := testConfig(srv)
 	s := openSink(t, cfg)

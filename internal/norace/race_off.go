@@ -1,5 +1,5 @@
 //go:build !race
 
-package naive
+package norace
 
 const raceEnabled = false
