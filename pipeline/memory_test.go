@@ -33,14 +33,14 @@ import (
 // memory the Go runtime has mapped and not released (the race detector's
 // shadow memory is outside it), sampled every 2 ms.
 func TestManyRidersStayInTheBudget(t *testing.T) {
-	if norace.Run(t) {
-		return
-	}
 	if spec := os.Getenv("DEMANDPIPE_MEMORY_CHILD"); spec != "" {
 		manyRidersChild(spec)
 		return
 	}
 	t.Parallel()
+	if norace.Run(t) {
+		return
+	}
 	n, maxMem := testsize.Pick(300_000, 2_000_000), testsize.Pick(int64(16<<20), int64(256<<20))
 	cmd := exec.Command(os.Args[0], "-test.run=^TestManyRidersStayInTheBudget$", "-test.count=1")
 	cmd.Env = append(os.Environ(), fmt.Sprintf("DEMANDPIPE_MEMORY_CHILD=%d,%d", n, maxMem))

@@ -59,10 +59,10 @@ func serveStore(t *testing.T, cfg Config, st *store.Store) string {
 // products), 8 minutes ending now, so the store is live: the page follows
 // the latest minute and shows a varied picture.
 func TestPageOnSyntheticCity(t *testing.T) {
+	t.Parallel() // a store, a server and a browser profile of its own
 	if norace.Run(t) {
 		return
 	}
-	t.Parallel() // a store, a server and a browser profile of its own
 	if testing.Short() {
 		t.Skip("engine run skipped in -short")
 	}
@@ -104,10 +104,10 @@ var nycBases = [][2]string{{"B02512", "Unter"}, {"B02598", "Hinter"}, {"B02617",
 // hexagons" of the old default (k=2, w=4 of the last minute) must not
 // come back.
 func TestPageOnNYCPickups(t *testing.T) {
+	t.Parallel() // a store, a server and a browser profile of its own
 	if norace.Run(t) {
 		return
 	}
-	t.Parallel() // a store, a server and a browser profile of its own
 	if testing.Short() {
 		t.Skip("engine run skipped in -short")
 	}

@@ -25,9 +25,6 @@ import (
 // (was: it went on answering some reads and not others, and an earlier
 // build hung). The serve process is this test binary again.
 func TestServeEndsOnCorruptStore(t *testing.T) {
-	if norace.Run(t) {
-		return
-	}
 	if args := os.Getenv("DEMANDPIPE_SERVE_ARGS"); args != "" {
 		if err := serveCommand(strings.Split(args, "\x1f")); err != nil {
 			fmt.Fprintln(os.Stderr, "error:", err)
@@ -36,6 +33,9 @@ func TestServeEndsOnCorruptStore(t *testing.T) {
 		os.Exit(0)
 	}
 	t.Parallel()
+	if norace.Run(t) {
+		return
+	}
 	dir := t.TempDir()
 	events, storeDir := filepath.Join(dir, "events.ndjson"), filepath.Join(dir, "store")
 	if err := genCommand([]string{"-o", events, "-events", "30000", "-rate", "6000", "-riders", "3000"}); err != nil {

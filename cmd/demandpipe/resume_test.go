@@ -21,9 +21,6 @@ import (
 // store at random points, run the same command again (and again), and
 // every stored minute equals an uninterrupted run's.
 func TestKillAndResume(t *testing.T) {
-	if norace.Run(t) {
-		return
-	}
 	if args := os.Getenv("DEMANDPIPE_RUN_ARGS"); args != "" {
 		if n, _ := strconv.Atoi(os.Getenv("DEMANDPIPE_KILL_AFTER_CLOSES")); n > 0 {
 			closes := 0
@@ -40,6 +37,9 @@ func TestKillAndResume(t *testing.T) {
 		os.Exit(0)
 	}
 	t.Parallel()
+	if norace.Run(t) {
+		return
+	}
 	dir := t.TempDir()
 	events := filepath.Join(dir, "events.ndjson.zst")
 	// 8 minutes of events (long: 33). Each attempt is killed after it has
