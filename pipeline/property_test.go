@@ -182,10 +182,10 @@ func TestEngineDefaultDefinition(t *testing.T) {
 	if len(want) == 0 {
 		t.Fatal("scenario made no rows")
 	}
-	// The production default (sparse-below 4: both paths, as a real city
+	// The production default (sparse-below 32: both paths, as a real city
 	// mixes them); the long set adds every source on panes and every source
 	// sparse.
-	for _, sparse := range testsize.Pick([]int{DefaultConfig().Kring.SparseBelow}, []int{0, 4, 1 << 20}) {
+	for _, sparse := range testsize.Pick([]int{DefaultConfig().Kring.SparseBelow}, []int{0, 4, 32, 1 << 20}) {
 		got, _, _ := runEngineSparse(t, sc.lines, def, 30_000, 2, 4096, DefaultFutureConfig(), sparse)
 		diffRows(t, got, want)
 	}

@@ -95,7 +95,7 @@ func engineFlags(fs *flag.FlagSet, c *pipeline.Config) *definitionsFlag {
 	fs.IntVar(&c.Dedup.InitialKeys, "dedup.initial-keys", c.Dedup.InitialKeys, "initial size of a minute's dedup table (grows as needed)")
 	fs.IntVar(&c.Kring.MaxCachedDisks, "kring.max-cached-disks", c.Kring.MaxCachedDisks, "bound on cached k-ring disks (~5 KB each at k=20)")
 	fs.Int64Var(&c.MaxMemory, "max-memory", c.MaxMemory, "bound in bytes on the engine's close state (windows, cell index, disks: the state_bytes metric); past it, events in places not held yet are shed at their minute's close and counted as over budget. 0: no bound. Default: a third of this machine's memory")
-	fs.IntVar(&c.Kring.SparseBelow, "kring.sparse-below", c.Kring.SparseBelow, "sources in a region with fewer sources a minute are kept per source, not per target (memory of isolated riders); 0: never. Rows are the same")
+	fs.IntVar(&c.Kring.SparseBelow, "kring.sparse-below", c.Kring.SparseBelow, "a source whose region (an H3 parent about a disk wide) and its six neighbours hold fewer sources of its product in the window is kept per source, not per target (memory of isolated riders and small towns); 0: never. Rows are the same")
 	return defs
 }
 
