@@ -480,15 +480,16 @@ func (a *closer) emitMerged(ctx context.Context, m int64, ps *productState, rows
 
 // perTargetBytes bounds what a target cell costs the state: a window slot
 // (|K|*|W| int32 sums and two indices), a pane entry (an index and |K|
-// values) in each of the max(W)+1 panes, its cell index entry (~20 bytes)
-// and a smoothing scratch entry per worker (a value per ring, a stamp).
-// At the default definition: 224 + 1,320 + 20 + 80 = ~1.6 KB, of which
-// the panes are most, a worst case only reached by a target with data in
-// every minute of the window.
+// int16 values: windows.pane) in each of the max(W)+1 panes, its cell
+// index entry (~20 bytes) and a smoothing scratch entry per worker (a
+// value per ring, a stamp). At the default definition: 224 + 726 + 20 + 80
+// = ~1.05 KB (1.6 KB with int32 panes), of which the panes are most, a
+// worst case only reached by a target with data in every minute of the
+// window.
 func perTargetBytes(cfg Config) int64 {
 	nK, nF := len(cfg.Def.Rings), cfg.Def.NumFeatures()
 	maxW := cfg.Def.MaxWindowValue()
-	return int64(4*nF + 8 + (maxW+1)*(4+4*nK) + 20 + cfg.Parallelism*(4*nK+4))
+	return int64(4*nF + 8 + (maxW+1)*(4+2*nK) + 20 + cfg.Parallelism*(4*nK+4))
 }
 
 // minCompact is the smallest cell index worth renumbering: 2^17 cells hold

@@ -460,7 +460,7 @@ func (r *sparseRule) split(ix *cellindex.Index, counts []int32, m int64, ss *spa
 // city's fringe cost the generated city's close ~15% with a count of the
 // region alone). A region of small towns has no such neighbour, and its
 // sources' targets are theirs alone: per source they cost ~10 KB each,
-// per target ~1.6 KB for each of ~1,261 targets (2,500 towns of 4 riders,
+// per target ~1 KB (1.6 KB then) for each of ~1,261 targets (2,500 towns of 4 riders,
 // 4 towns a region: 2.2 GB peak RSS at a count of 4 on the region alone,
 // 137 MB per source).
 func (r *sparseRule) around(rw *regionWindow) {

@@ -38,7 +38,7 @@ type Config struct {
 	// disk) and the region's six neighbours hold fewer sources of its
 	// product in the window is smoothed per source at each close instead
 	// of into per-target panes (aggregate/sparse.go): memory per source
-	// (~10 KB for its disk) instead of ~1.6 KB for each of its targets,
+	// (~10 KB for its disk) instead of ~1 KB for each of its targets,
 	// for CPU per (source, target) pair at each close. Rows are the same
 	// either way. Default 32: 2,500 small towns of 4 riders, 4 towns a
 	// region, peak at 111 MiB RSS (2.2 GB at the earlier count of 4 on the
