@@ -408,6 +408,7 @@ func (s *Server) runBatch(c *conn, b *message.Batch) (message.Message, bool) {
 	s.stats.rows.Add(int64(written))
 	s.stats.update(func(st *Stats) {
 		st.Batches[batchTypeName(b.Type)]++
+		st.BatchKeyspaces[b.Keyspace]++
 		for _, u := range units {
 			st.Statements[string(u.st.kind)]++
 		}

@@ -35,6 +35,9 @@ type Stats struct {
 	// (the first 100000 batches are kept).
 	Batches         map[string]int64
 	BatchPartitions []int
+	// BatchKeyspaces counts BATCH messages executed by the keyspace they
+	// carried (protocol v5's keyspace flag; "" for none, as always in v4).
+	BatchKeyspaces map[string]int64
 	// Rows counts rows written (INSERT/UPDATE, including in batches).
 	RowsWritten int64
 	// InFlight is the number of requests being served now; InFlightPeak the
@@ -79,7 +82,7 @@ func (st *stats) reset() {
 	st.mu.Lock()
 	st.s = Stats{
 		Compression: map[string]int64{}, ProtocolVersions: map[int]int64{}, RejectedVersions: map[int]int64{},
-		Requests: map[string]int64{}, Statements: map[string]int64{}, Batches: map[string]int64{}, Errors: map[string]int64{},
+		Requests: map[string]int64{}, Statements: map[string]int64{}, Batches: map[string]int64{}, BatchKeyspaces: map[string]int64{}, Errors: map[string]int64{},
 	}
 	st.mu.Unlock()
 	st.inFlightPeak.Store(st.inFlight.Load())
@@ -101,6 +104,7 @@ func (st *stats) snapshot() Stats {
 	out.Requests = maps.Clone(st.s.Requests)
 	out.Statements = maps.Clone(st.s.Statements)
 	out.Batches = maps.Clone(st.s.Batches)
+	out.BatchKeyspaces = maps.Clone(st.s.BatchKeyspaces)
 	out.Errors = maps.Clone(st.s.Errors)
 	out.BatchPartitions = append([]int(nil), st.s.BatchPartitions...)
 	st.mu.Unlock()

@@ -404,7 +404,15 @@ func (s *Sink) send(ctx context.Context, rows []row) error {
 	if len(rows) == 1 {
 		err = s.sess.Query(s.insert, sc.args...).Idempotent(true).ExecContext(ctx)
 	} else {
-		b := s.sess.Batch(gocql.UnloggedBatch)
+		// The keyspace is what routes a batch to all of its partition's
+		// replicas: gocql's token-aware policy looks the replicas up by
+		// the batch's Keyspace() (policies.go, tokenAwareHostPolicy.Pick),
+		// which a batch takes from the session's keyspace (none here: the
+		// sink may create it), not from its statements as a query does.
+		// Without it every batch went to the partition's primary replica
+		// only (ShuffleReplicas shuffled one host; issue 22 C8). v5 also
+		// sends it in the frame.
+		b := s.sess.Batch(gocql.UnloggedBatch).SetKeyspace(s.cfg.Keyspace)
 		b.Entries = sc.entries
 		err = b.ExecContext(ctx)
 	}

@@ -65,6 +65,11 @@ func TestRoundTrip(t *testing.T) {
 			if len(st.BatchPartitions) == 0 || st.Batches["UNLOGGED"] != int64(len(st.BatchPartitions)) || st.Batches["LOGGED"] != 0 {
 				t.Fatalf("batches %v (%d recorded)", st.Batches, len(st.BatchPartitions))
 			}
+			// Batches carry the keyspace (routing to every replica; issue
+			// 22 C8): on the wire from v5 on.
+			if ks := map[int]string{4: "", 5: cfg.Keyspace}[wantV]; st.BatchKeyspaces[ks] != st.Batches["UNLOGGED"] {
+				t.Fatalf("batches by keyspace %v, want all %d with %q", st.BatchKeyspaces, st.Batches["UNLOGGED"], ks)
+			}
 			if n, _ := srv.Rows(cfg.Keyspace, cfg.Table); n != len(d.want) {
 				t.Fatalf("server holds %d rows, want %d", n, len(d.want))
 			}
