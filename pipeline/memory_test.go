@@ -105,6 +105,21 @@ func manyRidersChild(spec string) {
 		fmt.Println(err)
 		os.Exit(1)
 	}
+	peak, err := peakMemory(func() error { return e.Run(context.Background(), &riderLines{n: n}, &sink.Null{}) })
+	if err != nil {
+		fmt.Println(err)
+		os.Exit(1)
+	}
+	s := e.Stats.Snapshot()
+	// The peak RSS from the kernel, of this process's own memory.
+	fmt.Printf("peak=%d rss=%d counted=%d shed=%d dups=%d\n", peak, procmem.PeakRSS(), s.Counted, s.OverBudget, s.Duplicates)
+	os.Exit(0)
+}
+
+// peakMemory runs run and returns the most memory the Go runtime had
+// mapped and not released meanwhile, sampled every 2 ms (a memory child's
+// measure: the race detector's shadow memory is outside it).
+func peakMemory(run func() error) (int64, error) {
 	sample := []metrics.Sample{{Name: "/memory/classes/total:bytes"}, {Name: "/memory/classes/heap/released:bytes"}}
 	var peak atomic.Int64
 	measure := func() {
@@ -112,8 +127,7 @@ func manyRidersChild(spec string) {
 		peak.Store(max(peak.Load(), int64(sample[0].Value.Uint64()-sample[1].Value.Uint64())))
 	}
 	runtime.GC()
-	stop := make(chan struct{})
-	done := make(chan struct{})
+	stop, done := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(done)
 		for {
@@ -125,16 +139,9 @@ func manyRidersChild(spec string) {
 			}
 		}
 	}()
-	err = e.Run(context.Background(), &riderLines{n: n}, &sink.Null{})
+	err := run()
 	close(stop)
 	<-done
 	measure()
-	if err != nil {
-		fmt.Println(err)
-		os.Exit(1)
-	}
-	s := e.Stats.Snapshot()
-	// The peak RSS from the kernel, of this process's own memory.
-	fmt.Printf("peak=%d rss=%d counted=%d shed=%d dups=%d\n", peak.Load(), procmem.PeakRSS(), s.Counted, s.OverBudget, s.Duplicates)
-	os.Exit(0)
+	return peak.Load(), err
 }

@@ -6,14 +6,11 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/exec"
-	"runtime"
-	"runtime/metrics"
 	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/demandpipe/demandpipe/encode"
 	"github.com/demandpipe/demandpipe/feature"
@@ -36,7 +33,7 @@ func townLines(towns int, seed uint64) []string {
 	var lat0, lng0 float64
 	for town := range towns {
 		if town%4 == 0 {
-			lat0, lng0 = -60+130*rng.Float64(), -180+360*rng.Float64()
+			lat0, lng0 = -60+130*rng.Float64(), -179.5+359*rng.Float64() // towns stay within ±180°
 		}
 		lat, lng := lat0-0.1+0.2*rng.Float64(), lng0-0.1+0.2*rng.Float64()
 		for r := range 4 {
@@ -138,33 +135,14 @@ func townsChild(spec string) {
 		fmt.Println(err)
 		os.Exit(1)
 	}
-	sample := []metrics.Sample{{Name: "/memory/classes/total:bytes"}, {Name: "/memory/classes/heap/released:bytes"}}
-	var peak atomic.Int64
-	measure := func() {
-		metrics.Read(sample)
-		peak.Store(max(peak.Load(), int64(sample[0].Value.Uint64()-sample[1].Value.Uint64())))
-	}
-	runtime.GC()
-	stop, done := make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			measure()
-			select {
-			case <-stop:
-				return
-			case <-time.After(2 * time.Millisecond):
-			}
-		}
-	}()
 	c := &rowCounter{}
-	err = e.Run(context.Background(), strings.NewReader(strings.Join(lines, "\n")+"\n"), c)
-	close(stop)
-	<-done
+	peak, err := peakMemory(func() error {
+		return e.Run(context.Background(), strings.NewReader(strings.Join(lines, "\n")+"\n"), c)
+	})
 	if err != nil {
 		fmt.Println(err)
 		os.Exit(1)
 	}
-	fmt.Printf("peak=%d rss=%d counted=%d rows=%d\n", peak.Load(), procmem.PeakRSS(), e.Stats.Snapshot().Counted, c.rows.Load())
+	fmt.Printf("peak=%d rss=%d counted=%d rows=%d\n", peak, procmem.PeakRSS(), e.Stats.Snapshot().Counted, c.rows.Load())
 	os.Exit(0)
 }
