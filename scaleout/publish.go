@@ -130,10 +130,19 @@ func (p *Publisher) Checkpoint(through int64, cp []byte) error {
 		// No producer name: the broker names it. A name would only fence
 		// a second process with the same id, which the producer on Topic
 		// (named, NewPublisher) already refuses; and a named state
-		// producer made a resumed process fail with ProducerBusy about
-		// one start in 12 under -race, its predecessor's state producer
-		// still registered though closed (TestDedupResumesAfterTheBroker
-		// DeletedIdleTopics; not found in the client's close path).
+		// producer made a process resumed in the same client fail with
+		// ProducerBusy about one start in 12 under -race
+		// (TestDedupResumesAfterTheBrokerDeletedIdleTopics). The client's
+		// log showed why: Stop's flush, cancelled, left a batch that the
+		// client wrote after the producer's CLOSE_PRODUCER; the broker
+		// closes a connection on a SEND for a producer it does not have
+		// (ServerCnx.handleSend); the state producer, closed while it was
+		// reconnecting, failed its close on the dead connection ("Failed
+		// to close producer: connection closed"), and pulsar-client-go
+		// v0.21.0's reconnect then registered it on the new connection
+		// after all ("Connected producer", then "producer already been
+		// closed"): a closed producer the broker keeps until the
+		// connection ends.
 		if p.state, err = p.client.CreateProducer(pulsar.ProducerOptions{Topic: p.cfg.StateTopic()}); err != nil {
 			return fmt.Errorf("scaleout: producer on the state topic %s: %w", p.cfg.StateTopic(), err)
 		}

@@ -375,8 +375,15 @@ func (c *conn) handleSend(body []byte, f frame) error {
 	p := c.producers[cmd.producerID]
 	switch {
 	case p == nil:
-		c.sendCmd(encSendError(cmd.producerID, cmd.sequenceID, errUnknown, "producer not found"))
-		return nil
+		// A SEND for a producer the connection does not have (never
+		// created, or closed by the client: a batch the client flushed
+		// after its CLOSE_PRODUCER) closes the connection, as the broker
+		// does (ServerCnx.handleSend: "Received message, but the producer
+		// is not ready : {id}. Closing the connection."; only producers
+		// the broker itself closed are ignored for a keepalive interval,
+		// recentlyClosedProducers). It was a SEND_ERROR here, which
+		// pulsar-client-go also answers by closing the connection.
+		return fmt.Errorf("received message, but the producer is not ready : %d. Closing the connection", cmd.producerID)
 	case !f.hasPayload:
 		return errors.New("SEND without payload")
 	case f.badChecksum:

@@ -155,6 +155,16 @@ func TestRawProtocol(t *testing.T) {
 			t.Fatal("corrupt message stored")
 		}
 	})
+	t.Run("send-without-producer", func(t *testing.T) {
+		// The broker closes the connection (ServerCnx.handleSend).
+		c := dialRaw(t, s)
+		c.connect(20)
+		meta := putU64(putU64(putString(nil, 1, "p"), 2, 0), 3, 1)
+		c.send(appendBase(nil, cmdSend, putU64(putU64(nil, 1, 9), 2, 0)), appendPayload(nil, meta, []byte("payload")))
+		if _, _, err := readFrame(c.r, nil, 10<<20); err == nil {
+			t.Fatal("the connection stayed open after a SEND for a producer it does not have")
+		}
+	})
 	t.Run("subscribe-unsubscribe", func(t *testing.T) {
 		c := dialRaw(t, s)
 		c.connect(20)
