@@ -19,9 +19,9 @@ import (
 // source brings its own 1,261 targets at k=20, and 10,000 riders spread
 // over the globe held 14.5 GB. So a source whose region and the region's
 // neighbours saw few sources in the window (kring.Config.SparseBelow) is
-// kept as itself instead: its
-// cell and count per minute, and its disk sorted by cell (8 bytes a member,
-// ~10 KB at k=20), for the minutes a window still needs. At each close its
+// kept as itself instead: its cell and count per minute, and its disk
+// sorted by cell (8 bytes a member, ~10 KB at k=20), for the minutes a
+// window still needs. At each close its
 // window sums are taken over those minutes and its disk is merged, in cell
 // order, with the panes' targets. Every feature is a sum over sources, so
 // the path a source takes changes no row, only cost: memory per source
@@ -371,8 +371,8 @@ func (r *regionWindow) bytes() int {
 // sparseRule decides which of a minute's sources take the per-source path:
 // those whose region (their H3 parent a few resolutions up, about the size
 // of a disk) and its six neighbours saw fewer than below sources of the
-// product in the window, this minute's included (around). Only cost depends on it (see above), so a cheap
-// local count is enough.
+// product in the window, this minute's included (around). Only cost
+// depends on it (see above), so a cheap local count is enough.
 type sparseRule struct {
 	below    int
 	pres     int // the regions' resolution
@@ -460,9 +460,9 @@ func (r *sparseRule) split(ix *cellindex.Index, counts []int32, m int64, ss *spa
 // city's fringe cost the generated city's close ~15% with a count of the
 // region alone). A region of small towns has no such neighbour, and its
 // sources' targets are theirs alone: per source they cost ~10 KB each,
-// per target ~1 KB (1.6 KB then) for each of ~1,261 targets (2,500 towns of 4 riders,
-// 4 towns a region: 2.2 GB peak RSS at a count of 4 on the region alone,
-// 137 MB per source).
+// per target ~1 KB (1.6 KB then) for each of ~1,261 targets (2,500 towns
+// of 4 riders, 4 towns a region: 2.2 GB peak RSS at a count of 4 on the
+// region alone, 111 MiB on the per-source path: TestSmallTownsStayInTheBudget).
 func (r *sparseRule) around(rw *regionWindow) {
 	r.near = slices.Grow(r.near[:0], len(rw.n))[:len(rw.n)]
 	for i := range r.near {

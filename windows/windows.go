@@ -27,10 +27,9 @@ import (
 // state ~1.6 KB, int16 ~1.05 KB (aggregate.perTargetBytes; measured in
 // aggregate's BenchmarkCloseMinute at -benchtime 40x, disk cache
 // included: 4,536 -> 3,941 bytes a target, the close +1.2% (median of 4,
-// alternately)). A
-// value past math.MaxInt16 (a minute of a metro's k=20 disk can hold more
-// than 32,767 requests) is stored as overflowMark and kept in over, by
-// position, in order.
+// alternately)). A value past math.MaxInt16 (a minute of a metro's k=20
+// disk can hold more than 32,767 requests) is stored as overflowMark and
+// kept in over, by position, in order.
 type pane struct {
 	minute int64
 	idx    []uint32

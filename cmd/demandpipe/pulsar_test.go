@@ -142,7 +142,7 @@ func runSubprocess(t *testing.T, args []string, env ...string) (*exec.Cmd, *sync
 // kept and its end on the returned channel.
 func startChild(t *testing.T, test string, env ...string) (*exec.Cmd, *syncbuf.Buffer, <-chan error) {
 	t.Helper()
-	cmd := exec.Command(childBinary(t), "-test.run="+test)
+	cmd := exec.Command(norace.Binary(t), "-test.run="+test)
 	cmd.Env = append(os.Environ(), env...)
 	stderr := &syncbuf.Buffer{}
 	cmd.Stderr = stderr

@@ -15,7 +15,6 @@ package norace
 
 import (
 	"context"
-
 	"os"
 	"os/exec"
 	"path/filepath"
