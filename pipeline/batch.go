@@ -47,6 +47,7 @@ type batch struct {
 
 	// sequence stage
 	endRejects  []aheadEvent // eof: counted events the final close leaves out (future)
+	heldRejects []heldReject // events that waited for their product in vain (hold.go)
 	counted     []int32      // indices of counted events
 	minute      []int64      // per counted event
 	frontier    int64        // minutes <= frontier are closed after this batch
@@ -99,6 +100,8 @@ func (b *batch) reset() {
 	b.newProds = b.newProds[:0]
 	clear(b.endRejects)
 	b.endRejects = b.endRejects[:0]
+	clear(b.heldRejects)
+	b.heldRejects = b.heldRejects[:0]
 }
 
 func (b *batch) rider(i int) []byte { return b.riders[b.riderOff[i]:b.riderOff[i+1]] }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math"
 	"slices"
 
 	"github.com/cespare/xxhash/v2"
@@ -31,14 +32,17 @@ import (
 // or dropped by the counter, those of later minutes meet exactly the state
 // they met the first time.
 
-// checkpointVersion changes with the encoding. Version 4 adds the tail
+// checkpointVersion changes with the encoding. Version 5 adds the events
+// waiting for their product's confirmation (hold.go); a version-3 or -4
+// checkpoint resumes with none (its configKey has no product reserve, so
+// only with -windows.product-reserve=0). Version 4 adds the tail
 // rule's state (the riders that contradicted the tail, the largest ts
 // after it); a version-3 checkpoint still resumes, with none. Version 3
 // holds event time by riders (the K riders' latest times) where version 2
 // held the future rule's held events: an older checkpoint is not
 // resumable (the run starts over, as after a change of settings), since
 // its rule gave other rows.
-const checkpointVersion = 4
+const checkpointVersion = 5
 
 // seqState is the sequencer's state at a batch boundary, and where in the
 // input that boundary is: what a resume from there restores.
@@ -54,6 +58,7 @@ type seqState struct {
 	haveTailNext    bool
 	tailContra      []uint64
 	ahead           []aheadEvent // entries are values; their text is never written
+	held            []heldEvent  // the same
 	lastCounted     [encode.MaxProducts]int64
 }
 
@@ -67,6 +72,7 @@ func (s *sequencer) capture(dst *seqState, pos, line int64) {
 	dst.tailNext, dst.haveTailNext = s.tail.next, s.tail.haveNext
 	dst.tailContra = append(dst.tailContra[:0], s.tail.contra...)
 	dst.ahead = append(dst.ahead[:0], s.ahead...)
+	dst.held = append(dst.held[:0], s.held...)
 	dst.lastCounted = s.lastCounted
 }
 
@@ -81,6 +87,8 @@ func (s *sequencer) restore(st *seqState) {
 		s.tail.seen |= 1 << (k & 63)
 	}
 	s.ahead = append(s.ahead[:0], st.ahead...)
+	s.held = append(s.held[:0], st.held...)
+	s.repend()
 	s.lastCounted = st.lastCounted
 	s.anchorTS, s.haveAnchor = s.clock.floor()
 	// The idle clock starts with the first batch after the restore: left
@@ -113,6 +121,11 @@ type checkpoint struct {
 func (c Config) configKey() string {
 	f := c.Future
 	key := fmt.Sprintf("%s;lateness=%s;future=%s,%d", c.Def, c.Lateness, f.MaxSkew, f.ConfirmRiders)
+	if f.ProductReserve != 0 {
+		// Which products wait changes results; 0 keeps the key of the
+		// checkpoints written before the reserve.
+		key += fmt.Sprintf(";reserve=%d", f.ProductReserve)
+	}
 	if c.Products != nil {
 		// Which products count changes results: the allow-list's UUIDs,
 		// hashed (a checkpoint holds this string).
@@ -156,6 +169,7 @@ func (cp *checkpoint) encode(dst []byte) []byte {
 		dst = binary.AppendVarint(dst, a.line)
 		dst = wire.AppendString(dst, string(a.text))
 	}
+	dst = appendHeld(dst, st.held)
 	dst = binary.AppendUvarint(dst, uint64(len(cp.products)))
 	for c, u := range cp.products {
 		dst = append(dst, u[:]...)
@@ -169,7 +183,7 @@ var errCorrupt = errors.New("corrupt checkpoint")
 func decodeCheckpoint(b []byte) (*checkpoint, error) {
 	r := wire.Reader{B: b}
 	v := r.Uvarint()
-	if v != checkpointVersion && v != 3 {
+	if v != checkpointVersion && v != 3 && v != 4 {
 		return nil, fmt.Errorf("%w: the checkpoint is of version %d, written before event time by riders (this build writes %d)", ErrNotResumable, v, checkpointVersion)
 	}
 	cp := &checkpoint{identity: r.String(), config: r.String(), closed: r.Varint()}
@@ -202,6 +216,12 @@ func decodeCheckpoint(b []byte) (*checkpoint, error) {
 	for range na {
 		st.ahead = append(st.ahead, aheadEvent{minute: r.Varint(), line: r.Varint(), text: []byte(r.String())})
 	}
+	if v >= 5 {
+		var err error
+		if st.held, err = readHeld(&r); err != nil {
+			return nil, err
+		}
+	}
 	np := r.Uvarint()
 	if np > encode.MaxProducts {
 		return nil, errCorrupt
@@ -220,6 +240,39 @@ func decodeCheckpoint(b []byte) (*checkpoint, error) {
 		return nil, errCorrupt
 	}
 	return cp, nil
+}
+
+func appendHeld(dst []byte, held []heldEvent) []byte {
+	dst = binary.AppendUvarint(dst, uint64(len(held)))
+	for k := range held {
+		h := &held[k]
+		dst = append(dst, h.uuid[:]...)
+		dst = binary.AppendVarint(dst, h.ts)
+		dst = binary.LittleEndian.AppendUint64(dst, math.Float64bits(h.lat))
+		dst = binary.LittleEndian.AppendUint64(dst, math.Float64bits(h.lng))
+		dst = binary.LittleEndian.AppendUint64(dst, h.rkey)
+		dst = binary.LittleEndian.AppendUint64(dst, h.rcheck)
+		dst = binary.AppendVarint(dst, h.line)
+		dst = wire.AppendString(dst, string(h.text))
+	}
+	return dst
+}
+
+func readHeld(r *wire.Reader) ([]heldEvent, error) {
+	n := r.Uvarint()
+	if n > maxHeld {
+		return nil, errCorrupt
+	}
+	var held []heldEvent
+	for range n {
+		h := heldEvent{uuid: r.UUID(), ts: r.Varint()}
+		h.minute = minuteOf(h.ts)
+		h.lat, h.lng = math.Float64frombits(r.U64()), math.Float64frombits(r.U64())
+		h.rkey, h.rcheck, h.line = r.U64(), r.U64(), r.Varint()
+		h.text = []byte(r.String())
+		held = append(held, h)
+	}
+	return held, nil
 }
 
 // checkpointer assembles a run's checkpoints, the one place that does:

@@ -219,11 +219,23 @@ type FutureConfig struct {
 	// stream's K-th rider trails its newest event by milliseconds (16
 	// riders: ~10 ms at the live city's 1,600 events/s).
 	ConfirmRiders int
+	// ProductReserve is how many of the 256 one-byte product codes wait
+	// for confirmed products (-windows.product-reserve, default 64): once
+	// fewer codes than this are free (neither unused nor reusable, see
+	// sequencer.reusable), a new product type gets a code only after
+	// ConfirmRiders distinct riders have used it, and its events wait for
+	// that (hold.go), each until its minute closes; the ones never
+	// confirmed are then rejected as unconfirmed_product. So fewer than K
+	// riders cannot take the last codes from the products that come after
+	// them: 1,000 junk UUIDs ahead of real data take 192 codes and cost
+	// only their own events. 0: no reserve (every product takes a code
+	// while one is free); 256: every new product waits for K riders.
+	ProductReserve int
 }
 
 // DefaultFutureConfig returns the documented defaults.
 func DefaultFutureConfig() FutureConfig {
-	return FutureConfig{MaxSkew: 5 * time.Minute, ConfirmRiders: 16}
+	return FutureConfig{MaxSkew: 5 * time.Minute, ConfirmRiders: 16, ProductReserve: 64}
 }
 
 // maxConfirmRiders bounds K: the sequencer scans its K riders for an event
@@ -238,6 +250,9 @@ func (c FutureConfig) Validate() error {
 	if c.ConfirmRiders < 1 || c.ConfirmRiders > maxConfirmRiders {
 		return fmt.Errorf("windows.future-confirm-riders=%d: must be in 1..%d", c.ConfirmRiders, maxConfirmRiders)
 	}
+	if c.ProductReserve < 0 || c.ProductReserve > encode.MaxProducts {
+		return fmt.Errorf("windows.product-reserve=%d: must be in 0..%d", c.ProductReserve, encode.MaxProducts)
+	}
 	return nil
 }
 
@@ -246,7 +261,7 @@ func (c FutureConfig) rule() futureRule {
 	if c.MaxSkew == 0 {
 		k = 1 // off: the largest ts of all
 	}
-	return futureRule{skew: c.MaxSkew.Milliseconds(), confirm: k}
+	return futureRule{skew: c.MaxSkew.Milliseconds(), confirm: k, reserve: c.ProductReserve}
 }
 
 // dedupShare is the dedup tables' part of MaxMemory (0: no bound): a

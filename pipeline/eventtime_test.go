@@ -241,12 +241,15 @@ func changedRows(a, b []row) []int64 {
 }
 
 // TestJunkProductsCostOnlyThemselves is issue 21 point 5: 1,000 events,
-// each with a new random product UUID, ahead of real data. With the
-// products file (Config.Products, -products=FILE) each is one
-// unknown_product reject and the real products' rows are the clean
-// stream's; without it the junk takes all 256 product codes and real
-// events are rejected as too_many_products (the reason to give the file
-// where producers are not trusted).
+// each with a new random product UUID and rider, ahead of real data. With
+// the products file (Config.Products, -products=FILE) each is one
+// unknown_product reject. Without it the first 192 junk products take
+// codes (they could be real), the rest wait for K riders who never come
+// and are rejected as unconfirmed_product, and the real products, new
+// while codes are scarce, wait for their K-th rider and then count in
+// full. Either way the real products' rows are the clean stream's. With
+// no reserve (the rule before the hold) the junk took every code and
+// real events were rejected as too_many_products.
 func TestJunkProductsCostOnlyThemselves(t *testing.T) {
 	t.Parallel()
 	if norace.Run(t) {
@@ -273,9 +276,10 @@ func TestJunkProductsCostOnlyThemselves(t *testing.T) {
 		junk = append(junk, l[:i]+u.String()+l[i+36:])
 	}
 	in := append(junk, lines...)
-	run := func(products map[encode.UUID]string, input []string) ([]row, Summary) {
+	run := func(products map[encode.UUID]string, input []string, reserve int) ([]row, Summary) {
 		cfg := DefaultConfig()
 		cfg.Def, cfg.Parallelism, cfg.ChunkBytes, cfg.Products = smallDef, 2, 16<<10, products
+		cfg.Future.ProductReserve = reserve
 		e, err := New(cfg)
 		if err != nil {
 			t.Fatal(err)
@@ -286,14 +290,25 @@ func TestJunkProductsCostOnlyThemselves(t *testing.T) {
 		}
 		return c.rows, e.Stats.Snapshot()
 	}
-	clean, cs := run(nil, lines)
-	got, s := run(allow, in)
+	reserve := DefaultFutureConfig().ProductReserve
+	clean, cs := run(nil, lines, reserve)
+	got, s := run(allow, in, reserve)
 	if s.Rejected["unknown_product"] != 1000 || s.Counted != cs.Counted || s.Late != cs.Late {
 		t.Fatalf("with the products file: %+v\nclean: %+v", s, cs)
 	}
 	rowsEqual(t, got, clean)
-	if _, s := run(nil, in); s.Rejected["too_many_products"] == 0 {
-		t.Fatalf("without the products file the junk took no code from real products: %+v", s)
+	got, s = run(nil, in, reserve)
+	coded := encode.MaxProducts - reserve
+	if s.Rejected["unconfirmed_product"] != int64(1000-coded) || s.RejectedTotal != int64(1000-coded) ||
+		s.Counted != cs.Counted+int64(coded) || s.Late != cs.Late {
+		t.Fatalf("without the products file: %+v\nclean: %+v", s, cs)
+	}
+	rowsEqual(t, slices.DeleteFunc(got, func(r row) bool {
+		u, _ := encode.ParseUUID([]byte(r.product))
+		return allow[u] == ""
+	}), clean)
+	if _, s := run(nil, in, 0); s.Rejected["too_many_products"] == 0 {
+		t.Fatalf("with no reserve the junk took no code from real products: %+v", s)
 	}
 }
 

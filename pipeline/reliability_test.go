@@ -375,9 +375,21 @@ func TestFailuresNeverHang(t *testing.T) {
 // reused, so nothing is rejected until more than 256 are active at once;
 // then only the excess products' events are rejected (too_many_products),
 // the same ones whatever the parallelism and chunking, and every other row
-// equals the reference's.
+// equals the reference's. Twice: with no product reserve and one rider a
+// product; with the default reserve (hold.go) and K riders a product, so
+// that each product past the 192nd waits for its K-th rider and then
+// takes a code while one is free.
 func TestProductCodesReusedAndLimitDeterministic(t *testing.T) {
 	t.Parallel()
+	k := DefaultFutureConfig().ConfirmRiders
+	for _, mode := range []struct{ reserve, riders int }{{0, 1}, {DefaultFutureConfig().ProductReserve, k}} {
+		t.Run(fmt.Sprintf("reserve=%d", mode.reserve), func(t *testing.T) {
+			productCodesReused(t, mode.reserve, mode.riders)
+		})
+	}
+}
+
+func productCodesReused(t *testing.T, reserve, riders int) {
 	base := time.Date(2024, 6, 1, 10, 0, 0, 0, time.UTC).UnixMilli()
 	prod := func(i int) string { return fmt.Sprintf("%08x-0000-4000-8000-%012x", 0xabc00000+i, i) }
 	line := func(ts int64, rider string, p string) string {
@@ -397,11 +409,13 @@ func TestProductCodesReusedAndLimitDeterministic(t *testing.T) {
 		add(line(ts, fmt.Sprint("steady-", sec), prod(0)), true) // keeps event time moving
 		if next < len(phases) && sec == phases[next].minute*60 {
 			ph := phases[next]
-			for k := range ph.n {
-				// Phase 3 has 300 new products with one steady one active:
-				// the 256th code goes to its 255th, the rest are rejected.
-				keep := next < 2 || k < 255
-				add(line(ts+int64(k), fmt.Sprint("r-", ph.first+k), prod(ph.first+k)), keep)
+			for r := range riders { // round robin: every product's r-th rider in turn
+				for k := range ph.n {
+					// Phase 3 has 300 new products with one steady one active:
+					// the 256th code goes to its 255th, the rest are rejected.
+					keep := next < 2 || k < 255
+					add(line(ts+int64(r*ph.n+k), fmt.Sprint("r-", ph.first+k, "-", r), prod(ph.first+k)), keep)
+				}
 			}
 			next++
 		}
@@ -414,6 +428,7 @@ func TestProductCodesReusedAndLimitDeterministic(t *testing.T) {
 	for _, tc := range runs {
 		cfg := DefaultConfig()
 		cfg.Def, cfg.Parallelism, cfg.ChunkBytes = smallDef, tc.par, tc.chunk
+		cfg.Future.ProductReserve = reserve
 		e, _ := New(cfg)
 		var rej bytes.Buffer
 		e.Rejects = &rej
@@ -421,7 +436,7 @@ func TestProductCodesReusedAndLimitDeterministic(t *testing.T) {
 		if err := e.Run(context.Background(), strings.NewReader(strings.Join(lines, "\n")+"\n"), c); err != nil {
 			t.Fatal(err)
 		}
-		if s := e.Stats.Snapshot(); s.RejectedTotal != 45 || s.Rejected["too_many_products"] != 45 {
+		if s, n := e.Stats.Snapshot(), int64(45*riders); s.RejectedTotal != n || s.Rejected["too_many_products"] != n {
 			t.Fatalf("par %d chunk %d: %+v", tc.par, tc.chunk, s)
 		}
 		diffRows(t, c.rows, want)

@@ -1,12 +1,15 @@
 package pipeline
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"maps"
 	"math/rand/v2"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -14,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/demandpipe/demandpipe/aggregate"
 	"github.com/demandpipe/demandpipe/encode"
 	"github.com/demandpipe/demandpipe/feature"
 	"github.com/demandpipe/demandpipe/gen"
@@ -377,5 +381,157 @@ func TestResumeWithCursor(t *testing.T) {
 			t.Fatalf("resumed run read %d bytes, want %d (from the cursor on)", got, want)
 		}
 		diffRows(t, d.all(), want)
+	}
+}
+
+// withProduct sets line's product_type to u (a line without one, a
+// malformed line, is returned as it is).
+func withProduct(line string, u encode.UUID) string {
+	const key = `"product_type":"`
+	i := strings.Index(line, key)
+	if i < 0 || len(line) < i+len(key)+36 {
+		return line
+	}
+	i += len(key)
+	return line[:i] + u.String() + line[i+36:]
+}
+
+// TestResumeWithProductsWaiting: events waiting for their product's
+// confirmation (the product reserve, hold.go) are in the checkpoint. With
+// every new product waiting (reserve 256), one-event junk products all
+// through the input and a real product that starts half way, a run crashed
+// at a random minute and resumed ends with the uninterrupted run's rows:
+// no waiting event is lost or counted twice.
+func TestResumeWithProductsWaiting(t *testing.T) {
+	t.Parallel()
+	if norace.Run(t) {
+		return
+	}
+	lines := resumeInput(t)
+	rng := rand.New(rand.NewPCG(testsize.Seed(t), 7))
+	newUUID := func() (u encode.UUID) {
+		for j := range u {
+			u[j] = byte(rng.IntN(256))
+		}
+		return u
+	}
+	// The late product starts 20 s into a minute with about 50 events a
+	// minute, so its first events wait ~20 s for its 16th rider, past the
+	// close of the minute before (at 30 s, the lateness): they are in that
+	// minute's checkpoint.
+	tsOK := func(l string) (int64, bool) { // the ts of a valid line
+		var ev encode.Event
+		var p encode.Projector
+		ok := p.Project([]byte(l), &ev) == encode.OK
+		return ev.TS, ok
+	}
+	late, lateFrom := newUUID(), len(lines)/2
+	for ts, ok := tsOK(lines[lateFrom]); !ok || ts%60_000 < 20_000; ts, ok = tsOK(lines[lateFrom]) {
+		lateFrom++
+	}
+	m0, perMinute := minuteOf(tsOf(t, lines[lateFrom])), 0
+	for _, l := range lines[lateFrom:] {
+		if ts, ok := tsOK(l); ok && minuteOf(ts) == m0 {
+			perMinute++
+		}
+	}
+	for i := lateFrom; i < len(lines); i += max(1, perMinute*3/100) {
+		lines[i] = withProduct(lines[i], late)
+	}
+	for i := 7; i < len(lines); i += len(lines) / 300 {
+		lines[i] = withProduct(strings.Replace(lines[i], `"rider_id":"`, `"rider_id":"junk-`, 1), newUUID())
+	}
+	in := strings.Join(lines, "\n") + "\n"
+	def := feature.Definition{Resolution: 8, Rings: []int{0, 1}, Windows: []int{1, 4}}
+	newEngine := func(par, chunk int) *Engine {
+		cfg := DefaultConfig()
+		cfg.Def, cfg.Parallelism, cfg.ChunkBytes = def, par, chunk
+		cfg.Future.ProductReserve = encode.MaxProducts
+		e, err := New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.Identity = "held-input"
+		return e
+	}
+	full := newMemDurable()
+	e := newEngine(2, 16<<10)
+	if err := e.Run(context.Background(), strings.NewReader(in), full); err != nil {
+		t.Fatal(err)
+	}
+	want := full.all()
+	products := map[string]bool{}
+	for _, r := range want {
+		products[r.product] = true
+	}
+	if s := e.Stats.Snapshot(); s.Rejected["unconfirmed_product"] < 250 || !products[late.String()] || len(products) > 8 {
+		t.Fatalf("the input does not hold what the test is about: %d unconfirmed, products in rows %v", s.Rejected["unconfirmed_product"], slices.Sorted(maps.Keys(products)))
+	}
+	// Crashes at each of the minutes after the late product's first event,
+	// where its waiting events are in the last checkpoint, and at random.
+	minutes := slices.Sorted(maps.Keys(full.rows))
+	first := minuteOf(tsOf(t, lines[lateFrom]))
+	crashes := []int64{first + 1, first + 2, first + 3}
+	for range testsize.Pick(1, 5) {
+		crashes = append(crashes, minutes[1+rng.IntN(len(minutes)-2)])
+	}
+	for round, crashAt := range crashes {
+		par, chunk := 1+round%3, []int{4 << 10, 16 << 10, 64 << 10}[round%3]
+		t.Run(fmt.Sprintf("crash=%d/par=%d/chunk=%d", crashAt-minutes[0], par, chunk), func(t *testing.T) {
+			d := newMemDurable()
+			d.failAt = crashAt
+			if err := newEngine(par, chunk).Run(context.Background(), strings.NewReader(in), d); err == nil || err.Error() != "crash" {
+				t.Fatalf("first run: %v", err)
+			}
+			d.failAt = -1
+			e := newEngine(par, chunk)
+			if res, err := e.Resume(d, "held-input"); err != nil || res == nil {
+				t.Fatalf("resume: %v %v", res, err)
+			}
+			if err := e.Run(context.Background(), strings.NewReader(in), d); err != nil {
+				t.Fatal(err)
+			}
+			diffRows(t, d.all(), want)
+		})
+	}
+}
+
+// TestCheckpointRoundTrip: a checkpoint decodes to what was encoded, the
+// events waiting for their product included (version 5), and a corrupt
+// count of them is refused, not allocated.
+func TestCheckpointRoundTrip(t *testing.T) {
+	t.Parallel()
+	cp := &checkpoint{identity: "in", config: "key", closed: 28_000_000,
+		products: []encode.UUID{{1}, {2}}, cursor: []byte("c")}
+	st := &cp.seq
+	st.pos, st.line, st.haveTS, st.maxTS, st.frontier = 1234, 56, true, 1_680_000_000_000, 27_999_999
+	st.clockKey, st.clockTS = []uint64{7, 9}, []int64{1_680_000_000_000, 1_680_000_001_000}
+	st.haveT, st.t, st.tailMax = true, 1_680_000_000_500, 1_680_000_001_000
+	st.haveTailNext, st.tailNext, st.tailContra = true, 5, []uint64{3}
+	st.ahead = []aheadEvent{{minute: 28_000_001, line: 40, text: []byte(`{"a":1}`)}}
+	st.held = []heldEvent{
+		{uuid: encode.UUID{9, 9}, minute: 28_000_000, ts: 1_680_000_000_100, lat: 40.7, lng: -73.9, rkey: 11, rcheck: 12, line: 50, text: []byte(`{"b":2}`)},
+		{uuid: encode.UUID{8}, minute: 28_000_001, ts: 1_680_000_060_100, lat: -33.9, lng: 151.2, rkey: 13, rcheck: 14, line: 51, text: []byte(`{}`)},
+	}
+	for c := range encode.MaxProducts {
+		st.lastCounted[c] = aggregate.NoMinute
+	}
+	st.lastCounted[0], st.lastCounted[1] = 27_999_990, 27_999_999
+	got, err := decodeCheckpoint(cp.encode(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, cp) {
+		t.Fatalf("decoded\n%+v\nwant\n%+v", got, cp)
+	}
+	b := cp.encode(nil)
+	// The held count sits right after the one ahead event; make it huge.
+	i := bytes.Index(b, []byte(`{"a":1}`)) + len(`{"a":1}`)
+	if b[i] != 2 {
+		t.Fatalf("held count not where expected: %d", b[i])
+	}
+	b = append(append(b[:i:i], binary.AppendUvarint(nil, maxHeld+1)...), b[i+1:]...)
+	if _, err := decodeCheckpoint(b); !errors.Is(err, errCorrupt) {
+		t.Fatalf("a held count over %d: %v", maxHeld, err)
 	}
 }

@@ -544,16 +544,30 @@ func writeRejects(w *bufio.Writer, b *batch) error {
 		}
 	}
 	for _, a := range b.endRejects {
-		line = append(line[:0], `{"line":`...)
-		line = strconv.AppendInt(line, a.line, 10)
-		line = append(line, `,"reason":"future","text":`...)
-		line = encode.AppendJSONString(line, a.text)
-		line = append(line, "}\n"...)
-		if _, err := w.Write(line); err != nil {
+		if err := writeTextReject(w, &line, a.line, encode.Future, a.text); err != nil {
+			return err
+		}
+	}
+	for _, h := range b.heldRejects {
+		if err := writeTextReject(w, &line, h.line, h.reason, h.text); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// writeTextReject writes the reject of a line kept apart from its batch.
+func writeTextReject(w io.Writer, buf *[]byte, n int64, r encode.Reason, text []byte) error {
+	line := append((*buf)[:0], `{"line":`...)
+	line = strconv.AppendInt(line, n, 10)
+	line = append(line, `,"reason":"`...)
+	line = append(line, r.String()...)
+	line = append(line, `","text":`...)
+	line = encode.AppendJSONString(line, text)
+	line = append(line, "}\n"...)
+	*buf = line
+	_, err := w.Write(line)
+	return err
 }
 
 // Cursored is a source that names positions in its own terms (a message

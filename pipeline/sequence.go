@@ -53,7 +53,10 @@ type sequencer struct {
 	// then rejected as future, with their lines. At most maxAhead.
 	ahead []aheadEvent
 
-	// product codes (see assignProduct)
+	// product codes (see assignProduct), and the events of new products
+	// waiting for confirmation while codes are scarce (hold.go)
+	held        []heldEvent
+	pending     map[encode.UUID]*pendingProduct
 	products    *encode.Products
 	maxW        int64 // longest window, minutes
 	lastCounted [encode.MaxProducts]int64
@@ -89,6 +92,7 @@ const maxAhead = 100_000
 type futureRule struct {
 	skew    int64 // ms; 0: no clock bound
 	confirm int   // K, distinct riders
+	reserve int   // product codes kept for confirmed products (hold.go)
 }
 
 // riderClock keeps the K largest of distinct riders' latest accepted times
@@ -178,7 +182,7 @@ func (c *riderClock) set(keys []uint64, ts []int64) {
 
 func newSequencer(lateness, idle int64, dt *dedup.Table, fr futureRule, products *encode.Products, maxW int) *sequencer {
 	s := &sequencer{lateness: lateness, idle: idle, dedup: dt, frontier: noMinute, fut: fr, clock: newRiderClock(fr.confirm),
-		products: products, maxW: int64(maxW), lastMinute: noMinute, stamped: noMinute, earliest: math.MaxInt64,
+		products: products, pending: map[encode.UUID]*pendingProduct{}, maxW: int64(maxW), lastMinute: noMinute, stamped: noMinute, earliest: math.MaxInt64,
 		tail: tailRule{k: fr.confirm, contra: make([]uint64, 0, fr.confirm)}}
 	for i := range s.lastCounted {
 		s.lastCounted[i] = noMinute
@@ -244,11 +248,11 @@ func (s *sequencer) sequence(b *batch, st *Stats, wallNow int64) {
 			continue
 		}
 		// A new product gets its code as its first on-time event is
-		// accepted (a late one needs none).
+		// accepted (a late one needs none); while codes are scarce, once K
+		// riders have used it (hold.go).
 		if newP != nil && minuteOf(ts) > s.frontier {
 			gen := s.products.Gen()
-			if !s.assignProduct(b, i, newP.uuid) {
-				b.rejects = append(b.rejects, reject{line: b.evLine[i], reason: encode.TooManyProducts, start: b.evStart[i], end: b.evEnd[i]})
+			if !s.newProduct(b, i, newP.uuid) {
 				continue
 			}
 			if s.products.Gen() != gen {
@@ -258,6 +262,7 @@ func (s *sequencer) sequence(b *batch, st *Stats, wallNow int64) {
 		}
 		s.accept(b, i)
 	}
+	s.expireHeld(b)
 	if s.accepted {
 		s.lastEventWall = wallNow
 		s.anchorTS, s.haveAnchor = s.clock.floor()
@@ -479,6 +484,7 @@ func (s *sequencer) noteMinute(m int64) {
 		snap.clockTS = slices.Clone(s.atStart.clockTS)
 		snap.ahead = slices.Clone(s.atStart.ahead)
 		snap.tailContra = slices.Clone(s.atStart.tailContra)
+		snap.held = slices.Clone(s.atStart.held) // atStart's arrays are reused at the next batch
 		s.batchSnap = &snap
 	}
 	s.open = append(s.open, openMinute{minute: m, at: s.batchSnap})

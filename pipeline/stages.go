@@ -189,7 +189,10 @@ func (s *sequenceStage) run(ctx context.Context, in <-chan *batch, toCount, toLo
 			s.stats.Rejected[r.reason].Add(1)
 		}
 		s.stats.Rejected[encode.Future].Add(int64(len(b.endRejects)))
-		if s.rejects != nil && len(b.rejects)+len(b.endRejects) > 0 {
+		for _, r := range b.heldRejects {
+			s.stats.Rejected[r.reason].Add(1)
+		}
+		if s.rejects != nil && len(b.rejects)+len(b.endRejects)+len(b.heldRejects) > 0 {
 			err := writeRejects(s.rejects, b)
 			if err == nil && s.flushEach {
 				err = s.rejects.Flush()

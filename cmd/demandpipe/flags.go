@@ -88,6 +88,7 @@ func engineFlags(fs *flag.FlagSet, c *pipeline.Config) *definitionsFlag {
 	fs.DurationVar(&c.IdleTimeout, "windows.idle-timeout", c.IdleTimeout, "with no input for this long, event time advances with the clock so minutes still close")
 	fs.DurationVar(&c.Future.MaxSkew, "windows.max-future-skew", c.Future.MaxSkew, "an event with ts more than this ahead of the machine's clock is rejected as future, on every source (0: off, and event time is then the largest ts of all)")
 	fs.IntVar(&c.Future.ConfirmRiders, "windows.future-confirm-riders", c.Future.ConfirmRiders, "K: event time is the K-th largest of distinct riders' latest ts, so fewer than K riders cannot close a minute or make another rider's event late (1..1024)")
+	fs.IntVar(&c.Future.ProductReserve, "windows.product-reserve", c.Future.ProductReserve, "product codes (256, one byte) kept for confirmed products: once fewer are free, a new product type counts only after K riders (-windows.future-confirm-riders) used it, its events waiting until their minute closes, then rejected as unconfirmed_product; so junk product UUIDs cannot take every code (0: none; 256: every new product waits)")
 	fs.IntVar(&c.Parallelism, "parallelism", c.Parallelism, "cores to use (GOMAXPROCS) and parse and H3 workers (default: number of CPUs); dedup and ordering stay sequential")
 	fs.IntVar(&c.ChunkBytes, "source.chunk-bytes", c.ChunkBytes, "input bytes per unit of parallel work")
 	fs.IntVar(&c.MaxLineBytes, "source.max-line-bytes", c.MaxLineBytes, "longest accepted input line; longer lines are rejected (line_too_long)")
