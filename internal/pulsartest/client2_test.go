@@ -101,6 +101,13 @@ func TestControlHandler(t *testing.T) {
 	post("/restart", 200)
 	post("/partitions?topic=p&n=2", 200)
 	post("/disconnect?topic=nope&sub=x", 400)
+	post("/reorder-key-shared?n=3", 200)
+	if s.mu.Lock(); s.ksReorder != 3 {
+		t.Errorf("after /reorder-key-shared?n=3 the reordering is %d", s.ksReorder)
+	}
+	s.mu.Unlock()
+	post("/reorder-key-shared?n=-1", 400)
+	post("/reorder-key-shared?n=0", 200)
 	// Send only once the producer is back: the Go client v0.21.0 races
 	// (under -race) between a producer's reconnect and a concurrent send.
 	for deadline := time.Now().Add(10 * time.Second); s.Producers(topic) == 0 && time.Now().Before(deadline); {

@@ -90,6 +90,24 @@ type Config struct {
 	// DefaultKeySharedLookAheadPerSubscription (20000). Range -1 .. 1<<24.
 	KeySharedLookAheadPerSubscription int
 
+	// KeySharedReorderAfterReconnect injects a reordering a real broker
+	// may make on a Key_Shared subscription after a consumer reconnects
+	// (apache/pulsar#10762: while the replay of the messages a consumer
+	// left unacknowledged is stuck, PersistentStickyKeyDispatcher
+	// MultipleConsumers reads on and dispatches newer entries; since that
+	// fix only those of keys with no message waiting for replay, so each
+	// key keeps its order, but a newer message of one key then arrives
+	// before the replay of an older one of another key). With N > 0, once
+	// a consumer leaves a Key_Shared subscription (a disconnect, a close)
+	// with entries pending, the dispatcher sends up to N new entries whose
+	// hash slot has no entry waiting for replay before the replays; new
+	// entries of a slot that has one are parked behind it (look-ahead
+	// bound as usual). Deterministic: the same N entries every time.
+	// Stats.KeySharedPassedAhead counts them; Server.ReorderKeySharedReplays
+	// changes N at run time. Default 0: replays first, in id order, as a
+	// broker does when its consumers keep up. Range 0 .. 1<<24.
+	KeySharedReorderAfterReconnect int
+
 	// Partitions pre-creates partitioned topics: name -> partition count.
 	// Names may be short ("orders") or full
 	// ("persistent://public/default/orders"). Counts 1 .. 1024.
@@ -279,6 +297,9 @@ func (c *Config) Validate() error {
 	}
 	if slices.Contains(c.Tokens, "") {
 		return fmt.Errorf("pulsartest: Config.Tokens holds an empty token")
+	}
+	if c.KeySharedReorderAfterReconnect < 0 || c.KeySharedReorderAfterReconnect > 1<<24 {
+		return fmt.Errorf("pulsartest: Config.KeySharedReorderAfterReconnect %d out of range [0, 16777216]", c.KeySharedReorderAfterReconnect)
 	}
 	for name, n := range c.Partitions {
 		if n < 1 || n > 1024 {

@@ -17,6 +17,8 @@ import (
 //	POST /restart                               stop and restart on the same address
 //	POST /disconnect?topic=T&sub=S[&consumer=C] close a consumer's connection
 //	POST /partitions?topic=T&n=N                create a partitioned topic
+//	POST /reorder-key-shared?n=N                pass N new entries ahead of a Key_Shared replay
+//	                                            after a consumer leaves (0: off)
 //	GET  /stats                                 Stats as JSON
 func (s *Server) ControlHandler() http.Handler {
 	mux := http.NewServeMux()
@@ -56,6 +58,13 @@ func (s *Server) ControlHandler() http.Handler {
 			return nil, fmt.Errorf("partitions: n: %v", err)
 		}
 		return map[string]int{q.Get("topic"): n}, s.CreatePartitionedTopic(q.Get("topic"), n)
+	})
+	post("/reorder-key-shared", func(r *http.Request) (any, error) {
+		n, err := strconv.Atoi(r.URL.Query().Get("n"))
+		if err != nil {
+			return nil, fmt.Errorf("reorder-key-shared: n: %v", err)
+		}
+		return map[string]int{"reorder": n}, s.ReorderKeySharedReplays(n)
 	})
 	mux.HandleFunc("GET /stats", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, s.Stats())

@@ -144,8 +144,17 @@
 //     delete_when_subscriptions_caught_up is supported too. Stats counts
 //     the checks and the topics deleted (inactive.go).
 //   - Fault injection: DropConnections, DisconnectConsumer, StallDispatch,
-//     Stop/Start/Restart on the same address keeping messages and cursors;
-//     over HTTP via ControlHandler (pulsartestd -control).
+//     Stop/Start/Restart on the same address keeping messages and cursors,
+//     and ReorderKeySharedReplays: after a Key_Shared consumer leaves with
+//     messages pending, up to N new entries of keys with nothing waiting
+//     for replay are dispatched ahead of the replay, as a broker may after
+//     a reconnect (apache/pulsar#10762; PersistentStickyKeyDispatcher
+//     MultipleConsumers reads past replays it is stuck on and holds back
+//     only the keys that have one; Config.KeySharedReorderAfterReconnect,
+//     pulsartestd -key-shared-reorder-after-reconnect, off by default;
+//     Stats.KeySharedPassedAhead counts them; reorder_test.go checks it
+//     with the Go client). Over HTTP via ControlHandler (pulsartestd
+//     -control).
 //   - Stats (messages in per topic, dispatched, redelivered, acked,
 //     connections, refused connections) and Subscription state for
 //     assertions.

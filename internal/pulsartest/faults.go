@@ -80,6 +80,21 @@ func (s *Server) StallDispatch(d time.Duration) {
 	})
 }
 
+// ReorderKeySharedReplays sets Config.KeySharedReorderAfterReconnect at
+// run time: after a consumer leaves a Key_Shared subscription with
+// entries pending, up to n new entries of keys with no pending replay are
+// dispatched before the replay, as a broker may (apache/pulsar#10762).
+// 0 turns it off. It applies to consumers that leave from now on.
+func (s *Server) ReorderKeySharedReplays(n int) error {
+	if n < 0 || n > 1<<24 {
+		return fmt.Errorf("pulsartest: reorder %d out of range [0, 16777216]", n)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.ksReorder = n
+	return nil
+}
+
 func (s *Server) stalledLocked() bool {
 	return !s.stallUntil.IsZero() && time.Now().Before(s.stallUntil)
 }

@@ -32,6 +32,7 @@ type Server struct {
 	nextName    int64
 	stallUntil  time.Time
 	stallTimer  *time.Timer
+	ksReorder   int // Config.KeySharedReorderAfterReconnect, changed by ReorderKeySharedReplays
 	stats       Stats
 
 	wg sync.WaitGroup // accept loops and connection goroutines
@@ -62,6 +63,7 @@ func Start(cfg Config) (*Server, error) {
 		partitioned: make(map[string]int),
 		nextLedger:  1,
 		stats:       Stats{MessagesIn: make(map[string]int64)},
+		ksReorder:   cfg.KeySharedReorderAfterReconnect,
 	}
 	for name, n := range cfg.Partitions {
 		if err := s.CreatePartitionedTopic(name, n); err != nil {

@@ -49,6 +49,10 @@ type Stats struct {
 	// Config.MaxUnackedMessagesPerSubscription.
 	ConsumersBlocked     int64
 	SubscriptionsBlocked int64
+	// KeySharedPassedAhead counts the entries dispatched ahead of a
+	// Key_Shared replay by the injected reordering
+	// (Config.KeySharedReorderAfterReconnect).
+	KeySharedPassedAhead int64
 	// Blocked lists the consumers and subscriptions blocked on
 	// unacknowledged messages now (the broker's topic stats show them as
 	// blockedConsumerOnUnackedMsgs and blockedSubscriptionOnUnackedMsgs),

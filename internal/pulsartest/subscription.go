@@ -48,6 +48,10 @@ type subscription struct {
 	unacked int64
 	blocked bool
 	woken   bool // a limit was lifted: dispatch (see ack)
+
+	// Key_Shared: new entries still to pass ahead of the replay of a
+	// consumer that left (Config.KeySharedReorderAfterReconnect; passAhead).
+	reorder int
 }
 
 type consumer struct {
@@ -90,7 +94,7 @@ func (s *subscription) resetTo(pos int64) {
 	clear(s.owner)
 	clear(s.redeliveries)
 	clear(s.sent)
-	s.unacked, s.blocked = 0, false
+	s.unacked, s.blocked, s.reorder = 0, false, 0
 	for _, c := range s.consumers {
 		clear(c.pending)
 		c.unacked, c.blocked = 0, false
@@ -135,6 +139,9 @@ func (s *subscription) removeConsumer(c *consumer) {
 	s.consumers = slices.Delete(s.consumers, i, i+1)
 	if s.typ == subKeyShared {
 		s.ks.remove(c)
+		if len(c.pending) > 0 {
+			s.reorder = s.t.srv.ksReorder
+		}
 	}
 	s.requeue(c, nil, false)
 	// Its count leaves with it (PersistentDispatcherMultipleConsumers.
@@ -241,6 +248,11 @@ func (s *subscription) dispatch() {
 	var blocked map[int32]bool
 	if s.typ == subKeyShared {
 		blocked = make(map[int32]bool)
+		if len(s.replay) == 0 {
+			s.reorder = 0 // nothing waits: no replay to pass
+		} else if s.reorder > 0 {
+			s.passAhead(blocked)
+		}
 	}
 	if len(s.replay) > 0 {
 		ids := make([]int64, 0, len(s.replay))
@@ -290,6 +302,60 @@ func (s *subscription) dispatch() {
 		}
 		s.readPos++
 		s.send(c, e)
+	}
+}
+
+// passAhead is the injected reordering of a Key_Shared replay
+// (Config.KeySharedReorderAfterReconnect, apache/pulsar#10762): new
+// entries are read before the entries waiting for replay, and those whose
+// hash slot has no entry waiting are dispatched, up to s.reorder of them;
+// those of a slot that has one are parked behind it, so each key keeps its
+// order. It stops at the end of the topic (nothing more can pass), at a
+// consumer without permits (the rest passes on its next FLOW), or at the
+// look-ahead bound.
+//
+// The broker's path (PersistentStickyKeyDispatcherMultipleConsumers, as
+// of 2.10): while isDispatcherStuckOnReplays is set,
+// getMessagesToReplayNow returns nothing and readMoreEntries does a
+// Normal read past the replay set; in sendMessagesToConsumers,
+// getRestrictedMaxEntriesForConsumer gives 0 for a consumer's entries of
+// a Normal read when redeliveryMessages.containsStickyKeyHashes(their
+// hashes), and those go to the replay set (addMessageToReplay); the
+// others are sent, ahead of the older replays. The broker decides per
+// consumer and read (a read holding a waiting hash holds back all of that
+// consumer's entries in it); this double reads one entry at a time, so
+// per entry: the same per-key order, a few more entries passing.
+func (s *subscription) passAhead(blocked map[int32]bool) {
+	waiting := make(map[int32]bool, len(s.replay))
+	for e := range s.replay {
+		waiting[s.t.entries[e].keySlot] = true
+	}
+	for s.reorder > 0 && !s.blocked {
+		if s.readPos >= int64(len(s.t.entries)) {
+			s.reorder = 0
+			return
+		}
+		e := s.readPos
+		if _, parked := s.replay[e]; parked || s.isAcked(e) {
+			s.readPos++
+			continue
+		}
+		if slot := s.t.entries[e].keySlot; waiting[slot] {
+			if len(s.replay) >= s.lookAhead() {
+				return
+			}
+			s.replay[e] = struct{}{}
+			s.readPos++
+			continue
+		}
+		c := s.pick(e, blocked)
+		if c == nil {
+			return
+		}
+		s.readPos++
+		s.send(c, e)
+		s.reorder--
+		s.t.srv.stats.KeySharedPassedAhead += int64(s.t.entries[e].numMessages)
 	}
 }
 

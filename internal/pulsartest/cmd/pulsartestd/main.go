@@ -17,6 +17,9 @@
 // acknowledgements bring the count to half
 // (-max-unacked-messages-per-consumer,
 // -max-unacked-messages-per-subscription; 0 turns a limit off).
+// -key-shared-reorder-after-reconnect=N injects the out-of-order
+// Key_Shared replay a broker may make after a consumer reconnects
+// (apache/pulsar#10762; off by default).
 //
 // With TLS (clients use pulsar+ssl://) and a token:
 //
@@ -121,7 +124,7 @@ func parseFlags(args []string) (settings, error) {
 	addr := fs.String("addr", "127.0.0.1:6650", "TCP address for the Pulsar binary protocol")
 	advertised := fs.String("advertised", "", "host:port returned in LOOKUP answers (default: the listen address)")
 	maxMsg := fs.Int("max-message-size", 5<<20, "maximum message size announced to clients, bytes")
-	control := fs.String("control", "", "if set, HTTP address for fault injection and stats (POST /drop, /stall?for=1s, /restart, /disconnect?topic=&sub=, GET /stats)")
+	control := fs.String("control", "", "if set, HTTP address for fault injection and stats (POST /drop, /stall?for=1s, /restart, /disconnect?topic=&sub=, /reorder-key-shared?n=, GET /stats)")
 	verbose := fs.Bool("v", false, "log connections, protocol errors and topics deleted for inactivity")
 	tlsCert := fs.String("tls-cert", "", "PEM certificate (chain) file: serve TLS (clients use pulsar+ssl://); needs -tls-key")
 	tlsKey := fs.String("tls-key", "", "PEM private key file for -tls-cert")
@@ -133,6 +136,7 @@ func parseFlags(args []string) (settings, error) {
 	maxUnackedSub := fs.Int("max-unacked-messages-per-subscription", pulsartest.DefaultMaxUnackedMessagesPerSubscription, "Shared and Key_Shared: a subscription with this many messages delivered and not acknowledged reads no new ones until acknowledgements bring it below half (maxUnackedMessagesPerSubscription; 0: no limit)")
 	lookAheadConsumer := fs.Int("key-shared-look-ahead-per-consumer", pulsartest.DefaultKeySharedLookAheadPerConsumer, "Key_Shared: entries parked for busy keys, per connected consumer, before the subscription stops reading ahead (keySharedLookAheadMsgInReplayThresholdPerConsumer; 0: no per-consumer bound)")
 	lookAheadSub := fs.Int("key-shared-look-ahead-per-subscription", pulsartest.DefaultKeySharedLookAheadPerSubscription, "Key_Shared: at most this many entries parked per subscription (keySharedLookAheadMsgInReplayThresholdPerSubscription; 0: no per-subscription bound)")
+	reorder := fs.Int("key-shared-reorder-after-reconnect", 0, "Key_Shared fault: once a consumer leaves with messages pending, pass up to N new entries of keys with nothing waiting for replay ahead of the replay, as a broker may (apache/pulsar#10762); 0: off (also POST /reorder-key-shared?n=N)")
 	fs.Var(parts, "partitions", "partitioned topic as name=N (repeatable)")
 	fs.Var(&tokens, "token", "accept this token (auth method \"token\"; repeatable); with any -token or -token-file, CONNECTs without an accepted token are refused")
 	fs.Var(tokenFilesFlag{&tokens}, "token-file", "accept the token held in this file (repeatable)")
@@ -147,7 +151,8 @@ func parseFlags(args []string) (settings, error) {
 		DeleteInactiveTopicsDisabled: !*deleteInactive, DeleteInactiveTopicsFrequency: *inactiveEvery,
 		DeleteInactiveTopicsMaxInactive: *inactiveFor, DeleteInactiveTopicsMode: *inactiveMode,
 		MaxUnackedMessagesPerConsumer: limit(*maxUnackedConsumer), MaxUnackedMessagesPerSubscription: limit(*maxUnackedSub),
-		KeySharedLookAheadPerConsumer: limit(*lookAheadConsumer), KeySharedLookAheadPerSubscription: limit(*lookAheadSub)}
+		KeySharedLookAheadPerConsumer: limit(*lookAheadConsumer), KeySharedLookAheadPerSubscription: limit(*lookAheadSub),
+		KeySharedReorderAfterReconnect: *reorder}
 	if err := cfg.Validate(); err != nil {
 		return settings{}, err
 	}

@@ -145,3 +145,23 @@ func TestUnackedLimitFlags(t *testing.T) {
 		}
 	}
 }
+
+// TestReorderFlag: the injected Key_Shared reordering is off by default,
+// reaches the double's Config, and a negative count is refused.
+func TestReorderFlag(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want int
+	}{{nil, 0}, {[]string{"-key-shared-reorder-after-reconnect=7"}, 7}} {
+		st, err := parseFlags(tc.args)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.cfg.KeySharedReorderAfterReconnect != tc.want {
+			t.Errorf("%q: KeySharedReorderAfterReconnect %d, want %d", tc.args, st.cfg.KeySharedReorderAfterReconnect, tc.want)
+		}
+	}
+	if _, err := parseFlags([]string{"-key-shared-reorder-after-reconnect=-1"}); err == nil {
+		t.Error("a negative count accepted")
+	}
+}
