@@ -89,6 +89,7 @@ func (s *sequencer) restore(st *seqState) {
 	s.ahead = append(s.ahead[:0], st.ahead...)
 	s.held = append(s.held[:0], st.held...)
 	s.repend()
+	s.recount()
 	s.lastCounted = st.lastCounted
 	s.anchorTS, s.haveAnchor = s.clock.floor()
 	// The idle clock starts with the first batch after the restore: left

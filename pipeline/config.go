@@ -63,8 +63,10 @@ type Config struct {
 	// DefaultMaxMemory: a third of the machine's memory or of the cgroup's
 	// limit, since the Go heap holds up to twice the live state between
 	// collections); 0: no bound. A quarter is the dedup tables' (16 bytes a
-	// key whatever the rider id's length: the dedup_bytes metric), the rest
-	// the close state (windows, sparse sources, cell index, disks, scratch:
+	// key whatever the rider id's length: the dedup_bytes metric), a
+	// sixteenth the sequencer's (events ahead of event time and waiting for
+	// their product, with their lines: sequencer_bytes), the rest the close
+	// state (windows, sparse sources, cell index, disks, scratch:
 	// state_bytes). Past it, events are shed and counted (over_budget)
 	// instead of the process dying: at dedup, an event whose key has no room
 	// (so no event is ever counted twice); at its minute's close, a source
@@ -114,7 +116,7 @@ func (c Config) forDef(d feature.Named) Config {
 // closeShare is each definition's part of MaxMemory: what the dedup tables
 // leave, split evenly among the definitions (0: no bound).
 func (c Config) closeShare() int64 {
-	return (c.MaxMemory - dedupShare(c.MaxMemory)) / int64(1+len(c.Extra))
+	return (c.MaxMemory - dedupShare(c.MaxMemory) - seqShare(c.MaxMemory)) / int64(1+len(c.Extra))
 }
 
 // resolutions are the distinct resolutions of the run's definitions,
@@ -263,6 +265,13 @@ func (c FutureConfig) rule() futureRule {
 	}
 	return futureRule{skew: c.MaxSkew.Milliseconds(), confirm: k, reserve: c.ProductReserve}
 }
+
+// seqShare is the sequencer's part of MaxMemory (0: no bound): the events
+// it keeps ahead of event time and those waiting for their product, with
+// their lines, a sixteenth (16 MiB of 256: ~40,000 lines of 400 bytes).
+// Past it such an event is rejected at once (future, too_many_products),
+// as past maxAhead and maxHeld.
+func seqShare(maxMemory int64) int64 { return maxMemory / 16 }
 
 // dedupShare is the dedup tables' part of MaxMemory (0: no bound): a
 // quarter, 64 MiB of 256: 4M slots, room for 3M keys of one minute.

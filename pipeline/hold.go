@@ -84,7 +84,7 @@ func (s *sequencer) newProduct(b *batch, i int, u encode.UUID) bool {
 		return s.assignOrReject(b, i, u)
 	}
 	if p == nil {
-		if len(s.held) >= maxHeld {
+		if len(s.held) >= maxHeld || !s.roomFor(heldCost+int64(b.evEnd[i]-b.evStart[i])) {
 			s.rejectAt(b, i, encode.TooManyProducts)
 			return false
 		}
@@ -96,7 +96,7 @@ func (s *sequencer) newProduct(b *batch, i int, u encode.UUID) bool {
 		p.riders = append(p.riders, r)
 	}
 	if len(p.riders) < s.fut.confirm && s.codesFree() <= s.fut.reserve {
-		if len(s.held) >= maxHeld {
+		if len(s.held) >= maxHeld || !s.roomFor(heldCost+int64(b.evEnd[i]-b.evStart[i])) {
 			s.rejectAt(b, i, encode.TooManyProducts)
 			return false
 		}
@@ -146,10 +146,12 @@ func (s *sequencer) hold(b *batch, i int, u encode.UUID) {
 	if m != s.lastMinute {
 		s.noteMinute(m)
 	}
+	text := bytes.Clone(trimCR(b.buf[b.evStart[i]:b.evEnd[i]]))
 	s.held = append(s.held, heldEvent{
 		uuid: u, minute: m, ts: ts, lat: b.lat[i], lng: b.lng[i], rkey: b.rkey[i], rcheck: b.rcheck[i],
-		line: b.evLine[i], text: bytes.Clone(trimCR(b.buf[b.evStart[i]:b.evEnd[i]])),
+		line: b.evLine[i], text: text,
 	})
+	s.seqBytes += heldCost + int64(len(text))
 }
 
 // release appends the held events of product u, now code c, to b and
@@ -172,6 +174,7 @@ func (s *sequencer) release(b *batch, u encode.UUID, c byte) {
 	}
 	clear(s.held[len(keep):])
 	s.held = keep
+	s.recount()
 }
 
 // appendEvent adds held event h, of product code c, to b's columns (its
@@ -219,6 +222,7 @@ func (s *sequencer) dropHeld(b *batch, drop func(*heldEvent) bool, r encode.Reas
 	clear(s.held[len(keep):])
 	s.held = keep
 	if dropped {
+		s.recount()
 		s.repend()
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/demandpipe/demandpipe/encode"
 	"github.com/demandpipe/demandpipe/feature"
 	"github.com/demandpipe/demandpipe/internal/norace"
 	"github.com/demandpipe/demandpipe/internal/procmem"
@@ -144,4 +145,64 @@ func peakMemory(run func() error) (int64, error) {
 	<-done
 	measure()
 	return peak.Load(), err
+}
+
+// TestLongLinesAheadStayInTheBudget: the events the sequencer keeps ahead
+// of event time (here all of them: 10 riders, fewer than K, never make T)
+// keep their lines for the rejects file, so 100 lines of 200 KB held 20 MB
+// whatever -max-memory said. Now they cost the sequencer's sixteenth of
+// the budget (1 MiB of 16 MiB): past it an event ahead is rejected as
+// future at once, counted; without a budget all are kept and counted.
+func TestLongLinesAheadStayInTheBudget(t *testing.T) {
+	t.Parallel()
+	pad := strings.Repeat("x", 200<<10)
+	var in strings.Builder
+	start := time.Date(2024, 6, 1, 3, 0, 0, 0, time.UTC)
+	const riders, minutes = 10, 10
+	// 16 riders confirm the product first (the product reserve is all 256
+	// codes: every new product waits for 16 riders).
+	for r := range 16 {
+		fmt.Fprintf(&in, `{"ts":%d,"rider_id":"k%d","lat":40.758,"lng":-73.9855,"product_type":%q}`+"\n", start.Add(-2*time.Minute).UnixMilli()+int64(r), r, prodP)
+	}
+	for m := range minutes {
+		for r := range riders {
+			ts := start.Add(time.Duration(m)*time.Minute + time.Duration(r)*time.Second).UnixMilli()
+			fmt.Fprintf(&in, `{"pad":%q,"ts":%d,"rider_id":"r%d","lat":40.758,"lng":-73.9855,"product_type":%q}`+"\n", pad, ts, r, prodP)
+		}
+	}
+	// Then 100 one-event junk products wait for confirmation, lines and all.
+	late := start.Add(time.Hour)
+	for j := range 100 {
+		fmt.Fprintf(&in, `{"pad":%q,"ts":%d,"rider_id":"j%d","lat":40.758,"lng":-73.9855,"product_type":"%08x-0000-4000-8000-000000000000"}`+"\n", pad, late.UnixMilli()+100+int64(j), j, j+1)
+	}
+	run := func(maxMem int64) Summary {
+		cfg := DefaultConfig()
+		cfg.Def = feature.Definition{Resolution: 8, Rings: []int{0, 1}, Windows: []int{1, 2}}
+		cfg.Parallelism, cfg.MaxMemory = 1, maxMem
+		cfg.Future.ProductReserve = encode.MaxProducts // every new product waits
+		e, err := New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := e.Run(context.Background(), strings.NewReader(in.String()), &sink.Null{}); err != nil {
+			t.Fatal(err)
+		}
+		if b := e.Stats.SeqBytes.Load(); maxMem > 0 && b > seqShare(maxMem) {
+			t.Fatalf("sequencer holds %d bytes, over its share %d", b, seqShare(maxMem))
+		}
+		return e.Stats.Snapshot()
+	}
+	free := run(0)
+	if free.Counted != riders*minutes+16 || free.RejectedTotal != 100 || free.Rejected["unconfirmed_product"] != 100 {
+		t.Fatalf("no budget: %d counted, %d rejected (%v); want %d counted and the 100 junk unconfirmed", free.Counted, free.RejectedTotal, free.Rejected, riders*minutes+16)
+	}
+	bound := run(16 << 20)
+	t.Logf("-max-memory=16MiB: %d counted, rejected %v", bound.Counted, bound.Rejected)
+	fit := seqShare(16<<20) / (aheadCost + int64(len(pad)))
+	if ahead := bound.Counted - 16; ahead > fit || ahead < 1 || ahead+bound.Rejected["future"] != riders*minutes {
+		t.Fatalf("-max-memory=16MiB: %d counted ahead (at most %d fit), %d future; want every event counted or rejected", ahead, fit, bound.Rejected["future"])
+	}
+	if w, tm := bound.Rejected["unconfirmed_product"], bound.Rejected["too_many_products"]; w+tm != 100 || w > fit || tm == 0 {
+		t.Fatalf("-max-memory=16MiB: junk %d waited (at most %d fit), %d refused at once; want 100 in all", w, fit, tm)
+	}
 }

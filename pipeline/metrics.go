@@ -34,6 +34,7 @@ import (
 //	demandpipe_pipeline_targets                               gauge: (cell, product) pairs with data
 //	demandpipe_pipeline_state_bytes                           gauge: windows and cached disks
 //	demandpipe_pipeline_dedup_bytes                           gauge: dedup tables of open minutes
+//	demandpipe_pipeline_sequencer_bytes                       gauge: events kept ahead of event time or waiting for their product
 //	demandpipe_pipeline_restore_seconds_total                 time restoring windows on resume
 //	demandpipe_pipeline_cell_index_compactions_total          renumberings of the cell index to the cells still held
 //	demandpipe_pipeline_over_budget_events_total              events shed over -max-memory (at dedup or at a close)
@@ -78,6 +79,7 @@ func (e *Engine) registerMetrics(reg prometheus.Registerer, now func() time.Time
 		metrics.Gauge(sub, "targets", "(cell, product) pairs with data in some window after the last close.", &s.Targets),
 		metrics.Gauge(sub, "state_bytes", "Memory held by the sliding windows, the sparse sources, the cell index, the smoothing scratch and the cached k-ring disks after the last close.", &s.StateBytes),
 		metrics.Gauge(sub, "dedup_bytes", "Memory held by the dedup tables (16 bytes a key; at most a quarter of -max-memory).", &s.DedupBytes),
+		metrics.Gauge(sub, "sequencer_bytes", "Memory held by the events kept ahead of event time or waiting for their product's confirmation, with their lines (at most a sixteenth of -max-memory).", &s.SeqBytes),
 		metrics.Counter(sub, "over_budget_events_total", "Events shed over -max-memory: at dedup (no room for their key in the dedup quarter) or at their minute's close (their cell was new and the close state was full). Their rows are understated.", &s.OverBudget),
 		metrics.GaugeFunc(sub, "max_memory_bytes", "The bound on the close state (-max-memory); 0: none. Compare with state_bytes.", func() float64 { return float64(e.cfg.MaxMemory) }),
 		metrics.Counter(sub, "cell_index_compactions_total", "Renumberings of the cell index to the cells the windows still hold (moving cells would grow it forever).", &s.Compactions),

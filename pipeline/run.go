@@ -118,7 +118,9 @@ func (e *Engine) Run(ctx context.Context, src io.Reader, snk sink.Writer) error 
 	}
 	l, ok := src.(interface{ Live() bool })
 	live := ok && l.Live()
-	seq := newSequencer(cfg.Lateness.Milliseconds(), cfg.IdleTimeout.Milliseconds(), dt, cfg.Future.rule(), e.Products, slices.Max(cfg.Def.Windows))
+	fr := cfg.Future.rule()
+	fr.maxBytes = seqShare(cfg.MaxMemory)
+	seq := newSequencer(cfg.Lateness.Milliseconds(), cfg.IdleTimeout.Milliseconds(), dt, fr, e.Products, slices.Max(cfg.Def.Windows))
 	aggs, err := e.newLocalAggregators(ctx, src, snk, seq)
 	if err != nil {
 		return err

@@ -50,13 +50,18 @@ type sequencer struct {
 	tail  tailRule
 	// ahead: the counted events of minutes after T's (all of them before K
 	// riders), which the end of the input may leave unclosed; those are
-	// then rejected as future, with their lines. At most maxAhead.
+	// then rejected as future, with their lines. At most maxAhead, and
+	// with the held events at most fut.maxBytes (seqBytes).
 	ahead []aheadEvent
 
 	// product codes (see assignProduct), and the events of new products
 	// waiting for confirmation while codes are scarce (hold.go)
-	held        []heldEvent
-	pending     map[encode.UUID]*pendingProduct
+	held    []heldEvent
+	pending map[encode.UUID]*pendingProduct
+	// seqBytes is what ahead and held cost, their lines' text included
+	// (recount): a hostile input of long lines ahead of T held up to
+	// maxAhead of them, unbounded by -max-memory (issue 21 point 6).
+	seqBytes    int64
 	products    *encode.Products
 	maxW        int64 // longest window, minutes
 	lastCounted [encode.MaxProducts]int64
@@ -88,11 +93,39 @@ type aheadEvent struct {
 // far ahead, fill it. Past it an event ahead is rejected as future at once.
 const maxAhead = 100_000
 
+// Costs of an entry of ahead and of held beside its line's text: the
+// struct and the slice header of the text's copy.
+const (
+	aheadCost = 40
+	heldCost  = 96
+)
+
+// roomFor reports whether an entry of n bytes more fits fut.maxBytes.
+func (s *sequencer) roomFor(n int64) bool {
+	return s.fut.maxBytes == 0 || s.seqBytes+n <= s.fut.maxBytes
+}
+
+// recount sets seqBytes from ahead and held, after either changed other
+// than by an append.
+func (s *sequencer) recount() {
+	n := int64(0)
+	for k := range s.ahead {
+		n += aheadCost + int64(len(s.ahead[k].text))
+	}
+	for k := range s.held {
+		n += heldCost + int64(len(s.held[k].text))
+	}
+	s.seqBytes = n
+}
+
 // futureRule is event time's knobs (Config.Future).
 type futureRule struct {
 	skew    int64 // ms; 0: no clock bound
 	confirm int   // K, distinct riders
 	reserve int   // product codes kept for confirmed products (hold.go)
+	// maxBytes bounds the events the sequencer keeps, ahead of T and held
+	// for their product, with their lines (Config.seqShare; 0: none).
+	maxBytes int64
 }
 
 // riderClock keeps the K largest of distinct riders' latest accepted times
@@ -278,6 +311,7 @@ func (s *sequencer) sequence(b *batch, st *Stats, wallNow int64) {
 	st.OverBudget.Add(s.shed)
 	st.Counted.Add(int64(len(b.counted)))
 	st.DedupBytes.Store(int64(s.dedup.Bytes()))
+	st.SeqBytes.Store(s.seqBytes)
 	if s.earliest != math.MaxInt64 && st.FirstMinute.Load() != s.earliest {
 		st.FirstMinute.Store(s.earliest)
 	}
@@ -308,6 +342,7 @@ func (s *sequencer) finish(b *batch, st *Stats) {
 	}
 	clear(s.ahead[len(keep):])
 	s.ahead = keep
+	s.recount()
 	st.Counted.Add(-int64(len(b.endRejects)))
 }
 
@@ -322,9 +357,13 @@ func (s *sequencer) accept(b *batch, i int) {
 		return
 	}
 	isAhead := !s.haveT || m > minuteOf(s.t)
-	if isAhead && len(s.ahead) >= maxAhead {
-		b.rejects = append(b.rejects, reject{line: b.evLine[i], reason: encode.Future, start: b.evStart[i], end: b.evEnd[i]})
-		return
+	var line []byte
+	if isAhead {
+		line = trimCR(b.buf[b.evStart[i]:b.evEnd[i]])
+		if len(s.ahead) >= maxAhead || !s.roomFor(aheadCost+int64(len(line))) {
+			b.rejects = append(b.rejects, reject{line: b.evLine[i], reason: encode.Future, start: b.evStart[i], end: b.evEnd[i]})
+			return
+		}
 	}
 	s.accepted = true
 	if m != s.lastMinute {
@@ -338,7 +377,8 @@ func (s *sequencer) accept(b *batch, i int) {
 			s.lastCounted[p] = m
 		}
 		if isAhead {
-			s.ahead = append(s.ahead, aheadEvent{minute: m, line: b.evLine[i], text: bytes.Clone(trimCR(b.buf[b.evStart[i]:b.evEnd[i]]))})
+			s.ahead = append(s.ahead, aheadEvent{minute: m, line: b.evLine[i], text: bytes.Clone(line)})
+			s.seqBytes += aheadCost + int64(len(line))
 		}
 	case dedup.Duplicate:
 		s.dups++
@@ -412,6 +452,7 @@ func (s *sequencer) moved(t int64) {
 	}
 	clear(s.ahead[len(keep):])
 	s.ahead = keep
+	s.recount()
 }
 
 func trimCR(l []byte) []byte {

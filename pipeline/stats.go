@@ -26,6 +26,7 @@ type Stats struct {
 	MaxTS      atomic.Int64 // largest ts seen (unix ms)
 	EventTime  atomic.Int64 // T, the K-th rider's latest ts (unix ms), 0 before K riders
 	DedupBytes atomic.Int64 // dedup tables after the last batch
+	SeqBytes   atomic.Int64 // events kept ahead of T or held for their product, after the last batch
 
 	// FirstMinute is the earliest minute (unix minute) of an accepted
 	// event, 0 before one: the first minute to close. Stored per batch
