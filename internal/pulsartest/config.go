@@ -169,6 +169,45 @@ type Config struct {
 	// subscriptions are deleted with the topic).
 	DeleteInactiveTopicsMode string
 
+	// Retention and ledger trimming (retention.go) with the broker's
+	// defaults: a ledger rolls over after LedgerMaxEntries entries once
+	// open for LedgerMinRollover, or after LedgerMaxRollover; closed
+	// ledgers before every durable cursor are deleted unless RetentionTime
+	// or RetentionSizeMB keep them (0 keeps none: acknowledged messages,
+	// and every message of a topic without a durable subscription, go with
+	// their ledger). Checked after a rollover, when a durable cursor moves
+	// and every RetentionCheckInterval.
+
+	// LedgerMaxEntries is managedLedgerMaxEntriesPerLedger. Default
+	// DefaultLedgerMaxEntries (50000). Range 1 .. 1<<30.
+	LedgerMaxEntries int
+	// LedgerMinRollover is managedLedgerMinLedgerRolloverTimeMinutes.
+	// Default 10 min; negative: none (tests roll small ledgers at once).
+	// At most 24 h.
+	LedgerMinRollover time.Duration
+	// LedgerMaxRollover is managedLedgerMaxLedgerRolloverTimeMinutes.
+	// Default 4 h. Range 1 ms .. 1000 h.
+	LedgerMaxRollover time.Duration
+	// RetentionCheckInterval is retentionCheckIntervalInSeconds. Default
+	// 2 min. Range 1 ms .. 24 h.
+	RetentionCheckInterval time.Duration
+	// RetentionTime is defaultRetentionTimeInMinutes: how long a closed,
+	// consumed ledger is kept. Default 0 (the broker's: none); negative:
+	// for ever (-1 in broker.conf).
+	RetentionTime time.Duration
+	// RetentionSizeMB is defaultRetentionSizeInMB: how many MB of consumed
+	// ledgers are kept. Default 0 (none); -1: no limit, for ever.
+	RetentionSizeMB int
+
+	// ExposeEntryIndex gives every message broker entry metadata with its
+	// index over the topic's life (counted from 0) and the publish time, as
+	// a broker with brokerEntryMetadataInterceptors=org.apache.pulsar.
+	// common.intercept.AppendIndexMetadataInterceptor and
+	// exposingBrokerEntryMetadataToClientEnabled=true sends it
+	// (Message.Index() in the Go client). Default false, the broker's
+	// (both settings are off).
+	ExposeEntryIndex bool
+
 	// Logf, if set, receives one line per connection event and protocol
 	// error. Default: silent.
 	Logf func(format string, args ...any)
@@ -244,6 +283,21 @@ func (c *Config) setDefaults() {
 	if c.DeleteInactiveTopicsMode == "" {
 		c.DeleteInactiveTopicsMode = DeleteWhenNoSubscriptions
 	}
+	if c.LedgerMaxEntries == 0 {
+		c.LedgerMaxEntries = DefaultLedgerMaxEntries
+	}
+	switch {
+	case c.LedgerMinRollover == 0:
+		c.LedgerMinRollover = DefaultLedgerMinRollover
+	case c.LedgerMinRollover < 0:
+		c.LedgerMinRollover = 0
+	}
+	if c.LedgerMaxRollover == 0 {
+		c.LedgerMaxRollover = DefaultLedgerMaxRollover
+	}
+	if c.RetentionCheckInterval == 0 {
+		c.RetentionCheckInterval = DefaultRetentionCheck
+	}
 }
 
 // Validate reports the first out-of-range field. New calls it after
@@ -297,6 +351,24 @@ func (c *Config) Validate() error {
 	}
 	if slices.Contains(c.Tokens, "") {
 		return fmt.Errorf("pulsartest: Config.Tokens holds an empty token")
+	}
+	if c.LedgerMaxEntries < 0 || c.LedgerMaxEntries > 1<<30 {
+		return fmt.Errorf("pulsartest: Config.LedgerMaxEntries %d out of range [1, 1073741824] (0: the default)", c.LedgerMaxEntries)
+	}
+	if c.LedgerMinRollover > 24*time.Hour {
+		return fmt.Errorf("pulsartest: Config.LedgerMinRollover %v over 24h", c.LedgerMinRollover)
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+		max  time.Duration
+	}{{"LedgerMaxRollover", c.LedgerMaxRollover, 1000 * time.Hour}, {"RetentionCheckInterval", c.RetentionCheckInterval, 24 * time.Hour}} {
+		if d.v != 0 && (d.v < time.Millisecond || d.v > d.max) {
+			return fmt.Errorf("pulsartest: Config.%s %v out of range [1ms, %v]", d.name, d.v, d.max)
+		}
+	}
+	if c.RetentionSizeMB < Unlimited {
+		return fmt.Errorf("pulsartest: Config.RetentionSizeMB %d: want -1 (no limit), 0 (none) or a size in MB", c.RetentionSizeMB)
 	}
 	if c.KeySharedReorderAfterReconnect < 0 || c.KeySharedReorderAfterReconnect > 1<<24 {
 		return fmt.Errorf("pulsartest: Config.KeySharedReorderAfterReconnect %d out of range [0, 16777216]", c.KeySharedReorderAfterReconnect)

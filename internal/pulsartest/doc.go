@@ -128,6 +128,19 @@
 //     from 0) kept in memory for replay and seek; per subscription a cursor
 //     (mark-delete position + individually acked entries) that survives
 //     consumer reconnects, connection drops and Restart.
+//   - Retention with the broker's defaults (retention.go): a ledger rolls
+//     over after managedLedgerMaxEntriesPerLedger=50000 entries once open
+//     for managedLedgerMinLedgerRolloverTimeMinutes=10 (or after
+//     managedLedgerMaxLedgerRolloverTimeMinutes=240, and at a Restart);
+//     closed ledgers before every durable cursor are deleted, since
+//     defaultRetentionTimeInMinutes=0 and defaultRetentionSizeInMB=0 keep
+//     none (ManagedLedgerImpl.internalTrimLedgers), after a rollover, an
+//     acknowledgement that moves a cursor past a ledger, and every
+//     retentionCheckIntervalInSeconds=120 (Config.Ledger*, Retention*,
+//     pulsartestd -ledger-*, -retention-*; Stats.LedgersTrimmed,
+//     EntriesTrimmed). Config.ExposeEntryIndex sends broker entry metadata
+//     with each message's index (AppendIndexMetadataInterceptor with
+//     exposingBrokerEntryMetadataToClientEnabled; off by default).
 //   - Inactive topic deletion with the broker's defaults
 //     (brokerDeleteInactiveTopicsEnabled=true, checked every
 //     brokerDeleteInactiveTopicsFrequencySeconds=60, mode
@@ -165,11 +178,10 @@
 //     unacked, sent only with EnableBatchIndexAcknowledgment) is ignored: the
 //     entry stays unacked until acked whole, so its messages may be
 //     redelivered; the client's default whole-batch acks are exact.
-//   - No retention policy and no ledger trimming: a topic keeps every
-//     message, acknowledged or not, until it is deleted for inactivity (a
-//     broker with the default retention of 0 drops acknowledged messages,
-//     and those of a topic without a subscription, when a ledger rolls
-//     over). Inactive topic deletion checks every topic (a broker, only
+//   - Ledgers are ranges of entry ids under one ledger id per topic (a
+//     broker's message ids change ledger at each rollover); retention
+//     and trimming follow the broker's defaults (retention.go), the 2 GB
+//     ledger size bound aside. Inactive topic deletion checks every topic (a broker, only
 //     those it has loaded), restarts every topic's inactivity clock on a
 //     Start after Stop, and deletes nothing while stopped; namespace and
 //     topic policies that override it do not exist.

@@ -97,20 +97,33 @@ func (s *Server) checkInactiveLocked(now time.Time) int {
 	return n
 }
 
-// inactivityMonitor runs the check every DeleteInactiveTopicsFrequency
-// until Close.
-func (s *Server) inactivityMonitor() {
+// monitor runs the inactive topic check every
+// DeleteInactiveTopicsFrequency (unless disabled) and the retention check
+// every RetentionCheckInterval (retention.go), until Close.
+func (s *Server) monitor() {
 	defer close(s.monitorDone)
-	tick := time.NewTicker(s.cfg.DeleteInactiveTopicsFrequency)
-	defer tick.Stop()
+	var inactive <-chan time.Time
+	if !s.cfg.DeleteInactiveTopicsDisabled {
+		tick := time.NewTicker(s.cfg.DeleteInactiveTopicsFrequency)
+		defer tick.Stop()
+		inactive = tick.C
+	}
+	retention := time.NewTicker(s.cfg.RetentionCheckInterval)
+	defer retention.Stop()
 	for {
 		select {
 		case <-s.monitorStop:
 			return
-		case <-tick.C:
+		case <-inactive:
 			s.mu.Lock()
 			if s.running {
 				s.checkInactiveLocked(time.Now())
+			}
+			s.mu.Unlock()
+		case <-retention.C:
+			s.mu.Lock()
+			if s.running {
+				s.retentionCheckLocked(time.Now())
 			}
 			s.mu.Unlock()
 		}

@@ -37,8 +37,8 @@ type Server struct {
 
 	wg sync.WaitGroup // accept loops and connection goroutines
 
-	// The inactivity monitor (inactive.go), nil channels when
-	// Config.DeleteInactiveTopicsDisabled.
+	// The monitor of inactive topics (inactive.go) and retention
+	// (retention.go).
 	monitorStop chan struct{}
 	monitorDone chan struct{}
 	monitorOnce sync.Once
@@ -73,10 +73,8 @@ func Start(cfg Config) (*Server, error) {
 	if err := s.listen(); err != nil {
 		return nil, err
 	}
-	if !cfg.DeleteInactiveTopicsDisabled {
-		s.monitorStop, s.monitorDone = make(chan struct{}), make(chan struct{})
-		go s.inactivityMonitor()
-	}
+	s.monitorStop, s.monitorDone = make(chan struct{}), make(chan struct{})
+	go s.monitor()
 	return s, nil
 }
 
@@ -108,6 +106,7 @@ func (s *Server) listen() error {
 	}
 	s.running = true
 	s.restartInactivityLocked()
+	s.reloadLedgersLocked(time.Now())
 	s.wg.Add(1)
 	go s.acceptLoop(ln)
 	return nil

@@ -53,6 +53,11 @@ type Stats struct {
 	// Key_Shared replay by the injected reordering
 	// (Config.KeySharedReorderAfterReconnect).
 	KeySharedPassedAhead int64
+	// LedgersRolled counts ledger rollovers; LedgersTrimmed the ledgers
+	// deleted by the retention (retention.go), with EntriesTrimmed entries
+	// and MessagesTrimmed messages in them.
+	LedgersRolled, LedgersTrimmed   int64
+	EntriesTrimmed, MessagesTrimmed int64
 	// Blocked lists the consumers and subscriptions blocked on
 	// unacknowledged messages now (the broker's topic stats show them as
 	// blockedConsumerOnUnackedMsgs and blockedSubscriptionOnUnackedMsgs),
@@ -171,14 +176,14 @@ func (s *Server) TopicEntries(topicName string) int {
 	return 0
 }
 
-// StoredBytes is the memory held by message payloads across all topics:
-// the double never trims, so this only grows until Close.
+// StoredBytes is the memory held by message payloads across all topics,
+// those of trimmed ledgers not counted (retention.go).
 func (s *Server) StoredBytes() int64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var n int64
 	for _, t := range s.topics {
-		n += t.bytes
+		n += t.bytes - t.trimmedBytes
 	}
 	return n
 }

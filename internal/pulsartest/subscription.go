@@ -6,6 +6,7 @@ import (
 	"math"
 	"slices"
 	"sort"
+	"time"
 )
 
 // subscription is a cursor on a topic plus its consumers. Its state is the
@@ -182,7 +183,7 @@ func (s *subscription) requeue(c *consumer, ids []int64, count bool) {
 }
 
 func (s *subscription) isAcked(e int64) bool {
-	if e <= s.markDelete {
+	if e <= s.markDelete || e < s.t.first { // a trimmed entry is gone
 		return true
 	}
 	_, ok := s.acked[e]
@@ -412,7 +413,11 @@ func (s *subscription) send(c *consumer, e int64) {
 	c.pending[e] = struct{}{}
 	c.permits -= int64(ent.numMessages) // permits count messages, not entries
 	s.addUnacked(c, int64(ent.numMessages))
-	c.c.send(appendFrame(nil, encMessage(c.id, s.t.ledger, e, s.redeliveries[e]), ent.stored))
+	stored := ent.stored
+	if s.t.srv.cfg.ExposeEntryIndex {
+		stored = append(brokerEntryMetadata(ent.publishTime, ent.index), stored...)
+	}
+	c.c.send(appendFrame(nil, encMessage(c.id, s.t.ledger, e, s.redeliveries[e]), stored))
 	st := &s.t.srv.stats
 	st.Dispatched += int64(ent.numMessages)
 	if _, again := s.sent[e]; again {
@@ -470,6 +475,7 @@ func (s *subscription) ack(cmd ackCmd) {
 			s.markDelete = pos
 		}
 		s.advance()
+		s.trimAfterAck()
 		return
 	}
 	for _, id := range cmd.ids {
@@ -479,6 +485,16 @@ func (s *subscription) ack(cmd ackCmd) {
 		}
 	}
 	s.advance()
+	s.trimAfterAck()
+}
+
+// trimAfterAck trims the topic once a durable cursor's mark-delete
+// position passed the end of its oldest ledger (ManagedLedgerImpl.
+// updateCursor: the slowest reader moved, trimConsumedLedgersInBackground).
+func (s *subscription) trimAfterAck() {
+	if l := s.t.ledgers; s.durable && len(l) > 1 && s.markDelete+1 >= l[1].start {
+		s.t.trimLocked(time.Now())
+	}
 }
 
 // ackEntry drops e from pending and replay and counts it.

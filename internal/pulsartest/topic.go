@@ -16,10 +16,10 @@ import (
 // of entries and its subscriptions. Each topic has one ledger for its whole
 // life, so a position is just the entry id; message ids carry the ledger id
 // so that ids from other topics can be told apart (a topic deleted for
-// inactivity and created again gets a new ledger). Entries are never
-// trimmed: the double keeps every message until Close or the topic's
-// deletion (inactive.go), which is what makes replay and seek work (and
-// what bounds its use to tests).
+// inactivity and created again gets a new ledger). The entries of a
+// trimmed "ledger" (a range of entry ids, retention.go) keep their
+// bookkeeping and lose their bytes; the rest stay until Close or the
+// topic's deletion (inactive.go).
 type topic struct {
 	srv        *Server
 	name       string
@@ -31,6 +31,15 @@ type topic struct {
 	producers  int                  // connected producers (the broker's usage count counts them and the consumers)
 	names      map[string]*producer // connected producers by name (unique per topic, AbstractTopic.producers)
 	lastActive time.Time            // AbstractTopic.lastActive: see inactive.go
+
+	// Retention (retention.go): the ledgers, oldest first (the last takes
+	// the writes); entries before first are trimmed (their bytes dropped,
+	// trimmedBytes of them); nextIndex is the broker entry index of the
+	// next message (AppendIndexMetadataInterceptor).
+	ledgers      []ledgerSeg
+	first        int64
+	trimmedBytes int64
+	nextIndex    uint64
 }
 
 // entry is one stored SEND: a single message or a whole batch, kept as the
@@ -39,8 +48,9 @@ type entry struct {
 	publishTime uint64
 	numMessages int32
 	batched     bool
-	keySlot     int32 // Murmur3_32(sticky key) % 65536, for Key_Shared
-	stored      []byte
+	keySlot     int32  // Murmur3_32(sticky key) % 65536, for Key_Shared
+	index       uint64 // broker entry index of its last message (retention.go)
+	stored      []byte // nil once its ledger is trimmed
 }
 
 type producer struct {
@@ -69,10 +79,13 @@ func (t *topic) append(meta msgMeta, sendNum int32, stored []byte) int64 {
 		numMessages: n,
 		batched:     meta.haveNumMessages,
 		keySlot:     int32(murmur3.Sum31(stickyKey(meta)) % hashRangeSize),
+		index:       t.nextIndex + uint64(n) - 1,
 		stored:      stored,
 	}
+	t.nextIndex += uint64(n)
 	t.entries = append(t.entries, e)
 	t.bytes += int64(len(stored))
+	t.rolloverLocked(time.Now())
 	return int64(len(t.entries) - 1)
 }
 
@@ -101,23 +114,23 @@ func (t *topic) positionOf(id msgID) int64 {
 	end := int64(len(t.entries))
 	switch {
 	case id.ledger < t.ledger:
-		return 0
+		return t.first
 	case id.ledger > t.ledger || id.entry == math.MaxInt64:
 		return end
 	case id.entry < 0:
-		return 0
+		return t.first
 	case id.entry > end:
 		return end
 	}
-	return id.entry
+	return max(id.entry, t.first) // a trimmed entry: the first one left
 }
 
 // positionAtTime returns the first entry published at or after ms (Unix
 // milliseconds), or the end of the ledger.
 func (t *topic) positionAtTime(ms uint64) int64 {
-	return int64(sort.Search(len(t.entries), func(i int) bool {
+	return max(t.first, int64(sort.Search(len(t.entries), func(i int) bool {
 		return t.entries[i].publishTime >= ms
-	}))
+	})))
 }
 
 // normalizeTopic turns "x", "tenant/ns/x" or "persistent://tenant/ns/x"
@@ -170,6 +183,7 @@ func (s *Server) topicLocked(name string) *topic {
 	t := s.topics[name]
 	if t == nil {
 		t = &topic{srv: s, name: name, ledger: s.nextLedger, partition: -1, subs: make(map[string]*subscription), names: make(map[string]*producer), lastActive: time.Now()}
+		t.ledgers = []ledgerSeg{{start: 0, opened: t.lastActive}}
 		s.nextLedger++
 		if i := strings.LastIndex(name, partitionSuffix); i >= 0 {
 			if n, err := strconv.Atoi(name[i+len(partitionSuffix):]); err == nil && n >= 0 {

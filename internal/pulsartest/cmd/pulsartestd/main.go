@@ -2,7 +2,7 @@
 // It is a test double, not a broker: messages live in memory only and are
 // lost on exit, authentication (off unless -token or -token-file is given)
 // compares tokens byte for byte without verifying them, and there is no
-// replication, retention, schema registry, transactions or admin REST API.
+// replication, schema registry, transactions or admin REST API.
 // See the package documentation of internal/pulsartest.
 //
 //	go run ./internal/pulsartest/cmd/pulsartestd -addr 127.0.0.1:6650 \
@@ -19,7 +19,13 @@
 // -max-unacked-messages-per-subscription; 0 turns a limit off).
 // -key-shared-reorder-after-reconnect=N injects the out-of-order
 // Key_Shared replay a broker may make after a consumer reconnects
-// (apache/pulsar#10762; off by default).
+// (apache/pulsar#10762; off by default). With the broker's default
+// retention (0), a topic's ledger rolls over after 50,000 entries and 10
+// minutes, and closed ledgers every durable subscription has consumed (all
+// of them, on a topic without one) are deleted: a replay from "earliest"
+// reads only what is left (-ledger-max-entries, -ledger-min-rollover,
+// -retention-time, -retention-size-mb; -expose-entry-index gives each
+// message its index, as a broker with AppendIndexMetadataInterceptor).
 //
 // With TLS (clients use pulsar+ssl://) and a token:
 //
@@ -137,6 +143,13 @@ func parseFlags(args []string) (settings, error) {
 	lookAheadConsumer := fs.Int("key-shared-look-ahead-per-consumer", pulsartest.DefaultKeySharedLookAheadPerConsumer, "Key_Shared: entries parked for busy keys, per connected consumer, before the subscription stops reading ahead (keySharedLookAheadMsgInReplayThresholdPerConsumer; 0: no per-consumer bound)")
 	lookAheadSub := fs.Int("key-shared-look-ahead-per-subscription", pulsartest.DefaultKeySharedLookAheadPerSubscription, "Key_Shared: at most this many entries parked per subscription (keySharedLookAheadMsgInReplayThresholdPerSubscription; 0: no per-subscription bound)")
 	reorder := fs.Int("key-shared-reorder-after-reconnect", 0, "Key_Shared fault: once a consumer leaves with messages pending, pass up to N new entries of keys with nothing waiting for replay ahead of the replay, as a broker may (apache/pulsar#10762); 0: off (also POST /reorder-key-shared?n=N)")
+	ledgerEntries := fs.Int("ledger-max-entries", pulsartest.DefaultLedgerMaxEntries, "entries after which a topic's ledger rolls over, once open for -ledger-min-rollover (managedLedgerMaxEntriesPerLedger)")
+	ledgerMin := fs.Duration("ledger-min-rollover", pulsartest.DefaultLedgerMinRollover, "how long a ledger stays open at least (managedLedgerMinLedgerRolloverTimeMinutes; 0: none)")
+	ledgerMax := fs.Duration("ledger-max-rollover", pulsartest.DefaultLedgerMaxRollover, "a ledger with entries rolls over after this long (managedLedgerMaxLedgerRolloverTimeMinutes)")
+	retentionTime := fs.Duration("retention-time", 0, "how long closed ledgers every durable subscription has consumed are kept (defaultRetentionTimeInMinutes; 0, the broker's default: none, acknowledged messages are deleted with their ledger; -1ns: for ever)")
+	retentionSize := fs.Int("retention-size-mb", 0, "how many MB of consumed ledgers are kept (defaultRetentionSizeInMB; 0: none; -1: no limit)")
+	retentionCheck := fs.Duration("retention-check-interval", pulsartest.DefaultRetentionCheck, "how often ledgers are rolled over and trimmed besides at a rollover and an acknowledgement (retentionCheckIntervalInSeconds)")
+	exposeIndex := fs.Bool("expose-entry-index", false, "send broker entry metadata with each message's index and publish time, as a broker with AppendIndexMetadataInterceptor and exposingBrokerEntryMetadataToClientEnabled=true (both off by default)")
 	fs.Var(parts, "partitions", "partitioned topic as name=N (repeatable)")
 	fs.Var(&tokens, "token", "accept this token (auth method \"token\"; repeatable); with any -token or -token-file, CONNECTs without an accepted token are refused")
 	fs.Var(tokenFilesFlag{&tokens}, "token-file", "accept the token held in this file (repeatable)")
@@ -152,7 +165,13 @@ func parseFlags(args []string) (settings, error) {
 		DeleteInactiveTopicsMaxInactive: *inactiveFor, DeleteInactiveTopicsMode: *inactiveMode,
 		MaxUnackedMessagesPerConsumer: limit(*maxUnackedConsumer), MaxUnackedMessagesPerSubscription: limit(*maxUnackedSub),
 		KeySharedLookAheadPerConsumer: limit(*lookAheadConsumer), KeySharedLookAheadPerSubscription: limit(*lookAheadSub),
-		KeySharedReorderAfterReconnect: *reorder}
+		KeySharedReorderAfterReconnect: *reorder,
+		LedgerMaxEntries:               *ledgerEntries, LedgerMinRollover: *ledgerMin, LedgerMaxRollover: *ledgerMax,
+		RetentionTime: *retentionTime, RetentionSizeMB: *retentionSize, RetentionCheckInterval: *retentionCheck,
+		ExposeEntryIndex: *exposeIndex}
+	if *ledgerMin == 0 {
+		cfg.LedgerMinRollover = -1 // the flag's 0 is none; Config's 0 is the default
+	}
 	if err := cfg.Validate(); err != nil {
 		return settings{}, err
 	}
