@@ -30,6 +30,7 @@ type queued struct {
 	msg     pulsar.Message
 	key     int64 // merge key: event time, else publish time (unix ms)
 	arrived time.Time
+	slot    int32 // key_shared: the message's sticky-key slot (keyorder.go), else -1
 }
 
 // mergeKey is msg's event time if its producer set one, else its publish
@@ -60,14 +61,14 @@ func (pq *partQueue) push(x queued) {
 
 func (pq *partQueue) front() *queued { return &pq.q[pq.head] }
 
-func (pq *partQueue) pop() pulsar.Message {
-	m := pq.q[pq.head].msg
+func (pq *partQueue) pop() queued {
+	x := pq.q[pq.head]
 	pq.q[pq.head] = queued{}
 	pq.head++
 	if pq.head == len(pq.q) {
 		pq.q, pq.head = pq.q[:0], 0
 	}
-	return m
+	return x
 }
 
 // pick returns the partition whose head is next, or -1 and how long to

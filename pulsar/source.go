@@ -62,7 +62,7 @@ type Source struct {
 	buf       []byte // lines not yet handed out: buf[head:]
 	head      int
 	off       int64              // stream offset of the end of buf
-	last      []pulsar.MessageID // per partition: the last message queued (or the resume cursor's)
+	last      []pulsar.MessageID // per partition: the last message queued (or the resume cursor's); key_shared: the largest
 	queues    []partQueue        // per partition: messages waiting for the merge
 	queued    int                // messages in queues
 	timer     *time.Timer        // the merge's wait
@@ -81,7 +81,11 @@ type Source struct {
 
 	mu    sync.Mutex
 	table boundaries
-	acked []pulsar.MessageID // per partition: the last id acknowledged or resumed at
+	acked []pulsar.MessageID // per partition: the last id acknowledged or resumed at (key_shared: the largest)
+	// order: key_shared only, per partition, the last message taken and
+	// acknowledged of each sticky-key slot (keyorder.go); the slice and the
+	// chunks' pointers change under mu, the taken ids on Read's goroutine.
+	order []*keyOrder
 	noAck bool
 	// held: per partition, the messages taken from the client (waiting
 	// for the merge or handed to the engine) whose acknowledgement the
@@ -488,13 +492,18 @@ func (p *Source) grow(part int) {
 		p.acked = append(p.acked, nil)
 		p.held = append(p.held, 0)
 		p.pend = append(p.pend, 0)
+		if p.cfg.Type == "key_shared" {
+			p.order = append(p.order, &keyOrder{entryLedger: -1})
+		}
 	}
 	p.mu.Unlock()
 }
 
 // ingest queues msg in its partition's queue for the merge, unless it was
 // queued before (a redelivery after a reconnect), is at or before the
-// resume cursor, or (until=end) is past the partition's end.
+// resume cursor, or (until=end) is past the partition's end. Taken before
+// means at or before the last id taken of its partition, on key_shared of
+// its sticky-key slot (keyorder.go).
 func (p *Source) ingest(msg pulsar.Message) {
 	id := msg.ID()
 	part := max(int(id.PartitionIdx()), 0)
@@ -515,10 +524,28 @@ func (p *Source) ingest(msg pulsar.Message) {
 		p.end[part] = nil // read to its end (a copy says so too)
 		p.remaining--
 	}
-	if cmpID(id, p.last[part]) <= 0 {
+	var st *slotState // key_shared: the state of id's slot
+	slot := int32(-1)
+	copied := cmpID(id, p.last[part]) <= 0
+	if p.order != nil {
+		o := p.order[part]
+		slot = o.slotOf(msg, id)
+		if st = o.state(slot); st == nil {
+			p.mu.Lock()
+			o.chunks[slot/slotsPerChunk] = new(slotChunk)
+			p.mu.Unlock()
+			st = o.state(slot)
+		}
+		copied = st.taken.covers(id) || (o.floor != nil && cmpID(id, o.floor) <= 0)
+	}
+	if copied {
 		p.stats.skipped.Add(1)
 		p.mu.Lock()
 		durable := cmpID(id, p.acked[part]) <= 0
+		if st != nil {
+			o := p.order[part]
+			durable = st.acked.covers(id) || (o.floor != nil && cmpID(id, o.floor) <= 0)
+		}
 		p.mu.Unlock()
 		if durable {
 			// In a committed checkpoint already (its ack was lost): safe
@@ -536,8 +563,13 @@ func (p *Source) ingest(msg pulsar.Message) {
 	if p.endAt != nil && part < len(p.endAt) && past(id, p.endAt[part]) {
 		return // published after the start of an until=end run: the next run's
 	}
-	p.last[part] = id
-	p.queues[part].push(queued{msg: msg, key: mergeKey(msg), arrived: time.Now()})
+	if st != nil {
+		st.taken = toSlotID(id)
+	}
+	if cmpID(id, p.last[part]) > 0 {
+		p.last[part] = id
+	}
+	p.queues[part].push(queued{msg: msg, key: mergeKey(msg), arrived: time.Now(), slot: slot})
 	p.queued++
 	if p.limit > 0 {
 		p.maxBatch = max(p.maxBatch, int64(id.BatchSize()))
@@ -610,7 +642,8 @@ func (p *Source) unackedError(part int, n int64, noAck bool) error {
 func (p *Source) SetLogger(l *slog.Logger) { p.log = l }
 
 // emit appends msg's line to buf and its boundary to the table.
-func (p *Source) emit(msg pulsar.Message) {
+func (p *Source) emit(q queued) {
+	msg := q.msg
 	p.queued--
 	id := msg.ID()
 	part := max(int(id.PartitionIdx()), 0)
@@ -629,7 +662,7 @@ func (p *Source) emit(msg pulsar.Message) {
 	}
 	p.mu.Lock()
 	if !p.noAck {
-		p.table.push(boundary{end: p.off, part: int32(part), id: id})
+		p.table.push(boundary{end: p.off, part: int32(part), slot: q.slot, id: id})
 		p.stats.unacked.Store(int64(p.table.size))
 	}
 	p.mu.Unlock()
@@ -637,42 +670,92 @@ func (p *Source) emit(msg pulsar.Message) {
 
 // Cursor names stream position pos (a line boundary at or after the last
 // position acknowledged) as the last message id of each partition before
-// it; the engine keeps it in its checkpoint.
+// it, and on key_shared the last of each sticky-key slot (keyorder.go);
+// the engine keeps it in its checkpoint.
 func (p *Source) Cursor(pos int64) ([]byte, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	ids := append([]pulsar.MessageID(nil), p.acked...)
+	parts := make([]cursorPart, len(p.acked))
+	for i, id := range p.acked {
+		parts[i] = cursorPart{last: id, floor: id}
+		if p.order != nil {
+			parts[i].floor = p.order[i].floor
+		}
+	}
+	var bySlot []map[int32]slotID // key_shared: the table's ids up to pos
+	if p.order != nil {
+		bySlot = make([]map[int32]slotID, len(parts))
+	}
 	for i := range p.table.size {
 		x := p.table.at(i)
 		if x.end > pos {
 			break
 		}
-		for len(ids) <= int(x.part) {
-			ids = append(ids, nil)
+		c := &parts[x.part]
+		if cmpID(x.id, c.last) > 0 {
+			c.last = x.id
 		}
-		ids[x.part] = x.id
+		if p.order == nil {
+			c.floor = c.last // in order: everything up to it handed
+			continue
+		}
+		if bySlot[x.part] == nil {
+			bySlot[x.part] = make(map[int32]slotID)
+		}
+		bySlot[x.part][x.slot] = toSlotID(x.id) // a slot's messages are in id order
 	}
-	return encodeCursor(ids), nil
+	for i, o := range p.order {
+		for c, chunk := range o.chunks {
+			if chunk == nil {
+				continue
+			}
+			for j := range chunk {
+				slot := int32(c*slotsPerChunk + j)
+				id, ok := bySlot[i][slot]
+				if !ok {
+					id = chunk[j].acked
+				}
+				if !id.none() {
+					parts[i].slots = append(parts[i].slots, cursorSlot{slot: slot, id: id})
+				}
+			}
+		}
+	}
+	return encodeCursor(parts), nil
 }
 
 // ResumeAt continues the stream at pos (offsets count from there) after
 // the messages cursor names: a message at or before the cursor's id of its
-// partition was read by the run that wrote the checkpoint, and is dropped
-// (counted as a redelivery) when the broker sends it again.
+// partition (on key_shared: of its sticky-key slot, or the partition's
+// floor; keyorder.go) was read by the run that wrote the checkpoint, and
+// is dropped (counted as a redelivery) when the broker sends it again.
 func (p *Source) ResumeAt(pos int64, cursor []byte) error {
 	if p.started {
 		return errors.New("pulsar: ResumeAt after the first Read (a bug in the caller: resume before running)")
 	}
-	ids, err := decodeCursor(cursor)
+	parts, err := decodeCursor(cursor)
 	if err != nil {
 		return err
 	}
 	p.off = pos
 	p.handed.Store(pos)
-	p.grow(len(ids) - 1)
-	copy(p.last, ids)
+	p.grow(len(parts) - 1)
 	p.mu.Lock()
-	copy(p.acked, ids)
+	for i, c := range parts {
+		p.last[i], p.acked[i] = c.last, c.last
+		if p.order == nil {
+			continue
+		}
+		o := p.order[i]
+		o.floor = c.floor
+		for _, sl := range c.slots {
+			if o.chunks[sl.slot/slotsPerChunk] == nil {
+				o.chunks[sl.slot/slotsPerChunk] = new(slotChunk)
+			}
+			st := o.state(sl.slot)
+			st.taken, st.acked = sl.id, sl.id
+		}
+	}
 	p.mu.Unlock()
 	p.resumed = true
 	return nil
@@ -698,7 +781,14 @@ func (p *Source) Ack(pos int64) {
 	popped := 0
 	p.table.popThrough(pos, func(x boundary) {
 		popped++
-		p.acked[x.part] = x.id
+		if cmpID(x.id, p.acked[x.part]) > 0 {
+			p.acked[x.part] = x.id
+		}
+		if p.order != nil {
+			if st := p.order[x.part].state(x.slot); st != nil {
+				st.acked = toSlotID(x.id) // a slot's messages are handed in id order
+			}
+		}
 		if !cumulative {
 			ids = append(ids, x.id)
 			if p.limit > 0 {

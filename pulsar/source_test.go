@@ -44,42 +44,89 @@ var (
 	_ pipeline.Cursored   = (*Source)(nil)
 )
 
+// TestCursorEncoding: cursors of in-order types stay version 1, which
+// older builds read; key_shared's slots and floor make a version 2; both
+// round-trip, and a truncated cursor or an unknown version is refused.
 func TestCursorEncoding(t *testing.T) {
 	ids := []pulsar.MessageID{pulsar.NewMessageID(3, 17, -1, 0), nil, pulsar.NewMessageID(1<<40, 0, 5, 2)}
-	got, err := decodeCursor(encodeCursor(ids))
+	v1 := make([]cursorPart, len(ids))
+	for i, id := range ids {
+		v1[i] = cursorPart{last: id, floor: id}
+	}
+	v2 := []cursorPart{
+		{last: ids[0], floor: pulsar.NewMessageID(2, 9, -1, 0), slots: []cursorSlot{{0, toSlotID(ids[0])}, {7, slotID{ledger: 2, entry: 30, batch: 1}}, {65535, slotID{ledger: 3, entry: 16, batch: 1}}}},
+		{},
+		{last: ids[2], slots: []cursorSlot{{40000, toSlotID(ids[2])}}},
+		{last: pulsar.NewMessageID(5, 5, -1, 3), floor: pulsar.NewMessageID(5, 5, -1, 3)},
+	}
+	for _, tc := range []struct {
+		name    string
+		parts   []cursorPart
+		version byte
+	}{{"in order", v1, cursorV1}, {"key_shared", v2, cursorV2}} {
+		enc := encodeCursor(tc.parts)
+		if enc[0] != tc.version {
+			t.Errorf("%s: version %d, want %d", tc.name, enc[0], tc.version)
+		}
+		got, err := decodeCursor(enc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := diffCursor(got, tc.parts); d != "" {
+			t.Errorf("%s: %s", tc.name, d)
+		}
+		for k := range len(enc) {
+			if _, err := decodeCursor(enc[:k]); err == nil && k > 0 {
+				t.Errorf("%s: truncated to %d bytes: accepted", tc.name, k)
+			}
+		}
+		if _, err := decodeCursor(append([]byte{9}, enc[1:]...)); err == nil {
+			t.Errorf("%s: another version accepted", tc.name)
+		}
+	}
+	// A cursor an older build wrote (version 1: partition 0 at 3:17:-1)
+	// still reads, as a floor.
+	got, err := decodeCursor([]byte{1, 1, 0, 6, 34, 1})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(got) != 3 || got[1] != nil {
-		t.Fatalf("%v", got)
-	}
-	for _, i := range []int{0, 2} {
-		if cmpID(got[i], ids[i]) != 0 || got[i].PartitionIdx() != int32(i) {
-			t.Errorf("partition %d: %v, want %v", i, got[i], ids[i])
-		}
-	}
-	enc := encodeCursor(ids)
-	for k := range len(enc) {
-		if _, err := decodeCursor(enc[:k]); err == nil && k > 0 {
-			t.Errorf("truncated to %d bytes: accepted", k)
-		}
-	}
-	if _, err := decodeCursor(append([]byte{9}, enc[1:]...)); err == nil {
-		t.Error("another version accepted")
+	if d := diffCursor(got, v1[:1]); d != "" {
+		t.Errorf("an older cursor: %s", d)
 	}
 }
 
+// diffCursor describes how got differs from want ("" if it does not).
+func diffCursor(got, want []cursorPart) string {
+	if len(got) != len(want) {
+		return fmt.Sprintf("%d partitions, want %d", len(got), len(want))
+	}
+	for i := range want {
+		g, w := got[i], want[i]
+		if (g.last == nil) != (w.last == nil) || (g.floor == nil) != (w.floor == nil) ||
+			(w.last != nil && (cmpID(g.last, w.last) != 0 || g.last.PartitionIdx() != int32(i))) ||
+			(w.floor != nil && cmpID(g.floor, w.floor) != 0) || !slices.Equal(g.slots, w.slots) {
+			return fmt.Sprintf("partition %d: %+v, want %+v", i, g, w)
+		}
+	}
+	return ""
+}
+
 func FuzzDecodeCursor(f *testing.F) {
-	f.Add(encodeCursor([]pulsar.MessageID{pulsar.NewMessageID(3, 17, -1, 0)}))
+	id := pulsar.NewMessageID(3, 17, -1, 0)
+	f.Add(encodeCursor([]cursorPart{{last: id, floor: id}}))
+	f.Add(encodeCursor([]cursorPart{{last: id, slots: []cursorSlot{{3, toSlotID(id)}, {9, slotID{ledger: 1, entry: 2, batch: 4}}}}}))
 	f.Add([]byte{1, 0})
 	f.Fuzz(func(t *testing.T, b []byte) {
-		ids, err := decodeCursor(b)
+		parts, err := decodeCursor(b)
 		if err != nil {
 			return
 		}
-		again, err := decodeCursor(encodeCursor(ids))
-		if err != nil || len(again) != len(ids) {
-			t.Fatalf("re-encoding %v: %v %v", ids, again, err)
+		again, err := decodeCursor(encodeCursor(parts))
+		if err != nil {
+			t.Fatalf("re-encoding %v: %v", parts, err)
+		}
+		if d := diffCursor(again, parts); d != "" {
+			t.Fatalf("re-encoding: %s", d)
 		}
 	})
 }
@@ -276,7 +323,7 @@ func TestPulsarAckOnlyThroughPosition(t *testing.T) {
 			}
 			ids, _ := decodeCursor(cur)
 			want := p.table.at(119).id
-			if len(ids) != 1 || cmpID(ids[0], want) != 0 {
+			if len(ids) != 1 || cmpID(ids[0].last, want) != 0 {
 				t.Fatalf("cursor %v, want %v", ids, want)
 			}
 			// Ack at a position inside message 120's line is before its end.

@@ -7,12 +7,15 @@ import (
 	"fmt"
 
 	"github.com/apache/pulsar-client-go/pulsar"
+
+	"github.com/demandpipe/demandpipe/internal/keyshared"
 )
 
 // boundary: a message's line ends at stream offset end.
 type boundary struct {
 	end  int64
 	part int32
+	slot int32 // key_shared: the message's sticky-key slot (keyorder.go)
 	id   pulsar.MessageID
 }
 
@@ -110,81 +113,184 @@ func cmpEntry(a, b pulsar.MessageID) int {
 	}
 }
 
-// The cursor's encoding (stored in the engine's checkpoint):
+// The cursor's encoding (stored in the engine's checkpoint). Version 1,
+// written when no partition has slots (every type but key_shared):
 //
 //	version byte (1)
 //	uvarint n: partitions named
 //	n times: uvarint partition, varint ledger, varint entry, varint batch index
 //
-// A partition absent from the cursor has had nothing read before the
-// position.
-const cursorVersion = 1
+// Version 2 (key_shared, keyorder.go) adds per partition a floor and the
+// last message handed of each sticky-key slot:
+//
+//	version byte (2)
+//	uvarint n: partitions named
+//	n times:
+//	  uvarint partition
+//	  id: varint ledger, varint entry, varint batch index (the last handed)
+//	  uvarint floor: 0 none, 1 the id above, 2 an id follows (varints as above)
+//	  uvarint k: slots named, in increasing order
+//	  k times: uvarint slot - (previous slot + 1) (the first: slot),
+//	           varint ledger - the id's ledger, varint entry - the id's entry,
+//	           varint batch index
+//
+// About 4 to 6 bytes a slot: at most ~400 KB a partition with all 65,536
+// slots, 1/N of that for a consumer of N with key-ranges=. A partition
+// absent from the cursor has had nothing read before the position. A
+// version 1 cursor reads as every partition's id being its floor: what an
+// in-order type (failover, exclusive) means by it, and what key_shared
+// meant before version 2.
+const (
+	cursorV1 = 1
+	cursorV2 = 2
+)
 
-func encodeCursor(ids []pulsar.MessageID) []byte {
-	b := []byte{cursorVersion}
-	n := 0
-	for _, id := range ids {
-		if id != nil {
+// cursorPart is one partition of a cursor.
+type cursorPart struct {
+	last  pulsar.MessageID // the last message handed before the position (nil: none)
+	floor pulsar.MessageID // every message at or before it was handed (nil: none)
+	slots []cursorSlot     // key_shared: per slot, the last message handed
+}
+
+type cursorSlot struct {
+	slot int32
+	id   slotID
+}
+
+func appendID(b []byte, id pulsar.MessageID) []byte {
+	b = binary.AppendVarint(b, id.LedgerID())
+	b = binary.AppendVarint(b, id.EntryID())
+	return binary.AppendVarint(b, int64(id.BatchIdx()))
+}
+
+func encodeCursor(parts []cursorPart) []byte {
+	v2, n := false, 0
+	for _, c := range parts {
+		if c.last != nil {
 			n++
+			v2 = v2 || len(c.slots) > 0 || (c.floor == nil) != (c.last == nil) || (c.floor != nil && cmpID(c.floor, c.last) != 0)
 		}
 	}
+	b := []byte{cursorV1}
+	if v2 {
+		b[0] = cursorV2
+	}
 	b = binary.AppendUvarint(b, uint64(n))
-	for p, id := range ids {
-		if id == nil {
+	for p, c := range parts {
+		if c.last == nil {
 			continue
 		}
 		b = binary.AppendUvarint(b, uint64(p))
-		b = binary.AppendVarint(b, id.LedgerID())
-		b = binary.AppendVarint(b, id.EntryID())
-		b = binary.AppendVarint(b, int64(id.BatchIdx()))
+		b = appendID(b, c.last)
+		if !v2 {
+			continue
+		}
+		switch {
+		case c.floor == nil:
+			b = binary.AppendUvarint(b, 0)
+		case cmpID(c.floor, c.last) == 0:
+			b = binary.AppendUvarint(b, 1)
+		default:
+			b = appendID(binary.AppendUvarint(b, 2), c.floor)
+		}
+		b = binary.AppendUvarint(b, uint64(len(c.slots)))
+		next := int32(0)
+		for _, s := range c.slots {
+			b = binary.AppendUvarint(b, uint64(s.slot-next))
+			b = binary.AppendVarint(b, s.id.ledger-c.last.LedgerID())
+			b = binary.AppendVarint(b, s.id.entry-c.last.EntryID())
+			b = binary.AppendVarint(b, int64(s.id.batch-2))
+			next = s.slot + 1
+		}
 	}
 	return b
 }
 
 var errCursor = errors.New("pulsar: the checkpoint's cursor is corrupt: run with -resume=false to start over (the subscription then redelivers what it has not acknowledged)")
 
-// decodeCursor returns the ids per partition (nil where none).
-func decodeCursor(b []byte) ([]pulsar.MessageID, error) {
+// decodeCursor returns the cursor's partitions (last nil where none).
+func decodeCursor(b []byte) ([]cursorPart, error) {
 	if len(b) == 0 {
 		return nil, nil
 	}
-	if b[0] != cursorVersion {
-		return nil, fmt.Errorf("pulsar: checkpoint cursor version %d, this build reads %d: run with -resume=false to start over", b[0], cursorVersion)
+	version := b[0]
+	if version != cursorV1 && version != cursorV2 {
+		return nil, fmt.Errorf("pulsar: checkpoint cursor version %d, this build reads %d and %d: run with -resume=false to start over", b[0], cursorV1, cursorV2)
 	}
 	b = b[1:]
-	next := func() (int64, bool) {
+	bad := false
+	varint := func() int64 {
 		v, k := binary.Varint(b)
 		if k <= 0 {
-			return 0, false
+			bad = true
+			return 0
 		}
 		b = b[k:]
-		return v, true
+		return v
 	}
-	n, k := binary.Uvarint(b)
-	if k <= 0 || n > 1<<16 {
-		return nil, errCursor
+	uvarint := func(limit uint64) uint64 {
+		v, k := binary.Uvarint(b)
+		if k <= 0 || v > limit {
+			bad = true
+			return 0
+		}
+		b = b[k:]
+		return v
 	}
-	b = b[k:]
-	var ids []pulsar.MessageID
+	batchIdx := func() int32 {
+		v := varint()
+		if v < -1 || v > 1<<30 {
+			bad = true
+		}
+		return int32(v)
+	}
+	n := uvarint(1 << 16)
+	var parts []cursorPart
 	for range n {
-		p, k := binary.Uvarint(b)
-		if k <= 0 || p >= 1<<16 {
+		p := int(uvarint(1<<16 - 1))
+		l, e, bi := varint(), varint(), batchIdx()
+		if bad {
 			return nil, errCursor
 		}
-		b = b[k:]
-		l, ok1 := next()
-		e, ok2 := next()
-		bi, ok3 := next()
-		if !ok1 || !ok2 || !ok3 {
+		for len(parts) <= p {
+			parts = append(parts, cursorPart{})
+		}
+		c := &parts[p]
+		if c.last != nil {
+			return nil, errCursor // named twice
+		}
+		c.last = pulsar.NewMessageID(l, e, bi, int32(p))
+		if version == cursorV1 {
+			c.floor = c.last
+			continue
+		}
+		switch uvarint(2) {
+		case 1:
+			c.floor = c.last
+		case 2:
+			fl, fe, fb := varint(), varint(), batchIdx()
+			c.floor = pulsar.NewMessageID(fl, fe, fb, int32(p))
+		}
+		k := uvarint(keyshared.HashSpace)
+		if bad {
 			return nil, errCursor
 		}
-		for len(ids) <= int(p) {
-			ids = append(ids, nil)
+		if k > 0 {
+			c.slots = make([]cursorSlot, 0, k)
 		}
-		ids[p] = pulsar.NewMessageID(l, e, int32(bi), int32(p))
+		next := uint64(0)
+		for range k {
+			slot := next + uvarint(keyshared.HashSpace)
+			dl, de, sb := varint(), varint(), batchIdx()
+			if bad || slot >= keyshared.HashSpace {
+				return nil, errCursor
+			}
+			c.slots = append(c.slots, cursorSlot{slot: int32(slot), id: slotID{ledger: l + dl, entry: e + de, batch: sb + 2}})
+			next = slot + 1
+		}
 	}
-	if len(b) != 0 {
+	if bad || len(b) != 0 {
 		return nil, errCursor
 	}
-	return ids, nil
+	return parts, nil
 }
