@@ -27,8 +27,9 @@ import (
 // its request goroutines (which give up their sleeps and sends on done) and for
 // the writer, and only then tells the server it is gone.
 type conn struct {
-	s  *Server
-	nc net.Conn
+	s    *Server
+	node *node // the node whose listener accepted it
+	nc   net.Conn
 
 	out  chan outFrame
 	done chan struct{}
@@ -44,6 +45,8 @@ type conn struct {
 	started bool
 
 	keyspace atomic.Pointer[string] // USE
+	// schemaEvents: the client REGISTERed for SCHEMA_CHANGE (pushEvent).
+	schemaEvents atomic.Bool
 }
 
 type outFrame struct {
@@ -58,8 +61,8 @@ type outFrame struct {
 // goroutines (started after it is final).
 func (c *conn) modern() bool { return c.started && c.version >= primitive.ProtocolVersion5 }
 
-func newConn(s *Server, nc net.Conn) *conn {
-	return &conn{s: s, nc: nc, out: make(chan outFrame, 256), done: make(chan struct{}), plain: frame.NewRawCodec()}
+func newConn(s *Server, n *node, nc net.Conn) *conn {
+	return &conn{s: s, node: n, nc: nc, out: make(chan outFrame, 256), done: make(chan struct{}), plain: frame.NewRawCodec()}
 }
 
 func (c *conn) close() {
@@ -451,12 +454,18 @@ func (c *conn) dispatch(h *frame.Header, m message.Message) {
 			c.protocolError(h.StreamId, "Unexpected message REGISTER, expecting STARTUP or OPTIONS", false)
 			return
 		}
+		for _, e := range msg.EventTypes {
+			if e == primitive.EventTypeSchemaChange {
+				c.schemaEvents.Store(true)
+			}
+		}
 		c.respond(h.StreamId, &message.Ready{})
 	case *message.Query, *message.Execute, *message.Batch, *message.Prepare:
 		if !c.started {
 			c.protocolError(h.StreamId, "Unexpected message "+op+", expecting STARTUP or OPTIONS", false)
 			return
 		}
+		c.node.requests.Add(1)
 		c.reqs.Add(1)
 		go func() {
 			defer c.reqs.Done()
@@ -527,4 +536,25 @@ func errorName(e message.Error) string {
 		return "ConfigError"
 	}
 	return "Other"
+}
+
+// pushSchemaEvent sends a SCHEMA_CHANGE event (stream -1) to every
+// connection, on any node, that registered for it, as each Cassandra node
+// pushes schema changes to its registered clients: drivers then refresh
+// their schema metadata, and the token-aware ones learn a new keyspace's
+// replication (gocql's TokenAwareHostPolicy routes to its replicas only
+// after that).
+func (s *Server) pushSchemaEvent(res *message.SchemaChangeResult) {
+	ev := &message.SchemaChangeEvent{ChangeType: res.ChangeType, Target: res.Target, Keyspace: res.Keyspace, Object: res.Object}
+	s.mu.Lock()
+	var to []*conn
+	for c := range s.conns {
+		if c.schemaEvents.Load() {
+			to = append(to, c)
+		}
+	}
+	s.mu.Unlock()
+	for _, c := range to {
+		c.respond(-1, ev)
+	}
 }

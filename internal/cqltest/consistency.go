@@ -16,7 +16,9 @@ import (
 // as Cassandra's coordinator answers before it contacts any replica: a
 // one-node cluster with a keyspace of replication_factor 3 fails LOCAL_QUORUM
 // (required 2, alive 1), and a test double that accepted it would hide that
-// until production.
+// until production. With Config.Nodes > 1 the cluster is those nodes, all
+// answering clients: a partition's replicas are the ring's (ring.go) and its
+// live replicas those of them among the first LiveNodes nodes.
 //
 // The arithmetic follows Cassandra 4.0/5.0: required is
 // org.apache.cassandra.db.ConsistencyLevel#blockFor (QUORUM = sum of the
@@ -117,38 +119,38 @@ func (p *placement) factorIn(dc string) int {
 	return 0
 }
 
-// liveIn is the live replicas in dc: every live node is in localDC.
-func (p *placement) liveIn(dc, localDC string, live int) int {
+// liveIn is the live replicas in dc: every node is in localDC, where
+// liveLocal of the partition's replicas are up.
+func (p *placement) liveIn(dc, localDC string, liveLocal int) int {
 	if !p.simple && dc != localDC {
 		return 0
 	}
-	return min(p.factorIn(dc), live)
+	return liveLocal
 }
 
-// check returns the UNAVAILABLE error for a statement at cl with live nodes
-// up, or nil when enough replicas are alive.
-func (p *placement) check(cl primitive.ConsistencyLevel, live int, localDC string) error {
+// check returns the UNAVAILABLE error for a statement at cl on a partition
+// with liveLocal live replicas (all in localDC: with one node,
+// min(factor there, LiveNodes); with a ring, those of its replicas that
+// are up; Server.assureLive), or nil when enough replicas are alive.
+func (p *placement) check(cl primitive.ConsistencyLevel, liveLocal int, localDC string) error {
 	if p == nil {
 		return nil
 	}
 	quorum := p.total()/2 + 1
 	localQuorum := p.factorIn(localDC)/2 + 1 // localQuorumFor: quorumFor without NTS
-	allLive := min(p.total(), live)
-	if !p.simple {
-		allLive = p.liveIn(localDC, localDC, live)
-	}
+	allLive := liveLocal
 	var required, alive int
 	switch cl {
 	case primitive.ConsistencyLevelAny:
 		return nil
 	case primitive.ConsistencyLevelLocalOne:
-		required, alive = 1, p.liveIn(localDC, localDC, live)
+		required, alive = 1, liveLocal
 	case primitive.ConsistencyLevelLocalQuorum:
-		required, alive = localQuorum, p.liveIn(localDC, localDC, live)
+		required, alive = localQuorum, liveLocal
 	case primitive.ConsistencyLevelEachQuorum:
 		if !p.simple {
 			for _, d := range p.dcs {
-				if a := p.liveIn(d.dc, localDC, live); a < d.rf/2+1 {
+				if a := p.liveIn(d.dc, localDC, liveLocal); a < d.rf/2+1 {
 					return unavailable(cl, d.rf/2+1, a, " in DC "+d.dc)
 				}
 			}
@@ -193,4 +195,10 @@ func clName(cl primitive.ConsistencyLevel) string {
 		return names[cl]
 	}
 	return "0x" + strconv.FormatUint(uint64(cl), 16)
+}
+
+// liveReplicas is a partition's live replicas in localDC in the one-node
+// double, which stands for live nodes all up: min(factor there, live).
+func (p *placement) liveReplicas(localDC string, live int) int {
+	return min(p.factorIn(localDC), live)
 }

@@ -97,7 +97,7 @@ func TestPlacementGolden(t *testing.T) {
 		if p == nil {
 			t.Fatalf("%v: not parsed", tc.repl)
 		}
-		err := p.check(tc.cl, tc.live, dc)
+		err := p.check(tc.cl, p.liveReplicas(dc, tc.live), dc)
 		name := clName(tc.cl) + " " + strconv.Itoa(tc.live) + " live " + strings.Join([]string{tc.repl["replication_factor"], tc.repl[dc], tc.repl["dc2"]}, "/")
 		if tc.required == 0 {
 			if err != nil {

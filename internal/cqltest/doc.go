@@ -4,8 +4,13 @@
 // to connect, create a schema, write and read rows. It keeps everything in
 // memory, in one process, with no replication and no persistence; consistency
 // levels are checked against the live nodes it stands for (Config.LiveNodes,
-// default 1), as a real coordinator checks them. It is NOT a database: use it
-// for tests and demos where no Cassandra can run, never to hold data.
+// default 1), as a real coordinator checks them. With Config.Nodes > 1 it is
+// a cluster of that many nodes sharing the one store (node.go, ring.go):
+// each listens on its own loopback address, owns one Murmur3 token and lists
+// the others in system.peers, so drivers build a token ring and route by it,
+// and Stats.Nodes shows whether each write reached a replica of its
+// partition. It is NOT a database: use it for tests and demos where no
+// Cassandra can run, never to hold data.
 //
 // Frames are decoded and encoded with github.com/datastax/go-cassandra-native-protocol;
 // the accept loop, handshake, compression and v5 segments are our own (that
@@ -35,6 +40,13 @@
 //	curl -XPOST '127.0.0.1:9142/nodes?live=1'   # (started with -live-nodes 3) two nodes die
 //	curl -XPOST 127.0.0.1:9142/prepared/forget   # EXECUTEs get UNPREPARED, drivers re-prepare
 //
+// Three nodes with distinct token ranges (127.0.0.1, .2 and .3 at one port;
+// the addresses are printed), for token-aware routing:
+//
+//	srv, err := cqltest.Start(cqltest.Config{Nodes: 3}) // srv.Addrs() lists them
+//	go run ./internal/cqltest/cmd/cqltestd -addr 127.0.0.1:9042 -nodes 3 -control 127.0.0.1:9142
+//	curl 127.0.0.1:9142/stats   # "Nodes": per node, writes coordinated by a replica or not
+//
 // # Supported
 //
 //   - Protocol v3, v4 and v5, as Cassandra 4.0 and 5.0. A v1, v2 or v6
@@ -56,7 +68,11 @@
 //     COMPRESSION lz4 and snappy in lower case), STARTUP with or without
 //     compression (v3, v4: the envelope body, lz4 as a 4-byte big-endian
 //     length + LZ4 block, snappy as one Snappy block; v5: the segments),
-//     REGISTER (READY; no events are ever pushed). No authentication.
+//     REGISTER (READY; a SCHEMA_CHANGE event is pushed, by every node, to
+//     the connections that registered for it after each schema change, so
+//     drivers refresh their schema and token-aware ones learn a new
+//     keyspace's replication; no topology or status events). No
+//     authentication.
 //   - QUERY with positional values, PREPARE (bind variable specs named like
 //     Cassandra's, partition-key indexes so drivers route by token, result
 //     columns of a SELECT), EXECUTE (UNPREPARED 0x2500 for unknown ids, so
@@ -78,10 +94,26 @@
 //     ANY never fails. With the default single node, a keyspace of
 //     replication_factor 3 fails LOCAL_QUORUM (required 2, alive 1), as on a
 //     real one-node cluster. SetLiveNodes (and POST /nodes) kills or revives
-//     nodes while running.
-//   - system.local (Murmur3Partitioner, one token, release_version 4.0.11),
-//     system.peers and system.peers_v2 (empty: clients reach one node, the
-//     other LiveNodes count only for consistency), and the
+//     nodes while running. With Config.Nodes > 1 the live replicas are
+//     counted per partition: those of its replicas on the ring (below)
+//     among nodes 0..LiveNodes-1.
+//   - A token ring with Config.Nodes > 1 (ring.go): node i owns the one
+//     token i*2^64/N - 2^63 (the DataStax initial_token formula; one token
+//     per node, not the vnodes of cassandra.yaml's num_tokens: 16, 256
+//     before 4.0); a partition's token is Murmur3Partitioner's
+//     (utils/MurmurHash.hash3_x64_128 with its sign-extended tail, the
+//     key CompositeType-encoded when it has several columns), its primary
+//     replica the first node whose token is >= it (wrapping), and its
+//     replicas the next replication-factor distinct nodes clockwise
+//     (SimpleStrategy, and NetworkTopologyStrategy with one rack).
+//     Server.Replicas lists them. Every node serves every request; a
+//     write coordinated by a node that is not a replica of its partition
+//     is served as well, and counted (NodeStats.NonReplicaWrites): on a
+//     real cluster it costs an extra hop.
+//   - system.local (Murmur3Partitioner, the node's token, release_version
+//     4.0.11), system.peers and system.peers_v2 (with one node empty: the
+//     other LiveNodes count only for consistency; with Config.Nodes > 1
+//     each node's lists the others, native_port in peers_v2), and the
 //     system_schema tables keyspaces, tables, columns (rebuilt on every schema
 //     change), views, types, functions, aggregates, indexes, triggers (empty).
 //   - CREATE KEYSPACE / TABLE [IF NOT EXISTS] with types ascii, bigint, blob,
@@ -151,9 +183,12 @@
 //
 // # Differences from the real server
 //
-//   - One node holds everything; the other LiveNodes count only for
-//     consistency levels; no replica ever times out or disagrees unless a
-//     fault is injected; system.peers is empty.
+//   - One store holds everything; with one node the other LiveNodes count
+//     only for consistency levels and system.peers is empty; with
+//     Config.Nodes > 1 every node serves the same rows (no replication, no
+//     hinted handoff, no read repair: nothing to disagree), a node
+//     "down" for LiveNodes still answers clients, and Down stops them all.
+//     No replica ever times out or disagrees unless a fault is injected.
 //   - Tombstones (and expired cells) are never purged unless
 //     Config.PurgeTombstones, which purges them gc_grace_seconds after
 //     their deletion, as if a compaction then took all of their partition's
@@ -178,7 +213,7 @@
 //
 // # Not supported
 //
-// Authentication, events, tracing, named bind values,
+// Authentication, events other than SCHEMA_CHANGE, tracing, named bind values,
 // secondary indexes, materialized views, user types, functions, aggregates,
 // counters arithmetic (UPDATE c = c + 1), collection updates, IN and
 // collection-element IF conditions, conditional batches, serial reads
@@ -211,7 +246,10 @@
 // versions used and refused, v5 segments and large envelopes, requests by
 // opcode, statements by kind, batches and the distinct partitions each
 // touched, rows written, errors by name, injected faults, reads past the
-// tombstone thresholds, the in-flight peak, and bytes received and sent.
+// tombstone thresholds, the in-flight peak, and bytes received and sent;
+// and, per node (Stats.Nodes), its requests and the single-partition writes
+// and BATCHes it coordinated as the partition's primary replica, as another
+// replica, or as no replica.
 //
 // An UNAVAILABLE for a consistency the live nodes cannot meet is not an
 // injected fault: it is not counted in Stats.Injected, only in Stats.Errors.

@@ -215,6 +215,23 @@ func (t *table) partitionKeys(rs []restriction) (keys []string, vals [][][]byte,
 	return keys, vals, true
 }
 
+// readPartitions is the partition keys a read names, for its replica check
+// on a ring; nil (every token range) for a scan, or with one node, which
+// needs no keys.
+func (s *Server) readPartitions(t *table, rs []restriction) [][][]byte {
+	if len(s.nodes) == 1 || t.placement == nil {
+		return nil
+	}
+	_, vals, ok := t.partitionKeys(rs)
+	if !ok {
+		return nil
+	}
+	if vals == nil {
+		return [][][]byte{} // IN (): no partition, nothing to check
+	}
+	return vals
+}
+
 // scan calls fn with each live row matching rs, partition by partition in
 // clustering order, until fn returns false. It counts the tombstones it
 // passes on its way (cells.go), in the rows of the slice the key
@@ -312,7 +329,7 @@ func (s *Server) execSelect(x *execCtx, t *table, st *statement) (message.Messag
 	// Like Cassandra, a valid statement meets the replica check: after
 	// its values are bound and checked, before any replica is read.
 	if x.checkCL {
-		if err := s.assureLive(t, x.cl); err != nil {
+		if err := s.assureLive(t, x.cl, s.readPartitions(t, rs)); err != nil {
 			return nil, err
 		}
 	}

@@ -208,7 +208,7 @@ func (s *Server) exec(c *conn, st *statement, x *execCtx) (message.Message, erro
 	ks := statementKeyspace(st, x)
 	switch st.kind {
 	case stmtSelect, stmtInsert, stmtUpdate, stmtDelete, stmtTruncate:
-		t, err := s.store.lookup(ks, st.table)
+		t, err := s.lookup(c, ks, st.table)
 		if err != nil {
 			return nil, err
 		}
@@ -243,15 +243,16 @@ func (s *Server) exec(c *conn, st *statement, x *execCtx) (message.Message, erro
 		// statement's consistency.
 		if x.checkCL {
 			if cas {
-				if err := s.assureLive(t, x.serialLevel()); err != nil {
+				if err := s.assureLive(t, x.serialLevel(), m.pks); err != nil {
 					return nil, err
 				}
 			}
-			if err := s.assureLive(t, x.cl); err != nil {
+			if err := s.assureLive(t, x.cl, m.pks); err != nil {
 				return nil, err
 			}
 		}
 		applied, existing := m.apply(x.now)
+		s.countWrite(c, t, m.pks)
 		if applied && st.kind != stmtDelete {
 			s.stats.rows.Add(1)
 		}
@@ -298,9 +299,8 @@ func (s *Server) exec(c *conn, st *statement, x *execCtx) (message.Message, erro
 	if !changed {
 		return &message.VoidResult{}, nil
 	}
-	s.mu.Lock()
-	s.refresh()
-	s.mu.Unlock()
+	s.refreshSystem()
+	s.pushSchemaEvent(res)
 	return res, nil
 }
 
@@ -394,10 +394,11 @@ func (s *Server) runBatch(c *conn, b *message.Batch) (message.Message, bool) {
 	}
 	// Every mutation must find its replicas alive before any is applied.
 	for _, m := range muts {
-		if err := s.assureLive(m.t, b.Consistency); err != nil {
+		if err := s.assureLive(m.t, b.Consistency, m.pks); err != nil {
 			return errorMessage(err), false
 		}
 	}
+	s.countBatch(c, muts)
 	written := 0
 	for _, m := range muts {
 		m.apply(now)

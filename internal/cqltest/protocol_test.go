@@ -32,7 +32,13 @@ type rawClient struct {
 
 func dial(t *testing.T, s *Server, comp frame.BodyCompressor) *rawClient {
 	t.Helper()
-	nc, err := net.Dial("tcp", s.Addr())
+	return dialAddr(t, s.Addr(), comp)
+}
+
+// dialAddr is dial to one node's address (Server.Addrs).
+func dialAddr(t *testing.T, addr string, comp frame.BodyCompressor) *rawClient {
+	t.Helper()
+	nc, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}

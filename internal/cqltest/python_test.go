@@ -3,9 +3,11 @@ package cqltest
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"fmt"
 	"net/http/httptest"
 	"os/exec"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -139,5 +141,63 @@ func TestPythonDriverSeesTimestampsAndTombstones(t *testing.T) {
 	}
 	if st := s.Stats(); st.Errors["Unprepared"] == 0 || st.ProtocolVersions[5] == 0 {
 		t.Fatalf("errors %v, versions %v", st.Errors, st.ProtocolVersions)
+	}
+}
+
+// TestPythonDriverTokenMap: the Python driver, connected to node 0 of a
+// three-node double, builds a token map of three hosts from system.local
+// and system.peers_v2, and its replicas for keys of keyspaces of
+// replication factor 1, 2 (NetworkTopologyStrategy) and 3, simple and
+// composite partition keys (the driver builds the routing key itself from
+// the prepared statement's partition key indexes), are the double's
+// (Server.Replicas), in the same order; its TokenAwarePolicy then writes
+// every key through a replica.
+func TestPythonDriverTokenMap(t *testing.T) {
+	requirePython(t)
+	s := startServer(t, Config{Nodes: 3})
+	ringSchema(t, s)
+	const n = 30
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, python, "testdata/token_map.py", strconv.Itoa(s.Port()), strconv.Itoa(n))
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("python: %v\n%s", err, stderr.String())
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	if lines[0] != "hosts 3 tokens 3" {
+		t.Fatalf("python token map: %q, want 3 hosts and 3 tokens", lines[0])
+	}
+	if len(lines) != 1+3*2*n {
+		t.Fatalf("python printed %d key lines, want %d", len(lines)-1, 3*2*n)
+	}
+	primaries := map[string]bool{}
+	for _, line := range lines[1:] {
+		f := strings.Fields(line)
+		ks, table := f[0], f[1]
+		k, err := strconv.Atoi(f[2])
+		if err != nil {
+			t.Fatalf("line %q", line)
+		}
+		key := [][]byte{binary.BigEndian.AppendUint32(nil, uint32(k))}
+		if table == "c" {
+			key = append(key, []byte("b"+f[2]))
+		}
+		want, err := s.Replicas(ks, key...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := f[3:]; !slices.Equal(got, want) {
+			t.Errorf("%s.%s key %d: python driver replicas %v, double's %v", ks, table, k, got, want)
+		}
+		primaries[want[0]] = true
+	}
+	if len(primaries) != 3 {
+		t.Errorf("keys owned by %d nodes, want all 3", len(primaries))
+	}
+	if r, _, nr := sumWrites(s.Stats()); r != 3*2*n || nr != 0 {
+		t.Fatalf("python writes: %d by replicas, %d by non-replicas, want %d and 0", r, nr, 3*2*n)
 	}
 }

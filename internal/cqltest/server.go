@@ -8,8 +8,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/datastax/go-cassandra-native-protocol/primitive"
 )
 
 // Server is a CQL native protocol test double listening on TCP. It is safe for
@@ -20,6 +18,8 @@ type Server struct {
 	stats  stats
 	faults faults
 	live   atomic.Int32 // live nodes (Config.LiveNodes, SetLiveNodes)
+	nodes  []*node      // Config.Nodes, fixed at Start
+	tokens []int64      // the nodes' tokens, ascending in node order
 	lastTS atomic.Int64 // the last write timestamp the server assigned (nextTimestamp)
 
 	schemaMu sync.Mutex // serialises rewrites of the system tables
@@ -27,16 +27,15 @@ type Server struct {
 	prepMu   sync.RWMutex
 	prepared map[string]*prepared
 
-	mu      sync.Mutex
-	ln      net.Listener
-	addr    *net.TCPAddr // bound address; Up listens here again after Down
+	mu      sync.Mutex // guards the nodes' listeners and the fields below
 	conns   map[*conn]struct{}
 	closed  bool
 	upTimer *time.Timer
 	wg      sync.WaitGroup // accept loops and connections
 }
 
-// Start validates cfg, listens on cfg.Addr and serves until Close.
+// Start validates cfg, listens on cfg.Addr (and, with cfg.Nodes > 1, on
+// each other node's address) and serves until Close.
 func Start(cfg Config) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -47,70 +46,50 @@ func Start(cfg Config) (*Server, error) {
 		store:    newStore(cfg.Now, cfg.DataCenter, cfg.PurgeTombstones),
 		prepared: map[string]*prepared{},
 		conns:    map[*conn]struct{}{},
+		nodes:    newNodes(cfg),
 	}
+	s.tokens = nodeTokens(cfg.Nodes)
 	s.faults.rng = rand.New(rand.NewPCG(cfg.Seed, 0x9e3779b97f4a7c15))
 	s.faults.latency = cfg.Latency
 	s.live.Store(int32(cfg.LiveNodes))
 	s.stats.reset()
 	s.installSystem()
-	ln, err := net.Listen("tcp", cfg.Addr)
-	if err != nil {
-		return nil, fmt.Errorf("cqltest: listen: %w", err)
+	if err := s.listen(); err != nil {
+		return nil, err
 	}
-	s.ln = ln
-	s.addr = ln.Addr().(*net.TCPAddr)
-	s.refresh()
-	s.wg.Add(1)
-	go s.acceptLoop(ln)
+	s.refreshSystem()
+	for _, n := range s.nodes {
+		s.wg.Add(1)
+		go s.acceptLoop(n, n.ln)
+	}
 	return s, nil
 }
 
 // SetLiveNodes sets how many nodes of the cluster are up (Config.LiveNodes),
 // from the next statement on: fewer than a consistency level needs makes
 // reads and writes answer UNAVAILABLE until enough are back. n is clamped to
-// 1..MaxLiveNodes: this node, answering, is always one of them.
+// 1..MaxLiveNodes (1..Config.Nodes with more than one node): this node,
+// answering, is always one of them; with a ring, nodes 0..n-1 are up.
 func (s *Server) SetLiveNodes(n int) {
-	s.live.Store(int32(max(1, min(n, MaxLiveNodes))))
+	hi := MaxLiveNodes
+	if len(s.nodes) > 1 {
+		hi = len(s.nodes)
+	}
+	s.live.Store(int32(max(1, min(n, hi))))
 }
 
 // LiveNodes is the number of live nodes (Config.LiveNodes, SetLiveNodes).
 func (s *Server) LiveNodes() int { return int(s.live.Load()) }
 
-// assureLive returns UNAVAILABLE when cl needs more live replicas of t's
-// keyspace than there are (consistency.go); nil for the system tables.
-func (s *Server) assureLive(t *table, cl primitive.ConsistencyLevel) error {
-	return t.placement.check(cl, int(s.live.Load()), s.cfg.DataCenter)
-}
+// Addr is node 0's listening address, host:port, e.g. "127.0.0.1:40123"
+// (Addrs lists every node's).
+func (s *Server) Addr() string { return s.nodes[0].addr.String() }
 
-// Addr is the listening address, host:port, e.g. "127.0.0.1:40123".
-func (s *Server) Addr() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.addr.String()
-}
+// addrString is node 0's address as errors name it.
+func (s *Server) addrString() string { return "/" + s.nodes[0].addr.String() }
 
-// addrString is the node's address as errors name it.
-func (s *Server) addrString() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return "/" + s.addr.String()
-}
-
-// Port is the listening TCP port.
-func (s *Server) Port() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.addr.Port
-}
-
-// refresh rewrites system.local and system_schema.
-func (s *Server) refresh() {
-	ip := s.addr.IP
-	if ip == nil || ip.IsUnspecified() {
-		ip = net.IPv4(127, 0, 0, 1) // listening on all addresses: report loopback
-	}
-	s.refreshSystem(ip, s.addr.Port)
-}
+// Port is the listening TCP port, every node's.
+func (s *Server) Port() int { return s.nodes[0].addr.Port }
 
 func (s *Server) logf(format string, args ...any) {
 	if s.cfg.Logf != nil {
@@ -118,7 +97,7 @@ func (s *Server) logf(format string, args ...any) {
 	}
 }
 
-func (s *Server) acceptLoop(ln net.Listener) {
+func (s *Server) acceptLoop(n *node, ln net.Listener) {
 	defer s.wg.Done()
 	for {
 		nc, err := ln.Accept()
@@ -130,12 +109,12 @@ func (s *Server) acceptLoop(ln net.Listener) {
 			return // listener closed (Close or Down)
 		}
 		s.mu.Lock()
-		if s.closed || s.ln != ln {
+		if s.closed || n.ln != ln {
 			s.mu.Unlock()
 			nc.Close()
 			continue
 		}
-		c := newConn(s, nc)
+		c := newConn(s, n, nc)
 		s.conns[c] = struct{}{}
 		s.wg.Add(1)
 		s.mu.Unlock()
@@ -167,7 +146,8 @@ func (s *Server) DropConnections() int {
 	return len(conns)
 }
 
-// Down stops listening and closes every connection, as a node that went away.
+// Down stops listening and closes every connection, as a node that went
+// away (with Config.Nodes > 1, every node: the whole cluster).
 // With d > 0 the server comes back by itself after d (see Up); with d == 0 it
 // stays down until Up. Data and prepared statements are kept.
 func (s *Server) Down(d time.Duration) error {
@@ -176,10 +156,7 @@ func (s *Server) Down(d time.Duration) error {
 		s.mu.Unlock()
 		return errors.New("cqltest: server closed")
 	}
-	if s.ln != nil {
-		s.ln.Close()
-		s.ln = nil
-	}
+	s.closeListeners()
 	if s.upTimer != nil {
 		s.upTimer.Stop()
 		s.upTimer = nil
@@ -196,27 +173,39 @@ func (s *Server) Down(d time.Duration) error {
 	return nil
 }
 
-// Up listens again on the address of the first Start after Down. It is a no-op
-// when the server is listening.
+// Up listens again on the addresses of the first Start after Down. It is a
+// no-op for a node that is listening.
 func (s *Server) Up() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
 		return errors.New("cqltest: server closed")
 	}
-	if s.ln != nil {
-		return nil
+	for _, n := range s.nodes {
+		if n.ln != nil {
+			continue
+		}
+		// Go listeners set SO_REUSEADDR, so the port can be bound again at
+		// once even with connections of the previous life in TIME_WAIT.
+		ln, err := net.Listen("tcp", n.addr.String())
+		if err != nil {
+			return fmt.Errorf("cqltest: listen again on %s: %w", n.addr, err)
+		}
+		n.ln = ln
+		s.wg.Add(1)
+		go s.acceptLoop(n, ln)
 	}
-	// Go listeners set SO_REUSEADDR, so the port can be bound again at once even
-	// with connections of the previous life in TIME_WAIT.
-	ln, err := net.Listen("tcp", s.addr.String())
-	if err != nil {
-		return fmt.Errorf("cqltest: listen again on %s: %w", s.addr, err)
-	}
-	s.ln = ln
-	s.wg.Add(1)
-	go s.acceptLoop(ln)
 	return nil
+}
+
+// closeListeners stops every node's listener; s.mu is held.
+func (s *Server) closeListeners() {
+	for _, n := range s.nodes {
+		if n.ln != nil {
+			n.ln.Close()
+			n.ln = nil
+		}
+	}
 }
 
 // Close stops listening, closes every connection and waits for all of the
@@ -228,10 +217,7 @@ func (s *Server) Close() error {
 		return nil
 	}
 	s.closed = true
-	if s.ln != nil {
-		s.ln.Close()
-		s.ln = nil
-	}
+	s.closeListeners()
 	if s.upTimer != nil {
 		s.upTimer.Stop()
 	}
@@ -242,10 +228,17 @@ func (s *Server) Close() error {
 }
 
 // Stats returns a copy of what the server has seen since Start or ResetStats.
-func (s *Server) Stats() Stats { return s.stats.snapshot() }
+func (s *Server) Stats() Stats {
+	st := s.stats.snapshot()
+	st.Nodes = s.nodeStats()
+	return st
+}
 
 // ResetStats zeroes the statistics; data, schema and faults stay.
-func (s *Server) ResetStats() { s.stats.reset() }
+func (s *Server) ResetStats() {
+	s.stats.reset()
+	s.resetNodeStats()
+}
 
 // Rows returns the number of live rows in a table.
 func (s *Server) Rows(keyspace, table string) (int, error) {

@@ -63,6 +63,9 @@ type Stats struct {
 	// past Config.TombstoneFailureThreshold (READ_FAILURE).
 	TombstoneWarnings int64
 	TombstoneFailures int64
+	// Nodes is each node's share (Config.Nodes), node 0 first: its
+	// requests and the writes it coordinated as a replica or not.
+	Nodes []NodeStats
 }
 
 const maxBatchPartitions = 100000

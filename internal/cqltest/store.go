@@ -391,3 +391,14 @@ func (t *table) rowCount(now int64) int {
 }
 
 func bytesEqual(a, b []byte) bool { return bytes.Equal(a, b) && (a == nil) == (b == nil) }
+
+// placementOf is a keyspace's parsed replication (nil: not placed).
+func (s *store) placementOf(name string) (*placement, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	k := s.keyspaces[name]
+	if k == nil {
+		return nil, invalidf("Keyspace %s does not exist", name)
+	}
+	return k.placement, nil
+}

@@ -1,9 +1,7 @@
 package cqltest
 
 import (
-	"crypto/md5"
 	"fmt"
-	"net"
 	"sort"
 	"strconv"
 	"sync/atomic"
@@ -82,27 +80,68 @@ func (s *Server) installSystem() {
 			panic(fmt.Sprintf("cqltest: built-in %q: %v", q, err))
 		}
 	}
+	s.nodeTables()
 }
 
-// hostID is a stable UUID derived from the cluster name.
-func (s *Server) hostID() []byte {
-	id := md5.Sum([]byte("cqltest-host/" + s.cfg.ClusterName))
-	id[6] = id[6]&0x0f | 0x30
-	id[8] = id[8]&0x3f | 0x80
-	return id[:]
+// nodeTables gives every node its own system.local, system.peers and
+// system.peers_v2: node 0 the store's, the others empty tables of the same
+// columns, which lookup serves to their connections.
+func (s *Server) nodeTables() {
+	for _, n := range s.nodes {
+		for _, nt := range []struct {
+			name string
+			dst  **table
+		}{{"local", &n.local}, {"peers", &n.peers}, {"peers_v2", &n.peersV2}} {
+			live, err := s.store.lookup("system", nt.name)
+			if err != nil {
+				panic("cqltest: missing system table system." + nt.name)
+			}
+			if n.idx > 0 {
+				live = emptyLike(live)
+			}
+			*nt.dst = live
+		}
+	}
 }
 
-// refreshSystem rewrites system.local and the system_schema tables from the
-// store. It runs at start and after each schema change, under s.schemaMu so two
-// refreshes do not interleave.
-func (s *Server) refreshSystem(ip net.IP, port int) {
+// lookup finds a table as a client of c's node sees it (node 0 for
+// Server.Exec): system.local and the peers tables are the node's own.
+func (s *Server) lookup(c *conn, ks, name string) (*table, error) {
+	if ks == "system" {
+		n := s.nodes[0]
+		if c != nil {
+			n = c.node
+		}
+		switch name {
+		case "local":
+			return n.local, nil
+		case "peers":
+			return n.peers, nil
+		case "peers_v2":
+			return n.peersV2, nil
+		}
+	}
+	return s.store.lookup(ks, name)
+}
+
+// refreshSystem rewrites every node's system.local and peers tables and the
+// system_schema tables from the store. It runs at start and after each
+// schema change, under s.schemaMu so two refreshes do not interleave.
+func (s *Server) refreshSystem() {
 	s.schemaMu.Lock()
 	defer s.schemaMu.Unlock()
-	if ip4 := ip.To4(); ip4 != nil {
-		ip = ip4
-	}
 	schemaVersion := s.store.schemaVersion()
-	local := staging(s.store, "system", "local")
+	for _, n := range s.nodes {
+		s.writeLocal(n, schemaVersion)
+		s.writePeers(n, schemaVersion)
+	}
+	s.writeSchema()
+}
+
+// writeLocal writes n's system.local row: its address, host id and token.
+func (s *Server) writeLocal(n *node, schemaVersion []byte) {
+	ip := n.ip()
+	local := stagingOf(n.local)
 	putRow(local, map[string][]byte{
 		"key":                     encText("local"),
 		"bootstrapped":            encText("COMPLETED"),
@@ -112,7 +151,7 @@ func (s *Server) refreshSystem(ip net.IP, port int) {
 		"cql_version":             encText(s.cfg.CQLVersion),
 		"data_center":             encText(s.cfg.DataCenter),
 		"gossip_generation":       encInt(1),
-		"host_id":                 s.hostID(),
+		"host_id":                 n.hostID,
 		"listen_address":          []byte(ip),
 		"listen_port":             encInt(7000),
 		"native_protocol_version": encText("4"),
@@ -120,13 +159,44 @@ func (s *Server) refreshSystem(ip net.IP, port int) {
 		"rack":                    encText(s.cfg.Rack),
 		"release_version":         encText(s.cfg.ReleaseVersion),
 		"rpc_address":             []byte(ip),
-		"rpc_port":                encInt(int32(port)),
+		"rpc_port":                encInt(int32(n.addr.Port)),
 		"schema_version":          schemaVersion,
-		// One token: this single node owns the whole Murmur3 ring.
-		"tokens": encTextSet("0"),
+		// One token per node (num_tokens: 1): with one node it owns the
+		// whole Murmur3 ring whatever it is.
+		"tokens": encTextSet(strconv.FormatInt(n.token, 10)),
 	})
 	local.commit()
+}
 
+// writePeers lists every node but n in n's system.peers and
+// system.peers_v2, as gossip fills them (the v2 table with the native
+// port, which drivers of Cassandra 4 read to reach a peer).
+func (s *Server) writePeers(n *node, schemaVersion []byte) {
+	peers, peersV2 := stagingOf(n.peers), stagingOf(n.peersV2)
+	for _, p := range s.nodes {
+		if p == n {
+			continue
+		}
+		ip := []byte(p.ip())
+		tokens := encTextSet(strconv.FormatInt(p.token, 10))
+		putRow(peers, map[string][]byte{
+			"peer": ip, "data_center": encText(s.cfg.DataCenter), "host_id": p.hostID,
+			"preferred_ip": ip, "rack": encText(s.cfg.Rack), "release_version": encText(s.cfg.ReleaseVersion),
+			"rpc_address": ip, "schema_version": schemaVersion, "tokens": tokens,
+		})
+		putRow(peersV2, map[string][]byte{
+			"peer": ip, "peer_port": encInt(7000), "data_center": encText(s.cfg.DataCenter), "host_id": p.hostID,
+			"native_address": ip, "native_port": encInt(int32(p.addr.Port)),
+			"preferred_ip": ip, "preferred_port": encInt(7000), "rack": encText(s.cfg.Rack),
+			"release_version": encText(s.cfg.ReleaseVersion), "schema_version": schemaVersion, "tokens": tokens,
+		})
+	}
+	peers.commit()
+	peersV2.commit()
+}
+
+// writeSchema rewrites the system_schema tables from the store.
+func (s *Server) writeSchema() {
 	kss := staging(s.store, "system_schema", "keyspaces")
 	tbls := staging(s.store, "system_schema", "tables")
 	cols := staging(s.store, "system_schema", "columns")
@@ -204,8 +274,14 @@ func staging(st *store, ks, name string) stagedTable {
 	if err != nil {
 		panic("cqltest: missing system table " + ks + "." + name)
 	}
-	tmp := &table{ks: live.ks, name: live.name, cols: live.cols, byName: live.byName, pk: live.pk, ck: live.ck, regularIdx: live.regularIdx, gcGrace: live.gcGrace, parts: map[string]*partition{}}
-	return stagedTable{table: tmp, live: live}
+	return stagingOf(live)
+}
+
+func stagingOf(live *table) stagedTable { return stagedTable{table: emptyLike(live), live: live} }
+
+// emptyLike is a table with t's columns and no rows.
+func emptyLike(t *table) *table {
+	return &table{ks: t.ks, name: t.name, cols: t.cols, byName: t.byName, pk: t.pk, ck: t.ck, regularIdx: t.regularIdx, gcGrace: t.gcGrace, id: t.id, parts: map[string]*partition{}}
 }
 
 func (s stagedTable) commit() {

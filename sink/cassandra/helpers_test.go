@@ -76,6 +76,24 @@ func openSink(t testing.TB, cfg Config) *Sink {
 	return s
 }
 
+// waitKeyspaceKnown waits until the session's schema metadata holds
+// keyspace: for one created after it connected, until gocql's debounced
+// refresh after the SCHEMA_CHANGE event has run.
+func waitKeyspaceKnown(t testing.TB, s *Sink, keyspace string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, err := s.Session().KeyspaceMetadata(keyspace)
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("keyspace %s not in the driver's schema after 10 s: %v", keyspace, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 type rowKey struct {
 	minute  int64
 	product encode.UUID

@@ -262,6 +262,14 @@ func TestFaults(t *testing.T) {
 				t.Fatal(err)
 			}
 			if tc.down > 0 {
+				// The double pushes SCHEMA_CHANGE events for the schema Open
+				// created, and gocql refreshes its schema 1 s after the last
+				// (schemaRefreshDebounceTime). A refresh begun while the
+				// server is down waits for schema agreement on the dead
+				// control connection for 10 s (awaitSchemaAgreementWithTimeout)
+				// and Session.Close waits for it: the outage comes after the
+				// refresh, as for a sink that has run a second.
+				waitKeyspaceKnown(t, s, cfg.Keyspace)
 				if err := srv.Down(tc.down); err != nil {
 					t.Fatal(err)
 				}

@@ -1,5 +1,6 @@
 // Command cqltestd runs the cqltest CQL test double as a process: an in-memory
-// stand-in for a one-node Cassandra, for tests and demos only, not a database.
+// stand-in for a one-node Cassandra (or, with -nodes, a small cluster), for
+// tests and demos only, not a database.
 // See the cqltest package documentation for what it supports.
 //
 //	go run ./internal/cqltest/cmd/cqltestd -addr 127.0.0.1:9042 -latency 2ms -control 127.0.0.1:9142
@@ -9,6 +10,18 @@
 // replication_factor 3 answers LOCAL_QUORUM reads and writes with
 // UNAVAILABLE; create keyspaces with replication_factor 1 (the sink's ?rf=1)
 // or run with -live-nodes 3.
+//
+// -nodes N (default 1) runs a cluster of N nodes sharing one store, so that
+// drivers build a token ring and route by it: node i listens on -addr's
+// IPv4 address + i at the same port (127.0.0.1:9042, 127.0.0.2:9042,
+// 127.0.0.3:9042; Linux routes all of 127/8 to loopback), owns one evenly
+// spaced Murmur3 token and lists the others in system.peers and
+// system.peers_v2. A partition's replicas are the next replication-factor
+// nodes clockwise from its token, and /stats counts per node the writes it
+// coordinated as a replica or not (Stats.Nodes). -live-nodes then defaults
+// to N and may not exceed it. It prints every node's address:
+//
+//	go run ./internal/cqltest/cmd/cqltestd -addr 127.0.0.1:9042 -nodes 3 -control 127.0.0.1:9142
 //
 // -cpuprofile writes a CPU profile of the double itself, and -gogc (default
 // 400) sets its garbage collector's target: it holds every row in memory.
@@ -26,6 +39,8 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"runtime/pprof"
+	"strconv"
+	"strings"
 	"syscall"
 
 	"github.com/demandpipe/demandpipe/internal/cqltest"
@@ -37,7 +52,8 @@ func main() {
 	flag.DurationVar(&cfg.Latency, "latency", 0, "service time of each statement on a user keyspace")
 	flag.StringVar(&cfg.ClusterName, "cluster-name", cqltest.DefaultClusterName, "system.local cluster_name")
 	flag.StringVar(&cfg.DataCenter, "dc", cqltest.DefaultDataCenter, "system.local data_center")
-	flag.IntVar(&cfg.LiveNodes, "live-nodes", cqltest.DefaultLiveNodes, "live nodes (all in -dc) that consistency levels count: a keyspace's live replicas are min(its replication factor, this); fewer than a level needs answers UNAVAILABLE")
+	flag.IntVar(&cfg.Nodes, "nodes", cqltest.DefaultNodes, "nodes of the cluster, node i listening on -addr's IPv4 address + i at the same port, each owning one Murmur3 token, so drivers route by token (1.."+strconv.Itoa(cqltest.MaxNodes)+")")
+	flag.IntVar(&cfg.LiveNodes, "live-nodes", cqltest.DefaultLiveNodes, "live nodes (all in -dc) that consistency levels count: a keyspace's live replicas are min(its replication factor, this); fewer than a level needs answers UNAVAILABLE (with -nodes N: default N, nodes 0..this-1 are up)")
 	flag.Uint64Var(&cfg.Seed, "seed", 1, "seed for fault rates")
 	flag.IntVar(&cfg.TombstoneWarnThreshold, "tombstone-warn", cqltest.DefaultTombstoneWarnThreshold, "tombstones a read may pass before its answer carries a warning (Cassandra's tombstone_warn_threshold)")
 	flag.IntVar(&cfg.TombstoneFailureThreshold, "tombstone-failure", cqltest.DefaultTombstoneFailureThreshold, "tombstones a read may pass before it fails with READ_FAILURE (tombstone_failure_threshold)")
@@ -81,9 +97,15 @@ func main() {
 	if *rate < 0 || *rate > 1 {
 		log.Fatalf("-fault-rate %v: want 0..1", *rate)
 	}
-	// Config takes 0 for its default (1); a 0 given here is a mistake.
+	// Config takes 0 for its defaults; a 0 given here is a mistake.
+	if cfg.Nodes < 1 || cfg.Nodes > cqltest.MaxNodes {
+		log.Fatalf("-nodes %d: want 1..%d", cfg.Nodes, cqltest.MaxNodes)
+	}
 	if cfg.LiveNodes < 1 || cfg.LiveNodes > cqltest.MaxLiveNodes {
 		log.Fatalf("-live-nodes %d: want 1..%d (this node is one of them)", cfg.LiveNodes, cqltest.MaxLiveNodes)
+	}
+	if cfg.Nodes > 1 && !flagSet("live-nodes") {
+		cfg.LiveNodes = 0 // Config's default with Nodes > 1: every node up
 	}
 	if *verbose {
 		cfg.Logf = log.Printf
@@ -98,7 +120,11 @@ func main() {
 		log.Fatal(err)
 	}
 	srv.SetFaultRate(f, *rate)
-	fmt.Fprintf(os.Stderr, "cqltestd: CQL test double (in memory, not a database) listening on %s\n", srv.Addr())
+	if cfg.Nodes == 1 {
+		fmt.Fprintf(os.Stderr, "cqltestd: CQL test double (in memory, not a database) listening on %s\n", srv.Addr())
+	} else {
+		fmt.Fprintf(os.Stderr, "cqltestd: CQL test double (in memory, not a database), %d nodes, listening on %s\n", cfg.Nodes, strings.Join(srv.Addrs(), ", "))
+	}
 
 	var hs *http.Server
 	if *control != "" {
@@ -120,4 +146,11 @@ func main() {
 		hs.Close()
 	}
 	srv.Close()
+}
+
+// flagSet reports whether the command line set the named flag.
+func flagSet(name string) bool {
+	set := false
+	flag.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
 }
