@@ -21,7 +21,10 @@ const SpecHelp = `pulsar://HOST:6650/persistent://TENANT/NS/TOPIC?subscription=N
                        owns its riders: pipeline/SCALEOUT.md)
   initial=P            where a NEW subscription starts: earliest (default) or latest
   until=end            end once every message that existed at start is read (a replay that
-                       behaves like a file; a run that does not resume reads from the first)
+                       behaves like a file; a run that does not resume reads from the first,
+                       and fails if the broker's retention deleted the topic's first messages,
+                       which a broker exposing entry indexes tells; without them it warns)
+  allow-trimmed=true   with until=end: read what is left of a topic whose start was deleted
   dead-letter=TOPIC    publish every rejected line there (properties reason, line); the
                        durable subscription demandpipe-dead-letters, made at start, keeps
                        them until read (a broker deletes a topic nobody subscribes to)
@@ -68,6 +71,10 @@ type Config struct {
 	// UntilEnd: the stream ends once every message that existed when the
 	// first Read ran has been read (GET_LAST_MESSAGE_ID per partition).
 	UntilEnd bool
+	// AllowTrimmed: an until=end run from the topic's start goes on when
+	// the broker's retention has deleted the topic's first messages (a
+	// warning instead of an error; Source.checkStart). Default false.
+	AllowTrimmed bool
 	// DeadLetter: if set, the topic every rejected line is published to;
 	// the source subscribes DeadLetterSubscription to it when it starts,
 	// so that the dead letters are kept until read.
@@ -164,6 +171,8 @@ func ParseURL(spec string) (Config, error) {
 				err = errors.New("want until=end")
 			}
 			c.UntilEnd = true
+		case "allow-trimmed":
+			c.AllowTrimmed, err = strconv.ParseBool(v)
 		case "dead-letter":
 			c.DeadLetter = conn.TopicName(v)
 		case "receiver-queue":

@@ -82,6 +82,19 @@ func (s slotID) covers(id pulsar.MessageID) bool {
 	return s.batch-2 >= id.BatchIdx()
 }
 
+// before reports whether s comes before e (none before everything).
+func (s slotID) before(e slotID) bool {
+	switch {
+	case s.none() || e.none():
+		return s.none() && !e.none()
+	case s.ledger != e.ledger:
+		return s.ledger < e.ledger
+	case s.entry != e.entry:
+		return s.entry < e.entry
+	}
+	return s.batch < e.batch
+}
+
 // slotState is one slot's last message taken (Read's goroutine) and last
 // acknowledged or resumed at (under Source.mu): separate words, so the two
 // goroutines never share one.

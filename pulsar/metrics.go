@@ -91,6 +91,10 @@ func (p *Source) AckStats() (acked, unacked int64) {
 // dropped, acknowledged, dead-lettered, reconnects.
 func (p *Source) Summary() string {
 	s := &p.stats
-	return fmt.Sprintf("%d messages received, %d redelivered (%d copies dropped as already read), %d acknowledged, %d dead-lettered, %d reconnects",
+	line := fmt.Sprintf("%d messages received, %d redelivered (%d copies dropped as already read), %d acknowledged, %d dead-lettered, %d reconnects",
 		s.messages.Load(), s.redelivered.Load()+s.skipped.Load(), s.skipped.Load(), s.acked.Load(), s.deadLettered.Load(), p.reconnects())
+	if n := s.trimmed.Load(); n > 0 {
+		line += fmt.Sprintf("; NOT READ: %d messages at the topic's start, deleted by the broker's retention before this run (allow-trimmed=true)", n)
+	}
+	return line
 }

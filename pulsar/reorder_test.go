@@ -147,3 +147,42 @@ func publishUnbatched(t *testing.T, s *pulsartest.Server, topic string, lines []
 		t.Fatal(first)
 	}
 }
+
+// TestPulsarKeySharedUntilEndWaitsForReplays: on key_shared a partition's
+// last message may come before the replay of older messages of other
+// slots (apache/pulsar#10762): here key b's 40 messages, the last of the
+// topic among them, pass ahead of key a's replay after a reconnect. An
+// until=end run used to end once the partition's last id was taken, with
+// a's replayed messages not read (they came in the next run); now it ends
+// once every slot's last message is taken, and hands all 240 exactly once.
+func TestPulsarKeySharedUntilEndWaitsForReplays(t *testing.T) {
+	const n, passAhead = 240, 40
+	s := startBrokerWith(t, pulsartest.Config{KeySharedReorderAfterReconnect: passAhead})
+	topic := testTopic(t)
+	var in []string
+	for i := range n {
+		in = append(in, fmt.Sprintf(`{"i":%d}`, i))
+	}
+	publishUnbatched(t, s, topic, in, func(i int) string {
+		if i < 200 {
+			return "a"
+		}
+		return "b"
+	})
+	p := openPulsar(t, s, topic, "subscription=sub&type=key_shared&until=end&receiver-queue=10")
+	got, _ := readLines(t, p, 3)
+	waitFor(t, "the client's queue to fill", func() bool { return s.Stats().Dispatched >= p.stats.messages.Load()+15 })
+	if _, err := s.DisconnectConsumer(topic, "sub", ""); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the broker to send again after the reconnect", func() bool { return s.Stats().KeySharedPassedAhead > 0 })
+	rest, _ := readLines(t, p, -1)
+	got = append(got, rest...)
+	if st := s.Stats(); st.KeySharedPassedAhead != passAhead {
+		t.Fatalf("%d passed ahead, want %d", st.KeySharedPassedAhead, passAhead)
+	}
+	checkOnce(t, "the run", got, in)
+	if last := slices.Index(got, in[n-1]); last == len(got)-1 {
+		t.Fatalf("the topic's last message came last: not ahead of the replay, the scenario did not happen")
+	}
+}

@@ -59,14 +59,17 @@ type Source struct {
 	dl     *deadLetter // nil without dead-letter=
 
 	// Read's goroutine only.
-	buf       []byte // lines not yet handed out: buf[head:]
-	head      int
-	off       int64              // stream offset of the end of buf
-	last      []pulsar.MessageID // per partition: the last message queued (or the resume cursor's); key_shared: the largest
-	queues    []partQueue        // per partition: messages waiting for the merge
-	queued    int                // messages in queues
-	timer     *time.Timer        // the merge's wait
-	endAt     []pulsar.MessageID // until=end: per partition the last id at start
+	buf    []byte // lines not yet handed out: buf[head:]
+	head   int
+	off    int64              // stream offset of the end of buf
+	last   []pulsar.MessageID // per partition: the last message queued (or the resume cursor's); key_shared: the largest
+	queues []partQueue        // per partition: messages waiting for the merge
+	queued int                // messages in queues
+	timer  *time.Timer        // the merge's wait
+	endAt  []pulsar.MessageID // until=end: per partition the last id at start
+	// slotEnd (key_shared, until=end): per partition, each slot's last
+	// message up to the end not yet taken (keySharedEnds, reachSlot).
+	slotEnd   []map[int32]slotID
 	end       []pulsar.MessageID // until=end: the same, nil once reached
 	remaining int                // until=end: partitions not yet reached
 	started   bool
@@ -116,6 +119,7 @@ type counters struct {
 	publishNanos     atomic.Int64 // publish time of the last message handed
 	unacked          atomic.Int64
 	lastKey          atomic.Int64 // largest merge key (unix ms) of the messages handed
+	trimmed          atomic.Int64 // until=end: messages the broker had deleted before the start (checkStart)
 }
 
 // Openers returns the kinds this package opens, pulsar and pulsar+ssl,
@@ -408,6 +412,9 @@ func (p *Source) start() error {
 		return fmt.Errorf("pulsar: last message ids of %s (until=end): %w (is the broker up? operation-timeout= waits longer)", p.cfg.Topic, err)
 	}
 	if !p.resumed {
+		if err := p.checkStart(ids); err != nil {
+			return err
+		}
 		if err := p.cons.SeekByTime(time.Unix(0, 0)); err != nil {
 			return fmt.Errorf("pulsar: rewinding %s to the topic's start for until=end: %w (is the broker up? a new subscription= name starts at the beginning too)", p.cfg.Subscription, err)
 		}
@@ -416,19 +423,23 @@ func (p *Source) start() error {
 	for i, t := range ids {
 		ends[i] = t
 	}
-	if len(p.cfg.KeyRanges) > 0 {
-		// Sticky key ranges: the last message of a partition may be
-		// another consumer's, so this one ends at the last of its own.
-		if ends, err = p.ownEnds(ids); err != nil {
+	p.grow(len(ends) - 1)
+	if p.order != nil {
+		// key_shared: a partition ends once each slot's last message up
+		// to the end is taken (keySharedEnds).
+		if ends, err = p.keySharedEnds(ids); err != nil {
 			return err
 		}
 	}
 	p.end = make([]pulsar.MessageID, len(ends))
 	p.endAt = make([]pulsar.MessageID, len(ends))
-	p.grow(len(ends) - 1)
 	for i, t := range ends {
 		p.endAt[i] = t
-		if !reached(p.last[i], t) {
+		pending := !reached(p.last[i], t)
+		if p.slotEnd != nil {
+			pending = len(p.slotEnd[i]) > 0
+		}
+		if pending {
 			p.end[i] = t
 			p.remaining++
 		}
@@ -436,46 +447,142 @@ func (p *Source) start() error {
 	return nil
 }
 
-// ownEnds returns, per partition, the last message up to ends[i] whose key
-// this consumer's ranges hold (an empty id where none is), read with a
-// reader from where the consumer starts: an until=end run with key-ranges
-// reads the keys of its part of the topic twice.
-func (p *Source) ownEnds(ends []pulsar.TopicMessageID) ([]pulsar.MessageID, error) {
+// checkStart tells whether the broker still has the start of each
+// partition, for an until=end run that reads the topic from its start
+// (issue 22 P4). A broker with the default retention (0) deletes the
+// messages every durable subscription has acknowledged once their ledger
+// rolls over (and every message of a topic without one), so a rewind to
+// "earliest" may reach only a tail, and a replay would compute its
+// minutes from part of their events, silently. The first message each
+// partition still has says so when the broker exposes entry indexes
+// (Message.Index, the count of messages before it over the topic's life:
+// AppendIndexMetadataInterceptor with
+// exposingBrokerEntryMetadataToClientEnabled=true): a partition starting
+// past index 0 fails the run, naming what is gone, unless
+// allow-trimmed=true (then a warning). Without indexes nothing on the wire
+// tells a trimmed start from a whole one: the run warns, naming the first
+// publish time it will read, and goes on.
+func (p *Source) checkStart(ends []pulsar.TopicMessageID) error {
+	ctx, cancel := context.WithTimeout(context.Background(), p.cfg.OperationTimeout)
+	defer cancel()
+	var unverified []string
+	for _, end := range ends {
+		m, err := p.firstMessage(ctx, end.Topic())
+		if err != nil {
+			return fmt.Errorf("pulsar: reading the first message of %s (until=end): %w", end.Topic(), err)
+		}
+		if m == nil {
+			continue // empty
+		}
+		idx := m.Index()
+		if idx == nil {
+			unverified = append(unverified, fmt.Sprintf("%s from %s", end.Topic(), m.PublishTime().UTC().Format(time.RFC3339)))
+			continue
+		}
+		if *idx == 0 {
+			continue
+		}
+		p.stats.trimmed.Add(int64(*idx))
+		msg := fmt.Sprintf("until=end: %s starts at message index %d, published %s: the broker no longer has its first %d messages (its retention, 0 by default, deletes acknowledged messages once their ledger rolls over, and every message of a topic without a durable subscription), so the replay reads only a tail and its minutes would be understated",
+			end.Topic(), *idx, m.PublishTime().UTC().Format(time.RFC3339), *idx)
+		if !p.cfg.AllowTrimmed {
+			return fmt.Errorf("pulsar: %s. Keep topics to be replayed (pulsar-admin namespaces set-retention NS --time -1 --size -1, before publishing), or add allow-trimmed=true to read what is left", msg)
+		}
+		p.log.Warn(msg + " (allow-trimmed=true: reading what is left)")
+	}
+	if len(unverified) > 0 {
+		p.log.Warn("until=end: the broker exposes no entry indexes, so whether its retention trimmed the start of the topic cannot be checked; the replay reads what the broker has (a broker with brokerEntryMetadataInterceptors=org.apache.pulsar.common.intercept.AppendIndexMetadataInterceptor and exposingBrokerEntryMetadataToClientEnabled=true lets the run check)",
+			"from", strings.Join(unverified, ", "))
+	}
+	return nil
+}
+
+// firstMessage reads the first message a partition (or topic) still has,
+// nil if it has none.
+func (p *Source) firstMessage(ctx context.Context, topic string) (pulsar.Message, error) {
+	r, err := p.client.CreateReader(pulsar.ReaderOptions{Topic: topic, StartMessageID: pulsar.EarliestMessageID()})
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	if !r.HasNext() {
+		return nil, nil
+	}
+	return r.Next(ctx)
+}
+
+// keySharedEnds is the end of an until=end run on key_shared. Key_Shared
+// keeps each sticky-key slot's order only, so after a reconnect a
+// partition's last message may come before the replay of older messages
+// of other slots (apache/pulsar#10762; keyorder.go): ending once it is
+// taken lost them for the run. So the keys of the messages up to each
+// partition's end are read with a reader from where the consumer starts
+// (the resume floor, else the first message), and the partition ends once
+// every slot's last such message is taken (reachSlot); with key-ranges=
+// only its own slots, and the partition's end is then the last of its own
+// messages (the last message may be another consumer's). A replay on
+// key_shared reads the keys of its part of the topic twice.
+func (p *Source) keySharedEnds(ends []pulsar.TopicMessageID) ([]pulsar.MessageID, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), p.cfg.OperationTimeout)
 	defer cancel()
 	out := make([]pulsar.MessageID, len(ends))
+	p.slotEnd = make([]map[int32]slotID, len(ends))
 	for i, end := range ends {
 		out[i] = nil // none of its own: an empty partition for it
-		if reached(p.last[i], end) {
-			continue // nothing after where it starts
-		}
+		p.slotEnd[i] = map[int32]slotID{}
+		o := p.order[i]
 		start := pulsar.EarliestMessageID()
-		if p.last[i] != nil {
-			start = p.last[i]
+		if o.floor != nil {
+			start = o.floor
+		}
+		if reached(o.floor, end) {
+			continue // nothing after where it starts
 		}
 		r, err := p.client.CreateReader(pulsar.ReaderOptions{Topic: end.Topic(), StartMessageID: start})
 		if err != nil {
-			return nil, fmt.Errorf("pulsar: reading the keys of %s (until=end with key-ranges): %w", end.Topic(), err)
+			return nil, fmt.Errorf("pulsar: reading the keys of %s (until=end on key_shared): %w", end.Topic(), err)
 		}
+		slots := keyOrder{entryLedger: -1} // the reader's own batch state
 		for r.HasNext() {
 			m, err := r.Next(ctx)
 			if err != nil {
 				r.Close()
-				return nil, fmt.Errorf("pulsar: reading the keys of %s (until=end with key-ranges): %w", end.Topic(), err)
+				return nil, fmt.Errorf("pulsar: reading the keys of %s (until=end on key_shared): %w", end.Topic(), err)
 			}
-			if past(m.ID(), end) {
+			id := m.ID()
+			if past(id, end) {
 				break
 			}
-			if p.Holds([]byte(m.Key())) {
-				out[i] = m.ID()
+			if len(p.cfg.KeyRanges) == 0 || p.Holds([]byte(m.Key())) {
+				out[i] = id
+				slot := slots.slotOf(m, id)
+				if st := o.state(slot); st == nil || !st.taken.covers(id) {
+					p.slotEnd[i][slot] = toSlotID(id)
+				}
 			}
-			if reached(m.ID(), end) {
+			if reached(id, end) {
 				break
 			}
 		}
 		r.Close()
 	}
 	return out, nil
+}
+
+// reachSlot notes that taken is now the last message taken of partition
+// part's slot: the partition has been read to its end once every slot's
+// last message up to the end is taken (keySharedEnds).
+func (p *Source) reachSlot(part int, slot int32, taken slotID) {
+	ends := p.slotEnd[part]
+	e, ok := ends[slot]
+	if !ok || taken.before(e) {
+		return
+	}
+	delete(ends, slot)
+	if len(ends) == 0 && p.end[part] != nil {
+		p.end[part] = nil
+		p.remaining--
+	}
 }
 
 // grow makes room for partition part in the per-partition tables.
@@ -520,7 +627,7 @@ func (p *Source) ingest(msg pulsar.Message) {
 		p.fail(fmt.Errorf("pulsar: message %v is keyed %q, which key-ranges= do not hold: its producer batched messages of several keys into one entry (Key_Shared routes an entry by one key); publish with key-based batching (demandpipe publish -batch-by-key) or without batching", id, msg.Key()))
 		return
 	}
-	if p.end != nil && part < len(p.end) && p.end[part] != nil && reached(id, p.end[part]) {
+	if p.slotEnd == nil && p.end != nil && part < len(p.end) && p.end[part] != nil && reached(id, p.end[part]) {
 		p.end[part] = nil // read to its end (a copy says so too)
 		p.remaining--
 	}
@@ -565,6 +672,9 @@ func (p *Source) ingest(msg pulsar.Message) {
 	}
 	if st != nil {
 		st.taken = toSlotID(id)
+		if p.slotEnd != nil {
+			p.reachSlot(part, slot, st.taken)
+		}
 	}
 	if cmpID(id, p.last[part]) > 0 {
 		p.last[part] = id
