@@ -739,7 +739,7 @@ func (p *Source) partitionName(part int) string {
 // unackedError is the failure at the broker's unacked limit.
 func (p *Source) unackedError(part int, n int64, noAck bool) error {
 	why := "and this source acknowledges a message only once a checkpoint past it is durable: the lateness plus about a minute of input stay unacknowledged (~150,000-200,000 messages at 100,000 events a minute)"
-	fix := "raise the broker's maxUnackedMessagesPerConsumer above that for the namespace (pulsar-admin namespaces set-max-unacked-messages-per-consumer TENANT/NS -c N; and set-max-unacked-messages-per-subscription to N times the consumers) and set max-unacked=N to match, or consume with type=failover (no such limit; consumers share a partitioned topic by partition)"
+	fix := "raise the broker's maxUnackedMessagesPerConsumer above that for the namespace (pulsar-admin namespaces set-max-unacked-messages-per-consumer TENANT/NS -c N; and set-max-unacked-messages-per-subscription to N times the consumers) and set max-unacked=N to match; or spread the topic over more partitions (the limit counts each partition's consumer: 4 partitions hold 100,000 events a minute at the default 50,000); or consume with type=failover (no such limit; consumers share a partitioned topic by partition)"
 	if noAck {
 		why = "and this sink keeps no checkpoint, so no message is ever acknowledged"
 		fix = "consume with type=failover (the default; no such limit), or into a sink that checkpoints (store:, cassandra://) with the broker's limit raised and max-unacked= set to match"

@@ -300,7 +300,19 @@ type dedupDeployment struct {
 
 func startDedupDeployment(t *testing.T, n int, publishArgs ...string) *dedupDeployment {
 	t.Helper()
-	d := &dedupDeployment{s: startPulsar(t), raw: pulsarTopic(t) + "-raw", done: make(chan error, 3), publishArgs: publishArgs}
+	return startDedupDeploymentOn(t, startPulsar(t), 0, n, publishArgs...)
+}
+
+// startDedupDeploymentOn is startDedupDeployment on broker s, with a raw
+// topic of partitions partitions (0: not partitioned).
+func startDedupDeploymentOn(t *testing.T, s *pulsartest.Server, partitions, n int, publishArgs ...string) *dedupDeployment {
+	t.Helper()
+	d := &dedupDeployment{s: s, raw: pulsarTopic(t) + "-raw", done: make(chan error, 3), publishArgs: publishArgs}
+	if partitions > 0 {
+		if err := s.CreatePartitionedTopic(d.raw, partitions); err != nil {
+			t.Fatal(err)
+		}
+	}
 	dir := t.TempDir()
 	events := filepath.Join(dir, "events.ndjson")
 	if err := genCommand([]string{"-o", events, "-events", fmt.Sprint(n), "-rate", "6000", "-riders", "4000"}); err != nil {
@@ -477,4 +489,40 @@ func ndjsonLines(t *testing.T, path string) []string {
 		t.Fatal(err)
 	}
 	return strings.Split(strings.TrimSuffix(string(b), "\n"), "\n")
+}
+
+// TestDedupRoleUnderUnackedLimits (issue 22 P1): a dedup process on
+// key_shared acknowledges only behind its durable checkpoints, so the
+// lateness plus about a minute of input stays unacknowledged, and a broker
+// stops delivering to a consumer at maxUnackedMessagesPerConsumer (50,000
+// by default: a metro's 100,000 events a minute hold ~150,000). The limit
+// counts each partition's consumer, so a topic of 4 partitions holds such
+// a stream. Scaled down here: 6,000 events a minute (~9,000 unacknowledged
+// at once, more than the limit for one partition) against a broker
+// limiting a consumer to 4,000 and a subscription to 16,000, the source
+// told the same (max-unacked=4000), over 4 partitions: the replay runs
+// through without the broker ever blocking a consumer, and the three
+// aggregate processes write exactly one run's rows. (One partition fails
+// at start instead, naming the fix: TestUnackedLimitFailsFast ./pulsar.)
+func TestDedupRoleUnderUnackedLimits(t *testing.T) {
+	t.Parallel()
+	if norace.Run(t) {
+		return
+	}
+	s, err := pulsartest.Start(pulsartest.Config{MaxUnackedMessagesPerConsumer: 4000, MaxUnackedMessagesPerSubscription: 16000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	d := startDedupDeploymentOn(t, s, 4, 18000, "-batch-by-key") // 3 minutes
+	d.publishRest(t)
+	opts := append([]string{"-role=dedup", "-source.chunk-bytes=65536", d.source("&type=key_shared&key-ranges=0-65535&max-unacked=4000")}, d.common...)
+	_, stderr, done := runSubprocess(t, opts)
+	if err := <-done; err != nil {
+		t.Fatalf("the dedup process: %v\n%s", err, lastLines(stderr.String(), 8))
+	}
+	d.check(t)
+	if st := s.Stats(); st.ConsumersBlocked != 0 || st.SubscriptionsBlocked != 0 || st.Acked == 0 {
+		t.Fatalf("broker: %d consumer and %d subscription blocks, %d acknowledged; want none blocked and the messages acknowledged", st.ConsumersBlocked, st.SubscriptionsBlocked, st.Acked)
+	}
 }
