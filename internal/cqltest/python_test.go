@@ -112,9 +112,12 @@ func TestPythonDriverReadsGocqlRows(t *testing.T) {
 
 // TestPythonDriverSeesTimestampsAndTombstones: the Python driver, over
 // v5, sees the highest timestamp win and a delete win a tie, a tombstone
-// warning and a READ_FAILURE (READ_TOO_MANY_TOMBSTONES, 0x0001), and
+// warning and a READ_FAILURE (READ_TOO_MANY_TOMBSTONES, 0x0001),
 // prepares again after the server forgot its statements
-// (POST /prepared/forget).
+// (POST /prepared/forget), gets INVALID with Cassandra's message
+// (Int32Type: "Expected 4 or 0 byte int (3)") for a 3-byte int bound as
+// raw bytes, nothing written, and a WRITE_TIMEOUT for a write that was
+// applied (POST /fault?kind=timeout-applied; issue 22 C4, C9).
 func TestPythonDriverSeesTimestampsAndTombstones(t *testing.T) {
 	requirePython(t)
 	s := startServer(t, Config{TombstoneWarnThreshold: 20, TombstoneFailureThreshold: 50})
@@ -135,7 +138,9 @@ func TestPythonDriverSeesTimestampsAndTombstones(t *testing.T) {
 		"delete wins the tie: None\n" +
 		"warning: ['Read 31 live rows and 30 tombstone cells']\n" +
 		"read failure: ReadFailure [1]\n" +
-		"after forget: 2\n"
+		"after forget: 2\n" +
+		"wrong size: Expected 4 or 0 byte int (3) None\n" +
+		"timeout applied: WriteTimeout 7\n"
 	if string(out) != want {
 		t.Fatalf("python driver saw:\n%s\nwant:\n%s", out, want)
 	}

@@ -1,13 +1,14 @@
-"""Checks the cqltest server's write timestamps, tombstone thresholds and
-UNPREPARED answers through the DataStax Python driver, an independent CQL
-client, over protocol v5, and prints one line per check. Usage:
+"""Checks the cqltest server's write timestamps, tombstone thresholds,
+UNPREPARED answers, values of the wrong size and WRITE_TIMEOUT after
+applying through the DataStax Python driver, an independent CQL client,
+over protocol v5, and prints one line per check. Usage:
 semantics.py PORT CONTROL_URL. The Go test creates keyspace k with table
 t (p int, c int, v int, PRIMARY KEY (p, c)) and starts the server with
 tombstone thresholds 20 (warn) and 50 (fail)."""
 import sys
 import urllib.request
 
-from cassandra import ReadFailure
+from cassandra import InvalidRequest, ReadFailure, WriteTimeout
 from cassandra.cluster import Cluster, ExecutionProfile, EXEC_PROFILE_DEFAULT
 from cassandra.policies import FallthroughRetryPolicy
 
@@ -51,5 +52,23 @@ try:
     urllib.request.urlopen(urllib.request.Request(control + "/prepared/forget", method="POST")).read()
     session.execute(ins, (3, 2, 2))
     print("after forget:", value(3, 2))
+    # A value of the wrong size for its column (3 bytes for an int),
+    # bound as raw bytes past the driver's own serializer: INVALID, and
+    # nothing written.
+    bound = ins.bind((4, 1, 1))
+    bound.values[2] = b"\x00\x01\x02"
+    try:
+        session.execute(bound)
+        print("wrong size: accepted")
+    except InvalidRequest as e:
+        print("wrong size:", str(e).split("message=")[-1].strip('"}'), value(4, 1))
+    # WRITE_TIMEOUT after the write was applied (Cassandra does not know
+    # whether the replicas that did not answer wrote it; here they did).
+    urllib.request.urlopen(urllib.request.Request(control + "/fault?kind=timeout-applied&n=1", method="POST")).read()
+    try:
+        session.execute(ins, (5, 1, 7))
+        print("timeout applied: no timeout")
+    except WriteTimeout as e:
+        print("timeout applied:", type(e).__name__, value(5, 1))
 finally:
     cluster.shutdown()
