@@ -206,3 +206,38 @@ func TestPythonDriverTokenMap(t *testing.T) {
 		t.Fatalf("python writes: %d by replicas, %d by non-replicas, want %d and 0", r, nr, 3*2*n)
 	}
 }
+
+// TestPythonDriverSeesPerCellTTL: the Python driver writes cells with
+// their own TTLs and, 11 s later on the server's clock, reads what
+// Cassandra keeps: row 1 without its b (TTL 10) but with c (TTL 100), row
+// 2 (an UPDATE alone, no row marker) gone, row 3 on its INSERT's marker
+// with nulls (issue 22 C6).
+func TestPythonDriverSeesPerCellTTL(t *testing.T) {
+	requirePython(t)
+	clock := &fakeClock{t: time.Unix(1_700_000_000, 0)}
+	s := startServer(t, Config{Now: clock.Now})
+	newKS(t, s)
+	mustExec(t, s, `CREATE TABLE k.t (a int PRIMARY KEY, b int, c int)`)
+	run := func(phase string) string {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, python, "testdata/ttl.py", strconv.Itoa(s.Port()), phase)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("python %s: %v\n%s", phase, err, stderr.String())
+		}
+		return string(out)
+	}
+	if out := run("write"); out != "written\n" {
+		t.Fatalf("python write: %q", out)
+	}
+	if out := run("read"); out != "1 2 1\n2 3 None\n3 4 None\n" {
+		t.Fatalf("python read before the TTLs: %q", out)
+	}
+	clock.Advance(11 * time.Second)
+	if out, want := run("read"), "1 None 1\n3 None None\n"; out != want {
+		t.Fatalf("python driver read after 11 s:\n%s\nwant:\n%s", out, want)
+	}
+}
