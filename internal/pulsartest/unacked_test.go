@@ -2,6 +2,7 @@ package pulsartest
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -417,5 +418,70 @@ func TestUnackedFlexShared(t *testing.T) {
 	waitState(t, s, topic, "sub", "blocked again", blockedAt(limit))
 	if got := ask("count"); got != fmt.Sprint(limit+limit/2) {
 		t.Fatalf("pulsar-flex received %s, want %d", got, limit+limit/2)
+	}
+}
+
+// TestClientKeySharedLookAhead checks the look-ahead bound with the
+// upstream client: two sticky Key_Shared consumers, "low" never reading
+// (a receiver queue of 1), 40 messages of a key of low's then one of
+// high's. With a look-ahead of 5 a consumer (10 for the two) the broker
+// parks low's entries up to 10, stops reading, and high's message waits
+// until low takes its own; with the default (2,000 a consumer) it passes
+// at once (PersistentStickyKeyDispatcherMultipleConsumers.
+// getEffectiveLookAheadLimit; issue 22 P7).
+func TestClientKeySharedLookAhead(t *testing.T) {
+	t.Parallel()
+	var kLow, kHigh string
+	for i := 0; kLow == "" || kHigh == ""; i++ {
+		k := fmt.Sprint("key-", i)
+		if murmur3.Sum31([]byte(k))%hashRangeSize <= 32767 {
+			kLow = cmp.Or(kLow, k)
+		} else {
+			kHigh = cmp.Or(kHigh, k)
+		}
+	}
+	for _, lookAhead := range []int{5, 0} {
+		t.Run(fmt.Sprint("look-ahead=", lookAhead), func(t *testing.T) {
+			s := startBroker(t, Config{KeySharedLookAheadPerConsumer: lookAhead})
+			client := newClient(t, s)
+			topic := topicName(t)
+			lowPolicy, _ := pulsar.NewKeySharedPolicySticky([]int{0, 32767})
+			highPolicy, _ := pulsar.NewKeySharedPolicySticky([]int{32768, 65535})
+			low := subscribe(t, client, pulsar.ConsumerOptions{Topic: topic, SubscriptionName: "sub", Type: pulsar.KeyShared, Name: "low",
+				KeySharedPolicy: lowPolicy, ReceiverQueueSize: 1})
+			high := subscribe(t, client, pulsar.ConsumerOptions{Topic: topic, SubscriptionName: "sub", Type: pulsar.KeyShared, Name: "high",
+				KeySharedPolicy: highPolicy})
+			prod := newProducer(t, client, pulsar.ProducerOptions{Topic: topic, DisableBatching: true})
+			for i := range 40 {
+				if _, err := prod.Send(ctxT(t, 5*time.Second), &pulsar.ProducerMessage{Key: kLow, Payload: fmt.Appendf(nil, "low-%d", i)}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if _, err := prod.Send(ctxT(t, 5*time.Second), &pulsar.ProducerMessage{Key: kHigh, Payload: []byte("high")}); err != nil {
+				t.Fatal(err)
+			}
+			// The broker dispatches as each SEND is stored: its state is
+			// final for these 41 messages once they are all receipted.
+			st, _ := s.Subscription(topic, "sub")
+			var highGot int
+			for _, c := range st.Consumers {
+				if c.Name == "high" {
+					highGot = c.Unacked
+				}
+			}
+			if blocked := lookAhead > 0; (highGot == 0) != blocked {
+				t.Fatalf("look-ahead %d: high was sent %d entries; want it held back: %v", lookAhead, highGot, blocked)
+			}
+			for i := range 40 {
+				m := receive(t, low, 5*time.Second)
+				if string(m.Payload()) != fmt.Sprint("low-", i) {
+					t.Fatalf("low got %q, want low-%d", m.Payload(), i)
+				}
+				low.Ack(m)
+			}
+			if m := receive(t, high, 5*time.Second); string(m.Payload()) != "high" {
+				t.Fatalf("high got %q", m.Payload())
+			}
+		})
 	}
 }
