@@ -500,9 +500,10 @@ func ndjsonLines(t *testing.T, path string) []string {
 // a stream. Scaled down here: 6,000 events a minute (~9,000 unacknowledged
 // at once, more than the limit for one partition) against a broker
 // limiting a consumer to 4,000 and a subscription to 16,000, the source
-// told the same (max-unacked=4000), over 4 partitions: the replay runs
-// through without the broker ever blocking a consumer, and the three
-// aggregate processes write exactly one run's rows. (One partition fails
+// told the same (max-unacked=4000), over 4 partitions: a live process,
+// then a replay resumed from its checkpoint, run through without the
+// broker ever blocking a consumer, and the three aggregate processes
+// write exactly one run's rows. (One partition fails
 // at start instead, naming the fix: TestUnackedLimitFailsFast ./pulsar.)
 func TestDedupRoleUnderUnackedLimits(t *testing.T) {
 	t.Parallel()
@@ -515,11 +516,26 @@ func TestDedupRoleUnderUnackedLimits(t *testing.T) {
 	}
 	t.Cleanup(func() { s.Close() })
 	d := startDedupDeploymentOn(t, s, 4, 18000, "-batch-by-key") // 3 minutes
+	// Live on the first 60%: it checkpoints and acknowledges as minutes
+	// close, then is stopped (SIGTERM).
+	const query = "&type=key_shared&key-ranges=0-65535&max-unacked=4000"
+	opts := append([]string{"-role=dedup", "-source.chunk-bytes=65536"}, d.common...)
+	cmd, stderr, done := runSubprocess(t, append(d.liveSource(query), opts...))
+	if _, ok := waitAcked(t, s, d.raw+"-partition-0", "dedup", 0, done); !ok {
+		t.Fatalf("the live dedup process ended before it acknowledged anything\n%s", lastLines(stderr.String(), 5))
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	if err := <-done; err != nil {
+		t.Fatalf("the live dedup process, stopped: %v\n%s", err, lastLines(stderr.String(), 8))
+	}
+	// Then a replay of the rest, resumed from its checkpoint, to the end.
 	d.publishRest(t)
-	opts := append([]string{"-role=dedup", "-source.chunk-bytes=65536", d.source("&type=key_shared&key-ranges=0-65535&max-unacked=4000")}, d.common...)
-	_, stderr, done := runSubprocess(t, opts)
+	_, stderr, done = runSubprocess(t, append([]string{d.source(query)}, opts...))
 	if err := <-done; err != nil {
 		t.Fatalf("the dedup process: %v\n%s", err, lastLines(stderr.String(), 8))
+	}
+	if !strings.Contains(stderr.String(), "resuming from the checkpoint") {
+		t.Fatalf("the second dedup process did not resume:\n%s", lastLines(stderr.String(), 8))
 	}
 	d.check(t)
 	if st := s.Stats(); st.ConsumersBlocked != 0 || st.SubscriptionsBlocked != 0 || st.Acked == 0 {
