@@ -71,8 +71,12 @@ func (s *sequencer) capture(dst *seqState, pos, line int64) {
 	dst.t, dst.tailMax, dst.haveT = s.t, s.tail.max, s.haveT
 	dst.tailNext, dst.haveTailNext = s.tail.next, s.tail.haveNext
 	dst.tailContra = append(dst.tailContra[:0], s.tail.contra...)
-	dst.ahead = append(dst.ahead[:0], s.ahead...)
-	dst.held = append(dst.held[:0], s.held...)
+	// ahead and held are shared, not copied: their entries are values
+	// never changed in place, and a list is compacted into a new array
+	// (sequence.go: "Copy on compaction"), so a view of its first len
+	// entries stays what it was.
+	dst.ahead = s.ahead[:len(s.ahead):len(s.ahead)]
+	dst.held = s.held[:len(s.held):len(s.held)]
 	dst.lastCounted = s.lastCounted
 }
 
@@ -86,8 +90,8 @@ func (s *sequencer) restore(st *seqState) {
 	for _, k := range st.tailContra {
 		s.tail.seen |= 1 << (k & 63)
 	}
-	s.ahead = append(s.ahead[:0], st.ahead...)
-	s.held = append(s.held[:0], st.held...)
+	s.ahead = slices.Clone(st.ahead)
+	s.held = slices.Clone(st.held)
 	s.repend()
 	s.recount()
 	s.lastCounted = st.lastCounted

@@ -3,6 +3,7 @@ package pipeline
 import (
 	"bytes"
 	"math"
+	"slices"
 
 	"github.com/demandpipe/demandpipe/dedup"
 	"github.com/demandpipe/demandpipe/encode"
@@ -158,7 +159,7 @@ func (s *sequencer) hold(b *batch, i int, u encode.UUID) {
 // accepts them in their input order; one whose minute has closed is
 // rejected as unconfirmed_product instead (it waited past its lateness).
 func (s *sequencer) release(b *batch, u encode.UUID, c byte) {
-	keep := s.held[:0]
+	keep := make([]heldEvent, 0, len(s.held)) // a new array: copy on compaction (sequence.go)
 	for k := range s.held {
 		h := s.held[k]
 		if h.uuid != u {
@@ -172,7 +173,6 @@ func (s *sequencer) release(b *batch, u encode.UUID, c byte) {
 		j := b.appendEvent(&h, c)
 		s.accept(b, j)
 	}
-	clear(s.held[len(keep):])
 	s.held = keep
 	s.recount()
 }
@@ -208,9 +208,14 @@ func (s *sequencer) expireHeld(b *batch) {
 
 // dropHeld rejects the held events drop selects, with reason r.
 func (s *sequencer) dropHeld(b *batch, drop func(*heldEvent) bool, r encode.Reason) {
-	keep := s.held[:0]
+	first := slices.IndexFunc(s.held, func(h heldEvent) bool { return drop(&h) })
+	if first < 0 {
+		return // nothing to drop: the array stays
+	}
+	keep := make([]heldEvent, first, len(s.held)) // a new array: copy on compaction (sequence.go)
+	copy(keep, s.held[:first])
 	dropped := false
-	for k := range s.held {
+	for k := first; k < len(s.held); k++ {
 		h := &s.held[k]
 		if !drop(h) {
 			keep = append(keep, *h)
@@ -219,7 +224,6 @@ func (s *sequencer) dropHeld(b *batch, drop func(*heldEvent) bool, r encode.Reas
 		dropped = true
 		b.heldRejects = append(b.heldRejects, heldReject{line: h.line, reason: r, text: h.text})
 	}
-	clear(s.held[len(keep):])
 	s.held = keep
 	if dropped {
 		s.recount()

@@ -206,3 +206,70 @@ func TestLongLinesAheadStayInTheBudget(t *testing.T) {
 		t.Fatalf("-max-memory=16MiB: junk %d waited (at most %d fit), %d refused at once; want 100 in all", w, fit, tm)
 	}
 }
+
+// TestThinStreamResumePointsShareTheirLists: a stream of fewer riders than
+// K keeps every minute open and every event ahead of event time until its
+// end, and each batch that meets a new minute keeps a resume point with the
+// sequencer's state. Those points copied the list of events ahead: 1,000
+// points of ~10,000 entries here, ~400 MB for a 4 MB input; and each open
+// minute had a dedup table sized for a city (1 MiB), 2 GB. The points
+// share the list now (copy on compaction, sequence.go) and a table is
+// sized by what the open minutes hold (dedup.Table.initialKeys). Not
+// parallel: it measures the process's heap.
+func TestThinStreamResumePointsShareTheirLists(t *testing.T) {
+	if norace.Run(t) {
+		return
+	}
+	const riders, minutes = 10, 2000
+	pad := strings.Repeat("x", 100)
+	var in strings.Builder
+	start := time.Date(2024, 6, 1, 0, 0, 0, 0, time.UTC)
+	for m := range minutes {
+		for r := range riders {
+			ts := start.Add(time.Duration(m)*time.Minute + time.Duration(r)*time.Second).UnixMilli()
+			fmt.Fprintf(&in, `{"pad":%q,"ts":%d,"rider_id":"r%d","lat":40.758,"lng":-73.9855,"product_type":%q}`+"\n", pad, ts, r, prodP)
+		}
+	}
+	cfg := DefaultConfig()
+	cfg.Def = feature.Definition{Resolution: 8, Rings: []int{0, 1}, Windows: []int{1, 2}}
+	cfg.Parallelism, cfg.MaxMemory, cfg.ChunkBytes = 1, 0, 4<<10
+	e, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	input := in.String()
+	heap := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+	var peak atomic.Int64
+	runtime.GC()
+	metrics.Read(heap)
+	base := int64(heap[0].Value.Uint64())
+	stop, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			metrics.Read(heap)
+			peak.Store(max(peak.Load(), int64(heap[0].Value.Uint64())))
+			select {
+			case <-stop:
+				return
+			case <-time.After(time.Millisecond):
+			}
+		}
+	}()
+	err = e.Run(context.Background(), strings.NewReader(input), &sink.Null{})
+	close(stop)
+	<-done
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := e.Stats.Snapshot()
+	grew := peak.Load() - base
+	t.Logf("%d events of %d riders over %d minutes (%d KB): the heap grew by %d MB at most", s.Counted, riders, minutes, len(input)>>10, grew>>20)
+	if s.Counted != riders*minutes {
+		t.Fatalf("%d counted, want %d", s.Counted, riders*minutes)
+	}
+	// ~60 MB: the cell index's first allocation (47 MB) and the state.
+	if grew > 128<<20 {
+		t.Fatalf("the heap grew by %d MB for a %d KB input: state per open minute (resume points copying the events ahead, or a dedup table sized for a city each)", grew>>20, len(input)>>10)
+	}
+}

@@ -88,6 +88,15 @@ type aheadEvent struct {
 	text         []byte
 }
 
+// Copy on compaction. The resume points (open, atStart, a batch's resume)
+// hold the sequencer's state as it was, the events ahead and held among
+// it, one per batch that met a new minute: copied, a thin stream whose
+// minutes stay open (fewer than K riders) held a copy of the list per
+// minute, quadratic in its length. So those views share the lists'
+// arrays: entries are appended, never changed in place, and a list that
+// loses entries gets a new array (once per minute turn for ahead; for
+// held only when an event is released or dropped).
+
 // maxAhead bounds the events kept ahead of T's minute. A dense stream keeps
 // about K at a minute's turn; only a stream of fewer than K riders, or riders
 // far ahead, fill it. Past it an event ahead is rejected as future at once.
@@ -332,7 +341,7 @@ func (s *sequencer) finish(b *batch, st *Stats) {
 		end = max(end, s.t)
 	}
 	b.final, b.hasFinal = max(minuteOf(end), s.frontier), true
-	keep := s.ahead[:0]
+	keep := make([]aheadEvent, 0, len(s.ahead)) // a new array: copy on compaction
 	for _, a := range s.ahead {
 		if a.minute > b.final {
 			b.endRejects = append(b.endRejects, a)
@@ -340,7 +349,6 @@ func (s *sequencer) finish(b *batch, st *Stats) {
 			keep = append(keep, a)
 		}
 	}
-	clear(s.ahead[len(keep):])
 	s.ahead = keep
 	s.recount()
 	st.Counted.Add(-int64(len(b.endRejects)))
@@ -444,13 +452,12 @@ func (s *sequencer) moved(t int64) {
 		return
 	}
 	tm := minuteOf(t)
-	keep := s.ahead[:0]
+	keep := make([]aheadEvent, 0, len(s.ahead)) // a new array: copy on compaction
 	for _, a := range s.ahead {
 		if a.minute > tm {
 			keep = append(keep, a)
 		}
 	}
-	clear(s.ahead[len(keep):])
 	s.ahead = keep
 	s.recount()
 }
@@ -523,9 +530,8 @@ func (s *sequencer) noteMinute(m int64) {
 		snap := s.atStart
 		snap.clockKey = slices.Clone(s.atStart.clockKey)
 		snap.clockTS = slices.Clone(s.atStart.clockTS)
-		snap.ahead = slices.Clone(s.atStart.ahead)
 		snap.tailContra = slices.Clone(s.atStart.tailContra)
-		snap.held = slices.Clone(s.atStart.held) // atStart's arrays are reused at the next batch
+		// ahead and held are shared views (capture): no copy.
 		s.batchSnap = &snap
 	}
 	s.open = append(s.open, openMinute{minute: m, at: s.batchSnap})
