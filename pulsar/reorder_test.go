@@ -1,16 +1,13 @@
 package pulsar
 
 import (
-	"context"
 	"fmt"
 	"slices"
-	"sync"
 	"testing"
 
 	"github.com/apache/pulsar-client-go/pulsar"
 
 	"github.com/demandpipe/demandpipe/internal/pulsartest"
-	"github.com/demandpipe/demandpipe/pulsar/conn"
 )
 
 // TestPulsarKeySharedReorderLosesNothing: a key_shared run whose
@@ -29,16 +26,7 @@ func TestPulsarKeySharedReorderLosesNothing(t *testing.T) {
 	const n, passAhead = 400, 20
 	s := startBrokerWith(t, pulsartest.Config{KeySharedReorderAfterReconnect: passAhead})
 	topic := testTopic(t)
-	var in []string
-	for i := range n {
-		in = append(in, fmt.Sprintf(`{"i":%d}`, i))
-	}
-	publishUnbatched(t, s, topic, in, func(i int) string {
-		if i < 200 {
-			return "a"
-		}
-		return "b"
-	})
+	in := publishTwoKeys(t, s, topic, n)
 	const query = "subscription=sub&type=key_shared&until=end&receiver-queue=10"
 	p := openPulsar(t, s, topic, query)
 	got, _ := readLines(t, p, 3)
@@ -118,34 +106,24 @@ func checkOnce(t *testing.T, what string, got, want []string) {
 // publishUnbatched sends lines keyed by key(i), one message per entry.
 func publishUnbatched(t *testing.T, s *pulsartest.Server, topic string, lines []string, key func(int) string) {
 	t.Helper()
-	cfg := conn.DefaultConfig()
-	cfg.ServiceURL, cfg.Topic = s.URL(), topic
-	client, err := conn.Dial(cfg)
-	if err != nil {
-		t.Fatal(err)
+	publishWith(t, s, pulsar.ProducerOptions{Topic: topic, DisableBatching: true}, lines, key, nil)
+}
+
+// publishTwoKeys publishes n lines {"i":I}, one message each, keyed a
+// for the first 200 and b after.
+func publishTwoKeys(t *testing.T, s *pulsartest.Server, topic string, n int) []string {
+	t.Helper()
+	var in []string
+	for i := range n {
+		in = append(in, fmt.Sprintf(`{"i":%d}`, i))
 	}
-	defer client.Close()
-	prod, err := client.CreateProducer(pulsar.ProducerOptions{Topic: topic, DisableBatching: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer prod.Close()
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var first error
-	for i, l := range lines {
-		wg.Add(1)
-		prod.SendAsync(context.Background(), &pulsar.ProducerMessage{Payload: []byte(l), Key: key(i)}, func(_ pulsar.MessageID, _ *pulsar.ProducerMessage, err error) {
-			defer wg.Done()
-			mu.Lock()
-			first = firstErr(first, err)
-			mu.Unlock()
-		})
-	}
-	wg.Wait()
-	if first != nil {
-		t.Fatal(first)
-	}
+	publishUnbatched(t, s, topic, in, func(i int) string {
+		if i < 200 {
+			return "a"
+		}
+		return "b"
+	})
+	return in
 }
 
 // TestPulsarKeySharedUntilEndWaitsForReplays: on key_shared a partition's
@@ -159,16 +137,7 @@ func TestPulsarKeySharedUntilEndWaitsForReplays(t *testing.T) {
 	const n, passAhead = 240, 40
 	s := startBrokerWith(t, pulsartest.Config{KeySharedReorderAfterReconnect: passAhead})
 	topic := testTopic(t)
-	var in []string
-	for i := range n {
-		in = append(in, fmt.Sprintf(`{"i":%d}`, i))
-	}
-	publishUnbatched(t, s, topic, in, func(i int) string {
-		if i < 200 {
-			return "a"
-		}
-		return "b"
-	})
+	in := publishTwoKeys(t, s, topic, n)
 	p := openPulsar(t, s, topic, "subscription=sub&type=key_shared&until=end&receiver-queue=10")
 	got, _ := readLines(t, p, 3)
 	waitFor(t, "the client's queue to fill", func() bool { return s.Stats().Dispatched >= p.stats.messages.Load()+15 })

@@ -2,38 +2,22 @@ package pulsar
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"log/slog"
 	"strings"
 	"testing"
 
-	"github.com/apache/pulsar-client-go/pulsar"
-
 	"github.com/demandpipe/demandpipe/internal/pulsartest"
-	"github.com/demandpipe/demandpipe/pulsar/conn"
 )
 
-// publishEntries sends n lines, one entry each, and waits for every receipt.
+// publishEntries sends n lines {"i":I}, one entry each.
 func publishEntries(t *testing.T, s *pulsartest.Server, topic string, n int) {
 	t.Helper()
-	cfg := conn.DefaultConfig()
-	cfg.ServiceURL, cfg.Topic = s.URL(), topic
-	client, err := conn.Dial(cfg)
-	if err != nil {
-		t.Fatal(err)
+	lines := make([]string, n)
+	for i := range lines {
+		lines[i] = fmt.Sprintf(`{"i":%d}`, i)
 	}
-	defer client.Close()
-	prod, err := client.CreateProducer(pulsar.ProducerOptions{Topic: topic, DisableBatching: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer prod.Close()
-	for i := range n {
-		if _, err := prod.Send(context.Background(), &pulsar.ProducerMessage{Payload: fmt.Appendf(nil, `{"i":%d}`, i)}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	publishUnbatched(t, s, topic, lines, nil)
 }
 
 // TestPulsarUntilEndOverTrimmedRetention (issue 22 P4): a broker with the

@@ -179,14 +179,21 @@ func publish(t testing.TB, s *pulsartest.Server, topic string, lines []string, k
 // publishAt is publish with event times eventTime(i) (nil: none).
 func publishAt(t testing.TB, s *pulsartest.Server, topic string, lines []string, key func(int) string, eventTime func(int) time.Time) {
 	t.Helper()
+	publishWith(t, s, pulsar.ProducerOptions{Topic: topic, BatchingMaxMessages: 16}, lines, key, eventTime)
+}
+
+// publishWith sends lines with a producer of opts, keyed by key(i) and
+// with event times eventTime(i) (nil: none), and waits for every receipt.
+func publishWith(t testing.TB, s *pulsartest.Server, opts pulsar.ProducerOptions, lines []string, key func(int) string, eventTime func(int) time.Time) {
+	t.Helper()
 	cfg := conn.DefaultConfig()
-	cfg.ServiceURL, cfg.Topic = s.URL(), topic
+	cfg.ServiceURL, cfg.Topic = s.URL(), opts.Topic
 	client, err := conn.Dial(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer client.Close()
-	prod, err := client.CreateProducer(pulsar.ProducerOptions{Topic: topic, BatchingMaxMessages: 16})
+	prod, err := client.CreateProducer(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
