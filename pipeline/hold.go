@@ -85,19 +85,18 @@ func (s *sequencer) newProduct(b *batch, i int, u encode.UUID) bool {
 		return s.assignOrReject(b, i, u)
 	}
 	if p == nil {
-		if len(s.held) >= maxHeld || !s.roomFor(heldCost+int64(b.evEnd[i]-b.evStart[i])) {
+		if !s.canHold(b, i) {
 			s.rejectAt(b, i, encode.TooManyProducts)
 			return false
 		}
 		p = &pendingProduct{}
 		s.pending[u] = p
 	}
-	r := b.rkey[i]
-	if !containsKey(p.riders, r) {
+	if r := b.rkey[i]; !slices.Contains(p.riders, r) {
 		p.riders = append(p.riders, r)
 	}
 	if len(p.riders) < s.fut.confirm && s.codesFree() <= s.fut.reserve {
-		if len(s.held) >= maxHeld || !s.roomFor(heldCost+int64(b.evEnd[i]-b.evStart[i])) {
+		if !s.canHold(b, i) {
 			s.rejectAt(b, i, encode.TooManyProducts)
 			return false
 		}
@@ -118,13 +117,10 @@ func (s *sequencer) newProduct(b *batch, i int, u encode.UUID) bool {
 	return true
 }
 
-func containsKey(keys []uint64, k uint64) bool {
-	for _, x := range keys {
-		if x == k {
-			return true
-		}
-	}
-	return false
+// canHold reports whether event i of b fits among the held events: at most
+// maxHeld, and within the sequencer's share of -max-memory (roomFor).
+func (s *sequencer) canHold(b *batch, i int) bool {
+	return len(s.held) < maxHeld && s.roomFor(heldCost+int64(b.evEnd[i]-b.evStart[i]))
 }
 
 func (s *sequencer) assignOrReject(b *batch, i int, u encode.UUID) bool {
@@ -244,7 +240,7 @@ func (s *sequencer) repend() {
 			p = &pendingProduct{}
 			s.pending[h.uuid] = p
 		}
-		if !containsKey(p.riders, h.rkey) {
+		if !slices.Contains(p.riders, h.rkey) {
 			p.riders = append(p.riders, h.rkey)
 		}
 	}
