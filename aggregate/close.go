@@ -479,17 +479,18 @@ func (a *closer) emitMerged(ctx context.Context, m int64, ps *productState, rows
 }
 
 // perTargetBytes bounds what a target cell costs the state: a window slot
-// (|K|*|W| int32 sums and two indices), a pane entry (an index and |K|
-// int16 values: windows.pane) in each of the max(W)+1 panes, its cell
-// index entry (~20 bytes) and a smoothing scratch entry per worker (a
-// value per ring, a stamp). At the default definition: 224 + 726 + 20 + 80
-// = ~1.05 KB (1.6 KB with int32 panes), of which the panes are most, a
-// worst case only reached by a target with data in every minute of the
-// window.
+// (|K|*|W| int32 sums, two indices and Advance's scratch entry), a pane
+// entry (|K| int16 values and a bit: windows.pane) in each of the
+// max(W)+1 panes, its cell index entry (~20 bytes) and a smoothing scratch
+// entry per worker (a value per ring, a stamp). At the default
+// definition: 228 + 598 + 20 + 80 = ~926 bytes (1.05 KB with a 4-byte
+// index per pane entry, 1.6 KB with int32 panes), of which the panes are
+// most, a worst case only reached by a target with data in every minute
+// of the window.
 func perTargetBytes(cfg Config) int64 {
 	nK, nF := len(cfg.Def.Rings), cfg.Def.NumFeatures()
 	maxW := cfg.Def.MaxWindowValue()
-	return int64(4*nF + 8 + (maxW+1)*(4+2*nK) + 20 + cfg.Parallelism*(4*nK+4))
+	return int64(4*nF + 12 + (maxW+1)*2*nK + (maxW+1+7)/8 + 20 + cfg.Parallelism*(4*nK+4))
 }
 
 // minCompact is the smallest cell index worth renumbering: 2^17 cells hold
@@ -686,7 +687,16 @@ func (a *closer) restoreSlide(from, closed int64, jobs []*restoreJob) {
 }
 
 // publishBytes reports the state's size for the metrics.
-func (a *closer) publishBytes() { a.stats.StateBytes.Store(a.stateBytes()) }
+func (a *closer) publishBytes() {
+	a.stats.StateBytes.Store(a.stateBytes())
+	n := a.smoother.Bytes() - a.smoother.Cells.Bytes()
+	for _, ps := range a.state {
+		if ps != nil {
+			n += ps.sparse.bytes()
+		}
+	}
+	a.stats.SourceBytes.Store(int64(n))
+}
 
 // stateBytes is the memory the close state holds: windows, sparse sources,
 // the cell index and disk cache, the smoothing scratch.

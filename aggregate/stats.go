@@ -17,4 +17,9 @@ type Stats struct {
 	OverBudget   atomic.Int64 // counted events shed at a close: their cell was new and the state at Config.MaxMemory
 	ShedSources  atomic.Int64 // (cell, product) sources of a minute shed over the budget
 	StateBytes   atomic.Int64 // the close state after the last close (closer.stateBytes)
+	// SourceBytes is the part of StateBytes that scales with the sources,
+	// not the targets: the cached k-ring disks (~5 KB a source at k=20)
+	// and the sources kept per source (sparse). (StateBytes - SourceBytes)
+	// / Targets is the state a target costs.
+	SourceBytes atomic.Int64
 }

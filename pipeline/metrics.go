@@ -33,6 +33,7 @@ import (
 //	demandpipe_pipeline_event_time_lead_seconds               gauge: largest ts - event time T (the K-th rider)
 //	demandpipe_pipeline_targets                               gauge: (cell, product) pairs with data
 //	demandpipe_pipeline_state_bytes                           gauge: windows and cached disks
+//	demandpipe_pipeline_source_state_bytes                    gauge: of it, what scales with the sources (disks, sparse sources)
 //	demandpipe_pipeline_dedup_bytes                           gauge: dedup tables of open minutes
 //	demandpipe_pipeline_sequencer_bytes                       gauge: events kept ahead of event time or waiting for their product
 //	demandpipe_pipeline_restore_seconds_total                 time restoring windows on resume
@@ -78,6 +79,7 @@ func (e *Engine) registerMetrics(reg prometheus.Registerer, now func() time.Time
 		}),
 		metrics.Gauge(sub, "targets", "(cell, product) pairs with data in some window after the last close.", &s.Targets),
 		metrics.Gauge(sub, "state_bytes", "Memory held by the sliding windows, the sparse sources, the cell index, the smoothing scratch and the cached k-ring disks after the last close.", &s.StateBytes),
+		metrics.Gauge(sub, "source_state_bytes", "Of state_bytes, what scales with the sources rather than the targets: the cached k-ring disks and the sources kept per source. (state_bytes - this) / targets is the state a target costs.", &s.SourceBytes),
 		metrics.Gauge(sub, "dedup_bytes", "Memory held by the dedup tables (16 bytes a key; at most a quarter of -max-memory).", &s.DedupBytes),
 		metrics.Gauge(sub, "sequencer_bytes", "Memory held by the events kept ahead of event time or waiting for their product's confirmation, with their lines (at most a sixteenth of -max-memory).", &s.SeqBytes),
 		metrics.Counter(sub, "over_budget_events_total", "Events shed over -max-memory: at dedup (no room for their key in the dedup quarter) or at their minute's close (their cell was new and the close state was full). Their rows are understated.", &s.OverBudget),

@@ -123,7 +123,7 @@ demandpipe_pipeline_max_event_timestamp_seconds 1.71723645025e+09
 	if err := e.RegisterMetrics(reg); err == nil {
 		t.Fatal("registered twice")
 	}
-	if n, _ := testutil.GatherAndCount(reg); n != int(encode.NumReasons)-1+25 {
+	if n, _ := testutil.GatherAndCount(reg); n != int(encode.NumReasons)-1+26 {
 		t.Fatalf("%d series after a failed second registration", n)
 	}
 }

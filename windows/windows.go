@@ -13,6 +13,7 @@ package windows
 
 import (
 	"math"
+	"math/bits"
 	"slices"
 
 	"github.com/demandpipe/demandpipe/feature"
@@ -20,7 +21,8 @@ import (
 )
 
 // pane is one minute's smoothed values, kept until the longest window
-// lets it go: the targets' cell indices and |K| values each, as int16.
+// lets it go: which slots have values (a bit per slot) and |K| values each,
+// as int16, in slot order.
 // The panes are most of the close state (33 minutes of every target with
 // data at the default definition), and a value is a count of sources
 // within k rings in one minute: int32 panes made the bound on a target's
@@ -30,10 +32,19 @@ import (
 // alternately)). A value past math.MaxInt16 (a minute of a metro's k=20
 // disk can hold more than 32,767 requests) is stored as overflowMark and
 // kept in over, by position, in order.
+//
+// A pane names its targets by slot, a bit each, not by a 4-byte cell index
+// per entry: 33 panes of a target cost 33 bits instead of 132 bytes, which
+// brought the state a target holds from ~1.09 KB to under 1 KB (issue 21;
+// BenchmarkCloseMinute's target-B/target). A slot freed by Collect has no
+// entry in any pane still to be subtracted (its sums are zero: every pane
+// of the longest window is without it), so a slot given to another
+// target is never read through an old pane, and renumbering the cell index
+// (Remap) does not touch the panes.
 type pane struct {
 	minute int64
-	idx    []uint32
-	vals   []int16
+	bits   []uint64 // bit s: slot s has values here
+	vals   []int16  // |K| per set bit, in slot order
 	over   []overflow
 }
 
@@ -55,6 +66,8 @@ type Windows struct {
 	f          []int32 // slots * nF
 	slotCell   []uint32
 	free       []int32
+	slots      []int32 // Advance's scratch: the slot of each target of d
+	rank       []int32 // set's scratch: set bits before each word
 	active     int
 	last       int64 // last minute advanced
 	started    bool
@@ -81,11 +94,11 @@ func New(def feature.Definition) *Windows {
 // every window to end at m. Minutes must advance by one, except that after
 // Empty() reports true the next minute may be any later one.
 func (w *Windows) Advance(m int64, d *kring.Sparse) {
-	p := &w.panes[int(m%int64(len(w.panes)))]
-	p.set(m, d)
 	nK, nW, nF := w.nK, w.nW, w.nF
+	slots := w.slots[:0]
 	for j, t := range d.Idx {
 		s := w.slot(t)
+		slots = append(slots, int32(s))
 		row := w.f[s*nF : s*nF+nF]
 		vals := d.Vals[j*nK : j*nK+nK]
 		for ki, v := range vals {
@@ -98,6 +111,8 @@ func (w *Windows) Advance(m int64, d *kring.Sparse) {
 			}
 		}
 	}
+	w.slots = slots
+	w.panes[int(m%int64(len(w.panes)))].set(m, d, slots, len(w.slotCell), nK, &w.rank)
 	for wi, win := range w.w {
 		leaving := m - int64(win)
 		q := &w.panes[int(((leaving%int64(len(w.panes)))+int64(len(w.panes)))%int64(len(w.panes)))]
@@ -105,35 +120,59 @@ func (w *Windows) Advance(m int64, d *kring.Sparse) {
 			continue
 		}
 		over := q.over
-		for j, t := range q.idx {
-			s := int(w.slotOf[t] - 1)
-			row := w.f[s*nF : s*nF+nF]
-			for ki, v := range q.vals[j*nK : j*nK+nK] {
-				if v == overflowMark {
-					row[ki*nW+wi] -= over[0].v // positions come in order
-					over = over[1:]
-					continue
+		vals := q.vals
+		for wd, word := range q.bits {
+			for word != 0 {
+				s := wd<<6 + bits.TrailingZeros64(word)
+				word &= word - 1
+				row := w.f[s*nF : s*nF+nF]
+				for ki, v := range vals[:nK] {
+					if v == overflowMark {
+						row[ki*nW+wi] -= over[0].v // positions come in order
+						over = over[1:]
+						continue
+					}
+					row[ki*nW+wi] -= int32(v)
 				}
-				row[ki*nW+wi] -= int32(v)
+				vals = vals[nK:]
 			}
 		}
 	}
 	w.last, w.started = m, true
 }
 
-// set makes p minute m's values d.
-func (p *pane) set(m int64, d *kring.Sparse) {
+// set makes p minute m's values d, whose targets are in slots (of
+// nSlots), |K| values each; rank is scratch.
+func (p *pane) set(m int64, d *kring.Sparse, slots []int32, nSlots, nK int, rank *[]int32) {
 	p.minute = m
-	p.idx = append(p.idx[:0], d.Idx...)
+	words := (nSlots + 63) >> 6
+	p.bits = slices.Grow(p.bits[:0], words)[:words]
+	clear(p.bits)
+	for _, s := range slots {
+		p.bits[s>>6] |= 1 << (s & 63)
+	}
+	r := slices.Grow((*rank)[:0], words)[:words]
+	n := int32(0)
+	for i, b := range p.bits {
+		r[i] = n
+		n += int32(bits.OnesCount64(b))
+	}
+	*rank = r
 	p.vals = slices.Grow(p.vals[:0], len(d.Vals))[:len(d.Vals)]
 	p.over = p.over[:0]
-	for i, v := range d.Vals {
-		if uint32(v-overflowMark-1) > 2*math.MaxInt16 { // outside (overflowMark, MaxInt16]: one compare
-			p.vals[i] = overflowMark
-			p.over = append(p.over, overflow{pos: int32(i), v: v})
-			continue
+	for j, s := range slots {
+		at := int(r[s>>6]+int32(bits.OnesCount64(p.bits[s>>6]&(1<<(s&63)-1)))) * nK
+		for ki, v := range d.Vals[j*nK : j*nK+nK] {
+			if uint32(v-overflowMark-1) > 2*math.MaxInt16 { // outside (overflowMark, MaxInt16]: one compare
+				p.vals[at+ki] = overflowMark
+				p.over = append(p.over, overflow{pos: int32(at + ki), v: v})
+				continue
+			}
+			p.vals[at+ki] = int16(v)
 		}
-		p.vals[i] = int16(v)
+	}
+	if len(p.over) > 1 { // placed by slot, not in order
+		slices.SortFunc(p.over, func(a, b overflow) int { return int(a.pos - b.pos) })
 	}
 }
 
@@ -198,23 +237,20 @@ func (w *Windows) Active() int { return w.active }
 
 // Bytes is the memory held.
 func (w *Windows) Bytes() int {
-	n := cap(w.f)*4 + cap(w.slotOf)*4 + cap(w.slotCell)*4
+	n := cap(w.f)*4 + cap(w.slotOf)*4 + cap(w.slotCell)*4 + cap(w.slots)*4 + cap(w.rank)*4
 	for i := range w.panes {
-		n += cap(w.panes[i].idx)*4 + cap(w.panes[i].vals)*2 + cap(w.panes[i].over)*8
+		n += cap(w.panes[i].bits)*8 + cap(w.panes[i].vals)*2 + cap(w.panes[i].over)*8
 	}
 	return n
 }
 
-// Live appends every cell index the windows hold (active slots and the
-// panes' targets; duplicates included) to dst.
+// Live appends every cell index the windows hold to dst: the active
+// slots' (the panes name slots, not cells).
 func (w *Windows) Live(dst []uint32) []uint32 {
 	for s, t := range w.slotCell {
 		if int(t) < len(w.slotOf) && w.slotOf[t] == int32(s+1) {
 			dst = append(dst, t)
 		}
-	}
-	for i := range w.panes {
-		dst = append(dst, w.panes[i].idx...)
 	}
 	return dst
 }
@@ -238,9 +274,4 @@ func (w *Windows) Remap(remap []uint32) {
 		}
 	}
 	w.slotOf = slotOf
-	for i := range w.panes {
-		for j, t := range w.panes[i].idx {
-			w.panes[i].idx[j] = remap[t] - 1
-		}
-	}
 }
