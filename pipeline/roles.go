@@ -2,7 +2,6 @@ package pipeline
 
 import (
 	"context"
-	"fmt"
 	"sync/atomic"
 
 	"github.com/demandpipe/demandpipe/aggregate"
@@ -51,29 +50,60 @@ type CheckpointingWriter interface {
 	Checkpoint(through int64, cp []byte) error
 }
 
-// emitStage is the dedup role's last stage: it replaces the count and
-// close stages, handing each located batch's counted events and frontier
-// to a CountedWriter.
+// emitStage is the last stage of ingest, in both the single process and
+// the dedup role: it hands each located batch's counted events and its
+// frontier to a CountedWriter per output, the interface the scale-out
+// roles meet at. The dedup role has one output, its Emit (the internal
+// topic); the single process one per definition, a localWriter (stages.go)
+// over that definition's count and close, with its events at the
+// definition's resolution. So the single process drives its aggregators
+// as the roles do, through CountedWriter (issue 20).
 type emitStage struct {
-	w        CountedWriter
+	outs     []*emitOut
 	products *encode.Products
 	fail     func(error)
-	named    [encode.MaxProducts]encode.UUID // what the writer was told each code names
-	told     [encode.MaxProducts]bool
-	evs      []aggregate.Counted
-	wm       int64
 	final    int64
 	hasFinal bool
 	failed   bool
 	// checkpoints (a CheckpointingWriter)
 	durable     func(pos int64) // Engine.Durable: the source may let go of the input before pos
-	cp          checkpointer
 	finalResume *seqState
-	dropThrough int64 // after a resume: events of minutes <= it were handed on before
-	// closed is Stats.Closed: a dedup process's last complete minute is
-	// its last watermark (demandpipe_pipeline_last_closed_minute_timestamp_seconds,
-	// which DemandpipeFeaturesStale reads: it stayed 0 in this role).
+	// closed is Stats.Closed in the dedup role: a dedup process's last
+	// complete minute is its last watermark
+	// (demandpipe_pipeline_last_closed_minute_timestamp_seconds, which
+	// DemandpipeFeaturesStale reads: it stayed 0 in this role). nil in the
+	// single process, whose closes set it.
 	closed *atomic.Int64
+}
+
+// emitOut is one output of the emit stage.
+type emitOut struct {
+	w   CountedWriter
+	res int           // index of its resolution in the run's (batch.cellsAt)
+	cp  *checkpointer // its checkpoints (each definition's names its own)
+	// shared: the writer takes the engine's own product codes (a
+	// localWriter), so it is told no Product.
+	shared   bool
+	received func(ns int64)                  // the writer's SetReceived, if it has one
+	named    [encode.MaxProducts]encode.UUID // what the writer was told each code names
+	told     [encode.MaxProducts]bool
+	evs      []aggregate.Counted
+	wm       int64
+	// dropThrough: after a resume, events of minutes <= it were handed on
+	// before.
+	dropThrough int64
+}
+
+// newEmitOut is an output to w at resolution index res, with checkpoints
+// by cp, continuing after minute closed (aggregate.NoMinute: from the
+// start).
+func newEmitOut(w CountedWriter, res int, cp *checkpointer, closed int64) *emitOut {
+	o := &emitOut{w: w, res: res, cp: cp, wm: closed, dropThrough: closed}
+	_, o.shared = w.(*localWriter)
+	if r, ok := w.(interface{ SetReceived(ns int64) }); ok {
+		o.received = r.SetReceived
+	}
+	return o
 }
 
 func (s *emitStage) run(ctx context.Context, in <-chan *batch, free chan<- *batch) {
@@ -82,7 +112,7 @@ func (s *emitStage) run(ctx context.Context, in <-chan *batch, free chan<- *batc
 		if ctx.Err() == nil && !s.failed {
 			if err := s.emit(b); err != nil {
 				s.failed = true
-				s.fail(fmt.Errorf("dedup role: %w", err))
+				s.fail(err)
 			}
 		}
 		b.reset()
@@ -91,64 +121,87 @@ func (s *emitStage) run(ctx context.Context, in <-chan *batch, free chan<- *batc
 }
 
 func (s *emitStage) emit(b *batch) error {
-	s.evs = s.evs[:0]
-	for j, i := range b.counted {
-		cell := b.cells[j]
-		if cell == 0 {
-			continue // H3 could not place it (counted in H3Errors)
-		}
-		if b.minute[j] <= s.dropThrough {
-			continue // handed on before the restart (its minute's checkpoint says so)
-		}
-		c := aggregate.Counted{Minute: b.minute[j], Cell: cell, Product: b.prod[i]}
-		if u := s.products.UUIDAt(c.Product, c.Minute); !s.told[c.Product] || s.named[c.Product] != u {
-			if len(s.evs) > 0 { // events before the change keep the old owner
-				if err := s.w.Counted(s.evs); err != nil {
-					return err
-				}
-				s.evs = s.evs[:0]
-			}
-			if err := s.w.Product(c.Product, u); err != nil {
-				return err
-			}
-			s.named[c.Product], s.told[c.Product] = u, true
-		}
-		s.evs = append(s.evs, c)
-	}
-	if len(s.evs) > 0 {
-		if err := s.w.Counted(s.evs); err != nil {
-			return err
-		}
-	}
 	if b.hasFinal {
 		s.final, s.hasFinal, s.finalResume = b.final, true, b.finalResume
 	}
-	return s.watermark(b.frontier, b.frontier, b.resume)
+	for _, o := range s.outs {
+		if o.received != nil {
+			o.received(b.readAt)
+		}
+		if err := s.emitTo(o, b); err != nil {
+			return err
+		}
+		if err := s.watermark(o, b.frontier, b.frontier, b.resume); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
-// watermark hands on a watermark; with a CheckpointingWriter only after
-// the checkpoint at it (the state at resume) is durable.
-func (s *emitStage) watermark(through, clock int64, resume *seqState) error {
-	if through == noMinute || through <= s.wm {
+// emitTo hands b's counted events at o's resolution to o.
+func (s *emitStage) emitTo(o *emitOut, b *batch) error {
+	o.evs = o.evs[:0]
+	cells := b.cellsAt(o.res)
+	for j, i := range b.counted {
+		cell := cells[j]
+		if cell == 0 {
+			continue // H3 could not place it (counted in H3Errors)
+		}
+		if b.minute[j] <= o.dropThrough {
+			continue // handed on before the restart (its minute's checkpoint says so)
+		}
+		c := aggregate.Counted{Minute: b.minute[j], Cell: cell, Product: b.prod[i]}
+		if !o.shared {
+			if u := s.products.UUIDAt(c.Product, c.Minute); !o.told[c.Product] || o.named[c.Product] != u {
+				if len(o.evs) > 0 { // events before the change keep the old owner
+					if err := o.w.Counted(o.evs); err != nil {
+						return err
+					}
+					o.evs = o.evs[:0]
+				}
+				if err := o.w.Product(c.Product, u); err != nil {
+					return err
+				}
+				o.named[c.Product], o.told[c.Product] = u, true
+			}
+		}
+		o.evs = append(o.evs, c)
+	}
+	if len(o.evs) > 0 {
+		return o.w.Counted(o.evs)
+	}
+	return nil
+}
+
+// watermark hands on a watermark: with a CheckpointingWriter only after
+// the checkpoint at it (the state at resume) is durable; a resumingWriter
+// is given the resume point to commit with the minutes it closes.
+func (s *emitStage) watermark(o *emitOut, through, clock int64, resume *seqState) error {
+	if through == noMinute || through <= o.wm {
 		return nil
 	}
-	if cw, ok := s.w.(CheckpointingWriter); ok {
+	switch w := o.w.(type) {
+	case resumingWriter:
+		if resume != nil {
+			w.Resume(&resumePoint{cp: o.cp, st: resume})
+		}
+	case CheckpointingWriter:
 		if resume == nil {
 			return nil // no resume point for it: the next watermark carries one
 		}
-		buf, err := s.cp.encode(through, resume)
+		buf, err := o.cp.encode(through, resume)
 		if err != nil {
 			return err
 		}
-		if err := cw.Checkpoint(through, buf); err != nil {
+		if err := w.Checkpoint(through, buf); err != nil {
 			return err
 		}
 		if s.durable != nil {
 			s.durable(resume.pos)
 		}
 	}
-	s.wm = through
-	if err := s.w.Watermark(through, min(clock, through)); err != nil {
+	o.wm = through
+	if err := o.w.Watermark(through, min(clock, through)); err != nil {
 		return err
 	}
 	if s.closed != nil {
@@ -162,7 +215,12 @@ func (s *emitStage) finish() error {
 	if s.failed || !s.hasFinal {
 		return nil
 	}
-	// The minutes past the last watermark close because the input
-	// ended, not by event time: the clock stays at that watermark.
-	return s.watermark(s.final, s.wm, s.finalResume)
+	for _, o := range s.outs {
+		// The minutes past the last watermark close because the input
+		// ended, not by event time: the clock stays at that watermark.
+		if err := s.watermark(o, s.final, o.wm, s.finalResume); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -149,15 +149,30 @@ func (e *Engine) Run(ctx context.Context, src io.Reader, snk sink.Writer) error 
 	sq := &sequenceStage{seq: seq, stats: &e.Stats, now: now, rejects: rejects, flushEach: live, fail: sv.fail}
 	res, resOf := cfg.resolutions()
 	loc := &locatorPool{n: n, res: res, stats: &e.Stats}
-	cnt := &countStage{}
-	for k, a := range aggs {
-		cfgK := cfg
-		if k > 0 {
-			cfgK = cfg.forDef(cfg.Extra[k-1])
-		}
+	em := &emitStage{products: e.Products, fail: sv.fail}
+	if e.Emit != nil {
+		// The dedup role: its counted events leave the process.
 		cp := e.checkpointer(src)
-		cp.config = cfgK.configKey() // each definition's checkpoint names its own
-		cnt.aggs = append(cnt.aggs, defAgg{local: a, res: resOf[k], cp: &cp})
+		closed := int64(aggregate.NoMinute)
+		if e.resume != nil {
+			closed = e.resume.closed
+			e.Stats.Closed.Store(closed)
+		}
+		em.outs = []*emitOut{newEmitOut(e.Emit, 0, &cp, closed)}
+		em.durable, em.closed = e.Durable, &e.Stats.Closed
+		em.fail = func(err error) { sv.fail(fmt.Errorf("dedup role: %w", err)) }
+	} else {
+		// The single process: each definition counts and closes here.
+		for k, a := range aggs {
+			cfgK := cfg
+			if k > 0 {
+				cfgK = cfg.forDef(cfg.Extra[k-1])
+			}
+			cp := e.checkpointer(src)
+			cp.config = cfgK.configKey() // each definition's checkpoint names its own
+			w := &localWriter{ctx: ctx, local: a, closeQ: q.close}
+			em.outs = append(em.outs, newEmitOut(w, resOf[k], &cp, aggregate.NoMinute))
+		}
 	}
 	cls := &closeStage{fail: sv.fail}
 
@@ -175,11 +190,7 @@ func (e *Engine) Run(ctx context.Context, src io.Reader, snk sink.Writer) error 
 	parse.spawn(sv, q.parse)
 	sv.spawn(func() { sq.run(ctx, q.seq, q.count, q.loc) })
 	loc.spawn(sv, q.loc)
-	if e.Emit != nil {
-		e.emitCounted(ctx, src, sv, q, readDone) // the dedup role (roles.go)
-	} else {
-		countAndClose(ctx, cnt, cls, sv, q, readDone)
-	}
+	emitAndClose(ctx, em, cls, sv, q, readDone)
 	fail := sv.err()
 	if rejects != nil {
 		if err := rejects.Flush(); err != nil && fail == nil {
@@ -304,46 +315,27 @@ func (e *Engine) checkpointer(src io.Reader) checkpointer {
 	return cp
 }
 
-// countAndClose is the single process's tail, on this goroutine: count
-// the located batches and close minutes (closeStage on its own
-// goroutine), then, once ingest has ended without a failure, close the
-// last minutes.
-func countAndClose(ctx context.Context, cnt *countStage, cls *closeStage, sv *supervisor, q *queues, readDone <-chan struct{}) {
+// emitAndClose is the tail of the run, on this goroutine: hand the located
+// batches on (emitStage) while the close stage closes the minutes the
+// single process's watermarks pass, on its own goroutine (the dedup role
+// asks it for none); then, once ingest has ended without a failure, hand
+// on the end of input's watermark.
+func emitAndClose(ctx context.Context, em *emitStage, cls *closeStage, sv *supervisor, q *queues, readDone <-chan struct{}) {
 	closed := make(chan struct{})
 	go func() {
 		defer close(closed)
 		cls.run(ctx, q.close)
 	}()
-	cnt.run(ctx, q.count, q.free, q.close)
-	sv.wg.Wait()
-	if ctx.Err() == nil {
-		<-readDone // chunks is closed: the reader has returned or is returning
-	}
-	if ctx.Err() == nil {
-		cnt.finish(ctx, q.close)
-	}
-	close(q.close)
-	<-closed
-}
-
-// emitCounted is the dedup role's tail, on this goroutine: counted events
-// leave the process (Emit) instead of being counted.
-func (e *Engine) emitCounted(ctx context.Context, src io.Reader, sv *supervisor, q *queues, readDone <-chan struct{}) {
-	em := &emitStage{w: e.Emit, products: e.Products, fail: sv.fail, durable: e.Durable,
-		cp: e.checkpointer(src), wm: aggregate.NoMinute, dropThrough: aggregate.NoMinute, closed: &e.Stats.Closed}
-	if cp := e.resume; cp != nil {
-		em.wm, em.dropThrough = cp.closed, cp.closed
-		e.Stats.Closed.Store(cp.closed)
-	}
 	em.run(ctx, q.count, q.free)
 	sv.wg.Wait()
 	if ctx.Err() == nil {
-		<-readDone
+		<-readDone // chunks is closed: the reader has returned or is returning
 		if err := em.finish(); err != nil {
-			sv.fail(fmt.Errorf("dedup role: %w", err))
+			em.fail(err)
 		}
 	}
 	close(q.close)
+	<-closed
 }
 
 // read (the reader stage) fills batches with whole lines. A line longer than MaxLineBytes ends

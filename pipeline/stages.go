@@ -227,89 +227,60 @@ func (l *locatorPool) spawn(sv *supervisor, in <-chan *batch) {
 	}
 }
 
-// defAgg is one definition's count and close in a run: the first is the
-// run's definition (Config.Def), the others Config.Extra in order.
-type defAgg struct {
-	local *aggregate.Local
-	res   int           // index of its resolution in the run's (batch.cellsAt)
-	cp    *checkpointer // its checkpoints (each names its own definition)
-}
-
-// closeJob is what one batch's frontier closes: a request per definition
-// with minutes to close, the run's definition first.
-type closeJob []defRequest
-
-type defRequest struct {
+// closeJob is a definition's request to close the minutes a watermark
+// passed.
+type closeJob struct {
 	local *aggregate.Local
 	req   aggregate.CloseRequest
 }
 
-// countStage runs the counters over batches in order and asks the closers
-// for the minutes each batch's frontier closes.
-type countStage struct {
-	aggs        []defAgg
-	final       int64
-	hasFinal    bool
-	finalResume *seqState
-	frontier    int64 // the last batch's: what the final close confirms
+// localWriter is a definition's count and close in the single process,
+// behind the CountedWriter the dedup role writes to (emitStage): Counted
+// counts on the emit goroutine; Watermark asks for the minutes it closes,
+// which the close goroutine (closeStage) closes, each with the resume
+// point its watermark came with, committed with its rows. It takes the
+// engine's own product codes, so Product says nothing new.
+type localWriter struct {
+	ctx    context.Context
+	local  *aggregate.Local
+	closeQ chan<- closeJob
+	resume aggregate.Resume // the next watermark's (Resume), nil if none
 }
 
-func (c *countStage) run(ctx context.Context, in <-chan *batch, free chan<- *batch, closeQ chan<- closeJob) {
-	for b := range in {
-		<-b.located
-		if ctx.Err() == nil {
-			c.count(b)
-			if b.hasFinal {
-				c.final, c.hasFinal, c.finalResume = b.final, true, b.finalResume
-			}
-			c.frontier = b.frontier
-			c.send(ctx, closeQ, b.frontier, b.frontier, b.resume)
-		}
-		b.reset()
-		free <- b
-	}
+// resumingWriter is a CountedWriter that commits the resume point of a
+// watermark with the minutes it closes (the single process's sinks keep
+// the checkpoint with the rows), instead of before it as a
+// CheckpointingWriter does.
+type resumingWriter interface {
+	CountedWriter
+	Resume(r aggregate.Resume)
 }
 
-// finish asks for the final close at the end of the input.
-func (c *countStage) finish(ctx context.Context, closeQ chan<- closeJob) {
-	if c.hasFinal {
-		c.send(ctx, closeQ, c.final, c.frontier, c.finalResume)
+func (w *localWriter) Product(byte, encode.UUID) error { return nil }
+
+func (w *localWriter) Counted(evs []aggregate.Counted) error {
+	for _, c := range evs {
+		w.local.Count(c)
 	}
+	return nil
 }
 
-// count counts the batch's located events, for each definition at its
-// resolution.
-func (c *countStage) count(b *batch) {
-	for _, a := range c.aggs {
-		a.local.SetReceived(b.readAt)
-		cells := b.cellsAt(a.res)
-		for j, i := range b.counted {
-			if cell := cells[j]; cell != 0 { // 0: H3 could not place it (counted in H3Errors)
-				a.local.Count(aggregate.Counted{Minute: b.minute[j], Cell: cell, Product: b.prod[i]})
-			}
-		}
-	}
-}
+// SetReceived says when the events counted next were read (the latency
+// OnClose reports).
+func (w *localWriter) SetReceived(ns int64) { w.local.SetReceived(ns) }
 
-// send asks every definition's closer for the minutes through closes; each
-// commits the resume point into its own sink with its own checkpoint.
-func (c *countStage) send(ctx context.Context, closeQ chan<- closeJob, through, clock int64, resume *seqState) {
-	var job closeJob
-	for _, a := range c.aggs {
-		var r aggregate.Resume // nil unless resume is: a nil *resumePoint is not a nil Resume
-		if resume != nil {
-			r = &resumePoint{cp: a.cp, st: resume}
-		}
-		if req, ok := a.local.Request(through, clock, r); ok {
-			job = append(job, defRequest{a.local, req})
-		}
-	}
-	if job != nil {
+func (w *localWriter) Resume(r aggregate.Resume) { w.resume = r }
+
+func (w *localWriter) Watermark(through, clock int64) error {
+	req, ok := w.local.Request(through, clock, w.resume)
+	w.resume = nil
+	if ok {
 		select {
-		case closeQ <- job:
-		case <-ctx.Done():
+		case w.closeQ <- closeJob{w.local, req}:
+		case <-w.ctx.Done():
 		}
 	}
+	return nil
 }
 
 // closeStage runs the closers over close jobs, one definition after the
@@ -321,13 +292,11 @@ type closeStage struct {
 
 func (c *closeStage) run(ctx context.Context, in <-chan closeJob) {
 	for job := range in {
-		for _, d := range job {
-			if ctx.Err() != nil {
-				break // drain
-			}
-			if err := d.local.CloseThrough(ctx, d.req); err != nil {
-				c.fail(err)
-			}
+		if ctx.Err() != nil {
+			continue // drain
+		}
+		if err := job.local.CloseThrough(ctx, job.req); err != nil {
+			c.fail(err)
 		}
 	}
 }
