@@ -150,16 +150,7 @@ func TestResumeAfterCrashEqualsUninterrupted(t *testing.T) {
 	lines := resumeInput(t)
 	in := []byte(strings.Join(lines, "\n") + "\n")
 	def := feature.Definition{Resolution: 8, Rings: []int{0, 1, 2}, Windows: []int{1, 4, 8}}
-	newEngine := func(par, chunk int) *Engine {
-		cfg := DefaultConfig()
-		cfg.Def, cfg.Parallelism, cfg.ChunkBytes = def, par, chunk
-		e, err := New(cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		e.Identity = "resume-input"
-		return e
-	}
+	newEngine := resumeEngines(t, def, "resume-input", nil)
 	full := newMemDurable()
 	if err := newEngine(2, 16<<10).Run(context.Background(), strings.NewReader(string(in)), full); err != nil {
 		t.Fatal(err)
@@ -167,26 +158,57 @@ func TestResumeAfterCrashEqualsUninterrupted(t *testing.T) {
 	want := full.all()
 	minutes := slices.Sorted(maps.Keys(full.rows))
 	rng := rand.New(rand.NewPCG(5, 5))
-	rounds := testsize.Pick(3, 10)
-	for round := range rounds {
-		crashAt := minutes[1+rng.IntN(len(minutes)-2)]
+	var crashes []int64
+	for range testsize.Pick(3, 10) {
+		crashes = append(crashes, minutes[1+rng.IntN(len(minutes)-2)])
+	}
+	crashAndResume(t, newEngine, string(in), "resume-input", crashes, minutes[0], want)
+}
+
+// resumeEngines returns a maker of engines of def at a parallelism and
+// chunk size, reading the input named identity, with change applied to
+// the default Config (nil: none).
+func resumeEngines(t *testing.T, def feature.Definition, identity string, change func(*Config)) func(par, chunk int) *Engine {
+	return func(par, chunk int) *Engine {
+		cfg := DefaultConfig()
+		cfg.Def, cfg.Parallelism, cfg.ChunkBytes = def, par, chunk
+		if change != nil {
+			change(&cfg)
+		}
+		e, err := New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.Identity = identity
+		return e
+	}
+}
+
+// crashAndResume runs in once per crash minute with the sink "crashing"
+// before that minute commits, resumes from the sink's checkpoint (before
+// the crash, inside the input) and runs on, reading only from the
+// checkpoint's position: the rows must equal want. Parallelism and chunk
+// size vary by round.
+func crashAndResume(t *testing.T, newEngine func(par, chunk int) *Engine, in, identity string, crashes []int64, first int64, want []row) {
+	t.Helper()
+	for round, crashAt := range crashes {
 		par, chunk := 1+round%3, []int{4 << 10, 16 << 10, 64 << 10}[round%3]
-		t.Run(fmt.Sprintf("crash=%d/par=%d/chunk=%d", crashAt-minutes[0], par, chunk), func(t *testing.T) {
+		t.Run(fmt.Sprintf("crash=%d/par=%d/chunk=%d", crashAt-first, par, chunk), func(t *testing.T) {
 			d := newMemDurable()
 			d.failAt = crashAt
-			if err := newEngine(par, chunk).Run(context.Background(), strings.NewReader(string(in)), d); err == nil || err.Error() != "crash" {
+			if err := newEngine(par, chunk).Run(context.Background(), strings.NewReader(in), d); err == nil || err.Error() != "crash" {
 				t.Fatalf("first run: %v", err)
 			}
 			d.failAt = -1
 			e := newEngine(par, chunk)
-			res, err := e.Resume(d, "resume-input")
+			res, err := e.Resume(d, identity)
 			if err != nil || res == nil {
 				t.Fatalf("resume: %v %v", res, err)
 			}
 			if res.Minute >= crashAt || res.Pos <= 0 || res.Pos >= int64(len(in)) {
 				t.Fatalf("resumed at minute %d (crash at %d), offset %d", res.Minute, crashAt, res.Pos)
 			}
-			if err := e.Run(context.Background(), strings.NewReader(string(in)), d); err != nil {
+			if err := e.Run(context.Background(), strings.NewReader(in), d); err != nil {
 				t.Fatal(err)
 			}
 			if got := e.Stats.Bytes.Load(); got != int64(len(in))-res.Pos {
@@ -443,17 +465,7 @@ func TestResumeWithProductsWaiting(t *testing.T) {
 	}
 	in := strings.Join(lines, "\n") + "\n"
 	def := feature.Definition{Resolution: 8, Rings: []int{0, 1}, Windows: []int{1, 4}}
-	newEngine := func(par, chunk int) *Engine {
-		cfg := DefaultConfig()
-		cfg.Def, cfg.Parallelism, cfg.ChunkBytes = def, par, chunk
-		cfg.Future.ProductReserve = encode.MaxProducts
-		e, err := New(cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		e.Identity = "held-input"
-		return e
-	}
+	newEngine := resumeEngines(t, def, "held-input", func(c *Config) { c.Future.ProductReserve = encode.MaxProducts })
 	full := newMemDurable()
 	e := newEngine(2, 16<<10)
 	if err := e.Run(context.Background(), strings.NewReader(in), full); err != nil {
@@ -475,25 +487,7 @@ func TestResumeWithProductsWaiting(t *testing.T) {
 	for range testsize.Pick(1, 5) {
 		crashes = append(crashes, minutes[1+rng.IntN(len(minutes)-2)])
 	}
-	for round, crashAt := range crashes {
-		par, chunk := 1+round%3, []int{4 << 10, 16 << 10, 64 << 10}[round%3]
-		t.Run(fmt.Sprintf("crash=%d/par=%d/chunk=%d", crashAt-minutes[0], par, chunk), func(t *testing.T) {
-			d := newMemDurable()
-			d.failAt = crashAt
-			if err := newEngine(par, chunk).Run(context.Background(), strings.NewReader(in), d); err == nil || err.Error() != "crash" {
-				t.Fatalf("first run: %v", err)
-			}
-			d.failAt = -1
-			e := newEngine(par, chunk)
-			if res, err := e.Resume(d, "held-input"); err != nil || res == nil {
-				t.Fatalf("resume: %v %v", res, err)
-			}
-			if err := e.Run(context.Background(), strings.NewReader(in), d); err != nil {
-				t.Fatal(err)
-			}
-			diffRows(t, d.all(), want)
-		})
-	}
+	crashAndResume(t, newEngine, in, "held-input", crashes, minutes[0], want)
 }
 
 // TestCheckpointRoundTrip: a checkpoint decodes to what was encoded, the
