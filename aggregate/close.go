@@ -141,7 +141,7 @@ func newCloser(cfg Config, products *encode.Products, snk sink.Writer, st *Stats
 		budget:     cfg.MaxMemory / 10 * 9, // the rest: slack for arrays growing by doubling
 		perTarget:  perTargetBytes(cfg),
 		perSource:  perTargetBytes(cfg) * int64(feature.DiskCells(cfg.Def.MaxRingValue())),
-		rule:       newSparseRule(cfg.Kring.SparseBelow, cfg.Def.Resolution, cfg.Def.MaxRingValue(), slices.Max(cfg.Def.Windows)),
+		rule:       newSparseRule(sparseBelow(cfg), cfg.Def.Resolution, cfg.Def.MaxRingValue(), slices.Max(cfg.Def.Windows)),
 	}
 	for range a.workers {
 		a.scratch = append(a.scratch, &kring.Scratch{})
@@ -151,6 +151,17 @@ func newCloser(cfg Config, products *encode.Products, snk sink.Writer, st *Stats
 	a.maxW = slices.Max(cfg.Def.Windows)
 	a.cpClosed, a.clock = NoMinute, NoMinute
 	return a, nil
+}
+
+// sparseBelow is kring.Config.SparseBelow, or 0 (every source in the
+// panes) when the aggregate is not additive: the per-source path merges
+// its rows into the panes' by adding (emitMerged), and a max over minutes
+// of a sum over sources is not the sum of the maxes.
+func sparseBelow(cfg Config) int {
+	if !cfg.Def.Kind().Additive {
+		return 0
+	}
+	return cfg.Kring.SparseBelow
 }
 
 // closeThrough (closing half) closes every minute up to req.through, in

@@ -345,11 +345,14 @@ func (c *Client) defQuery() string {
 
 // Definition is one feature definition a server answers for.
 type Definition struct {
-	Name        string `json:"name"`
-	Status      string `json:"status"` // active, dark or backfilling
-	Resolution  int    `json:"resolution"`
-	Rings       []int  `json:"rings"`
-	Windows     []int  `json:"windows"`
+	Name       string `json:"name"`
+	Status     string `json:"status"` // active, dark or backfilling
+	Resolution int    `json:"resolution"`
+	Rings      []int  `json:"rings"`
+	Windows    []int  `json:"windows"`
+	// Aggregate is how a window folds its minutes: "count" (the
+	// contract's sums) or "max" (the busiest minute); docs/CONTRACT.md.
+	Aggregate   string `json:"aggregate"`
 	FirstMinute string `json:"first_minute"`
 	LastMinute  string `json:"last_minute"`
 }

@@ -36,6 +36,10 @@ type Definition struct {
 	// Windows are the sliding-window lengths W in minutes, in output order
 	// (1..60, at most 16, no repeats). Default 1,2,4,8,16,32.
 	Windows []int
+	// Aggregate is how a window folds its minutes (aggregate.go): "" or
+	// "count", the contract's sums; "max", the busiest minute; "minutes",
+	// the minutes with demand.
+	Aggregate string
 }
 
 // Default returns the contract's default definition.
@@ -55,7 +59,11 @@ func (d Definition) Validate() error {
 	if err := checkList("kring.rings", d.Rings, 0, MaxRing, MaxRings); err != nil {
 		return err
 	}
-	return checkList("windows.minutes", d.Windows, 1, MaxWindow, MaxWindows)
+	if err := checkList("windows.minutes", d.Windows, 1, MaxWindow, MaxWindows); err != nil {
+		return err
+	}
+	_, err := LookupAggregate(d.Aggregate)
+	return err
 }
 
 func checkList(name string, v []int, lo, hi, maxLen int) error {
@@ -103,9 +111,16 @@ func maxOf(v []int) int {
 }
 
 // String is a stable, parseable name of the definition, e.g.
-// "res=8;rings=0,1,2,3,4,5,10,15,20;windows=1,2,4,8,16,32".
+// "res=8;rings=0,1,2,3,4,5,10,15,20;windows=1,2,4,8,16,32", with
+// ";aggregate=NAME" after it unless the aggregate is the default (so the
+// names of count definitions, which stores, checkpoints and tables keep,
+// are what they were before there were aggregates).
 func (d Definition) String() string {
-	return "res=" + strconv.Itoa(d.Resolution) + ";rings=" + JoinInts(d.Rings) + ";windows=" + JoinInts(d.Windows)
+	s := "res=" + strconv.Itoa(d.Resolution) + ";rings=" + JoinInts(d.Rings) + ";windows=" + JoinInts(d.Windows)
+	if d.Aggregate != "" && d.Aggregate != DefaultAggregate {
+		s += ";aggregate=" + d.Aggregate
+	}
+	return s
 }
 
 // JoinInts formats v as "a,b,c".
@@ -154,6 +169,8 @@ func Parse(s string) (Definition, error) {
 			d.Rings, err = ParseInts(val)
 		case "windows":
 			d.Windows, err = ParseInts(val)
+		case "aggregate":
+			d.Aggregate = val
 		default:
 			return d, fmt.Errorf("feature definition %q: unknown key %q", s, key)
 		}

@@ -21,9 +21,55 @@ func TestParseRoundTrip(t *testing.T) {
 	if err != nil || p.Resolution != 3 || !slices.Equal(p.Rings, d.Rings) || !slices.Equal(p.Windows, d.Windows) {
 		t.Fatalf("%v %v", p, err)
 	}
-	for _, bad := range []string{"", "res=8", "res=8;rings=1;windows=1;x=1", "res=99;rings=1;windows=1", "res=8;rings=a;windows=1", "res=8;rings=1,1;windows=1"} {
+	d.Aggregate = "max"
+	if p, err := Parse(d.String()); err != nil || p.Aggregate != "max" || p.String() != "res=3;rings=20,0,7;windows=60,1;aggregate=max" {
+		t.Fatalf("%v %v", p, err)
+	}
+	if c := (Definition{Resolution: 3, Rings: []int{1}, Windows: []int{1}, Aggregate: DefaultAggregate}); c.String() != "res=3;rings=1;windows=1" {
+		t.Errorf("count named in %s: a count definition's name must be what it was before aggregates", c)
+	}
+	for _, bad := range []string{"", "res=8", "res=8;rings=1;windows=1;aggregate=avg", "res=8;rings=1;windows=1;x=1", "res=99;rings=1;windows=1", "res=8;rings=a;windows=1", "res=8;rings=1,1;windows=1"} {
 		if _, err := Parse(bad); err == nil {
 			t.Errorf("%q accepted", bad)
 		}
+	}
+}
+
+// TestAggregatesKeepTheirLaws checks, over a range of values, the laws every
+// aggregate's Map and Fold must keep (Aggregate): the windows rely on them
+// to skip zeros, to nest windows, and to let a target go when its row is
+// zero.
+func TestAggregatesKeepTheirLaws(t *testing.T) {
+	vals := []int32{0, 1, 2, 3, 7, 100, 32767, 32768, 1 << 20}
+	for _, a := range Aggregates() {
+		f := a.Fold
+		for _, x := range vals {
+			for _, y := range vals {
+				if v := a.Value(x); (v == 0) != (x == 0) || (x <= y && v > a.Value(y)) {
+					t.Errorf("%s: Map(%d) = %d: must keep 0 at 0, be non-zero on non-zero and monotone", a.Name, x, v)
+				}
+			}
+		}
+		for _, x := range vals {
+			if f(x, 0) != x || f(0, x) != x {
+				t.Errorf("%s: 0 is not the identity at %d", a.Name, x)
+			}
+			for _, y := range vals {
+				if f(x, y) != f(y, x) || (f(x, y) == 0) != (x == 0 && y == 0) || f(x, y) < max(x, y) {
+					t.Errorf("%s: %d, %d: not commutative, monotone, or zero only on zeros", a.Name, x, y)
+				}
+				for _, z := range vals[:5] {
+					if f(f(x, y), z) != f(x, f(y, z)) {
+						t.Errorf("%s: %d, %d, %d: not associative", a.Name, x, y, z)
+					}
+				}
+			}
+		}
+		if a.Doc == "" || a.Name == "" {
+			t.Errorf("%+v: needs a name and a doc", a)
+		}
+	}
+	if Aggregates()[0].Name != DefaultAggregate || !Aggregates()[0].Additive {
+		t.Error("the default aggregate must come first and be the additive count")
 	}
 }

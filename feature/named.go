@@ -80,11 +80,13 @@ type fileDef struct {
 	Resolution *int   `yaml:"resolution"`
 	Rings      []int  `yaml:"rings"`
 	Windows    []int  `yaml:"windows"`
+	Aggregate  string `yaml:"aggregate"`
 }
 
 // ParseDefinitions reads a definitions file: a YAML list whose entries
 // have name, resolution, rings and windows (all required; an unknown key
-// is refused, so a misspelled one is not silently the default):
+// is refused, so a misspelled one is not silently the default) and may
+// name an aggregate (default count):
 //
 //   - name: default
 //     resolution: 8
@@ -94,6 +96,11 @@ type fileDef struct {
 //     resolution: 9
 //     rings: [0, 2, 7]
 //     windows: [3, 5, 1]
+//   - name: peak
+//     resolution: 8
+//     rings: [0, 1, 2]
+//     windows: [4, 16]
+//     aggregate: max
 //
 // The first is the run's default definition.
 func ParseDefinitions(r io.Reader) ([]Named, error) {
@@ -122,7 +129,7 @@ func ParseDefinitions(r io.Reader) ([]Named, error) {
 		case f.Windows == nil:
 			return nil, fmt.Errorf("definitions: %s has no windows", f.Name)
 		}
-		defs = append(defs, Named{Name: f.Name, Definition: Definition{Resolution: *f.Resolution, Rings: f.Rings, Windows: f.Windows}})
+		defs = append(defs, Named{Name: f.Name, Definition: Definition{Resolution: *f.Resolution, Rings: f.Rings, Windows: f.Windows, Aggregate: f.Aggregate}})
 	}
 	if err := ValidateSet(defs); err != nil {
 		return nil, err

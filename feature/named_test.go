@@ -17,12 +17,17 @@ func TestParseDefinitions(t *testing.T) {
   resolution: 9
   rings: [0, 2, 7]
   windows: [3, 5, 1]
+- name: peak
+  resolution: 8
+  rings: [0, 2]
+  windows: [4, 16]
+  aggregate: max
 `
 	defs, err := ParseDefinitions(strings.NewReader(good))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(defs) != 2 || defs[0].Name != "default" || defs[0].String() != "default: "+Default().String() ||
+	if len(defs) != 3 || defs[2].String() != "peak: res=8;rings=0,2;windows=4,16;aggregate=max" || defs[0].Name != "default" || defs[0].String() != "default: "+Default().String() ||
 		defs[1].Name != "fine" || defs[1].Resolution != 9 || defs[1].Windows[0] != 3 || defs[1].Index(2, 1) != 7 {
 		t.Fatalf("parsed %v", defs)
 	}
@@ -33,6 +38,7 @@ func TestParseDefinitions(t *testing.T) {
 		"- name: a\n  resolution: 8\n  rings: [0]\n":                                                                           "a has no windows",
 		"- resolution: 8\n  rings: [0]\n  windows: [1]\n":                                                                      "entry 1 has no name",
 		"- name: A\n  resolution: 8\n  rings: [0]\n  windows: [1]\n":                                                           `name "A"`,
+		"- name: a\n  resolution: 8\n  rings: [0]\n  windows: [1]\n  aggregate: sum\n":                                         `definition a: windows.aggregate="sum": unknown; one of count, max`,
 		"- name: a\n  resolution: 16\n  rings: [0]\n  windows: [1]\n":                                                          "definition a: h3.resolution=16",
 		"- name: a\n  resolution: 8\n  rings: [0]\n  windows: [1]\n- name: a\n  resolution: 9\n  rings: [0]\n  windows: [1]\n": `name "a" given twice`,
 	} {

@@ -45,7 +45,8 @@ func runDefs(t *testing.T, lines []string, def feature.Definition, extra []featu
 
 // TestDefinitionsInOnePassEqualSeparateRuns (issue 23): the default
 // definition, one at a finer resolution with other rings and windows, and
-// one sharing the default's resolution, computed in one pass: each
+// one sharing the default's resolution, and a max over minutes (an
+// aggregate other than count), computed in one pass: each
 // definition's rows equal a run of that definition alone, row for row and
 // in order; a definition given twice under two names gives the same rows
 // twice.
@@ -61,8 +62,12 @@ func TestDefinitionsInOnePassEqualSeparateRuns(t *testing.T) {
 	fine := feature.Named{Name: "fine", Definition: feature.Definition{Resolution: 9, Rings: []int{0, 2, 7}, Windows: []int{3, 5, 1}}}
 	wide := feature.Named{Name: "wide", Definition: feature.Definition{Resolution: 8, Rings: []int{0, 3}, Windows: []int{2}}}
 	again := feature.Named{Name: "again", Definition: fine.Definition}
-	all, e := runDefs(t, lines, first, []feature.Named{fine, wide, again})
-	for i, d := range []feature.Definition{first, fine.Definition, wide.Definition} {
+	peak := feature.Named{Name: "peak", Definition: feature.Definition{Resolution: 8, Rings: []int{0, 3}, Windows: []int{4, 2}, Aggregate: "max"}}
+	all, e := runDefs(t, lines, first, []feature.Named{fine, wide, again, peak})
+	for i, d := range []feature.Definition{first, fine.Definition, wide.Definition, peak.Definition} {
+		if i == 3 {
+			i = 4 // after again
+		}
 		alone, _ := runDefs(t, lines, d, nil)
 		if len(alone[0]) == 0 {
 			t.Fatalf("%s: no rows", d)

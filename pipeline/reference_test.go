@@ -227,6 +227,7 @@ func referenceRule(t testing.TB, lines []string, def feature.Definition, latenes
 			minutes[m] = true
 		}
 	}
+	kind := def.Kind() // docs/CONTRACT.md rule 4a
 	var out []row
 	for m := range minutes {
 		f := map[tk][]int32{}
@@ -239,7 +240,7 @@ func referenceRule(t testing.TB, lines []string, def feature.Definition, latenes
 						f[key] = fv
 					}
 					for ki := range def.Rings {
-						fv[def.Index(ki, wi)] += v[ki]
+						fv[def.Index(ki, wi)] = kind.Fold(fv[def.Index(ki, wi)], kind.Value(v[ki]))
 					}
 				}
 			}

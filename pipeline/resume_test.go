@@ -140,8 +140,8 @@ func resumeInput(t *testing.T) []string {
 // TestResumeAfterCrashEqualsUninterrupted: a run stopped at a random minute
 // (the sink "crashes" before that minute commits) and resumed from the
 // sink's checkpoint ends with every minute equal to an uninterrupted run's,
-// whatever the crash point, chunk size and parallelism; the resumed run
-// reads only from the checkpoint's position on.
+// whatever the crash point, chunk size, parallelism and aggregate; the
+// resumed run reads only from the checkpoint's position on.
 func TestResumeAfterCrashEqualsUninterrupted(t *testing.T) {
 	t.Parallel()
 	if norace.Run(t) {
@@ -149,20 +149,24 @@ func TestResumeAfterCrashEqualsUninterrupted(t *testing.T) {
 	}
 	lines := resumeInput(t)
 	in := []byte(strings.Join(lines, "\n") + "\n")
-	def := feature.Definition{Resolution: 8, Rings: []int{0, 1, 2}, Windows: []int{1, 4, 8}}
-	newEngine := resumeEngines(t, def, "resume-input", nil)
-	full := newMemDurable()
-	if err := newEngine(2, 16<<10).Run(context.Background(), strings.NewReader(string(in)), full); err != nil {
-		t.Fatal(err)
+	for _, a := range feature.Aggregates() { // the windows a restart rebuilds fold by each
+		t.Run(a.Name, func(t *testing.T) {
+			def := feature.Definition{Resolution: 8, Rings: []int{0, 1, 2}, Windows: []int{1, 4, 8}, Aggregate: a.Name}
+			newEngine := resumeEngines(t, def, "resume-input", nil)
+			full := newMemDurable()
+			if err := newEngine(2, 16<<10).Run(context.Background(), strings.NewReader(string(in)), full); err != nil {
+				t.Fatal(err)
+			}
+			want := full.all()
+			minutes := slices.Sorted(maps.Keys(full.rows))
+			rng := rand.New(rand.NewPCG(5, 5))
+			var crashes []int64
+			for range testsize.Pick(3, 10) {
+				crashes = append(crashes, minutes[1+rng.IntN(len(minutes)-2)])
+			}
+			crashAndResume(t, newEngine, string(in), "resume-input", crashes, minutes[0], want)
+		})
 	}
-	want := full.all()
-	minutes := slices.Sorted(maps.Keys(full.rows))
-	rng := rand.New(rand.NewPCG(5, 5))
-	var crashes []int64
-	for range testsize.Pick(3, 10) {
-		crashes = append(crashes, minutes[1+rng.IntN(len(minutes)-2)])
-	}
-	crashAndResume(t, newEngine, string(in), "resume-input", crashes, minutes[0], want)
 }
 
 // resumeEngines returns a maker of engines of def at a parallelism and

@@ -99,7 +99,7 @@ func (s routerSource) Watermark(through, clock int64) error {
 // processes that each own some regions produce exactly the single
 // process's rows: 1 dedup + 3 aggregators, and 2 dedup processes (riders
 // split between them, as a Key_Shared subscription by rider does) + 3
-// aggregators.
+// aggregators; for every aggregate.
 func TestScaleOutEqualsSingleProcess(t *testing.T) {
 	t.Parallel()
 	if norace.Run(t) {
@@ -109,7 +109,15 @@ func TestScaleOutEqualsSingleProcess(t *testing.T) {
 	gc.EventsPerMinute, gc.Riders, gc.Hotspots, gc.RadiusKm = 3000, 2000, 4, 60
 	gc.EventsPerMinute = testsize.Pick(500, 3000) // the same minutes and city, fewer sources
 	lines, _ := genWith(t, gc, 12*gc.EventsPerMinute)
-	def := feature.Definition{Resolution: 8, Rings: []int{0, 1, 3, 6}, Windows: []int{1, 4, 8}}
+	for _, a := range feature.Aggregates() { // a halo carries what every aggregate needs
+		t.Run(a.Name, func(t *testing.T) {
+			def := feature.Definition{Resolution: 8, Rings: []int{0, 1, 3, 6}, Windows: []int{1, 4, 8}, Aggregate: a.Name}
+			scaleOutEqualsSingleProcess(t, lines, def)
+		})
+	}
+}
+
+func scaleOutEqualsSingleProcess(t *testing.T, lines []string, def feature.Definition) {
 	want, _, _ := runEngine(t, lines, def, 30_000, 2, 64<<10)
 	sortRows(want)
 

@@ -6,7 +6,7 @@
 //	POST /v1/features:batch  {"product":UUID,"minute"?,"avg"?,"cells":[CELL…],"points":[{"lat","lng"}…]}
 //	GET  /v1/minutes         closed minutes, latest first (before the first: when it should close)
 //	GET  /v1/products        product UUIDs the store knows, and their names (-serve.product-names)
-//	GET  /v1/definition      the feature definition (resolution, rings, windows)
+//	GET  /v1/definition      the feature definition (resolution, rings, windows, aggregate)
 //	GET  /v1/map?product=UUID[&k=K&w=W&minute=…]   one feature of every cell, with boundaries
 //	GET  /v1/overview?product=UUID[&minute=…]      every feature's cells, max, sum, levels; a suggested view
 //	GET  /healthz, /readyz   liveness; readiness (a closed minute exists)

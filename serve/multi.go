@@ -156,6 +156,7 @@ type definitionInfo struct {
 	Resolution  int    `json:"resolution"`
 	Rings       []int  `json:"rings"`
 	Windows     []int  `json:"windows"`
+	Aggregate   string `json:"aggregate"` // how a window folds its minutes: count, max
 	FirstMinute string `json:"first_minute,omitempty"`
 	LastMinute  string `json:"last_minute,omitempty"`
 }
@@ -175,7 +176,7 @@ func (d *Definitions) list(w http.ResponseWriter, r *http.Request) {
 	for _, n := range d.names {
 		rd := d.readers[n]
 		def := rd.Definition()
-		e := definitionInfo{Name: n, Status: "dark", Resolution: def.Resolution, Rings: def.Rings, Windows: def.Windows}
+		e := definitionInfo{Name: n, Status: "dark", Resolution: def.Resolution, Rings: def.Rings, Windows: def.Windows, Aggregate: def.Kind().Name}
 		last, ok := rd.LatestMinute()
 		switch {
 		case n == active:

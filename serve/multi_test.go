@@ -28,13 +28,16 @@ func (l *latestOnly) Minutes(dst []read.MinuteInfo) []read.MinuteInfo {
 // same latest minute (the earliest of theirs), so a promotion between two
 // definitions' commits never answers an older minute than before; one far
 // behind is backfilling and holds nobody back; GET /v1/definitions says
-// which is which; an unknown or doubled definition is refused.
+// which is which and how each aggregates; an unknown or doubled
+// definition is refused.
 func TestDefinitionsKeepOneLatestMinute(t *testing.T) {
 	t.Parallel()
 	def := feature.Definition{Resolution: 8, Rings: []int{0, 1}, Windows: []int{1}}
 	a := &latestOnly{def: def, latest: 1000}
 	b := &latestOnly{def: def, latest: 999} // one close behind a
-	c := &latestOnly{def: def, latest: 990} // backfilling
+	peak := def
+	peak.Aggregate = "max"
+	c := &latestOnly{def: peak, latest: 990} // backfilling
 	active := "a"
 	d, err := NewDefinitions(DefaultConfig(), []string{"a", "b", "c"}, []Reader{a, b, c}, func() string { return active }, nil)
 	if err != nil {
@@ -56,10 +59,11 @@ func TestDefinitionsKeepOneLatestMinute(t *testing.T) {
 	d.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/v1/definitions", nil))
 	var list struct {
 		Active      string
-		Definitions []struct{ Name, Status string }
+		Definitions []struct{ Name, Status, Aggregate string }
 	}
 	if err := json.Unmarshal(rec.Body.Bytes(), &list); err != nil || list.Active != "a" || len(list.Definitions) != 3 ||
-		list.Definitions[0].Status != "active" || list.Definitions[1].Status != "dark" || list.Definitions[2].Status != "backfilling" {
+		list.Definitions[0].Status != "active" || list.Definitions[1].Status != "dark" || list.Definitions[2].Status != "backfilling" ||
+		list.Definitions[0].Aggregate != "count" || list.Definitions[2].Aggregate != "max" {
 		t.Fatalf("GET /v1/definitions: %s %v", rec.Body, err)
 	}
 	for q, want := range map[string]string{

@@ -182,7 +182,7 @@ func TestMinutesProductsDefinitionHealth(t *testing.T) {
 		t.Fatalf("products %s", b)
 	}
 	_, b = f.get(t, "/v1/definition")
-	if string(b) != `{"name":"res=8;rings=0,1,2,3,4,5,10,15,20;windows=1,2,4,8,16,32","resolution":8,"rings":[0,1,2,3,4,5,10,15,20],"windows":[1,2,4,8,16,32]}`+"\n" {
+	if string(b) != `{"name":"res=8;rings=0,1,2,3,4,5,10,15,20;windows=1,2,4,8,16,32","resolution":8,"rings":[0,1,2,3,4,5,10,15,20],"windows":[1,2,4,8,16,32],"aggregate":"count"}`+"\n" {
 		t.Fatalf("definition %s", b)
 	}
 	if code, b := f.get(t, "/healthz"); code != 200 || string(b) != `{"status":"ok"}`+"\n" {

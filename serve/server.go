@@ -286,6 +286,8 @@ func (s *Server) definition(w http.ResponseWriter, _ *http.Request, st *reqState
 	st.out = append(st.out, feature.JoinInts(s.def.Rings)...)
 	st.out = append(st.out, `],"windows":[`...)
 	st.out = append(st.out, feature.JoinInts(s.def.Windows)...)
-	st.out = append(st.out, "]}\n"...)
+	st.out = append(st.out, `],"aggregate":`...)
+	st.out = encode.AppendJSONString(st.out, s.def.Kind().Name)
+	st.out = append(st.out, "}\n"...)
 	return s.writeJSON(w, st, http.StatusOK)
 }

@@ -1,5 +1,7 @@
-// Package windows turns per-minute smoothed values into sliding-window sums:
-// F[k][w](t, m) = sum of D[k](t, i) over minutes i in (m-w, m].
+// Package windows turns per-minute smoothed values into sliding windows:
+// F[k][w](t, m) = sum of D[k](t, i) over minutes i in (m-w, m] for the
+// count aggregate, and the aggregate's Fold over those minutes for any
+// other (feature.Aggregate; kinds.go).
 //
 // Windows are panes, not copies: the last max(W)+1 minutes of D are kept, and
 // each window's running sum adds the newest minute and subtracts the minute
@@ -71,6 +73,15 @@ type Windows struct {
 	active     int
 	last       int64 // last minute advanced
 	started    bool
+	// slide is the aggregate's fast slide (kinds.go); nil: refold, which
+	// folds every window again from the panes with fold.
+	slide func(w *Windows, m int64, d *kring.Sparse)
+	fold  func(acc, v int32) int32
+	mapv  func(v int32) int32 // nil: the identity
+	// refold's: per age (minutes before the newest), the shortest window
+	// holding it; the windows by length
+	bucket []int
+	byLen  []int
 }
 
 // New returns empty windows for def.
@@ -81,11 +92,24 @@ func New(def feature.Definition) *Windows {
 		w:     slices.Clone(def.Windows),
 		panes: make([]pane, maxW+1),
 	}
-	// Counts are non-negative, so every sum is monotone in k and in w: the
-	// (max K, max W) feature is zero only if the whole row is.
+	// Counts are non-negative and every aggregate's fold is monotone and
+	// zero only on zeros (feature.Aggregate), so every feature is
+	// monotone in k and in w: the (max K, max W) feature is zero only if
+	// the whole row is.
 	w.probe = def.Index(slices.Index(def.Rings, def.MaxRingValue()), slices.Index(def.Windows, maxW))
 	for i := range w.panes {
 		w.panes[i].minute = -1 << 62
+	}
+	kind := def.Kind()
+	w.slide, w.fold, w.mapv = slides[kind.Name], kind.Fold, kind.Map
+	w.byLen = make([]int, len(w.w))
+	for i := range w.byLen {
+		w.byLen[i] = i
+	}
+	slices.SortFunc(w.byLen, func(a, b int) int { return w.w[a] - w.w[b] })
+	w.bucket = make([]int, maxW)
+	for age := range w.bucket {
+		w.bucket[age] = w.byLen[slices.IndexFunc(w.byLen, func(wi int) bool { return w.w[wi] > age })]
 	}
 	return w
 }
@@ -94,49 +118,10 @@ func New(def feature.Definition) *Windows {
 // every window to end at m. Minutes must advance by one, except that after
 // Empty() reports true the next minute may be any later one.
 func (w *Windows) Advance(m int64, d *kring.Sparse) {
-	nK, nW, nF := w.nK, w.nW, w.nF
-	slots := w.slots[:0]
-	for j, t := range d.Idx {
-		s := w.slot(t)
-		slots = append(slots, int32(s))
-		row := w.f[s*nF : s*nF+nF]
-		vals := d.Vals[j*nK : j*nK+nK]
-		for ki, v := range vals {
-			if v == 0 {
-				continue
-			}
-			r := row[ki*nW : ki*nW+nW]
-			for wi := range r {
-				r[wi] += v
-			}
-		}
-	}
-	w.slots = slots
-	w.panes[int(m%int64(len(w.panes)))].set(m, d, slots, len(w.slotCell), nK, &w.rank)
-	for wi, win := range w.w {
-		leaving := m - int64(win)
-		q := &w.panes[int(((leaving%int64(len(w.panes)))+int64(len(w.panes)))%int64(len(w.panes)))]
-		if q.minute != leaving {
-			continue
-		}
-		over := q.over
-		vals := q.vals
-		for wd, word := range q.bits {
-			for word != 0 {
-				s := wd<<6 + bits.TrailingZeros64(word)
-				word &= word - 1
-				row := w.f[s*nF : s*nF+nF]
-				for ki, v := range vals[:nK] {
-					if v == overflowMark {
-						row[ki*nW+wi] -= over[0].v // positions come in order
-						over = over[1:]
-						continue
-					}
-					row[ki*nW+wi] -= int32(v)
-				}
-				vals = vals[nK:]
-			}
-		}
+	if w.slide != nil {
+		w.slide(w, m, d)
+	} else {
+		w.refold(m, d)
 	}
 	w.last, w.started = m, true
 }

@@ -9,14 +9,39 @@ import (
 	"github.com/demandpipe/demandpipe/kring"
 )
 
-// TestMatchesNaiveSums slides random sparse minutes (with gaps) through the
-// windows and compares every row with sums over the kept history; every 37
-// minutes the cell indices are renumbered (Live, Remap), as after the cell
-// index is compacted.
-func TestMatchesNaiveSums(t *testing.T) {
-	def := feature.Definition{Resolution: 8, Rings: []int{2, 0}, Windows: []int{3, 1, 5}}
-	rng := rand.New(rand.NewPCG(9, 9))
+// eachSlide runs test for every aggregate with its own slide, and for
+// every aggregate with a fast slide also through refold, the slide any
+// new aggregate gets: both must equal Fold over the kept history.
+func eachSlide(t *testing.T, test func(t *testing.T, def feature.Definition, refold bool)) {
+	for _, a := range feature.Aggregates() {
+		t.Run(a.Name, func(t *testing.T) { test(t, feature.Definition{Aggregate: a.Name}, false) })
+		if slides[a.Name] != nil {
+			t.Run(a.Name+"/refold", func(t *testing.T) { test(t, feature.Definition{Aggregate: a.Name}, true) })
+		}
+	}
+}
+
+func newWindows(def feature.Definition, refold bool) *Windows {
 	w := New(def)
+	if refold {
+		w.slide = nil
+	}
+	return w
+}
+
+// TestMatchesNaiveFolds slides random sparse minutes (with gaps) through
+// the windows and compares every row with the aggregate's Fold over the
+// kept history; every 37 minutes the cell indices are renumbered (Live,
+// Remap), as after the cell index is compacted.
+func TestMatchesNaiveFolds(t *testing.T) {
+	eachSlide(t, testMatchesNaive)
+}
+
+func testMatchesNaive(t *testing.T, def feature.Definition, refold bool) {
+	def.Resolution, def.Rings, def.Windows = 8, []int{2, 0}, []int{3, 1, 5}
+	kind := def.Kind()
+	rng := rand.New(rand.NewPCG(9, 9))
+	w := newWindows(def, refold)
 	hist := map[int64]map[uint32][]int32{}
 	var d kring.Sparse
 	idx := make([]uint32, 20) // target -> its current cell index
@@ -64,7 +89,7 @@ func TestMatchesNaiveSums(t *testing.T) {
 				for i := m - int64(win) + 1; i <= m; i++ {
 					if v := hist[i][tc]; v != nil {
 						for ki := range def.Rings {
-							want[def.Index(ki, wi)] += v[ki]
+							want[def.Index(ki, wi)] = kind.Fold(want[def.Index(ki, wi)], kind.Value(v[ki]))
 						}
 					}
 				}
@@ -77,37 +102,50 @@ func TestMatchesNaiveSums(t *testing.T) {
 	}
 }
 
+// BenchmarkAdvance: every target has data in every minute, the worst case
+// for every slide (refold reads all 33 panes of each).
 func BenchmarkAdvance(b *testing.B) {
-	def := feature.Default()
-	for _, targets := range []int{30_000} {
-		b.Run(fmt.Sprintf("targets=%d", targets), func(b *testing.B) {
-			w := New(def)
-			var d kring.Sparse
-			for t := range uint32(targets) {
-				d.Idx = append(d.Idx, t)
-				for k := range 9 {
-					d.Vals = append(d.Vals, int32(k+1))
-				}
-			}
-			m := int64(0)
-			var tg []Target
-			b.ReportAllocs()
-			for b.Loop() {
-				w.Advance(m, &d)
-				tg = w.Collect(tg[:0])
-				m++
-			}
-		})
+	for _, a := range feature.Aggregates() {
+		def := feature.Default()
+		def.Aggregate = a.Name
+		for _, targets := range []int{30_000} {
+			b.Run(fmt.Sprintf("aggregate=%s/targets=%d", a.Name, targets), func(b *testing.B) {
+				benchAdvance(b, New(def), targets)
+			})
+		}
+	}
+}
+
+func benchAdvance(b *testing.B, w *Windows, targets int) {
+	var d kring.Sparse
+	for t := range uint32(targets) {
+		d.Idx = append(d.Idx, t)
+		for k := range 9 {
+			d.Vals = append(d.Vals, int32(k+1))
+		}
+	}
+	m := int64(0)
+	var tg []Target
+	b.ReportAllocs()
+	for b.Loop() {
+		w.Advance(m, &d)
+		tg = w.Collect(tg[:0])
+		m++
 	}
 }
 
 // TestLargeValuesKeepTheirSums: panes keep values as int16 and those past
 // it beside them (a metro minute's k=20 disk can count more than 32,767):
-// sums of values around and far past the bound equal the naive sums, also
-// across a renumbering.
+// folds of values around and far past the bound equal the naive folds,
+// also across a renumbering.
 func TestLargeValuesKeepTheirSums(t *testing.T) {
-	def := feature.Definition{Resolution: 8, Rings: []int{0, 3}, Windows: []int{1, 4}}
-	w := New(def)
+	eachSlide(t, testLargeValues)
+}
+
+func testLargeValues(t *testing.T, def feature.Definition, refold bool) {
+	def.Resolution, def.Rings, def.Windows = 8, []int{0, 3}, []int{1, 4}
+	kind := def.Kind()
+	w := newWindows(def, refold)
 	rng := rand.New(rand.NewPCG(21, 16))
 	vals := []int32{0, 1, 32766, 32767, 32768, 40_000, 1 << 20, 1 << 28}
 	hist := map[int64][][2]int32{} // per minute, per target 0..3
@@ -140,7 +178,7 @@ func TestLargeValuesKeepTheirSums(t *testing.T) {
 				for wi, win := range def.Windows {
 					for i := m - int64(win) + 1; i <= m; i++ {
 						if h, ok := hist[i]; ok {
-							want[ki*2+wi] += h[tg][ki]
+							want[ki*2+wi] = kind.Fold(want[ki*2+wi], kind.Value(h[tg][ki]))
 						}
 					}
 				}

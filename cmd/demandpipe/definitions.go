@@ -55,7 +55,7 @@ func (d *definitionsFlag) Set(path string) error {
 }
 
 // shorthand are the flags that describe the one default definition.
-var shorthand = []string{"h3.resolution", "kring.rings", "windows.minutes"}
+var shorthand = []string{"h3.resolution", "kring.rings", "windows.minutes", "windows.aggregate"}
 
 // apply puts the file's definitions into c once fs is parsed: the first
 // becomes c.Def (named), the rest c.Extra. Giving the shorthand flags too

@@ -52,6 +52,11 @@ func TestDefinitionsFile(t *testing.T) {
   resolution: 9
   rings: [0, 2, 7]
   windows: [3, 5, 1]
+- name: peak
+  resolution: 8
+  rings: [0, 2]
+  windows: [4, 16]
+  aggregate: max
 `)
 	run := func(out string, args ...string) {
 		t.Helper()
@@ -64,7 +69,8 @@ func TestDefinitionsFile(t *testing.T) {
 	// The first definition's file equals its run alone as the pipeline's
 	// tests show for every definition; here the one written beside it.
 	run(filepath.Join(dir, "fine.ndjson"), "-h3.resolution=9", "-kring.rings=0,2,7", "-windows.minutes=3,5,1")
-	for got, want := range map[string]string{"rows.fine.ndjson": "fine.ndjson"} {
+	run(filepath.Join(dir, "peak.ndjson"), "-kring.rings=0,2", "-windows.minutes=4,16", "-windows.aggregate=max")
+	for got, want := range map[string]string{"rows.fine.ndjson": "fine.ndjson", "rows.peak.ndjson": "peak.ndjson"} {
 		g, err := os.ReadFile(filepath.Join(dir, got))
 		if err != nil {
 			t.Fatal(err)
@@ -89,6 +95,7 @@ func TestDefinitionsFile(t *testing.T) {
 		want string
 	}{
 		{[]string{src, "-sink=ndjson:" + both, "-h3.resolution=9"}, "drop -h3.resolution or put it in the file"},
+		{[]string{src, "-sink=ndjson:" + both, "-windows.aggregate=max"}, "drop -windows.aggregate or put it in the file"},
 		{[]string{src, "-sink=ndjson:-"}, "stdout holds one definition's rows"},
 		// definition fine would write rows.fine.ndjson, the input here
 		{[]string{"-source=file:" + filepath.Join(dir, "rows.fine.ndjson"), "-sink=ndjson:" + both}, "name the same file"},

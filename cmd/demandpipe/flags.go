@@ -79,11 +79,12 @@ func isSet(fs *flag.FlagSet, name string) bool {
 // returned -definitions flag applies once fs is parsed (definitionsFlag.apply).
 func engineFlags(fs *flag.FlagSet, c *pipeline.Config) *definitionsFlag {
 	defs := &definitionsFlag{}
-	fs.Var(defs, "definitions", "a YAML file of named definitions ({name, resolution, rings, windows} each) computed in one pass (docs/DEFINITIONS.md): the first is the run's default and writes to -sink; each further one writes beside it under its name (store:DIR.NAME, ndjson:FILE with .NAME before the extension, null:); replaces -h3.resolution, -kring.rings and -windows.minutes")
+	fs.Var(defs, "definitions", "a YAML file of named definitions ({name, resolution, rings, windows, aggregate} each) computed in one pass (docs/DEFINITIONS.md): the first is the run's default and writes to -sink; each further one writes beside it under its name (store:DIR.NAME, ndjson:FILE with .NAME before the extension, null:); replaces -h3.resolution, -kring.rings, -windows.minutes and -windows.aggregate")
 	fs.Var(&productsFlag{c: c, fs: fs}, "products", "the products file (uuid,name per line, or JSON; the file -serve.product-names takes): only its product types count, any other is rejected as unknown_product, so junk product UUIDs cannot take the 256 product codes from real ones; its names name the products on the page unless -serve.product-names is given (default: every product type)")
 	fs.IntVar(&c.Def.Resolution, "h3.resolution", c.Def.Resolution, "H3 resolution of the hexagons, 0..15 (8: ~0.74 km² cells)")
 	fs.Var(intList{&c.Def.Rings}, "kring.rings", "k-ring radii K in output order, each 0..30, at most 16")
 	fs.Var(intList{&c.Def.Windows}, "windows.minutes", "sliding-window lengths W in minutes in output order, each 1..60, at most 16")
+	fs.StringVar(&c.Def.Aggregate, "windows.aggregate", feature.DefaultAggregate, aggregateHelp())
 	fs.DurationVar(&c.Lateness, "windows.lateness", c.Lateness, "how far behind event time an event may be and still count; minute m closes when event time - lateness >= end of m")
 	fs.DurationVar(&c.IdleTimeout, "windows.idle-timeout", c.IdleTimeout, "with no input for this long, event time advances with the clock so minutes still close")
 	fs.DurationVar(&c.Future.MaxSkew, "windows.max-future-skew", c.Future.MaxSkew, "an event with ts more than this ahead of the machine's clock is rejected as future, on every source (0: off, and event time is then the largest ts of all)")
@@ -256,4 +257,17 @@ func editDistance(a, b string) int {
 		prev, cur = cur, prev
 	}
 	return prev[len(b)]
+}
+
+// aggregateHelp lists the aggregates with what a feature means under each.
+func aggregateHelp() string {
+	var b strings.Builder
+	b.WriteString("how a window folds its minutes (docs/CONTRACT.md rule 4a):")
+	for i, a := range feature.Aggregates() {
+		if i > 0 {
+			b.WriteByte(';')
+		}
+		b.WriteString(" " + a.Name + ", " + a.Doc)
+	}
+	return b.String()
 }
