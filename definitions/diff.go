@@ -24,6 +24,9 @@ type Report struct {
 	First string
 	// Features are the shared features' summaries, by (k, w) in a's order.
 	Features []FeatureDiff
+	// Aggregates are a's and b's (feature.Aggregate): when they differ, a
+	// shared (k, w) is compared by number only, its meaning is not the same.
+	Aggregates [2]string
 }
 
 // FeatureDiff summarises |a - b| of one shared feature over the rows.
@@ -45,7 +48,7 @@ type FeatureDiff struct {
 // the same resolution; a missing row reads as zeros).
 func Diff(a, b read.Reader, minutes int) (Report, error) {
 	da, db := a.Definition(), b.Definition()
-	rep := Report{SameSpec: da.String() == db.String()}
+	rep := Report{SameSpec: da.String() == db.String(), Aggregates: [2]string{da.Kind().Name, db.Kind().Name}}
 	rep.Minutes = common(a, b, minutes)
 	if len(rep.Minutes) == 0 {
 		return rep, fmt.Errorf("diff: no minute is in both stores (a holds %d, b %d)", len(a.Minutes(nil)), len(b.Minutes(nil)))
@@ -195,6 +198,9 @@ func (rep Report) Write(w io.Writer, nameA, nameB string) {
 		fmt.Fprintf(w, "%s and %s: the same definition, but the rows DIFFER over %s (%d rows compared); first: %s\n", nameA, nameB, span, rep.Rows, rep.First)
 	default:
 		fmt.Fprintf(w, "%s and %s: different definitions; %d shared features over %s, |%s - %s| per row of %s:\n", nameA, nameB, len(rep.Features), span, nameA, nameB, nameA)
+		if a := rep.Aggregates; a[0] != a[1] {
+			fmt.Fprintf(w, "  (%s folds its windows by %s, %s by %s: a shared k and w are the same numbers' place, not the same feature)\n", nameA, a[0], nameB, a[1])
+		}
 	}
 	fmt.Fprintf(w, "  %4s %4s %10s %10s %8s %8s %8s\n", "k", "w", "rows", "mean", "p50", "p99", "max")
 	for _, f := range rep.Features {

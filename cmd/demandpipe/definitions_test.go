@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -266,7 +267,8 @@ func TestDefinitionsDiff(t *testing.T) {
 	}
 	dir := t.TempDir()
 	events := genEvents(t, dir, 4_000)
-	defs := writeDefinitions(t, dir, "- name: base\n  resolution: 8\n  rings: [0, 1, 2, 3, 5]\n  windows: [1, 2, 4, 8, 16]\n- name: again\n  resolution: 8\n  rings: [0, 1, 2, 3, 5]\n  windows: [1, 2, 4, 8, 16]\n- name: fine\n  resolution: 9\n  rings: [0, 2, 7]\n  windows: [3, 5, 1]\n")
+	defs := writeDefinitions(t, dir, "- name: base\n  resolution: 8\n  rings: [0, 1, 2, 3, 5]\n  windows: [1, 2, 4, 8, 16]\n- name: again\n  resolution: 8\n  rings: [0, 1, 2, 3, 5]\n  windows: [1, 2, 4, 8, 16]\n- name: fine\n  resolution: 9\n  rings: [0, 2, 7]\n  windows: [3, 5, 1]\n"+
+		"- name: peak\n  resolution: 8\n  rings: [0, 1, 2, 3, 5]\n  windows: [1, 2, 4, 8, 16]\n  aggregate: max\n")
 	st := definitionsStore(t, dir, events, defs)
 	out := string(captureStdout(t, func() error {
 		return definitionsCommand([]string{"diff", "-store=" + st, "-minutes=0", "base", "again"})
@@ -280,6 +282,16 @@ func TestDefinitionsDiff(t *testing.T) {
 	// shared: k in {0, 2} x w = 1
 	if !strings.Contains(out, "different definitions; 2 shared features") || strings.Count(out, "\n") != 4 {
 		t.Errorf("different specs: %s", out)
+	}
+	// Another aggregate of the same rings and windows: every feature shared
+	// by place, the report says they mean different things, and w = 1
+	// (where max is the count) does not differ.
+	out = string(captureStdout(t, func() error {
+		return definitionsCommand([]string{"diff", "-store=" + st, "base", "peak"})
+	}))
+	if !strings.Contains(out, "different definitions; 25 shared features") || !strings.Contains(out, "base folds its windows by count, peak by max") ||
+		!regexp.MustCompile(`\n +0 +1 +\d+ +0\.000 +0 +0 +0\n`).MatchString(out) || regexp.MustCompile(`\n +5 +16 +\d+ +0\.000 `).MatchString(out) {
+		t.Errorf("another aggregate: %s", out)
 	}
 	stores, _, err := job.OpenDefinitionStores(st, store.DefaultConfig(), nil)
 	if err != nil {
