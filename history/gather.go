@@ -29,6 +29,7 @@ import (
 // cell, minute of the longest window and ring.
 type Gatherer struct {
 	def     feature.Definition
+	kind    feature.Aggregate
 	maxW    int64
 	bucket  []int   // per feature ring index: its position in ks (the rings sorted)
 	nb      int     // distinct rings
@@ -85,7 +86,7 @@ func NewGatherer(def feature.Definition, lateness time.Duration, queries []Query
 	if err := def.Validate(); err != nil {
 		return nil, err
 	}
-	g := &Gatherer{def: def, maxW: int64(def.MaxWindowValue()), queries: queries, emit: emit,
+	g := &Gatherer{def: def, kind: def.Kind(), maxW: int64(def.MaxWindowValue()), queries: queries, emit: emit,
 		union: map[uint64]int32{}, slotOf: map[encode.UUID]int32{}, open: map[int64]*minuteCounts{},
 		first: aggregate.NoMinute, nextClose: aggregate.NoMinute, lastCount: aggregate.NoMinute}
 	for i := range g.codeSlot {
@@ -289,8 +290,10 @@ func (g *Gatherer) answerBefore(m int64) error {
 	return nil
 }
 
-// answer sums query i's features at the latest closed minute: per window,
-// the ring sums of its minutes, cumulative over rings.
+// answer computes query i's features at the latest closed minute: per
+// window, each of its minutes' values by ring (the minute's ring sums,
+// cumulative over rings) folded by the definition's aggregate
+// (feature.Aggregate; for count, the sum).
 func (g *Gatherer) answer(i int) error {
 	q := &g.queries[i]
 	a := &g.ans
@@ -311,26 +314,22 @@ func (g *Gatherer) answer(i int) error {
 	g.ringScratch = append(g.ringScratch[:0], make([]int32, g.nb)...)
 	ring := g.ringScratch
 	for wi, w := range g.def.Windows {
-		clear(ring)
 		for mm := g.cur - int64(w) + 1; mm <= g.cur; mm++ {
 			pos := int(((mm % g.maxW) + g.maxW) % g.maxW)
 			if ps.minute[pos] != mm {
-				continue
+				continue // no counts: D = 0, which no Fold changes anything by
 			}
-			row := ps.sums[pos*stride+t*g.nb : pos*stride+(t+1)*g.nb]
-			for b, v := range row {
-				ring[b] += v
+			copy(ring, ps.sums[pos*stride+t*g.nb:pos*stride+(t+1)*g.nb])
+			for b := 1; b < g.nb; b++ {
+				ring[b] += ring[b-1]
 			}
-		}
-		for b := 1; b < g.nb; b++ {
-			ring[b] += ring[b-1]
-		}
-		for ki := range g.def.Rings {
-			v := ring[g.bucket[ki]]
-			a.Features[g.def.Index(ki, wi)] = v
-			a.Found = a.Found || v != 0
+			for ki := range g.def.Rings {
+				f := &a.Features[g.def.Index(ki, wi)]
+				*f = g.kind.Fold(*f, g.kind.Value(ring[g.bucket[ki]]))
+			}
 		}
 	}
+	a.Found = slices.ContainsFunc(a.Features, func(v int32) bool { return v != 0 })
 	return g.emit(a)
 }
 

@@ -67,8 +67,8 @@ func answers(t *testing.T, cfg pipeline.Config, data []byte, queries []Query) (s
 // TestGathererEqualsSink: the Gatherer's answers are the Sink's, query for
 // query (minute, found and every feature), on a dense city, a thin one
 // with gaps longer than the longest window (minutes the closer skips), and
-// definitions with rings and windows out of order; queries before the
-// first close, inside, in the gaps and after the end.
+// definitions with rings and windows out of order and other aggregates;
+// queries before the first close, inside, in the gaps and after the end.
 func TestGathererEqualsSink(t *testing.T) {
 	t.Parallel()
 	if norace.Run(t) {
@@ -85,6 +85,9 @@ func TestGathererEqualsSink(t *testing.T) {
 		{"dense", 3000, testsize.Pick(15_000, 30_000), 1, feature.Definition{Resolution: 8, Rings: []int{0, 1, 3, 5}, Windows: []int{1, 2, 4, 8}}},
 		{"thin with gaps", 1000, 30_000, 7, feature.Definition{Resolution: 8, Rings: []int{5, 0, 2}, Windows: []int{3, 1, 5}}},
 		{"fine resolution", 2000, testsize.Pick(8_000, 16_000), 1, feature.Definition{Resolution: 9, Rings: []int{0, 2, 7}, Windows: []int{3, 5, 1}}},
+		// The Gatherer folds windows itself: each aggregate as the close does.
+		{"dense max", 3000, testsize.Pick(9_000, 30_000), 1, feature.Definition{Resolution: 8, Rings: []int{3, 0, 1}, Windows: []int{4, 1, 2}, Aggregate: "max"}},
+		{"thin with gaps, minutes", 1000, 30_000, 7, feature.Definition{Resolution: 8, Rings: []int{5, 0, 2}, Windows: []int{3, 1, 5}, Aggregate: "minutes"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			gc := gen.DefaultConfig()

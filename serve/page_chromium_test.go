@@ -350,6 +350,7 @@ document.getElementById("out").textContent = JSON.stringify({
   merc: [d.mercY(0), d.mercY(85.0511287798), d.mercY(89), d.latOfMercY(d.mercY(40.758))],
   tiles: [d.tilesFor({lat: 40.758, lng: -73.9855, z: 12}, 800, 600), d.tilesFor({lat: 40.758, lng: -73.9855, z: 12.4}, 800, 600),
     d.tilesFor({lat: -33.9, lng: 179.99, z: 5.6}, 640, 480)],
+  texts: [d.featureText(2, 16, "count"), d.featureText(0, 1, undefined), d.featureText(2, 16, "max"), d.featureText(0, 1, "max"), d.featureText(1, 8, "minutes"), d.featureText(3, 1, "minutes")],
   tileURL: d.tileURL("https://t.example/{z}/{x}/{y}.png?zoom={z}", {z: 3, x: 1, y: 2}),
   waiting: (() => {
     const fc = {minute: "2024-06-01T10:07:00Z", event_time: "2024-06-01T10:07:48.250Z", lateness_seconds: 30, riders: 16, rate: 20, rate_measured: true, eta_seconds: 2.0875};
@@ -383,6 +384,7 @@ document.getElementById("out").textContent = JSON.stringify({
 		Tiles                       [][]jsTile
 		TileURL                     string
 		Waiting                     []string
+		Texts                       []string
 	}
 	if err := json.Unmarshal([]byte(html.UnescapeString(m[1])), &got); err != nil {
 		t.Fatalf("%v: %s", err, m[1])
@@ -425,6 +427,12 @@ document.getElementById("out").textContent = JSON.stringify({
 	checkTiles(t, got.Tiles[2], -33.9, 179.99, 5.6, 640, 480) // across the antimeridian
 	if got.TileURL != "https://t.example/3/1/2.png?zoom=3" {
 		t.Errorf("tileURL: %q", got.TileURL)
+	}
+	wantTexts := []string{"riders within 2 rings over the last 16 minutes", "riders in the cell in the minute",
+		"riders within 2 rings in the busiest of the last 16 minutes", "riders in the cell in the minute",
+		"minutes of the last 8 with riders within 1 ring", "whether riders were within 3 rings in the minute"}
+	if strings.Join(got.Texts, "\n") != strings.Join(wantTexts, "\n") {
+		t.Errorf("featureText (count, max, minutes):\n got %q\nwant %q", got.Texts, wantTexts)
 	}
 	wantWaiting := []string{
 		"WAITING", // without first_close, whatever the time

@@ -25,7 +25,9 @@
 // event time by riders 1a (gen makes no events ahead of the clock), line_too_long (lines are
 // read whole), duplicate_field (encoding/json keeps the last value), the
 // 256-active-products limit, and idle-timeout on live sources (inputs are
-// finite). On such inputs its rows equal the engine's (naive_test.go).
+// finite). On such inputs its rows equal the engine's (naive_test.go). It
+// computes the count aggregate (rule 4), the one the report measures;
+// Run refuses a definition of another (rule 4a).
 package naive
 
 import (
@@ -106,6 +108,9 @@ func New(def feature.Definition, lateness time.Duration, snk Sink) *Job {
 // Run processes r to its end and closes every minute up to the minute of
 // the largest ts.
 func (j *Job) Run(ctx context.Context, r io.Reader) error {
+	if a := j.def.Kind().Name; a != feature.DefaultAggregate {
+		return fmt.Errorf("naive: windows.aggregate=%s: the naive job computes count only", a)
+	}
 	br := bufio.NewReader(r)
 	firstLine := true
 	for {

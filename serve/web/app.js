@@ -259,7 +259,19 @@ function tileURL(tmpl, t) {
   return tmpl.replaceAll("{z}", String(t.z)).replaceAll("{x}", String(t.x)).replaceAll("{y}", String(t.y));
 }
 
-window.demandpipe = { ago, minuteLabel, waitingText, color, scaler, ticks, parseView, formatView, cellRes, withDefinition, definitionOption, isLive, latestText, mercY, latOfMercY, tilesFor, tileURL };
+// featureText says what feature (k, w) is under the definition's aggregate
+// (docs/CONTRACT.md rule 4a; /v1/definition's "aggregate").
+function featureText(k, w, aggregate) {
+  const rings = k === 0 ? "in the cell" : k === 1 ? "within 1 ring" : `within ${k} rings`;
+  switch (aggregate) {
+    case "max": return w === 1 ? `riders ${rings} in the minute` : `riders ${rings} in the busiest of the last ${w} minutes`;
+    case "minutes": return w === 1 ? `whether riders were ${rings} in the minute` : `minutes of the last ${w} with riders ${rings}`;
+  }
+  const mins = w === 1 ? "in the minute" : `over the last ${w} minutes`;
+  return `riders ${rings} ${mins}`;
+}
+
+window.demandpipe = { featureText, ago, minuteLabel, waitingText, color, scaler, ticks, parseView, formatView, cellRes, withDefinition, definitionOption, isLive, latestText, mercY, latOfMercY, tilesFor, tileURL };
 
 // ---- state ----
 
@@ -447,12 +459,6 @@ function centre(b) {
   return [la / b.length, ln / b.length];
 }
 
-function featureText(k, w) {
-  const rings = k === 0 ? "in the cell" : k === 1 ? "within 1 ring" : `within ${k} rings`;
-  const mins = w === 1 ? "in the minute" : `over the last ${w} minutes`;
-  return `riders ${rings} ${mins}`;
-}
-
 function draw(d) {
   data = d;
   const svg = $("map"), cells = d.cells;
@@ -492,7 +498,7 @@ function definitionNote() {
 
 function drawLegend(d, lo, hi) {
   const scale = view.scale;
-  $("legend-title").textContent = `Colour: ${featureText(d.k, d.w)} (k=${d.k}, w=${d.w})`;
+  $("legend-title").textContent = `Colour: ${featureText(d.k, d.w, def && def.aggregate)} (k=${d.k}, w=${d.w})`;
   const stops = [];
   for (let i = 0; i <= 10; i++) stops.push(color(i / 10));
   $("legend").querySelector(".bar").style.background = `linear-gradient(to right, ${stops.join(",")})`;
