@@ -193,7 +193,9 @@ func TestDefinitionAddedIsBackfilled(t *testing.T) {
 	t.Parallel()
 	in := strings.Join(resumeInput(t), "\n") + "\n" // 25 minutes of a small city, with a gap and a jump
 	def := feature.Definition{Resolution: 8, Rings: []int{0, 1, 2}, Windows: []int{1, 4, 8}}
-	added := feature.Named{Name: "added", Definition: feature.Definition{Resolution: 8, Rings: []int{0, 3}, Windows: []int{2, 5}}}
+	// Added: another aggregate too, as a team adding a peak feature would;
+	// count records are what every aggregate starts from.
+	added := feature.Named{Name: "added", Definition: feature.Definition{Resolution: 8, Rings: []int{0, 3}, Windows: []int{2, 5}, Aggregate: "max"}}
 	newEngine := func(extra []feature.Named, sinks ...sink.Writer) *Engine {
 		cfg := DefaultConfig()
 		cfg.Def, cfg.Extra, cfg.Parallelism, cfg.ChunkBytes = def, extra, 2, 16<<10
