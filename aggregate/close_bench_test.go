@@ -21,17 +21,26 @@ import (
 // null sink. Disks are warm (computed in the first minutes), as in steady
 // state.
 //
+// aggregate=max folds the windows again each minute (windows.refold)
+// instead of sliding sums.
+//
 // checkpoint=true adds what a durable sink costs the engine: encoding the
 // minute's source counts and the resume state at every close (the sink
 // here discards them, so only the engine's side is measured).
 func BenchmarkCloseMinute(b *testing.B) {
 	for _, bc := range []struct {
-		n  int
-		cp bool
-	}{{20_000, false}, {20_000, true}, {40_000, false}, {40_000, true}} {
+		n   int
+		cp  bool
+		agg string // "": count, named as before there were aggregates
+	}{{20_000, false, ""}, {20_000, true, ""}, {40_000, false, ""}, {40_000, true, ""}, {20_000, false, "max"}} {
 		n := bc.n
-		b.Run(fmt.Sprintf("cells=%d/k=20/features=54/checkpoint=%v", n, bc.cp), func(b *testing.B) {
+		agg := ""
+		if bc.agg != "" {
+			agg = "/aggregate=" + bc.agg
+		}
+		b.Run(fmt.Sprintf("cells=%d/k=20/features=54%s/checkpoint=%v", n, agg, bc.cp), func(b *testing.B) {
 			cfg := DefaultConfig()
+			cfg.Def.Aggregate = bc.agg
 			cfg.Kring.MaxCachedDisks = 1 << 20
 			products := encode.NewProducts()
 			code, _ := products.Code(encode.UUID{1})
