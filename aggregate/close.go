@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"math/bits"
 	"slices"
 	"sync"
 	"time"
@@ -71,6 +72,9 @@ type closer struct {
 	srcCells []uint64
 	rule     *sparseRule // which sources take the per-source path (sparse.go)
 	acc      []int32     // a row being summed from sparse sources
+	kind     feature.Aggregate
+	dk       []int32 // emitMerged's, when kind is not additive: a target's values by ring and age
+	byLen    []int   // the windows' indices, shortest first
 	// budget: 90% of Config.MaxMemory (0: none), the rest being slack for
 	// arrays that grow by doubling; perTarget bounds what a new target
 	// costs, perSource a source in a new place (a disk of new targets)
@@ -141,7 +145,9 @@ func newCloser(cfg Config, products *encode.Products, snk sink.Writer, st *Stats
 		budget:     cfg.MaxMemory / 10 * 9, // the rest: slack for arrays growing by doubling
 		perTarget:  perTargetBytes(cfg),
 		perSource:  perTargetBytes(cfg) * int64(feature.DiskCells(cfg.Def.MaxRingValue())),
-		rule:       newSparseRule(sparseBelow(cfg), cfg.Def.Resolution, cfg.Def.MaxRingValue(), slices.Max(cfg.Def.Windows)),
+		rule:       newSparseRule(cfg.Kring.SparseBelow, cfg.Def.Resolution, cfg.Def.MaxRingValue(), slices.Max(cfg.Def.Windows)),
+		kind:       cfg.Def.Kind(),
+		byLen:      windowsByLength(cfg.Def.Windows),
 	}
 	for range a.workers {
 		a.scratch = append(a.scratch, &kring.Scratch{})
@@ -151,17 +157,6 @@ func newCloser(cfg Config, products *encode.Products, snk sink.Writer, st *Stats
 	a.maxW = slices.Max(cfg.Def.Windows)
 	a.cpClosed, a.clock = NoMinute, NoMinute
 	return a, nil
-}
-
-// sparseBelow is kring.Config.SparseBelow, or 0 (every source in the
-// panes) when the aggregate is not additive: the per-source path merges
-// its rows into the panes' by adding (emitMerged), and a max over minutes
-// of a sum over sources is not the sum of the maxes.
-func sparseBelow(cfg Config) int {
-	if !cfg.Def.Kind().Additive {
-		return 0
-	}
-	return cfg.Kring.SparseBelow
 }
 
 // closeThrough (closing half) closes every minute up to req.through, in
@@ -328,7 +323,7 @@ func (a *closer) slideWindows(m int64, work []*productState, restoring bool) {
 				if restoring {
 					continue // rebuilding windows after a restart: no rows
 				}
-				ps.sparse.gather(m, a.def.Windows)
+				ps.sparse.gather(m, a.def.Windows, !a.kind.Additive)
 				for _, t := range ps.targets {
 					c := cells.Cell(t.Cell)
 					if a.owns != nil && !a.owns(c) {
@@ -447,10 +442,57 @@ func (a *closer) emit(ctx context.Context, m int64, code byte, cell uint64, row 
 	return nil
 }
 
+// foldMinutes makes a.acc target t's row for an aggregate whose rows do
+// not add (a max of sums is not the sum of maxes): the minutes' values of
+// the sparse sources reaching t, plus the panes' when t has a slot there
+// too (both: dense[0]), summed per minute, then folded by the aggregate,
+// newest first, each window taking the fold when it has its minutes (the
+// windows nest). Only the minutes with a value are read (mask): a sparse
+// source has few. Measured on 625 towns of 4 riders (the child of pipeline
+// TestSmallTownsStayInTheBudget, 5.8M rows): a max run takes 1.26 s
+// against count's 0.77 s; reading every age of max(W) instead, the whole
+// test took 5.3 s, not 2.3.
+func (a *closer) foldMinutes(m int64, t uint64, ps *productState, both bool, dense []cellSlot) {
+	nA, nW := a.maxW, len(a.def.Windows)
+	a.dk = slices.Grow(a.dk[:0], len(a.def.Rings)*nA)[:len(a.def.Rings)*nA]
+	clear(a.dk)
+	mask := ps.sparse.accumulateMinutes(t, a.dk, a.def.Rings)
+	if both {
+		mask |= ps.win.AddMinutes(dense[0].slot, m, a.dk)
+	}
+	for ki := range a.def.Rings {
+		byAge := a.dk[ki*nA : ki*nA+nA]
+		v, j := int32(0), 0
+		for b := mask; b != 0; b &= b - 1 {
+			age := bits.TrailingZeros64(b)
+			for ; j < nW && a.def.Windows[a.byLen[j]] <= age; j++ {
+				a.acc[ki*nW+a.byLen[j]] = v // the windows too short to hold age
+			}
+			if x := byAge[age]; x != 0 { // Fold(v, Map(0)) = v
+				v = a.kind.Fold(v, a.kind.Value(x))
+			}
+		}
+		for ; j < nW; j++ {
+			a.acc[ki*nW+a.byLen[j]] = v
+		}
+	}
+}
+
+// windowsByLength is the indices of w, shortest window first.
+func windowsByLength(w []int) []int {
+	idx := make([]int, len(w))
+	for i := range idx {
+		idx[i] = i
+	}
+	slices.SortFunc(idx, func(a, b int) int { return w[a] - w[b] })
+	return idx
+}
+
 // emitMerged emits a product's rows when some of its sources are sparse:
 // the panes' targets (ps.order, by cell) merged with the targets of the
-// sparse sources' disks, a cell in both summing the two. It returns the
-// number of targets only sparse sources reach.
+// sparse sources' disks, a cell in both summing the two (foldMinutes when
+// the aggregate's rows do not add). It returns the number of targets only
+// sparse sources reach.
 func (a *closer) emitMerged(ctx context.Context, m int64, ps *productState, rows *int64) (int64, error) {
 	nF := a.def.NumFeatures()
 	a.acc = slices.Grow(a.acc[:0], nF)[:nF]
@@ -469,12 +511,19 @@ func (a *closer) emitMerged(ctx context.Context, m int64, ps *productState, rows
 		if !ok {
 			break
 		}
-		clear(a.acc)
-		sp.accumulate(t, a.acc, a.def.Rings)
-		if len(dense) > 0 && dense[0].cell == t {
-			for i, v := range ps.win.Row(dense[0].slot) {
-				a.acc[i] += v
+		both := len(dense) > 0 && dense[0].cell == t
+		if a.kind.Additive {
+			clear(a.acc)
+			sp.accumulate(t, a.acc, a.def.Rings)
+			if both {
+				for i, v := range ps.win.Row(dense[0].slot) {
+					a.acc[i] += v
+				}
 			}
+		} else {
+			a.foldMinutes(m, t, ps, both, dense)
+		}
+		if both {
 			dense = dense[1:]
 		} else {
 			only++

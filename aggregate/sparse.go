@@ -2,6 +2,7 @@ package aggregate
 
 import (
 	"cmp"
+	"math/bits"
 	"slices"
 	"sync"
 
@@ -23,8 +24,10 @@ import (
 // sorted by cell (8 bytes a member, ~10 KB at k=20), for the minutes a
 // window still needs. At each close its
 // window sums are taken over those minutes and its disk is merged, in cell
-// order, with the panes' targets. Every feature is a sum over sources, so
-// the path a source takes changes no row, only cost: memory per source
+// order, with the panes' targets. Every count feature is a sum over
+// sources, and for any other aggregate every minute's value is, which the
+// merge then folds (closer.foldMinutes), so the path a source takes
+// changes no row, only cost: memory per source
 // instead of per target, and CPU per (source, target) pair at each close,
 // which is why a region that fills up, or lies beside one, goes to the
 // panes.
@@ -39,6 +42,7 @@ type sparseSet struct {
 	// per close: the distinct sources with their window sums
 	srcs    []sparseSrc
 	sums    []int32 // len(srcs) * |W|
+	ages    []int32 // len(srcs) * max(W), when gathered by minute
 	heap    []int32 // active sources (index into srcs), by current cell
 	next    int     // srcs[next:] are not active yet
 	entries []sparseEntry
@@ -71,6 +75,8 @@ const distBits = 12
 
 type sparseSrc struct {
 	sums []int32     // per window: the source's counts in the window ending at the close
+	ages []int32     // byMinute: per age (minutes before the close), its count
+	mask uint64      // byMinute: bit a set when ages[a] > 0 (max(W) <= 60)
 	disk *sparseDisk // its disk (computed after gather: see start)
 	keys []uint64    // disk.keys, during the merge
 	pos  int         // next key to merge
@@ -123,9 +129,10 @@ func (s *sparseSet) expire(from int64) {
 }
 
 // gather builds the distinct sources of the windows ending at m with
-// their window sums: sums[i*|W|+wi] = the source's counts in (m-W[wi], m].
-// The disks still to compute are left in s.missing.
-func (s *sparseSet) gather(m int64, w []int) {
+// their window sums: sums[i*|W|+wi] = the source's counts in (m-W[wi], m];
+// byMinute, also their counts by age (for an aggregate whose rows do not
+// add: emitMerged). The disks still to compute are left in s.missing.
+func (s *sparseSet) gather(m int64, w []int, byMinute bool) {
 	s.missing = s.missing[:0]
 	maxW := int64(slices.Max(w))
 	s.entries = s.entries[:0]
@@ -137,9 +144,13 @@ func (s *sparseSet) gather(m int64, w []int) {
 		}
 	}
 	slices.SortFunc(s.entries, func(x, y sparseEntry) int { return cmp.Compare(x.cell, y.cell) })
-	nW := len(w)
+	nW, nA := len(w), 0
+	if byMinute {
+		nA = int(maxW)
+	}
 	s.srcs = s.srcs[:0]
 	s.sums = s.sums[:0]
+	s.ages = s.ages[:0]
 	var cell uint64
 	for _, e := range s.entries {
 		if len(s.srcs) == 0 || e.cell != cell {
@@ -147,6 +158,7 @@ func (s *sparseSet) gather(m int64, w []int) {
 			d := s.disks[cell]
 			s.srcs = append(s.srcs, sparseSrc{disk: d})
 			s.sums = append(s.sums, make([]int32, nW)...)
+			s.ages = append(s.ages, make([]int32, nA)...)
 			s.hi = cell &^ (1<<52 - 1)
 			if d.keys == nil {
 				d.keys = []uint64{cell} // marks it missing once; computeDisks fills it
@@ -159,9 +171,14 @@ func (s *sparseSet) gather(m int64, w []int) {
 				sums[wi] += e.count
 			}
 		}
+		if byMinute {
+			s.ages[len(s.ages)-nA+int(e.age)] += e.count
+			s.srcs[len(s.srcs)-1].mask |= 1 << e.age
+		}
 	}
-	for i := range s.srcs { // s.sums may have moved while it grew
+	for i := range s.srcs { // s.sums and s.ages may have moved while they grew
 		s.srcs[i].sums = s.sums[i*nW : i*nW+nW]
+		s.srcs[i].ages = s.ages[i*nA : i*nA+nA]
 	}
 }
 
@@ -174,7 +191,7 @@ func (s *sparseSet) bytes() int {
 	for _, d := range s.disks {
 		n += cap(d.keys)*8 + 48
 	}
-	return n + cap(s.entries)*16 + cap(s.sums)*4 + cap(s.srcs)*64 + s.regions.bytes()
+	return n + cap(s.entries)*16 + cap(s.sums)*4 + cap(s.ages)*4 + cap(s.srcs)*88 + s.regions.bytes()
 }
 
 // computeDisks computes the disks marked missing (keys holding only the
@@ -297,14 +314,47 @@ func (s *sparseSet) accumulate(t uint64, row []int32, rings []int) {
 				r[wi] += v
 			}
 		}
-		src.pos++
-		if src.pos == len(src.keys) {
-			last := len(s.heap) - 1
-			s.heap[0] = s.heap[last]
-			s.heap = s.heap[:last]
-		}
-		s.down()
+		s.pop()
 	}
+}
+
+// accumulateMinutes is accumulate by minute, for an aggregate whose rows
+// do not add: it adds into dk (|K| x maxW, by ring and age) every source's
+// counts by age to every ring k >= its distance from t, and returns the
+// ages it added to (a bit each). A sparse source has few minutes: only
+// those are read.
+func (s *sparseSet) accumulateMinutes(t uint64, dk []int32, rings []int) uint64 {
+	nA := len(dk) / len(rings)
+	var mask uint64
+	for len(s.heap) > 0 && s.top() == t {
+		src := &s.srcs[s.heap[0]]
+		d := int(src.keys[src.pos] & (1<<distBits - 1))
+		mask |= src.mask
+		for ki, k := range rings {
+			if d > k {
+				continue
+			}
+			r := dk[ki*nA : ki*nA+nA]
+			for b := src.mask; b != 0; b &= b - 1 {
+				age := bits.TrailingZeros64(b)
+				r[age] += src.ages[age]
+			}
+		}
+		s.pop()
+	}
+	return mask
+}
+
+// pop moves the merge's top source past its current cell.
+func (s *sparseSet) pop() {
+	src := &s.srcs[s.heap[0]]
+	src.pos++
+	if src.pos == len(src.keys) {
+		last := len(s.heap) - 1
+		s.heap[0] = s.heap[last]
+		s.heap = s.heap[:last]
+	}
+	s.down()
 }
 
 // regionWindow counts a product's sources (both paths) per region over the

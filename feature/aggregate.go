@@ -41,10 +41,10 @@ type Aggregate struct {
 	// keep 0 at 0, be monotone and be non-zero on non-zero values.
 	Map func(v int32) int32
 	// Additive: the rows of two disjoint sets of sources add up to the rows
-	// of their union. Only then may isolated sources be kept per source and
-	// merged into the rows by adding (kring.Config.SparseBelow); otherwise
-	// every source goes to the panes, which costs ~1 KB per target it
-	// reaches instead of ~10 KB per source.
+	// of their union. Then the close merges isolated sources (kept per
+	// source: kring.Config.SparseBelow) into the panes' rows by adding their
+	// window sums; otherwise by adding their values minute by minute and
+	// folding those (|K| x max(W) values per target they reach).
 	Additive bool
 }
 

@@ -60,8 +60,9 @@ func townLines(towns int, seed uint64) []string {
 // the per-region count of 4, and took ~1.6 KB for each of the ~1,261
 // targets of every source; now a source goes per source unless its region
 // and its neighbours hold 32, ~140 MB). Short: 625 towns under 128 MiB
-// (was ~600 MB). The rows are the panes-only run's (kring SparseBelow 0)
-// on 40 towns at a definition small enough to collect.
+// (was ~600 MB). The same for a max definition. The rows are the
+// panes-only run's (kring SparseBelow 0) on 40 towns at a definition small
+// enough to collect, for every aggregate.
 func TestSmallTownsStayInTheBudget(t *testing.T) {
 	if spec := os.Getenv("DEMANDPIPE_TOWNS_CHILD"); spec != "" {
 		townsChild(spec)
@@ -73,45 +74,54 @@ func TestSmallTownsStayInTheBudget(t *testing.T) {
 	}
 	seed := testsize.Seed(t)
 	towns, limit := testsize.Pick(625, 2500), testsize.Pick(int64(128<<20), int64(512<<20))
-	cmd := exec.Command(os.Args[0], "-test.run=^TestSmallTownsStayInTheBudget$", "-test.count=1")
-	cmd.Env = append(os.Environ(), fmt.Sprintf("DEMANDPIPE_TOWNS_CHILD=%d,%d", towns, seed))
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("child: %v\n%s", err, out)
-	}
-	var peak, rss, counted, rows int64
-	i := strings.Index(string(out), "peak=")
-	if i < 0 {
-		t.Fatalf("child said nothing:\n%s", out)
-	}
-	if _, err := fmt.Sscanf(string(out[i:]), "peak=%d rss=%d counted=%d rows=%d", &peak, &rss, &counted, &rows); err != nil {
-		t.Fatalf("%v: %s", err, out)
-	}
-	t.Logf("%d towns of 4 riders, 4 a region, default settings: peak %.0f MiB mapped by Go, peak RSS %.0f MiB, %d counted, %d rows", towns, float64(peak)/(1<<20), float64(rss)/(1<<20), counted, rows)
-	if counted != int64(4*towns) || rows == 0 {
-		t.Fatalf("%d counted of %d events, %d rows", counted, 4*towns, rows)
-	}
-	if rss > limit {
-		t.Fatalf("peak RSS %d MiB, over %d MiB", rss>>20, limit>>20)
+	// Every aggregate: one whose rows do not add keeps isolated sources per
+	// source too, merging them minute by minute (aggregate foldMinutes).
+	for _, agg := range []string{"count", "max"} {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestSmallTownsStayInTheBudget$", "-test.count=1")
+		cmd.Env = append(os.Environ(), fmt.Sprintf("DEMANDPIPE_TOWNS_CHILD=%d,%d,%s", towns, seed, agg))
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("child: %v\n%s", err, out)
+		}
+		var peak, rss, counted, rows int64
+		i := strings.Index(string(out), "peak=")
+		if i < 0 {
+			t.Fatalf("child said nothing:\n%s", out)
+		}
+		if _, err := fmt.Sscanf(string(out[i:]), "peak=%d rss=%d counted=%d rows=%d", &peak, &rss, &counted, &rows); err != nil {
+			t.Fatalf("%v: %s", err, out)
+		}
+		t.Logf("%d towns of 4 riders, 4 a region, default settings, %s: peak %.0f MiB mapped by Go, peak RSS %.0f MiB, %d counted, %d rows", towns, agg, float64(peak)/(1<<20), float64(rss)/(1<<20), counted, rows)
+		if counted != int64(4*towns) || rows == 0 {
+			t.Fatalf("%s: %d counted of %d events, %d rows", agg, counted, 4*towns, rows)
+		}
+		if rss > limit {
+			t.Fatalf("%s: peak RSS %d MiB, over %d MiB", agg, rss>>20, limit>>20)
+		}
 	}
 
-	// The same rows whichever path the sources take.
+	// The same rows whichever path the sources take, for every aggregate.
 	lines := townLines(40, seed)
-	def := feature.Definition{Resolution: 8, Rings: []int{0, 1, 5}, Windows: []int{1, 4}}
-	run := func(below int) []row {
-		cfg := DefaultConfig()
-		cfg.Def, cfg.Parallelism, cfg.Kring.SparseBelow = def, 2, below
-		e, err := New(cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		c := &collect{}
-		if err := e.Run(context.Background(), strings.NewReader(strings.Join(lines, "\n")+"\n"), c); err != nil {
-			t.Fatal(err)
-		}
-		return c.rows
+	for _, a := range feature.Aggregates() {
+		def := feature.Definition{Resolution: 8, Rings: []int{0, 1, 5}, Windows: []int{1, 4}, Aggregate: a.Name}
+		rowsEqual(t, townRows(t, lines, def, DefaultConfig().Kring.SparseBelow), townRows(t, lines, def, 0))
 	}
-	rowsEqual(t, run(DefaultConfig().Kring.SparseBelow), run(0))
+}
+
+// townRows runs lines through an engine of def with kring.sparse-below set.
+func townRows(t *testing.T, lines []string, def feature.Definition, below int) []row {
+	t.Helper()
+	cfg := DefaultConfig()
+	cfg.Def, cfg.Parallelism, cfg.Kring.SparseBelow = def, 2, below
+	e, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &collect{}
+	if err := e.Run(context.Background(), strings.NewReader(strings.Join(lines, "\n")+"\n"), c); err != nil {
+		t.Fatal(err)
+	}
+	return c.rows
 }
 
 type rowCounter struct{ rows atomic.Int64 }
@@ -129,7 +139,7 @@ func townsChild(spec string) {
 	seed, _ := strconv.ParseUint(f[1], 10, 64)
 	lines := townLines(towns, seed)
 	cfg := DefaultConfig()
-	cfg.Parallelism = 2
+	cfg.Parallelism, cfg.Def.Aggregate = 2, f[2]
 	e, err := New(cfg)
 	if err != nil {
 		fmt.Println(err)

@@ -48,6 +48,10 @@ type pane struct {
 	bits   []uint64 // bit s: slot s has values here
 	vals   []int16  // |K| per set bit, in slot order
 	over   []overflow
+	// rank, when ranked: per word of bits, the set bits before it
+	// (AddMinutes' lookups; built on the first since set)
+	rank   []int32
+	ranked bool
 }
 
 type overflow struct {
@@ -129,7 +133,7 @@ func (w *Windows) Advance(m int64, d *kring.Sparse) {
 // set makes p minute m's values d, whose targets are in slots (of
 // nSlots), |K| values each; rank is scratch.
 func (p *pane) set(m int64, d *kring.Sparse, slots []int32, nSlots, nK int, rank *[]int32) {
-	p.minute = m
+	p.minute, p.ranked = m, false
 	words := (nSlots + 63) >> 6
 	p.bits = slices.Grow(p.bits[:0], words)[:words]
 	clear(p.bits)
@@ -224,7 +228,7 @@ func (w *Windows) Active() int { return w.active }
 func (w *Windows) Bytes() int {
 	n := cap(w.f)*4 + cap(w.slotOf)*4 + cap(w.slotCell)*4 + cap(w.slots)*4 + cap(w.rank)*4
 	for i := range w.panes {
-		n += cap(w.panes[i].bits)*8 + cap(w.panes[i].vals)*2 + cap(w.panes[i].over)*8
+		n += cap(w.panes[i].bits)*8 + cap(w.panes[i].vals)*2 + cap(w.panes[i].over)*8 + cap(w.panes[i].rank)*4
 	}
 	return n
 }
@@ -259,4 +263,48 @@ func (w *Windows) Remap(remap []uint32) {
 		}
 	}
 	w.slotOf = slotOf
+}
+
+// AddMinutes adds slot's values of every minute the longest window holds
+// at m into dst, by ring and age (minutes before m): dst[ki*maxW+age] +=
+// D[ki] of minute m-age, maxW the longest window. The close merges them
+// with isolated sources' minutes where an aggregate's rows do not add
+// (feature.Aggregate.Additive). It returns the ages it added to, a bit
+// each (max(W) <= 60).
+func (w *Windows) AddMinutes(slot int32, m int64, dst []int32) uint64 {
+	var mask uint64
+	maxW, s := len(w.panes)-1, int(slot)
+	wd, bit := s>>6, uint64(1)<<(s&63)
+	for age := range maxW {
+		i := m - int64(age)
+		q := &w.panes[w.at(i)]
+		if q.minute != i || wd >= len(q.bits) || q.bits[wd]&bit == 0 {
+			continue
+		}
+		at := int(q.rankOf(wd)+int32(bits.OnesCount64(q.bits[wd]&(bit-1)))) * w.nK
+		for ki, v := range q.vals[at : at+w.nK] {
+			x := int32(v)
+			if v == overflowMark {
+				j, _ := slices.BinarySearchFunc(q.over, int32(at+ki), func(o overflow, pos int32) int { return int(o.pos - pos) })
+				x = q.over[j].v
+			}
+			dst[ki*maxW+age] += x
+		}
+		mask |= 1 << age
+	}
+	return mask
+}
+
+// rankOf is the number of set bits in the words before wd.
+func (p *pane) rankOf(wd int) int32 {
+	if !p.ranked {
+		p.rank = slices.Grow(p.rank[:0], len(p.bits))[:len(p.bits)]
+		n := int32(0)
+		for i, b := range p.bits {
+			p.rank[i] = n
+			n += int32(bits.OnesCount64(b))
+		}
+		p.ranked = true
+	}
+	return p.rank[wd]
 }

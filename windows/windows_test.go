@@ -3,6 +3,7 @@ package windows
 import (
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"github.com/demandpipe/demandpipe/feature"
@@ -82,6 +83,8 @@ func testMatchesNaive(t *testing.T, def feature.Definition, refold bool) {
 		got := map[uint32][]int32{}
 		for _, tg := range w.Collect(nil) {
 			got[tg.Cell] = append([]int32(nil), w.Row(tg.Slot)...)
+			tc := uint32(slices.Index(idx, tg.Cell))
+			checkMinutes(t, w, tg.Slot, m, 5, func(i int64) []int32 { return hist[i][tc] })
 		}
 		for tc := range uint32(20) {
 			want := make([]int32, def.NumFeatures())
@@ -171,6 +174,12 @@ func testLargeValues(t *testing.T, def feature.Definition, refold bool) {
 		got := map[uint32][]int32{}
 		for _, tg := range w.Collect(nil) {
 			got[tg.Cell] = append([]int32(nil), w.Row(tg.Slot)...)
+			checkMinutes(t, w, tg.Slot, m, 4, func(i int64) []int32 {
+				if h, ok := hist[i]; ok {
+					return h[tg.Cell][:]
+				}
+				return nil
+			})
 		}
 		for tg := range uint32(4) {
 			want := make([]int32, 4)
@@ -186,6 +195,55 @@ func testLargeValues(t *testing.T, def feature.Definition, refold bool) {
 			if fmt.Sprint(got[tg]) != fmt.Sprint(want) && !(got[tg] == nil && want[3] == 0) {
 				t.Fatalf("minute %d target %d: %v, want %v", m, tg, got[tg], want)
 			}
+		}
+	}
+}
+
+// checkMinutes checks AddMinutes of slot at m against the history: at
+// (minute) gives a target's values of a minute (nil: none).
+func checkMinutes(t *testing.T, w *Windows, slot int32, m int64, maxW int, at func(int64) []int32) {
+	t.Helper()
+	got := make([]int32, w.nK*maxW)
+	w.AddMinutes(slot, m, got)
+	want := make([]int32, w.nK*maxW)
+	for age := range maxW {
+		for ki, v := range at(m - int64(age)) {
+			want[ki*maxW+age] = v
+		}
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("minute %d slot %d: AddMinutes %v, want %v", m, slot, got, want)
+	}
+}
+
+// TestAddMinutesAcrossWords: AddMinutes finds a slot's values in panes of
+// hundreds of slots (several words of bits, ranks between them), for
+// targets that come and go.
+func TestAddMinutesAcrossWords(t *testing.T) {
+	def := feature.Definition{Resolution: 8, Rings: []int{0, 2}, Windows: []int{2, 6}}
+	w := New(def)
+	rng := rand.New(rand.NewPCG(4, 4))
+	hist := map[int64]map[uint32][]int32{}
+	var d kring.Sparse
+	for m := int64(50); m < 80; m++ {
+		d.Reset()
+		hist[m] = map[uint32][]int32{}
+		for tg := range uint32(400) {
+			if rng.IntN(5) == 0 {
+				v := []int32{int32(rng.IntN(3)), 0}
+				v[1] = v[0] + 1 + int32(rng.IntN(1<<16)) // past int16 now and then
+				d.Idx = append(d.Idx, tg)
+				d.Vals = append(d.Vals, v...)
+				hist[m][tg] = v
+			}
+		}
+		w.Advance(m, &d)
+		targets := w.Collect(nil)
+		if m > 55 && len(targets) < 200 {
+			t.Fatalf("minute %d: %d targets, the test wants several words of slots", m, len(targets))
+		}
+		for _, tg := range targets {
+			checkMinutes(t, w, tg.Slot, m, 6, func(i int64) []int32 { return hist[i][tg.Cell] })
 		}
 	}
 }
