@@ -314,7 +314,15 @@ func (s *sparseSet) accumulate(t uint64, row []int32, rings []int) {
 				r[wi] += v
 			}
 		}
-		s.pop()
+		// pop, written out: a call per (source, target) pair measured
+		// +2% on BenchmarkCloseSparse/sources=200/k=20/sparse-below=4.
+		src.pos++
+		if src.pos == len(src.keys) {
+			last := len(s.heap) - 1
+			s.heap[0] = s.heap[last]
+			s.heap = s.heap[:last]
+		}
+		s.down()
 	}
 }
 
