@@ -73,3 +73,25 @@ func TestAggregatesKeepTheirLaws(t *testing.T) {
 		t.Error("the default aggregate must come first and be the additive count")
 	}
 }
+
+// FuzzParse: whatever Parse accepts is valid and prints back to a string
+// that parses to the same definition (stores and checkpoints keep the
+// string; a definition name from disk must not change meaning).
+func FuzzParse(f *testing.F) {
+	for _, s := range []string{Default().String(), "res=3;rings=20,0,7;windows=60,1;aggregate=max", "res=8;rings=1;windows=1;aggregate=minutes", "res=8;rings=;windows=1", "res=8;;"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		d, err := Parse(s)
+		if err != nil {
+			return
+		}
+		if err := d.Validate(); err != nil {
+			t.Fatalf("%q parsed to an invalid definition: %v", s, err)
+		}
+		p, err := Parse(d.String())
+		if err != nil || p.String() != d.String() || p.Kind().Name != d.Kind().Name {
+			t.Fatalf("%q -> %s -> %s (%v)", s, d, p, err)
+		}
+	})
+}

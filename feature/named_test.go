@@ -47,3 +47,25 @@ func TestParseDefinitions(t *testing.T) {
 		}
 	}
 }
+
+// FuzzParseDefinitions: a definitions file never panics the parser, and
+// what it accepts is a valid set whose definitions print and parse back.
+func FuzzParseDefinitions(f *testing.F) {
+	f.Add("- name: a\n  resolution: 8\n  rings: [0, 1]\n  windows: [1, 4]\n  aggregate: max\n")
+	f.Add("- name: default\n  resolution: 8\n  rings: [0, 1, 2, 3, 4, 5, 10, 15, 20]\n  windows: [1, 2, 4, 8, 16, 32]\n- name: b\n  resolution: 9\n  rings: [2]\n  windows: [3]\n")
+	f.Add("- {name: x, resolution: 0, rings: [30], windows: [60], aggregate: minutes}\n")
+	f.Fuzz(func(t *testing.T, s string) {
+		defs, err := ParseDefinitions(strings.NewReader(s))
+		if err != nil {
+			return
+		}
+		if err := ValidateSet(defs); err != nil {
+			t.Fatalf("accepted an invalid set: %v", err)
+		}
+		for _, d := range defs {
+			if p, err := Parse(d.Definition.String()); err != nil || p.String() != d.Definition.String() {
+				t.Fatalf("%s does not parse back: %v", d, err)
+			}
+		}
+	})
+}
