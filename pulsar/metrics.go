@@ -3,6 +3,7 @@ package pulsar
 import (
 	"fmt"
 	"time"
+	"unsafe"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -29,6 +30,9 @@ import (
 //	                                   the client may hold (receiver-queue + 10 + a batch)
 //	pulsar_consumer_lag_seconds        now minus the publish time of the last message handed
 //	                                   to the engine (0 before the first)
+//	pulsar_key_slot_bytes              key_shared: the per-slot tables (the last message taken
+//	                                   and acknowledged of each sticky-key slot met), 12 KiB
+//	                                   per 256 slots, at most 3 MiB a partition; 0 otherwise
 func (p *Source) RegisterMetrics(reg prometheus.Registerer) error {
 	if reg == nil {
 		return nil
@@ -50,6 +54,8 @@ func (p *Source) RegisterMetrics(reg prometheus.Registerer) error {
 			func() float64 { return float64(p.heldMax()) }),
 		metrics.GaugeFunc(sub, "pulsar_max_unacked_messages", "The broker's limit on messages delivered and not acknowledged per consumer and partition, max-unacked= (shared and key_shared; 0: none): the run fails when pulsar_partition_unacked_messages comes within what the client may hold (receiver-queue, 10 and a batch) of it.",
 			func() float64 { return float64(p.limit) }),
+		metrics.GaugeFunc(sub, "pulsar_key_slot_bytes", "Bytes of the key_shared source's per-slot tables: the last message taken and acknowledged of each sticky-key slot met, allocated 256 slots at a time, at most 3 MiB a partition (0 on other subscription types).",
+			func() float64 { return float64(p.keySlotBytes()) }),
 		metrics.GaugeFunc(sub, "pulsar_consumer_lag_seconds", "Seconds between now and the publish time of the last message handed to the engine (0 before the first).",
 			func() float64 {
 				t := s.publishNanos.Load()
@@ -59,6 +65,21 @@ func (p *Source) RegisterMetrics(reg prometheus.Registerer) error {
 				return max(0, time.Since(time.Unix(0, t)).Seconds())
 			}),
 	)
+}
+
+// keySlotBytes is the memory of the key_shared slot tables.
+func (p *Source) keySlotBytes() int64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var n int64
+	for _, o := range p.order {
+		for _, c := range o.chunks {
+			if c != nil {
+				n += int64(unsafe.Sizeof(*c))
+			}
+		}
+	}
+	return n
 }
 
 // reconnects counts the consumer's reconnections (0 before it subscribed).

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"testing"
+	"unsafe"
 
 	"github.com/apache/pulsar-client-go/pulsar"
 
@@ -54,6 +55,11 @@ func TestPulsarKeySharedReorderLosesNothing(t *testing.T) {
 	got = append(got, rest...)
 	if st := s.Stats(); st.KeySharedPassedAhead != passAhead {
 		t.Fatalf("the fault did not bite: %d passed ahead, want %d", st.KeySharedPassedAhead, passAhead)
+	}
+	// Two keys, two slots: one chunk of 256 slots allocated (the gauge
+	// pulsar_key_slot_bytes).
+	if got, want := p.keySlotBytes(), int64(unsafe.Sizeof(slotChunk{})); got < want || got > 2*want {
+		t.Errorf("key slot tables hold %d bytes, want one or two chunks of %d", got, want)
 	}
 	held := 0 // a's messages first handed after b's 219
 	for _, l := range got[upToPos:] {

@@ -684,9 +684,10 @@ func TestPulsarMetrics(t *testing.T) {
 		"demandpipe_source_pulsar_acked_messages_total": 1,
 		"demandpipe_source_pulsar_unacked_messages":     1,
 		"demandpipe_source_pulsar_redeliveries_total":   0,
+		"demandpipe_source_pulsar_key_slot_bytes":       0, // not key_shared
 	} {
-		if got[name] != want {
-			t.Errorf("%s = %v, want %v", name, got[name], want)
+		if v, ok := got[name]; !ok || v != want {
+			t.Errorf("%s = %v (registered: %v), want %v", name, v, ok, want)
 		}
 	}
 	if lag := got["demandpipe_source_pulsar_consumer_lag_seconds"]; lag <= 0 || lag > 60 {
