@@ -108,8 +108,8 @@ func New(def feature.Definition, lateness time.Duration, snk Sink) *Job {
 // Run processes r to its end and closes every minute up to the minute of
 // the largest ts.
 func (j *Job) Run(ctx context.Context, r io.Reader) error {
-	if a := j.def.Kind().Name; a != feature.DefaultAggregate {
-		return fmt.Errorf("naive: windows.aggregate=%s: the naive job computes count only", a)
+	if a, err := feature.LookupAggregate(j.def.Aggregate); err != nil || a.Name != feature.DefaultAggregate {
+		return fmt.Errorf("naive: windows.aggregate=%q: the naive job computes count only", j.def.Aggregate)
 	}
 	br := bufio.NewReader(r)
 	firstLine := true
