@@ -5,6 +5,7 @@ import (
 	"math/bits"
 	"slices"
 	"sync"
+	"unsafe"
 
 	"github.com/demandpipe/demandpipe/feature"
 	"github.com/demandpipe/demandpipe/internal/cellindex"
@@ -191,7 +192,7 @@ func (s *sparseSet) bytes() int {
 	for _, d := range s.disks {
 		n += cap(d.keys)*8 + 48
 	}
-	return n + cap(s.entries)*16 + cap(s.sums)*4 + cap(s.ages)*4 + cap(s.srcs)*88 + s.regions.bytes()
+	return n + cap(s.entries)*16 + cap(s.sums)*4 + cap(s.ages)*4 + cap(s.srcs)*int(unsafe.Sizeof(sparseSrc{})) + s.regions.bytes()
 }
 
 // computeDisks computes the disks marked missing (keys holding only the
