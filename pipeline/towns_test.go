@@ -104,24 +104,11 @@ func TestSmallTownsStayInTheBudget(t *testing.T) {
 	lines := townLines(40, seed)
 	for _, a := range feature.Aggregates() {
 		def := feature.Definition{Resolution: 8, Rings: []int{0, 1, 5}, Windows: []int{1, 4}, Aggregate: a.Name}
-		rowsEqual(t, townRows(t, lines, def, DefaultConfig().Kring.SparseBelow), townRows(t, lines, def, 0))
+		late, chunk := DefaultConfig().Lateness.Milliseconds(), DefaultConfig().ChunkBytes
+		perSource, _, _ := runEngineSparse(t, lines, def, late, 2, chunk, DefaultFutureConfig(), DefaultConfig().Kring.SparseBelow)
+		panes, _, _ := runEngineSparse(t, lines, def, late, 2, chunk, DefaultFutureConfig(), 0)
+		rowsEqual(t, perSource, panes)
 	}
-}
-
-// townRows runs lines through an engine of def with kring.sparse-below set.
-func townRows(t *testing.T, lines []string, def feature.Definition, below int) []row {
-	t.Helper()
-	cfg := DefaultConfig()
-	cfg.Def, cfg.Parallelism, cfg.Kring.SparseBelow = def, 2, below
-	e, err := New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := &collect{}
-	if err := e.Run(context.Background(), strings.NewReader(strings.Join(lines, "\n")+"\n"), c); err != nil {
-		t.Fatal(err)
-	}
-	return c.rows
 }
 
 type rowCounter struct{ rows atomic.Int64 }
