@@ -22,8 +22,9 @@ import (
 )
 
 // coarseDefinition is the second definition of the picker's test: another
-// resolution, and windows the fixture's definition does not all have.
-var coarseDefinition = feature.Definition{Resolution: 7, Rings: []int{0, 1}, Windows: []int{1, 3}}
+// resolution, windows the fixture's definition does not all have, and
+// another aggregate (the picker names it).
+var coarseDefinition = feature.Definition{Resolution: 7, Rings: []int{0, 1}, Windows: []int{1, 3}, Aggregate: "max"}
 
 // newCoarseStore writes the fixture's two minutes in coarseDefinition:
 // both products in the 19 cells within 2 rings of the resolution-7 cell
@@ -233,8 +234,8 @@ const load = (src) => new Promise((r) => { fr.onload = r; fr.src = src; });
 	// The picker: "active (base)", then each by name and spec.
 	wantOptions := []option{
 		{"", "active (base)", ""},
-		{"base", "base · res 8 · active", "res 8 · rings k=0,1,2,3,4,5,10,15,20 · windows w=1,2,4,8,16,32 · active · minutes 2024-05-18 02:40 UTC to 2024-05-18 02:41 UTC"},
-		{"coarse", "coarse · res 7", "res 7 · rings k=0,1 · windows w=1,3 · dark · minutes 2024-05-18 02:40 UTC to 2024-05-18 02:41 UTC"},
+		{"base", "base · res 8 · active", "res 8 · rings k=0,1,2,3,4,5,10,15,20 · windows w=1,2,4,8,16,32 · aggregate count · active · minutes 2024-05-18 02:40 UTC to 2024-05-18 02:41 UTC"},
+		{"coarse", "coarse · res 7 · max", "res 7 · rings k=0,1 · windows w=1,3 · aggregate max · dark · minutes 2024-05-18 02:40 UTC to 2024-05-18 02:41 UTC"},
 	}
 	if load.Hidden || load.Chosen != "" || fmt.Sprint(load.Options) != fmt.Sprint(wantOptions) {
 		t.Errorf("picker at load: hidden %v, chosen %q, options\n %q\nwant\n %q", load.Hidden, load.Chosen, load.Options, wantOptions)

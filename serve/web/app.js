@@ -179,9 +179,10 @@ function withDefinition(url, name) {
 function definitionOption(d) {
   const st = d.status === "dark" ? "" : " · " + d.status;
   const mins = d.first_minute ? ` · minutes ${minuteLabel(d.first_minute)} to ${minuteLabel(d.last_minute)}` : " · no closed minute";
+  const agg = d.aggregate || "count"; // how its windows fold their minutes (CONTRACT.md rule 4a)
   return {
-    text: `${d.name} · res ${d.resolution}${st}`,
-    title: `res ${d.resolution} · rings k=${d.rings.join(",")} · windows w=${d.windows.join(",")} · ${d.status}${mins}`,
+    text: `${d.name} · res ${d.resolution}${agg === "count" ? "" : " · " + agg}${st}`,
+    title: `res ${d.resolution} · rings k=${d.rings.join(",")} · windows w=${d.windows.join(",")} · aggregate ${agg} · ${d.status}${mins}`,
   };
 }
 
