@@ -230,7 +230,7 @@ func TestPromoteUnderLoad(t *testing.T) {
 	}
 	t.Logf("unnamed requests answered %v", seen)
 	active, list, err := c.Definitions(context.Background())
-	if err != nil || len(list) != 2 || list[0].Name != "base" || list[1].Resolution != 9 || list[0].LastMinute == "" {
+	if err != nil || len(list) != 2 || list[0].Name != "base" || list[1].Resolution != 9 || list[0].LastMinute == "" || list[0].Aggregate != "count" {
 		t.Fatalf("GET /v1/definitions: %v %+v %v", active, list, err)
 	}
 	if st := map[string]string{list[0].Name: list[0].Status, list[1].Name: list[1].Status}; st[active] != "active" || len(st) != 2 {
