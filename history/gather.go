@@ -293,7 +293,10 @@ func (g *Gatherer) answerBefore(m int64) error {
 // answer computes query i's features at the latest closed minute: per
 // window, each of its minutes' values by ring (the minute's ring sums,
 // cumulative over rings) folded by the definition's aggregate
-// (feature.Aggregate; for count, the sum).
+// (feature.Aggregate). For count, an additive aggregate, the ring sums
+// of the window's minutes are summed first and cumulated once: folding
+// every minute's values instead took BenchmarkGatherer/gatherer (100,000
+// queries over an hour) from 0.31 s to 0.52 s.
 func (g *Gatherer) answer(i int) error {
 	q := &g.queries[i]
 	a := &g.ans
@@ -313,24 +316,46 @@ func (g *Gatherer) answer(i int) error {
 	stride := len(g.targets) * g.nb
 	g.ringScratch = append(g.ringScratch[:0], make([]int32, g.nb)...)
 	ring := g.ringScratch
+	sums := g.kind.Additive // features add over minutes too: sum the ring sums first, cumulate once
 	for wi, w := range g.def.Windows {
+		if sums {
+			clear(ring)
+		}
 		for mm := g.cur - int64(w) + 1; mm <= g.cur; mm++ {
 			pos := int(((mm % g.maxW) + g.maxW) % g.maxW)
 			if ps.minute[pos] != mm {
 				continue // no counts: D = 0, which no Fold changes anything by
 			}
-			copy(ring, ps.sums[pos*stride+t*g.nb:pos*stride+(t+1)*g.nb])
-			for b := 1; b < g.nb; b++ {
-				ring[b] += ring[b-1]
+			row := ps.sums[pos*stride+t*g.nb : pos*stride+(t+1)*g.nb]
+			if sums {
+				for b, v := range row {
+					ring[b] += v
+				}
+				continue
 			}
+			copy(ring, row)
+			g.cumulate(ring)
 			for ki := range g.def.Rings {
 				f := &a.Features[g.def.Index(ki, wi)]
 				*f = g.kind.Fold(*f, g.kind.Value(ring[g.bucket[ki]]))
 			}
 		}
+		if sums {
+			g.cumulate(ring)
+			for ki := range g.def.Rings {
+				a.Features[g.def.Index(ki, wi)] = ring[g.bucket[ki]]
+			}
+		}
 	}
 	a.Found = slices.ContainsFunc(a.Features, func(v int32) bool { return v != 0 })
 	return g.emit(a)
+}
+
+// cumulate turns ring bucket sums into sums over every ring up to each.
+func (g *Gatherer) cumulate(ring []int32) {
+	for b := 1; b < g.nb; b++ {
+		ring[b] += ring[b-1]
+	}
 }
 
 // Close answers the queries after the last closed minute with it (on a
