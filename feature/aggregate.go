@@ -44,7 +44,10 @@ type Aggregate struct {
 	// of their union. Then the close merges isolated sources (kept per
 	// source: kring.Config.SparseBelow) into the panes' rows by adding their
 	// window sums; otherwise by adding their values minute by minute and
-	// folding those (|K| x max(W) values per target they reach).
+	// folding those (|K| x max(W) values per target they reach). Rows that
+	// add over sources add over minutes too (a source per minute), so an
+	// additive aggregate's Fold is the sum and its Map the identity, which
+	// the history Gatherer's cheaper order relies on.
 	Additive bool
 }
 

@@ -72,6 +72,11 @@ func TestAggregatesKeepTheirLaws(t *testing.T) {
 	if Aggregates()[0].Name != DefaultAggregate || !Aggregates()[0].Additive {
 		t.Error("the default aggregate must come first and be the additive count")
 	}
+	for _, a := range Aggregates() {
+		if a.Additive && (a.Map != nil || a.Fold(3, 4) != 7) {
+			t.Errorf("%s: additive, so its Fold must be the sum and its Map the identity", a.Name)
+		}
+	}
 }
 
 // FuzzParse: whatever Parse accepts is valid and prints back to a string
