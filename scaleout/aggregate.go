@@ -8,6 +8,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/apache/pulsar-client-go/pulsar"
 
@@ -71,7 +72,19 @@ type lostSlots struct {
 	mu     sync.Mutex
 	cause  error
 	cancel context.CancelCauseFunc
+	// heard is closed once the client has told why it closed the consumer
+	// (the hook fires once per consumer, cause or not).
+	heard chan struct{}
 }
+
+// whyWait bounds how long Run waits for the client to say why it closed
+// the consumer: the client closes Receive's channel first and calls the
+// interceptor after its partition consumers, dead-letter and retry
+// producers have closed (pulsar-client-go v0.21.0 consumer_impl.go,
+// closeWithCause), so a Receive can end before the cause is known.
+// TestAggregateStopsWhenItsSlotsAreTaken lost that race under a loaded CI
+// run (the error said only "consumer closed").
+const whyWait = 5 * time.Second
 
 var (
 	errLostSlots      = errors.New("lost its slots")
@@ -84,14 +97,34 @@ func (l *lostSlots) OnNegativeAcksSend(pulsar.Consumer, []pulsar.MessageID) {}
 
 // OnConsumerClose implements pulsar.ConsumerCloseInterceptor.
 func (l *lostSlots) OnConsumerClose(_ pulsar.Consumer, err error) {
-	if err == nil {
-		return // closed by Run
-	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	defer func() {
+		select {
+		case <-l.heard: // told before (by another consumer of the same process)
+		default:
+			close(l.heard)
+		}
+	}()
+	if err == nil {
+		return // closed by Run, or by the client without a cause
+	}
 	l.cause = err
 	if l.cancel != nil {
 		l.cancel(errLostSlots)
+	}
+}
+
+// await waits, at most whyWait, for the client to say why it closed the
+// consumer whose Receive ended with err, when it did so itself.
+func (l *lostSlots) await(err error) {
+	var pe *pulsar.Error
+	if !errors.As(err, &pe) || pe.Result() != pulsar.ConsumerClosed {
+		return
+	}
+	select {
+	case <-l.heard:
+	case <-time.After(whyWait):
 	}
 }
 
@@ -183,7 +216,7 @@ func NewAggregate(client pulsar.Client, cfg Config, sub string, ranges []int, de
 		return nil, fmt.Errorf("scaleout.ranges: %w", err)
 	}
 	a.ranges = ranges
-	a.lost = &lostSlots{}
+	a.lost = &lostSlots{heard: make(chan struct{})}
 	a.cons, err = client.Subscribe(pulsar.ConsumerOptions{
 		Topic: cfg.Topic, SubscriptionName: sub, Type: pulsar.KeyShared, KeySharedPolicy: policy,
 		SubscriptionInitialPosition: pulsar.SubscriptionPositionEarliest,
@@ -229,6 +262,7 @@ func (a *Aggregate) Run(ctx context.Context) error {
 	var mwg sync.WaitGroup
 	mwg.Go(func() { a.members.run(mctx) })
 	err := a.run(ctx)
+	a.lost.await(err)
 	if err == nil {
 		err = a.members.finish(ctx)
 	}

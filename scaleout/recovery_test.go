@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/apache/pulsar-client-go/pulsar"
@@ -688,4 +689,54 @@ func checkPublisherMetrics(t *testing.T, pub *Publisher, closed int64) {
 		t.Fatalf("publisher metrics %v; the engine closed minute %d (%d s)", v, closed, closed*60)
 	}
 	t.Logf("publisher metrics %v", v)
+}
+
+// TestLostSlotsWaitsForTheCause: the client ends Receive with "consumer
+// closed" before it tells the interceptor why (pulsar-client-go
+// closeWithCause closes the channel first), so a process whose slots were
+// taken must wait for the why, not report a bare "consumer closed": the
+// race TestAggregateStopsWhenItsSlotsAreTaken lost once under a loaded CI
+// run. Here the order is forced, on a fake clock.
+func TestLostSlotsWaitsForTheCause(t *testing.T) {
+	t.Parallel()
+	srv, err := pulsartest.Start(pulsartest.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	client, err := pulsar.NewClient(pulsar.ClientOptions{URL: srv.URL(), Logger: plog.DefaultNopLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	c, err := client.Subscribe(pulsar.ConsumerOptions{Topic: "persistent://public/default/lost", SubscriptionName: "s"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	_, closed := c.Receive(context.Background()) // the client's own "consumer closed"
+	received := fmt.Errorf("scaleout: receive: %w", closed)
+	synctest.Test(t, func(t *testing.T) {
+		l := &lostSlots{heard: make(chan struct{})}
+		ctx, cancel := context.WithCancelCause(context.Background())
+		defer cancel(nil)
+		l.watch(cancel)
+		go func() {
+			time.Sleep(time.Second) // the client closing its producers
+			l.OnConsumerClose(nil, errors.New("ConsumerAssignError"))
+		}()
+		l.await(received)
+		if !errors.Is(context.Cause(ctx), errLostSlots) {
+			t.Fatalf("after await: cause %v, want the lost slots", context.Cause(ctx))
+		}
+	})
+	synctest.Test(t, func(t *testing.T) {
+		l := &lostSlots{heard: make(chan struct{})}
+		start := time.Now()
+		l.await(errors.New("scaleout: commit: disk full")) // not the client closing: no wait
+		l.await(received)                                  // the client never says: at most whyWait
+		if waited := time.Since(start); waited != whyWait {
+			t.Fatalf("waited %v, want %v (only for the client's close)", waited, whyWait)
+		}
+	})
 }
