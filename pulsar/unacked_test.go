@@ -121,8 +121,10 @@ func TestUnackedLimitFailsFast(t *testing.T) {
 		}
 		// 200 - (50 + 10 + 15) = 125 with batches of 16: the source
 		// fails there (it may have taken the rest of a batch in the same
-		// read); the double has sent at most 200 and a batch.
-		if h, at := p.heldMax(), p.failAt(); at != 200-60-(p.maxBatch-1) || got > int(h) || h < at || h > 200 {
+		// read); the double has sent at most 200 and a batch less one
+		// (a batch goes whole while fewer than 200 are unacknowledged: 208
+		// held was seen under a loaded run, where this said 200).
+		if h, at := p.heldMax(), p.failAt(); at != 200-60-(p.maxBatch-1) || got > int(h) || h < at || h > 200+int64(p.maxBatch)-1 {
 			t.Errorf("failed at %d (largest batch %d), handed %d lines, held %d", at, p.maxBatch, got, h)
 		}
 		if want := fmt.Sprintf("%d messages of %s", p.failAt(), topic); !strings.Contains(err.Error(), want) {
