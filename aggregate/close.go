@@ -147,7 +147,7 @@ func newCloser(cfg Config, products *encode.Products, snk sink.Writer, st *Stats
 		perSource:  perTargetBytes(cfg) * int64(feature.DiskCells(cfg.Def.MaxRingValue())),
 		rule:       newSparseRule(cfg.Kring.SparseBelow, cfg.Def.Resolution, cfg.Def.MaxRingValue(), slices.Max(cfg.Def.Windows)),
 		kind:       cfg.Def.Kind(),
-		byLen:      windowsByLength(cfg.Def.Windows),
+		byLen:      cfg.Def.WindowsByLength(),
 	}
 	for range a.workers {
 		a.scratch = append(a.scratch, &kring.Scratch{})
@@ -476,16 +476,6 @@ func (a *closer) foldMinutes(m int64, t uint64, ps *productState, both bool, den
 			a.acc[ki*nW+a.byLen[j]] = v
 		}
 	}
-}
-
-// windowsByLength is the indices of w, shortest window first.
-func windowsByLength(w []int) []int {
-	idx := make([]int, len(w))
-	for i := range idx {
-		idx[i] = i
-	}
-	slices.SortFunc(idx, func(a, b int) int { return w[a] - w[b] })
-	return idx
 }
 
 // emitMerged emits a product's rows when some of its sources are sparse:

@@ -11,6 +11,7 @@ package feature
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -98,6 +99,17 @@ func (d Definition) MaxRingValue() int { return maxOf(d.Rings) }
 // DiskCells is the number of cells within grid distance k of a hexagon:
 // 3k(k+1)+1 (1,261 at k=20; fewer next to a pentagon).
 func DiskCells(k int) int { return 3*k*(k+1) + 1 }
+
+// WindowsByLength is the indices of W, shortest window first: the order
+// in which windows ending at the same minute nest.
+func (d Definition) WindowsByLength() []int {
+	idx := make([]int, len(d.Windows))
+	for i := range idx {
+		idx[i] = i
+	}
+	slices.SortFunc(idx, func(a, b int) int { return d.Windows[a] - d.Windows[b] })
+	return idx
+}
 
 // MaxWindowValue is the largest window in W, in minutes.
 func (d Definition) MaxWindowValue() int { return maxOf(d.Windows) }

@@ -28,6 +28,9 @@ func TestParseRoundTrip(t *testing.T) {
 	if c := (Definition{Resolution: 3, Rings: []int{1}, Windows: []int{1}, Aggregate: DefaultAggregate}); c.String() != "res=3;rings=1;windows=1" {
 		t.Errorf("count named in %s: a count definition's name must be what it was before aggregates", c)
 	}
+	if got := (Definition{Windows: []int{8, 1, 32, 4}}).WindowsByLength(); !slices.Equal(got, []int{1, 3, 0, 2}) {
+		t.Errorf("WindowsByLength of 8,1,32,4: %v, want [1 3 0 2]", got)
+	}
 	for _, bad := range []string{"", "res=8", "res=8;rings=1;windows=1;aggregate=avg", "res=8;rings=1;windows=1;x=1", "res=99;rings=1;windows=1", "res=8;rings=a;windows=1", "res=8;rings=1,1;windows=1"} {
 		if _, err := Parse(bad); err == nil {
 			t.Errorf("%q accepted", bad)

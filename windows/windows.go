@@ -106,11 +106,7 @@ func New(def feature.Definition) *Windows {
 	}
 	kind := def.Kind()
 	w.slide, w.fold, w.mapv = slides[kind.Name], kind.Fold, kind.Map
-	w.byLen = make([]int, len(w.w))
-	for i := range w.byLen {
-		w.byLen[i] = i
-	}
-	slices.SortFunc(w.byLen, func(a, b int) int { return w.w[a] - w.w[b] })
+	w.byLen = def.WindowsByLength()
 	w.bucket = make([]int, maxW)
 	for age := range w.bucket {
 		w.bucket[age] = w.byLen[slices.IndexFunc(w.byLen, func(wi int) bool { return w.w[wi] > age })]
